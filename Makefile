@@ -1,0 +1,56 @@
+# uvs — userspace virtual server. `make` lists the targets.
+SHELL := /bin/bash
+GO    ?= go
+BIN   := bin
+CMDS  := $(notdir $(wildcard cmd/*))
+export CGO_ENABLED := 0
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.PHONY: deps
+deps: ## install the system packages the tests and demo need (apt-get, only what is missing)
+	@./scripts/install-deps.sh
+
+.PHONY: build
+build: ## build every command into bin/
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+.PHONY: test
+test: deps ## run every test: unit, race, fuzz seeds, netns end-to-end (as root), benchmarks once
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -race -timeout 20m ./sched/... ./conntrack/... ./dataplane/...
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 10m ./...
+
+.PHONY: demo
+demo: deps build ## build, run the built-in demo and tear it down
+	./scripts/demo.sh
+
+.PHONY: bench
+bench: ## run the Go micro-benchmarks (ReportAllocs)
+	$(GO) test -count=1 -run '^$$' -bench . -benchmem -benchtime 200ms ./...
+
+FUZZTIME ?= 20s
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZTIME each (default 20s)
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; done
+
+.PHONY: lint
+lint: ## gofmt, go vet, go mod tidy -diff, staticcheck (when it installs)
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+	$(GO) mod tidy -diff
+	@if $(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 -version >/dev/null 2>&1; then \
+	  $(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...; else echo "staticcheck unavailable, skipped"; fi
+
+.PHONY: clean
+clean: ## remove build output
+	rm -rf $(BIN)

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages uvs's tests and demo use, only when missing.
+set -euo pipefail
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have ip       || need+=(iproute2)
+have nft      || need+=(nftables)
+have iptables || need+=(iptables)
+have socat    || need+=(socat)
+have curl     || need+=(curl)
+have ethtool  || need+=(ethtool)
+have tcpdump  || need+=(tcpdump)
+have ping     || need+=(iputils-ping)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing packages: ${need[*]} (run as root, or install them yourself)" >&2
+  exit 0
+fi
+echo "installing: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
