@@ -1,9 +1,33 @@
 // Package ipvsadm speaks ipvsadm 1.31's language: it parses command lines
 // and rules files (the -S/-R save format) into Commands, and formats
 // listings, byte for byte as ipvsadm prints them. It has no I/O of its own.
+//
+// Entry points: Parse/ParseAs (command lines), ParseRules (-R input),
+// FormatList, FormatService, FormatConns, FormatTimeout, FormatDaemon and
+// FormatSave (output), Usage/UsageFor and Version (-h, -v).
+//
+// Differences from ipvsadm 1.31, all deliberate:
+//   - No DNS or /etc/services: addresses must be numeric (any inet_aton or
+//     IPv6 literal form), port names come from a builtin table (ftp ssh
+//     smtp domain http https), and listings are always numeric, so -L
+//     prints what -Ln prints.
+//   - ParseRules skips '#' comment lines (ipvsadm-restore strips them with
+//     grep; ipvsadm -R itself would fail on them) and refuses commands that
+//     do not change the table (-L, -S, -R, -h, daemons).
+//   - FULLNAT in DPVS's spelling: -b/--fullnat on -a/-e/-d, -P/-Q/-G with
+//     -z/--laddr; -S writes local addresses as "-P <service> -z <addr>".
+//   - "-b ," (no flag names) is reported as an invalid scheduler flag where
+//     ipvsadm dereferences a NULL pointer.
+//   - A command option after the first one gives ipvsadm's real message,
+//     "invalid option `-D'" (exit 2); the "multiple commands specified"
+//     text in ipvsadm.c is unreachable with popt.
 package ipvsadm
 
-import "github.com/uvs-lb/uvs/spec"
+import (
+	"net/netip"
+
+	"github.com/uvs-lb/uvs/spec"
+)
 
 // CmdKind is an ipvsadm command.
 type CmdKind uint8
@@ -47,6 +71,9 @@ type Command struct {
 
 	List ListOptions
 
+	// Daemon holds the --start-daemon/--stop-daemon state and options.
+	Daemon DaemonConfig
+
 	// Line is the 1-based line number when the command came from a rules file.
 	Line int
 }
@@ -64,4 +91,16 @@ type ListOptions struct {
 	NoSort         bool // --nosort
 	Timeout        bool // --timeout
 	Daemon         bool // --daemon
+}
+
+// DaemonConfig is the sync-daemon part of --start-daemon/--stop-daemon.
+// Zero values mean "not given" (the kernel's defaults apply).
+type DaemonConfig struct {
+	State      string     // "master" or "backup"
+	McastIfn   string     // --mcast-interface, "eth0" by default for --start-daemon
+	SyncID     uint8      // --syncid
+	McastGroup netip.Addr // --mcast-group
+	McastPort  uint16     // --mcast-port
+	McastTTL   uint8      // --mcast-ttl
+	SyncMaxLen uint16     // --sync-maxlen
 }

@@ -143,7 +143,7 @@ func (k ServiceKey) Is6() bool {
 	if k.IsFWMark() {
 		return k.IPv6
 	}
-	return k.Addr.Is6() && !k.Addr.Is4In6()
+	return k.Addr.Is6()
 }
 
 // String formats the key as ipvsadm's -n listing names it: "TCP  10.0.0.1:80",

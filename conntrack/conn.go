@@ -1,0 +1,356 @@
+package conntrack
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/uvs-lb/uvs/sched"
+	"github.com/uvs-lb/uvs/spec"
+)
+
+// Endpoint is a packed address and port (IPv4 stored IPv4-mapped), the
+// form the data plane copies into headers.
+type Endpoint struct {
+	Addr [16]byte
+	Port uint16
+}
+
+// EndpointFrom packs a netip value.
+func EndpointFrom(ap netip.AddrPort) Endpoint {
+	return Endpoint{Addr: ap.Addr().As16(), Port: ap.Port()}
+}
+
+// AddrPort returns the endpoint as a netip value (IPv4 unmapped).
+func (e Endpoint) AddrPort() netip.AddrPort { return addrPort(e.Addr, e.Port) }
+
+// Is4 reports whether the address is IPv4 (IPv4-mapped).
+func (e Endpoint) Is4() bool { return [12]byte(e.Addr[:12]) == v4prefix }
+
+// NewConn describes a connection to create after scheduling.
+type NewConn struct {
+	// In is the first packet's tuple, client → VIP.
+	In Key
+	// Fwd is the forwarding method.
+	Fwd spec.Fwd
+	// Dest is the chosen destination (nil for none, e.g. bypass); the
+	// table counts the connection in it.
+	Dest *sched.Dest
+	// Real is daddr:dport. If zero and Dest is set, Dest's address is used
+	// with Dest's port, or In.DstPort when Dest's port is 0.
+	Real Endpoint
+	// Local is laddr:lport, used only for FULLNAT.
+	Local Endpoint
+	// Template is the controlling persistence template, from
+	// LookupTemplate or InsertTemplate (0 = none). A stale handle is
+	// ignored.
+	Template Handle
+	// MAC and Ifindex are the client-side next hop learnt from the
+	// request frame (source MAC, ingress interface).
+	MAC     [6]byte
+	Ifindex int32
+	// FWMark is the packet mark at creation; Service identifies the
+	// service for its statistics.
+	FWMark  uint32
+	Service uint32
+}
+
+// Conn is a value copy of what the data plane needs about a connection,
+// filled by Track, Lookup and Create.
+type Conn struct {
+	Handle     Handle
+	Dir        Dir   // direction the key matched (DirIn for Create)
+	Proto      uint8 // IP protocol
+	Fwd        spec.Fwd
+	State      State // state after this packet
+	OldState   State // state before this packet (NONE for Create)
+	Flags      Flags
+	Controlled bool // linked to a persistence template
+	Client     Endpoint
+	Virtual    Endpoint
+	Real       Endpoint
+	Local      Endpoint // FULLNAT only
+	Dest       *sched.Dest
+	MAC        [6]byte
+	Ifindex    int32
+	FWMark     uint32
+	Service    uint32
+	Timeout    time.Duration // current timeout (timer re-armed to now+Timeout)
+	Expires    int64         // clock reading at which it expires
+}
+
+// StateName returns the state as ipvsadm prints it.
+func (c *Conn) StateName() string { return StateName(c.Proto, false, c.State) }
+
+func (t *Table) fill(idx uint32, e *entry, dir Dir, out *Conn) {
+	*out = Conn{
+		Handle:     mkHandle(idx, e.gen),
+		Dir:        dir,
+		Proto:      e.proto,
+		Fwd:        spec.Fwd(e.fwd),
+		State:      e.state,
+		OldState:   e.state,
+		Flags:      e.flags &^ flagUnhashed,
+		Controlled: e.control != 0,
+		Client:     Endpoint{e.caddr, e.cport},
+		Virtual:    Endpoint{e.vaddr, e.vport},
+		Real:       Endpoint{e.daddr, e.dport},
+		Local:      Endpoint{e.laddr, e.lport},
+		Dest:       t.dests.get(e.dest),
+		MAC:        e.mac,
+		Ifindex:    e.ifindex,
+		FWMark:     e.fwmark,
+		Service:    e.svc,
+		Timeout:    time.Duration(e.timeout) * time.Millisecond,
+		Expires:    e.expires,
+	}
+}
+
+// setTimer sets the entry's timeout and re-arms its expiry.
+func setTimer(e *entry, d time.Duration, now int64) {
+	e.timeout = uint32(d / time.Millisecond)
+	e.expires = now + int64(d)
+}
+
+// transition applies one packet to a connection (stripe held): the
+// protocol state change (set_tcp_state / udp_state_transition), dest
+// active/inactive accounting and the timer. It reports whether the
+// controlling template must be marked ASSURED.
+func (t *Table) transition(e *entry, dir Dir, tcpFlags uint8, now int64) (assure bool) {
+	if e.proto != ProtoTCP {
+		// UDP and any other protocol: one state, always inactive; a
+		// reply assures the template.
+		setTimer(e, time.Duration(t.udpTO.Load()), now)
+		return dir == DirOut
+	}
+	off := tabInput
+	if e.flags&FlagNoOutput != 0 {
+		if dir == DirOut {
+			e.flags &^= FlagNoOutput
+			off = tabOutput
+		} else {
+			off = tabInputOnly
+		}
+	} else if dir == DirOut {
+		off = tabOutput
+	}
+	ns := StateClose
+	if ev := tcpEvent(tcpFlags); ev >= 0 {
+		if t.secure.Load() {
+			ns = tcpStatesDOS[off][ev][e.state]
+		} else {
+			ns = tcpStates[off][ev][e.state]
+		}
+	}
+	if ns != e.state {
+		if d := t.dests.get(e.dest); d != nil {
+			switch inactive := e.flags&FlagInactive != 0; {
+			case !inactive && !tcpActive(ns):
+				d.SetActive(false)
+				e.flags |= FlagInactive
+			case inactive && tcpActive(ns):
+				d.SetActive(true)
+				e.flags &^= FlagInactive
+			}
+		}
+		assure = ns == StateEstablished
+	}
+	e.state = ns
+	setTimer(e, time.Duration(t.tcpTO[ns].Load()), now)
+	return assure
+}
+
+// assure marks template idx ASSURED (ip_vs_control_assure_ct). The caller
+// holds a shard lock keeping a controlled connection, hence the template,
+// alive.
+func (t *Table) assure(idx uint32) {
+	st := t.stripeOf(idx)
+	st.Lock()
+	if e := &t.ents[idx]; e.flags&FlagHashed != 0 && e.tmpl {
+		e.state = StateAssured
+	}
+	st.Unlock()
+}
+
+// Track looks up the packet's key in both directions and, if a connection
+// matches, applies the packet: the TCP state transition for the matched
+// direction (INPUT, OUTPUT, or INPUT_ONLY while NOOUTPUT is set; an output
+// packet clears NOOUTPUT) and its flags, active/inactive accounting on the
+// destination, the timer (expires = now + timeout[state]) and the
+// controlling template's ASSURED mark. It fills out and reports whether a
+// connection matched. It does not allocate.
+//
+// For conn_reuse_mode the caller checks, on a SYN matching DirIn,
+// out.OldState (TIME_WAIT or CLOSE) and out.Controlled, and then calls
+// ExpireNow(out.Handle) and schedules afresh.
+func (t *Table) Track(k Key, tcpFlags uint8, now int64, out *Conn) bool {
+	h := k.hash(t.seed)
+	s := t.shardOf(h)
+	s.mu.Lock()
+	l := t.find(s, h, &k, false)
+	if l == 0 {
+		s.mu.Unlock()
+		return false
+	}
+	idx := l >> 1
+	e := &t.ents[idx]
+	st := t.stripeOf(idx)
+	st.Lock()
+	if e.expires <= now {
+		// Timed out but not reaped yet: gone, as with the kernel's timer.
+		gen := e.gen
+		st.Unlock()
+		s.mu.Unlock()
+		t.expire(idx, now, expireReq{checkGen: true, gen: gen})
+		return false
+	}
+	old := e.state
+	assure := t.transition(e, Dir(l&1), tcpFlags, now)
+	t.fill(idx, e, Dir(l&1), out)
+	out.OldState = old
+	ctrl := e.control
+	st.Unlock()
+	if assure && ctrl != 0 {
+		t.assure(ctrl)
+	}
+	s.mu.Unlock()
+	return true
+}
+
+// Lookup finds the connection matching k in either direction without
+// changing it. A connection whose timer ran out by now is not found.
+func (t *Table) Lookup(k Key, now int64, out *Conn) bool {
+	h := k.hash(t.seed)
+	s := t.shardOf(h)
+	s.mu.Lock()
+	l := t.find(s, h, &k, false)
+	if l == 0 {
+		s.mu.Unlock()
+		return false
+	}
+	idx := l >> 1
+	st := t.stripeOf(idx)
+	st.Lock()
+	e := &t.ents[idx]
+	ok := e.expires > now
+	if ok {
+		t.fill(idx, e, Dir(l&1), out)
+	}
+	st.Unlock()
+	s.mu.Unlock()
+	return ok
+}
+
+// Contains reports whether k is in use by a connection in either direction
+// (e.g. for a FULLNAT local-port allocator), counting connections that
+// timed out but are not reaped yet.
+func (t *Table) Contains(k Key) bool {
+	h := k.hash(t.seed)
+	s := t.shardOf(h)
+	s.mu.Lock()
+	l := t.find(s, h, &k, false)
+	s.mu.Unlock()
+	return l != 0
+}
+
+// Create inserts a connection under its inbound and outbound keys, counts
+// it in its destination (BindConn, inactive), links it to its template
+// (n_control++), starts it in state NONE with the 3 s initial timeout and
+// applies the first packet (tcpFlags, INPUT direction) as the kernel does
+// right after scheduling: a SYN moves it to SYN_RECV and makes it active.
+// If out is not nil it is filled. Errors: ErrFull, ErrExists,
+// ErrTooManyDests. It does not allocate once the destination is known to
+// the table.
+func (t *Table) Create(p *NewConn, tcpFlags uint8, now int64, out *Conn) error {
+	di, ok := t.dests.acquire(p.Dest)
+	if !ok {
+		return ErrTooManyDests
+	}
+	idx := t.allocEntry()
+	if idx == 0 {
+		t.dests.release(di)
+		return ErrFull
+	}
+	e := &t.ents[idx]
+	real := p.Real
+	if real == (Endpoint{}) && p.Dest != nil {
+		real = Endpoint{p.Dest.Addr().As16(), p.Dest.Port()}
+		if real.Port == 0 {
+			real.Port = p.In.DstPort
+		}
+	}
+	e.caddr, e.cport = p.In.Src, p.In.SrcPort
+	e.vaddr, e.vport = p.In.Dst, p.In.DstPort
+	e.daddr, e.dport = real.Addr, real.Port
+	e.laddr, e.lport = p.Local.Addr, p.Local.Port
+	if p.Fwd != spec.FwdFullNAT {
+		e.laddr, e.lport = [16]byte{}, 0
+	}
+	e.proto, e.fwd, e.tmpl = p.In.Proto, uint8(p.Fwd), false
+	e.dest = di
+	e.mac, e.ifindex, e.fwmark, e.svc = p.MAC, p.Ifindex, p.FWMark, p.Service
+	e.control = t.linkTemplate(p.Template)
+
+	ik, ok2 := p.In, e.outKey()
+	hi, ho := ik.hash(t.seed), ok2.hash(t.seed)
+	a, b := t.lock2(hi, ho)
+	si, so := t.shardOf(hi), t.shardOf(ho)
+	for try := 0; ; try++ {
+		l := t.find(si, hi, &ik, false)
+		if l == 0 {
+			l = t.find(so, ho, &ok2, false)
+		}
+		if l == 0 {
+			break
+		}
+		// A duplicate that timed out but is not reaped yet is removed
+		// and the insert retried once.
+		if try == 0 && t.expiredLocked(l>>1, now) {
+			unlock2(a, b)
+			t.expire(l>>1, now, expireReq{})
+			a, b = t.lock2(hi, ho)
+			continue
+		}
+		unlock2(a, b)
+		t.unlinkTemplate(e.control)
+		t.freeEntry(idx)
+		t.dests.release(di)
+		return ErrExists
+	}
+	st := t.stripeOf(idx)
+	st.Lock()
+	e.flags = FlagHashed | FlagInactive
+	if p.Fwd != spec.FwdMasq && p.Fwd != spec.FwdFullNAT {
+		e.flags |= FlagNoOutput
+	}
+	e.state = StateNone
+	e.nControl = 0
+	setTimer(e, InitialTimeout, now)
+	if p.Dest != nil {
+		p.Dest.BindConn(false)
+	}
+	assure := t.transition(e, DirIn, tcpFlags, now)
+	if out != nil {
+		t.fill(idx, e, DirIn, out)
+		out.OldState = StateNone
+	}
+	st.Unlock()
+	t.link(si, hi, idx, 0)
+	t.link(so, ho, idx, 1)
+	if assure && e.control != 0 {
+		t.assure(e.control)
+	}
+	t.live.Add(1)
+	unlock2(a, b)
+	return nil
+}
+
+// expiredLocked reports whether entry idx, found in a chain whose shard
+// lock the caller holds, has timed out and controls nothing.
+func (t *Table) expiredLocked(idx uint32, now int64) bool {
+	st := t.stripeOf(idx)
+	st.Lock()
+	e := &t.ents[idx]
+	x := e.expires <= now && e.nControl == 0
+	st.Unlock()
+	return x
+}

@@ -1,0 +1,185 @@
+package conntrack
+
+import (
+	"time"
+
+	"github.com/uvs-lb/uvs/sched"
+)
+
+// LookupTemplate finds the persistence template for k (see NewTemplateKey,
+// NewFWMarkTemplateKey) and checks that it is still valid
+// (ip_vs_check_template): its destination is available and, with
+// expire_quiescent_template, has a non-zero weight. A valid template's
+// timer is re-armed to its timeout and its handle and destination are
+// returned, for NewConn.Template. An invalid template is neutralised: it
+// no longer matches and is left to expire.
+func (t *Table) LookupTemplate(k Key, now int64) (Handle, *sched.Dest, bool) {
+	var (
+		hd Handle
+		d  *sched.Dest
+	)
+	ok := t.withTemplate(k, now, func(s *shard, h uint64, idx uint32, e *entry) bool {
+		d = t.dests.get(e.dest)
+		if d == nil || !d.Available() || (t.expireQuiescent.Load() && d.Weight() == 0) {
+			t.neutralise(s, h, idx, e)
+			return false
+		}
+		e.expires = now + int64(e.timeout)*int64(time.Millisecond)
+		hd = mkHandle(idx, e.gen)
+		return true
+	})
+	if !ok {
+		return 0, nil, false
+	}
+	return hd, d, true
+}
+
+// TemplateInfo describes a template.
+type TemplateInfo struct {
+	Handle   Handle
+	Dest     *sched.Dest
+	DPort    uint16
+	Timeout  time.Duration
+	Expires  int64
+	Assured  bool
+	NControl int32
+}
+
+// GetTemplate returns the template for k without validating or re-arming
+// it (sched.Templates.Lookup).
+func (t *Table) GetTemplate(k Key, now int64) (TemplateInfo, bool) {
+	var ti TemplateInfo
+	ok := t.withTemplate(k, now, func(_ *shard, _ uint64, idx uint32, e *entry) bool {
+		ti = TemplateInfo{
+			Handle: mkHandle(idx, e.gen), Dest: t.dests.get(e.dest), DPort: e.dport,
+			Timeout: time.Duration(e.timeout) * time.Millisecond, Expires: e.expires,
+			Assured: e.state == StateAssured, NControl: e.nControl,
+		}
+		return true
+	})
+	return ti, ok
+}
+
+// TouchTemplate re-arms the template for k to its timeout.
+func (t *Table) TouchTemplate(k Key, now int64) bool {
+	return t.withTemplate(k, now, func(_ *shard, _ uint64, _ uint32, e *entry) bool {
+		e.expires = now + int64(e.timeout)*int64(time.Millisecond)
+		return true
+	})
+}
+
+// InvalidateTemplate neutralises the template for k: it no longer matches
+// but keeps counting on its destination until it expires.
+func (t *Table) InvalidateTemplate(k Key, now int64) bool {
+	return t.withTemplate(k, now, func(s *shard, h uint64, idx uint32, e *entry) bool {
+		t.neutralise(s, h, idx, e)
+		return true
+	})
+}
+
+// neutralise unlinks template idx from its chain (shard and stripe held).
+func (t *Table) neutralise(s *shard, h uint64, idx uint32, e *entry) {
+	t.unlink(s, h, idx, 0)
+	e.flags |= flagUnhashed
+}
+
+// withTemplate finds the live template for k and calls fn with its shard
+// and stripe locked. A template whose timer ran out is postponed by 60 s
+// if it still controls connections (as its timer would have done) and
+// otherwise removed and not found.
+func (t *Table) withTemplate(k Key, now int64, fn func(s *shard, h uint64, idx uint32, e *entry) bool) bool {
+	h := k.hash(t.seed)
+	s := t.shardOf(h)
+	s.mu.Lock()
+	l := t.find(s, h, &k, true)
+	if l == 0 {
+		s.mu.Unlock()
+		return false
+	}
+	idx := l >> 1
+	e := &t.ents[idx]
+	st := t.stripeOf(idx)
+	st.Lock()
+	if e.expires <= now {
+		if e.nControl == 0 {
+			gen := e.gen
+			st.Unlock()
+			s.mu.Unlock()
+			t.expire(idx, now, expireReq{checkGen: true, gen: gen})
+			return false
+		}
+		setTimer(e, TemplatePostponeTO, e.expires)
+	}
+	ok := fn(s, h, idx, e)
+	st.Unlock()
+	s.mu.Unlock()
+	return ok
+}
+
+// InsertTemplate creates a persistence template for k pointing at d with
+// the service's persistence timeout, counted in d's persistconns
+// (BindConn(true)). Its real port is d's port for a template with a
+// virtual port (PPC) and 0 otherwise, as the kernel records it. If a
+// template for k already exists (another worker won the race) it returns
+// that template's handle with ErrExists.
+func (t *Table) InsertTemplate(k Key, d *sched.Dest, timeout time.Duration, now int64) (Handle, error) {
+	var dport uint16
+	if d != nil && k.DstPort != 0 {
+		dport = d.Port()
+	}
+	return t.insertTemplate(k, d, dport, timeout, now)
+}
+
+func (t *Table) insertTemplate(k Key, d *sched.Dest, dport uint16, timeout time.Duration, now int64) (Handle, error) {
+	di, ok := t.dests.acquire(d)
+	if !ok {
+		return 0, ErrTooManyDests
+	}
+	idx := t.allocEntry()
+	if idx == 0 {
+		t.dests.release(di)
+		return 0, ErrFull
+	}
+	e := &t.ents[idx]
+	*e = entry{gen: e.gen}
+	e.caddr, e.cport, e.vaddr, e.vport, e.proto = k.Src, k.SrcPort, k.Dst, k.DstPort, k.Proto
+	e.tmpl, e.dest = true, di
+	if d != nil {
+		e.daddr = d.Addr().As16()
+		e.fwd = uint8(d.Fwd())
+	}
+	e.dport = dport
+	h := k.hash(t.seed)
+	s := t.shardOf(h)
+	s.mu.Lock()
+	if l := t.find(s, h, &k, true); l != 0 && t.expiredLocked(l>>1, now) {
+		s.mu.Unlock()
+		t.expire(l>>1, now, expireReq{})
+		s.mu.Lock()
+	}
+	if l := t.find(s, h, &k, true); l != 0 {
+		o := l >> 1
+		st := t.stripeOf(o)
+		st.Lock()
+		hd := mkHandle(o, t.ents[o].gen)
+		st.Unlock()
+		s.mu.Unlock()
+		t.freeEntry(idx)
+		t.dests.release(di)
+		return hd, ErrExists
+	}
+	st := t.stripeOf(idx)
+	st.Lock()
+	e.flags = FlagHashed | FlagTemplate
+	e.state = StateNone
+	setTimer(e, timeout, now)
+	if d != nil {
+		d.BindConn(true)
+	}
+	hd := mkHandle(idx, e.gen)
+	st.Unlock()
+	t.link(s, h, idx, 0)
+	t.live.Add(1)
+	s.mu.Unlock()
+	return hd, nil
+}

@@ -1,0 +1,622 @@
+package afpacket
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/uvs-lb/uvs/dataplane"
+)
+
+// Layout of the TPACKET_V3 ring (linux/if_packet.h).
+const (
+	// struct tpacket_block_desc: version, offset_to_priv, then
+	// struct tpacket_hdr_v1.
+	bdStatus   = 8  // block_status
+	bdNumPkts  = 12 // num_pkts
+	bdFirstPkt = 16 // offset_to_first_pkt
+
+	// struct tpacket3_hdr.
+	hdrNext    = 0  // tp_next_offset
+	hdrSnaplen = 12 // tp_snaplen
+	hdrStatus  = 20 // tp_status
+	hdrMac     = 24 // tp_mac
+	hdrSize    = 48 // TPACKET_ALIGN(sizeof(struct tpacket3_hdr))
+
+	// struct sockaddr_ll follows the header.
+	sllIfindex = hdrSize + 4
+	// hdrLen is TPACKET3_HDRLEN: where the headroom starts.
+	hdrLen = hdrSize + unix.SizeofSockaddrLinklayer
+
+	tpacketAlign = 16
+
+	// sendmmsg flags: never block in the kernel waiting for socket buffer
+	// space; WriteBatch counts and retries instead.
+	sendFlags = unix.MSG_DONTWAIT
+
+	defaultTxRetries = 4
+)
+
+// mmsghdr is struct mmsghdr; x/sys/unix has no sendmmsg wrapper.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+}
+
+// Socket is an AF_PACKET socket with a TPACKET_V3 receive ring. It
+// implements dataplane.PacketIO.
+//
+// ReadBatch and WriteBatch may each be called by one goroutine at a time (the
+// two may run concurrently); Close, Stats and SetFilter may be called from
+// any goroutine.
+type Socket struct {
+	fd      int
+	efd     int // eventfd that wakes a poll on Close
+	ifindex int // bound interface, 0 for all
+	ring    []byte
+
+	blockSize  int
+	blockCount int
+	pollMs     int
+	retries    int
+
+	// Receive state, guarded by rmu.
+	rmu       sync.Mutex
+	next      int // next block to open
+	cur       int // block being consumed, -1 if none
+	curEnd    int // end of the block being consumed
+	curLeft   int // frames left in it
+	curOff    int // ring offset of its next frame header
+	heldStart int // first block finished but still aliased by frames
+	heldN     int
+	pfd       [2]unix.PollFd
+
+	// Transmit state, guarded by wmu.
+	wmu   sync.Mutex
+	hdrs  []mmsghdr
+	iovs  []unix.Iovec
+	addrs []unix.RawSockaddrLinklayer
+
+	// cmu guards the fd against Close for Stats and SetFilter, and the
+	// accumulated kernel counters.
+	cmu    sync.Mutex
+	kstats Stats
+
+	closed atomic.Bool
+
+	blocksRead, framesRead        atomic.Uint64
+	framesSent, txBusy, txDropped atomic.Uint64
+	txErrors                      atomic.Uint64
+}
+
+var _ dataplane.PacketIO = (*Socket)(nil)
+
+// Open creates, configures and binds a socket as cfg describes. It needs
+// CAP_NET_RAW. The socket lives in the network namespace of the calling
+// thread.
+func Open(cfg Config) (*Socket, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if c.Interface != "" {
+		ifi, err := net.InterfaceByName(c.Interface)
+		if err != nil {
+			return nil, fmt.Errorf("afpacket: open: %w", err)
+		}
+		c.Ifindex = ifi.Index
+	}
+	if c.Promiscuous && c.Ifindex == 0 {
+		return nil, errors.New("afpacket: open: promiscuous mode needs an interface")
+	}
+
+	// Protocol 0: the socket receives nothing until it is bound below,
+	// after the ring and the filter are in place.
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, opError("socket", err)
+	}
+	s := &Socket{
+		fd:         fd,
+		efd:        -1,
+		ifindex:    c.Ifindex,
+		blockSize:  c.BlockSize,
+		blockCount: c.BlockCount,
+		pollMs:     pollMillis(c.PollTimeout),
+		retries:    c.TxRetries,
+		cur:        -1,
+	}
+	if err := s.setup(&c); err != nil {
+		s.release()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Socket) setup(c *Config) error {
+	fd := s.fd
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
+		return opError("setsockopt PACKET_VERSION", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_RESERVE, c.Headroom); err != nil {
+		return opError("setsockopt PACKET_RESERVE", err)
+	}
+	req := unix.TpacketReq3{
+		Block_size:     uint32(c.BlockSize),
+		Block_nr:       uint32(c.BlockCount),
+		Frame_size:     uint32(c.FrameSize),
+		Frame_nr:       uint32(c.BlockSize / c.FrameSize * c.BlockCount),
+		Retire_blk_tov: uint32((c.BlockTimeout + time.Millisecond - 1) / time.Millisecond),
+	}
+	if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
+		return opError("setsockopt PACKET_RX_RING", err)
+	}
+	ring, err := unix.Mmap(fd, 0, c.BlockSize*c.BlockCount, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		return opError("mmap", err)
+	}
+	s.ring = ring
+	if c.Filter != nil {
+		if err := attachFilter(fd, c.Filter); err != nil {
+			return err
+		}
+	}
+	if !c.ReceiveOutgoing {
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil {
+			return opError("setsockopt PACKET_IGNORE_OUTGOING", err)
+		}
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
+		return opError("setsockopt PACKET_QDISC_BYPASS", err)
+	}
+	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: c.Ifindex}
+	if err := unix.Bind(fd, sa); err != nil {
+		return opError("bind", err)
+	}
+	if c.FanoutGroup != 0 {
+		v := int(c.FanoutGroup) | int(c.FanoutMode)<<16
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_FANOUT, v); err != nil {
+			return opError("setsockopt PACKET_FANOUT", err)
+		}
+	}
+	if c.Promiscuous {
+		mr := unix.PacketMreq{Ifindex: int32(c.Ifindex), Type: unix.PACKET_MR_PROMISC}
+		if err := unix.SetsockoptPacketMreq(fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, &mr); err != nil {
+			return opError("setsockopt PACKET_ADD_MEMBERSHIP", err)
+		}
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return opError("eventfd", err)
+	}
+	s.efd = efd
+	s.pfd = [2]unix.PollFd{
+		{Fd: int32(fd), Events: unix.POLLIN | unix.POLLERR},
+		{Fd: int32(efd), Events: unix.POLLIN},
+	}
+
+	s.hdrs = make([]mmsghdr, c.TxBatch)
+	s.iovs = make([]unix.Iovec, c.TxBatch)
+	s.addrs = make([]unix.RawSockaddrLinklayer, c.TxBatch)
+	for i := range s.hdrs {
+		s.addrs[i].Family = unix.AF_PACKET
+		h := &s.hdrs[i].hdr
+		h.Name = (*byte)(unsafe.Pointer(&s.addrs[i]))
+		h.Namelen = unix.SizeofSockaddrLinklayer
+		h.Iov = &s.iovs[i]
+		h.SetIovlen(1)
+	}
+	return nil
+}
+
+// release frees what setup acquired; used when Open fails.
+func (s *Socket) release() {
+	if s.ring != nil {
+		_ = unix.Munmap(s.ring)
+		s.ring = nil
+	}
+	if s.efd >= 0 {
+		_ = unix.Close(s.efd)
+	}
+	_ = unix.Close(s.fd)
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.BlockSize == 0 {
+		c.BlockSize = DefaultBlockSize
+	}
+	if c.BlockCount == 0 {
+		c.BlockCount = DefaultBlockCount
+	}
+	if c.FrameSize == 0 {
+		c.FrameSize = DefaultFrameSize
+	}
+	if c.BlockTimeout == 0 {
+		c.BlockTimeout = DefaultBlockTimeout
+	}
+	if c.PollTimeout == 0 {
+		c.PollTimeout = DefaultPollTimeout
+	}
+	if c.TxBatch == 0 {
+		c.TxBatch = DefaultTxBatch
+	}
+	switch {
+	case c.TxRetries == 0:
+		c.TxRetries = defaultTxRetries
+	case c.TxRetries < 0:
+		c.TxRetries = 0
+	}
+	switch {
+	case c.Headroom == 0:
+		c.Headroom = DefaultHeadroom
+	case c.Headroom == NoHeadroom:
+		c.Headroom = 0
+	}
+	page := os.Getpagesize()
+	switch {
+	case c.Ifindex < 0:
+		return c, errors.New("afpacket: open: negative ifindex")
+	case c.BlockSize < 0 || c.BlockSize%page != 0:
+		return c, fmt.Errorf("afpacket: open: block size %d is not a multiple of the page size %d", c.BlockSize, page)
+	case c.BlockCount < 0:
+		return c, errors.New("afpacket: open: negative block count")
+	case c.FrameSize < 0 || c.FrameSize%tpacketAlign != 0 || c.FrameSize > c.BlockSize:
+		return c, fmt.Errorf("afpacket: open: frame size %d is not a multiple of %d up to the block size", c.FrameSize, tpacketAlign)
+	case c.Headroom < 0 || c.FrameSize < hdrLen+c.Headroom:
+		return c, fmt.Errorf("afpacket: open: headroom %d does not fit a frame of %d bytes", c.Headroom, c.FrameSize)
+	case c.BlockTimeout < 0:
+		return c, errors.New("afpacket: open: negative block timeout")
+	case c.TxBatch < 0:
+		return c, errors.New("afpacket: open: negative tx batch")
+	}
+	return c, nil
+}
+
+func pollMillis(d time.Duration) int {
+	if d < 0 {
+		return -1
+	}
+	return int((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+func htons(v uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], v)
+	return binary.NativeEndian.Uint16(b[:])
+}
+
+func opError(op string, err error) error {
+	return fmt.Errorf("afpacket: %s: %w", op, err)
+}
+
+func attachFilter(fd int, filter []bpf.RawInstruction) error {
+	if len(filter) == 0 {
+		return errors.New("afpacket: empty filter")
+	}
+	prog := unix.SockFprog{
+		Len:    uint16(len(filter)),
+		Filter: (*unix.SockFilter)(unsafe.Pointer(&filter[0])),
+	}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
+		return opError("setsockopt SO_ATTACH_FILTER", err)
+	}
+	return nil
+}
+
+// SetFilter replaces the socket's filter atomically; nil removes it (every
+// frame is accepted). Frames already in the ring are not filtered again.
+func (s *Socket) SetFilter(filter []bpf.RawInstruction) error {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	if s.closed.Load() {
+		return dataplane.ErrClosed
+	}
+	if filter == nil {
+		err := unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0)
+		if err != nil && !errors.Is(err, unix.ENOENT) {
+			return opError("setsockopt SO_DETACH_FILTER", err)
+		}
+		return nil
+	}
+	return attachFilter(s.fd, filter)
+}
+
+// Ifindex returns the index of the interface the socket is bound to, 0 if
+// it receives from all interfaces.
+func (s *Socket) Ifindex() int { return s.ifindex }
+
+// u32 reads a native-endian field of the ring.
+func (s *Socket) u32(off int) uint32 { return binary.NativeEndian.Uint32(s.ring[off : off+4]) }
+
+// blockStatus is the address of a block's block_status, which the kernel
+// and userspace hand over to each other.
+func (s *Socket) blockStatus(block int) *uint32 {
+	return (*uint32)(unsafe.Pointer(&s.ring[block*s.blockSize+bdStatus]))
+}
+
+// ReadBatch implements dataplane.PacketIO. It first hands the ring blocks
+// the previous batch's frames live in back to the kernel, then fills frames
+// from ready blocks, waiting up to the poll timeout if there are none. Each
+// frame's Buf starts after the ring's frame header: Buf[:Off] is headroom
+// (at least Config.Headroom bytes) and Buf extends to the end of the frame's
+// slot. Frames are in arrival order.
+func (s *Socket) ReadBatch(frames []dataplane.Frame) (int, error) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if s.closed.Load() {
+		return 0, dataplane.ErrClosed
+	}
+	s.returnHeld()
+	n := 0
+	var deadline time.Time
+	for n < len(frames) {
+		if s.cur < 0 && !s.openBlock() {
+			if n > 0 {
+				break
+			}
+			ok, err := s.wait(&deadline)
+			if err != nil || !ok {
+				return 0, err
+			}
+			continue
+		}
+		n += s.fill(frames[n:])
+	}
+	s.framesRead.Add(uint64(n))
+	return n, nil
+}
+
+// returnHeld hands the blocks finished in earlier batches back to the kernel.
+func (s *Socket) returnHeld() {
+	for i := 0; i < s.heldN; i++ {
+		b := s.heldStart + i
+		if b >= s.blockCount {
+			b -= s.blockCount
+		}
+		atomic.StoreUint32(s.blockStatus(b), unix.TP_STATUS_KERNEL)
+	}
+	s.heldN = 0
+}
+
+// openBlock makes the next block current if the kernel has handed it over.
+func (s *Socket) openBlock() bool {
+	b := s.next
+	if atomic.LoadUint32(s.blockStatus(b))&unix.TP_STATUS_USER == 0 {
+		return false
+	}
+	if s.next++; s.next == s.blockCount {
+		s.next = 0
+	}
+	base := b * s.blockSize
+	s.cur = b
+	s.curEnd = base + s.blockSize
+	s.curLeft = int(s.u32(base + bdNumPkts))
+	s.curOff = base + int(s.u32(base+bdFirstPkt))
+	s.blocksRead.Add(1)
+	if s.curLeft == 0 {
+		s.finishBlock()
+	}
+	return true
+}
+
+// finishBlock marks the current block consumed; it goes back to the kernel
+// at the start of the next ReadBatch.
+func (s *Socket) finishBlock() {
+	if s.heldN == 0 {
+		s.heldStart = s.cur
+	}
+	s.heldN++
+	s.cur = -1
+}
+
+// fill copies frame descriptors from the current block into frames.
+func (s *Socket) fill(frames []dataplane.Frame) int {
+	n := 0
+	for n < len(frames) && s.curLeft > 0 {
+		h := s.curOff
+		if h+hdrLen > s.curEnd {
+			s.curLeft = 0 // corrupt offsets: abandon the block
+			break
+		}
+		next := int(s.u32(h + hdrNext))
+		snap := int(s.u32(h + hdrSnaplen))
+		status := s.u32(h + hdrStatus)
+		mac := int(binary.NativeEndian.Uint16(s.ring[h+hdrMac:]))
+		end := h + mac + snap
+		if mac < hdrLen || end > s.curEnd {
+			s.curLeft = 0
+			break
+		}
+		slotEnd := min(h+(mac+snap+tpacketAlign-1)&^(tpacketAlign-1), s.curEnd)
+		f := &frames[n]
+		f.Buf = s.ring[h+hdrLen : slotEnd : slotEnd]
+		f.Off = mac - hdrLen
+		f.Len = snap
+		f.Ifindex = int(int32(s.u32(h + sllIfindex)))
+		f.CsumPartial = status&unix.TP_STATUS_CSUMNOTREADY != 0
+		n++
+		s.curLeft--
+		if s.curLeft > 0 && next == 0 {
+			s.curLeft = 0
+			break
+		}
+		s.curOff = h + next
+	}
+	if s.curLeft == 0 {
+		s.finishBlock()
+	}
+	return n
+}
+
+// wait polls until the ring may have a ready block (true), the poll timeout
+// passes (false) or the socket is closed.
+func (s *Socket) wait(deadline *time.Time) (bool, error) {
+	ms := s.pollMs
+	if ms >= 0 {
+		now := time.Now()
+		if deadline.IsZero() {
+			*deadline = now.Add(time.Duration(ms) * time.Millisecond)
+		} else {
+			left := deadline.Sub(now)
+			if left <= 0 {
+				return false, nil
+			}
+			ms = pollMillis(left)
+		}
+	}
+	s.pfd[0].Revents, s.pfd[1].Revents = 0, 0
+	n, err := unix.Poll(s.pfd[:], ms)
+	if s.closed.Load() || s.pfd[1].Revents != 0 {
+		return false, dataplane.ErrClosed
+	}
+	switch {
+	case errors.Is(err, unix.EINTR):
+		return true, nil // the caller rechecks the ring and polls again
+	case err != nil:
+		return false, opError("poll", err)
+	case n == 0:
+		return false, nil
+	}
+	if s.pfd[0].Revents&unix.POLLERR != 0 {
+		if e, err := unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && e != 0 {
+			return false, opError("read", unix.Errno(e))
+		}
+	}
+	return true, nil
+}
+
+// WriteBatch implements dataplane.PacketIO: it sends frames with sendmmsg,
+// TxBatch frames per call, each on its Ifindex (the socket's own interface
+// if Ifindex is 0). It returns how many frames the kernel accepted. A frame
+// the kernel refuses is skipped and counted (Stats.TxErrors); when the
+// kernel has no buffer space, the send is retried up to Config.TxRetries
+// times and the rest of the batch is then dropped and counted
+// (Stats.TxDropped). The error is non-nil only if the socket is closed or
+// no frame at all could be sent because the kernel refused them.
+func (s *Socket) WriteBatch(frames []dataplane.Frame) (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.closed.Load() {
+		return 0, dataplane.ErrClosed
+	}
+	sent, refused, busy := 0, 0, 0
+	var lastErr unix.Errno
+	for i := 0; i < len(frames); {
+		k := min(len(frames)-i, len(s.hdrs))
+		for j := range k {
+			s.prepare(j, &frames[i+j])
+		}
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(s.fd),
+			uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(k), sendFlags, 0, 0)
+		switch {
+		case e == 0 && r > 0:
+			sent += int(r)
+			i += int(r)
+			busy = 0
+		case e == unix.EAGAIN || e == unix.ENOBUFS || e == unix.EINTR || e == 0:
+			s.txBusy.Add(1)
+			if busy++; busy > s.retries {
+				s.txDropped.Add(uint64(len(frames) - i))
+				i = len(frames)
+			}
+		default:
+			// sendmmsg fails only when its first message fails: skip
+			// that frame.
+			refused++
+			lastErr = e
+			i++
+		}
+	}
+	s.framesSent.Add(uint64(sent))
+	if refused > 0 {
+		s.txErrors.Add(uint64(refused))
+		if sent == 0 {
+			return 0, opError("sendmmsg", lastErr)
+		}
+	}
+	return sent, nil
+}
+
+// prepare points message j at frame f.
+func (s *Socket) prepare(j int, f *dataplane.Frame) {
+	data := f.Buf[f.Off : f.Off+f.Len]
+	iov := &s.iovs[j]
+	if len(data) > 0 {
+		iov.Base = &data[0]
+	} else {
+		iov.Base = nil
+	}
+	iov.SetLen(len(data))
+	a := &s.addrs[j]
+	a.Ifindex = int32(f.Ifindex)
+	if f.Ifindex == 0 {
+		a.Ifindex = int32(s.ifindex)
+	}
+	a.Protocol = 0 // the kernel takes it from the Ethernet header
+	if len(data) >= 14 {
+		a.Protocol = binary.NativeEndian.Uint16(data[12:14])
+	}
+}
+
+// Stats returns the socket's counters since Open.
+func (s *Socket) Stats() (Stats, error) {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	if s.closed.Load() {
+		return Stats{}, dataplane.ErrClosed
+	}
+	// Reading PACKET_STATISTICS resets the kernel's counters: accumulate.
+	ks, err := unix.GetsockoptTpacketStatsV3(s.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+	if err != nil {
+		return Stats{}, opError("getsockopt PACKET_STATISTICS", err)
+	}
+	s.kstats.Packets += uint64(ks.Packets)
+	s.kstats.Drops += uint64(ks.Drops)
+	s.kstats.FreezeQCount += uint64(ks.Freeze_q_cnt)
+	st := s.kstats
+	st.BlocksRead = s.blocksRead.Load()
+	st.FramesRead = s.framesRead.Load()
+	st.FramesSent = s.framesSent.Load()
+	st.TxBusy = s.txBusy.Load()
+	st.TxDropped = s.txDropped.Load()
+	st.TxErrors = s.txErrors.Load()
+	return st, nil
+}
+
+// Close implements dataplane.PacketIO: it wakes a blocked ReadBatch (which
+// returns dataplane.ErrClosed), waits for ReadBatch and WriteBatch calls in
+// progress to return, unmaps the ring and closes the socket. Frames from
+// the last ReadBatch are invalid afterwards. Closing twice is a no-op.
+func (s *Socket) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	_, _ = unix.Write(s.efd, one[:])
+	s.rmu.Lock()
+	s.wmu.Lock()
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	defer s.wmu.Unlock()
+	defer s.rmu.Unlock()
+	var errs []error
+	if err := unix.Munmap(s.ring); err != nil {
+		errs = append(errs, opError("munmap", err))
+	}
+	s.ring = nil
+	if err := unix.Close(s.fd); err != nil {
+		errs = append(errs, opError("close", err))
+	}
+	_ = unix.Close(s.efd)
+	return errors.Join(errs...)
+}

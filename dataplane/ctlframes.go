@@ -1,0 +1,167 @@
+package dataplane
+
+import (
+	"github.com/uvs-lb/uvs/conntrack"
+	"github.com/uvs-lb/uvs/dataplane/header"
+	"github.com/uvs-lb/uvs/modes"
+	"github.com/uvs-lb/uvs/spec"
+)
+
+// ICMP errors the worker sends itself.
+const (
+	icmpPortUnreach = iota
+	icmpTimeExceeded
+)
+
+// arp answers an ARP request for a VIP the kernel does not own (the VIP is
+// not configured on a director interface), so clients can reach it either
+// way.
+func (w *Worker) arp(f *Frame, data []byte, snap *Snapshot, host *Host) {
+	p := &w.p
+	if p.Reason != header.ReasonNone || p.ARPOp != header.ARPRequest {
+		return
+	}
+	var a [16]byte
+	putAddr(&a, p.Dst[:], 4)
+	if !snap.IsVIP(a) || host.Local[a] {
+		return
+	}
+	ifc, ok := host.Ifaces[f.Ifindex]
+	if !ok {
+		return
+	}
+	if header.ARPReplyInPlace(data, p, ifc.MAC) {
+		w.Counters.inc(CntARPReply)
+		w.emit(f, f.Ifindex)
+	}
+}
+
+// ndp answers an IPv6 neighbour solicitation for a VIP the kernel does not own.
+func (w *Worker) ndp(f *Frame, data []byte, snap *Snapshot, host *Host) {
+	p := &w.p
+	if p.L4Off+24 > p.End {
+		return
+	}
+	target := header.ICMPv6(data[p.L4Off:p.End]).Target()
+	if !snap.IsVIP(target) || host.Local[target] {
+		return
+	}
+	ifc, ok := host.Ifaces[f.Ifindex]
+	if !ok || w.nctl >= len(w.ctl) {
+		return
+	}
+	buf := w.ctl[w.nctl]
+	n := header.NeighborAdvert(buf, data, p, ifc.MAC, false)
+	if n == 0 {
+		return
+	}
+	w.nctl++
+	w.Counters.inc(CntARPReply)
+	w.out = append(w.out, Frame{Buf: buf, Len: n, Ifindex: f.Ifindex})
+}
+
+// sendICMP sends an ICMP error about the frame back to its source (out the
+// interface it came in by), from the address it was sent to.
+func (w *Worker) sendICMP(f *Frame, data []byte, host *Host, kind int) {
+	w.icmp(f, data, kind, 0)
+}
+
+func (w *Worker) sendICMPMTU(f *Frame, data []byte, host *Host, mtu uint16) {
+	w.icmp(f, data, -1, mtu)
+}
+
+func (w *Worker) icmp(f *Frame, data []byte, kind int, mtu uint16) {
+	p := &w.p
+	if w.nctl >= len(w.ctl) {
+		return
+	}
+	buf := w.ctl[w.nctl]
+	n := 0
+	if p.IPVersion == 4 {
+		typ, code := uint8(3), uint8(3) // destination unreachable, port unreachable
+		switch kind {
+		case icmpTimeExceeded:
+			typ, code = 11, 0
+		case -1:
+			typ, code = 3, 4 // fragmentation needed
+		}
+		n = header.ICMPv4Error(buf, data, p, [4]byte(p.Dst[:4]), typ, code, mtu)
+	} else {
+		typ, code, param := uint8(1), uint8(4), uint32(0) // destination unreachable, port unreachable
+		switch kind {
+		case icmpTimeExceeded:
+			typ, code = 3, 0
+		case -1:
+			typ, code, param = 2, 0, uint32(mtu)
+		}
+		n = header.ICMPv6Error(buf, data, p, p.Dst, typ, code, param)
+	}
+	if n == 0 {
+		return
+	}
+	w.nctl++
+	w.out = append(w.out, Frame{Buf: buf, Len: n, Ifindex: f.Ifindex})
+}
+
+// icmpError relates an ICMP error to a connection (reference §3.5): the
+// quoted packet is one the connection sent, so its reversed tuple is the
+// connection key. NAT rewrites the addresses; the other methods forward
+// the error unchanged to the real server.
+func (w *Worker) icmpError(f *Frame, data []byte, host *Host, mono int64) {
+	p := &w.p
+	in := &p.Inner
+	if in.Proto != header.ProtoTCP && in.Proto != header.ProtoUDP {
+		return
+	}
+	var key conntrack.Key
+	putAddr(&key.Src, in.Dst[:], in.IPVersion)
+	putAddr(&key.Dst, in.Src[:], in.IPVersion)
+	key.SrcPort, key.DstPort, key.Proto = in.DstPort, in.SrcPort, in.Proto
+	c := &w.cn
+	if !w.env.Conns.Lookup(key, mono, c) {
+		return
+	}
+	w.Counters.inc(CntICMPRelated)
+	if c.Dir == conntrack.DirIn {
+		// From the client's side, about a reply we sent it.
+		real := addrFrom16(c.Real.Addr)
+		hop, ok := w.env.Hops.Lookup(real)
+		if !ok {
+			w.Counters.inc(CntNeighMiss)
+			return
+		}
+		switch c.Fwd {
+		case spec.FwdMasq:
+			if r := modes.NATICMPIn(data, p, netipAP(c.Real)); !w.verdict(f, data, r, host) {
+				return
+			}
+		case spec.FwdRoute, spec.FwdLocal:
+			if r := modes.DR(data, p, hop.DstMAC, hop.SrcMAC); !w.verdict(f, data, r, host) {
+				return
+			}
+		default:
+			w.Counters.inc(CntUnsupported)
+			return
+		}
+		eth := header.Ethernet(data)
+		eth.SetDst(hop.DstMAC)
+		eth.SetSrc(hop.SrcMAC)
+		w.emit(f, hop.Ifindex)
+		return
+	}
+	// From a real server, about a request we forwarded to it.
+	if c.Fwd != spec.FwdMasq {
+		return
+	}
+	if r := modes.NATICMPOut(data, p, netipAP(c.Virtual)); !w.verdict(f, data, r, host) {
+		return
+	}
+	ifc, ok := host.Ifaces[int(c.Ifindex)]
+	if !ok {
+		return
+	}
+	eth := header.Ethernet(data)
+	eth.SetDst(c.MAC)
+	eth.SetSrc(ifc.MAC)
+	w.emit(f, int(c.Ifindex))
+}

@@ -1,0 +1,11 @@
+// Package header holds the wire formats the uvs data plane works on:
+// zero-copy typed views over Ethernet (with 802.1Q), ARP, IPv4, IPv6, TCP,
+// UDP, ICMPv4 and ICMPv6 headers, a single-pass frame parser that fills a
+// reused Parsed value, RFC 1071 checksums with RFC 1624 incremental updates,
+// and in-place builders for the control frames the director answers itself
+// (ARP replies, neighbour advertisements, ICMP errors).
+//
+// It is the lowest layer of the data plane and imports nothing from uvs.
+// Nothing in this package allocates on the per-packet path; malformed input
+// is reported as a Reason, never as an error value.
+package header

@@ -1,0 +1,26 @@
+//go:build !linux
+
+package khook
+
+import "github.com/vishvananda/netns"
+
+// Hooks is unsupported outside Linux; every method returns ErrUnsupported.
+type Hooks struct{}
+
+// New returns Hooks whose methods all fail with ErrUnsupported.
+func New(Options) *Hooks { return &Hooks{} }
+
+// Apply returns ErrUnsupported.
+func (*Hooks) Apply(Spec) error { return ErrUnsupported }
+
+// Remove returns ErrUnsupported.
+func (*Hooks) Remove() error { return ErrUnsupported }
+
+// SetSysctls returns ErrUnsupported.
+func (*Hooks) SetSysctls(...Sysctl) error { return ErrUnsupported }
+
+// Sysctl returns ErrUnsupported.
+func (*Hooks) Sysctl(string) (string, error) { return "", ErrUnsupported }
+
+// CleanupNetNS returns ErrUnsupported.
+func CleanupNetNS(netns.NsHandle) error { return ErrUnsupported }

@@ -1,0 +1,84 @@
+package neigh
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netns"
+)
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (CAP_NET_ADMIN) for netns")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2 (ip) to build the test topology")
+	}
+}
+
+func run(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// testNS is a named network namespace deleted when the test ends.
+type testNS struct {
+	name string
+	h    netns.NsHandle
+}
+
+func newNS(t *testing.T) *testNS {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name := "uvs-tn" + hex.EncodeToString(b)
+	run(t, "ip", "netns", "add", name)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	h, err := netns.GetFromName(name)
+	if err != nil {
+		t.Fatalf("open netns %s: %v", name, err)
+	}
+	t.Cleanup(func() { h.Close() })
+	run(t, "ip", "-n", name, "link", "set", "lo", "up")
+	// No duplicate address detection on links made later: IPv6 neighbour
+	// discovery works as soon as they are up.
+	if err := inNetNS(h, func() error {
+		return os.WriteFile("/proc/sys/net/ipv6/conf/default/accept_dad", []byte("0"), 0)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return &testNS{name: name, h: h}
+}
+
+// ip runs "ip -n NS args...".
+func (n *testNS) ip(t *testing.T, args ...string) string {
+	t.Helper()
+	return run(t, append([]string{"ip", "-n", n.name}, args...)...)
+}
+
+// do runs fn with the calling thread inside the namespace (sockets created in
+// fn stay in it).
+func (n *testNS) do(t *testing.T, fn func() error) {
+	t.Helper()
+	if err := inNetNS(n.h, fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// link connects a (interface an) and b (interface bn) with a veth pair and
+// brings both ends up.
+func link(t *testing.T, a *testNS, an string, b *testNS, bn string) {
+	t.Helper()
+	a.ip(t, "link", "add", an, "type", "veth", "peer", "name", bn, "netns", b.name)
+	a.ip(t, "link", "set", an, "up")
+	b.ip(t, "link", "set", bn, "up")
+}

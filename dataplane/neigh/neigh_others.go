@@ -1,0 +1,29 @@
+//go:build !linux
+
+package neigh
+
+import "net/netip"
+
+// Resolver is unsupported outside Linux.
+type Resolver struct{}
+
+// New returns ErrUnsupported.
+func New(Options) (*Resolver, error) { return nil, ErrUnsupported }
+
+// Lookup always misses.
+func (*Resolver) Lookup(netip.Addr) (Hop, bool) { return Hop{}, false }
+
+// Prefetch does nothing.
+func (*Resolver) Prefetch(...netip.Addr) {}
+
+// Forget does nothing.
+func (*Resolver) Forget(...netip.Addr) {}
+
+// Resolve returns ErrUnsupported.
+func (*Resolver) Resolve(netip.Addr) (Hop, error) { return Hop{}, ErrUnsupported }
+
+// Interfaces returns ErrUnsupported.
+func (*Resolver) Interfaces() ([]Interface, error) { return nil, ErrUnsupported }
+
+// Close does nothing.
+func (*Resolver) Close() error { return nil }

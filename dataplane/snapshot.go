@@ -1,0 +1,122 @@
+package dataplane
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/uvs-lb/uvs/sched"
+	"github.com/uvs-lb/uvs/spec"
+)
+
+// Service is a virtual service as the workers see it in a Snapshot. The
+// control plane builds it; workers never modify it. Sched and Stats are
+// shared with the control plane and outlive snapshots.
+type Service struct {
+	ID         uint32
+	Key        spec.ServiceKey
+	Sched      *sched.Service
+	Persistent bool
+	Timeout    time.Duration // persistence timeout
+	Netmask    uint32
+	OPS        bool
+	LocalAddrs []netip.Addr // FULLNAT pool
+	Stats      *sched.Stats
+}
+
+type tupleKey struct {
+	addr  [16]byte
+	port  uint16
+	proto spec.Proto
+}
+
+type markKey struct {
+	mark uint32
+	v6   bool
+}
+
+// Snapshot is the immutable running configuration the workers load once per
+// batch. A configuration change builds a new Snapshot and swaps it in
+// atomically.
+type Snapshot struct {
+	services []*Service
+	byTuple  map[tupleKey]*Service
+	byMark   map[markKey]*Service
+	port0    bool
+	ftp      bool
+	vips     map[[16]byte]struct{}
+	dests    map[*sched.Dest]struct{}
+	// Version counts snapshots; it only grows.
+	Version uint64
+}
+
+// NewSnapshot indexes services for lookup. The slice is kept as given (the
+// listing order of the control plane).
+func NewSnapshot(version uint64, services []*Service) *Snapshot {
+	s := &Snapshot{
+		services: services,
+		byTuple:  make(map[tupleKey]*Service, len(services)),
+		byMark:   make(map[markKey]*Service),
+		vips:     make(map[[16]byte]struct{}),
+		dests:    make(map[*sched.Dest]struct{}),
+		Version:  version,
+	}
+	for _, svc := range services {
+		if svc.Key.IsFWMark() {
+			s.byMark[markKey{svc.Key.FWMark, svc.Key.IPv6}] = svc
+		} else {
+			a := svc.Key.Addr.As16()
+			s.byTuple[tupleKey{a, svc.Key.Port, svc.Key.Proto}] = svc
+			s.vips[a] = struct{}{}
+			if svc.Key.Port == 0 {
+				s.port0 = true
+			}
+			if svc.Key.Port == 21 && svc.Key.Proto == spec.ProtoTCP {
+				s.ftp = true
+			}
+		}
+		for _, d := range svc.Sched.Dests() {
+			s.dests[d] = struct{}{}
+		}
+	}
+	return s
+}
+
+// Services returns the services in control-plane order. Read only.
+func (s *Snapshot) Services() []*Service { return s.services }
+
+// IsVIP reports whether addr (16-byte form, IPv4 mapped) is the address of a
+// non-fwmark service.
+func (s *Snapshot) IsVIP(addr [16]byte) bool {
+	_, ok := s.vips[addr]
+	return ok
+}
+
+// HasDest reports whether d belongs to a service of this snapshot (the
+// kernel's "dest is AVAILABLE" check for existing connections).
+func (s *Snapshot) HasDest(d *sched.Dest) bool {
+	_, ok := s.dests[d]
+	return ok
+}
+
+// Lookup finds the service for a packet the way ip_vs_service_find does:
+// fwmark first (when mark != 0), then the exact tuple, then the FTP service
+// for data connections, then a port-0 service of the same VIP.
+func (s *Snapshot) Lookup(proto spec.Proto, daddr [16]byte, dport uint16, mark uint32, v6 bool) *Service {
+	if mark != 0 {
+		if svc := s.byMark[markKey{mark, v6}]; svc != nil {
+			return svc
+		}
+	}
+	if svc := s.byTuple[tupleKey{daddr, dport, proto}]; svc != nil {
+		return svc
+	}
+	if s.ftp && proto == spec.ProtoTCP && (dport == 20 || dport >= 1024) {
+		if svc := s.byTuple[tupleKey{daddr, 21, proto}]; svc != nil {
+			return svc
+		}
+	}
+	if s.port0 {
+		return s.byTuple[tupleKey{daddr, 0, proto}]
+	}
+	return nil
+}

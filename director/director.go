@@ -1,0 +1,422 @@
+// Package director assembles uvsd: the control plane, the connection table,
+// the packet-I/O workers, the kernel hooks and the next-hop resolver, and
+// runs them until told to stop.
+package director
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/net/bpf"
+
+	"github.com/uvs-lb/uvs/conntrack"
+	"github.com/uvs-lb/uvs/control"
+	"github.com/uvs-lb/uvs/dataplane"
+	"github.com/uvs-lb/uvs/dataplane/afpacket"
+	"github.com/uvs-lb/uvs/dataplane/khook"
+	"github.com/uvs-lb/uvs/dataplane/neigh"
+	"github.com/uvs-lb/uvs/ipvsadm"
+	"github.com/uvs-lb/uvs/sched"
+	"github.com/uvs-lb/uvs/spec"
+)
+
+// Config configures a director.
+type Config struct {
+	// RulesFile is an ipvsadm-save format file applied at start ("" = none).
+	RulesFile string
+	// Interfaces to serve; empty means every up, non-loopback interface.
+	Interfaces []string
+	// Workers is the number of packet workers (0: one per RX queue of the
+	// served interfaces, at most the number of CPUs).
+	Workers int
+	// ConnCapacity bounds the connection table (0: 1<<20).
+	ConnCapacity int
+	// Control enables the control socket (uvsadm) under this abstract name
+	// ("" disables it).
+	ControlSocket string
+	// LocalPortMin/Max is the FULLNAT local port range (0: defaults).
+	LocalPortMin, LocalPortMax uint16
+	// Trace receives scheduling decisions (uvs-lab); nil in production.
+	Trace func(svc *dataplane.Service, client netip.AddrPort, d *sched.Dest, why *sched.Reason)
+	// Ready, if set, is called once the workers are running.
+	Ready func(*Director)
+}
+
+// Director is a running uvsd.
+type Director struct {
+	cfg     Config
+	log     *zap.Logger
+	State   *control.State
+	Conns   *conntrack.Table
+	snap    atomic.Pointer[dataplane.Snapshot]
+	host    atomic.Pointer[dataplane.Host]
+	hops    *neigh.Resolver
+	hooks   *khook.Hooks
+	sockets []*afpacket.Socket
+	workers []*dataplane.Worker
+	served  map[string]bool
+	epoch   time.Time
+
+	changed chan struct{}
+	// fullnatLocals are the FULLNAT local addresses in use (pools and
+	// defaults), for the packet filter.
+	fullnatLocals atomic.Pointer[[]netip.Addr]
+}
+
+type bpfInstr = bpf.RawInstruction
+
+// LoadRules parses a rules file (ipvsadm save format).
+func LoadRules(path string) ([]ipvsadm.Command, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ipvsadm.ParseRules(f, path)
+}
+
+// New prepares a director: it loads the rules and builds the control plane
+// and connection table, but touches no socket or kernel state yet.
+func New(cfg Config, log *zap.Logger) (*Director, error) {
+	d := &Director{cfg: cfg, log: log, epoch: time.Now(), changed: make(chan struct{}, 1)}
+	capacity := cfg.ConnCapacity
+	if capacity == 0 {
+		capacity = 1 << 20
+	}
+	ct, err := conntrack.New(conntrack.Config{Capacity: capacity})
+	if err != nil {
+		return nil, fmt.Errorf("connection table: %w", err)
+	}
+	d.Conns = ct
+	d.State = control.New(control.Options{
+		Publish: func(s *dataplane.Snapshot) {
+			d.snap.Store(s)
+			select {
+			case d.changed <- struct{}{}:
+			default:
+			}
+		},
+		OnTimeouts: func(t control.Timeouts) { ct.SetTimeouts(t.TCP, t.TCPFin, t.UDP) },
+	})
+	if cfg.RulesFile != "" {
+		cmds, err := LoadRules(cfg.RulesFile)
+		if err != nil {
+			return nil, err
+		}
+		if err := d.State.ApplyAll(cmds); err != nil {
+			return nil, fmt.Errorf("%s: %w", cfg.RulesFile, err)
+		}
+	}
+	return d, nil
+}
+
+// Run serves until ctx is done, then removes everything it installed.
+func (d *Director) Run(ctx context.Context) (err error) {
+	d.hops, err = neigh.New(neigh.Options{})
+	if err != nil {
+		return fmt.Errorf("next-hop resolver: %w", err)
+	}
+	defer d.hops.Close()
+	if err := d.refreshHost(); err != nil {
+		return err
+	}
+	if len(d.host.Load().Ifaces) == 0 {
+		return errors.New("no interface to serve (none up, or --iface names none)")
+	}
+	d.hooks = khook.New(khook.Options{})
+	names := make([]string, 0)
+	for _, ifc := range d.host.Load().Ifaces {
+		names = append(names, ifc.Name)
+	}
+	slices.Sort(names)
+	if err := d.hooks.SetSysctls(khook.RecommendedSysctls(names...)...); err != nil {
+		d.log.Warn("sysctls", zap.Error(err))
+	}
+	defer func() {
+		if rerr := d.hooks.Remove(); rerr != nil {
+			d.log.Error("removing kernel hooks", zap.Error(rerr))
+			err = errors.Join(err, rerr)
+		}
+	}()
+	if err := d.sync(); err != nil {
+		return err
+	}
+
+	env := &dataplane.Env{
+		Snap:  &d.snap,
+		Host:  &d.host,
+		Conns: d.Conns,
+		Hops:  hopAdapter{r: d.hops, host: &d.host},
+		Now:   time.Now,
+		Epoch: d.epoch,
+		Ports: dataplane.NewPortAllocator(d.cfg.LocalPortMin, d.cfg.LocalPortMax),
+		Trace: d.cfg.Trace,
+	}
+	n := d.cfg.Workers
+	if n <= 0 {
+		n = 0
+		for _, ifc := range d.host.Load().Ifaces {
+			q, err := afpacket.NumRXQueues(ifc.Name)
+			if err != nil || q < 1 {
+				q = 1
+			}
+			n += q
+		}
+		n = min(n, runtime.NumCPU())
+	}
+	filter, err := d.filter()
+	if err != nil {
+		return err
+	}
+	group := uint16(os.Getpid()&0x7fff) + 1
+	for i := 0; i < n; i++ {
+		s, err := afpacket.Open(afpacket.Config{
+			FanoutGroup: group,
+			FanoutMode:  afpacket.FanoutHash,
+			Filter:      filter,
+		})
+		if err != nil {
+			d.closeSockets()
+			return fmt.Errorf("packet socket: %w", err)
+		}
+		d.sockets = append(d.sockets, s)
+		d.workers = append(d.workers, dataplane.NewWorker(s, env))
+	}
+	d.log.Info("serving", zap.Strings("interfaces", names), zap.Int("workers", n),
+		zap.Int("services", len(d.State.Services())))
+
+	var wg sync.WaitGroup
+	for i, w := range d.workers {
+		wg.Add(1)
+		go func(i int, w *dataplane.Worker) {
+			defer wg.Done()
+			if n > 1 {
+				if err := afpacket.PinToCPU(i % runtime.NumCPU()); err != nil {
+					d.log.Debug("pin", zap.Error(err))
+				}
+			}
+			if err := w.Run(); err != nil {
+				d.log.Error("worker stopped", zap.Int("worker", i), zap.Error(err))
+			}
+		}(i, w)
+	}
+	if d.cfg.Ready != nil {
+		d.cfg.Ready(d)
+	}
+	d.housekeeping(ctx)
+	d.closeSockets()
+	wg.Wait()
+	d.log.Info("stopped")
+	return nil
+}
+
+func (d *Director) closeSockets() {
+	for _, s := range d.sockets {
+		_ = s.Close()
+	}
+}
+
+// Workers returns the packet workers (for counters).
+func (d *Director) Workers() []*dataplane.Worker { return d.workers }
+
+// Epoch anchors the connection table's clock.
+func (d *Director) Epoch() time.Time { return d.epoch }
+
+// housekeeping reaps connections, ticks the schedulers, follows
+// configuration changes and interface changes until ctx is done.
+func (d *Director) housekeeping(ctx context.Context) {
+	reap := time.NewTicker(100 * time.Millisecond)
+	defer reap.Stop()
+	slow := time.NewTicker(2 * time.Second)
+	defer slow.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-reap.C:
+			now := int64(time.Since(d.epoch))
+			budget := max(1024, d.Conns.Capacity()/50)
+			d.Conns.Reap(now, budget)
+		case <-d.changed:
+			if err := d.sync(); err != nil {
+				d.log.Error("applying configuration to the kernel hooks", zap.Error(err))
+			}
+			d.updateFilters()
+		case <-slow.C:
+			now := time.Now()
+			for _, svc := range d.snap.Load().Services() {
+				svc.Sched.Tick(now)
+			}
+			if err := d.refreshHost(); err != nil {
+				d.log.Warn("refreshing interfaces", zap.Error(err))
+			}
+		}
+	}
+}
+
+// refreshHost reads the served interfaces and the director's addresses.
+func (d *Director) refreshHost() error {
+	ifs, err := d.hops.Interfaces()
+	if err != nil {
+		return fmt.Errorf("listing interfaces: %w", err)
+	}
+	h := &dataplane.Host{Ifaces: map[int]dataplane.Iface{}, Local: map[[16]byte]bool{}}
+	want := map[string]bool{}
+	for _, n := range d.cfg.Interfaces {
+		want[n] = true
+	}
+	for _, ifc := range ifs {
+		for _, p := range ifc.Addrs {
+			h.Local[p.Addr().As16()] = true
+		}
+		if len(want) > 0 && !want[ifc.Name] {
+			continue
+		}
+		h.Ifaces[ifc.Index] = dataplane.Iface{Index: ifc.Index, Name: ifc.Name, MAC: ifc.MAC, MTU: ifc.MTU}
+	}
+	d.host.Store(h)
+	return nil
+}
+
+// ownership summarises what the current configuration owns.
+type ownership struct {
+	vips     []netip.Addr
+	rs       []netip.Addr
+	locals   []netip.Addr
+	services []khook.Endpoint
+	nat      []khook.Endpoint
+	ranges   []khook.PortRange
+}
+
+func (d *Director) owned() ownership {
+	var o ownership
+	seen := map[netip.Addr]bool{}
+	for _, svc := range d.State.Services() {
+		k := svc.Config.Key
+		if !k.IsFWMark() {
+			o.vips = append(o.vips, k.Addr)
+			o.services = append(o.services, khook.Endpoint{Addr: k.Addr, Proto: k.Proto, Port: k.Port})
+		}
+		for _, dst := range svc.Dests {
+			c := dst.Config()
+			switch c.Fwd {
+			case spec.FwdMasq, spec.FwdFullNAT:
+				if !seen[c.Addr] {
+					o.rs = append(o.rs, c.Addr)
+					seen[c.Addr] = true
+				}
+				if c.Fwd == spec.FwdMasq {
+					port := c.Port
+					if k.IsFWMark() || k.Port == 0 {
+						port = 0
+					}
+					proto := k.Proto
+					if k.IsFWMark() {
+						proto = spec.ProtoIP
+					}
+					o.nat = append(o.nat, khook.Endpoint{Addr: c.Addr, Proto: proto, Port: port})
+				}
+			}
+		}
+		for _, la := range svc.Config.LocalAddrs {
+			o.locals = append(o.locals, la)
+		}
+	}
+	return o
+}
+
+// sync installs the kernel hooks for the current configuration and starts
+// resolving the real servers.
+func (d *Director) sync() error {
+	o := d.owned()
+	lo, hi := d.cfg.LocalPortMin, d.cfg.LocalPortMax
+	if lo == 0 || hi < lo {
+		lo, hi = dataplane.DefaultLocalPortMin, dataplane.DefaultLocalPortMax
+	}
+	var locals []netip.Addr
+	locals = append(locals, o.locals...)
+	for _, svc := range d.State.Services() {
+		if len(svc.Config.LocalAddrs) > 0 {
+			continue
+		}
+		for _, dst := range svc.Dests {
+			if dst.Fwd() == spec.FwdFullNAT {
+				if hop, err := d.hops.Resolve(dst.Addr()); err == nil && hop.Src.IsValid() {
+					locals = append(locals, hop.Src)
+				}
+			}
+		}
+	}
+	for _, la := range locals {
+		for _, p := range []spec.Proto{spec.ProtoTCP, spec.ProtoUDP} {
+			o.ranges = append(o.ranges, khook.PortRange{Addr: la, Proto: p, First: lo, Last: hi})
+		}
+	}
+	var ks khook.Spec
+	for _, ifc := range d.host.Load().Ifaces {
+		ks.Interfaces = append(ks.Interfaces, khook.Interface{Ifindex: ifc.Index, Name: ifc.Name,
+			Services: o.services, NATReplies: o.nat, LocalRanges: o.ranges})
+	}
+	d.hops.Prefetch(o.rs...)
+	for _, svc := range d.State.Services() {
+		for _, dst := range svc.Dests {
+			d.hops.Prefetch(dst.Addr())
+		}
+	}
+	d.fullnatLocals.Store(&locals)
+	return d.hooks.Apply(ks)
+}
+
+func (d *Director) filter() ([]bpfInstr, error) {
+	o := d.owned()
+	var locals []netip.Addr
+	if p := d.fullnatLocals.Load(); p != nil {
+		locals = *p
+	}
+	return afpacket.OwnedFilter(afpacket.FilterSpec{VIPs: o.vips, RealServers: o.rs, LocalAddrs: locals, ARP: true, NDP: true})
+}
+
+func (d *Director) updateFilters() {
+	f, err := d.filter()
+	if err != nil {
+		d.log.Error("building the packet filter", zap.Error(err))
+		return
+	}
+	for _, s := range d.sockets {
+		if err := s.SetFilter(f); err != nil {
+			d.log.Error("replacing the packet filter", zap.Error(err))
+		}
+	}
+}
+
+// hopAdapter gives the workers next hops with the egress MTU.
+type hopAdapter struct {
+	r    *neigh.Resolver
+	host *atomic.Pointer[dataplane.Host]
+}
+
+func (h hopAdapter) Lookup(dst netip.Addr) (dataplane.Hop, bool) {
+	x, ok := h.r.Lookup(dst)
+	if !ok {
+		return dataplane.Hop{}, false
+	}
+	mtu := 0
+	if ifc, ok := h.host.Load().Ifaces[x.Ifindex]; ok {
+		mtu = ifc.MTU
+	}
+	return dataplane.Hop{Ifindex: x.Ifindex, SrcMAC: x.SrcMAC, DstMAC: x.DstMAC, Src: x.Src, MTU: mtu}, true
+}
+
+// Cleanup removes what a crashed uvsd left in the current namespace.
+func Cleanup() error {
+	return khook.CleanupNetNS(-1)
+}

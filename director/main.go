@@ -1,0 +1,89 @@
+package director
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// Main is uvsd's command line: it parses flags and runs a director until
+// SIGINT or SIGTERM. It returns the process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("uvsd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	rules := fs.String("rules", "", "rules `file` in ipvsadm-save format (uvsadm -S -n / ipvsadm -S -n)")
+	ifaces := fs.String("iface", "", "comma-separated `interfaces` to serve (default: every up, non-loopback interface)")
+	workers := fs.Int("workers", 0, "packet workers (default: one per RX queue, at most one per CPU)")
+	conns := fs.Int("conns", 1<<20, "connection table capacity")
+	level := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+	cleanup := fs.Bool("cleanup", false, "remove kernel hooks a crashed uvsd left in this namespace, then exit")
+	check := fs.Bool("check", false, "validate the rules file and exit")
+	sock := fs.String("control", DefaultControlSocket, "abstract unix socket `name` for uvsadm (empty: no control socket)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: uvsd [--rules FILE] [--iface IF,...] [flags]\n\n"+
+			"uvsd is the uvs director: it serves the virtual services of the rules file on\n"+
+			"this network namespace's interfaces. Change them at run time with uvsadm.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flagErrHelp {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "uvsd: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	var lvl zapcore.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(stderr, "uvsd: bad --log-level %q\n", *level)
+		return 2
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(lvl)
+	zc.Encoding = "console"
+	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	zc.OutputPaths = []string{"stderr"}
+	log, err := zc.Build()
+	if err != nil {
+		fmt.Fprintf(stderr, "uvsd: logger: %v\n", err)
+		return 1
+	}
+	defer func() { _ = log.Sync() }()
+
+	if *cleanup {
+		if err := Cleanup(); err != nil {
+			fmt.Fprintf(stderr, "uvsd: cleanup: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	cfg := Config{RulesFile: *rules, Workers: *workers, ConnCapacity: *conns, ControlSocket: *sock}
+	if *ifaces != "" {
+		cfg.Interfaces = strings.Split(*ifaces, ",")
+	}
+	d, err := New(cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "uvsd: %v\n", err)
+		return 1
+	}
+	if *check {
+		fmt.Fprintf(stdout, "%s: %d services\n", *rules, len(d.State.Services()))
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := d.Run(ctx); err != nil {
+		log.Error("uvsd failed", zap.Error(err))
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,259 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/uvs-lb/uvs/internal/netnstest"
+)
+
+// bigSize is the size of the /big download the real servers serve.
+const bigSize = 20 << 20
+
+// bigBody returns the deterministic content of /big.
+func bigBody() []byte {
+	r := rand.New(rand.NewPCG(1, 2))
+	b := make([]byte, bigSize)
+	for i := 0; i+8 <= len(b); i += 8 {
+		v := r.Uint64()
+		for j := 0; j < 8; j++ {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return b
+}
+
+var bigSum = func() string {
+	s := sha256.Sum256(bigBody())
+	return hex.EncodeToString(s[:])
+}()
+
+// offloadsOff turns off the segmentation offloads of a link so every frame
+// on it fits the MTU (uvsd reads and writes MTU-sized frames; the GSO path
+// is the fast-paths issue's). Checksum offload stays on, so frames still
+// reach uvsd with partial checksums.
+func offloadsOff(t *testing.T, ns *netnstest.NS, dev string) {
+	t.Helper()
+	ns.Exec(t, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off")
+}
+
+// startRealServer serves HTTP on :80 (IPv4 and IPv6) answering its name,
+// /big with bigBody, and a UDP echo on :5353 replying "name:payload".
+// Sockets are created inside ns and served from ordinary goroutines.
+func startRealServer(t *testing.T, ns *netnstest.NS, name string) {
+	t.Helper()
+	var ln net.Listener
+	var pc net.PacketConn
+	err := ns.Do(func() error {
+		var err error
+		if ln, err = net.Listen("tcp", ":80"); err != nil {
+			return err
+		}
+		pc, err = net.ListenPacket("udp", ":5353")
+		return err
+	})
+	if err != nil {
+		t.Fatalf("real server %s: %v", name, err)
+	}
+	big := bigBody()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, name) })
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "big", time.Time{}, bytes.NewReader(big))
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo(append([]byte(name+":"), buf[:n]...), from)
+		}
+	}()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		_ = pc.Close()
+	})
+}
+
+// natLab is the seeds' NAT topology: a client, a two-legged director whose
+// server side is a LAN (a bridge in its own namespace) with two real
+// servers whose default gateway is the director.
+//
+//	cli c0 10.0.1.2 ── d0 10.0.1.1 [dir] d1 10.0.2.1 ── br0 [sw] ── r0 10.0.2.11 [rs1]
+//	                                                           └── r0 10.0.2.12 [rs2]
+//
+// IPv6 mirrors it with fd00:1::/64 and fd00:2::/64. The VIPs 10.0.1.100 and
+// fd00:1::100 are not configured anywhere: uvsd answers ARP/NDP for them.
+type natLab struct {
+	cli, dir, sw *netnstest.NS
+	rs           []*netnstest.NS
+}
+
+func newNATLab(t *testing.T) *natLab {
+	t.Helper()
+	l := &natLab{
+		cli: netnstest.New(t, "cli"),
+		dir: netnstest.New(t, "dir"),
+		sw:  netnstest.New(t, "sw"),
+	}
+	netnstest.Veth(t, l.cli, "c0", l.dir, "d0")
+	netnstest.Veth(t, l.dir, "d1", l.sw, "s0")
+	l.sw.IP(t, "link", "add", "br0", "type", "bridge")
+	l.sw.IP(t, "link", "set", "s0", "master", "br0")
+	l.sw.LinkUp(t, "br0")
+	l.cli.AddrAdd(t, "c0", "10.0.1.2/24")
+	l.cli.IP(t, "-6", "addr", "add", "fd00:1::2/64", "dev", "c0", "nodad")
+	l.cli.RouteAdd(t, "default", "via", "10.0.1.1")
+	l.cli.IP(t, "-6", "route", "add", "default", "via", "fd00:1::1")
+	l.dir.AddrAdd(t, "d0", "10.0.1.1/24")
+	l.dir.AddrAdd(t, "d1", "10.0.2.1/24")
+	l.dir.IP(t, "-6", "addr", "add", "fd00:1::1/64", "dev", "d0", "nodad")
+	l.dir.IP(t, "-6", "addr", "add", "fd00:2::1/64", "dev", "d1", "nodad")
+	l.dir.Sysctl(t, "net.ipv4.ip_forward", "1")
+	l.dir.Sysctl(t, "net.ipv6.conf.all.forwarding", "1")
+	offloadsOff(t, l.cli, "c0")
+	for i := 1; i <= 2; i++ {
+		rs := netnstest.New(t, fmt.Sprintf("rs%d", i))
+		port := fmt.Sprintf("s%d", i)
+		netnstest.Veth(t, rs, "r0", l.sw, port)
+		l.sw.IP(t, "link", "set", port, "master", "br0")
+		rs.AddrAdd(t, "r0", fmt.Sprintf("10.0.2.1%d/24", i))
+		rs.IP(t, "-6", "addr", "add", fmt.Sprintf("fd00:2::1%d/64", i), "dev", "r0", "nodad")
+		rs.RouteAdd(t, "default", "via", "10.0.2.1")
+		rs.IP(t, "-6", "route", "add", "default", "via", "fd00:2::1")
+		offloadsOff(t, rs, "r0")
+		startRealServer(t, rs, fmt.Sprintf("rs%d", i))
+		l.rs = append(l.rs, rs)
+	}
+	return l
+}
+
+// uvsd is a running director process.
+type uvsd struct {
+	proc *netnstest.Proc
+	ns   *netnstest.NS
+}
+
+// startUVSD writes rules to a file and starts uvsd on it inside ns, then
+// waits until it serves.
+func startUVSD(t *testing.T, ns *netnstest.NS, rules string, extra ...string) *uvsd {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "rules")
+	if err := os.WriteFile(path, []byte(rules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{binary("uvsd"), "--rules", path, "--log-level", "debug"}, extra...)
+	p := ns.Start(t, args...)
+	u := &uvsd{proc: p, ns: ns}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.Output(), "serving") {
+		select {
+		case <-p.Done():
+			t.Fatalf("uvsd exited before serving: %v\n%s", p.Err(), p.Output())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("uvsd not serving after 10s:\n%s", p.Output())
+		}
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("uvsd output:\n%s", p.Output())
+		}
+	})
+	return u
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (u *uvsd) stop(t *testing.T) {
+	t.Helper()
+	if err := u.proc.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	select {
+	case <-u.proc.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("uvsd did not stop within 10s of SIGTERM:\n%s", u.proc.Output())
+	}
+	if err := u.proc.Err(); err != nil {
+		t.Fatalf("uvsd exit: %v\n%s", err, u.proc.Output())
+	}
+}
+
+// curl fetches url from inside ns with a bounded time and returns the body.
+func curl(t *testing.T, ns *netnstest.NS, url string) string {
+	t.Helper()
+	out, err := ns.Run("curl", "-sS", "-g", "--max-time", "8", url)
+	if err != nil {
+		t.Fatalf("curl %s: %v: %s", url, err, out)
+	}
+	return strings.TrimSpace(out)
+}
+
+// curlSum downloads url inside ns and returns the SHA-256 of the body.
+func curlSum(t *testing.T, ns *netnstest.NS, url string) string {
+	t.Helper()
+	out, err := ns.Run("sh", "-c", "curl -sS -g --max-time 60 '"+url+"' | sha256sum")
+	if err != nil {
+		t.Fatalf("curl %s: %v: %s", url, err, out)
+	}
+	f := strings.Fields(out)
+	if len(f) == 0 {
+		t.Fatalf("curl %s: no output", url)
+	}
+	return f[0]
+}
+
+// udpExchange sends payload from a fresh socket in ns to addr and returns
+// the reply.
+func udpExchange(t *testing.T, ns *netnstest.NS, addr, payload string) string {
+	t.Helper()
+	var c net.Conn
+	if err := ns.Do(func() error {
+		var err error
+		c, err = net.Dial("udp", addr)
+		return err
+	}); err != nil {
+		t.Fatalf("udp dial %s: %v", addr, err)
+	}
+	defer c.Close()
+	buf := make([]byte, 2048)
+	// A first datagram may meet an unresolved next hop; retry a few times.
+	for try := 0; try < 5; try++ {
+		if _, err := c.Write([]byte(payload)); err != nil {
+			t.Fatalf("udp write: %v", err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		n, err := c.Read(buf)
+		if err == nil {
+			return string(buf[:n])
+		}
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("udp read: %v", err)
+		}
+	}
+	t.Fatalf("no UDP reply from %s after 5 tries", addr)
+	return ""
+}
+
+var _ = context.Background
+var _ = io.EOF

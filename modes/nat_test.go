@@ -1,0 +1,264 @@
+package modes_test
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+
+	"github.com/uvs-lb/uvs/dataplane/header"
+	"github.com/uvs-lb/uvs/modes"
+)
+
+type natAddrs struct {
+	cip, vip, rip, lip netip.AddrPort
+}
+
+var natV4 = natAddrs{cip: ap("10.0.0.1:40000"), vip: ap("192.168.1.10:80"), rip: ap("172.16.0.2:8080"), lip: ap("172.16.0.1:5001")}
+var natV6 = natAddrs{cip: ap("[2001:db8::1]:40000"), vip: ap("[2001:db8:1::10]:80"), rip: ap("[fd00::2]:8080"), lip: ap("[fd00::1]:5001")}
+
+// natCase is one row of the packet-in / packet-out table: the packet's
+// source and destination before and after, and the rewrite to apply.
+type natCase struct {
+	name           string
+	inSrc, inDst   netip.AddrPort
+	outSrc, outDst netip.AddrPort
+	apply          func(frame []byte, p *header.Parsed, partial bool) modes.Result
+}
+
+func natCases(a natAddrs) []natCase {
+	return []natCase{
+		{"nat-request", a.cip, a.vip, a.cip, a.rip, func(f []byte, p *header.Parsed, c bool) modes.Result {
+			return modes.NATRequest(f, p, a.rip, c)
+		}},
+		{"nat-reply", a.rip, a.cip, a.vip, a.cip, func(f []byte, p *header.Parsed, c bool) modes.Result {
+			return modes.NATReply(f, p, a.vip, c)
+		}},
+		{"fullnat-request", a.cip, a.vip, a.lip, a.rip, func(f []byte, p *header.Parsed, c bool) modes.Result {
+			return modes.FullNATRequest(f, p, a.lip, a.rip, c)
+		}},
+		{"fullnat-reply", a.rip, a.lip, a.vip, a.cip, func(f []byte, p *header.Parsed, c bool) modes.Result {
+			return modes.FullNATReply(f, p, a.vip, a.cip, c)
+		}},
+	}
+}
+
+func TestNATTable(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		a := natV4
+		if v6 {
+			a = natV6
+		}
+		for _, tc := range natCases(a) {
+			for _, proto := range []layers.IPProtocol{layers.IPProtocolTCP, layers.IPProtocolUDP} {
+				for _, partial := range []bool{false, true} {
+					for _, vlan := range []bool{false, true} {
+						name := fmt.Sprintf("%s/v6=%v/%v/partial=%v/vlan=%v", tc.name, v6, proto, partial, vlan)
+						t.Run(name, func(t *testing.T) {
+							f := flow{v6: v6, vlan: vlan, proto: proto, src: tc.inSrc.Addr().String(), dst: tc.inDst.Addr().String(),
+								sport: tc.inSrc.Port(), dport: tc.inDst.Port(), ttl: 64, tos: 0x10, df: true, flags: "PA", payload: 333}
+							runNAT(t, f, tc, partial, false)
+						})
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestNATUDPZeroChecksum: a UDP/IPv4 datagram without checksum leaves with
+// a real one, as IPVS writes it.
+func TestNATUDPZeroChecksum(t *testing.T) {
+	for _, tc := range natCases(natV4) {
+		t.Run(tc.name, func(t *testing.T) {
+			f := flow{proto: layers.IPProtocolUDP, src: tc.inSrc.Addr().String(), dst: tc.inDst.Addr().String(),
+				sport: tc.inSrc.Port(), dport: tc.inDst.Port(), ttl: 64, payload: 20}
+			runNAT(t, f, tc, false, true)
+		})
+	}
+}
+
+func runNAT(t *testing.T, f flow, tc natCase, partial, zeroUDP bool) {
+	t.Helper()
+	frame := f.frame(t)
+	var p header.Parsed
+	p.Parse(frame)
+	if p.Reason != header.ReasonNone {
+		t.Fatalf("input: %v", p.Reason)
+	}
+	if partial {
+		makePartial(t, frame, &p)
+	}
+	if zeroUDP {
+		binary.BigEndian.PutUint16(frame[p.L4Off+6:], 0)
+	}
+	if r := tc.apply(frame, &p, partial); !r.OK() {
+		t.Fatalf("verdict %v", r.Verdict)
+	}
+	checkChecksums(t, frame)
+	pkt := gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.Default)
+	var src, dst netip.Addr
+	var ttl uint8
+	switch ip := pkt.NetworkLayer().(type) {
+	case *layers.IPv4:
+		src, dst, ttl = netip.AddrFrom4([4]byte(ip.SrcIP.To4())), netip.AddrFrom4([4]byte(ip.DstIP.To4())), ip.TTL
+		if ip.TOS != f.tos || ip.Flags&layers.IPv4DontFragment == 0 != !f.df {
+			t.Errorf("tos/df changed")
+		}
+	case *layers.IPv6:
+		src, dst, ttl = netip.AddrFrom16([16]byte(ip.SrcIP)), netip.AddrFrom16([16]byte(ip.DstIP)), ip.HopLimit
+	}
+	var sport, dport uint16
+	var payload []byte
+	switch l4 := pkt.TransportLayer().(type) {
+	case *layers.TCP:
+		sport, dport, payload = uint16(l4.SrcPort), uint16(l4.DstPort), l4.Payload
+		if l4.Seq != 1000 || l4.Ack != 2000 || !l4.PSH || !l4.ACK {
+			t.Errorf("tcp header changed: %+v", l4)
+		}
+	case *layers.UDP:
+		sport, dport, payload = uint16(l4.SrcPort), uint16(l4.DstPort), l4.Payload
+		if l4.Checksum == 0 {
+			t.Errorf("udp checksum left 0")
+		}
+	}
+	if got := netip.AddrPortFrom(src, sport); got != tc.outSrc {
+		t.Errorf("src %v want %v", got, tc.outSrc)
+	}
+	if got := netip.AddrPortFrom(dst, dport); got != tc.outDst {
+		t.Errorf("dst %v want %v", got, tc.outDst)
+	}
+	if ttl != f.ttl-1 {
+		t.Errorf("ttl %d want %d", ttl, f.ttl-1)
+	}
+	for i, b := range payload {
+		if b != byte(i*7+3) {
+			t.Fatalf("payload changed at %d", i)
+		}
+	}
+	// Parsed describes the rewritten frame.
+	if p.SrcAddr() != tc.outSrc.Addr() || p.DstAddr() != tc.outDst.Addr() || p.SrcPort != tc.outSrc.Port() ||
+		p.DstPort != tc.outDst.Port() || p.TTL != f.ttl-1 {
+		t.Errorf("parsed not updated: %v:%d -> %v:%d ttl %d", p.SrcAddr(), p.SrcPort, p.DstAddr(), p.DstPort, p.TTL)
+	}
+	var q header.Parsed
+	q.Parse(frame)
+	if q.Src != p.Src || q.Dst != p.Dst || q.SrcPort != p.SrcPort || q.DstPort != p.DstPort || q.TTL != p.TTL {
+		t.Errorf("parsed differs from a fresh parse of the output")
+	}
+}
+
+func TestNATRefusals(t *testing.T) {
+	base := flow{proto: layers.IPProtocolTCP, src: "10.0.0.1", dst: "192.168.1.10", sport: 1, dport: 80, ttl: 64, payload: 10}
+	tests := []struct {
+		name string
+		f    flow
+		mut  func(b []byte)
+		rs   netip.AddrPort
+		want modes.Verdict
+	}{
+		{"ttl-1", flow{proto: layers.IPProtocolTCP, src: "10.0.0.1", dst: "192.168.1.10", sport: 1, dport: 80, ttl: 1}, nil, natV4.rip, modes.TTLExceeded},
+		{"ttl-0", flow{proto: layers.IPProtocolUDP, src: "10.0.0.1", dst: "192.168.1.10", sport: 1, dport: 80, ttl: 0}, nil, natV4.rip, modes.TTLExceeded},
+		{"hlim-1", flow{v6: true, proto: layers.IPProtocolUDP, src: "::1", dst: "::2", sport: 1, dport: 80, ttl: 1}, nil, natV6.rip, modes.TTLExceeded},
+		{"family", base, nil, natV6.rip, modes.Unsupported},
+		{"mapped-family", base, nil, ap("[::ffff:1.2.3.4]:80"), modes.Unsupported},
+		{"fragment", base, func(b []byte) { b[20] |= 0x20 }, natV4.rip, modes.Unsupported},
+		{"icmp", flow{proto: layers.IPProtocolICMPv4, src: "10.0.0.1", dst: "192.168.1.10", ttl: 64, payload: 8}, nil, natV4.rip, modes.Unsupported},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			frame := tc.f.frame(t)
+			if tc.mut != nil {
+				tc.mut(frame)
+			}
+			orig := append([]byte(nil), frame...)
+			var p header.Parsed
+			p.Parse(frame)
+			if r := modes.NATRequest(frame, &p, tc.rs, false); r.Verdict != tc.want {
+				t.Fatalf("verdict %v want %v", r.Verdict, tc.want)
+			}
+			if string(orig) != string(frame) {
+				t.Fatalf("frame modified on refusal")
+			}
+		})
+	}
+}
+
+func TestNATNoAllocs(t *testing.T) {
+	for _, tc := range natCases(natV6) {
+		f := flow{v6: true, proto: layers.IPProtocolTCP, src: tc.inSrc.Addr().String(), dst: tc.inDst.Addr().String(),
+			sport: tc.inSrc.Port(), dport: tc.inDst.Port(), ttl: 255, payload: 100}
+		frame := f.frame(t)
+		var p header.Parsed
+		p.Parse(frame)
+		if n := testing.AllocsPerRun(100, func() {
+			frame[p.L3Off+7] = 255 // keep the hop limit from running out
+			p.TTL = 255
+			tc.apply(frame, &p, false)
+		}); n != 0 {
+			t.Errorf("%s allocates %v", tc.name, n)
+		}
+	}
+}
+
+func BenchmarkNAT(b *testing.B) {
+	for _, v6 := range []bool{false, true} {
+		a := natV4
+		if v6 {
+			a = natV6
+		}
+		for _, tc := range natCases(a) {
+			for _, partial := range []bool{false, true} {
+				b.Run(fmt.Sprintf("%s/v6=%v/partial=%v", tc.name, v6, partial), func(b *testing.B) {
+					f := flow{v6: v6, proto: layers.IPProtocolTCP, src: tc.inSrc.Addr().String(), dst: tc.inDst.Addr().String(),
+						sport: tc.inSrc.Port(), dport: tc.inDst.Port(), ttl: 255, payload: 1400}
+					frame := f.frame(b)
+					var p header.Parsed
+					p.Parse(frame)
+					b.ReportAllocs()
+					ttlOff := p.L3Off + header.IPv4TTLOff
+					if v6 {
+						ttlOff = p.L3Off + header.IPv6HopLimitOff
+					}
+					for b.Loop() {
+						// Keep the TTL from running out (the checksums drift,
+						// which does not matter here).
+						frame[ttlOff], p.TTL = 255, 255
+						tc.apply(frame, &p, partial)
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestOracleDetectsBadChecksum makes sure the gopacket oracle used above
+// does fail on a wrong checksum.
+func TestOracleDetectsBadChecksum(t *testing.T) {
+	for _, proto := range []layers.IPProtocol{layers.IPProtocolTCP, layers.IPProtocolUDP} {
+		for _, v6 := range []bool{false, true} {
+			f := flow{v6: v6, proto: proto, src: "10.0.0.1", dst: "10.0.0.2", sport: 1, dport: 2, ttl: 5, payload: 9}
+			if v6 {
+				f.src, f.dst = "::1", "::2"
+			}
+			frame := f.frame(t)
+			var p header.Parsed
+			p.Parse(frame)
+			off := p.L4Off + header.L4ChecksumOffset(p.Proto)
+			frame[off]++
+			if got := reserialize(t, frame); string(got) == string(frame) {
+				t.Errorf("v6=%v %v: oracle accepted a bad L4 checksum", v6, proto)
+			}
+			frame[off]--
+			if !v6 {
+				frame[p.L3Off+header.IPv4ChecksumOff]++
+				if got := reserialize(t, frame); string(got) == string(frame) {
+					t.Errorf("%v: oracle accepted a bad IPv4 checksum", proto)
+				}
+			}
+		}
+	}
+}

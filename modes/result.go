@@ -1,0 +1,67 @@
+package modes
+
+import "github.com/uvs-lb/uvs/dataplane/header"
+
+// Verdict is the outcome of a rewrite.
+type Verdict uint8
+
+// Verdicts. Anything but OK leaves the frame unmodified.
+const (
+	// OK: the frame was rewritten and can be transmitted.
+	OK Verdict = iota
+	// TTLExceeded: the TTL or hop limit was <= 1; send an ICMP time
+	// exceeded (ICMPv6 hop limit exceeded) to the source and drop.
+	TTLExceeded
+	// TooBig: the packet does not fit the MTU; send ICMP fragmentation
+	// needed (ICMPv6 packet too big) with Result.MTU and drop.
+	TooBig
+	// NoHeadroom: the buffer has too little headroom for the encapsulation.
+	NoHeadroom
+	// Unsupported: the rewrite does not apply to this packet (wrong kind,
+	// protocol, address family, a fragment, no quoted packet); drop.
+	Unsupported
+
+	// NumVerdicts is the number of Verdict values.
+	NumVerdicts = iota
+)
+
+var verdictNames = [NumVerdicts]string{"ok", "ttl-exceeded", "too-big", "no-headroom", "unsupported"}
+
+// String returns a stable lower-case name.
+func (v Verdict) String() string {
+	if int(v) < len(verdictNames) {
+		return verdictNames[v]
+	}
+	return "verdict?"
+}
+
+// Result is a Verdict plus, for TooBig, the MTU to report to the source.
+type Result struct {
+	Verdict Verdict
+	MTU     uint16
+}
+
+// OK reports whether the frame was rewritten and may be sent.
+func (r Result) OK() bool { return r.Verdict == OK }
+
+func verdict(v Verdict) Result { return Result{Verdict: v} }
+
+// CheckMTU applies the kernel's ensure_mtu_is_adequate rule to a packet
+// about to leave on a path with the given MTU (0 disables the check): an
+// IPv4 packet with DF set that exceeds the MTU and is not itself an ICMP
+// error is TooBig; an IPv6 packet that exceeds it is always TooBig.
+func CheckMTU(p *header.Parsed, mtu int) Result {
+	if mtu <= 0 || p.IPLen <= mtu {
+		return verdict(OK)
+	}
+	switch p.Kind {
+	case header.KindIPv4:
+		if !p.DF || p.Inner.OK {
+			return verdict(OK)
+		}
+	case header.KindIPv6:
+	default:
+		return verdict(OK)
+	}
+	return Result{Verdict: TooBig, MTU: uint16(min(mtu, 0xffff))}
+}

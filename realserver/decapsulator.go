@@ -1,0 +1,165 @@
+package realserver
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"sync/atomic"
+)
+
+// Encap is the kind of packet a source delivers to the Decapsulator.
+type Encap uint8
+
+// Encapsulations.
+const (
+	// EncapIPIP: whole IPv4 packets of protocol 4 or 41, as a raw socket
+	// returns them (outer header included).
+	EncapIPIP Encap = iota
+	// EncapGUE: UDP payloads received on the GUE port.
+	EncapGUE
+)
+
+// String returns "ipip" or "gue".
+func (e Encap) String() string {
+	switch e {
+	case EncapIPIP:
+		return "ipip"
+	case EncapGUE:
+		return "gue"
+	}
+	return "unknown"
+}
+
+// MaxPacket is the size of the receive buffer each source needs: the
+// largest IPv4 packet.
+const MaxPacket = 65535
+
+// Counters are the decapsulator's statistics. They are updated atomically
+// and may be read while packets flow.
+type Counters struct {
+	// Decapsulated counts inner packets written to the TUN device.
+	Decapsulated atomic.Uint64
+	// Rejected counts packets dropped, indexed by Reason (ReasonOK unused).
+	Rejected [NumReasons]atomic.Uint64
+}
+
+// Snapshot returns the counters as a map from name ("decapsulated" and
+// each non-zero reason) to value, for status output.
+func (c *Counters) Snapshot() map[string]uint64 {
+	m := map[string]uint64{"decapsulated": c.Decapsulated.Load()}
+	for r := ReasonOK + 1; r < NumReasons; r++ {
+		if v := c.Rejected[r].Load(); v != 0 {
+			m[r.String()] = v
+		}
+	}
+	return m
+}
+
+// Decapsulator turns encapsulated packets into inner packets for the local
+// stack, accepting only inner packets addressed to one of its VIPs. The
+// VIP set may be replaced at any time with SetVIPs; Handle and Serve may run
+// concurrently from several goroutines.
+type Decapsulator struct {
+	vips     atomic.Pointer[[]netip.Addr]
+	counters Counters
+}
+
+// NewDecapsulator returns a Decapsulator accepting the given VIPs.
+func NewDecapsulator(vips []netip.Addr) *Decapsulator {
+	d := &Decapsulator{}
+	d.SetVIPs(vips)
+	return d
+}
+
+// SetVIPs replaces the set of accepted inner destinations.
+func (d *Decapsulator) SetVIPs(vips []netip.Addr) {
+	s := make([]netip.Addr, 0, len(vips))
+	for _, v := range vips {
+		s = append(s, v.Unmap())
+	}
+	slices.SortFunc(s, netip.Addr.Compare)
+	s = slices.Compact(s)
+	d.vips.Store(&s)
+}
+
+// VIPs returns the accepted inner destinations, sorted.
+func (d *Decapsulator) VIPs() []netip.Addr { return slices.Clone(*d.vips.Load()) }
+
+// Counters returns the live counters.
+func (d *Decapsulator) Counters() *Counters { return &d.counters }
+
+// Handle decapsulates one received packet and returns the inner packet (a
+// sub-slice of pkt) or the reason it was rejected. Rejections are counted
+// here; successful injections are counted by Serve once the write
+// succeeded. It never allocates.
+func (d *Decapsulator) Handle(kind Encap, pkt []byte) ([]byte, Reason) {
+	var inner []byte
+	var r Reason
+	if kind == EncapGUE {
+		inner, r = DecapGUE(pkt)
+	} else {
+		inner, r = DecapIPIP(pkt)
+	}
+	if r == ReasonOK && !d.isVIP(inner) {
+		r = ReasonNotVIP
+	}
+	if r != ReasonOK {
+		d.counters.Rejected[r].Add(1)
+		return nil, r
+	}
+	return inner, ReasonOK
+}
+
+// isVIP reports whether the validated inner packet is addressed to a VIP.
+func (d *Decapsulator) isVIP(inner []byte) bool {
+	var dst netip.Addr
+	if inner[0]>>4 == 4 {
+		dst = netip.AddrFrom4([4]byte(inner[16:20]))
+	} else {
+		dst = netip.AddrFrom16([16]byte(inner[24:40]))
+	}
+	for _, v := range *d.vips.Load() {
+		if v == dst {
+			return true
+		}
+	}
+	return false
+}
+
+// Serve reads packets of the given kind from src into buf (preallocated,
+// MaxPacket bytes is always enough), decapsulates them and writes the inner
+// packets to dst, one Write per packet, until src returns an error. It
+// returns nil when src or dst has been closed (os.ErrClosed, io.EOF,
+// net.ErrClosed) and the read error otherwise. A failed write to dst is
+// counted as ReasonWrite and the loop goes on.
+func (d *Decapsulator) Serve(kind Encap, src io.Reader, dst io.Writer, buf []byte) error {
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			if isClosed(err) {
+				return nil
+			}
+			return err
+		}
+		inner, r := d.Handle(kind, buf[:n])
+		if r != ReasonOK {
+			continue
+		}
+		if _, err := dst.Write(inner); err != nil {
+			d.counters.Rejected[ReasonWrite].Add(1)
+			if isClosed(err) {
+				return nil
+			}
+			continue
+		}
+		d.counters.Decapsulated.Add(1)
+	}
+}
+
+// isClosed reports whether err means the file or socket was closed.
+func isClosed(err error) bool {
+	return errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
+}
