@@ -55,20 +55,20 @@ const (
 	CntRx Counter = iota
 	CntTx
 	CntTxErr
-	CntNotOurs      // not for a service or connection: left to the kernel
-	CntNewConn      // connection scheduled
-	CntNoDest       // scheduler found no destination (ICMP unreachable sent)
-	CntNotSyn       // TCP without SYN and without connection
-	CntNoConnSpace  // connection table full
-	CntNeighMiss    // next hop not resolved yet (resolution started)
-	CntTTL          // TTL exceeded (ICMP sent)
-	CntTooBig       // larger than the path MTU (ICMP sent)
-	CntRewriteFail  // rewrite refused the packet
-	CntDestGone     // connection whose destination was removed
-	CntARPReply     // ARP/NDP answered for a VIP
-	CntICMPRelated  // ICMP error translated for a connection
-	CntMalformed    // parse failure on a frame addressed to a VIP
-	CntUnsupported  // forwarding method not implemented for this packet
+	CntNotOurs     // not for a service or connection: left to the kernel
+	CntNewConn     // connection scheduled
+	CntNoDest      // scheduler found no destination (ICMP unreachable sent)
+	CntNotSyn      // TCP without SYN and without connection
+	CntNoConnSpace // connection table full
+	CntNeighMiss   // next hop not resolved yet (resolution started)
+	CntTTL         // TTL exceeded (ICMP sent)
+	CntTooBig      // larger than the path MTU (ICMP sent)
+	CntRewriteFail // rewrite refused the packet
+	CntDestGone    // connection whose destination was removed
+	CntARPReply    // ARP/NDP answered for a VIP
+	CntICMPRelated // ICMP error translated for a connection
+	CntMalformed   // parse failure on a frame addressed to a VIP
+	CntUnsupported // forwarding method not implemented for this packet
 	CntFullNATNoPort
 	NumCounters
 )

@@ -1,0 +1,442 @@
+package control
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/uvs-lb/uvs/conntrack"
+	"github.com/uvs-lb/uvs/ipvsadm"
+	"github.com/uvs-lb/uvs/spec"
+)
+
+// Exit statuses of Run besides ipvsadm.ExitUsage (2) and ipvsadm.ExitPopt
+// (255), as ipvsadm 1.31 uses them (reference §4.4).
+const (
+	// ExitOK is success.
+	ExitOK = 0
+	// ExitList is a listing failure (no such service for -L -t, ...) and
+	// the ipvsadm-save wrapper's usage error.
+	ExitList = 1
+	// ExitKernel is an operation the director rejected (ipvsadm returns -1).
+	ExitKernel = 255
+)
+
+// Env is what Run needs besides the State and the command line.
+type Env struct {
+	// Prog is argv[0] as typed; its base name selects the personality:
+	// a name ending in "-save" behaves as ipvsadm-save, one ending in
+	// "-restore" as ipvsadm-restore, anything else as ipvsadm. The name
+	// (without those suffixes) is used in messages. Empty means "uvsadm".
+	Prog string
+	// Conns lists the live connections and templates for -Lnc and the
+	// FULLNAT -G counts; nil means an empty table.
+	Conns func() []conntrack.Listing
+	// Rates supplies --rate figures and is reset by -Z; nil shows zeros.
+	Rates *Estimator
+	// ConnTabSize is the "(size=N)" of the version line; 0 means
+	// ipvsadm.DefaultConnTab (4096, the kernel's default).
+	ConnTabSize int
+	// Privileged reports whether the caller may change the configuration
+	// (a root peer). Unprivileged callers may list; every change fails with
+	// "Permission denied (you must be root)" and exit status 255.
+	Privileged bool
+	// Unavailable, when Run is called with a nil State, is the reason no
+	// director can be reached; it completes ipvsadm's "Can't initialize
+	// ipvs: ..." message.
+	Unavailable string
+}
+
+// personality is which of the three ipvsadm programs Run behaves as.
+type personality uint8
+
+const (
+	asAdm personality = iota
+	asSave
+	asRestore
+)
+
+// progPersonality splits argv[0] into the personality and the program
+// name used in messages ("ipvsadm-save" → asSave, "ipvsadm").
+func progPersonality(argv0 string) (personality, string) {
+	base := filepath.Base(argv0)
+	if argv0 == "" || base == "." || base == "/" {
+		return asAdm, ipvsadm.DefaultProg
+	}
+	switch {
+	case strings.HasSuffix(base, "-save") && len(base) > len("-save"):
+		return asSave, strings.TrimSuffix(base, "-save")
+	case strings.HasSuffix(base, "-restore") && len(base) > len("-restore"):
+		return asRestore, strings.TrimSuffix(base, "-restore")
+	}
+	return asAdm, base
+}
+
+// Run executes one ipvsadm 1.31 invocation against st, exactly as ipvsadm
+// would against the kernel: it writes what ipvsadm writes to stdout and
+// stderr and returns its exit status (0 success, 1 listing failure, 2
+// usage/validation error, 255 popt error or rejected operation). args
+// exclude argv[0] (env.Prog). stdin is read only by -R and the restore
+// personality.
+//
+// Personalities (by env.Prog's base name, so symlinks work):
+//   - "*-save" (ipvsadm-save, uvsadm-save): takes at most "-n", prints the
+//     -S rules; any other argument prints "Usage: <prog> [-n]" to stderr
+//     and exits 1, as the ipvsadm-save script does.
+//   - "*-restore" (ipvsadm-restore, uvsadm-restore): ignores its arguments,
+//     clears the table (-C), then restores stdin as -R does.
+//
+// -R reads one invocation per line: blank lines and lines starting with
+// '#' are skipped (ipvsadm -R itself would choke on comments; uvs skips
+// them), tokens "ipvsadm"/"uvsadm" are dropped. A usage or validation
+// error stops the restore with its status; a rejected operation is
+// printed and the restore continues; the status is that of the last line.
+// "-R" inside -R gives the "Try ..." message (255), -h/-v end the restore
+// with 0, as ipvsadm's exit() does.
+//
+// Sync daemons do not exist in uvs: --start-daemon fails with
+// "Connection synchronization daemon is not supported by uvs" (255),
+// --stop-daemon with the kernel's "No daemon is running" (255), and
+// -L --daemon prints nothing, as ipvsadm does with no daemon running.
+//
+// st may be nil when no director is reachable: parse errors, -h and -v
+// still work, and anything else prints ipvsadm's "Can't initialize ipvs"
+// message with env.Unavailable and exits 2.
+func Run(st *State, env Env, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	pers, prog := progPersonality(env.Prog)
+	r := &runner{st: st, env: env, prog: prog, out: stdout, errw: stderr}
+	switch pers {
+	case asSave:
+		if len(args) > 1 || (len(args) == 1 && args[0] != "-n") {
+			r.errf("Usage: " + prog + "-save [-n]")
+			return ExitList
+		}
+		code, _ := r.invoke(append([]string{"-S"}, args...), nil, false)
+		return code
+	case asRestore:
+		if code, _ := r.invoke([]string{"-C"}, nil, false); code != ExitOK {
+			return code
+		}
+		code, _ := r.invoke([]string{"-R"}, stdin, false)
+		return code
+	}
+	code, _ := r.invoke(args, stdin, false)
+	return code
+}
+
+type runner struct {
+	st   *State
+	env  Env
+	prog string
+	out  io.Writer
+	errw io.Writer
+}
+
+// errf writes one line to stderr.
+func (r *runner) errf(msg string) { _, _ = io.WriteString(r.errw, msg+"\n") }
+
+// invoke runs one command line. stop reports that ipvsadm would have
+// exited here (usage errors, listing failures, -h/-v), which ends a -R.
+func (r *runner) invoke(args []string, stdin io.Reader, inRestore bool) (code int, stop bool) {
+	cmd, err := ipvsadm.ParseAs(r.prog, args)
+	if err != nil {
+		var e *ipvsadm.Error
+		if errors.As(err, &e) {
+			r.errf(e.Msg)
+			return e.Code, true
+		}
+		r.errf(err.Error())
+		return ipvsadm.ExitUsage, true
+	}
+	switch cmd.Kind {
+	case ipvsadm.CmdHelp:
+		_, _ = io.WriteString(r.out, ipvsadm.UsageFor(r.prog))
+		return ExitOK, true
+	case ipvsadm.CmdVersion:
+		_, _ = io.WriteString(r.out, ipvsadm.Version())
+		return ExitOK, true
+	}
+	if r.st == nil {
+		why := r.env.Unavailable
+		if why == "" {
+			why = "no uvs director in this network namespace"
+		}
+		r.errf("Can't initialize ipvs: " + why + "\nAre you sure that IP Virtual Server is built in the kernel or as module?")
+		return ipvsadm.ExitUsage, true
+	}
+	switch cmd.Kind {
+	case ipvsadm.CmdList:
+		return r.list(&cmd)
+	case ipvsadm.CmdSave:
+		err := ipvsadm.FormatSave(r.out, r.views(), cmd.List.Numeric)
+		if err != nil {
+			r.errf(err.Error())
+			return ExitList, true
+		}
+		return ExitOK, false
+	case ipvsadm.CmdRestore:
+		if inRestore {
+			r.errf("Try `" + r.prog + " -h' or '" + r.prog + " --help' for more information.")
+			return ipvsadm.ExitPopt, true
+		}
+		return r.restore(stdin), false
+	case ipvsadm.CmdGetLaddr:
+		return r.getLaddr(&cmd)
+	case ipvsadm.CmdStartDaemon, ipvsadm.CmdStopDaemon:
+		if !r.env.Privileged {
+			return r.reject(strerror(cmd.Kind, syscall.EPERM)), false
+		}
+		if cmd.Kind == ipvsadm.CmdStopDaemon {
+			return r.reject(&Error{Errno: syscall.ESRCH, Msg: "No daemon is running"}), false
+		}
+		return r.reject(&Error{Errno: syscall.EOPNOTSUPP, Msg: "Connection synchronization daemon is not supported by uvs"}), false
+	}
+	return r.change(&cmd), false
+}
+
+// reject prints a rejected operation's message and returns 255.
+func (r *runner) reject(err error) int {
+	var e *Error
+	if errors.As(err, &e) {
+		r.errf(e.Msg)
+	} else {
+		r.errf(err.Error())
+	}
+	return ExitKernel
+}
+
+// change applies a state-changing command.
+func (r *runner) change(c *ipvsadm.Command) int {
+	if !r.env.Privileged {
+		return r.reject(strerror(c.Kind, syscall.EPERM))
+	}
+	if err := r.st.Apply(c); err != nil {
+		return r.reject(err)
+	}
+	if c.Kind == ipvsadm.CmdZero && r.env.Rates != nil {
+		for _, si := range r.st.Services() {
+			if c.HasService && si.Config.Key != c.Service.Key {
+				continue
+			}
+			r.env.Rates.Reset(si.Stats)
+			for _, d := range si.Dests {
+				r.env.Rates.Reset(&d.Stats)
+			}
+		}
+	}
+	return ExitOK
+}
+
+// restore is -R: one invocation per stdin line.
+func (r *runner) restore(stdin io.Reader) int {
+	if stdin == nil {
+		return ExitOK
+	}
+	sc := bufio.NewScanner(stdin)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	result := ExitOK
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
+			continue
+		}
+		args := fields[:0:0]
+		for _, f := range fields {
+			if f != "ipvsadm" && f != ipvsadm.DefaultProg && f != r.prog {
+				args = append(args, f)
+			}
+		}
+		if len(args) == 0 {
+			continue
+		}
+		code, stop := r.invoke(args, nil, true)
+		if stop {
+			return code
+		}
+		result = code
+	}
+	if err := sc.Err(); err != nil {
+		r.errf("restore: " + err.Error())
+		return ipvsadm.ExitUsage
+	}
+	return result
+}
+
+func (r *runner) connTabSize() int {
+	if r.env.ConnTabSize > 0 {
+		return r.env.ConnTabSize
+	}
+	return ipvsadm.DefaultConnTab
+}
+
+// list is -L/-l in all its forms.
+func (r *runner) list(c *ipvsadm.Command) (int, bool) {
+	o := c.List
+	var err error
+	switch {
+	case o.Connections:
+		err = ipvsadm.FormatConns(r.out, r.conns(), o.PersistentConn)
+	case c.HasService:
+		for _, v := range r.views() {
+			if v.Service.Key == c.Service.Key {
+				err = ipvsadm.FormatService(r.out, v, o)
+				if err != nil {
+					break
+				}
+				return ExitOK, false
+			}
+		}
+		if err == nil {
+			r.errf(strerror(ipvsadm.CmdList, syscall.ESRCH).Error())
+			return ExitList, true
+		}
+	case o.Timeout:
+		t := r.st.Timeouts()
+		err = ipvsadm.FormatTimeout(r.out, secs(t.TCP), secs(t.TCPFin), secs(t.UDP))
+	case o.Daemon:
+		err = ipvsadm.FormatDaemon(r.out, nil)
+	default:
+		err = ipvsadm.FormatList(r.out, r.views(), o, r.connTabSize())
+	}
+	if err != nil {
+		r.errf(err.Error())
+		return ExitList, true
+	}
+	return ExitOK, false
+}
+
+func secs(d time.Duration) uint32 { return uint32(d / time.Second) }
+
+func nonNeg(v int32) uint32 {
+	if v < 0 {
+		return 0
+	}
+	return uint32(v)
+}
+
+// views snapshots the State (and the estimator) for the formatters.
+func (r *runner) views() []ipvsadm.ServiceView {
+	infos := r.st.Services()
+	out := make([]ipvsadm.ServiceView, 0, len(infos))
+	for _, si := range infos {
+		v := ipvsadm.ServiceView{Service: si.Config}
+		if si.Stats != nil {
+			v.Stats = statsView(load(si.Stats))
+			v.Rate = r.env.Rates.Rate(si.Stats)
+		}
+		v.Dests = make([]ipvsadm.DestView, 0, len(si.Dests))
+		for _, d := range si.Dests {
+			v.Dests = append(v.Dests, ipvsadm.DestView{
+				Dest:         d.Config(),
+				ActiveConns:  nonNeg(d.ActiveConns()),
+				InactConns:   nonNeg(d.InactConns()),
+				PersistConns: nonNeg(d.PersistConns()),
+				Stats:        statsView(load(&d.Stats)),
+				Rate:         r.env.Rates.Rate(&d.Stats),
+			})
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func statsView(c [numEst]uint64) ipvsadm.StatsView {
+	return ipvsadm.StatsView{Conns: c[estConns], InPkts: c[estInPkts], OutPkts: c[estOutPkts],
+		InBytes: c[estInBytes], OutBytes: c[estOutBytes]}
+}
+
+func (r *runner) listings() []conntrack.Listing {
+	if r.env.Conns == nil {
+		return nil
+	}
+	return r.env.Conns()
+}
+
+// conns converts the connection table listing to -Lnc rows, in table
+// order (the kernel prints in hash order).
+func (r *runner) conns() []ipvsadm.ConnView {
+	ls := r.listings()
+	out := make([]ipvsadm.ConnView, 0, len(ls))
+	for i := range ls {
+		l := &ls[i]
+		out = append(out, ipvsadm.ConnView{
+			Proto:   spec.Proto(l.Proto),
+			Expire:  uint32(l.Remaining / time.Second),
+			State:   l.StateName(),
+			Client:  l.Client,
+			Virtual: l.Virtual,
+			Dest:    l.Real,
+		})
+	}
+	return out
+}
+
+// getLaddr is -G (DPVS's --get-laddr): the FULLNAT local addresses of one
+// service with the number of connections using each, in DPVS's layout:
+//
+//	VIP:VPORT            TOTAL    LADDR                CONFLICTS  CONNS
+//	10.0.0.1:80          2
+//	                              192.168.0.200        0          3
+//
+// CONFLICTS (DPVS counts local-port allocation clashes) is always 0 in
+// uvs. A firewall-mark service is named "FWM  <mark>".
+func (r *runner) getLaddr(c *ipvsadm.Command) (int, bool) {
+	var svc *spec.Service
+	for _, si := range r.st.Services() {
+		if si.Config.Key == c.Service.Key {
+			cfg := si.Config
+			svc = &cfg
+			break
+		}
+	}
+	if svc == nil {
+		// DPVS looks the service up first (ipvs_get_service).
+		r.errf(strerror(ipvsadm.CmdList, syscall.ESRCH).Error())
+		return ExitKernel, false
+	}
+	k := svc.Key
+	counts := make(map[netip.Addr]uint64, len(svc.LocalAddrs))
+	for _, l := range r.listings() {
+		if l.Template || !l.Local.IsValid() {
+			continue
+		}
+		if k.IsFWMark() {
+			if l.FWMark != k.FWMark {
+				continue
+			}
+		} else if l.Proto != uint8(k.Proto) || l.Virtual.Addr().Unmap() != k.Addr.Unmap() || l.Virtual.Port() != k.Port {
+			continue
+		}
+		counts[l.Local.Addr().Unmap()]++
+	}
+	var b strings.Builder
+	b.WriteString(pad("VIP:VPORT", 20) + " " + pad("TOTAL", 8) + " " + pad("LADDR", 20) + " " +
+		pad("CONFLICTS", 10) + " " + pad("CONNS", 10) + "\n")
+	name := "FWM  " + strconv.FormatUint(uint64(k.FWMark), 10)
+	if !k.IsFWMark() {
+		name = netip.AddrPortFrom(k.Addr, k.Port).String()
+	}
+	b.WriteString(pad(name, 20) + " " + pad(strconv.Itoa(len(svc.LocalAddrs)), 8) + " \n")
+	for _, a := range svc.LocalAddrs {
+		b.WriteString(pad("", 20) + " " + pad("", 8) + " " + pad(a.String(), 20) + " " + pad("0", 10) + " " +
+			pad(strconv.FormatUint(counts[a.Unmap()], 10), 10) + "\n")
+	}
+	if _, err := io.WriteString(r.out, b.String()); err != nil {
+		return ExitList, true
+	}
+	return ExitOK, false
+}
+
+// pad is printf's "%-*s".
+func pad(s string, w int) string {
+	if len(s) >= w {
+		return s
+	}
+	return s + strings.Repeat(" ", w-len(s))
+}

@@ -1,0 +1,240 @@
+package control
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/uvs-lb/uvs/ipvsadm"
+)
+
+// AutostartEnv is the environment variable that, set to "1" (or any
+// non-empty value other than "0"), stops uvsadm from starting a director
+// when none answers. It is an environment variable rather than an option
+// so that it can never collide with an ipvsadm option or change how a
+// script's command lines parse.
+const AutostartEnv = "UVS_NO_AUTOSTART"
+
+// DefaultStartTimeout bounds the wait for an autostarted director.
+const DefaultStartTimeout = 5 * time.Second
+
+// Client talks to the director of the current network namespace.
+type Client struct {
+	// Socket is the control socket name (DefaultSocketName if empty).
+	Socket string
+	// Timeout bounds one request (DefaultRequestTimeout if zero).
+	Timeout time.Duration
+}
+
+func (c *Client) socket() string {
+	if c.Socket == "" {
+		return DefaultSocketName
+	}
+	return c.Socket
+}
+
+// Dial connects to the director.
+func (c *Client) Dial(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", c.socket())
+}
+
+// Do sends req on a new connection and copies the director's stdout and
+// stderr output to stdout and stderr, returning its exit status. An error
+// means no answer was received.
+func (c *Client) Do(ctx context.Context, req Request, stdout, stderr io.Writer) (int, error) {
+	conn, err := c.Dial(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	return c.exchange(ctx, conn, req, stdout, stderr)
+}
+
+func (c *Client) exchange(ctx context.Context, conn net.Conn, req Request, stdout, stderr io.Writer) (int, error) {
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = DefaultRequestTimeout
+	}
+	deadline := time.Now().Add(timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = conn.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	req.Version = protoVersion
+	p, err := json.Marshal(&req)
+	if err != nil {
+		return 0, fmt.Errorf("control request: %w", err)
+	}
+	if len(p) > maxRequest {
+		return 0, fmt.Errorf("control request: %d bytes exceeds the limit of %d", len(p), maxRequest)
+	}
+	if err := writeFrame(conn, frameRequest, p); err != nil {
+		return 0, fmt.Errorf("control request: %w", err)
+	}
+	for {
+		typ, p, err := readFrame(conn, maxReplyRead)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, fmt.Errorf("control reply: %w", err)
+		}
+		switch typ {
+		case frameStdout:
+			if _, err := stdout.Write(p); err != nil {
+				return 0, fmt.Errorf("write output: %w", err)
+			}
+		case frameStderr:
+			if _, err := stderr.Write(p); err != nil {
+				return 0, fmt.Errorf("write output: %w", err)
+			}
+		case frameExit:
+			if len(p) != 4 {
+				return 0, fmt.Errorf("control reply: exit frame of %d bytes", len(p))
+			}
+			return int(int32(binary.BigEndian.Uint32(p))), nil
+		default:
+			return 0, fmt.Errorf("control reply: unknown frame type %q", typ)
+		}
+	}
+}
+
+// Launcher starts a director for the current network namespace
+// (ExecLauncher in production, a fake in tests).
+type Launcher interface {
+	// Lock serialises autostarts; the returned function releases the lock.
+	Lock() (unlock func(), err error)
+	// Launch starts a director detached from the caller. The channel
+	// receives an error if the director exits while the caller waits.
+	Launch() (exited <-chan error, err error)
+}
+
+// CLI is uvsadm: it runs ipvsadm command lines against the director of
+// the current network namespace, starting one if none answers.
+type CLI struct {
+	Client Client
+	// NoAutostart disables starting a director (UVS_NO_AUTOSTART).
+	NoAutostart bool
+	// Launcher starts a director; nil disables autostart too.
+	Launcher Launcher
+	// StartTimeout bounds the wait for an autostarted director to answer
+	// (DefaultStartTimeout if zero).
+	StartTimeout time.Duration
+	// Poll is the interval between connection attempts while waiting
+	// (50 ms if zero).
+	Poll time.Duration
+}
+
+// Main runs one uvsadm invocation and returns its exit status. argv0's
+// base name is sent as the program name (so ipvsadm, ipvsadm-save,
+// ipvsadm-restore and the uvsadm-* symlinks behave as those programs).
+//
+// Parse errors, -h and -v are answered locally, without a director. stdin
+// is read (whole) only for -R and the restore personality. When no
+// director answers, one is started through the Launcher unless autostart
+// is off; if none can be reached, the error is reported the way ipvsadm
+// reports a missing ip_vs module ("Can't initialize ipvs: ...", exit 2),
+// for listings as well as changes.
+func (c *CLI) Main(ctx context.Context, argv0 string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	prog := filepath.Base(argv0)
+	if argv0 == "" {
+		prog = ipvsadm.DefaultProg
+	}
+	pers, name := progPersonality(prog)
+	needStdin := pers == asRestore
+	if pers == asAdm {
+		cmd, err := ipvsadm.ParseAs(name, args)
+		if err != nil || cmd.Kind == ipvsadm.CmdHelp || cmd.Kind == ipvsadm.CmdVersion {
+			return Run(nil, Env{Prog: prog}, args, nil, stdout, stderr)
+		}
+		needStdin = cmd.Kind == ipvsadm.CmdRestore
+	} else if pers == asSave && (len(args) > 1 || (len(args) == 1 && args[0] != "-n")) {
+		return Run(nil, Env{Prog: prog}, args, nil, stdout, stderr)
+	}
+	req := Request{Prog: prog, Args: args}
+	if needStdin && stdin != nil {
+		b, err := io.ReadAll(io.LimitReader(stdin, maxRequest))
+		if err != nil {
+			_, _ = fmt.Fprintf(stderr, "%s: read stdin: %v\n", name, err)
+			return ipvsadm.ExitUsage
+		}
+		req.Stdin = b
+	}
+	conn, err := c.Client.Dial(ctx)
+	if err != nil {
+		conn, err = c.autostart(ctx)
+		if err != nil {
+			return Run(nil, Env{Prog: prog, Unavailable: err.Error()}, args, nil, stdout, stderr)
+		}
+	}
+	defer conn.Close()
+	code, err := c.Client.exchange(ctx, conn, req, stdout, stderr)
+	if err != nil {
+		_, _ = fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return ExitKernel
+	}
+	return code
+}
+
+// autostart starts a director (unless disabled) and waits until it
+// answers, returning a connection to it.
+func (c *CLI) autostart(ctx context.Context) (net.Conn, error) {
+	sock := c.Client.socket()
+	if c.NoAutostart || c.Launcher == nil {
+		why := "no uvs director answers on " + sock + " in this network namespace"
+		if c.NoAutostart {
+			why += " (start uvsd, or unset " + AutostartEnv + ")"
+		} else {
+			why += " (start uvsd)"
+		}
+		return nil, errors.New(why)
+	}
+	unlock, err := c.Launcher.Lock()
+	if err != nil {
+		return nil, fmt.Errorf("starting uvsd: %w", err)
+	}
+	defer unlock()
+	// Another uvsadm may have started one while we waited for the lock.
+	if conn, err := c.Client.Dial(ctx); err == nil {
+		return conn, nil
+	}
+	exited, err := c.Launcher.Launch()
+	if err != nil {
+		return nil, fmt.Errorf("starting uvsd: %w", err)
+	}
+	wait := c.StartTimeout
+	if wait <= 0 {
+		wait = DefaultStartTimeout
+	}
+	poll := c.Poll
+	if poll <= 0 {
+		poll = 50 * time.Millisecond
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	for {
+		if conn, err := c.Client.Dial(ctx); err == nil {
+			return conn, nil
+		}
+		select {
+		case err := <-exited:
+			return nil, fmt.Errorf("started uvsd, but it stopped: %w", err)
+		case <-deadline.C:
+			return nil, fmt.Errorf("started uvsd, but it did not answer on %s within %v", sock, wait)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,29 @@
+//go:build !linux
+
+package control
+
+import (
+	"errors"
+	"net"
+)
+
+var errUnsupported = errors.New("not supported on this operating system")
+
+// peerIsRoot needs SO_PEERCRED, which only Linux has: every peer is
+// unprivileged elsewhere.
+func peerIsRoot(*net.UnixConn) (bool, error) { return false, errUnsupported }
+
+// ExecLauncher starts uvsd; only Linux has one.
+type ExecLauncher struct{}
+
+// NewExecLauncher fails: uvsd runs only on Linux.
+func NewExecLauncher() (*ExecLauncher, error) { return nil, errUnsupported }
+
+// LogPath is empty.
+func (l *ExecLauncher) LogPath() string { return "" }
+
+// Lock fails.
+func (l *ExecLauncher) Lock() (func(), error) { return nil, errUnsupported }
+
+// Launch fails.
+func (l *ExecLauncher) Launch() (<-chan error, error) { return nil, errUnsupported }

@@ -1,0 +1,156 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/uvs-lb/uvs/internal/netnstest"
+)
+
+// lanLab is the seeds' DR topology: client, director and real servers on
+// one LAN (a bridge in its own namespace). With router set, the client sits
+// behind a router namespace on another subnet (seed 000's five-host lab).
+//
+//	[cli] c0 10.0.9.2 ── [rtr] 10.0.9.1 | 10.0.5.254 ── br0 [sw] ── d0 10.0.5.1 [dir]
+//	                                                          ├── r0 10.0.5.11 [rs1]
+//	                                                          └── r0 10.0.5.12 [rs2]
+//
+// Without a router the client is 10.0.5.2 on the LAN. The VIP 10.0.5.100
+// is on the real servers' lo (arp_ignore=1, arp_announce=2) and nowhere
+// else: uvsd answers ARP for it.
+type lanLab struct {
+	cli, dir, sw, rtr *netnstest.NS
+	rs                []*netnstest.NS
+	clientAddr        string
+}
+
+func newLANLab(t *testing.T, router bool) *lanLab {
+	t.Helper()
+	l := &lanLab{cli: netnstest.New(t, "cli"), dir: netnstest.New(t, "dir"), sw: netnstest.New(t, "sw")}
+	l.sw.IP(t, "link", "add", "br0", "type", "bridge")
+	l.sw.LinkUp(t, "br0")
+	port := 0
+	attach := func(ns *netnstest.NS, dev string) {
+		port++
+		p := fmt.Sprintf("p%d", port)
+		netnstest.Veth(t, ns, dev, l.sw, p)
+		l.sw.IP(t, "link", "set", p, "master", "br0")
+		offloadsOff(t, ns, dev)
+	}
+	gw := ""
+	if router {
+		l.rtr = netnstest.New(t, "rtr")
+		netnstest.Veth(t, l.cli, "c0", l.rtr, "x0")
+		l.cli.AddrAdd(t, "c0", "10.0.9.2/24")
+		l.cli.RouteAdd(t, "default", "via", "10.0.9.1")
+		offloadsOff(t, l.cli, "c0")
+		l.rtr.AddrAdd(t, "x0", "10.0.9.1/24")
+		attach(l.rtr, "x1")
+		l.rtr.AddrAdd(t, "x1", "10.0.5.254/24")
+		l.rtr.Sysctl(t, "net.ipv4.ip_forward", "1")
+		l.clientAddr = "10.0.9.2"
+		gw = "10.0.5.254"
+	} else {
+		attach(l.cli, "c0")
+		l.cli.AddrAdd(t, "c0", "10.0.5.2/24")
+		l.clientAddr = "10.0.5.2"
+	}
+	attach(l.dir, "d0")
+	l.dir.AddrAdd(t, "d0", "10.0.5.1/24")
+	if gw != "" {
+		l.dir.RouteAdd(t, "default", "via", gw)
+	}
+	for i := 1; i <= 2; i++ {
+		rs := netnstest.New(t, fmt.Sprintf("rs%d", i))
+		attach(rs, "r0")
+		rs.AddrAdd(t, "r0", fmt.Sprintf("10.0.5.1%d/24", i))
+		if gw != "" {
+			rs.RouteAdd(t, "default", "via", gw)
+		}
+		startRealServer(t, rs, fmt.Sprintf("rs%d", i))
+		l.rs = append(l.rs, rs)
+	}
+	return l
+}
+
+// drRealServer does by hand what seed 000's real-server script does: the
+// VIP on lo and the ARP sysctls, so the real server accepts VIP traffic
+// without answering ARP for it.
+func drRealServer(t *testing.T, rs *netnstest.NS, vip string) {
+	t.Helper()
+	rs.AddrAdd(t, "lo", vip+"/32")
+	rs.Sysctl(t, "net.ipv4.conf.all.arp_ignore", "1")
+	rs.Sysctl(t, "net.ipv4.conf.all.arp_announce", "2")
+	rs.Sysctl(t, "net.ipv4.conf.lo.arp_ignore", "1")
+	rs.Sysctl(t, "net.ipv4.conf.lo.arp_announce", "2")
+}
+
+const drRules = `-A -t 10.0.5.100:80 -s rr
+-a -t 10.0.5.100:80 -r 10.0.5.11 -g -w 1
+-a -t 10.0.5.100:80 -r 10.0.5.12 -g -w 1
+`
+
+func testDR(t *testing.T, router bool) {
+	l := newLANLab(t, router)
+	for _, rs := range l.rs {
+		drRealServer(t, rs, "10.0.5.100")
+	}
+	startUVSD(t, l.dir, drRules)
+	seen := map[string]int{}
+	var order []string
+	for i := 0; i < 4; i++ {
+		b := curl(t, l.cli, "http://10.0.5.100/")
+		seen[b]++
+		order = append(order, b)
+	}
+	if seen["rs1"] != 2 || seen["rs2"] != 2 || order[0] == order[1] {
+		t.Fatalf("DR rr answers %v", order)
+	}
+	if got := curlSum(t, l.cli, "http://10.0.5.100/big"); got != bigSum {
+		t.Fatalf("DR download sha256 %s, want %s", got, bigSum)
+	}
+	// Direct return: the replies never pass the director, so its table sees
+	// only the input direction; the client saw the VIP answer.
+	out := l.cli.Exec(t, "ip", "neigh", "show", "10.0.5.100")
+	if !router && !strings.Contains(out, "lladdr") {
+		t.Fatalf("client has no ARP entry for the VIP: %q", out)
+	}
+}
+
+func TestDR(t *testing.T)            { testDR(t, false) }
+func TestDRMultiSubnet(t *testing.T) { testDR(t, true) }
+
+// fullnatLab is the NAT lab's shape, but the real servers have no route to
+// the client at all: only FULLNAT's source translation brings replies back.
+func TestFullNAT(t *testing.T) {
+	cli, dir := netnstest.New(t, "cli"), netnstest.New(t, "dir")
+	netnstest.Veth(t, cli, "c0", dir, "d0")
+	cli.AddrAdd(t, "c0", "10.0.1.2/24")
+	cli.RouteAdd(t, "default", "via", "10.0.1.1")
+	offloadsOff(t, cli, "c0")
+	dir.AddrAdd(t, "d0", "10.0.1.1/24")
+	var rules strings.Builder
+	rules.WriteString("-A -t 10.0.1.100:80 -s rr\n")
+	for i := 1; i <= 2; i++ {
+		rs := netnstest.New(t, fmt.Sprintf("rs%d", i))
+		dev := fmt.Sprintf("d%d", i)
+		netnstest.Veth(t, dir, dev, rs, "r0")
+		dir.AddrAdd(t, dev, fmt.Sprintf("10.0.%d.1/24", 10+i))
+		rs.AddrAdd(t, "r0", fmt.Sprintf("10.0.%d.11/24", 10+i))
+		offloadsOff(t, rs, "r0")
+		startRealServer(t, rs, fmt.Sprintf("rs%d", i))
+		fmt.Fprintf(&rules, "-a -t 10.0.1.100:80 -r 10.0.%d.11:80 -b -w 1\n", 10+i)
+	}
+	startUVSD(t, dir, rules.String())
+	seen := map[string]int{}
+	for i := 0; i < 4; i++ {
+		seen[curl(t, cli, "http://10.0.1.100/")]++
+	}
+	if seen["rs1"] != 2 || seen["rs2"] != 2 {
+		t.Fatalf("FULLNAT rr answers %v", seen)
+	}
+	if got := curlSum(t, cli, "http://10.0.1.100/big"); got != bigSum {
+		t.Fatalf("FULLNAT download sha256 %s, want %s", got, bigSum)
+	}
+}
