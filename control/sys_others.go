@@ -14,7 +14,12 @@ var errUnsupported = errors.New("not supported on this operating system")
 func peerIsRoot(*net.UnixConn) (bool, error) { return false, errUnsupported }
 
 // ExecLauncher starts uvsd; only Linux has one.
-type ExecLauncher struct{}
+type ExecLauncher struct {
+	Path string
+	Args []string
+	Env  []string
+	Dir  string
+}
 
 // NewExecLauncher fails: uvsd runs only on Linux.
 func NewExecLauncher() (*ExecLauncher, error) { return nil, errUnsupported }

@@ -3,6 +3,3 @@ package director
 import "flag"
 
 var flagErrHelp = flag.ErrHelp
-
-// DefaultControlSocket is the abstract unix socket uvsadm talks to.
-const DefaultControlSocket = "uvs-control"

@@ -5,12 +5,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/uvs-lb/uvs/control"
 )
 
 // Main is uvsd's command line: it parses flags and runs a director until
@@ -25,7 +28,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
 	cleanup := fs.Bool("cleanup", false, "remove kernel hooks a crashed uvsd left in this namespace, then exit")
 	check := fs.Bool("check", false, "validate the rules file and exit")
-	sock := fs.String("control", DefaultControlSocket, "abstract unix socket `name` for uvsadm (empty: no control socket)")
+	defSock := control.DefaultSocketName
+	if v := os.Getenv(control.SocketEnv); v != "" {
+		defSock = v
+	}
+	sock := fs.String("control", defSock, "abstract unix socket `name` for uvsadm (empty: no control socket)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: uvsd [--rules FILE] [--iface IF,...] [flags]\n\n"+
 			"uvsd is the uvs director: it serves the virtual services of the rules file on\n"+

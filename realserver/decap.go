@@ -31,28 +31,28 @@ type Reason uint8
 
 // Reasons a packet is rejected, one counter each.
 const (
-	ReasonOK            Reason = iota // decapsulated
-	ReasonOuterShort                  // shorter than an IPv4 header
-	ReasonOuterVersion                // outer header is not IPv4
-	ReasonOuterHeaderLen              // outer IHL < 5 or beyond the packet
-	ReasonOuterLength                 // outer total length inconsistent
-	ReasonOuterFragment               // outer header still fragmented
-	ReasonOuterProto                  // outer protocol neither 4 nor 41
-	ReasonGUEShort                    // UDP payload shorter than the GUE header
-	ReasonGUEVersion                  // GUE version neither 0 nor 1
-	ReasonGUEControl                  // GUE control message (C bit)
-	ReasonGUEHeaderLen                // GUE options beyond the payload
-	ReasonGUEFlags                    // GUE flags this helper does not implement (remote checksum)
-	ReasonGUEProto                    // GUE proto/ctype neither 4 nor 41
-	ReasonInnerShort                  // inner packet shorter than its IP header
-	ReasonInnerVersion                // inner IP version does not match the outer protocol
-	ReasonInnerHeaderLen              // inner IPv4 IHL < 5 or beyond the packet
-	ReasonInnerLength                 // inner total/payload length inconsistent
-	ReasonInnerChecksum               // inner IPv4 header checksum wrong
-	ReasonECN                         // outer CE on a not-ECT inner packet (RFC 6040 §4.2: drop)
-	ReasonNotVIP                      // inner destination is not one of our VIPs
-	ReasonWrite                       // the TUN device refused the inner packet
-	NumReasons                        // number of reasons, for counter arrays
+	ReasonOK             Reason = iota // decapsulated
+	ReasonOuterShort                   // shorter than an IPv4 header
+	ReasonOuterVersion                 // outer header is not IPv4
+	ReasonOuterHeaderLen               // outer IHL < 5 or beyond the packet
+	ReasonOuterLength                  // outer total length inconsistent
+	ReasonOuterFragment                // outer header still fragmented
+	ReasonOuterProto                   // outer protocol neither 4 nor 41
+	ReasonGUEShort                     // UDP payload shorter than the GUE header
+	ReasonGUEVersion                   // GUE version neither 0 nor 1
+	ReasonGUEControl                   // GUE control message (C bit)
+	ReasonGUEHeaderLen                 // GUE options beyond the payload
+	ReasonGUEFlags                     // GUE flags this helper does not implement (remote checksum)
+	ReasonGUEProto                     // GUE proto/ctype neither 4 nor 41
+	ReasonInnerShort                   // inner packet shorter than its IP header
+	ReasonInnerVersion                 // inner IP version does not match the outer protocol
+	ReasonInnerHeaderLen               // inner IPv4 IHL < 5 or beyond the packet
+	ReasonInnerLength                  // inner total/payload length inconsistent
+	ReasonInnerChecksum                // inner IPv4 header checksum wrong
+	ReasonECN                          // outer CE on a not-ECT inner packet (RFC 6040 §4.2: drop)
+	ReasonNotVIP                       // inner destination is not one of our VIPs
+	ReasonWrite                        // the TUN device refused the inner packet
+	NumReasons                         // number of reasons, for counter arrays
 )
 
 var reasonNames = [NumReasons]string{

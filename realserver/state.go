@@ -25,6 +25,8 @@ const (
 type DRVIP struct {
 	VIP netip.Addr `json:"vip"`
 	Dev string     `json:"dev"`
+	// Existed: the address was on Dev before uvs-rs; down leaves it.
+	Existed bool `json:"existed,omitempty"`
 }
 
 // TunState is the tunnel side of a namespace's configuration.

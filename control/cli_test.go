@@ -1,0 +1,700 @@
+package control
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/uvs-lb/uvs/conntrack"
+	"github.com/uvs-lb/uvs/ipvsadm"
+	"github.com/uvs-lb/uvs/sched"
+	"github.com/uvs-lb/uvs/spec"
+)
+
+type result struct {
+	out, err string
+	code     int
+}
+
+func runCLI(st *State, env Env, stdin string, args ...string) result {
+	var o, e bytes.Buffer
+	code := Run(st, env, args, strings.NewReader(stdin), &o, &e)
+	return result{o.String(), e.String(), code}
+}
+
+var root = Env{Prog: "ipvsadm", Privileged: true}
+
+// mustRun runs a command as root and fails the test unless it succeeds
+// silently.
+func mustRun(t *testing.T, st *State, line string) {
+	t.Helper()
+	r := runCLI(st, root, "", strings.Fields(line)...)
+	if r.code != 0 || r.err != "" || r.out != "" {
+		t.Fatalf("%s: code %d stdout %q stderr %q", line, r.code, r.out, r.err)
+	}
+}
+
+// fixture is the table of reference §4.5/§4.6, built with ipvsadm commands.
+var fixture = []string{
+	"-A -t 10.0.0.1:80 -s wlc",
+	"-a -t 10.0.0.1:80 -r 192.168.1.2:80 -m -w 1 -x 100 -y 50",
+	"-a -t 10.0.0.1:80 -r 192.168.1.3:8080 -m -w 2",
+	"-A -u 10.0.0.1:53 -s rr -p 360 -M 255.255.255.0 -o",
+	"-a -u 10.0.0.1:53 -r 192.168.1.2:53 -g -w 1",
+	"-A -t 10.0.0.1:8080 -s rr",
+	"-a -t 10.0.0.1:8080 -r 192.168.10.1:8080 -i -w 1 --tun-type gue --tun-port 6080 --tun-nocsum",
+	"-a -t 10.0.0.1:8080 -r 192.168.11.1:8080 -i -w 1 --tun-type gre --tun-csum",
+	"-A -t [2001:db8::80]:80 -s rr",
+	"-a -t [2001:db8::80]:80 -r [2001:db8::a0a0]:80 -m",
+	"-A -f 1 -6 -s wlc -p 360 -M 64",
+	"-A -f 7 -s sh -b sh-fallback,sh-port",
+	"-a -f 7 -r 192.168.1.9:0 -i -w 0",
+}
+
+func findDest(t *testing.T, st *State, svc spec.ServiceKey, addr string) *sched.Dest {
+	t.Helper()
+	ap := netip.MustParseAddrPort(addr)
+	for _, si := range st.Services() {
+		if si.Config.Key != svc {
+			continue
+		}
+		for _, d := range si.Dests {
+			if d.AddrPort() == ap {
+				return d
+			}
+		}
+	}
+	t.Fatalf("no dest %s in %v", addr, svc)
+	return nil
+}
+
+func findStats(t *testing.T, st *State, svc spec.ServiceKey) *sched.Stats {
+	t.Helper()
+	for _, si := range st.Services() {
+		if si.Config.Key == svc {
+			return si.Stats
+		}
+	}
+	t.Fatalf("no service %v", svc)
+	return nil
+}
+
+var (
+	tcp80 = spec.ServiceKey{Proto: spec.ProtoTCP, Addr: netip.MustParseAddr("10.0.0.1"), Port: 80}
+	udp53 = spec.ServiceKey{Proto: spec.ProtoUDP, Addr: netip.MustParseAddr("10.0.0.1"), Port: 53}
+)
+
+func setStats(s *sched.Stats, v [5]uint64) {
+	s.Conns.Store(v[0])
+	s.InPkts.Store(v[1])
+	s.OutPkts.Store(v[2])
+	s.InBytes.Store(v[3])
+	s.OutBytes.Store(v[4])
+}
+
+// newFixture builds the fixture table with some connection counters and
+// traffic statistics.
+func newFixture(t *testing.T) *State {
+	t.Helper()
+	st := New(Options{})
+	for _, l := range fixture {
+		mustRun(t, st, l)
+	}
+	d := findDest(t, st, tcp80, "192.168.1.2:80")
+	for range 13 {
+		d.BindConn(false)
+	}
+	for range 3 {
+		d.SetActive(true)
+	}
+	for range 5 {
+		d.BindConn(true)
+	}
+	d53 := findDest(t, st, udp53, "192.168.1.2:53")
+	for range 4 {
+		d53.BindConn(false)
+	}
+	big := [5]uint64{1234, 56789, 43210, 123456789, 987654321012}
+	setStats(findStats(t, st, tcp80), big)
+	setStats(&d.Stats, big)
+	return st
+}
+
+// The expected outputs below are built with ipvsadm's own printf formats
+// (ipvsadm.c print_title/print_service_entry), independently of the
+// ipvsadm package's formatter.
+
+const versionLine = "IP Virtual Server version 1.2.1 (size=4096)\n"
+
+func destRow(name, fwd string, w, act, inact int) string {
+	return fmt.Sprintf("  -> %-28s %-7s %-6d %-10d %-10d\n", name, fwd, w, act, inact)
+}
+
+// largenum is print_largenum without --exact.
+func largenum(v uint64) string {
+	switch {
+	case v < 100000000:
+		return fmt.Sprintf("%9d", v)
+	case v < 1000000000:
+		return fmt.Sprintf("%8dK", v/1000)
+	case v < 100000000000:
+		return fmt.Sprintf("%8dM", v/1000000)
+	case v < 100000000000000:
+		return fmt.Sprintf("%8dG", v/1000000000)
+	}
+	return fmt.Sprintf("%8dT", v/1000000000000)
+}
+
+func exactnum(v uint64) string {
+	s := fmt.Sprint(v)
+	if len(s) <= 8 {
+		return fmt.Sprintf("%9d", v)
+	}
+	return fmt.Sprintf("%*d", len(s)+1, v)
+}
+
+func statsRow(v [5]uint64, num func(uint64) string) string {
+	var b strings.Builder
+	for _, x := range v {
+		b.WriteString(num(x))
+	}
+	return b.String()
+}
+
+func TestRunListDefault(t *testing.T) {
+	st := newFixture(t)
+	want := versionLine +
+		"Prot LocalAddress:Port Scheduler Flags\n" +
+		"  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n" +
+		"TCP  10.0.0.1:80 wlc\n" +
+		destRow("192.168.1.2:80", "Masq", 1, 3, 10) +
+		destRow("192.168.1.3:8080", "Masq", 2, 0, 0) +
+		"TCP  10.0.0.1:8080 rr\n" +
+		destRow("192.168.10.1:8080", "Tunnel", 1, 0, 0) +
+		destRow("192.168.11.1:8080", "Tunnel", 1, 0, 0) +
+		"UDP  10.0.0.1:53 rr persistent 360 mask 255.255.255.0 ops\n" +
+		destRow("192.168.1.2:53", "Route", 1, 0, 4) +
+		"TCP  [2001:db8::80]:80 rr\n" +
+		destRow("[2001:db8::a0a0]:80", "Masq", 1, 0, 0) +
+		"FWM  1 IPv6 wlc persistent 360 mask 64\n" +
+		"FWM  7 sh (sh-fallback,sh-port)\n" +
+		destRow("192.168.1.9:0", "Tunnel", 0, 0, 0)
+	for _, args := range [][]string{{"-Ln"}, {"-L"}, {"-l", "-n"}, {"--list", "--numeric", "--sort"}, {}} {
+		r := runCLI(st, Env{Prog: "ipvsadm"}, "", args...) // listing needs no privilege
+		if r.code != 0 || r.err != "" || r.out != want {
+			t.Errorf("%q: code %d stderr %q\n got:\n%s\nwant:\n%s", args, r.code, r.err, r.out, want)
+		}
+	}
+}
+
+func TestRunListFormats(t *testing.T) {
+	st := newFixture(t)
+	big := [5]uint64{1234, 56789, 43210, 123456789, 987654321012}
+	zero := [5]uint64{}
+	svcStats := func(name string, v [5]uint64, num func(uint64) string) string {
+		return fmt.Sprintf("%-33s", name) + statsRow(v, num) + "\n"
+	}
+	dstStats := func(name string, v [5]uint64, num func(uint64) string) string {
+		return fmt.Sprintf("  -> %-28s", name) + statsRow(v, num) + "\n"
+	}
+	statsBody := func(num func(uint64) string) string {
+		return svcStats("TCP  10.0.0.1:80", big, num) +
+			dstStats("192.168.1.2:80", big, num) +
+			dstStats("192.168.1.3:8080", zero, num) +
+			svcStats("TCP  10.0.0.1:8080", zero, num) +
+			dstStats("192.168.10.1:8080", zero, num) +
+			dstStats("192.168.11.1:8080", zero, num) +
+			svcStats("UDP  10.0.0.1:53", zero, num) +
+			dstStats("192.168.1.2:53", zero, num) +
+			svcStats("TCP  [2001:db8::80]:80", zero, num) +
+			dstStats("[2001:db8::a0a0]:80", zero, num) +
+			svcStats("FWM  1 IPv6", zero, num) +
+			svcStats("FWM  7", zero, num) +
+			dstStats("192.168.1.9:0", zero, num)
+	}
+	statsTitle := fmt.Sprintf("%-33s %8s %8s %8s %8s %8s\n  -> RemoteAddress:Port\n",
+		"Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes")
+	rateTitle := fmt.Sprintf("%-33s %8s %8s %8s %8s %8s\n  -> RemoteAddress:Port\n",
+		"Prot LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS")
+	rateSvc := func(name string) string { return svcStats(name, zero, largenum) }
+	rateDst := func(name string) string {
+		return fmt.Sprintf("  -> %-28s %8d %8d %8d", name, 0, 0, 0) + largenum(0) + largenum(0) + "\n"
+	}
+	thrTitle := fmt.Sprintf("%-33s %-10s %-10s %-10s %-10s\n  -> RemoteAddress:Port\n",
+		"Prot LocalAddress:Port", "Uthreshold", "Lthreshold", "ActiveConn", "InActConn")
+	thrDst := func(name string, u, l, a, i int) string {
+		return fmt.Sprintf("  -> %-28s %-10d %-10d %-10d %-10d\n", name, u, l, a, i)
+	}
+	pcTitle := fmt.Sprintf("%-33s %-9s %-11s %-10s %-10s\n  -> RemoteAddress:Port\n",
+		"Prot LocalAddress:Port", "Weight", "PersistConn", "ActiveConn", "InActConn")
+	pcDst := func(name string, w, p, a, i int) string {
+		return fmt.Sprintf("  -> %-28s %-9d %-11d %-10d %-10d\n", name, w, p, a, i)
+	}
+	tunDst := func(name, fwd, info string, w, a, i int) string {
+		return fmt.Sprintf("  -> %-28s %-7s %-13s %-6d %-10d %-10d\n", name, fwd, info, w, a, i)
+	}
+	svcRows := []string{
+		"TCP  10.0.0.1:80 wlc\n", "TCP  10.0.0.1:8080 rr\n",
+		"UDP  10.0.0.1:53 rr persistent 360 mask 255.255.255.0 ops\n", "TCP  [2001:db8::80]:80 rr\n",
+		"FWM  1 IPv6 wlc persistent 360 mask 64\n", "FWM  7 sh (sh-fallback,sh-port)\n",
+	}
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"stats", []string{"-Ln", "--stats"}, versionLine + statsTitle + statsBody(largenum)},
+		{"stats-exact", []string{"-Ln", "--stats", "--exact"}, versionLine + statsTitle + statsBody(exactnum)},
+		{"stats-beats-rate", []string{"-L", "--rate", "--stats", "-n"}, versionLine + statsTitle + statsBody(largenum)},
+		{"rate", []string{"-Ln", "--rate"}, versionLine + rateTitle +
+			rateSvc("TCP  10.0.0.1:80") + rateDst("192.168.1.2:80") + rateDst("192.168.1.3:8080") +
+			rateSvc("TCP  10.0.0.1:8080") + rateDst("192.168.10.1:8080") + rateDst("192.168.11.1:8080") +
+			rateSvc("UDP  10.0.0.1:53") + rateDst("192.168.1.2:53") +
+			rateSvc("TCP  [2001:db8::80]:80") + rateDst("[2001:db8::a0a0]:80") +
+			rateSvc("FWM  1 IPv6") + rateSvc("FWM  7") + rateDst("192.168.1.9:0")},
+		{"thresholds", []string{"-Ln", "--thresholds"}, versionLine + thrTitle +
+			svcRows[0] + thrDst("192.168.1.2:80", 100, 50, 3, 10) + thrDst("192.168.1.3:8080", 0, 0, 0, 0) +
+			svcRows[1] + thrDst("192.168.10.1:8080", 0, 0, 0, 0) + thrDst("192.168.11.1:8080", 0, 0, 0, 0) +
+			svcRows[2] + thrDst("192.168.1.2:53", 0, 0, 0, 4) +
+			svcRows[3] + thrDst("[2001:db8::a0a0]:80", 0, 0, 0, 0) +
+			svcRows[4] + svcRows[5] + thrDst("192.168.1.9:0", 0, 0, 0, 0)},
+		{"persistent-conn", []string{"-Ln", "--persistent-conn"}, versionLine + pcTitle +
+			svcRows[0] + pcDst("192.168.1.2:80", 1, 5, 3, 10) + pcDst("192.168.1.3:8080", 2, 0, 0, 0) +
+			svcRows[1] + pcDst("192.168.10.1:8080", 1, 0, 0, 0) + pcDst("192.168.11.1:8080", 1, 0, 0, 0) +
+			svcRows[2] + pcDst("192.168.1.2:53", 1, 0, 0, 4) +
+			svcRows[3] + pcDst("[2001:db8::a0a0]:80", 1, 0, 0, 0) +
+			svcRows[4] + svcRows[5] + pcDst("192.168.1.9:0", 0, 0, 0, 0)},
+		{"tun-info", []string{"-Ln", "--tun-info"}, versionLine +
+			"Prot LocalAddress:Port Scheduler Flags\n" +
+			"  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn\n" +
+			svcRows[0] + tunDst("192.168.1.2:80", "Masq", "n/a", 1, 3, 10) + tunDst("192.168.1.3:8080", "Masq", "n/a", 2, 0, 0) +
+			svcRows[1] + tunDst("192.168.10.1:8080", "Tunnel", "gue:6080:-c", 1, 0, 0) +
+			tunDst("192.168.11.1:8080", "Tunnel", "gre:+c", 1, 0, 0) +
+			svcRows[2] + tunDst("192.168.1.2:53", "Route", "n/a", 1, 0, 4) +
+			svcRows[3] + tunDst("[2001:db8::a0a0]:80", "Masq", "n/a", 1, 0, 0) +
+			svcRows[4] + svcRows[5] + tunDst("192.168.1.9:0", "Tunnel", "ipip", 0, 0, 0)},
+		{"nosort", []string{"-Ln", "--nosort", "-t", "10.0.0.1:80"},
+			"Prot LocalAddress:Port Scheduler Flags\n" +
+				"  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n" +
+				svcRows[0] + destRow("192.168.1.3:8080", "Masq", 2, 0, 0) + destRow("192.168.1.2:80", "Masq", 1, 3, 10)},
+		{"one-service", []string{"-L", "-n", "-u", "10.0.0.1:53"},
+			"Prot LocalAddress:Port Scheduler Flags\n" +
+				"  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n" +
+				svcRows[2] + destRow("192.168.1.2:53", "Route", 1, 0, 4)},
+		{"one-fwmark-stats", []string{"-L", "-f", "7", "--stats"}, statsTitle + svcStats("FWM  7", zero, largenum) +
+			dstStats("192.168.1.9:0", zero, largenum)},
+		{"timeout", []string{"-L", "--timeout"}, "Timeout (tcp tcpfin udp): 900 120 300\n"},
+		{"daemon", []string{"-L", "--daemon"}, ""},
+		{"save", []string{"-S", "-n"}, "-A -t 10.0.0.1:80 -s wlc\n" +
+			"-a -t 10.0.0.1:80 -r 192.168.1.2:80 -m -w 1\n" +
+			"-a -t 10.0.0.1:80 -r 192.168.1.3:8080 -m -w 2\n" +
+			"-A -t 10.0.0.1:8080 -s rr\n" +
+			"-a -t 10.0.0.1:8080 -r 192.168.10.1:8080 -i -w 1 --tun-type gue --tun-port 6080 --tun-nocsum\n" +
+			"-a -t 10.0.0.1:8080 -r 192.168.11.1:8080 -i -w 1 --tun-type gre --tun-csum\n" +
+			"-A -u 10.0.0.1:53 -s rr -p 360 -M 255.255.255.0 -o\n" +
+			"-a -u 10.0.0.1:53 -r 192.168.1.2:53 -g -w 1\n" +
+			"-A -t [2001:db8::80]:80 -s rr\n" +
+			"-a -t [2001:db8::80]:80 -r [2001:db8::a0a0]:80 -m -w 1\n" +
+			"-A -f 1 -6 -s wlc -p 360 -M 64\n" +
+			"-A -f 7 -s sh -b sh-fallback,sh-port\n" +
+			"-a -f 7 -r 192.168.1.9:0 -i -w 0 --tun-type ipip\n"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := runCLI(st, Env{Prog: "ipvsadm"}, "", c.args...)
+			if r.code != 0 || r.err != "" || r.out != c.want {
+				t.Errorf("%q: code %d stderr %q\n got:\n%s\nwant:\n%s", c.args, r.code, r.err, r.out, c.want)
+			}
+		})
+	}
+	// ipvsadm-save is -S with at most -n.
+	for _, prog := range []string{"ipvsadm-save", "/usr/sbin/uvsadm-save"} {
+		for _, args := range [][]string{nil, {"-n"}} {
+			r := runCLI(st, Env{Prog: prog}, "", args...)
+			if r.code != 0 || r.out != cases[len(cases)-1].want {
+				t.Errorf("%s %q: code %d out %q err %q", prog, args, r.code, r.out, r.err)
+			}
+		}
+	}
+}
+
+func TestRunConnections(t *testing.T) {
+	st := New(Options{})
+	ls := []conntrack.Listing{
+		{Proto: conntrack.ProtoTCP, State: conntrack.StateEstablished, Remaining: 898*time.Second + 900*time.Millisecond,
+			Client: netip.MustParseAddrPort("10.1.2.3:54321"), Virtual: netip.MustParseAddrPort("10.0.0.1:80"),
+			Real: netip.MustParseAddrPort("192.168.1.2:80")},
+		{Proto: conntrack.ProtoUDP, State: conntrack.StateNormal, Remaining: 297 * time.Second,
+			Client: netip.MustParseAddrPort("10.1.2.3:40000"), Virtual: netip.MustParseAddrPort("10.0.0.1:53"),
+			Real: netip.MustParseAddrPort("192.168.1.2:53")},
+		{Proto: conntrack.ProtoTCP, Template: true, State: conntrack.StateNone, Remaining: 5 * time.Second,
+			Client: netip.MustParseAddrPort("10.1.2.0:0"), Virtual: netip.MustParseAddrPort("10.0.0.1:80"),
+			Real: netip.MustParseAddrPort("192.168.1.2:80")},
+		{Proto: conntrack.ProtoIP, Template: true, State: conntrack.StateAssured, Remaining: 6001 * time.Second,
+			Client: netip.MustParseAddrPort("10.1.2.3:0"), Virtual: netip.MustParseAddrPort("0.0.0.7:0"),
+			Real: netip.MustParseAddrPort("192.168.1.9:0")},
+		{Proto: conntrack.ProtoTCP, State: conntrack.StateSynRecv, Remaining: 59 * time.Second,
+			Client: netip.MustParseAddrPort("[2001:db8::5]:1234"), Virtual: netip.MustParseAddrPort("[2001:db8::80]:80"),
+			Real: netip.MustParseAddrPort("[2001:db8::a0a0]:80")},
+	}
+	env := Env{Prog: "ipvsadm", Conns: func() []conntrack.Listing { return ls }}
+	row := func(p, exp, state, src, vip, dst string) string {
+		return fmt.Sprintf("%-3s %-6s %-11s %-18s %-18s %s\n", p, exp, state, src, vip, dst)
+	}
+	want := "IPVS connection entries\n" +
+		fmt.Sprintf("pro expire %-11s %-18s %-18s %s\n", "state", "source", "virtual", "destination") +
+		row("TCP", "14:58", "ESTABLISHED", "10.1.2.3:54321", "10.0.0.1:80", "192.168.1.2:80") +
+		row("UDP", "04:57", "UDP", "10.1.2.3:40000", "10.0.0.1:53", "192.168.1.2:53") +
+		row("TCP", "00:05", "NONE", "10.1.2.0:0", "10.0.0.1:80", "192.168.1.2:80") +
+		row("IP", "100:01", "ASSURED", "10.1.2.3:0", "0.0.0.7:0", "192.168.1.9:0") +
+		row("TCP", "00:59", "SYN_RECV", "[2001:db8::5]:1234", "[2001:db8::80]:80", "[2001:db8::a0a0]:80")
+	for _, args := range [][]string{{"-Lnc"}, {"-L", "-c"}, {"-lcn"}} {
+		r := runCLI(st, env, "", args...)
+		if r.code != 0 || r.err != "" || r.out != want {
+			t.Errorf("%q: code %d err %q\n got:\n%s\nwant:\n%s", args, r.code, r.err, r.out, want)
+		}
+	}
+	// An empty or absent table prints the two header lines.
+	r := runCLI(st, Env{Prog: "ipvsadm"}, "", "-Lnc")
+	if r.code != 0 || r.out != "IPVS connection entries\n"+fmt.Sprintf("pro expire %-11s %-18s %-18s %s\n", "state", "source", "virtual", "destination") {
+		t.Errorf("empty -Lnc: %d %q", r.code, r.out)
+	}
+}
+
+// TestRunConnectionsFromTable lists a real connection table.
+func TestRunConnectionsFromTable(t *testing.T) {
+	ct, err := conntrack.New(conntrack.Config{Capacity: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := New(Options{})
+	mustRun(t, st, "-A -f 7 -s rr -p 600")
+	mustRun(t, st, "-a -f 7 -r 192.168.1.9:0 -m")
+	d := findDest(t, st, spec.ServiceKey{FWMark: 7, Proto: spec.ProtoTCP}, "192.168.1.9:0")
+	now := int64(time.Hour)
+	k := conntrack.NewTemplateKey(conntrack.ProtoIP, netip.MustParseAddr("10.1.2.3"), netip.AddrFrom4([4]byte{0, 0, 0, 7}), 0)
+	if _, err := ct.InsertTemplate(k, d, 600*time.Second, now); err != nil {
+		t.Fatal(err)
+	}
+	env := Env{Prog: "ipvsadm", Conns: func() []conntrack.Listing { return ct.Snapshot(now+int64(90*time.Second), nil) }}
+	r := runCLI(st, env, "", "-Lnc")
+	want := fmt.Sprintf("%-3s %-6s %-11s %-18s %-18s %s\n", "IP", "08:30", "NONE", "10.1.2.3:0", "0.0.0.7:0", "192.168.1.9:0")
+	if r.code != 0 || !strings.HasSuffix(r.out, want) || strings.Count(r.out, "\n") != 3 {
+		t.Errorf("-Lnc over a real table: %d %q, want last line %q", r.code, r.out, want)
+	}
+}
+
+func TestRunLaddr(t *testing.T) {
+	st := New(Options{})
+	mustRun(t, st, "-A -t 10.0.0.1:80 -s rr")
+	mustRun(t, st, "-a -t 10.0.0.1:80 -r 192.168.1.2:80 -b")
+	mustRun(t, st, "-P -t 10.0.0.1:80 -z 192.168.0.200")
+	mustRun(t, st, "-P -t 10.0.0.1:80 -z 192.168.0.201")
+	lip := netip.MustParseAddr("192.168.0.201")
+	conn := func(lport uint16) conntrack.Listing {
+		return conntrack.Listing{Proto: conntrack.ProtoTCP, Fwd: spec.FwdFullNAT,
+			Client: netip.MustParseAddrPort("10.1.2.3:5000"), Virtual: netip.MustParseAddrPort("10.0.0.1:80"),
+			Real: netip.MustParseAddrPort("192.168.1.2:80"), Local: netip.AddrPortFrom(lip, lport)}
+	}
+	other := conn(9)
+	other.Virtual = netip.MustParseAddrPort("10.0.0.1:81")
+	ls := []conntrack.Listing{conn(7), conn(8), other}
+	env := Env{Prog: "ipvsadm", Conns: func() []conntrack.Listing { return ls }}
+	want := fmt.Sprintf("%-20s %-8s %-20s %-10s %-10s\n", "VIP:VPORT", "TOTAL", "LADDR", "CONFLICTS", "CONNS") +
+		fmt.Sprintf("%-20s %-8d \n", "10.0.0.1:80", 2) +
+		fmt.Sprintf("%-20s %-8s %-20s %-10d %-10d\n", "", "", "192.168.0.200", 0, 0) +
+		fmt.Sprintf("%-20s %-8s %-20s %-10d %-10d\n", "", "", "192.168.0.201", 0, 2)
+	r := runCLI(st, env, "", "-G", "-t", "10.0.0.1:80")
+	if r.code != 0 || r.err != "" || r.out != want {
+		t.Errorf("-G: %d %q\n got:\n%s\nwant:\n%s", r.code, r.err, r.out, want)
+	}
+	r = runCLI(st, env, "", "-G", "-t", "10.0.0.2:80")
+	if r.code != 255 || r.err != "No such service\n" || r.out != "" {
+		t.Errorf("-G unknown service: %+v", r)
+	}
+	// -S writes the pool back.
+	r = runCLI(st, env, "", "-S")
+	if !strings.Contains(r.out, "-a -t 10.0.0.1:80 -r 192.168.1.2:80 -b -w 1\n-P -t 10.0.0.1:80 -z 192.168.0.200\n-P -t 10.0.0.1:80 -z 192.168.0.201\n") {
+		t.Errorf("-S with laddrs:\n%s", r.out)
+	}
+	mustRun(t, st, "-Q -t 10.0.0.1:80 -z 192.168.0.200")
+	r = runCLI(st, root, "", "-Q", "-t", "10.0.0.1:80", "-z", "192.168.0.200")
+	if r.code != 255 || r.err != "No such local address\n" {
+		t.Errorf("-Q twice: %+v", r)
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	st := newFixture(t)
+	cases := []struct {
+		args []string
+		err  string
+		code int
+	}{
+		// popt and usage errors.
+		{[]string{"-t", "10.0.0.1:80"}, "Try `ipvsadm -h' or 'ipvsadm --help' for more information.\n", 255},
+		{[]string{"-L", "--bogus"}, "--bogus: unknown option\n", 255},
+		{[]string{"-A", "-t", "10.0.0.9:80", "-w", "3"}, "Illegal 'weight' option with the 'add-service' command\n", 2},
+		{[]string{"-a", "-t", "10.0.0.1:80", "-r", "1.2.3.4", "-w", "70000"}, "illegal weight specified\n", 2},
+		{[]string{"-A", "-t", "10.0.0.9:0"}, "Zero port specified for non-persistent service\n", 2},
+		{[]string{"--set", "1", "2"}, "--set option requires 3 timeout values\n", 2},
+		{[]string{"-L", "-t", "10.0.0.1:80", "-c"}, "The option 'service-address' conflicts with the 'connection' option in the 'list' command\n", 2},
+		{[]string{"--start-daemon", "slave"}, "illegal start-daemon parameter specified\n", 2},
+		// Rejected operations (kernel errors).
+		{[]string{"-A", "-t", "10.0.0.1:80"}, "Service already exists\n", 255},
+		{[]string{"-A", "-t", "10.0.0.9:80", "-s", "nosuch"}, "Scheduler or persistence engine not found\n", 255},
+		{[]string{"-E", "-t", "10.0.0.9:80"}, "No such service\n", 255},
+		{[]string{"-D", "-t", "10.0.0.9:80"}, "No such service\n", 255},
+		{[]string{"-Z", "-t", "10.0.0.9:80"}, "No such service\n", 255},
+		{[]string{"-a", "-t", "10.0.0.9:80", "-r", "1.2.3.4"}, "Service not defined\n", 255},
+		{[]string{"-a", "-t", "10.0.0.1:80", "-r", "192.168.1.2:80", "-m"}, "Destination already exists\n", 255},
+		{[]string{"-e", "-t", "10.0.0.1:80", "-r", "192.168.1.99:80", "-m"}, "No such destination\n", 255},
+		{[]string{"-d", "-t", "10.0.0.1:80", "-r", "192.168.1.99:80"}, "No such destination\n", 255},
+		{[]string{"-d", "-t", "10.0.0.9:80", "-r", "192.168.1.99:80"}, "Service not defined\n", 255},
+		{[]string{"--stop-daemon", "master"}, "No daemon is running\n", 255},
+		{[]string{"--start-daemon", "master"}, "Connection synchronization daemon is not supported by uvs\n", 255},
+		// Listing failures.
+		{[]string{"-L", "-t", "10.0.0.9:80"}, "No such service\n", 1},
+	}
+	before := runCLI(st, root, "", "-S").out
+	for _, c := range cases {
+		r := runCLI(st, root, "", c.args...)
+		if r.code != c.code || r.err != c.err || r.out != "" {
+			t.Errorf("%q: code %d stderr %q stdout %q; want %d %q", c.args, r.code, r.err, r.out, c.code, c.err)
+		}
+	}
+	if after := runCLI(st, root, "", "-S").out; after != before {
+		t.Errorf("failed commands changed the table:\n%s\nwas:\n%s", after, before)
+	}
+}
+
+func TestRunHelpVersion(t *testing.T) {
+	for _, st := range []*State{New(Options{}), nil} {
+		r := runCLI(st, Env{Prog: "/sbin/ipvsadm"}, "", "-h")
+		if r.code != 0 || r.out != ipvsadm.UsageFor("ipvsadm") || r.err != "" {
+			t.Errorf("-h: %d %q", r.code, r.err)
+		}
+		r = runCLI(st, Env{}, "", "--version")
+		if r.code != 0 || r.out != "ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)\n" {
+			t.Errorf("-v: %d %q", r.code, r.out)
+		}
+		r = runCLI(st, Env{}, "", "-x")
+		if r.code != 255 || r.err != "Try `uvsadm -h' or 'uvsadm --help' for more information.\n" {
+			t.Errorf("uvsadm -x: %+v", r)
+		}
+	}
+	r := runCLI(nil, Env{Prog: "uvsadm", Unavailable: "no director"}, "", "-Ln")
+	if r.code != 2 || r.err != "Can't initialize ipvs: no director\nAre you sure that IP Virtual Server is built in the kernel or as module?\n" {
+		t.Errorf("no state: %+v", r)
+	}
+}
+
+func TestRunPermission(t *testing.T) {
+	st := newFixture(t)
+	user := Env{Prog: "ipvsadm"}
+	before := runCLI(st, user, "", "-S").out
+	for _, args := range [][]string{
+		{"-A", "-t", "10.0.0.9:80"}, {"-E", "-t", "10.0.0.1:80"}, {"-D", "-t", "10.0.0.1:80"}, {"-C"},
+		{"-a", "-t", "10.0.0.1:80", "-r", "1.2.3.4"}, {"-e", "-t", "10.0.0.1:80", "-r", "192.168.1.2", "-m"},
+		{"-d", "-t", "10.0.0.1:80", "-r", "192.168.1.2"}, {"--set", "1", "2", "3"}, {"-Z"},
+		{"-P", "-t", "10.0.0.1:80", "-z", "1.1.1.1"}, {"--start-daemon", "master"}, {"--stop-daemon", "backup"},
+	} {
+		r := runCLI(st, user, "", args...)
+		if r.code != 255 || r.err != "Permission denied (you must be root)\n" {
+			t.Errorf("non-root %q: %+v", args, r)
+		}
+	}
+	if after := runCLI(st, user, "", "-S").out; after != before {
+		t.Errorf("non-root changed the table")
+	}
+	if got := findStats(t, st, tcp80).Conns.Load(); got != 1234 {
+		t.Errorf("non-root -Z zeroed counters: %d", got)
+	}
+	// -R as non-root: every line is refused, the restore goes on, the
+	// status is the last line's.
+	r := runCLI(st, user, "-A -t 10.9.9.9:80\n-A -t 10.9.9.8:80\n", "-R")
+	if r.code != 255 || strings.Count(r.err, "Permission denied (you must be root)\n") != 2 {
+		t.Errorf("non-root -R: %+v", r)
+	}
+}
+
+func TestRunSetTimeout(t *testing.T) {
+	st := New(Options{})
+	mustRun(t, st, "--set 1000 0 30")
+	r := runCLI(st, root, "", "-L", "--timeout")
+	if r.out != "Timeout (tcp tcpfin udp): 1000 120 30\n" {
+		t.Errorf("--timeout after --set: %q", r.out)
+	}
+}
+
+func TestRunZero(t *testing.T) {
+	st := newFixture(t)
+	est := NewEstimator(st)
+	env := root
+	env.Rates = est
+	svc := findStats(t, st, tcp80)
+	d := findDest(t, st, tcp80, "192.168.1.2:80")
+	est.Sample()
+	svc.Conns.Add(1000)
+	d.Stats.Conns.Add(1000)
+	d53 := findDest(t, st, udp53, "192.168.1.2:53")
+	d53.Stats.InPkts.Store(77)
+	est.Sample()
+	if est.Rate(svc).CPS == 0 {
+		t.Fatal("no rate before -Z")
+	}
+	// Zero one service: its counters and rates, not the others'.
+	if r := runCLI(st, env, "", "-Z", "-t", "10.0.0.1:80"); r.code != 0 {
+		t.Fatalf("-Z -t: %+v", r)
+	}
+	if svc.Conns.Load() != 0 || d.Stats.Conns.Load() != 0 || est.Rate(svc) != (ipvsadm.RateView{}) || est.Rate(&d.Stats) != (ipvsadm.RateView{}) {
+		t.Errorf("-Z -t left counters %d/%d rates %+v/%+v", svc.Conns.Load(), d.Stats.Conns.Load(), est.Rate(svc), est.Rate(&d.Stats))
+	}
+	if d53.Stats.InPkts.Load() != 77 {
+		t.Errorf("-Z -t zeroed another service")
+	}
+	est.Sample()
+	if est.Rate(svc) != (ipvsadm.RateView{}) {
+		t.Errorf("rate after -Z and an idle sample: %+v", est.Rate(svc))
+	}
+	if r := runCLI(st, env, "", "-Z"); r.code != 0 {
+		t.Fatalf("-Z: %+v", r)
+	}
+	if d53.Stats.InPkts.Load() != 0 {
+		t.Errorf("-Z left %d", d53.Stats.InPkts.Load())
+	}
+}
+
+func TestRunRestore(t *testing.T) {
+	st := New(Options{})
+	in := "# a comment\n" +
+		"\n" +
+		"ipvsadm -A -t 10.0.0.1:80 -s rr\n" +
+		"   \t  \n" +
+		"-a -t 10.0.0.1:80 -r 192.168.1.2 -g -w 3\n" +
+		"-a -t 10.0.0.9:80 -r 192.168.1.2\n" + // rejected: printed, restore goes on
+		"uvsadm -A -u 10.0.0.1:53\n" +
+		"-a -u 10.0.0.1:53 -r 192.168.1.3 -m\n"
+	r := runCLI(st, root, in, "-R")
+	if r.code != 0 || r.err != "Service not defined\n" {
+		t.Errorf("-R: %+v", r)
+	}
+	want := "-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 192.168.1.2:80 -g -w 3\n" +
+		"-A -u 10.0.0.1:53 -s wlc\n-a -u 10.0.0.1:53 -r 192.168.1.3:53 -m -w 1\n"
+	if got := runCLI(st, root, "", "-S").out; got != want {
+		t.Errorf("after -R:\n%s\nwant:\n%s", got, want)
+	}
+
+	// The status is the last line's: a rejected last line gives 255.
+	r = runCLI(st, root, "-A -t 10.0.0.2:80\n-A -t 10.0.0.2:80\n", "-R")
+	if r.code != 255 || r.err != "Service already exists\n" {
+		t.Errorf("-R ending in an error: %+v", r)
+	}
+	// A validation error stops the restore: later lines are not run.
+	r = runCLI(st, root, "-A -t 10.0.0.3:80\n-A -t 10.0.0.4:80 -w 1\n-A -t 10.0.0.5:80\n", "-R")
+	if r.code != 2 || r.err != "Illegal 'weight' option with the 'add-service' command\n" {
+		t.Errorf("-R with a usage error: %+v", r)
+	}
+	s := runCLI(st, root, "", "-S").out
+	if !strings.Contains(s, "10.0.0.3:80") || strings.Contains(s, "10.0.0.5:80") {
+		t.Errorf("-R did not stop at the bad line:\n%s", s)
+	}
+	// -R inside -R.
+	r = runCLI(st, root, "-A -t 10.0.0.6:80\n-R\n-A -t 10.0.0.7:80\n", "-R")
+	if r.code != 255 || r.err != "Try `ipvsadm -h' or 'ipvsadm --help' for more information.\n" {
+		t.Errorf("nested -R: %+v", r)
+	}
+	// Listings inside -R run.
+	r = runCLI(st, root, "-L --timeout\n", "-R")
+	if r.code != 0 || r.out != "Timeout (tcp tcpfin udp): 900 120 300\n" {
+		t.Errorf("-L in -R: %+v", r)
+	}
+	// Empty input succeeds.
+	if r = runCLI(st, root, "", "-R"); r.code != 0 || r.err != "" {
+		t.Errorf("empty -R: %+v", r)
+	}
+}
+
+// TestRunSaveClearRestore: -S, then -C, then -R gives the same table, and
+// ipvsadm-restore clears first.
+func TestRunSaveClearRestore(t *testing.T) {
+	st := newFixture(t)
+	saved := runCLI(st, root, "", "-S", "-n")
+	mustRun(t, st, "-C")
+	if r := runCLI(st, root, "", "-S"); r.out != "" {
+		t.Fatalf("-C left %q", r.out)
+	}
+	r := runCLI(st, root, saved.out, "-R")
+	if r.code != 0 || r.err != "" {
+		t.Fatalf("-R of -S output: %+v", r)
+	}
+	if again := runCLI(st, root, "", "-S", "-n"); again.out != saved.out {
+		t.Errorf("-S after -R:\n%s\nwant:\n%s", again.out, saved.out)
+	}
+	// Thresholds are not saved (ipvsadm does not save them) and counters
+	// start again from zero; the rest of the table is the same.
+	after := runCLI(st, Env{Prog: "ipvsadm"}, "", "-Ln")
+	mustRun(t, st, "-C")
+	for _, l := range fixture {
+		mustRun(t, st, strings.ReplaceAll(l, " -x 100 -y 50", ""))
+	}
+	if want := runCLI(st, Env{Prog: "ipvsadm"}, "", "-Ln"); after.out != want.out {
+		t.Errorf("table after restore:\n%s\nwant:\n%s", after.out, want.out)
+	}
+
+	// ipvsadm-restore: "-C" first, '#' lines skipped, arguments ignored.
+	mustRun(t, st, "-A -t 10.9.9.9:80")
+	r = runCLI(st, Env{Prog: "/sbin/ipvsadm-restore", Privileged: true}, "# saved\n"+saved.out, "--whatever")
+	if r.code != 0 || r.err != "" {
+		t.Fatalf("ipvsadm-restore: %+v", r)
+	}
+	if got := runCLI(st, root, "", "-S", "-n").out; got != saved.out {
+		t.Errorf("after ipvsadm-restore:\n%s\nwant:\n%s", got, saved.out)
+	}
+	// ipvsadm-save usage.
+	r = runCLI(st, Env{Prog: "ipvsadm-save"}, "", "-x")
+	if r.code != 1 || r.err != "Usage: ipvsadm-save [-n]\n" || r.out != "" {
+		t.Errorf("ipvsadm-save -x: %+v", r)
+	}
+}
+
+func TestProgPersonality(t *testing.T) {
+	for _, c := range []struct {
+		argv0 string
+		p     personality
+		name  string
+	}{
+		{"ipvsadm", asAdm, "ipvsadm"},
+		{"/usr/local/bin/uvsadm", asAdm, "uvsadm"},
+		{"", asAdm, "uvsadm"},
+		{"ipvsadm-save", asSave, "ipvsadm"},
+		{"/x/uvsadm-restore", asRestore, "uvsadm"},
+		{"-save", asAdm, "-save"},
+	} {
+		p, name := progPersonality(c.argv0)
+		if p != c.p || name != c.name {
+			t.Errorf("%q: %v %q, want %v %q", c.argv0, p, name, c.p, c.name)
+		}
+	}
+}
+
+func BenchmarkRunListFixture(b *testing.B) {
+	st := New(Options{})
+	for _, l := range fixture {
+		if r := runCLI(st, root, "", strings.Fields(l)...); r.code != 0 {
+			b.Fatal(r.err)
+		}
+	}
+	var o, e bytes.Buffer
+	args := []string{"-Ln"}
+	b.ReportAllocs()
+	for b.Loop() {
+		o.Reset()
+		if Run(st, Env{Prog: "ipvsadm"}, args, nil, &o, &e) != 0 {
+			b.Fatal(e.String())
+		}
+	}
+}

@@ -1,0 +1,366 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/uvs-lb/uvs/internal/netnstest"
+)
+
+// testSocket returns an abstract socket name no other test uses.
+func testSocket(t testing.TB) string {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	return "@uvs-test-" + hex.EncodeToString(b[:])
+}
+
+// startServer serves st on a fresh abstract socket until the test ends.
+func startServer(t *testing.T, srv *Server) string {
+	t.Helper()
+	name := testSocket(t)
+	ln, err := Listen(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeListener(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Serve did not return")
+		}
+	})
+	return name
+}
+
+func fakePeer(priv bool) func(*net.UnixConn) (bool, error) {
+	return func(*net.UnixConn) (bool, error) { return priv, nil }
+}
+
+func do(t *testing.T, name string, req Request) result {
+	t.Helper()
+	c := Client{Socket: name, Timeout: 10 * time.Second}
+	var o, e bytes.Buffer
+	code, err := c.Do(context.Background(), req, &o, &e)
+	if err != nil {
+		t.Fatalf("%q: %v", req.Args, err)
+	}
+	return result{o.String(), e.String(), code}
+}
+
+func TestServerRoundTrip(t *testing.T) {
+	st := newFixture(t)
+	srv := NewServer(st, Env{})
+	srv.peer = fakePeer(true)
+	name := startServer(t, srv)
+
+	for _, args := range [][]string{{"-Ln"}, {"-Ln", "--stats"}, {"-S"}, {"-L", "--timeout"}, {"-h"}, {"-L", "-t", "1.1.1.1:1"}, {"-x"}} {
+		want := runCLI(st, Env{Prog: "ipvsadm"}, "", args...)
+		got := do(t, name, Request{Prog: "ipvsadm", Args: args})
+		if got != want {
+			t.Errorf("%q over the socket: %+v\nwant %+v", args, got, want)
+		}
+	}
+	// Changes, including -R with its stdin, go through.
+	r := do(t, name, Request{Prog: "ipvsadm", Args: []string{"-R"}, Stdin: []byte("-A -t 10.7.7.7:80 -s rr\n-a -t 10.7.7.7:80 -r 1.2.3.4 -m\n")})
+	if r.code != 0 || r.err != "" {
+		t.Fatalf("-R over the socket: %+v", r)
+	}
+	if s := runCLI(st, root, "", "-S").out; !strings.Contains(s, "-A -t 10.7.7.7:80 -s rr\n-a -t 10.7.7.7:80 -r 1.2.3.4:80 -m -w 1\n") {
+		t.Errorf("-R did not apply:\n%s", s)
+	}
+	// The program name selects the personality on the server side too.
+	saved := runCLI(st, root, "", "-S").out
+	r = do(t, name, Request{Prog: "ipvsadm-save", Args: []string{"-n"}})
+	if r.code != 0 || r.out != saved {
+		t.Errorf("ipvsadm-save over the socket: %+v", r)
+	}
+	// Large outputs are chunked and reassembled in order.
+	var rules strings.Builder
+	for i := range 3000 {
+		rules.WriteString("-a -t 10.7.7.7:80 -r 10.1." + itoa(i/250) + "." + itoa(1+i%250) + " -m\n")
+	}
+	if r = do(t, name, Request{Prog: "ipvsadm", Args: []string{"-R"}, Stdin: []byte(rules.String())}); r.code != 0 {
+		t.Fatalf("big -R: %+v", r)
+	}
+	want := runCLI(st, root, "", "-Ln")
+	if len(want.out) <= maxChunk {
+		t.Fatalf("listing of %d bytes does not exercise chunking", len(want.out))
+	}
+	if got := do(t, name, Request{Prog: "ipvsadm", Args: []string{"-Ln"}}); got != want {
+		t.Errorf("big listing differs (%d vs %d bytes)", len(got.out), len(want.out))
+	}
+}
+
+func TestServerUnprivileged(t *testing.T) {
+	st := newFixture(t)
+	srv := NewServer(st, Env{})
+	srv.peer = fakePeer(false)
+	name := startServer(t, srv)
+	before := runCLI(st, root, "", "-S").out
+	if r := do(t, name, Request{Prog: "ipvsadm", Args: []string{"-Ln"}}); r.code != 0 || r.err != "" {
+		t.Errorf("unprivileged -Ln: %+v", r)
+	}
+	for _, args := range [][]string{{"-C"}, {"-A", "-t", "10.0.0.9:80"}, {"-Z"}, {"--set", "1", "1", "1"}} {
+		r := do(t, name, Request{Prog: "ipvsadm", Args: args})
+		if r.code != 255 || r.err != "Permission denied (you must be root)\n" {
+			t.Errorf("unprivileged %q: %+v", args, r)
+		}
+	}
+	if after := runCLI(st, root, "", "-S").out; after != before {
+		t.Error("unprivileged peer changed the table")
+	}
+}
+
+// TestServerPeerCred checks SO_PEERCRED for real: the test's own uid, and
+// as root also a connection made with euid 65534.
+func TestServerPeerCred(t *testing.T) {
+	st := New(Options{})
+	name := startServer(t, NewServer(st, Env{}))
+	r := do(t, name, Request{Prog: "ipvsadm", Args: []string{"-A", "-t", "10.0.0.1:80"}})
+	if os.Geteuid() == 0 {
+		if r.code != 0 || r.err != "" {
+			t.Fatalf("root -A: %+v", r)
+		}
+	} else if r.code != 255 || r.err != "Permission denied (you must be root)\n" {
+		t.Fatalf("non-root -A: %+v", r)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to connect as another user")
+	}
+	// Connect from a thread whose effective uid is 65534: the raw
+	// setresuid system call changes only the calling thread (unix.Setresuid
+	// would change every thread of the process), and the locked thread
+	// exits with its goroutine.
+	type dialed struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan dialed, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		keep := ^uintptr(0)    // (uid_t)-1: unchanged
+		if _, _, errno := unix.RawSyscall(unix.SYS_SETRESUID, keep, 65534, keep); errno != 0 {
+			ch <- dialed{nil, errno}
+			return
+		}
+		c, err := net.Dial("unix", name)
+		ch <- dialed{c, err}
+	}()
+	d := <-ch
+	if d.err != nil {
+		t.Fatal(d.err)
+	}
+	defer d.c.Close()
+	cl := Client{Socket: name, Timeout: 10 * time.Second}
+	var o, e bytes.Buffer
+	code, err := cl.exchange(context.Background(), d.c, Request{Prog: "ipvsadm", Args: []string{"-D", "-t", "10.0.0.1:80"}}, &o, &e)
+	if err != nil || code != 255 || e.String() != "Permission denied (you must be root)\n" {
+		t.Errorf("uid 65534 -D: %d %q %v", code, e.String(), err)
+	}
+	if len(st.Services()) != 1 {
+		t.Error("uid 65534 deleted a service")
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("the uid change leaked out of its thread")
+	}
+}
+
+func TestServerConcurrent(t *testing.T) {
+	st := New(Options{})
+	srv := NewServer(st, Env{})
+	srv.peer = fakePeer(true)
+	srv.MaxConns = 4
+	name := startServer(t, srv)
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := Client{Socket: name, Timeout: 10 * time.Second}
+			var o, e bytes.Buffer
+			code, err := c.Do(context.Background(), Request{Prog: "ipvsadm", Args: []string{"-A", "-t", "10.0.0." + itoa(1+i) + ":80"}}, &o, &e)
+			if err != nil || code != 0 {
+				errs <- e.String()
+			}
+			o.Reset()
+			if code, err := c.Do(context.Background(), Request{Prog: "ipvsadm", Args: []string{"-Ln"}}, &o, &e); err != nil || code != 0 {
+				errs <- e.String()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if n := len(st.Services()); n != 16 {
+		t.Errorf("%d services, want 16", n)
+	}
+}
+
+func TestServerBadRequests(t *testing.T) {
+	srv := NewServer(New(Options{}), Env{})
+	srv.Timeout = 300 * time.Millisecond
+	name := startServer(t, srv)
+	exchangeRaw := func(typ byte, payload []byte) (string, int) {
+		t.Helper()
+		c, err := net.Dial("unix", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if err := writeFrame(c, typ, payload); err != nil {
+			t.Fatal(err)
+		}
+		var errs strings.Builder
+		for {
+			ft, p, err := readFrame(c, maxReplyRead)
+			if err != nil {
+				t.Fatalf("reply: %v", err)
+			}
+			switch ft {
+			case frameStderr:
+				errs.Write(p)
+			case frameExit:
+				return errs.String(), int(int32(p[0])<<24 | int32(p[1])<<16 | int32(p[2])<<8 | int32(p[3]))
+			}
+		}
+	}
+	if msg, code := exchangeRaw('Z', nil); code != 255 || !strings.Contains(msg, "unexpected frame") {
+		t.Errorf("bad frame type: %d %q", code, msg)
+	}
+	if msg, code := exchangeRaw(frameRequest, []byte("{not json")); code != 255 || !strings.Contains(msg, "malformed") {
+		t.Errorf("bad json: %d %q", code, msg)
+	}
+	p, _ := json.Marshal(Request{Version: 99, Args: []string{"-L"}})
+	if msg, code := exchangeRaw(frameRequest, p); code != 255 || !strings.Contains(msg, "protocol 99") {
+		t.Errorf("bad version: %d %q", code, msg)
+	}
+	// A client that sends nothing is dropped after the request timeout.
+	c, err := net.Dial("unix", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	if _, _, err := readFrame(c, 16); err == nil {
+		t.Error("silent client got a reply")
+	}
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("silent client held for %v", d)
+	}
+	// An oversized request is refused without reading it all.
+	c2, err := net.Dial("unix", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	var hdr = []byte{frameRequest, 0xff, 0xff, 0xff, 0xff}
+	_, _ = c2.Write(hdr)
+	_ = c2.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := readFrame(c2, 16); err == nil {
+		t.Error("oversized request answered")
+	}
+}
+
+func TestServerStopsAndReleasesSocket(t *testing.T) {
+	name := testSocket(t)
+	srv := NewServer(New(Options{}), Env{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, name) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.Dial("unix", name)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("server never answered")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A second server on the same name fails to bind.
+	if err := NewServer(New(Options{}), Env{}).Serve(context.Background(), name); err == nil {
+		t.Fatal("second Serve on a bound name succeeded")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after cancel")
+	}
+	ln, err := Listen(name)
+	if err != nil {
+		t.Fatalf("socket not released: %v", err)
+	}
+	ln.Close()
+}
+
+// TestServerNetnsScope: the abstract socket of a director in another
+// network namespace is not reachable from this one.
+func TestServerNetnsScope(t *testing.T) {
+	netnstest.SkipIfNotRoot(t)
+	ns := netnstest.New(t, "ctl")
+	name := testSocket(t)
+	var ln *net.UnixListener
+	if err := ns.Do(func() error {
+		var err error
+		ln, err = Listen(name)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	st := New(Options{})
+	mustRun(t, st, "-A -t 10.0.0.1:80 -s rr")
+	srv := NewServer(st, Env{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeListener(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+	if c, err := net.Dial("unix", name); err == nil {
+		c.Close()
+		t.Fatal("reached another namespace's control socket")
+	}
+	var r result
+	if err := ns.Do(func() error {
+		c := Client{Socket: name, Timeout: 5 * time.Second}
+		var o, e bytes.Buffer
+		code, err := c.Do(context.Background(), Request{Prog: "ipvsadm", Args: []string{"-Sn"}}, &o, &e)
+		r = result{o.String(), e.String(), code}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if r.code != 0 || r.out != "-A -t 10.0.0.1:80 -s rr\n" {
+		t.Errorf("inside the namespace: %+v", r)
+	}
+}

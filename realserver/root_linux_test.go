@@ -1,0 +1,378 @@
+package realserver_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"golang.org/x/sys/unix"
+
+	"github.com/uvs-lb/uvs/internal/netnstest"
+	"github.com/uvs-lb/uvs/realserver"
+)
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// uvsRS builds cmd/uvs-rs once per test binary and returns its path.
+func uvsRS(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "uvs-rs-bin-")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, "uvs-rs"), "github.com/uvs-lb/uvs/cmd/uvs-rs")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v: %s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build uvs-rs: %v", buildErr)
+	}
+	return filepath.Join(buildDir, "uvs-rs")
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// sysctlKeys are the parameters uvs-rs may touch.
+var sysctlKeys = []string{
+	"net/ipv4/conf/all/arp_ignore", "net/ipv4/conf/lo/arp_ignore",
+	"net/ipv4/conf/all/arp_announce", "net/ipv4/conf/lo/arp_announce",
+	"net/ipv4/conf/all/rp_filter", "net/ipv4/conf/default/rp_filter",
+}
+
+// snapshot returns the namespace's sysctls and addresses, to compare
+// before up and after down.
+func snapshot(t *testing.T, ns *netnstest.NS) (map[string]string, string) {
+	t.Helper()
+	vals := map[string]string{}
+	for _, k := range sysctlKeys {
+		vals[k] = ns.Exec(t, "cat", "/proc/sys/"+k)
+	}
+	return vals, ns.IP(t, "-o", "addr", "show")
+}
+
+func TestDRUpDownRestoresExactly(t *testing.T) {
+	netnstest.SkipIfNotRoot(t)
+	bin := uvsRS(t)
+	rs := netnstest.New(t, "rsdr")
+	state := t.TempDir()
+	// Unusual starting values, so a restore to kernel defaults would show.
+	rs.Sysctl(t, "net.ipv4.conf.all.arp_announce", "1")
+	rs.Sysctl(t, "net.ipv4.conf.lo.arp_ignore", "2")
+	rs.Sysctl(t, "net.ipv4.conf.all.arp_ignore", "0")
+	rs.AddrAdd(t, "lo", "192.0.2.99/32") // someone else's address: must survive
+	before, beforeAddrs := snapshot(t, rs)
+
+	up := []string{bin, "dr", "up", "--vip", "192.0.2.10", "--vip", "2001:db8::10", "--vip", "192.0.2.99", "--state-dir", state}
+	out := rs.Exec(t, up...)
+	t.Logf("dr up: %s", out)
+	out2 := rs.Exec(t, up...) // idempotent
+	if !strings.Contains(out2, "already") {
+		t.Errorf("second dr up: %q, want 'already'", out2)
+	}
+	addrs := rs.IP(t, "-o", "addr", "show", "dev", "lo")
+	for _, want := range []string{"192.0.2.10/32", "2001:db8::10/128", "192.0.2.99/32"} {
+		if strings.Count(addrs, want) != 1 {
+			t.Errorf("lo after dr up: want %s once in\n%s", want, addrs)
+		}
+	}
+	wantUp := map[string]string{
+		"net/ipv4/conf/all/arp_ignore": "1", "net/ipv4/conf/lo/arp_ignore": "1",
+		"net/ipv4/conf/all/arp_announce": "2", "net/ipv4/conf/lo/arp_announce": "2",
+	}
+	for k, v := range wantUp {
+		if got := rs.Exec(t, "cat", "/proc/sys/"+k); got != v {
+			t.Errorf("%s = %s after dr up, want %s", k, got, v)
+		}
+	}
+	st := rs.Exec(t, bin, "status", "--state-dir", state)
+	if !strings.Contains(st, "dr: 192.0.2.10 on lo") || !strings.Contains(st, "net.ipv4.conf.all.arp_announce = 2 (was 1)") {
+		t.Errorf("status:\n%s", st)
+	}
+
+	// Remove one VIP: the sysctls stay while others remain.
+	rs.Exec(t, bin, "dr", "down", "--vip", "192.0.2.10", "--state-dir", state)
+	if got := rs.Exec(t, "cat", "/proc/sys/net/ipv4/conf/all/arp_ignore"); got != "1" {
+		t.Errorf("arp_ignore = %s with VIPs left, want 1", got)
+	}
+	rs.Exec(t, bin, "dr", "down", "--state-dir", state)
+	after, afterAddrs := snapshot(t, rs)
+	if !maps.Equal(before, after) {
+		t.Errorf("sysctls after dr down %v, want %v", after, before)
+	}
+	if afterAddrs != beforeAddrs {
+		t.Errorf("addresses after dr down:\n%s\nwant\n%s", afterAddrs, beforeAddrs)
+	}
+	if m, _ := filepath.Glob(filepath.Join(state, "netns-*", "state.json")); len(m) != 0 {
+		t.Errorf("state left behind: %v", m)
+	}
+}
+
+// Topology of the tunnel test: the client namespace plays director and
+// client (it sends the encapsulated packets and expects the direct reply).
+const (
+	cliOuter = "172.16.0.1"
+	rsOuter  = "172.16.0.2"
+	cliAddr  = "198.18.1.2"
+	vipAddr  = "198.18.0.10"
+	vipAddr2 = "198.18.0.11" // added later to the running decapsulator
+	echoPort = 5353
+	cliPort  = 40000
+	guePort  = 6080
+)
+
+// encapUDP returns client:cliPort → VIP:echoPort carrying payload, as an
+// IPIP packet (outer header included) and as the GUE payload for a UDP
+// socket.
+func encapUDP(t *testing.T, vip, payload string) (ipipPkt, guePayload []byte) {
+	t.Helper()
+	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
+	ip := &layers.IPv4{Version: 4, TTL: 63, Protocol: layers.IPProtocolUDP,
+		SrcIP: net.ParseIP(cliAddr).To4(), DstIP: net.ParseIP(vip).To4()}
+	udp := &layers.UDP{SrcPort: cliPort, DstPort: echoPort}
+	_ = udp.SetNetworkLayerForChecksum(ip)
+	outer := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolIPv4, Flags: layers.IPv4DontFragment,
+		SrcIP: net.ParseIP(cliOuter).To4(), DstIP: net.ParseIP(rsOuter).To4()}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, opts, outer, ip, udp, gopacket.Payload(payload)); err != nil {
+		t.Fatal(err)
+	}
+	ipipPkt = append([]byte(nil), buf.Bytes()...)
+	g := &layers.AGUEVar0{Protocol: layers.IPProtocolIPv4}
+	if err := gopacket.SerializeLayers(buf, opts, g, ip, udp, gopacket.Payload(payload)); err != nil {
+		t.Fatal(err)
+	}
+	return ipipPkt, append([]byte(nil), buf.Bytes()...)
+}
+
+// tunState reads the decapsulator's recorded state.
+func tunState(t *testing.T, dir string) *realserver.TunState {
+	t.Helper()
+	m, _ := filepath.Glob(filepath.Join(dir, "netns-*"))
+	if len(m) != 1 {
+		t.Fatalf("want one namespace state dir in %s, got %v", dir, m)
+	}
+	st, err := realserver.LoadState(m[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Tun
+}
+
+func TestTunEndToEnd(t *testing.T) {
+	netnstest.SkipIfNotRoot(t)
+	bin := uvsRS(t)
+	cli := netnstest.New(t, "cli")
+	rs := netnstest.New(t, "rs")
+	netnstest.Veth(t, cli, "c0", rs, "r0")
+	cli.AddrAdd(t, "c0", cliOuter+"/24")
+	cli.AddrAdd(t, "c0", cliAddr+"/32")
+	cli.RouteAdd(t, vipAddr+"/32", "via", rsOuter)
+	rs.AddrAdd(t, "r0", rsOuter+"/24")
+	rs.RouteAdd(t, "default", "via", cliOuter)
+	rs.Sysctl(t, "net.ipv4.conf.all.rp_filter", "1") // strict: uvs-rs must relax it
+	rs.Sysctl(t, "net.ipv4.conf.default.rp_filter", "1")
+	state := t.TempDir()
+	before, _ := snapshot(t, rs)
+
+	out := rs.Exec(t, bin, "tun", "up", "--vip", vipAddr, "--gue-port", fmt.Sprint(guePort),
+		"--force-userspace", "--state-dir", state)
+	t.Logf("tun up: %s", out)
+	ts := tunState(t, state)
+	if ts == nil || ts.PID == 0 || ts.Mode != realserver.TunUserspace {
+		t.Fatalf("tun state after up: %+v", ts)
+	}
+	pid := ts.PID
+	t.Cleanup(func() {
+		// Stop the decapsulator we started if the test did not.
+		if _, err := rs.Run(bin, "tun", "down", "--state-dir", state); err != nil {
+			if p, err := os.FindProcess(pid); err == nil {
+				_ = p.Kill()
+			}
+		}
+	})
+	if addrs := rs.IP(t, "-o", "addr", "show", "dev", "uvstun0"); !strings.Contains(addrs, vipAddr+"/32") {
+		t.Fatalf("uvstun0 lacks the VIP:\n%s", addrs)
+	}
+	for k, v := range map[string]string{"all/rp_filter": "0", "default/rp_filter": "0", "uvstun0/rp_filter": "0", "all/arp_ignore": "1", "all/arp_announce": "2"} {
+		if got := rs.Exec(t, "cat", "/proc/sys/net/ipv4/conf/"+k); got != v {
+			t.Errorf("%s = %s, want %s", k, got, v)
+		}
+	}
+
+	// The real server: a UDP echo bound to the VIP.
+	startEcho(t, rs, vipAddr)
+	cli.RouteAdd(t, vipAddr2+"/32", "via", rsOuter)
+
+	// The client: a socket for the direct reply, a raw socket for IPIP and
+	// a UDP socket for GUE.
+	var reply, gueConn *net.UDPConn
+	var raw int
+	if err := cli.Do(func() (err error) {
+		reply, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(fmt.Sprintf("%s:%d", cliAddr, cliPort))))
+		if err != nil {
+			return err
+		}
+		gueConn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(cliOuter)})
+		if err != nil {
+			return err
+		}
+		raw, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+		return err
+	}); err != nil {
+		t.Fatalf("client sockets: %v", err)
+	}
+	defer reply.Close()
+	defer gueConn.Close()
+	defer unix.Close(raw)
+	rsSA := &unix.SockaddrInet4{Addr: netip.MustParseAddr(rsOuter).As4()}
+	gueDst := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(fmt.Sprintf("%s:%d", rsOuter, guePort)))
+
+	exchange := func(name, vip string, send func(pkt, gue []byte) error) {
+		t.Helper()
+		payload := "hello over " + name
+		pkt, gp := encapUDP(t, vip, payload)
+		buf := make([]byte, 2048)
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			if err := send(pkt, gp); err != nil {
+				t.Fatalf("%s: send: %v", name, err)
+			}
+			_ = reply.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			n, from, err := reply.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					continue
+				}
+				t.Fatalf("%s: read reply: %v", name, err)
+			}
+			if want := netip.MustParseAddrPort(fmt.Sprintf("%s:%d", vip, echoPort)); from != want {
+				t.Fatalf("%s: reply from %v, want %v (direct from the VIP)", name, from, want)
+			}
+			if string(buf[:n]) != "echo:"+payload {
+				t.Fatalf("%s: reply %q", name, buf[:n])
+			}
+			return
+		}
+		t.Fatalf("%s: no reply from the VIP within 5s; daemon log:\n%s", name, readLog(state))
+	}
+	sendIPIP := func(pkt, _ []byte) error { return unix.Sendto(raw, pkt, 0, rsSA) }
+	sendGUE := func(_, gp []byte) error { _, err := gueConn.WriteToUDP(gp, gueDst); return err }
+	exchange("ipip", vipAddr, sendIPIP)
+	exchange("gue", vipAddr, sendGUE)
+
+	// A second VIP joins the running decapsulator (SIGHUP reload).
+	out = rs.Exec(t, bin, "tun", "up", "--vip", vipAddr2, "--state-dir", state)
+	t.Logf("tun up (second VIP): %s", out)
+	if got := tunState(t, state); got.PID != pid || len(got.VIPs) != 2 {
+		t.Fatalf("state after adding a VIP: %+v (want pid %d, 2 VIPs)", got, pid)
+	}
+	startEcho(t, rs, vipAddr2)
+	exchange("ipip to the second VIP", vipAddr2, sendIPIP)
+
+	// Counters reach the status output (refreshed every second).
+	deadline := time.Now().Add(5 * time.Second)
+	var st string
+	for time.Now().Before(deadline) {
+		st = rs.Exec(t, bin, "status", "--state-dir", state)
+		if c := counters(st); c["decapsulated"] >= 3 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(st, "running") || counters(st)["decapsulated"] < 3 {
+		t.Errorf("status:\n%s", st)
+	}
+
+	out = rs.Exec(t, bin, "tun", "down", "--vip", vipAddr, "--state-dir", state)
+	t.Logf("tun down (first VIP): %s", out)
+	if got := tunState(t, state); got == nil || got.PID != pid || len(got.VIPs) != 1 {
+		t.Fatalf("state after removing one VIP: %+v", got)
+	}
+	out = rs.Exec(t, bin, "tun", "down", "--vip", vipAddr2, "--state-dir", state)
+	t.Logf("tun down: %s", out)
+	if _, err := rs.Run("ip", "link", "show", "uvstun0"); err == nil {
+		t.Error("uvstun0 still exists after tun down")
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); !strings.Contains(string(b), ") Z") {
+			t.Errorf("decapsulator %d still running after tun down", pid)
+		}
+	}
+	after, _ := snapshot(t, rs)
+	if !maps.Equal(before, after) {
+		t.Errorf("sysctls after tun down %v, want %v", after, before)
+	}
+}
+
+// startEcho runs a UDP echo server bound to vip:echoPort inside ns until
+// the test ends.
+func startEcho(t *testing.T, ns *netnstest.NS, vip string) {
+	t.Helper()
+	var echo *net.UDPConn
+	if err := ns.Do(func() (err error) {
+		echo, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(fmt.Sprintf("%s:%d", vip, echoPort))))
+		return err
+	}); err != nil {
+		t.Fatalf("echo listen on %s: %v", vip, err)
+	}
+	t.Cleanup(func() { echo.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for i := 0; i < 100; i++ {
+			_ = echo.SetReadDeadline(time.Now().Add(20 * time.Second))
+			n, from, err := echo.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			_, _ = echo.WriteToUDPAddrPort(append([]byte("echo:"), buf[:n]...), from)
+		}
+	}()
+}
+
+// counters extracts the JSON counters from status output.
+func counters(status string) map[string]uint64 {
+	_, js, ok := strings.Cut(status, "tun: counters ")
+	if !ok {
+		return nil
+	}
+	js, _, _ = strings.Cut(js, "\n")
+	m := map[string]uint64{}
+	_ = json.Unmarshal([]byte(js), &m)
+	return m
+}
+
+// readLog returns the daemon log for failure messages.
+func readLog(state string) string {
+	m, _ := filepath.Glob(filepath.Join(state, "netns-*", "tun.log"))
+	if len(m) == 0 {
+		return "(no log)"
+	}
+	b, _ := os.ReadFile(m[0])
+	return string(b)
+}
