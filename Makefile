@@ -51,6 +51,15 @@ lint: ## gofmt, go vet, go mod tidy -diff, staticcheck (when it installs)
 	@if $(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 -version >/dev/null 2>&1; then \
 	  $(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...; else echo "staticcheck unavailable, skipped"; fi
 
+PREFIX ?= /usr/local
+.PHONY: install
+install: build ## install the commands into $(PREFIX)/bin, with ipvsadm names where none exist
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(addprefix $(BIN)/,$(CMDS)) $(DESTDIR)$(PREFIX)/bin/
+	@cd $(DESTDIR)$(PREFIX)/bin && for n in uvsadm-save uvsadm-restore ipvsadm ipvsadm-save ipvsadm-restore; do \
+	  if command -v $$n >/dev/null 2>&1 && [ "$$(readlink -f $$(command -v $$n))" != "$$(readlink -f uvsadm)" ]; then \
+	    echo "keeping the existing $$n"; else ln -sf uvsadm $$n; echo "$$n -> uvsadm"; fi; done
+
 .PHONY: clean
 clean: ## remove build output
 	rm -rf $(BIN)

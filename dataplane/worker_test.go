@@ -186,9 +186,9 @@ func TestNATRequestAndReply(t *testing.T) {
 func TestNotOursIsLeftAlone(t *testing.T) {
 	r := newRig(t, natRules)
 	out := r.run(t,
-		tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.1", 40000, 22, true, false),    // to the director itself
-		tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 443, true, false), // VIP, no such service
-		tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, false, true),  // VIP, not a SYN
+		tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.1", 40000, 22, true, false),                     // to the director itself
+		tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 443, true, false),                  // VIP, no such service
+		tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, false, true),                   // VIP, not a SYN
 		tcpFrame(t, macCli, [6]byte{2, 9, 9, 9, 9, 9}, "10.0.1.2", "10.0.1.100", 40000, 80, true, false), // another station's frame
 	)
 	if len(out) != 0 {
