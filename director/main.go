@@ -27,6 +27,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	conns := fs.Int("conns", 1<<20, "connection table capacity")
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
 	cleanup := fs.Bool("cleanup", false, "remove kernel hooks a crashed uvsd left in this namespace, then exit")
+	lportMin := fs.Uint("lport-min", 61000, "FULLNAT local ports: lowest (keep the range outside net.ipv4.ip_local_port_range)")
+	lportMax := fs.Uint("lport-max", 65535, "FULLNAT local ports: highest")
 	check := fs.Bool("check", false, "validate the rules file and exit")
 	defSock := control.DefaultSocketName
 	if v := os.Getenv(control.SocketEnv); v != "" {
@@ -73,7 +75,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	cfg := Config{RulesFile: *rules, Workers: *workers, ConnCapacity: *conns, ControlSocket: *sock}
+	if *lportMin == 0 || *lportMax > 65535 || *lportMin > *lportMax {
+		fmt.Fprintf(stderr, "uvsd: bad FULLNAT local port range %d-%d\n", *lportMin, *lportMax)
+		return 2
+	}
+	cfg := Config{RulesFile: *rules, Workers: *workers, ConnCapacity: *conns, ControlSocket: *sock,
+		LocalPortMin: uint16(*lportMin), LocalPortMax: uint16(*lportMax)}
 	if *ifaces != "" {
 		cfg.Interfaces = strings.Split(*ifaces, ",")
 	}

@@ -54,10 +54,12 @@ func newLANLab(t *testing.T, router bool) *lanLab {
 	} else {
 		attach(l.cli, "c0")
 		l.cli.AddrAdd(t, "c0", "10.0.5.2/24")
+		l.cli.IP(t, "-6", "addr", "add", "fd00:5::2/64", "dev", "c0", "nodad")
 		l.clientAddr = "10.0.5.2"
 	}
 	attach(l.dir, "d0")
 	l.dir.AddrAdd(t, "d0", "10.0.5.1/24")
+	l.dir.IP(t, "-6", "addr", "add", "fd00:5::1/64", "dev", "d0", "nodad")
 	if gw != "" {
 		l.dir.RouteAdd(t, "default", "via", gw)
 	}
@@ -65,6 +67,7 @@ func newLANLab(t *testing.T, router bool) *lanLab {
 		rs := netnstest.New(t, fmt.Sprintf("rs%d", i))
 		attach(rs, "r0")
 		rs.AddrAdd(t, "r0", fmt.Sprintf("10.0.5.1%d/24", i))
+		rs.IP(t, "-6", "addr", "add", fmt.Sprintf("fd00:5::1%d/64", i), "dev", "r0", "nodad")
 		if gw != "" {
 			rs.RouteAdd(t, "default", "via", gw)
 		}
@@ -84,11 +87,17 @@ func drRealServer(t *testing.T, rs *netnstest.NS, vip string) {
 	rs.Sysctl(t, "net.ipv4.conf.all.arp_announce", "2")
 	rs.Sysctl(t, "net.ipv4.conf.lo.arp_ignore", "1")
 	rs.Sysctl(t, "net.ipv4.conf.lo.arp_announce", "2")
+	// IPv6 answers neighbour solicitations only for addresses of the
+	// receiving interface, so a VIP on lo needs no sysctl.
+	rs.IP(t, "-6", "addr", "add", "fd00:5::100/128", "dev", "lo")
 }
 
 const drRules = `-A -t 10.0.5.100:80 -s rr
 -a -t 10.0.5.100:80 -r 10.0.5.11 -g -w 1
 -a -t 10.0.5.100:80 -r 10.0.5.12 -g -w 1
+-A -t [fd00:5::100]:80 -s rr
+-a -t [fd00:5::100]:80 -r fd00:5::11 -g -w 1
+-a -t [fd00:5::100]:80 -r fd00:5::12 -g -w 1
 `
 
 func testDR(t *testing.T, router bool) {
@@ -112,9 +121,22 @@ func testDR(t *testing.T, router bool) {
 	}
 	// Direct return: the replies never pass the director, so its table sees
 	// only the input direction; the client saw the VIP answer.
+	if router {
+		return
+	}
 	out := l.cli.Exec(t, "ip", "neigh", "show", "10.0.5.100")
-	if !router && !strings.Contains(out, "lladdr") {
+	if !strings.Contains(out, "lladdr") {
 		t.Fatalf("client has no ARP entry for the VIP: %q", out)
+	}
+	seen = map[string]int{}
+	for i := 0; i < 4; i++ {
+		seen[curl(t, l.cli, "http://[fd00:5::100]/")]++
+	}
+	if seen["rs1"] != 2 || seen["rs2"] != 2 {
+		t.Fatalf("DR IPv6 rr answers %v", seen)
+	}
+	if got := curlSum(t, l.cli, "http://[fd00:5::100]/big"); got != bigSum {
+		t.Fatalf("DR IPv6 download sha256 %s, want %s", got, bigSum)
 	}
 }
 
@@ -128,19 +150,25 @@ func TestFullNAT(t *testing.T) {
 	netnstest.Veth(t, cli, "c0", dir, "d0")
 	cli.AddrAdd(t, "c0", "10.0.1.2/24")
 	cli.RouteAdd(t, "default", "via", "10.0.1.1")
+	cli.IP(t, "-6", "addr", "add", "fd00:1::2/64", "dev", "c0", "nodad")
+	cli.IP(t, "-6", "route", "add", "default", "via", "fd00:1::1")
 	offloadsOff(t, cli, "c0")
 	dir.AddrAdd(t, "d0", "10.0.1.1/24")
+	dir.IP(t, "-6", "addr", "add", "fd00:1::1/64", "dev", "d0", "nodad")
 	var rules strings.Builder
-	rules.WriteString("-A -t 10.0.1.100:80 -s rr\n")
+	rules.WriteString("-A -t 10.0.1.100:80 -s rr\n-A -t [fd00:1::100]:80 -s rr\n")
 	for i := 1; i <= 2; i++ {
 		rs := netnstest.New(t, fmt.Sprintf("rs%d", i))
 		dev := fmt.Sprintf("d%d", i)
 		netnstest.Veth(t, dir, dev, rs, "r0")
 		dir.AddrAdd(t, dev, fmt.Sprintf("10.0.%d.1/24", 10+i))
 		rs.AddrAdd(t, "r0", fmt.Sprintf("10.0.%d.11/24", 10+i))
+		dir.IP(t, "-6", "addr", "add", fmt.Sprintf("fd00:%d::1/64", 10+i), "dev", dev, "nodad")
+		rs.IP(t, "-6", "addr", "add", fmt.Sprintf("fd00:%d::11/64", 10+i), "dev", "r0", "nodad")
 		offloadsOff(t, rs, "r0")
 		startRealServer(t, rs, fmt.Sprintf("rs%d", i))
 		fmt.Fprintf(&rules, "-a -t 10.0.1.100:80 -r 10.0.%d.11:80 -b -w 1\n", 10+i)
+		fmt.Fprintf(&rules, "-a -t [fd00:1::100]:80 -r [fd00:%d::11]:80 -b -w 1\n", 10+i)
 	}
 	startUVSD(t, dir, rules.String())
 	seen := map[string]int{}
@@ -152,5 +180,15 @@ func TestFullNAT(t *testing.T) {
 	}
 	if got := curlSum(t, cli, "http://10.0.1.100/big"); got != bigSum {
 		t.Fatalf("FULLNAT download sha256 %s, want %s", got, bigSum)
+	}
+	seen = map[string]int{}
+	for i := 0; i < 4; i++ {
+		seen[curl(t, cli, "http://[fd00:1::100]/")]++
+	}
+	if seen["rs1"] != 2 || seen["rs2"] != 2 {
+		t.Fatalf("FULLNAT IPv6 rr answers %v", seen)
+	}
+	if got := curlSum(t, cli, "http://[fd00:1::100]/big"); got != bigSum {
+		t.Fatalf("FULLNAT IPv6 download sha256 %s, want %s", got, bigSum)
 	}
 }
