@@ -154,7 +154,7 @@ func heapInUse() uint64 {
 // locks, registry) per live connection at 1 M entries. Budget: 160.
 func TestBytesPerConn(t *testing.T) {
 	if testing.Short() || raceEnabled {
-		t.Skip("fills a 1 M-entry table")
+		t.Skip("fills a 1 M-entry table: skipped under -short and -race (it runs in the plain pass)")
 	}
 	before := heapInUse()
 	tb, err := New(Config{Capacity: million})

@@ -1,6 +1,8 @@
 package khook
 
 import (
+	"github.com/uvs-lb/uvs/internal/netnstest"
+
 	"encoding/json"
 	"errors"
 	"net"
@@ -379,9 +381,7 @@ func TestIfindexAndNFTListing(t *testing.T) {
 	if err := h.Apply(s); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("nft CLI not installed; ruleset checked through the library in other tests")
-	}
+	netnstest.RequireTool(t, "nft")
 	out := run(t, "ip", "netns", "exec", tp.dir.name, "nft", "-j", "list", "table", "netdev", TableName)
 	var doc struct {
 		Nftables []map[string]json.RawMessage `json:"nftables"`

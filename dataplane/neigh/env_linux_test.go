@@ -1,6 +1,8 @@
 package neigh
 
 import (
+	"github.com/uvs-lb/uvs/internal/netnstest"
+
 	"crypto/rand"
 	"encoding/hex"
 	"os"
@@ -13,12 +15,8 @@ import (
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_NET_ADMIN) for netns")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs iproute2 (ip) to build the test topology")
-	}
+	netnstest.SkipIfNotRoot(t)
+	netnstest.RequireTool(t, "ip")
 }
 
 func run(t *testing.T, args ...string) string {

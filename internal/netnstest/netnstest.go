@@ -300,3 +300,16 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// RequireTool skips t when the command name is not installed, except in CI
+// (CI set), where the tools are installed by .ci/run and a missing one is a
+// failure, not a reason to skip.
+func RequireTool(t testing.TB, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is not installed, and CI must run this test", name)
+		}
+		t.Skipf("needs %s (not installed); CI installs it", name)
+	}
+}
