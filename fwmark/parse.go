@@ -92,11 +92,11 @@ type Rule struct {
 
 	Ports []PortMatch
 
-	HasMark           bool // -m mark --mark MarkValue/MarkMask
+	HasMark             bool // -m mark --mark MarkValue/MarkMask
 	MarkValue, MarkMask uint32
-	MarkNeg           bool
+	MarkNeg             bool
 
-	Verdict    Verdict
+	Verdict     Verdict
 	Value, Mask uint32 // VerdictMark: mark = (mark &^ Mask) ^ Value
 }
 
@@ -459,10 +459,7 @@ func parseRule(toks []string, ipv6 bool) (Rule, string) {
 			case "RETURN":
 				r.Verdict = VerdictReturn
 			default:
-				if strings.ToUpper(v) != v {
-					return r, "jump to user chain " + strconv.Quote(v)
-				}
-				return r, "target " + strconv.Quote(v)
+				return r, "jump to unsupported target or user chain " + strconv.Quote(v)
 			}
 			target, seenTarget = v, true
 		case "-g", "--goto":
