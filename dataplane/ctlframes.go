@@ -23,7 +23,7 @@ func (w *Worker) arp(f *Frame, data []byte, snap *Snapshot, host *Host) {
 	}
 	var a [16]byte
 	putAddr(&a, p.Dst[:], 4)
-	if !snap.IsVIP(a) || host.Local[a] {
+	if !(snap.IsVIP(a) || host.Marked[a]) || host.Local[a] {
 		return
 	}
 	ifc, ok := host.Ifaces[f.Ifindex]
@@ -43,7 +43,7 @@ func (w *Worker) ndp(f *Frame, data []byte, snap *Snapshot, host *Host) {
 		return
 	}
 	target := header.ICMPv6(data[p.L4Off:p.End]).Target()
-	if !snap.IsVIP(target) || host.Local[target] {
+	if !(snap.IsVIP(target) || host.Marked[target]) || host.Local[target] {
 		return
 	}
 	ifc, ok := host.Ifaces[f.Ifindex]

@@ -43,6 +43,7 @@ type Snapshot struct {
 	byMark   map[markKey]*Service
 	port0    bool
 	ftp      bool
+	fwm      bool
 	vips     map[[16]byte]struct{}
 	dests    map[*sched.Dest]struct{}
 	// Version counts snapshots; it only grows.
@@ -63,6 +64,7 @@ func NewSnapshot(version uint64, services []*Service) *Snapshot {
 	for _, svc := range services {
 		if svc.Key.IsFWMark() {
 			s.byMark[markKey{svc.Key.FWMark, svc.Key.IPv6}] = svc
+			s.fwm = true
 		} else {
 			a := svc.Key.Addr.As16()
 			s.byTuple[tupleKey{a, svc.Key.Port, svc.Key.Proto}] = svc
@@ -83,6 +85,10 @@ func NewSnapshot(version uint64, services []*Service) *Snapshot {
 
 // Services returns the services in control-plane order. Read only.
 func (s *Snapshot) Services() []*Service { return s.services }
+
+// HasFWMark reports whether any service is a firewall-mark service, so
+// frames need classifying.
+func (s *Snapshot) HasFWMark() bool { return s.fwm }
 
 // IsVIP reports whether addr (16-byte form, IPv4 mapped) is the address of a
 // non-fwmark service.

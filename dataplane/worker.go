@@ -8,6 +8,7 @@ import (
 
 	"github.com/uvs-lb/uvs/conntrack"
 	"github.com/uvs-lb/uvs/dataplane/header"
+	"github.com/uvs-lb/uvs/fwmark"
 	"github.com/uvs-lb/uvs/modes"
 	"github.com/uvs-lb/uvs/sched"
 	"github.com/uvs-lb/uvs/spec"
@@ -45,6 +46,9 @@ type Host struct {
 	// Local holds the director's own addresses (16-byte, IPv4 mapped). The
 	// kernel answers ARP/NDP for them; uvsd answers for VIPs not in here.
 	Local map[[16]byte]bool
+	// Marked holds destinations the firewall-mark rules send to a service
+	// (16-byte, IPv4 mapped): uvsd answers ARP/NDP for them like for VIPs.
+	Marked map[[16]byte]bool
 }
 
 // Drop and event counters of a worker, indexed by Counter.
@@ -112,6 +116,9 @@ type Env struct {
 	// int64 clock (nanoseconds since Epoch).
 	Now   func() time.Time
 	Epoch time.Time
+	// Marks classifies frames for firewall-mark services, as the
+	// namespace's mangle PREROUTING MARK rules would (nil: no marks).
+	Marks *atomic.Pointer[fwmark.Classifier]
 	// Ports allocates FULLNAT local ports (nil: FULLNAT unavailable).
 	Ports *PortAllocator
 	// Trace, when set, receives one line per scheduling decision (the lab
@@ -132,6 +139,7 @@ type Worker struct {
 	cn   conntrack.Conn
 	flow sched.Flow
 	why  sched.Reason
+	mp   fwmark.Packet
 	tmpl *conntrack.SchedTemplates
 	// ctl holds control frames built by the worker (ARP replies, ICMP
 	// errors); one buffer per batch slot.
@@ -255,7 +263,15 @@ func (w *Worker) process(f *Frame, snap *Snapshot, host *Host, now time.Time, mo
 			return
 		}
 	}
-	svc := snap.Lookup(spec.Proto(p.Proto), key.Dst, p.DstPort, 0, p.IPVersion == 6)
+	var mark uint32
+	if snap.HasFWMark() && w.env.Marks != nil {
+		if c := w.env.Marks.Load(); c != nil {
+			w.mp = fwmark.Packet{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort,
+				Ifindex: f.Ifindex, Proto: p.Proto, IPv6: p.IPVersion == 6}
+			mark = c.Mark(&w.mp)
+		}
+	}
+	svc := snap.Lookup(spec.Proto(p.Proto), key.Dst, p.DstPort, mark, p.IPVersion == 6)
 	if svc == nil {
 		w.Counters.inc(CntNotOurs)
 		return
@@ -264,7 +280,7 @@ func (w *Worker) process(f *Frame, snap *Snapshot, host *Host, now time.Time, mo
 		w.Counters.inc(CntNotSyn)
 		return
 	}
-	w.schedule(f, data, key, svc, snap, host, now, mono)
+	w.schedule(f, data, key, svc, mark, snap, host, now, mono)
 }
 
 const (
@@ -294,10 +310,10 @@ func addrFrom16(a [16]byte) netip.Addr {
 	return netip.AddrFrom16(a)
 }
 
-func (w *Worker) schedule(f *Frame, data []byte, key conntrack.Key, svc *Service, snap *Snapshot, host *Host, now time.Time, mono int64) {
+func (w *Worker) schedule(f *Frame, data []byte, key conntrack.Key, svc *Service, mark uint32, snap *Snapshot, host *Host, now time.Time, mono int64) {
 	p := &w.p
 	fl := &w.flow
-	*fl = sched.Flow{Proto: spec.Proto(p.Proto), Src: p.SrcAddr(), Dst: p.DstAddr(), SrcPort: p.SrcPort, DstPort: p.DstPort}
+	*fl = sched.Flow{Proto: spec.Proto(p.Proto), Src: p.SrcAddr(), Dst: p.DstAddr(), SrcPort: p.SrcPort, DstPort: p.DstPort, Mark: mark}
 	var why *sched.Reason
 	if w.env.Trace != nil {
 		why = &w.why
@@ -319,6 +335,7 @@ func (w *Worker) schedule(f *Frame, data []byte, key conntrack.Key, svc *Service
 		Real:    conntrack.Endpoint{Addr: as16(d.Addr()), Port: dec.Port},
 		MAC:     header.Ethernet(data).Src(),
 		Ifindex: int32(f.Ifindex),
+		FWMark:  mark,
 		Service: svc.ID,
 	}
 	if dec.Persistent {

@@ -24,6 +24,7 @@ import (
 	"github.com/uvs-lb/uvs/dataplane/afpacket"
 	"github.com/uvs-lb/uvs/dataplane/khook"
 	"github.com/uvs-lb/uvs/dataplane/neigh"
+	"github.com/uvs-lb/uvs/fwmark"
 	"github.com/uvs-lb/uvs/ipvsadm"
 	"github.com/uvs-lb/uvs/sched"
 	"github.com/uvs-lb/uvs/spec"
@@ -70,6 +71,13 @@ type Director struct {
 	// fullnatLocals are the FULLNAT local addresses in use (pools and
 	// defaults), for the packet filter.
 	fullnatLocals atomic.Pointer[[]netip.Addr]
+
+	// Firewall marks: the classifier compiled from the mangle table, the
+	// text it came from, and what the MARK rules select.
+	marks       atomic.Pointer[fwmark.Classifier]
+	markTables  fwmark.Tables
+	markTargets atomic.Pointer[[]markTarget]
+	markErr     string
 }
 
 type bpfInstr = bpf.RawInstruction
@@ -166,11 +174,13 @@ func (d *Director) Run(ctx context.Context) (err error) {
 			err = errors.Join(err, rerr)
 		}
 	}()
+	d.refreshMarks(ctx)
 	if err := d.sync(); err != nil {
 		return err
 	}
 
 	env := &dataplane.Env{
+		Marks: &d.marks,
 		Snap:  &d.snap,
 		Host:  &d.host,
 		Conns: d.Conns,
@@ -266,11 +276,18 @@ func (d *Director) housekeeping(ctx context.Context) {
 			budget := max(1024, d.Conns.Capacity()/50)
 			d.Conns.Reap(now, budget)
 		case <-d.changed:
+			d.refreshMarks(ctx)
 			if err := d.sync(); err != nil {
 				d.log.Error("applying configuration to the kernel hooks", zap.Error(err))
 			}
 			d.updateFilters()
 		case <-slow.C:
+			if d.refreshMarks(ctx) {
+				if err := d.sync(); err != nil {
+					d.log.Error("applying firewall-mark rules to the kernel hooks", zap.Error(err))
+				}
+				d.updateFilters()
+			}
 			now := time.Now()
 			for _, svc := range d.snap.Load().Services() {
 				svc.Sched.Tick(now)
@@ -288,7 +305,12 @@ func (d *Director) refreshHost() error {
 	if err != nil {
 		return fmt.Errorf("listing interfaces: %w", err)
 	}
-	h := &dataplane.Host{Ifaces: map[int]dataplane.Iface{}, Local: map[[16]byte]bool{}}
+	h := &dataplane.Host{Ifaces: map[int]dataplane.Iface{}, Local: map[[16]byte]bool{}, Marked: map[[16]byte]bool{}}
+	if p := d.markTargets.Load(); p != nil {
+		for _, mt := range *p {
+			h.Marked[mt.addr.As16()] = true
+		}
+	}
 	want := map[string]bool{}
 	for _, n := range d.cfg.Interfaces {
 		want[n] = true
@@ -333,23 +355,19 @@ func (d *Director) owned() ownership {
 					o.rs = append(o.rs, c.Addr)
 					seen[c.Addr] = true
 				}
-				if c.Fwd == spec.FwdMasq {
-					port := c.Port
-					if k.IsFWMark() || k.Port == 0 {
-						port = 0
-					}
-					proto := k.Proto
-					if k.IsFWMark() {
-						proto = spec.ProtoIP
-					}
-					o.nat = append(o.nat, khook.Endpoint{Addr: c.Addr, Proto: proto, Port: port})
+				// NAT replies come from the real server's port. For fwmark
+				// services markOwnership derives the ports from the MARK
+				// rules; a port-0 (PCC) NAT service's replies can come from
+				// any port and are not hooked (the kernel would forward
+				// them untranslated as well: use DR, TUN or FULLNAT there).
+				if c.Fwd == spec.FwdMasq && !k.IsFWMark() && k.Port != 0 && c.Port != 0 {
+					o.nat = append(o.nat, khook.Endpoint{Addr: c.Addr, Proto: k.Proto, Port: c.Port})
 				}
 			}
 		}
-		for _, la := range svc.Config.LocalAddrs {
-			o.locals = append(o.locals, la)
-		}
+		o.locals = append(o.locals, svc.Config.LocalAddrs...)
 	}
+	d.markOwnership(&o)
 	return o
 }
 

@@ -52,16 +52,19 @@ func offloadsOff(t *testing.T, ns *netnstest.NS, dev string) {
 	ns.Exec(t, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off")
 }
 
-// startRealServer serves HTTP on :80 (IPv4 and IPv6) answering its name,
+// startRealServer serves HTTP on :80 and :443 (IPv4 and IPv6) answering its name,
 // /big with bigBody, and a UDP echo on :5353 replying "name:payload".
 // Sockets are created inside ns and served from ordinary goroutines.
 func startRealServer(t *testing.T, ns *netnstest.NS, name string) {
 	t.Helper()
-	var ln net.Listener
+	var ln, ln443 net.Listener
 	var pc net.PacketConn
 	err := ns.Do(func() error {
 		var err error
 		if ln, err = net.Listen("tcp", ":80"); err != nil {
+			return err
+		}
+		if ln443, err = net.Listen("tcp", ":443"); err != nil {
 			return err
 		}
 		pc, err = net.ListenPacket("udp", ":5353")
@@ -78,6 +81,7 @@ func startRealServer(t *testing.T, ns *netnstest.NS, name string) {
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
+	go func() { _ = srv.Serve(ln443) }() // plain HTTP on 443: the fwmark tests need a second port
 	go func() {
 		buf := make([]byte, 2048)
 		for {

@@ -108,6 +108,7 @@ type Unsupported struct {
 	Reason string
 }
 
+// String formats u as "ipv4 line N: reason: rule".
 func (u Unsupported) String() string {
 	fam := "ipv4"
 	if u.IPv6 {
@@ -525,16 +526,17 @@ func parsePortRange(s string) (PortRange, bool) {
 	lo, hi, isRange := strings.Cut(s, ":")
 	p := func(v string, def uint16) (uint16, bool) {
 		if v == "" {
-			return def, isRange
+			return def, true
 		}
 		n, err := strconv.ParseUint(v, 10, 16)
 		return uint16(n), err == nil
 	}
+	if !isRange {
+		n, err := strconv.ParseUint(s, 10, 16)
+		return PortRange{Lo: uint16(n), Hi: uint16(n)}, err == nil
+	}
 	l, ok1 := p(lo, 0)
 	h, ok2 := p(hi, 65535)
-	if !isRange {
-		h = l
-	}
 	if !ok1 || !ok2 || l > h {
 		return PortRange{}, false
 	}
