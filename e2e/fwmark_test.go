@@ -43,3 +43,38 @@ func TestFWMarkPersistence(t *testing.T) {
 		t.Fatalf("uvsadm -Lnc shows no PFWMC template (IP ... 0.0.0.10:0):\n%s", out)
 	}
 }
+
+// TestPCC: a persistent port-0 service (`-t VIP:0 -p`, persistent client
+// connection) sends every port of the VIP from one client to one real
+// server while its template lives; DR, as the seeds run it.
+func TestPCC(t *testing.T) {
+	l := newLANLab(t, false)
+	for _, rs := range l.rs {
+		drRealServer(t, rs, "10.0.5.100")
+	}
+	l.cli.AddrAdd(t, "c0", "10.0.5.3/24")
+	startUVSD(t, l.dir, `-A -t 10.0.5.100:0 -s rr -p 60
+-a -t 10.0.5.100:0 -r 10.0.5.11 -g -w 1
+-a -t 10.0.5.100:0 -r 10.0.5.12 -g -w 1
+`)
+	var first [2]string
+	for i, src := range []string{"10.0.5.2", "10.0.5.3"} {
+		for j, url := range []string{"http://10.0.5.100/", "http://10.0.5.100:443/", "http://10.0.5.100/"} {
+			out, err := l.cli.Run("curl", "-sS", "--max-time", "8", "--interface", src, url)
+			if err != nil {
+				t.Fatalf("curl --interface %s %s: %v: %s", src, url, err, out)
+			}
+			if j == 0 {
+				first[i] = out
+			} else if out != first[i] {
+				t.Fatalf("client %s: %s answered by %q, first request by %q", src, url, out, first[i])
+			}
+		}
+	}
+	if first[0] == first[1] {
+		t.Fatalf("both clients on %q", first[0])
+	}
+	if out := mustUVSADM(t, l.dir, "-Ln"); !strings.Contains(out, "TCP  10.0.5.100:0 rr persistent 60") {
+		t.Fatalf("listing:\n%s", out)
+	}
+}
