@@ -122,6 +122,17 @@ func (w *Worker) icmpError(f *Frame, data []byte, host *Host, mono int64) {
 		return
 	}
 	w.Counters.inc(CntICMPRelated)
+	if c.Dir == conntrack.DirIn && c.Fwd != spec.FwdMasq {
+		// DR, TUN: forward the error unchanged through the connection's
+		// transmitter (MAC rewrite or encapsulation), as ip_vs_in_icmp does.
+		switch c.Fwd {
+		case spec.FwdRoute, spec.FwdLocal, spec.FwdTunnel:
+			w.request(f, data, c, host)
+		default:
+			w.Counters.inc(CntUnsupported) // FULLNAT: not translated yet
+		}
+		return
+	}
 	if c.Dir == conntrack.DirIn {
 		// From the client's side, about a reply we sent it.
 		real := addrFrom16(c.Real.Addr)
@@ -130,17 +141,7 @@ func (w *Worker) icmpError(f *Frame, data []byte, host *Host, mono int64) {
 			w.Counters.inc(CntNeighMiss)
 			return
 		}
-		switch c.Fwd {
-		case spec.FwdMasq:
-			if r := modes.NATICMPIn(data, p, netipAP(c.Real)); !w.verdict(f, data, r, host) {
-				return
-			}
-		case spec.FwdRoute, spec.FwdLocal:
-			if r := modes.DR(data, p, hop.DstMAC, hop.SrcMAC); !w.verdict(f, data, r, host) {
-				return
-			}
-		default:
-			w.Counters.inc(CntUnsupported)
+		if r := modes.NATICMPIn(data, p, netipAP(c.Real)); !w.verdict(f, data, r, host) {
 			return
 		}
 		eth := header.Ethernet(data)

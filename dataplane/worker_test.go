@@ -292,3 +292,35 @@ func BenchmarkNATPerPacket(b *testing.B) {
 		w.ProcessBatch(frames)
 	}
 }
+
+// TestICMPErrorFromClientReachesRealServer: an ICMP error the client sends
+// about a reply (quoting VIP:80 -> client) is translated for the NAT
+// connection and forwarded to the real server (reference §3.5).
+func TestICMPErrorFromClientReachesRealServer(t *testing.T) {
+	r := newRig(t, natRules)
+	r.run(t, tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, true, false))
+	quoted := tcpFrame(t, macDir0, macCli, "10.0.1.100", "10.0.1.2", 80, 40000, true, true)[14:]
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(macCli[:]), DstMAC: net.HardwareAddr(macDir0[:]), EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: net.ParseIP("10.0.1.2"), DstIP: net.ParseIP("10.0.1.100")}
+	icmp := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 3)}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, icmp, gopacket.Payload(quoted[:28])); err != nil {
+		t.Fatal(err)
+	}
+	out := r.run(t, buf.Bytes())
+	if len(out) != 1 || out[0].Ifindex != 2 {
+		t.Fatalf("sent %d frames, want the error forwarded to the real server", len(out))
+	}
+	p := gopacket.NewPacket(out[0].Data(), layers.LayerTypeEthernet, gopacket.Default)
+	oip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	if oip == nil || oip.DstIP.String() != "10.0.2.12" {
+		t.Fatalf("outer destination not the real server: %v", p)
+	}
+	ic, _ := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+	if ic == nil || len(ic.Payload) < 28 || net.IP(ic.Payload[12:16]).String() != "10.0.2.12" {
+		t.Fatalf("quoted source not rewritten to the real server: %v", p)
+	}
+	if r.w.Counters.Load(dataplane.CntICMPRelated) != 1 {
+		t.Fatal("icmp-related not counted")
+	}
+}
