@@ -1,6 +1,8 @@
 package modes_test
 
 import (
+	"github.com/uvs-lb/uvs/internal/pkttest"
+
 	"testing"
 
 	"github.com/gopacket/gopacket/layers"
@@ -19,7 +21,7 @@ func FuzzRewrite(f *testing.F) {
 			a = natV6
 		}
 		for _, proto := range []layers.IPProtocol{layers.IPProtocolTCP, layers.IPProtocolUDP} {
-			fr := flow{v6: v6, proto: proto, src: a.cip.Addr().String(), dst: a.vip.Addr().String(), sport: 1, dport: 80, ttl: 9, payload: 17}.frame(f)
+			fr := pkttest.Flow{V6: v6, Proto: proto, Src: a.cip.Addr().String(), Dst: a.vip.Addr().String(), Sport: 1, Dport: 80, TTL: 9, Payload: 17}.Frame(f)
 			f.Add(fr, false)
 			f.Add(fr, true)
 			f.Add(icmpError(f, v6, a.rip.Addr(), a.cip.Addr(), 9, quotedPacket(f, v6, proto, a.cip, a.rip)), false)

@@ -1,6 +1,8 @@
 package modes_test
 
 import (
+	"github.com/uvs-lb/uvs/internal/pkttest"
+
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -58,8 +60,8 @@ func TestNATTable(t *testing.T) {
 					for _, vlan := range []bool{false, true} {
 						name := fmt.Sprintf("%s/v6=%v/%v/partial=%v/vlan=%v", tc.name, v6, proto, partial, vlan)
 						t.Run(name, func(t *testing.T) {
-							f := flow{v6: v6, vlan: vlan, proto: proto, src: tc.inSrc.Addr().String(), dst: tc.inDst.Addr().String(),
-								sport: tc.inSrc.Port(), dport: tc.inDst.Port(), ttl: 64, tos: 0x10, df: true, flags: "PA", payload: 333}
+							f := pkttest.Flow{V6: v6, Vlan: vlan, Proto: proto, Src: tc.inSrc.Addr().String(), Dst: tc.inDst.Addr().String(),
+								Sport: tc.inSrc.Port(), Dport: tc.inDst.Port(), TTL: 64, TOS: 0x10, DF: true, Flags: "PA", Payload: 333}
 							runNAT(t, f, tc, partial, false)
 						})
 					}
@@ -74,16 +76,16 @@ func TestNATTable(t *testing.T) {
 func TestNATUDPZeroChecksum(t *testing.T) {
 	for _, tc := range natCases(natV4) {
 		t.Run(tc.name, func(t *testing.T) {
-			f := flow{proto: layers.IPProtocolUDP, src: tc.inSrc.Addr().String(), dst: tc.inDst.Addr().String(),
-				sport: tc.inSrc.Port(), dport: tc.inDst.Port(), ttl: 64, payload: 20}
+			f := pkttest.Flow{Proto: layers.IPProtocolUDP, Src: tc.inSrc.Addr().String(), Dst: tc.inDst.Addr().String(),
+				Sport: tc.inSrc.Port(), Dport: tc.inDst.Port(), TTL: 64, Payload: 20}
 			runNAT(t, f, tc, false, true)
 		})
 	}
 }
 
-func runNAT(t *testing.T, f flow, tc natCase, partial, zeroUDP bool) {
+func runNAT(t *testing.T, f pkttest.Flow, tc natCase, partial, zeroUDP bool) {
 	t.Helper()
-	frame := f.frame(t)
+	frame := f.Frame(t)
 	var p header.Parsed
 	p.Parse(frame)
 	if p.Reason != header.ReasonNone {
@@ -105,7 +107,7 @@ func runNAT(t *testing.T, f flow, tc natCase, partial, zeroUDP bool) {
 	switch ip := pkt.NetworkLayer().(type) {
 	case *layers.IPv4:
 		src, dst, ttl = netip.AddrFrom4([4]byte(ip.SrcIP.To4())), netip.AddrFrom4([4]byte(ip.DstIP.To4())), ip.TTL
-		if ip.TOS != f.tos || ip.Flags&layers.IPv4DontFragment == 0 != !f.df {
+		if ip.TOS != f.TOS || ip.Flags&layers.IPv4DontFragment == 0 != !f.DF {
 			t.Errorf("tos/df changed")
 		}
 	case *layers.IPv6:
@@ -131,8 +133,8 @@ func runNAT(t *testing.T, f flow, tc natCase, partial, zeroUDP bool) {
 	if got := netip.AddrPortFrom(dst, dport); got != tc.outDst {
 		t.Errorf("dst %v want %v", got, tc.outDst)
 	}
-	if ttl != f.ttl-1 {
-		t.Errorf("ttl %d want %d", ttl, f.ttl-1)
+	if ttl != f.TTL-1 {
+		t.Errorf("ttl %d want %d", ttl, f.TTL-1)
 	}
 	for i, b := range payload {
 		if b != byte(i*7+3) {
@@ -141,7 +143,7 @@ func runNAT(t *testing.T, f flow, tc natCase, partial, zeroUDP bool) {
 	}
 	// Parsed describes the rewritten frame.
 	if p.SrcAddr() != tc.outSrc.Addr() || p.DstAddr() != tc.outDst.Addr() || p.SrcPort != tc.outSrc.Port() ||
-		p.DstPort != tc.outDst.Port() || p.TTL != f.ttl-1 {
+		p.DstPort != tc.outDst.Port() || p.TTL != f.TTL-1 {
 		t.Errorf("parsed not updated: %v:%d -> %v:%d ttl %d", p.SrcAddr(), p.SrcPort, p.DstAddr(), p.DstPort, p.TTL)
 	}
 	var q header.Parsed
@@ -152,25 +154,25 @@ func runNAT(t *testing.T, f flow, tc natCase, partial, zeroUDP bool) {
 }
 
 func TestNATRefusals(t *testing.T) {
-	base := flow{proto: layers.IPProtocolTCP, src: "10.0.0.1", dst: "192.168.1.10", sport: 1, dport: 80, ttl: 64, payload: 10}
+	base := pkttest.Flow{Proto: layers.IPProtocolTCP, Src: "10.0.0.1", Dst: "192.168.1.10", Sport: 1, Dport: 80, TTL: 64, Payload: 10}
 	tests := []struct {
 		name string
-		f    flow
+		f    pkttest.Flow
 		mut  func(b []byte)
 		rs   netip.AddrPort
 		want modes.Verdict
 	}{
-		{"ttl-1", flow{proto: layers.IPProtocolTCP, src: "10.0.0.1", dst: "192.168.1.10", sport: 1, dport: 80, ttl: 1}, nil, natV4.rip, modes.TTLExceeded},
-		{"ttl-0", flow{proto: layers.IPProtocolUDP, src: "10.0.0.1", dst: "192.168.1.10", sport: 1, dport: 80, ttl: 0}, nil, natV4.rip, modes.TTLExceeded},
-		{"hlim-1", flow{v6: true, proto: layers.IPProtocolUDP, src: "::1", dst: "::2", sport: 1, dport: 80, ttl: 1}, nil, natV6.rip, modes.TTLExceeded},
+		{"ttl-1", pkttest.Flow{Proto: layers.IPProtocolTCP, Src: "10.0.0.1", Dst: "192.168.1.10", Sport: 1, Dport: 80, TTL: 1}, nil, natV4.rip, modes.TTLExceeded},
+		{"ttl-0", pkttest.Flow{Proto: layers.IPProtocolUDP, Src: "10.0.0.1", Dst: "192.168.1.10", Sport: 1, Dport: 80, TTL: 0}, nil, natV4.rip, modes.TTLExceeded},
+		{"hlim-1", pkttest.Flow{V6: true, Proto: layers.IPProtocolUDP, Src: "::1", Dst: "::2", Sport: 1, Dport: 80, TTL: 1}, nil, natV6.rip, modes.TTLExceeded},
 		{"family", base, nil, natV6.rip, modes.Unsupported},
 		{"mapped-family", base, nil, ap("[::ffff:1.2.3.4]:80"), modes.Unsupported},
 		{"fragment", base, func(b []byte) { b[20] |= 0x20 }, natV4.rip, modes.Unsupported},
-		{"icmp", flow{proto: layers.IPProtocolICMPv4, src: "10.0.0.1", dst: "192.168.1.10", ttl: 64, payload: 8}, nil, natV4.rip, modes.Unsupported},
+		{"icmp", pkttest.Flow{Proto: layers.IPProtocolICMPv4, Src: "10.0.0.1", Dst: "192.168.1.10", TTL: 64, Payload: 8}, nil, natV4.rip, modes.Unsupported},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			frame := tc.f.frame(t)
+			frame := tc.f.Frame(t)
 			if tc.mut != nil {
 				tc.mut(frame)
 			}
@@ -189,9 +191,9 @@ func TestNATRefusals(t *testing.T) {
 
 func TestNATNoAllocs(t *testing.T) {
 	for _, tc := range natCases(natV6) {
-		f := flow{v6: true, proto: layers.IPProtocolTCP, src: tc.inSrc.Addr().String(), dst: tc.inDst.Addr().String(),
-			sport: tc.inSrc.Port(), dport: tc.inDst.Port(), ttl: 255, payload: 100}
-		frame := f.frame(t)
+		f := pkttest.Flow{V6: true, Proto: layers.IPProtocolTCP, Src: tc.inSrc.Addr().String(), Dst: tc.inDst.Addr().String(),
+			Sport: tc.inSrc.Port(), Dport: tc.inDst.Port(), TTL: 255, Payload: 100}
+		frame := f.Frame(t)
 		var p header.Parsed
 		p.Parse(frame)
 		if n := testing.AllocsPerRun(100, func() {
@@ -213,9 +215,9 @@ func BenchmarkNAT(b *testing.B) {
 		for _, tc := range natCases(a) {
 			for _, partial := range []bool{false, true} {
 				b.Run(fmt.Sprintf("%s/v6=%v/partial=%v", tc.name, v6, partial), func(b *testing.B) {
-					f := flow{v6: v6, proto: layers.IPProtocolTCP, src: tc.inSrc.Addr().String(), dst: tc.inDst.Addr().String(),
-						sport: tc.inSrc.Port(), dport: tc.inDst.Port(), ttl: 255, payload: 1400}
-					frame := f.frame(b)
+					f := pkttest.Flow{V6: v6, Proto: layers.IPProtocolTCP, Src: tc.inSrc.Addr().String(), Dst: tc.inDst.Addr().String(),
+						Sport: tc.inSrc.Port(), Dport: tc.inDst.Port(), TTL: 255, Payload: 1400}
+					frame := f.Frame(b)
 					var p header.Parsed
 					p.Parse(frame)
 					b.ReportAllocs()
@@ -240,11 +242,11 @@ func BenchmarkNAT(b *testing.B) {
 func TestOracleDetectsBadChecksum(t *testing.T) {
 	for _, proto := range []layers.IPProtocol{layers.IPProtocolTCP, layers.IPProtocolUDP} {
 		for _, v6 := range []bool{false, true} {
-			f := flow{v6: v6, proto: proto, src: "10.0.0.1", dst: "10.0.0.2", sport: 1, dport: 2, ttl: 5, payload: 9}
+			f := pkttest.Flow{V6: v6, Proto: proto, Src: "10.0.0.1", Dst: "10.0.0.2", Sport: 1, Dport: 2, TTL: 5, Payload: 9}
 			if v6 {
-				f.src, f.dst = "::1", "::2"
+				f.Src, f.Dst = "::1", "::2"
 			}
-			frame := f.frame(t)
+			frame := f.Frame(t)
 			var p header.Parsed
 			p.Parse(frame)
 			off := p.L4Off + header.L4ChecksumOffset(p.Proto)

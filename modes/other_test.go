@@ -1,6 +1,8 @@
 package modes_test
 
 import (
+	"github.com/uvs-lb/uvs/internal/pkttest"
+
 	"bytes"
 	"encoding/binary"
 	"fmt"
@@ -23,16 +25,16 @@ func icmpError(t testing.TB, v6 bool, src, dst netip.Addr, ttl uint8, quoted []b
 		if err := ic.SetNetworkLayerForChecksum(ip); err != nil {
 			t.Fatal(err)
 		}
-		return serialize(t, append(l2(false, layers.EthernetTypeIPv6), ip, ic, gopacket.Payload(append(make([]byte, 4), quoted...)))...)
+		return pkttest.Serialize(t, append(pkttest.L2(false, layers.EthernetTypeIPv6), ip, ic, gopacket.Payload(append(make([]byte, 4), quoted...)))...)
 	}
 	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: ttl, Protocol: layers.IPProtocolICMPv4, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
 	ic := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 3)}
-	return serialize(t, append(l2(false, layers.EthernetTypeIPv4), ip, ic, gopacket.Payload(quoted))...)
+	return pkttest.Serialize(t, append(pkttest.L2(false, layers.EthernetTypeIPv4), ip, ic, gopacket.Payload(quoted))...)
 }
 
 // quotedPacket builds the IP packet src→dst that an ICMP error quotes.
 func quotedPacket(t testing.TB, v6 bool, proto layers.IPProtocol, src, dst netip.AddrPort) []byte {
-	fr := flow{v6: v6, proto: proto, src: src.Addr().String(), dst: dst.Addr().String(), sport: src.Port(), dport: dst.Port(), ttl: 50, payload: 32}.frame(t)
+	fr := pkttest.Flow{V6: v6, Proto: proto, Src: src.Addr().String(), Dst: dst.Addr().String(), Sport: src.Port(), Dport: dst.Port(), TTL: 50, Payload: 32}.Frame(t)
 	return fr[14:]
 }
 
@@ -115,8 +117,8 @@ func TestDR(t *testing.T) {
 			if v6 {
 				src, dst = "2001:db8::1", "2001:db8:1::10"
 			}
-			f := flow{v6: v6, vlan: vlan, proto: layers.IPProtocolTCP, src: src, dst: dst, sport: 4000, dport: 80, ttl: 17, flags: "S", payload: 10}
-			frame := f.frame(t)
+			f := pkttest.Flow{V6: v6, Vlan: vlan, Proto: layers.IPProtocolTCP, Src: src, Dst: dst, Sport: 4000, Dport: 80, TTL: 17, Flags: "S", Payload: 10}
+			frame := f.Frame(t)
 			orig := append([]byte(nil), frame...)
 			var p header.Parsed
 			p.Parse(frame)
@@ -144,7 +146,7 @@ func TestDR(t *testing.T) {
 		}
 	}
 	// TTL 1 is refused, untouched.
-	frame := flow{proto: layers.IPProtocolUDP, src: "1.1.1.1", dst: "2.2.2.2", sport: 1, dport: 2, ttl: 1}.frame(t)
+	frame := pkttest.Flow{Proto: layers.IPProtocolUDP, Src: "1.1.1.1", Dst: "2.2.2.2", Sport: 1, Dport: 2, TTL: 1}.Frame(t)
 	var p header.Parsed
 	p.Parse(frame)
 	if r := modes.DR(frame, &p, rsMAC, ourMAC); r.Verdict != modes.TTLExceeded {
@@ -163,8 +165,8 @@ func TestEncap(t *testing.T) {
 						if v6 {
 							src, dst = "2001:db8::1", "2001:db8:1::10"
 						}
-						f := flow{v6: v6, vlan: vlan, proto: layers.IPProtocolTCP, src: src, dst: dst, sport: 4000, dport: 80, ttl: 17, tos: 0xbb, df: true, flags: "PA", payload: 100}
-						fr := f.frame(t)
+						f := pkttest.Flow{V6: v6, Vlan: vlan, Proto: layers.IPProtocolTCP, Src: src, Dst: dst, Sport: 4000, Dport: 80, TTL: 17, TOS: 0xbb, DF: true, Flags: "PA", Payload: 100}
+						fr := f.Frame(t)
 						buf := make([]byte, headroom+len(fr)+10) // +10: link padding
 						n := copy(buf[headroom:], fr) + 10
 						var p header.Parsed
@@ -261,14 +263,14 @@ func TestEncap(t *testing.T) {
 }
 
 func TestEncapRefusals(t *testing.T) {
-	big := flow{proto: layers.IPProtocolTCP, src: "10.0.0.1", dst: "10.0.0.2", sport: 1, dport: 2, ttl: 9, df: true, payload: 1460}
+	big := pkttest.Flow{Proto: layers.IPProtocolTCP, Src: "10.0.0.1", Dst: "10.0.0.2", Sport: 1, Dport: 2, TTL: 9, DF: true, Payload: 1460}
 	nodf := big
-	nodf.df = false
-	big6 := flow{v6: true, proto: layers.IPProtocolUDP, src: "::1", dst: "::2", sport: 1, dport: 2, ttl: 9, payload: 1452}
+	nodf.DF = false
+	big6 := pkttest.Flow{V6: true, Proto: layers.IPProtocolUDP, Src: "::1", Dst: "::2", Sport: 1, Dport: 2, TTL: 9, Payload: 1452}
 	tun := modes.Tunnel{Src: netip.MustParseAddr("172.16.0.1"), Dst: netip.MustParseAddr("172.16.0.2"), MTU: 1500}
 	tests := []struct {
 		name     string
-		f        flow
+		f        pkttest.Flow
 		headroom int
 		tun      modes.Tunnel
 		want     modes.Result
@@ -279,12 +281,12 @@ func TestEncapRefusals(t *testing.T) {
 		{"v6-too-big", big6, 64, tun, modes.Result{Verdict: modes.TooBig, MTU: 1480}},
 		{"no-headroom", big, 19, modes.Tunnel{Src: tun.Src, Dst: tun.Dst}, modes.Result{Verdict: modes.NoHeadroom}},
 		{"tiny-mtu", big, 64, modes.Tunnel{Src: tun.Src, Dst: tun.Dst, MTU: 87}, modes.Result{Verdict: modes.Unsupported}},
-		{"ttl", flow{proto: layers.IPProtocolUDP, src: "10.0.0.1", dst: "10.0.0.2", sport: 1, dport: 2, ttl: 1}, 64, tun, modes.Result{Verdict: modes.TTLExceeded}},
+		{"ttl", pkttest.Flow{Proto: layers.IPProtocolUDP, Src: "10.0.0.1", Dst: "10.0.0.2", Sport: 1, Dport: 2, TTL: 1}, 64, tun, modes.Result{Verdict: modes.TTLExceeded}},
 		{"v6-outer", big, 64, modes.Tunnel{Src: netip.MustParseAddr("::1"), Dst: netip.MustParseAddr("::2")}, modes.Result{Verdict: modes.Unsupported}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			fr := tc.f.frame(t)
+			fr := tc.f.Frame(t)
 			buf := append(make([]byte, tc.headroom), fr...)
 			var p header.Parsed
 			p.Parse(buf[tc.headroom:])
@@ -297,7 +299,7 @@ func TestEncapRefusals(t *testing.T) {
 }
 
 func TestCheckMTU(t *testing.T) {
-	df := flow{proto: layers.IPProtocolTCP, src: "10.0.0.1", dst: "10.0.0.2", sport: 1, dport: 2, ttl: 9, df: true, payload: 1000}.frame(t)
+	df := pkttest.Flow{Proto: layers.IPProtocolTCP, Src: "10.0.0.1", Dst: "10.0.0.2", Sport: 1, Dport: 2, TTL: 9, DF: true, Payload: 1000}.Frame(t)
 	var p header.Parsed
 	p.Parse(df)
 	if r := modes.CheckMTU(&p, 1000); r.Verdict != modes.TooBig || r.MTU != 1000 {
@@ -315,7 +317,7 @@ func TestCheckMTU(t *testing.T) {
 func TestFlowSourcePort(t *testing.T) {
 	seen := map[uint16]bool{}
 	for i := range 200 {
-		fr := flow{proto: layers.IPProtocolTCP, src: "10.0.0.1", dst: "10.0.0.2", sport: uint16(1000 + i), dport: 80, ttl: 9}.frame(t)
+		fr := pkttest.Flow{Proto: layers.IPProtocolTCP, Src: "10.0.0.1", Dst: "10.0.0.2", Sport: uint16(1000 + i), Dport: 80, TTL: 9}.Frame(t)
 		var p header.Parsed
 		p.Parse(fr)
 		sp := modes.FlowSourcePort(&p)
@@ -333,7 +335,7 @@ func TestFlowSourcePort(t *testing.T) {
 }
 
 func TestOtherNoAllocs(t *testing.T) {
-	fr := flow{proto: layers.IPProtocolTCP, src: "10.0.0.1", dst: "10.0.0.2", sport: 1, dport: 2, ttl: 255, payload: 100}.frame(t)
+	fr := pkttest.Flow{Proto: layers.IPProtocolTCP, Src: "10.0.0.1", Dst: "10.0.0.2", Sport: 1, Dport: 2, TTL: 255, Payload: 100}.Frame(t)
 	buf := append(make([]byte, 64), fr...)
 	var p header.Parsed
 	tun := &modes.Tunnel{Src: netip.MustParseAddr("172.16.0.1"), Dst: netip.MustParseAddr("172.16.0.2"), GUEPort: 6080}
@@ -366,7 +368,7 @@ func TestOtherNoAllocs(t *testing.T) {
 func BenchmarkEncap(b *testing.B) {
 	for _, gue := range []bool{false, true} {
 		b.Run(fmt.Sprintf("gue=%v", gue), func(b *testing.B) {
-			fr := flow{proto: layers.IPProtocolTCP, src: "10.0.0.1", dst: "10.0.0.2", sport: 1, dport: 2, ttl: 255, payload: 1400}.frame(b)
+			fr := pkttest.Flow{Proto: layers.IPProtocolTCP, Src: "10.0.0.1", Dst: "10.0.0.2", Sport: 1, Dport: 2, TTL: 255, Payload: 1400}.Frame(b)
 			buf := append(make([]byte, 64), fr...)
 			var p header.Parsed
 			p.Parse(buf[64:])
@@ -387,7 +389,7 @@ func BenchmarkEncap(b *testing.B) {
 }
 
 func BenchmarkDR(b *testing.B) {
-	fr := flow{proto: layers.IPProtocolTCP, src: "10.0.0.1", dst: "10.0.0.2", sport: 1, dport: 2, ttl: 255, payload: 1400}.frame(b)
+	fr := pkttest.Flow{Proto: layers.IPProtocolTCP, Src: "10.0.0.1", Dst: "10.0.0.2", Sport: 1, Dport: 2, TTL: 255, Payload: 1400}.Frame(b)
 	var p header.Parsed
 	p.Parse(fr)
 	b.ReportAllocs()

@@ -1,6 +1,8 @@
 package header_test
 
 import (
+	"github.com/uvs-lb/uvs/internal/pkttest"
+
 	"bytes"
 	"net/netip"
 	"testing"
@@ -22,7 +24,7 @@ func checkICMPChecksum(t *testing.T, frame []byte) {
 	if !header.L4ChecksumValid(frame, &p) {
 		t.Errorf("ICMP checksum does not verify")
 	}
-	pkt := decode(frame)
+	pkt := pkttest.Decode(frame)
 	var ls []gopacket.SerializableLayer
 	var nl gopacket.NetworkLayer
 	for _, l := range pkt.Layers() {
@@ -49,22 +51,22 @@ func checkICMPChecksum(t *testing.T, frame []byte) {
 
 func TestARPReplyInPlace(t *testing.T) {
 	for _, vlan := range []bool{false, true} {
-		req := serialize(t, append(l2(vlan, layers.EthernetTypeARP),
+		req := pkttest.Serialize(t, append(pkttest.L2(vlan, layers.EthernetTypeARP),
 			&layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
-				Operation: 1, SourceHwAddress: macA, SourceProtAddress: []byte{10, 0, 0, 1}, DstHwAddress: make([]byte, 6), DstProtAddress: []byte{10, 0, 0, 100}})...)
+				Operation: 1, SourceHwAddress: pkttest.MACA, SourceProtAddress: []byte{10, 0, 0, 1}, DstHwAddress: make([]byte, 6), DstProtAddress: []byte{10, 0, 0, 100}})...)
 		var p header.Parsed
 		p.Parse(req)
 		if !header.ARPReplyInPlace(req, &p, ourMAC) {
 			t.Fatal("refused a request")
 		}
-		pkt := decode(req)
+		pkt := pkttest.Decode(req)
 		eth := pkt.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
 		arp := pkt.Layer(layers.LayerTypeARP).(*layers.ARP)
-		if !bytes.Equal(eth.DstMAC, macA) || !bytes.Equal(eth.SrcMAC, ourMAC[:]) {
+		if !bytes.Equal(eth.DstMAC, pkttest.MACA) || !bytes.Equal(eth.SrcMAC, ourMAC[:]) {
 			t.Errorf("ethernet %v -> %v", eth.SrcMAC, eth.DstMAC)
 		}
 		if arp.Operation != 2 || !bytes.Equal(arp.SourceHwAddress, ourMAC[:]) || !bytes.Equal(arp.SourceProtAddress, []byte{10, 0, 0, 100}) ||
-			!bytes.Equal(arp.DstHwAddress, macA) || !bytes.Equal(arp.DstProtAddress, []byte{10, 0, 0, 1}) {
+			!bytes.Equal(arp.DstHwAddress, pkttest.MACA) || !bytes.Equal(arp.DstProtAddress, []byte{10, 0, 0, 1}) {
 			t.Errorf("arp %+v", arp)
 		}
 		if vlan && pkt.Layer(layers.LayerTypeDot1Q).(*layers.Dot1Q).VLANIdentifier != 42 {
@@ -85,9 +87,9 @@ func nsFrame(t *testing.T, src, dst, target string, hlim uint8) []byte {
 	_ = ic.SetNetworkLayerForChecksum(ip)
 	ns := &layers.ICMPv6NeighborSolicitation{TargetAddress: netip.MustParseAddr(target).AsSlice()}
 	if src != "::" {
-		ns.Options = layers.ICMPv6Options{{Type: layers.ICMPv6OptSourceAddress, Data: macA}}
+		ns.Options = layers.ICMPv6Options{{Type: layers.ICMPv6OptSourceAddress, Data: pkttest.MACA}}
 	}
-	return serialize(t, append(l2(false, layers.EthernetTypeIPv6), ip, ic, ns)...)
+	return pkttest.Serialize(t, append(pkttest.L2(false, layers.EthernetTypeIPv6), ip, ic, ns)...)
 }
 
 func TestNeighborAdvert(t *testing.T) {
@@ -113,7 +115,7 @@ func TestNeighborAdvert(t *testing.T) {
 			}
 			out = out[:n]
 			checkICMPChecksum(t, out)
-			pkt := decode(out)
+			pkt := pkttest.Decode(out)
 			ip := pkt.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
 			na, ok := pkt.Layer(layers.LayerTypeICMPv6NeighborAdvertisement).(*layers.ICMPv6NeighborAdvertisement)
 			if !ok {
@@ -129,7 +131,7 @@ func TestNeighborAdvert(t *testing.T) {
 				t.Errorf("options %+v", na.Options)
 			}
 			eth := pkt.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
-			if !bytes.Equal(eth.SrcMAC, ourMAC[:]) || (tc.solicited && !bytes.Equal(eth.DstMAC, macA)) ||
+			if !bytes.Equal(eth.SrcMAC, ourMAC[:]) || (tc.solicited && !bytes.Equal(eth.DstMAC, pkttest.MACA)) ||
 				(!tc.solicited && eth.DstMAC.String() != "33:33:00:00:00:01") {
 				t.Errorf("ethernet %v -> %v", eth.SrcMAC, eth.DstMAC)
 			}
@@ -146,8 +148,8 @@ func TestNeighborAdvert(t *testing.T) {
 }
 
 func TestICMPv4Error(t *testing.T) {
-	f := flow{proto: layers.IPProtocolTCP, src: "10.0.0.1", dst: "192.168.1.10", sport: 40000, dport: 80, ttl: 64, df: true, flags: "PA", payload: 1400}
-	frame := f.frame(t)
+	f := pkttest.Flow{Proto: layers.IPProtocolTCP, Src: "10.0.0.1", Dst: "192.168.1.10", Sport: 40000, Dport: 80, TTL: 64, DF: true, Flags: "PA", Payload: 1400}
+	frame := f.Frame(t)
 	var p header.Parsed
 	p.Parse(frame)
 	out := make([]byte, 2000)
@@ -157,7 +159,7 @@ func TestICMPv4Error(t *testing.T) {
 	}
 	out = out[:n]
 	checkICMPChecksum(t, out)
-	pkt := decode(out)
+	pkt := pkttest.Decode(out)
 	ip := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 	ic := pkt.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
 	if ip.SrcIP.String() != "192.168.1.10" || ip.DstIP.String() != "10.0.0.1" || ip.Protocol != layers.IPProtocolICMPv4 || ip.Length != 576 {
@@ -179,7 +181,7 @@ func TestICMPv4Error(t *testing.T) {
 		t.Errorf("inner %+v", q.Inner)
 	}
 	// Time exceeded for a small packet quotes all of it.
-	small := flow{proto: layers.IPProtocolUDP, src: "10.0.0.1", dst: "192.168.1.10", sport: 1, dport: 2, ttl: 1, payload: 4}.frame(t)
+	small := pkttest.Flow{Proto: layers.IPProtocolUDP, Src: "10.0.0.1", Dst: "192.168.1.10", Sport: 1, Dport: 2, TTL: 1, Payload: 4}.Frame(t)
 	p.Parse(small)
 	n = header.ICMPv4Error(out[:cap(out)], small, &p, [4]byte{10, 0, 0, 254}, header.ICMPv4TimeExceeded, 0, 0)
 	if n != 14+20+8+p.IPLen {
@@ -214,8 +216,8 @@ func mutateParsed(t *testing.T, frame []byte, f func([]byte)) []byte {
 }
 
 func TestICMPv6Error(t *testing.T) {
-	f := flow{v6: true, proto: layers.IPProtocolUDP, src: "2001:db8::1", dst: "2001:db8:1::10", sport: 40000, dport: 53, ttl: 64, payload: 1452}
-	frame := f.frame(t)
+	f := pkttest.Flow{V6: true, Proto: layers.IPProtocolUDP, Src: "2001:db8::1", Dst: "2001:db8:1::10", Sport: 40000, Dport: 53, TTL: 64, Payload: 1452}
+	frame := f.Frame(t)
 	var p header.Parsed
 	p.Parse(frame)
 	src := [16]byte(netip.MustParseAddr("2001:db8:1::10").AsSlice())
@@ -226,7 +228,7 @@ func TestICMPv6Error(t *testing.T) {
 	}
 	out = out[:n]
 	checkICMPChecksum(t, out)
-	pkt := decode(out)
+	pkt := pkttest.Decode(out)
 	ip := pkt.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
 	ic := pkt.Layer(layers.LayerTypeICMPv6).(*layers.ICMPv6)
 	if ip.DstIP.String() != "2001:db8::1" || ip.SrcIP.String() != "2001:db8:1::10" || ic.TypeCode != layers.CreateICMPv6TypeCode(2, 0) {
@@ -254,7 +256,7 @@ func TestICMPv6Error(t *testing.T) {
 }
 
 func TestBuildNoAllocs(t *testing.T) {
-	frame := flow{proto: layers.IPProtocolTCP, src: "10.0.0.1", dst: "192.168.1.10", sport: 40000, dport: 80, ttl: 64, payload: 100}.frame(t)
+	frame := pkttest.Flow{Proto: layers.IPProtocolTCP, Src: "10.0.0.1", Dst: "192.168.1.10", Sport: 40000, Dport: 80, TTL: 64, Payload: 100}.Frame(t)
 	ns := nsFrame(t, "2001:db8::1", "ff02::1:ff00:10", "2001:db8::10", 255)
 	out := make([]byte, 2000)
 	var p, q header.Parsed

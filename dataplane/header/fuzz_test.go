@@ -11,10 +11,10 @@ import (
 // helpers cope with whatever Parse accepted.
 func FuzzParse(f *testing.F) {
 	for _, tc := range parseCases {
-		fr := tc.f.frame(f)
+		fr := tc.f.Frame(f)
 		f.Add(fr)
 		f.Add(fr[:len(fr)/2])
-		f.Add(icmpErrorFrame(f, tc.f.v6, "172.16.0.1", tc.f.src, fr[14:]))
+		f.Add(icmpErrorFrame(f, tc.f.V6, "172.16.0.1", tc.f.Src, fr[14:]))
 	}
 	f.Add([]byte{})
 	f.Add(make([]byte, 14))

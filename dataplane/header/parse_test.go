@@ -1,6 +1,8 @@
 package header_test
 
 import (
+	"github.com/uvs-lb/uvs/internal/pkttest"
+
 	"encoding/binary"
 	"net/netip"
 	"testing"
@@ -13,17 +15,17 @@ import (
 
 var parseCases = []struct {
 	name string
-	f    flow
+	f    pkttest.Flow
 }{
-	{"v4-tcp", flow{proto: layers.IPProtocolTCP, src: "10.0.0.1", dst: "192.168.1.10", sport: 40000, dport: 80, ttl: 64, flags: "S", payload: 0, df: true}},
-	{"v4-tcp-vlan", flow{vlan: true, proto: layers.IPProtocolTCP, src: "10.0.0.1", dst: "192.168.1.10", sport: 1, dport: 65535, ttl: 2, tos: 0xb8, flags: "PA", payload: 100}},
-	{"v4-tcp-ipopts", flow{ipOpts: true, proto: layers.IPProtocolTCP, src: "1.2.3.4", dst: "5.6.7.8", sport: 1234, dport: 443, ttl: 128, flags: "FA", payload: 33}},
-	{"v4-udp", flow{proto: layers.IPProtocolUDP, src: "10.0.0.1", dst: "10.0.0.2", sport: 30053, dport: 35353, ttl: 1, payload: 3}},
-	{"v4-udp-short-padded", flow{proto: layers.IPProtocolUDP, src: "10.0.0.1", dst: "10.0.0.2", sport: 9, dport: 9, ttl: 9, payload: 0}},
-	{"v6-tcp", flow{v6: true, proto: layers.IPProtocolTCP, src: "2001:db8::1", dst: "2001:db8:1::80", sport: 50000, dport: 80, ttl: 64, tos: 0x20, flags: "SA", payload: 10}},
-	{"v6-udp-vlan", flow{v6: true, vlan: true, proto: layers.IPProtocolUDP, src: "fd00::1", dst: "fd00::2", sport: 31000, dport: 32000, ttl: 255, payload: 1200}},
-	{"v6-tcp-ext", flow{v6: true, ext: true, proto: layers.IPProtocolTCP, src: "2001:db8::1", dst: "2001:db8::2", sport: 7, dport: 8, ttl: 3, flags: "R", payload: 5}},
-	{"v6-udp-ext", flow{v6: true, ext: true, proto: layers.IPProtocolUDP, src: "2001:db8::1", dst: "2001:db8::2", sport: 7, dport: 8, ttl: 3, payload: 5}},
+	{"v4-tcp", pkttest.Flow{Proto: layers.IPProtocolTCP, Src: "10.0.0.1", Dst: "192.168.1.10", Sport: 40000, Dport: 80, TTL: 64, Flags: "S", Payload: 0, DF: true}},
+	{"v4-tcp-vlan", pkttest.Flow{Vlan: true, Proto: layers.IPProtocolTCP, Src: "10.0.0.1", Dst: "192.168.1.10", Sport: 1, Dport: 65535, TTL: 2, TOS: 0xb8, Flags: "PA", Payload: 100}},
+	{"v4-tcp-ipopts", pkttest.Flow{IPOpts: true, Proto: layers.IPProtocolTCP, Src: "1.2.3.4", Dst: "5.6.7.8", Sport: 1234, Dport: 443, TTL: 128, Flags: "FA", Payload: 33}},
+	{"v4-udp", pkttest.Flow{Proto: layers.IPProtocolUDP, Src: "10.0.0.1", Dst: "10.0.0.2", Sport: 30053, Dport: 35353, TTL: 1, Payload: 3}},
+	{"v4-udp-short-padded", pkttest.Flow{Proto: layers.IPProtocolUDP, Src: "10.0.0.1", Dst: "10.0.0.2", Sport: 9, Dport: 9, TTL: 9, Payload: 0}},
+	{"v6-tcp", pkttest.Flow{V6: true, Proto: layers.IPProtocolTCP, Src: "2001:db8::1", Dst: "2001:db8:1::80", Sport: 50000, Dport: 80, TTL: 64, TOS: 0x20, Flags: "SA", Payload: 10}},
+	{"v6-udp-vlan", pkttest.Flow{V6: true, Vlan: true, Proto: layers.IPProtocolUDP, Src: "fd00::1", Dst: "fd00::2", Sport: 31000, Dport: 32000, TTL: 255, Payload: 1200}},
+	{"v6-tcp-ext", pkttest.Flow{V6: true, Ext: true, Proto: layers.IPProtocolTCP, Src: "2001:db8::1", Dst: "2001:db8::2", Sport: 7, Dport: 8, TTL: 3, Flags: "R", Payload: 5}},
+	{"v6-udp-ext", pkttest.Flow{V6: true, Ext: true, Proto: layers.IPProtocolUDP, Src: "2001:db8::1", Dst: "2001:db8::2", Sport: 7, Dport: 8, TTL: 3, Payload: 5}},
 }
 
 // TestParseAgainstGopacket parses gopacket-built frames and compares every
@@ -31,7 +33,7 @@ var parseCases = []struct {
 func TestParseAgainstGopacket(t *testing.T) {
 	for _, tc := range parseCases {
 		t.Run(tc.name, func(t *testing.T) {
-			frame := tc.f.frame(t)
+			frame := tc.f.Frame(t)
 			if len(frame) < 60 { // Ethernet minimum: pad like a NIC would
 				frame = append(frame, make([]byte, 60-len(frame))...)
 			}
@@ -40,7 +42,7 @@ func TestParseAgainstGopacket(t *testing.T) {
 			if p.Reason != header.ReasonNone {
 				t.Fatalf("reason %v", p.Reason)
 			}
-			pkt := decode(frame)
+			pkt := pkttest.Decode(frame)
 			if el := pkt.ErrorLayer(); el != nil {
 				t.Fatalf("gopacket: %v", el.Error())
 			}
@@ -52,7 +54,7 @@ func TestParseAgainstGopacket(t *testing.T) {
 				t.Errorf("unexpected vlan %v len %d", p.VLAN, p.L2Len)
 			}
 			nl := pkt.NetworkLayer()
-			if got, want := p.L3Off, offsetOf(frame, nl.LayerContents()); got != want {
+			if got, want := p.L3Off, pkttest.OffsetOf(frame, nl.LayerContents()); got != want {
 				t.Errorf("L3Off %d want %d", got, want)
 			}
 			switch ip := nl.(type) {
@@ -82,10 +84,10 @@ func TestParseAgainstGopacket(t *testing.T) {
 				t.Errorf("End %d", p.End)
 			}
 			tl := pkt.TransportLayer()
-			if got, want := p.L4Off, offsetOf(frame, tl.LayerContents()); got != want {
+			if got, want := p.L4Off, pkttest.OffsetOf(frame, tl.LayerContents()); got != want {
 				t.Errorf("L4Off %d want %d", got, want)
 			}
-			if got, want := p.PayloadOff, offsetOf(frame, tl.LayerPayload()); got != want && len(tl.LayerPayload()) > 0 {
+			if got, want := p.PayloadOff, pkttest.OffsetOf(frame, tl.LayerPayload()); got != want && len(tl.LayerPayload()) > 0 {
 				t.Errorf("PayloadOff %d want %d", got, want)
 			}
 			switch l4 := tl.(type) {
@@ -141,12 +143,12 @@ func mutate(frame []byte, f func(b []byte)) []byte {
 }
 
 func TestParseReasons(t *testing.T) {
-	v4 := flow{proto: layers.IPProtocolTCP, src: "10.0.0.1", dst: "10.0.0.2", sport: 1, dport: 2, ttl: 9, payload: 20}.frame(t)
-	v6 := flow{v6: true, proto: layers.IPProtocolUDP, src: "::1", dst: "::2", sport: 1, dport: 2, ttl: 9, payload: 20}.frame(t)
-	v6ext := flow{v6: true, ext: true, proto: layers.IPProtocolUDP, src: "::1", dst: "::2", sport: 1, dport: 2, ttl: 9, payload: 20}.frame(t)
-	arp := serialize(t, &layers.Ethernet{SrcMAC: macA, DstMAC: macB, EthernetType: layers.EthernetTypeARP},
+	v4 := pkttest.Flow{Proto: layers.IPProtocolTCP, Src: "10.0.0.1", Dst: "10.0.0.2", Sport: 1, Dport: 2, TTL: 9, Payload: 20}.Frame(t)
+	v6 := pkttest.Flow{V6: true, Proto: layers.IPProtocolUDP, Src: "::1", Dst: "::2", Sport: 1, Dport: 2, TTL: 9, Payload: 20}.Frame(t)
+	v6ext := pkttest.Flow{V6: true, Ext: true, Proto: layers.IPProtocolUDP, Src: "::1", Dst: "::2", Sport: 1, Dport: 2, TTL: 9, Payload: 20}.Frame(t)
+	arp := pkttest.Serialize(t, &layers.Ethernet{SrcMAC: pkttest.MACA, DstMAC: pkttest.MACB, EthernetType: layers.EthernetTypeARP},
 		&layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
-			Operation: 1, SourceHwAddress: macA, SourceProtAddress: []byte{10, 0, 0, 1}, DstHwAddress: make([]byte, 6), DstProtAddress: []byte{10, 0, 0, 2}})
+			Operation: 1, SourceHwAddress: pkttest.MACA, SourceProtAddress: []byte{10, 0, 0, 1}, DstHwAddress: make([]byte, 6), DstProtAddress: []byte{10, 0, 0, 2}})
 	tests := []struct {
 		name  string
 		frame []byte
@@ -196,7 +198,7 @@ func TestParseReasons(t *testing.T) {
 
 // v6Fragment builds an IPv6/UDP first fragment with a fragment header.
 func TestParseIPv6Fragment(t *testing.T) {
-	udp := flow{v6: true, proto: layers.IPProtocolUDP, src: "2001:db8::1", dst: "2001:db8::2", sport: 11, dport: 22, ttl: 9, payload: 16}.frame(t)
+	udp := pkttest.Flow{V6: true, Proto: layers.IPProtocolUDP, Src: "2001:db8::1", Dst: "2001:db8::2", Sport: 11, Dport: 22, TTL: 9, Payload: 16}.Frame(t)
 	// Insert a fragment header (M=1, offset 0) between IPv6 and UDP.
 	fh := []byte{header.ProtoUDP, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef}
 	frame := append(append(append([]byte(nil), udp[:54]...), fh...), udp[54:]...)
@@ -208,7 +210,7 @@ func TestParseIPv6Fragment(t *testing.T) {
 		t.Fatalf("first fragment: %+v", p)
 	}
 	// Cross-check with gopacket.
-	pkt := decode(frame)
+	pkt := pkttest.Decode(frame)
 	if f, ok := pkt.Layer(layers.LayerTypeIPv6Fragment).(*layers.IPv6Fragment); !ok || !f.MoreFragments {
 		t.Fatalf("gopacket does not see the fragment header")
 	}
@@ -221,9 +223,9 @@ func TestParseIPv6Fragment(t *testing.T) {
 }
 
 func TestParseARP(t *testing.T) {
-	frame := serialize(t, append(l2(true, layers.EthernetTypeARP),
+	frame := pkttest.Serialize(t, append(pkttest.L2(true, layers.EthernetTypeARP),
 		&layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
-			Operation: 1, SourceHwAddress: macA, SourceProtAddress: []byte{10, 0, 0, 1}, DstHwAddress: make([]byte, 6), DstProtAddress: []byte{10, 0, 0, 2}})...)
+			Operation: 1, SourceHwAddress: pkttest.MACA, SourceProtAddress: []byte{10, 0, 0, 1}, DstHwAddress: make([]byte, 6), DstProtAddress: []byte{10, 0, 0, 2}})...)
 	var p header.Parsed
 	p.Parse(frame)
 	if p.Kind != header.KindARP || p.Reason != header.ReasonNone || p.ARPOp != header.ARPRequest ||
@@ -241,8 +243,8 @@ func TestParseICMPInner(t *testing.T) {
 			if v6 {
 				src, dst, ext = "2001:db8:1::80", "2001:db8::1", true
 			}
-			orig := flow{v6: v6, ext: ext, proto: proto, src: src, dst: dst, sport: 80, dport: 40000, ttl: 60, payload: 40}
-			ofr := orig.frame(t)
+			orig := pkttest.Flow{V6: v6, Ext: ext, Proto: proto, Src: src, Dst: dst, Sport: 80, Dport: 40000, TTL: 60, Payload: 40}
+			ofr := orig.Frame(t)
 			var op header.Parsed
 			op.Parse(ofr)
 			quoted := ofr[op.L3Off:op.End]
@@ -278,17 +280,17 @@ func icmpErrorFrame(t testing.TB, v6 bool, src, dst string, quoted []byte) []byt
 		if err := ic.SetNetworkLayerForChecksum(ip); err != nil {
 			t.Fatal(err)
 		}
-		return serialize(t, append(l2(false, layers.EthernetTypeIPv6), ip, ic, gopacket.Payload(append(make([]byte, 4), quoted...)))...)
+		return pkttest.Serialize(t, append(pkttest.L2(false, layers.EthernetTypeIPv6), ip, ic, gopacket.Payload(append(make([]byte, 4), quoted...)))...)
 	}
 	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: s, DstIP: d}
 	ic := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 3)}
-	return serialize(t, append(l2(false, layers.EthernetTypeIPv4), ip, ic, gopacket.Payload(quoted))...)
+	return pkttest.Serialize(t, append(pkttest.L2(false, layers.EthernetTypeIPv4), ip, ic, gopacket.Payload(quoted))...)
 }
 
 func TestParseNoAllocs(t *testing.T) {
 	frames := [][]byte{
-		parseCases[0].f.frame(t), parseCases[7].f.frame(t),
-		icmpErrorFrame(t, true, "1.1.1.1", "2001:db8::1", parseCases[5].f.frame(t)[14:]),
+		parseCases[0].f.Frame(t), parseCases[7].f.Frame(t),
+		icmpErrorFrame(t, true, "1.1.1.1", "2001:db8::1", parseCases[5].f.Frame(t)[14:]),
 	}
 	var p header.Parsed
 	for _, fr := range frames {
@@ -303,7 +305,7 @@ func TestParseNoAllocs(t *testing.T) {
 
 func BenchmarkParse(b *testing.B) {
 	for _, i := range []int{0, 5, 7} {
-		frame := parseCases[i].f.frame(b)
+		frame := parseCases[i].f.Frame(b)
 		b.Run(parseCases[i].name, func(b *testing.B) {
 			b.ReportAllocs()
 			var p header.Parsed
