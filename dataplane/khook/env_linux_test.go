@@ -1,15 +1,13 @@
 package khook
 
 import (
-	"github.com/uvs-lb/uvs/internal/netnstest"
-
-	"crypto/rand"
-	"encoding/hex"
 	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/uvs-lb/uvs/internal/netnstest"
 )
 
 func requireRoot(t *testing.T) {
@@ -27,48 +25,34 @@ func run(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-// testNS is a named network namespace deleted when the test ends.
+// testNS is a netnstest namespace with an open handle, for the package's
+// APIs that take one.
 type testNS struct {
+	*netnstest.NS
 	name string
 	h    netns.NsHandle
 }
 
 func newNS(t *testing.T) *testNS {
 	t.Helper()
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := "uvs-tk" + hex.EncodeToString(b)
-	run(t, "ip", "netns", "add", name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	h, err := netns.GetFromName(name)
-	if err != nil {
-		t.Fatalf("open netns %s: %v", name, err)
-	}
-	t.Cleanup(func() { h.Close() })
-	run(t, "ip", "-n", name, "link", "set", "lo", "up")
-	return &testNS{name: name, h: h}
+	ns := netnstest.New(t, "khook")
+
+	return &testNS{NS: ns, name: ns.Name, h: ns.Handle(t)}
 }
 
 // ip runs "ip -n NS args...".
-func (n *testNS) ip(t *testing.T, args ...string) string {
-	t.Helper()
-	return run(t, append([]string{"ip", "-n", n.name}, args...)...)
-}
+func (n *testNS) ip(t *testing.T, args ...string) string { return n.IP(t, args...) }
 
-// do runs fn with the calling thread inside the namespace (sockets created in
-// fn stay in it).
+// do runs fn on a thread inside the namespace (sockets created in fn stay in it).
 func (n *testNS) do(t *testing.T, fn func() error) {
 	t.Helper()
-	if err := inNetNS(n.h, fn); err != nil {
+	if err := n.Do(fn); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// link connects a (interface an) and b (interface bn) with a veth pair and
-// brings both ends up.
+// link connects a (interface an) and b (interface bn) with a veth pair, both up.
 func link(t *testing.T, a *testNS, an string, b *testNS, bn string) {
 	t.Helper()
-	a.ip(t, "link", "add", an, "type", "veth", "peer", "name", bn, "netns", b.name)
-	a.ip(t, "link", "set", an, "up")
-	b.ip(t, "link", "set", bn, "up")
+	netnstest.Veth(t, a.NS, an, b.NS, bn)
 }

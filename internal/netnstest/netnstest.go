@@ -313,3 +313,15 @@ func RequireTool(t testing.TB, name string) {
 		t.Skipf("needs %s (not installed); CI installs it", name)
 	}
 }
+
+// Handle opens the namespace for APIs that take a netns.NsHandle (netlink
+// handles, nftables connections); it is closed when the test ends.
+func (n *NS) Handle(t testing.TB) netns.NsHandle {
+	t.Helper()
+	h, err := netns.GetFromName(n.Name)
+	if err != nil {
+		t.Fatalf("netnstest: open %s: %v", n.Name, err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	return h
+}
