@@ -20,6 +20,12 @@ type Frame struct {
 	// the pseudo-header sum and the data plane must complete it in software
 	// before the frame leaves, unless the backend can pass the offload on.
 	CsumPartial bool
+
+	// CsumUnknown is set by backends that cannot tell a partial checksum
+	// from a complete one (AF_XDP carries no skb metadata): the worker then
+	// treats an L4 checksum field equal to the folded pseudo-header sum that
+	// does not verify as partial and completes it.
+	CsumUnknown bool
 }
 
 // Data returns the frame's bytes.
