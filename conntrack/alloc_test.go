@@ -31,6 +31,15 @@ func TestNoAllocs(t *testing.T) {
 	}); n != 0 {
 		t.Errorf("Track/Lookup: %v allocs", n)
 	}
+	ks := []Key{in, out, in, in}
+	fl := make([]uint8, len(ks))
+	cs := make([]Conn, len(ks))
+	found := make([]bool, len(ks))
+	if n := testing.AllocsPerRun(100, func() {
+		tb.TrackBatch(ks, fl, 1, cs, found)
+	}); n != 0 {
+		t.Errorf("TrackBatch: %v allocs", n)
+	}
 	k2 := in
 	k2.SrcPort = 2000
 	if n := testing.AllocsPerRun(100, func() {

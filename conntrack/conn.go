@@ -81,28 +81,29 @@ type Conn struct {
 // StateName returns the state as ipvsadm prints it.
 func (c *Conn) StateName() string { return StateName(c.Proto, false, c.State) }
 
+// fill copies entry idx (locked) into out. It stores field by field:
+// building a Conn value and copying it would read back narrow stores with
+// wide loads, which the store buffer cannot forward.
 func (t *Table) fill(idx uint32, e *entry, dir Dir, out *Conn) {
-	*out = Conn{
-		Handle:     mkHandle(idx, e.gen),
-		Dir:        dir,
-		Proto:      e.proto,
-		Fwd:        spec.Fwd(e.fwd),
-		State:      e.state,
-		OldState:   e.state,
-		Flags:      e.flags &^ flagUnhashed,
-		Controlled: e.control != 0,
-		Client:     Endpoint{e.caddr, e.cport},
-		Virtual:    Endpoint{e.vaddr, e.vport},
-		Real:       Endpoint{e.daddr, e.dport},
-		Local:      Endpoint{e.laddr, e.lport},
-		Dest:       t.dests.get(e.dest),
-		MAC:        e.mac,
-		Ifindex:    e.ifindex,
-		FWMark:     e.fwmark,
-		Service:    e.svc,
-		Timeout:    time.Duration(e.timeout) * time.Millisecond,
-		Expires:    e.expires,
-	}
+	out.Handle = mkHandle(idx, e.gen())
+	out.Dir = dir
+	out.Proto = e.proto
+	out.Fwd = spec.Fwd(e.fwd)
+	out.State = e.state
+	out.OldState = e.state
+	out.Flags = e.flags &^ flagUnhashed
+	out.Controlled = e.control != 0
+	out.Client.Addr, out.Client.Port = e.caddr, e.cport
+	out.Virtual.Addr, out.Virtual.Port = e.vaddr, e.vport
+	out.Real.Addr, out.Real.Port = e.daddr, e.dport
+	out.Local.Addr, out.Local.Port = e.laddr, e.lport
+	out.Dest = t.dests.get(e.dest)
+	out.MAC = e.mac
+	out.Ifindex = e.ifindex
+	out.FWMark = e.fwmark
+	out.Service = e.svc
+	out.Timeout = time.Duration(e.timeout) * time.Millisecond
+	out.Expires = e.expires
 }
 
 // setTimer sets the entry's timeout and re-arms its expiry.
@@ -111,7 +112,7 @@ func setTimer(e *entry, d time.Duration, now int64) {
 	e.expires = now + int64(d)
 }
 
-// transition applies one packet to a connection (stripe held): the
+// transition applies one packet to a connection (entry lock held): the
 // protocol state change (set_tcp_state / udp_state_transition), dest
 // active/inactive accounting and the timer. It reports whether the
 // controlling template must be marked ASSURED.
@@ -160,15 +161,15 @@ func (t *Table) transition(e *entry, dir Dir, tcpFlags uint8, now int64) (assure
 }
 
 // assure marks template idx ASSURED (ip_vs_control_assure_ct). The caller
-// holds a shard lock keeping a controlled connection, hence the template,
-// alive.
+// holds the lock of a connection the template controls, which keeps the
+// template alive (lock order: connection entry, then template entry).
 func (t *Table) assure(idx uint32) {
-	st := t.stripeOf(idx)
-	st.Lock()
-	if e := &t.ents[idx]; e.flags&FlagHashed != 0 && e.tmpl {
+	e := &t.ents[idx]
+	e.lock()
+	if e.flags&FlagHashed != 0 && e.tmpl {
 		e.state = StateAssured
 	}
-	st.Unlock()
+	e.unlock()
 }
 
 // Track looks up the packet's key in both directions and, if a connection
@@ -177,66 +178,53 @@ func (t *Table) assure(idx uint32) {
 // packet clears NOOUTPUT) and its flags, active/inactive accounting on the
 // destination, the timer (expires = now + timeout[state]) and the
 // controlling template's ASSURED mark. It fills out and reports whether a
-// connection matched. It does not allocate.
+// connection matched. It does not allocate, and takes one lock (the
+// entry's; a second, the template's, on the packet that makes a
+// controlled connection ESTABLISHED).
 //
 // For conn_reuse_mode the caller checks, on a SYN matching DirIn,
 // out.OldState (TIME_WAIT or CLOSE) and out.Controlled, and then calls
 // ExpireNow(out.Handle) and schedules afresh.
 func (t *Table) Track(k Key, tcpFlags uint8, now int64, out *Conn) bool {
-	h := k.hash(t.seed)
-	s := t.shardOf(h)
-	s.mu.Lock()
-	l := t.find(s, h, &k, false)
-	if l == 0 {
-		s.mu.Unlock()
+	return t.trackHashed(k.hash(t.seed), &k, tcpFlags, now, out)
+}
+
+func (t *Table) trackHashed(h uint64, k *Key, tcpFlags uint8, now int64, out *Conn) bool {
+	l, e := t.probe(h, k, false)
+	if e == nil {
 		return false
 	}
-	idx := l >> 1
-	e := &t.ents[idx]
-	st := t.stripeOf(idx)
-	st.Lock()
+	idx, dir := l>>1, Dir(l&1)
 	if e.expires <= now {
 		// Timed out but not reaped yet: gone, as with the kernel's timer.
-		gen := e.gen
-		st.Unlock()
-		s.mu.Unlock()
+		gen := e.gen()
+		e.unlock()
 		t.expire(idx, now, expireReq{checkGen: true, gen: gen})
 		return false
 	}
 	old := e.state
-	assure := t.transition(e, Dir(l&1), tcpFlags, now)
-	t.fill(idx, e, Dir(l&1), out)
+	assure := t.transition(e, dir, tcpFlags, now)
+	t.fill(idx, e, dir, out)
 	out.OldState = old
-	ctrl := e.control
-	st.Unlock()
-	if assure && ctrl != 0 {
-		t.assure(ctrl)
+	if assure && e.control != 0 {
+		t.assure(e.control)
 	}
-	s.mu.Unlock()
+	e.unlock()
 	return true
 }
 
 // Lookup finds the connection matching k in either direction without
 // changing it. A connection whose timer ran out by now is not found.
 func (t *Table) Lookup(k Key, now int64, out *Conn) bool {
-	h := k.hash(t.seed)
-	s := t.shardOf(h)
-	s.mu.Lock()
-	l := t.find(s, h, &k, false)
-	if l == 0 {
-		s.mu.Unlock()
+	l, e := t.probe(k.hash(t.seed), &k, false)
+	if e == nil {
 		return false
 	}
-	idx := l >> 1
-	st := t.stripeOf(idx)
-	st.Lock()
-	e := &t.ents[idx]
 	ok := e.expires > now
 	if ok {
-		t.fill(idx, e, Dir(l&1), out)
+		t.fill(l>>1, e, Dir(l&1), out)
 	}
-	st.Unlock()
-	s.mu.Unlock()
+	e.unlock()
 	return ok
 }
 
@@ -244,12 +232,7 @@ func (t *Table) Lookup(k Key, now int64, out *Conn) bool {
 // (e.g. for a FULLNAT local-port allocator), counting connections that
 // timed out but are not reaped yet.
 func (t *Table) Contains(k Key) bool {
-	h := k.hash(t.seed)
-	s := t.shardOf(h)
-	s.mu.Lock()
-	l := t.find(s, h, &k, false)
-	s.mu.Unlock()
-	return l != 0
+	return t.find(k.hash(t.seed), &k, false) != 0
 }
 
 // Create inserts a connection under its inbound and outbound keys, counts
@@ -270,7 +253,7 @@ func (t *Table) Create(p *NewConn, tcpFlags uint8, now int64, out *Conn) error {
 		t.dests.release(di)
 		return ErrFull
 	}
-	e := &t.ents[idx]
+	ctrl := t.linkTemplate(p.Template)
 	real := p.Real
 	if real == (Endpoint{}) && p.Dest != nil {
 		real = Endpoint{p.Dest.Addr().As16(), p.Dest.Port()}
@@ -278,26 +261,29 @@ func (t *Table) Create(p *NewConn, tcpFlags uint8, now int64, out *Conn) error {
 			real.Port = p.In.DstPort
 		}
 	}
+	// The entry is dead (flags 0) and unindexed, but a lookup holding a
+	// stale link may lock it: write it under its lock.
+	e := &t.ents[idx]
+	e.lock()
+	e.clear()
 	e.caddr, e.cport = p.In.Src, p.In.SrcPort
 	e.vaddr, e.vport = p.In.Dst, p.In.DstPort
 	e.daddr, e.dport = real.Addr, real.Port
-	e.laddr, e.lport = p.Local.Addr, p.Local.Port
-	if p.Fwd != spec.FwdFullNAT {
-		e.laddr, e.lport = [16]byte{}, 0
+	if p.Fwd == spec.FwdFullNAT {
+		e.laddr, e.lport = p.Local.Addr, p.Local.Port
 	}
-	e.proto, e.fwd, e.tmpl = p.In.Proto, uint8(p.Fwd), false
-	e.dest = di
+	e.proto, e.fwd = p.In.Proto, uint8(p.Fwd)
+	e.dest, e.control = di, ctrl
 	e.mac, e.ifindex, e.fwmark, e.svc = p.MAC, p.Ifindex, p.FWMark, p.Service
-	e.control = t.linkTemplate(p.Template)
-
 	ik, ok2 := p.In, e.outKey()
+	e.unlock()
+
 	hi, ho := ik.hash(t.seed), ok2.hash(t.seed)
 	a, b := t.lock2(hi, ho)
-	si, so := t.shardOf(hi), t.shardOf(ho)
 	for try := 0; ; try++ {
-		l := t.find(si, hi, &ik, false)
+		l := t.find(hi, &ik, false)
 		if l == 0 {
-			l = t.find(so, ho, &ok2, false)
+			l = t.find(ho, &ok2, false)
 		}
 		if l == 0 {
 			break
@@ -311,19 +297,17 @@ func (t *Table) Create(p *NewConn, tcpFlags uint8, now int64, out *Conn) error {
 			continue
 		}
 		unlock2(a, b)
-		t.unlinkTemplate(e.control)
+		t.unlinkTemplate(ctrl)
 		t.freeEntry(idx)
 		t.dests.release(di)
 		return ErrExists
 	}
-	st := t.stripeOf(idx)
-	st.Lock()
+	e.lock()
 	e.flags = FlagHashed | FlagInactive
 	if p.Fwd != spec.FwdMasq && p.Fwd != spec.FwdFullNAT {
 		e.flags |= FlagNoOutput
 	}
 	e.state = StateNone
-	e.nControl = 0
 	setTimer(e, InitialTimeout, now)
 	if p.Dest != nil {
 		p.Dest.BindConn(false)
@@ -333,24 +317,23 @@ func (t *Table) Create(p *NewConn, tcpFlags uint8, now int64, out *Conn) error {
 		t.fill(idx, e, DirIn, out)
 		out.OldState = StateNone
 	}
-	st.Unlock()
-	t.link(si, hi, idx, 0)
-	t.link(so, ho, idx, 1)
-	if assure && e.control != 0 {
-		t.assure(e.control)
+	t.insert(hi, idx<<1)
+	t.insert(ho, idx<<1|1)
+	if assure && ctrl != 0 {
+		t.assure(ctrl)
 	}
+	e.unlock()
 	t.live.Add(1)
 	unlock2(a, b)
 	return nil
 }
 
-// expiredLocked reports whether entry idx, found in a chain whose shard
-// lock the caller holds, has timed out and controls nothing.
+// expiredLocked reports whether entry idx, found in the index under a
+// shard lock the caller holds, has timed out and controls nothing.
 func (t *Table) expiredLocked(idx uint32, now int64) bool {
-	st := t.stripeOf(idx)
-	st.Lock()
 	e := &t.ents[idx]
+	e.lock()
 	x := e.expires <= now && e.nControl == 0
-	st.Unlock()
+	e.unlock()
 	return x
 }

@@ -37,29 +37,54 @@
 //
 // # Memory
 //
-// All storage is allocated by New: an arena of Capacity fixed-size,
-// pointer-free entries (the garbage collector never scans it) and one
-// uint32 chain head per bucket, 2×Capacity buckets rounded up to a power of
-// two. Destinations are referred to by a small index into a registry of
-// *sched.Dest kept by the table, so that entries hold no pointers.
+// All storage is allocated by New and holds no pointers (the garbage
+// collector never scans it):
+//
+//   - an arena of Capacity entries of 128 bytes, two cache lines; the first
+//     line holds the entry lock, the state, the timer and the inbound key,
+//     so that the common packet reads and writes one line and Track copies
+//     the second out;
+//   - the index (index.go): one 64-byte bucket per 8 keys at full capacity
+//     (2×Capacity keys at most, 10 slots per bucket, 80 % full), each
+//     bucket a cache line of ten (16-bit tag, entry link) slots. A key
+//     lives in its home bucket, or when that is full in the next bucket
+//     with room, each bucket counting the keys that passed it, so a lookup
+//     reads one bucket in the common case and never walks a chain.
+//
+// That is 144 bytes per connection at full capacity. Destinations are
+// referred to by a small index into a registry of *sched.Dest kept by the
+// table, so that entries hold no pointers.
+//
+// A lookup costs two dependent cache misses at large sizes (the bucket,
+// then the entry). TrackBatch overlaps those of the packets of a batch.
 //
 // # Concurrency and lock order
 //
 // All methods are safe for concurrent use by any number of goroutines.
+// Lookups (Track, TrackBatch, Lookup, Contains) read the index without a
+// lock and take one lock, that of the entry they find (plus the template's
+// on the packet that makes a controlled connection ESTABLISHED). The
+// index's words are read and written atomically and keys never move, so
+// a lookup finds every key present throughout it; a stale candidate is
+// rejected by the full key comparison made under the entry lock.
+//
 // There are four kinds of locks, always taken in this order:
 //
 //  1. the destination registry's RWMutex, held only briefly and never while
 //     any other lock is taken;
-//  2. shard mutexes, each guarding the hash chains of its buckets; when two
-//     are needed (the inbound and outbound key of one connection) they are
-//     taken in ascending shard index;
-//  3. one entry-stripe mutex (a fixed array of mutexes indexed by entry
-//     number), guarding the mutable fields of the entries of that stripe
-//     (state, flags, timeout, expiry, n_control); never two at once;
+//  2. shard mutexes, taken only by writers of the index (Create, expiry,
+//     templates), by hash of the key added or removed, so that checking
+//     that a key is absent and adding it are atomic; when two are needed
+//     (the inbound and outbound key of one connection) they are taken in
+//     ascending shard index;
+//  3. entry locks, a spin lock in each entry's first word (which also holds
+//     the entry's generation), guarding its mutable fields (state, flags,
+//     timeout, expiry, n_control); at most two at once: a connection's,
+//     then its template's;
 //  4. the free-list mutex, a leaf taken with nothing else held.
 //
 // The immutable fields of an entry (addresses, ports, protocol, method,
 // destination, template link, MAC, ifindex, mark, service) are written
-// before the entry is linked and only read by holders of a shard lock whose
-// chain contains it, or of its stripe lock after checking that it is live.
+// under its lock before the entry is live and indexed, and read under its
+// lock after checking that it is live.
 package conntrack

@@ -13,9 +13,10 @@ type expireReq struct {
 	tmpl     int8   // 0 any, 1 templates only, -1 connections only
 }
 
+// selects reports whether r selects entry e (entry lock held).
 func (r *expireReq) selects(e *entry, now int64) bool {
 	if e.flags&FlagHashed == 0 ||
-		(r.checkGen && e.gen != r.gen) ||
+		(r.checkGen && e.gen() != r.gen) ||
 		(!r.force && e.expires > now) ||
 		(r.dest != 0 && e.dest != r.dest) ||
 		(r.tmpl == 1 && !e.tmpl) || (r.tmpl == -1 && e.tmpl) {
@@ -26,54 +27,52 @@ func (r *expireReq) selects(e *entry, now int64) bool {
 
 // expire removes entry idx if r selects it (ip_vs_conn_expire): an entry
 // still controlling connections is postponed by 60 s instead; otherwise it
-// is unlinked from both chains, uncounted from its destination
-// (UnbindConn) and its template's n_control is decremented.
+// is removed from the index under both keys, uncounted from its
+// destination (UnbindConn) and its template's n_control is decremented.
 func (t *Table) expire(idx uint32, now int64, r expireReq) bool {
-	st := t.stripeOf(idx)
 	e := &t.ents[idx]
-	st.Lock()
+	e.lock()
 	if !r.selects(e, now) {
-		st.Unlock()
+		e.unlock()
 		return false
 	}
 	if e.nControl > 0 {
 		setTimer(e, TemplatePostponeTO, now)
-		st.Unlock()
+		e.unlock()
 		return false
 	}
-	r.checkGen, r.gen = true, e.gen
+	r.checkGen, r.gen = true, e.gen()
 	ik := e.inKey()
 	ok := ik
 	if !e.tmpl {
 		ok = e.outKey()
 	}
-	st.Unlock()
+	e.unlock()
 
 	hi, ho := ik.hash(t.seed), ok.hash(t.seed)
 	a, b := t.lock2(hi, ho)
-	st.Lock()
+	e.lock()
 	if !r.selects(e, now) {
-		st.Unlock()
+		e.unlock()
 		unlock2(a, b)
 		return false
 	}
 	if e.nControl > 0 { // linked meanwhile
 		setTimer(e, TemplatePostponeTO, now)
-		st.Unlock()
+		e.unlock()
 		unlock2(a, b)
 		return false
 	}
 	if e.flags&flagUnhashed == 0 {
-		t.unlink(t.shardOf(hi), hi, idx, 0)
+		t.remove(hi, idx<<1)
 	}
 	if !e.tmpl {
-		t.unlink(t.shardOf(ho), ho, idx, 1)
+		t.remove(ho, idx<<1|1)
 	}
 	di, ctrl, tmpl := e.dest, e.control, e.tmpl
 	active := e.flags&FlagInactive == 0
 	e.flags = 0
-	e.gen++
-	st.Unlock()
+	e.unlockNextGen()
 	unlock2(a, b)
 
 	if d := t.dests.get(di); d != nil {
@@ -148,10 +147,10 @@ func (t *Table) unlinkTemplate(idx uint32) {
 	if idx == 0 {
 		return
 	}
-	st := t.stripeOf(idx)
-	st.Lock()
-	t.ents[idx].nControl--
-	st.Unlock()
+	e := &t.ents[idx]
+	e.lock()
+	e.nControl--
+	e.unlock()
 }
 
 // linkTemplate increments the n_control of the template h names and
@@ -161,14 +160,13 @@ func (t *Table) linkTemplate(h Handle) uint32 {
 	if idx == 0 || int(idx) >= len(t.ents) {
 		return 0
 	}
-	st := t.stripeOf(idx)
-	st.Lock()
 	e := &t.ents[idx]
-	ok := e.flags&FlagHashed != 0 && e.tmpl && e.gen == h.gen()
+	e.lock()
+	ok := e.flags&FlagHashed != 0 && e.tmpl && e.gen() == h.gen()
 	if ok {
 		e.nControl++
 	}
-	st.Unlock()
+	e.unlock()
 	if !ok {
 		return 0
 	}

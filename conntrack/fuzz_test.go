@@ -13,7 +13,7 @@ import (
 // FuzzOps runs random operation sequences on a small table and checks the
 // invariants after every step: counters never negative and equal to what
 // the live entries imply, Len equal to the number of live entries, every
-// live connection reachable by both keys.
+// live connection reachable by both keys, the index exactly the live keys.
 func FuzzOps(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7})
 	f.Add([]byte{0, 0x12, 0x40, 0x81, 0x22, 0x03, 0xf4, 0x05, 0x16, 0x27})
@@ -124,6 +124,7 @@ func checkInvariants(t *testing.T, tb *Table, dests []*sched.Dest, step int) {
 	if n != tb.Len() {
 		t.Fatalf("step %d: %d live entries, Len %d", step, n, tb.Len())
 	}
+	checkIndex(t, tb)
 	for _, l := range nctl {
 		if want := ctl[mkHandle(l.Handle.idx(), 0)]; l.NControl != want {
 			t.Fatalf("step %d: template n_control %d, %d conns point at it", step, l.NControl, want)

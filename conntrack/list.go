@@ -41,11 +41,10 @@ func (t *Table) Range(now int64, fn func(*Listing) bool) {
 	hw := t.highWater()
 	var l Listing
 	for idx := uint32(1); idx < hw; idx++ {
-		st := t.stripeOf(idx)
-		st.Lock()
 		e := &t.ents[idx]
+		e.lock()
 		if e.flags&FlagHashed == 0 {
-			st.Unlock()
+			e.unlock()
 			continue
 		}
 		rem := time.Duration(e.expires - now)
@@ -53,7 +52,7 @@ func (t *Table) Range(now int64, fn func(*Listing) bool) {
 			rem = 0
 		}
 		l = Listing{
-			Handle: mkHandle(idx, e.gen), Proto: e.proto, Template: e.tmpl,
+			Handle: mkHandle(idx, e.gen()), Proto: e.proto, Template: e.tmpl,
 			State: e.state, Flags: e.flags &^ flagUnhashed, Fwd: spec.Fwd(e.fwd),
 			Remaining: rem, Timeout: time.Duration(e.timeout) * time.Millisecond,
 			Client: addrPort(e.caddr, e.cport), Virtual: addrPort(e.vaddr, e.vport),
@@ -63,7 +62,7 @@ func (t *Table) Range(now int64, fn func(*Listing) bool) {
 		if spec.Fwd(e.fwd) == spec.FwdFullNAT && !e.tmpl {
 			l.Local = addrPort(e.laddr, e.lport)
 		}
-		st.Unlock()
+		e.unlock()
 		if !fn(&l) {
 			return
 		}

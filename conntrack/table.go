@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/bits"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,7 +50,7 @@ const (
 	FlagInactive Flags = 0x0100 // counted in the destination's inactconns
 	FlagTemplate Flags = 0x1000 // persistence template
 	// flagUnhashed marks a neutralised template: live, but removed from
-	// its chain so it can no longer match (the kernel re-hashes it with
+	// the index so it can no longer match (the kernel re-hashes it with
 	// ports 0xffff instead).
 	flagUnhashed Flags = 0x8000
 )
@@ -67,7 +68,8 @@ type Config struct {
 	// Capacity is the maximum number of live entries (connections plus
 	// templates). Required; at most 1<<30.
 	Capacity int
-	// Shards is the number of lock shards, a power of two (default 256).
+	// Shards is the number of writer lock shards (creation, expiry and
+	// templates take them; lookups do not), a power of two (default 256).
 	Shards int
 	// Seed is the hash seed; 0 picks a random one.
 	Seed uint64
@@ -84,59 +86,103 @@ type Config struct {
 	ExpireQuiescentTemplate bool
 }
 
-// entry is one connection or template. It holds no pointers. See the
+// entry is one connection or template: 128 bytes, two cache lines, no
+// pointers. The first line holds what every packet reads and writes: the
+// lock, the state, the timer and the inbound key; the second the rest of
+// the outbound key and what only the data plane's rewrite needs. See the
 // package comment for which lock guards which field.
 type entry struct {
-	// Immutable while live.
-	caddr, vaddr, daddr, laddr [16]byte
-	cport, vport, dport, lport uint16
-	dest                       uint32 // destination registry slot
-	control                    uint32 // controlling template entry, 0 = none
-	fwmark                     uint32
-	svc                        uint32
-	ifindex                    int32
-	mac                        [6]byte
-	proto                      uint8
-	fwd                        uint8
-	tmpl                       bool
+	// lk is the entry lock and generation: gen<<1 | locked.
+	lk uint32
 
-	// Chain links, encoded idx<<1|dir; guarded by the chain's shard lock
-	// (next[0] doubles as the free-list link, guarded by freeMu).
-	next [2]uint32
-
-	// Mutable; guarded by the entry's stripe lock.
-	state    State
-	flags    Flags
-	gen      uint32
+	// Mutable; guarded by the entry lock.
 	timeout  uint32 // milliseconds
-	nControl int32
 	expires  int64
+	nControl int32
+	flags    Flags
+	state    State
+
+	// Immutable while live (written under the entry lock before the
+	// entry is indexed).
+	proto        uint8
+	fwd          uint8
+	tmpl         bool
+	cport, vport uint16
+	caddr, vaddr [16]byte
+	dport        uint16
+
+	// Second cache line.
+	lport   uint16
+	mac     [6]byte
+	dest    uint32 // destination registry slot
+	control uint32 // controlling template entry, 0 = none; next free entry while free (guarded by freeMu)
+	fwmark  uint32
+	svc     uint32
+	ifindex int32
+	daddr   [16]byte
+	laddr   [16]byte
 }
 
+// gen reads the entry's generation (entry lock held, or as a hint).
+func (e *entry) gen() uint32 { return atomic.LoadUint32(&e.lk) >> 1 }
+
+// lock acquires the entry lock. It spins: holders never block and hold it
+// for a few dozen instructions, so the only contention is two workers
+// handling both directions of one connection at the same instant, or a
+// reaper passing by.
+func (e *entry) lock() {
+	v := atomic.LoadUint32(&e.lk) &^ 1
+	if !atomic.CompareAndSwapUint32(&e.lk, v, v|1) {
+		e.lockSlow()
+	}
+}
+
+func (e *entry) lockSlow() {
+	for i := 0; ; i++ {
+		v := atomic.LoadUint32(&e.lk)
+		if v&1 == 0 && atomic.CompareAndSwapUint32(&e.lk, v, v|1) {
+			return
+		}
+		if i >= 16 {
+			runtime.Gosched()
+		}
+	}
+}
+
+// unlock releases the entry lock.
+func (e *entry) unlock() { atomic.AddUint32(&e.lk, ^uint32(0)) }
+
+// unlockNextGen releases the entry lock and advances the generation, making
+// the entry's handles stale.
+func (e *entry) unlockNextGen() { atomic.AddUint32(&e.lk, 1) }
+
+// clear zeroes every field but the lock word (entry lock held).
+func (e *entry) clear() {
+	e.timeout, e.expires, e.nControl, e.flags, e.state = 0, 0, 0, 0, 0
+	e.proto, e.fwd, e.tmpl, e.cport, e.vport = 0, 0, false, 0, 0
+	e.caddr, e.vaddr, e.dport = [16]byte{}, [16]byte{}, 0
+	e.lport, e.mac, e.dest, e.control, e.fwmark, e.svc, e.ifindex = 0, [6]byte{}, 0, 0, 0, 0, 0
+	e.daddr, e.laddr = [16]byte{}, [16]byte{}
+}
+
+// shard is a writer lock: every operation that adds or removes a key holds
+// the shard lock of the key's hash, so that the existence check and the
+// change are atomic. Lookups take none.
 type shard struct {
-	mu    sync.Mutex
-	heads []uint32
-	_     [32]byte // keep shards on separate cache lines
-}
-
-type stripe struct {
 	mu sync.Mutex
-	_  [56]byte
+	_  [56]byte // keep shards on separate cache lines
 }
-
-const numStripes = 1024
 
 // Table is the connection table. Create it with New.
 type Table struct {
 	seed       uint64
 	shardShift uint
-	bucketMask uint64
 	shards     []shard
-	stripes    []stripe
-	ents       []entry // ents[0] unused
+	buckets    []bucket // the index (index.go)
+	ents       []entry  // ents[0] unused
 
 	freeMu   sync.Mutex
-	freeHead uint32 // recycled entries, linked through next[0]
+	freeHead uint32 // recycled entries, linked through control
 	fresh    uint32 // next never-used entry
 
 	live   atomic.Int64
@@ -176,19 +222,9 @@ func New(cfg Config) (*Table, error) {
 	if t.seed == 0 {
 		t.seed = rand.Uint64() | 1
 	}
-	total := 1 << bits.Len(uint(2*cfg.Capacity-1)) // 2×capacity rounded up
-	if total < cfg.Shards {
-		total = cfg.Shards
-	}
-	per := total / cfg.Shards
 	t.shardShift = uint(64 - bits.TrailingZeros(uint(cfg.Shards)))
-	t.bucketMask = uint64(per - 1)
 	t.shards = make([]shard, cfg.Shards)
-	heads := make([]uint32, total)
-	for i := range t.shards {
-		t.shards[i].heads = heads[i*per : (i+1)*per : (i+1)*per]
-	}
-	t.stripes = make([]stripe, numStripes)
+	t.buckets = make([]bucket, numBuckets(cfg.Capacity))
 	t.ents = make([]entry, cfg.Capacity+1)
 	t.fresh = 1
 	t.dests.init(cfg.MaxDests)
@@ -236,12 +272,9 @@ func (t *Table) SetSecureTCP(on bool) { t.secure.Store(on) }
 // SetExpireQuiescentTemplate sets sysctl expire_quiescent_template.
 func (t *Table) SetExpireQuiescentTemplate(on bool) { t.expireQuiescent.Store(on) }
 
-// --- hashing and chains ---------------------------------------------------
+// --- hashing and keys -----------------------------------------------------
 
-func (t *Table) shardOf(h uint64) *shard  { return &t.shards[h>>t.shardShift&(uint64(len(t.shards))-1)] }
 func (t *Table) shardIdx(h uint64) uint64 { return h >> t.shardShift & (uint64(len(t.shards)) - 1) }
-
-func (t *Table) stripeOf(idx uint32) *sync.Mutex { return &t.stripes[idx&(numStripes-1)].mu }
 
 // inKey and outKey rebuild an entry's two keys.
 func (e *entry) inKey() Key {
@@ -272,38 +305,14 @@ func (e *entry) match(dir uint32, k *Key, tmpl bool) bool {
 	return e.cport == k.DstPort && e.caddr == k.Dst
 }
 
-// find walks the chain of hash h in shard s (locked) and returns the
-// encoded link (idx<<1|dir) of the matching entry, or 0.
-func (t *Table) find(s *shard, h uint64, k *Key, tmpl bool) uint32 {
-	for l := s.heads[h&t.bucketMask]; l != 0; {
-		e := &t.ents[l>>1]
-		if e.match(l&1, k, tmpl) {
-			return l
-		}
-		l = e.next[l&1]
+// find returns the link (idx<<1|dir) of the live entry matching k, or 0.
+// Callers that act on the answer hold the shard lock of h.
+func (t *Table) find(h uint64, k *Key, tmpl bool) uint32 {
+	l, e := t.probe(h, k, tmpl)
+	if e != nil {
+		e.unlock()
 	}
-	return 0
-}
-
-// link pushes entry idx onto the chain of hash h for direction dir.
-func (t *Table) link(s *shard, h uint64, idx, dir uint32) {
-	b := &s.heads[h&t.bucketMask]
-	t.ents[idx].next[dir] = *b
-	*b = idx<<1 | dir
-}
-
-// unlink removes entry idx's dir link from the chain of hash h.
-func (t *Table) unlink(s *shard, h uint64, idx, dir uint32) {
-	want := idx<<1 | dir
-	p := &s.heads[h&t.bucketMask]
-	for *p != 0 {
-		if *p == want {
-			*p = t.ents[idx].next[dir]
-			t.ents[idx].next[dir] = 0
-			return
-		}
-		p = &t.ents[*p>>1].next[*p&1]
-	}
+	return l
 }
 
 // lock2 locks the shards of two hashes in ascending order.
@@ -334,8 +343,7 @@ func (t *Table) allocEntry() uint32 {
 	t.freeMu.Lock()
 	idx := t.freeHead
 	if idx != 0 {
-		t.freeHead = t.ents[idx].next[0]
-		t.ents[idx].next[0] = 0
+		t.freeHead = t.ents[idx].control
 	} else if int(t.fresh) < len(t.ents) {
 		idx = t.fresh
 		t.fresh++
@@ -344,9 +352,10 @@ func (t *Table) allocEntry() uint32 {
 	return idx
 }
 
+// freeEntry returns a dead entry (flags 0) to the free list.
 func (t *Table) freeEntry(idx uint32) {
 	t.freeMu.Lock()
-	t.ents[idx].next[0] = t.freeHead
+	t.ents[idx].control = t.freeHead
 	t.freeHead = idx
 	t.freeMu.Unlock()
 }

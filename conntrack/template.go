@@ -18,14 +18,14 @@ func (t *Table) LookupTemplate(k Key, now int64) (Handle, *sched.Dest, bool) {
 		hd Handle
 		d  *sched.Dest
 	)
-	ok := t.withTemplate(k, now, func(s *shard, h uint64, idx uint32, e *entry) bool {
+	ok := t.withTemplate(k, now, func(h uint64, idx uint32, e *entry) bool {
 		d = t.dests.get(e.dest)
 		if d == nil || !d.Available() || (t.expireQuiescent.Load() && d.Weight() == 0) {
-			t.neutralise(s, h, idx, e)
+			t.neutralise(h, idx, e)
 			return false
 		}
 		e.expires = now + int64(e.timeout)*int64(time.Millisecond)
-		hd = mkHandle(idx, e.gen)
+		hd = mkHandle(idx, e.gen())
 		return true
 	})
 	if !ok {
@@ -49,9 +49,9 @@ type TemplateInfo struct {
 // it (sched.Templates.Lookup).
 func (t *Table) GetTemplate(k Key, now int64) (TemplateInfo, bool) {
 	var ti TemplateInfo
-	ok := t.withTemplate(k, now, func(_ *shard, _ uint64, idx uint32, e *entry) bool {
+	ok := t.withTemplate(k, now, func(_ uint64, idx uint32, e *entry) bool {
 		ti = TemplateInfo{
-			Handle: mkHandle(idx, e.gen), Dest: t.dests.get(e.dest), DPort: e.dport,
+			Handle: mkHandle(idx, e.gen()), Dest: t.dests.get(e.dest), DPort: e.dport,
 			Timeout: time.Duration(e.timeout) * time.Millisecond, Expires: e.expires,
 			Assured: e.state == StateAssured, NControl: e.nControl,
 		}
@@ -62,7 +62,7 @@ func (t *Table) GetTemplate(k Key, now int64) (TemplateInfo, bool) {
 
 // TouchTemplate re-arms the template for k to its timeout.
 func (t *Table) TouchTemplate(k Key, now int64) bool {
-	return t.withTemplate(k, now, func(_ *shard, _ uint64, _ uint32, e *entry) bool {
+	return t.withTemplate(k, now, func(_ uint64, _ uint32, e *entry) bool {
 		e.expires = now + int64(e.timeout)*int64(time.Millisecond)
 		return true
 	})
@@ -71,47 +71,45 @@ func (t *Table) TouchTemplate(k Key, now int64) bool {
 // InvalidateTemplate neutralises the template for k: it no longer matches
 // but keeps counting on its destination until it expires.
 func (t *Table) InvalidateTemplate(k Key, now int64) bool {
-	return t.withTemplate(k, now, func(s *shard, h uint64, idx uint32, e *entry) bool {
-		t.neutralise(s, h, idx, e)
+	return t.withTemplate(k, now, func(h uint64, idx uint32, e *entry) bool {
+		t.neutralise(h, idx, e)
 		return true
 	})
 }
 
-// neutralise unlinks template idx from its chain (shard and stripe held).
-func (t *Table) neutralise(s *shard, h uint64, idx uint32, e *entry) {
-	t.unlink(s, h, idx, 0)
+// neutralise removes template idx from the index (its shard and entry
+// locks held).
+func (t *Table) neutralise(h uint64, idx uint32, e *entry) {
+	t.remove(h, idx<<1)
 	e.flags |= flagUnhashed
 }
 
 // withTemplate finds the live template for k and calls fn with its shard
-// and stripe locked. A template whose timer ran out is postponed by 60 s
+// and entry locked. A template whose timer ran out is postponed by 60 s
 // if it still controls connections (as its timer would have done) and
 // otherwise removed and not found.
-func (t *Table) withTemplate(k Key, now int64, fn func(s *shard, h uint64, idx uint32, e *entry) bool) bool {
+func (t *Table) withTemplate(k Key, now int64, fn func(h uint64, idx uint32, e *entry) bool) bool {
 	h := k.hash(t.seed)
-	s := t.shardOf(h)
+	s := &t.shards[t.shardIdx(h)]
 	s.mu.Lock()
-	l := t.find(s, h, &k, true)
-	if l == 0 {
+	l, e := t.probe(h, &k, true)
+	if e == nil {
 		s.mu.Unlock()
 		return false
 	}
 	idx := l >> 1
-	e := &t.ents[idx]
-	st := t.stripeOf(idx)
-	st.Lock()
 	if e.expires <= now {
 		if e.nControl == 0 {
-			gen := e.gen
-			st.Unlock()
+			gen := e.gen()
+			e.unlock()
 			s.mu.Unlock()
 			t.expire(idx, now, expireReq{checkGen: true, gen: gen})
 			return false
 		}
 		setTimer(e, TemplatePostponeTO, e.expires)
 	}
-	ok := fn(s, h, idx, e)
-	st.Unlock()
+	ok := fn(h, idx, e)
+	e.unlock()
 	s.mu.Unlock()
 	return ok
 }
@@ -141,7 +139,8 @@ func (t *Table) insertTemplate(k Key, d *sched.Dest, dport uint16, timeout time.
 		return 0, ErrFull
 	}
 	e := &t.ents[idx]
-	*e = entry{gen: e.gen}
+	e.lock() // dead and unindexed, but a stale lookup may lock it
+	e.clear()
 	e.caddr, e.cport, e.vaddr, e.vport, e.proto = k.Src, k.SrcPort, k.Dst, k.DstPort, k.Proto
 	e.tmpl, e.dest = true, di
 	if d != nil {
@@ -149,36 +148,33 @@ func (t *Table) insertTemplate(k Key, d *sched.Dest, dport uint16, timeout time.
 		e.fwd = uint8(d.Fwd())
 	}
 	e.dport = dport
+	e.unlock()
 	h := k.hash(t.seed)
-	s := t.shardOf(h)
+	s := &t.shards[t.shardIdx(h)]
 	s.mu.Lock()
-	if l := t.find(s, h, &k, true); l != 0 && t.expiredLocked(l>>1, now) {
+	if l := t.find(h, &k, true); l != 0 && t.expiredLocked(l>>1, now) {
 		s.mu.Unlock()
 		t.expire(l>>1, now, expireReq{})
 		s.mu.Lock()
 	}
-	if l := t.find(s, h, &k, true); l != 0 {
-		o := l >> 1
-		st := t.stripeOf(o)
-		st.Lock()
-		hd := mkHandle(o, t.ents[o].gen)
-		st.Unlock()
+	if l, o := t.probe(h, &k, true); o != nil {
+		hd := mkHandle(l>>1, o.gen())
+		o.unlock()
 		s.mu.Unlock()
 		t.freeEntry(idx)
 		t.dests.release(di)
 		return hd, ErrExists
 	}
-	st := t.stripeOf(idx)
-	st.Lock()
+	e.lock()
 	e.flags = FlagHashed | FlagTemplate
 	e.state = StateNone
 	setTimer(e, timeout, now)
 	if d != nil {
 		d.BindConn(true)
 	}
-	hd := mkHandle(idx, e.gen)
-	st.Unlock()
-	t.link(s, h, idx, 0)
+	t.insert(h, idx<<1)
+	hd := mkHandle(idx, e.gen())
+	e.unlock()
 	t.live.Add(1)
 	s.mu.Unlock()
 	return hd, nil
