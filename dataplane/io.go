@@ -26,7 +26,59 @@ type Frame struct {
 	// treats an L4 checksum field equal to the folded pseudo-header sum that
 	// does not verify as partial and completes it.
 	CsumUnknown bool
+
+	// Offload is set by backends that carry offload metadata both ways
+	// (AF_PACKET with PACKET_VNET_HDR): on read they fill GSO, CsumStart
+	// and CsumOffset, on write they hand them to the kernel. The worker
+	// then rewrites a GSO super-frame once and lets it leave as one frame
+	// (the egress device or the kernel segments it), and leaves a partial
+	// checksum partial (the pseudo-header sum in the field updated for
+	// changed addresses). Without Offload the worker completes partial
+	// checksums in software and GSO frames do not occur.
+	Offload bool
+
+	// GSO describes a segmentation-offload super-frame: one frame with the
+	// headers of its first segment followed by the payload of all of them.
+	// The zero value is an ordinary frame. A super-frame is always
+	// CsumPartial once the worker has handled it.
+	GSO GSO
+
+	// CsumStart and CsumOffset locate the partial checksum of a
+	// CsumPartial frame (virtio_net_hdr csum_start/csum_offset): the
+	// offset of the L4 header from the start of the frame (Data()) and of
+	// the checksum field within that header. Backends without Offload
+	// leave them zero.
+	CsumStart, CsumOffset uint16
 }
+
+// GSO is the segmentation-offload description of a super-frame, as in
+// struct virtio_net_hdr.
+type GSO struct {
+	// Type is the virtio_net_hdr gso_type: a GSOType in the low bits plus
+	// the GSOFlags; GSONone (0) for an ordinary frame.
+	Type GSOType
+	// Size is the L4 payload of each segment (gso_size: the MSS for TCP).
+	Size uint16
+}
+
+// GSOType is a virtio_net_hdr gso_type value (linux/virtio_net.h).
+type GSOType uint8
+
+// GSO types and flags. The flags are kept as received and passed on.
+const (
+	GSONone  GSOType = 0    // VIRTIO_NET_HDR_GSO_NONE
+	GSOTCPv4 GSOType = 1    // VIRTIO_NET_HDR_GSO_TCPV4
+	GSOTCPv6 GSOType = 4    // VIRTIO_NET_HDR_GSO_TCPV6
+	GSOUDPL4 GSOType = 5    // VIRTIO_NET_HDR_GSO_UDP_L4 (UDP_SEGMENT)
+	GSOECN   GSOType = 0x80 // VIRTIO_NET_HDR_GSO_ECN: the first segment carries TCP CWR
+	GSOFlags GSOType = 0xf0 // flag bits (ECN, AccECN, tunnel bits) above the type
+)
+
+// Kind returns the type without its flags.
+func (t GSOType) Kind() GSOType { return t &^ GSOFlags }
+
+// IsGSO reports whether the frame is a super-frame.
+func (g GSO) IsGSO() bool { return g.Type != GSONone }
 
 // Data returns the frame's bytes.
 func (f *Frame) Data() []byte { return f.Buf[f.Off : f.Off+f.Len] }

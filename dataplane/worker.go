@@ -74,6 +74,9 @@ const (
 	CntMalformed   // parse failure on a frame addressed to a VIP
 	CntUnsupported // forwarding method not implemented for this packet
 	CntFullNATNoPort
+	CntGSO        // GSO super-frame forwarded as one frame
+	CntGSOSegment // segment cut from a super-frame in software (TUN)
+	CntGSOBad     // super-frame whose offload metadata does not match its headers
 	NumCounters
 )
 
@@ -81,6 +84,7 @@ var counterNames = [NumCounters]string{
 	"rx", "tx", "tx-error", "not-ours", "new-conn", "no-destination", "tcp-not-syn",
 	"conn-table-full", "neighbour-miss", "ttl-exceeded", "too-big", "rewrite-failed",
 	"destination-gone", "arp-reply", "icmp-related", "malformed", "unsupported", "fullnat-no-port",
+	"gso", "gso-segment", "gso-bad",
 }
 
 // String returns the counter's metric name.
@@ -145,6 +149,12 @@ type Worker struct {
 	// errors); one buffer per batch slot.
 	ctl  [][]byte
 	nctl int
+	// seg cuts super-frames the egress cannot take whole (TUN) into
+	// segments, which go to slab[:slabOff]; sp is a segment's parse.
+	seg     modes.Segmenter
+	sp      header.Parsed
+	slab    []byte
+	slabOff int
 	// Counters are this worker's counters.
 	Counters Counters
 }
@@ -161,6 +171,7 @@ func NewWorker(io PacketIO, env *Env) *Worker {
 	for i := range w.ctl {
 		w.ctl[i] = make([]byte, 1600)
 	}
+	w.slab = make([]byte, segSlabSize)
 	w.tmpl = conntrack.NewSchedTemplates(env.Conns, env.Epoch)
 	return w
 }
@@ -191,10 +202,17 @@ func (w *Worker) ProcessBatch(frames []Frame) {
 	mono := int64(now.Sub(w.env.Epoch))
 	w.out = w.out[:0]
 	w.nctl = 0
+	w.slabOff = 0
 	for i := range frames {
 		w.Counters.inc(CntRx)
 		w.process(&frames[i], snap, host, now, mono)
 	}
+	w.flush()
+}
+
+// flush transmits the frames collected so far; the segment slab is free
+// again afterwards.
+func (w *Worker) flush() {
 	if len(w.out) > 0 {
 		n, err := w.io.WriteBatch(w.out)
 		w.Counters.c[CntTx].Add(uint64(n))
@@ -202,6 +220,8 @@ func (w *Worker) ProcessBatch(frames []Frame) {
 			w.Counters.c[CntTxErr].Add(uint64(len(w.out) - n))
 		}
 	}
+	w.out = w.out[:0]
+	w.slabOff = 0
 }
 
 func (w *Worker) emit(f *Frame, ifindex int) {
@@ -238,6 +258,11 @@ func (w *Worker) process(f *Frame, snap *Snapshot, host *Host, now time.Time, mo
 	putAddr(&key.Dst, p.Dst[:], p.IPVersion)
 	switch p.Proto {
 	case header.ProtoTCP, header.ProtoUDP:
+		if f.CsumUnknown && !f.CsumPartial && header.LooksPartial(data, p) {
+			// No skb metadata (AF_XDP): a checksum field holding just the
+			// pseudo-header sum that does not verify is a partial one.
+			f.CsumPartial = true
+		}
 	case header.ProtoICMPv4, header.ProtoICMPv6:
 		if p.IPVersion == 6 && (p.ICMPType == 135) {
 			w.ndp(f, data, snap, host)
@@ -392,20 +417,25 @@ func (w *Worker) request(f *Frame, data []byte, c *conntrack.Conn, host *Host) {
 		w.Counters.inc(CntNeighMiss)
 		return
 	}
+	csum, ok := w.csumState(f, data)
+	if !ok {
+		w.Counters.inc(CntGSOBad)
+		return
+	}
 	var r modes.Result
 	switch c.Fwd {
 	case spec.FwdMasq:
-		if r = modes.CheckMTU(p, hop.MTU); r.OK() {
-			r = modes.NATRequest(data, p, netip.AddrPortFrom(real, c.Real.Port), f.CsumPartial)
+		if r = modes.CheckMTU(p, hop.MTU, f.GSO.Size); r.OK() {
+			r = modes.NATRequest(data, p, netip.AddrPortFrom(real, c.Real.Port), csum)
 		}
 	case spec.FwdFullNAT:
-		if r = modes.CheckMTU(p, hop.MTU); r.OK() {
+		if r = modes.CheckMTU(p, hop.MTU, f.GSO.Size); r.OK() {
 			r = modes.FullNATRequest(data, p, netip.AddrPortFrom(addrFrom16(c.Local.Addr), c.Local.Port),
-				netip.AddrPortFrom(real, c.Real.Port), f.CsumPartial)
+				netip.AddrPortFrom(real, c.Real.Port), csum)
 		}
 	case spec.FwdRoute, spec.FwdLocal:
-		if r = modes.CheckMTU(p, hop.MTU); r.OK() {
-			if f.CsumPartial {
+		if r = modes.CheckMTU(p, hop.MTU, f.GSO.Size); r.OK() {
+			if csum == modes.CsumPartial {
 				header.SetL4Checksum(data, p)
 			}
 			r = modes.DR(data, p, hop.DstMAC, hop.SrcMAC)
@@ -417,13 +447,18 @@ func (w *Worker) request(f *Frame, data []byte, c *conntrack.Conn, host *Host) {
 			t.GUEPort = cfg.TunPort
 			t.GUESrcPort = modes.FlowSourcePort(p)
 		}
-		off, n, res := modes.Encap(f.Buf, f.Off, f.Len, p, &t, f.CsumPartial)
+		if f.GSO.IsGSO() {
+			w.tunnelGSO(f, data, &t, &hop, host)
+			return
+		}
+		off, n, res := modes.Encap(f.Buf, f.Off, f.Len, p, &t, csum)
 		r = res
 		if r.OK() {
 			f.Off, f.Len = off, n
 			eth := header.Ethernet(f.Data())
 			eth.SetDst(hop.DstMAC)
 			eth.SetSrc(hop.SrcMAC)
+			f.CsumPartial = false // completed by Encap
 		}
 	default:
 		w.Counters.inc(CntUnsupported)
@@ -432,6 +467,7 @@ func (w *Worker) request(f *Frame, data []byte, c *conntrack.Conn, host *Host) {
 	if !w.verdict(f, data, r, host) {
 		return
 	}
+	w.sent(f, csum)
 	if c.Fwd != spec.FwdRoute && c.Fwd != spec.FwdLocal && c.Fwd != spec.FwdTunnel {
 		eth := header.Ethernet(data)
 		eth.SetDst(hop.DstMAC)
@@ -444,11 +480,16 @@ func (w *Worker) reply(f *Frame, data []byte, c *conntrack.Conn, host *Host) {
 	p := &w.p
 	var r modes.Result
 	vip := netip.AddrPortFrom(addrFrom16(c.Virtual.Addr), c.Virtual.Port)
+	csum, ok := w.csumState(f, data)
+	if !ok {
+		w.Counters.inc(CntGSOBad)
+		return
+	}
 	switch c.Fwd {
 	case spec.FwdMasq:
-		r = modes.NATReply(data, p, vip, f.CsumPartial)
+		r = modes.NATReply(data, p, vip, csum)
 	case spec.FwdFullNAT:
-		r = modes.FullNATReply(data, p, vip, netip.AddrPortFrom(addrFrom16(c.Client.Addr), c.Client.Port), f.CsumPartial)
+		r = modes.FullNATReply(data, p, vip, netip.AddrPortFrom(addrFrom16(c.Client.Addr), c.Client.Port), csum)
 	default:
 		// DR/TUN replies do not pass the director; a reply seen here (a
 		// local real server, a shared segment) is left to the kernel.
@@ -458,6 +499,7 @@ func (w *Worker) reply(f *Frame, data []byte, c *conntrack.Conn, host *Host) {
 	if !w.verdict(f, data, r, host) {
 		return
 	}
+	w.sent(f, csum)
 	ifc, ok := host.Ifaces[int(c.Ifindex)]
 	if !ok {
 		w.Counters.inc(CntNeighMiss)

@@ -22,6 +22,7 @@ import (
 	"github.com/uvs-lb/uvs/control"
 	"github.com/uvs-lb/uvs/dataplane"
 	"github.com/uvs-lb/uvs/dataplane/afpacket"
+	"github.com/uvs-lb/uvs/dataplane/afxdp"
 	"github.com/uvs-lb/uvs/dataplane/khook"
 	"github.com/uvs-lb/uvs/dataplane/neigh"
 	"github.com/uvs-lb/uvs/fwmark"
@@ -50,6 +51,11 @@ type Config struct {
 	Trace func(svc *dataplane.Service, client netip.AddrPort, d *sched.Dest, why *sched.Reason)
 	// Ready, if set, is called once the workers are running.
 	Ready func(*Director)
+	// IO is the packet-I/O backend: IOAFPacket ("" too), IOAFXDP or
+	// IOAuto.
+	IO string
+	// XDPMode is how the AF_XDP backend attaches its XDP program.
+	XDPMode afxdp.Mode
 }
 
 // Director is a running uvsd.
@@ -63,6 +69,9 @@ type Director struct {
 	hops    *neigh.Resolver
 	hooks   *khook.Hooks
 	sockets []*afpacket.Socket
+	xdp     *afxdp.Program
+	xios    []*afxdp.IO
+	backend string
 	workers []*dataplane.Worker
 	served  map[string]bool
 	epoch   time.Time
@@ -78,6 +87,10 @@ type Director struct {
 	markTables  fwmark.Tables
 	markTargets atomic.Pointer[[]markTarget]
 	markErr     string
+
+	// hooked is what the last sync gave the kernel hooks (the XDP
+	// program redirects the same).
+	hooked ownership
 }
 
 type bpfInstr = bpf.RawInstruction
@@ -190,38 +203,17 @@ func (d *Director) Run(ctx context.Context) (err error) {
 		Ports: dataplane.NewPortAllocator(d.cfg.LocalPortMin, d.cfg.LocalPortMax),
 		Trace: d.cfg.Trace,
 	}
-	n := d.cfg.Workers
-	if n <= 0 {
-		n = 0
-		for _, ifc := range d.host.Load().Ifaces {
-			q, err := afpacket.NumRXQueues(ifc.Name)
-			if err != nil || q < 1 {
-				q = 1
-			}
-			n += q
-		}
-		n = min(n, runtime.NumCPU())
-	}
-	filter, err := d.filter()
+	ios, err := d.openIO()
 	if err != nil {
 		return err
 	}
-	group := uint16(os.Getpid()&0x7fff) + 1
-	for i := 0; i < n; i++ {
-		s, err := afpacket.Open(afpacket.Config{
-			FanoutGroup: group,
-			FanoutMode:  afpacket.FanoutHash,
-			Filter:      filter,
-		})
-		if err != nil {
-			d.closeSockets()
-			return fmt.Errorf("packet socket: %w", err)
-		}
-		d.sockets = append(d.sockets, s)
-		d.workers = append(d.workers, dataplane.NewWorker(s, env))
+	defer d.releaseIO()
+	for _, io := range ios {
+		d.workers = append(d.workers, dataplane.NewWorker(io, env))
 	}
+	n := len(d.workers)
 	d.log.Info("serving", zap.Strings("interfaces", names), zap.Int("workers", n),
-		zap.Int("services", len(d.State.Services())))
+		zap.Int("services", len(d.State.Services())), zap.String("io", d.backend))
 
 	var wg sync.WaitGroup
 	for i, w := range d.workers {
@@ -242,16 +234,10 @@ func (d *Director) Run(ctx context.Context) (err error) {
 		d.cfg.Ready(d)
 	}
 	d.housekeeping(ctx)
-	d.closeSockets()
+	d.closeIO()
 	wg.Wait()
 	d.log.Info("stopped")
 	return nil
-}
-
-func (d *Director) closeSockets() {
-	for _, s := range d.sockets {
-		_ = s.Close()
-	}
 }
 
 // Workers returns the packet workers (for counters).
@@ -295,6 +281,7 @@ func (d *Director) housekeeping(ctx context.Context) {
 			if err := d.refreshHost(); err != nil {
 				d.log.Warn("refreshing interfaces", zap.Error(err))
 			}
+			d.updateXDP() // the director's own addresses may have changed
 		}
 	}
 }
@@ -410,6 +397,7 @@ func (d *Director) sync() error {
 		}
 	}
 	d.fullnatLocals.Store(&locals)
+	d.hooked = o
 	return d.hooks.Apply(ks)
 }
 
@@ -433,6 +421,7 @@ func (d *Director) updateFilters() {
 			d.log.Error("replacing the packet filter", zap.Error(err))
 		}
 	}
+	d.updateXDP()
 }
 
 // hopAdapter gives the workers next hops with the egress MTU.
@@ -453,7 +442,9 @@ func (h hopAdapter) Lookup(dst netip.Addr) (dataplane.Hop, bool) {
 	return dataplane.Hop{Ifindex: x.Ifindex, SrcMAC: x.SrcMAC, DstMAC: x.DstMAC, Src: x.Src, MTU: mtu}, true
 }
 
-// Cleanup removes what a crashed uvsd left in the current namespace.
+// Cleanup removes what a crashed uvsd left in the current namespace: the
+// kernel hooks, and XDP programs attached without a bpf_link.
 func Cleanup() error {
-	return khook.CleanupNetNS(-1)
+	_, xerr := afxdp.Cleanup()
+	return errors.Join(khook.CleanupNetNS(-1), xerr)
 }

@@ -14,6 +14,8 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/uvs-lb/uvs/control"
+	"github.com/uvs-lb/uvs/dataplane/afxdp"
+	"github.com/uvs-lb/uvs/lab/trace"
 )
 
 // Main is uvsd's command line: it parses flags and runs a director until
@@ -30,6 +32,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	lportMin := fs.Uint("lport-min", 61000, "FULLNAT local ports: lowest (keep the range outside net.ipv4.ip_local_port_range)")
 	lportMax := fs.Uint("lport-max", 65535, "FULLNAT local ports: highest")
 	check := fs.Bool("check", false, "validate the rules file and exit")
+	defIO := IOAFPacket
+	if v := os.Getenv(IOEnv); v != "" {
+		defIO = v
+	}
+	ioName := fs.String("io", defIO, "packet I/O `backend`: afpacket, afxdp, or auto (AF_XDP where it can be set up, else AF_PACKET); default from $"+IOEnv)
+	xdpMode := fs.String("xdp-mode", "auto", "XDP attach `mode` for --io afxdp/auto: native, generic, or auto (native where the driver has it)")
+	traceFile := fs.String("trace", "", "write one JSON line per scheduling decision to `file` (uvs-lab reads it)")
 	defSock := control.DefaultSocketName
 	if v := os.Getenv(control.SocketEnv); v != "" {
 		defSock = v
@@ -79,8 +88,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "uvsd: bad FULLNAT local port range %d-%d\n", *lportMin, *lportMax)
 		return 2
 	}
+	backend, ioErr := ParseIO(*ioName)
+	if ioErr != nil {
+		fmt.Fprintf(stderr, "uvsd: --io: %v\n", ioErr)
+		return 2
+	}
+	mode, modeErr := afxdp.ParseMode(*xdpMode)
+	if modeErr != nil {
+		fmt.Fprintf(stderr, "uvsd: --xdp-mode: %v\n", modeErr)
+		return 2
+	}
 	cfg := Config{RulesFile: *rules, Workers: *workers, ConnCapacity: *conns, ControlSocket: *sock,
-		LocalPortMin: uint16(*lportMin), LocalPortMax: uint16(*lportMax)}
+		LocalPortMin: uint16(*lportMin), LocalPortMax: uint16(*lportMax), IO: backend, XDPMode: mode}
 	if *ifaces != "" {
 		cfg.Interfaces = strings.Split(*ifaces, ",")
 	}
@@ -95,6 +114,19 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if *traceFile != "" {
+		tw, err := trace.Create(*traceFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "uvsd: --trace: %v\n", err)
+			return 1
+		}
+		d.cfg.Trace = tw.Trace
+		defer func() {
+			if err := tw.Close(); err != nil {
+				log.Warn("trace file", zap.Error(err))
+			}
+		}()
+	}
 	if err := d.Run(ctx); err != nil {
 		log.Error("uvsd failed", zap.Error(err))
 		return 1

@@ -43,15 +43,6 @@ var bigSum = func() string {
 	return hex.EncodeToString(s[:])
 }()
 
-// offloadsOff turns off the segmentation offloads of a link so every frame
-// on it fits the MTU (uvsd reads and writes MTU-sized frames; the GSO path
-// is the fast-paths issue's). Checksum offload stays on, so frames still
-// reach uvsd with partial checksums.
-func offloadsOff(t *testing.T, ns *netnstest.NS, dev string) {
-	t.Helper()
-	ns.Exec(t, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off")
-}
-
 // startRealServer serves HTTP on :80 and :443 (IPv4 and IPv6) answering its name,
 // /big with bigBody, and a UDP echo on :5353 replying "name:payload".
 // Sockets are created inside ns and served from ordinary goroutines.
@@ -134,7 +125,6 @@ func newNATLab(t *testing.T) *natLab {
 	l.dir.IP(t, "-6", "addr", "add", "fd00:2::1/64", "dev", "d1", "nodad")
 	l.dir.Sysctl(t, "net.ipv4.ip_forward", "1")
 	l.dir.Sysctl(t, "net.ipv6.conf.all.forwarding", "1")
-	offloadsOff(t, l.cli, "c0")
 	for i := 1; i <= 2; i++ {
 		rs := netnstest.New(t, fmt.Sprintf("rs%d", i))
 		port := fmt.Sprintf("s%d", i)
@@ -144,7 +134,6 @@ func newNATLab(t *testing.T) *natLab {
 		rs.IP(t, "-6", "addr", "add", fmt.Sprintf("fd00:2::1%d/64", i), "dev", "r0", "nodad")
 		rs.RouteAdd(t, "default", "via", "10.0.2.1")
 		rs.IP(t, "-6", "route", "add", "default", "via", "fd00:2::1")
-		offloadsOff(t, rs, "r0")
 		startRealServer(t, rs, fmt.Sprintf("rs%d", i))
 		l.rs = append(l.rs, rs)
 	}
@@ -166,6 +155,9 @@ func startUVSD(t *testing.T, ns *netnstest.NS, rules string, extra ...string) *u
 		t.Fatal(err)
 	}
 	args := append([]string{binary("uvsd"), "--rules", path, "--log-level", "debug"}, extra...)
+	if io := os.Getenv("UVS_E2E_IO"); io != "" {
+		args = append(args, "--io", io) // run the suites on another packet-I/O backend
+	}
 	p := ns.Start(t, args...)
 	u := &uvsd{proc: p, ns: ns}
 	deadline := time.Now().Add(10 * time.Second)

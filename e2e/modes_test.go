@@ -36,7 +36,6 @@ func newLANLab(t *testing.T, router bool) *lanLab {
 		p := fmt.Sprintf("p%d", port)
 		netnstest.Veth(t, ns, dev, l.sw, p)
 		l.sw.IP(t, "link", "set", p, "master", "br0")
-		offloadsOff(t, ns, dev)
 	}
 	gw := ""
 	if router {
@@ -44,7 +43,6 @@ func newLANLab(t *testing.T, router bool) *lanLab {
 		netnstest.Veth(t, l.cli, "c0", l.rtr, "x0")
 		l.cli.AddrAdd(t, "c0", "10.0.9.2/24")
 		l.cli.RouteAdd(t, "default", "via", "10.0.9.1")
-		offloadsOff(t, l.cli, "c0")
 		l.rtr.AddrAdd(t, "x0", "10.0.9.1/24")
 		attach(l.rtr, "x1")
 		l.rtr.AddrAdd(t, "x1", "10.0.5.254/24")
@@ -152,7 +150,6 @@ func TestFullNAT(t *testing.T) {
 	cli.RouteAdd(t, "default", "via", "10.0.1.1")
 	cli.IP(t, "-6", "addr", "add", "fd00:1::2/64", "dev", "c0", "nodad")
 	cli.IP(t, "-6", "route", "add", "default", "via", "fd00:1::1")
-	offloadsOff(t, cli, "c0")
 	dir.AddrAdd(t, "d0", "10.0.1.1/24")
 	dir.IP(t, "-6", "addr", "add", "fd00:1::1/64", "dev", "d0", "nodad")
 	var rules strings.Builder
@@ -165,7 +162,6 @@ func TestFullNAT(t *testing.T) {
 		rs.AddrAdd(t, "r0", fmt.Sprintf("10.0.%d.11/24", 10+i))
 		dir.IP(t, "-6", "addr", "add", fmt.Sprintf("fd00:%d::1/64", 10+i), "dev", dev, "nodad")
 		rs.IP(t, "-6", "addr", "add", fmt.Sprintf("fd00:%d::11/64", 10+i), "dev", "r0", "nodad")
-		offloadsOff(t, rs, "r0")
 		startRealServer(t, rs, fmt.Sprintf("rs%d", i))
 		fmt.Fprintf(&rules, "-a -t 10.0.1.100:80 -r 10.0.%d.11:80 -b -w 1\n", 10+i)
 		fmt.Fprintf(&rules, "-a -t [fd00:1::100]:80 -r [fd00:%d::11]:80 -b -w 1\n", 10+i)

@@ -38,7 +38,6 @@ func newRoutedLab(t *testing.T) *routedLab {
 	l := &routedLab{cli: netnstest.New(t, "cli"), rtr: netnstest.New(t, "rtr"), dir: netnstest.New(t, "dir")}
 	netnstest.Veth(t, l.cli, "c0", l.rtr, "x0")
 	netnstest.Veth(t, l.dir, "d0", l.rtr, "x1")
-	offloadsOff(t, l.cli, "c0")
 	l.rtr.AddrAdd(t, "x0", "10.0.1.254/24")
 	l.rtr.AddrAdd(t, "x1", "10.0.3.254/24")
 	l.rtr.Sysctl(t, "net.ipv4.ip_forward", "1")
@@ -50,7 +49,6 @@ func newRoutedLab(t *testing.T) *routedLab {
 		rs := netnstest.New(t, fmt.Sprintf("rs%d", i+1))
 		x := fmt.Sprintf("x%d", i+2)
 		netnstest.Veth(t, rs, "r0", l.rtr, x)
-		offloadsOff(t, rs, "r0")
 		l.rtr.AddrAdd(t, x, fmt.Sprintf("10.0.%d.254/24", sub))
 		rs.AddrAdd(t, "r0", fmt.Sprintf("10.0.%d.1%d/24", sub, i+1))
 		rs.RouteAdd(t, "default", "via", fmt.Sprintf("10.0.%d.254", sub))
@@ -90,7 +88,6 @@ func TestDRTUNMixed(t *testing.T) {
 	// rs1 moves onto the director's LAN: give the director a second leg.
 	lan := netnstest.New(t, "lan")
 	netnstest.Veth(t, l.dir, "d1", lan, "r0")
-	offloadsOff(t, lan, "r0")
 	l.dir.AddrAdd(t, "d1", "10.0.8.1/24")
 	lan.AddrAdd(t, "r0", "10.0.8.11/24")
 	lan.RouteAdd(t, "default", "via", "10.0.8.1")

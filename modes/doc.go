@@ -11,6 +11,23 @@
 // the Parsed value describes the rewritten frame (addresses, ports, TTL),
 // except after an encapsulation, which moves the frame.
 //
-// On CHECKSUM_PARTIAL input (csumPartial true) the L4 checksum is completed
-// in software, so the caller must clear the frame's partial flag.
+// Checksum offload: the Csum argument says what the L4 checksum field
+// holds. CsumComplete is updated incrementally; CsumPartial (the sender
+// left the checksum to offload, the field holds the pseudo-header sum) is
+// completed in software, so the caller must clear the frame's partial
+// flag; CsumKeepPartial leaves it partial for the egress device, with the
+// pseudo-header sum updated for the changed addresses only.
+//
+// GSO super-frames (up to 64 KB of TCP or UDP payload behind one set of
+// headers, described by virtio_net_hdr metadata the caller keeps) are
+// rewritten like any packet, once, with CsumKeepPartial: the rewrite
+// touches only headers, and the pseudo-header sum keeps the super-frame's
+// L4 length, which Linux's segmentation replaces per segment. CheckMTU
+// takes the GSO size and checks the segments. Encapsulation is the
+// exception: an IPIP or GUE packet around a super-frame has no
+// virtio_net_hdr GSO type, so the TUN method cuts super-frames into
+// segments in software first (Segmenter, with complete checksums, as
+// Linux's software GSO would) and encapsulates each. Keeping GSO through
+// the tunnel (SKB_GSO_IPXIP4) is not possible from userspace: AF_PACKET
+// accepts only the plain TCP and UDP GSO types.
 package modes

@@ -59,12 +59,16 @@ func FuzzRewrite(f *testing.F) {
 				t.Fatalf("%s: L4 checksum broken", name)
 			}
 		}
-		run("nat-req", partial, func(b []byte, q *header.Parsed) modes.Result { return modes.NATRequest(b, q, a.rip, partial) })
-		run("nat-rep", partial, func(b []byte, q *header.Parsed) modes.Result { return modes.NATReply(b, q, a.vip, partial) })
+		csum := modes.CsumComplete
+		if partial {
+			csum = modes.CsumPartial
+		}
+		run("nat-req", partial, func(b []byte, q *header.Parsed) modes.Result { return modes.NATRequest(b, q, a.rip, csum) })
+		run("nat-rep", partial, func(b []byte, q *header.Parsed) modes.Result { return modes.NATReply(b, q, a.vip, csum) })
 		run("fnat-req", partial, func(b []byte, q *header.Parsed) modes.Result {
-			return modes.FullNATRequest(b, q, a.lip, a.rip, partial)
+			return modes.FullNATRequest(b, q, a.lip, a.rip, csum)
 		})
-		run("fnat-rep", partial, func(b []byte, q *header.Parsed) modes.Result { return modes.FullNATReply(b, q, a.vip, a.cip, partial) })
+		run("fnat-rep", partial, func(b []byte, q *header.Parsed) modes.Result { return modes.FullNATReply(b, q, a.vip, a.cip, csum) })
 		run("icmp-in", true, func(b []byte, q *header.Parsed) modes.Result { return modes.NATICMPIn(b, q, a.rip) })
 		run("icmp-out", true, func(b []byte, q *header.Parsed) modes.Result { return modes.NATICMPOut(b, q, a.vip) })
 		run("dr", false, func(b []byte, q *header.Parsed) modes.Result { return modes.DR(b, q, [6]byte{1}, [6]byte{2}) })
@@ -72,7 +76,7 @@ func FuzzRewrite(f *testing.F) {
 			n := copy(buf[64:], frame)
 			q := p
 			tun := modes.Tunnel{Src: natV4.lip.Addr(), Dst: natV4.rip.Addr(), MTU: 1500, GUEPort: gue}
-			off, ln, r := modes.Encap(buf, 64, n, &q, &tun, partial)
+			off, ln, r := modes.Encap(buf, 64, n, &q, &tun, csum)
 			if r.OK() && (off != 64-tun.Overhead() || ln != q.L2Len+tun.Overhead()+q.IPLen || off+ln > len(buf)) {
 				t.Fatalf("encap off %d len %d", off, ln)
 			}

@@ -9,31 +9,32 @@ import (
 
 // NATRequest rewrites a client→VIP request for a NAT (masquerading)
 // connection (reference §3.1, ip_vs_nat_xmit): destination address and port
-// := rs, TTL/hop limit decremented, IPv4 header and TCP/UDP checksums fixed.
-// p must describe frame (p.Reason == header.ReasonNone, TCP or UDP) and rs
-// must be of the packet's address family.
-func NATRequest(frame []byte, p *header.Parsed, rs netip.AddrPort, csumPartial bool) Result {
-	return translate(frame, p, false, netip.AddrPort{}, true, rs, csumPartial)
+// := rs, TTL/hop limit decremented, IPv4 header and TCP/UDP checksums fixed
+// as csum says. p must describe frame (p.Reason == header.ReasonNone, TCP or
+// UDP) and rs must be of the packet's address family. A GSO super-frame is
+// rewritten the same way, once, with CsumKeepPartial.
+func NATRequest(frame []byte, p *header.Parsed, rs netip.AddrPort, csum Csum) Result {
+	return translate(frame, p, false, netip.AddrPort{}, true, rs, csum)
 }
 
 // NATReply rewrites a real-server→client reply of a NAT connection
 // (handle_response): source address and port := vip (VIP:vport), TTL/hop
 // limit decremented, checksums fixed.
-func NATReply(frame []byte, p *header.Parsed, vip netip.AddrPort, csumPartial bool) Result {
-	return translate(frame, p, true, vip, false, netip.AddrPort{}, csumPartial)
+func NATReply(frame []byte, p *header.Parsed, vip netip.AddrPort, csum Csum) Result {
+	return translate(frame, p, true, vip, false, netip.AddrPort{}, csum)
 }
 
 // FullNATRequest rewrites a client→VIP request of a FULLNAT connection
 // (reference §3.6): source := local (LIP:lport), destination := rs
 // (RIP:rport), TTL decremented, checksums fixed. No TOA option is inserted.
-func FullNATRequest(frame []byte, p *header.Parsed, local, rs netip.AddrPort, csumPartial bool) Result {
-	return translate(frame, p, true, local, true, rs, csumPartial)
+func FullNATRequest(frame []byte, p *header.Parsed, local, rs netip.AddrPort, csum Csum) Result {
+	return translate(frame, p, true, local, true, rs, csum)
 }
 
 // FullNATReply rewrites a real-server→LIP reply of a FULLNAT connection:
 // source := vip (VIP:vport), destination := client (CIP:cport).
-func FullNATReply(frame []byte, p *header.Parsed, vip, client netip.AddrPort, csumPartial bool) Result {
-	return translate(frame, p, true, vip, true, client, csumPartial)
+func FullNATReply(frame []byte, p *header.Parsed, vip, client netip.AddrPort, csum Csum) Result {
+	return translate(frame, p, true, vip, true, client, csum)
 }
 
 // familyOK reports whether a is an address of the packet's IP version.
@@ -79,7 +80,7 @@ func decTTL(ip []byte, v uint8, delta uint32) uint32 {
 
 // translate is the common NAT/FULLNAT rewrite: optionally the source and/or
 // the destination address and port, plus the TTL decrement.
-func translate(frame []byte, p *header.Parsed, setSrc bool, src netip.AddrPort, setDst bool, dst netip.AddrPort, csumPartial bool) Result {
+func translate(frame []byte, p *header.Parsed, setSrc bool, src netip.AddrPort, setDst bool, dst netip.AddrPort, csum Csum) Result {
 	if (p.Kind != header.KindIPv4 && p.Kind != header.KindIPv6) || p.Reason != header.ReasonNone ||
 		(p.Proto != header.ProtoTCP && p.Proto != header.ProtoUDP) || p.End > len(frame) {
 		return verdict(Unsupported)
@@ -95,10 +96,12 @@ func translate(frame []byte, p *header.Parsed, setSrc bool, src netip.AddrPort, 
 	l4 := frame[p.L4Off:p.End]
 	co := header.L4ChecksumOffset(p.Proto)
 	check := binary.BigEndian.Uint16(l4[co:])
-	full := csumPartial || (p.Proto == header.ProtoUDP && v == 4 && check == 0)
+	full := csum == CsumPartial || (csum == CsumComplete && p.Proto == header.ProtoUDP && v == 4 && check == 0)
 	srcOff, dstOff := ipOffsets(v)
 	alen := p.AddrLen()
 
+	// ipDelta collects the address changes (IPv4 header checksum and L4
+	// pseudo-header), l4Delta the port changes (L4 header only).
 	var ipDelta, l4Delta uint32
 	var nb [16]byte
 	if setSrc {
@@ -124,7 +127,9 @@ func translate(frame []byte, p *header.Parsed, setSrc bool, src netip.AddrPort, 
 		p.DstPort = np
 	}
 	// The addresses are covered by both the IPv4 header checksum and the
-	// L4 pseudo-header; the ports only by the L4 checksum.
+	// L4 pseudo-header; the ports only by the L4 checksum. A partial
+	// checksum is the pseudo-header sum alone: only the addresses enter.
+	pseudoDelta := ipDelta
 	l4Delta += ipDelta
 	ipDelta = decTTL(ip, v, ipDelta)
 	p.TTL--
@@ -134,6 +139,10 @@ func translate(frame []byte, p *header.Parsed, setSrc bool, src netip.AddrPort, 
 	}
 	if full {
 		header.SetL4Checksum(frame, p)
+		return verdict(OK)
+	}
+	if csum == CsumKeepPartial {
+		binary.BigEndian.PutUint16(l4[co:], adjustPseudo(check, pseudoDelta))
 		return verdict(OK)
 	}
 	c := header.ApplyDelta(check, l4Delta)

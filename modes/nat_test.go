@@ -28,21 +28,21 @@ type natCase struct {
 	name           string
 	inSrc, inDst   netip.AddrPort
 	outSrc, outDst netip.AddrPort
-	apply          func(frame []byte, p *header.Parsed, partial bool) modes.Result
+	apply          func(frame []byte, p *header.Parsed, csum modes.Csum) modes.Result
 }
 
 func natCases(a natAddrs) []natCase {
 	return []natCase{
-		{"nat-request", a.cip, a.vip, a.cip, a.rip, func(f []byte, p *header.Parsed, c bool) modes.Result {
+		{"nat-request", a.cip, a.vip, a.cip, a.rip, func(f []byte, p *header.Parsed, c modes.Csum) modes.Result {
 			return modes.NATRequest(f, p, a.rip, c)
 		}},
-		{"nat-reply", a.rip, a.cip, a.vip, a.cip, func(f []byte, p *header.Parsed, c bool) modes.Result {
+		{"nat-reply", a.rip, a.cip, a.vip, a.cip, func(f []byte, p *header.Parsed, c modes.Csum) modes.Result {
 			return modes.NATReply(f, p, a.vip, c)
 		}},
-		{"fullnat-request", a.cip, a.vip, a.lip, a.rip, func(f []byte, p *header.Parsed, c bool) modes.Result {
+		{"fullnat-request", a.cip, a.vip, a.lip, a.rip, func(f []byte, p *header.Parsed, c modes.Csum) modes.Result {
 			return modes.FullNATRequest(f, p, a.lip, a.rip, c)
 		}},
-		{"fullnat-reply", a.rip, a.lip, a.vip, a.cip, func(f []byte, p *header.Parsed, c bool) modes.Result {
+		{"fullnat-reply", a.rip, a.lip, a.vip, a.cip, func(f []byte, p *header.Parsed, c modes.Csum) modes.Result {
 			return modes.FullNATReply(f, p, a.vip, a.cip, c)
 		}},
 	}
@@ -56,13 +56,13 @@ func TestNATTable(t *testing.T) {
 		}
 		for _, tc := range natCases(a) {
 			for _, proto := range []layers.IPProtocol{layers.IPProtocolTCP, layers.IPProtocolUDP} {
-				for _, partial := range []bool{false, true} {
+				for _, csum := range []modes.Csum{modes.CsumComplete, modes.CsumPartial, modes.CsumKeepPartial} {
 					for _, vlan := range []bool{false, true} {
-						name := fmt.Sprintf("%s/v6=%v/%v/partial=%v/vlan=%v", tc.name, v6, proto, partial, vlan)
+						name := fmt.Sprintf("%s/v6=%v/%v/csum=%v/vlan=%v", tc.name, v6, proto, csum, vlan)
 						t.Run(name, func(t *testing.T) {
 							f := pkttest.Flow{V6: v6, Vlan: vlan, Proto: proto, Src: tc.inSrc.Addr().String(), Dst: tc.inDst.Addr().String(),
 								Sport: tc.inSrc.Port(), Dport: tc.inDst.Port(), TTL: 64, TOS: 0x10, DF: true, Flags: "PA", Payload: 333}
-							runNAT(t, f, tc, partial, false)
+							runNAT(t, f, tc, csum, false)
 						})
 					}
 				}
@@ -78,12 +78,12 @@ func TestNATUDPZeroChecksum(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := pkttest.Flow{Proto: layers.IPProtocolUDP, Src: tc.inSrc.Addr().String(), Dst: tc.inDst.Addr().String(),
 				Sport: tc.inSrc.Port(), Dport: tc.inDst.Port(), TTL: 64, Payload: 20}
-			runNAT(t, f, tc, false, true)
+			runNAT(t, f, tc, modes.CsumComplete, true)
 		})
 	}
 }
 
-func runNAT(t *testing.T, f pkttest.Flow, tc natCase, partial, zeroUDP bool) {
+func runNAT(t *testing.T, f pkttest.Flow, tc natCase, csum modes.Csum, zeroUDP bool) {
 	t.Helper()
 	frame := f.Frame(t)
 	var p header.Parsed
@@ -91,14 +91,24 @@ func runNAT(t *testing.T, f pkttest.Flow, tc natCase, partial, zeroUDP bool) {
 	if p.Reason != header.ReasonNone {
 		t.Fatalf("input: %v", p.Reason)
 	}
-	if partial {
+	if csum != modes.CsumComplete {
 		makePartial(t, frame, &p)
 	}
 	if zeroUDP {
 		binary.BigEndian.PutUint16(frame[p.L4Off+6:], 0)
 	}
-	if r := tc.apply(frame, &p, partial); !r.OK() {
+	if r := tc.apply(frame, &p, csum); !r.OK() {
 		t.Fatalf("verdict %v", r.Verdict)
+	}
+	if csum == modes.CsumKeepPartial {
+		// The field must still be the pseudo-header sum of the rewritten
+		// packet: what the egress device completes.
+		want := append([]byte(nil), frame...)
+		makePartial(t, want, &p)
+		if string(want) != string(frame) {
+			t.Fatalf("partial checksum not the new pseudo-header sum:\n got  %x\n want %x", frame, want)
+		}
+		completePartial(frame, &p)
 	}
 	checkChecksums(t, frame)
 	pkt := gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.Default)
@@ -179,7 +189,7 @@ func TestNATRefusals(t *testing.T) {
 			orig := append([]byte(nil), frame...)
 			var p header.Parsed
 			p.Parse(frame)
-			if r := modes.NATRequest(frame, &p, tc.rs, false); r.Verdict != tc.want {
+			if r := modes.NATRequest(frame, &p, tc.rs, modes.CsumComplete); r.Verdict != tc.want {
 				t.Fatalf("verdict %v want %v", r.Verdict, tc.want)
 			}
 			if string(orig) != string(frame) {
@@ -199,7 +209,7 @@ func TestNATNoAllocs(t *testing.T) {
 		if n := testing.AllocsPerRun(100, func() {
 			frame[p.L3Off+7] = 255 // keep the hop limit from running out
 			p.TTL = 255
-			tc.apply(frame, &p, false)
+			tc.apply(frame, &p, modes.CsumKeepPartial)
 		}); n != 0 {
 			t.Errorf("%s allocates %v", tc.name, n)
 		}
@@ -213,8 +223,8 @@ func BenchmarkNAT(b *testing.B) {
 			a = natV6
 		}
 		for _, tc := range natCases(a) {
-			for _, partial := range []bool{false, true} {
-				b.Run(fmt.Sprintf("%s/v6=%v/partial=%v", tc.name, v6, partial), func(b *testing.B) {
+			for _, csum := range []modes.Csum{modes.CsumComplete, modes.CsumPartial, modes.CsumKeepPartial} {
+				b.Run(fmt.Sprintf("%s/v6=%v/csum=%v", tc.name, v6, csum), func(b *testing.B) {
 					f := pkttest.Flow{V6: v6, Proto: layers.IPProtocolTCP, Src: tc.inSrc.Addr().String(), Dst: tc.inDst.Addr().String(),
 						Sport: tc.inSrc.Port(), Dport: tc.inDst.Port(), TTL: 255, Payload: 1400}
 					frame := f.Frame(b)
@@ -229,7 +239,7 @@ func BenchmarkNAT(b *testing.B) {
 						// Keep the TTL from running out (the checksums drift,
 						// which does not matter here).
 						frame[ttlOff], p.TTL = 255, 255
-						tc.apply(frame, &p, partial)
+						tc.apply(frame, &p, csum)
 					}
 				})
 			}

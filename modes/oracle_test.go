@@ -94,4 +94,16 @@ func makePartial(t *testing.T, frame []byte, p *header.Parsed) {
 	binary.BigEndian.PutUint16(frame[off:], uint16(s))
 }
 
+// completePartial does what an egress device does with a CHECKSUM_PARTIAL
+// frame: it sums the L4 segment from csum_start to the end, the field
+// (holding the pseudo-header sum) included, and stores the complement.
+func completePartial(frame []byte, p *header.Parsed) {
+	off := p.L4Off + header.L4ChecksumOffset(p.Proto)
+	c := ^header.Checksum(frame[p.L4Off:p.End], 0)
+	if p.Proto == header.ProtoUDP {
+		c = header.UDPChecksumValue(c)
+	}
+	binary.BigEndian.PutUint16(frame[off:], c)
+}
+
 func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }

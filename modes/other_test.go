@@ -180,7 +180,11 @@ func TestEncap(t *testing.T) {
 							tun.GUEPort = 6080
 							tun.GUESrcPort = modes.FlowSourcePort(&p)
 						}
-						off, ln, r := modes.Encap(buf, headroom, n, &p, tun, partial)
+						csum := modes.CsumComplete
+						if partial {
+							csum = modes.CsumPartial
+						}
+						off, ln, r := modes.Encap(buf, headroom, n, &p, tun, csum)
 						if !r.OK() {
 							t.Fatalf("verdict %v", r.Verdict)
 						}
@@ -290,7 +294,7 @@ func TestEncapRefusals(t *testing.T) {
 			buf := append(make([]byte, tc.headroom), fr...)
 			var p header.Parsed
 			p.Parse(buf[tc.headroom:])
-			_, _, r := modes.Encap(buf, tc.headroom, len(fr), &p, &tc.tun, false)
+			_, _, r := modes.Encap(buf, tc.headroom, len(fr), &p, &tc.tun, modes.CsumComplete)
 			if r != tc.want {
 				t.Fatalf("got %+v want %+v", r, tc.want)
 			}
@@ -302,14 +306,23 @@ func TestCheckMTU(t *testing.T) {
 	df := pkttest.Flow{Proto: layers.IPProtocolTCP, Src: "10.0.0.1", Dst: "10.0.0.2", Sport: 1, Dport: 2, TTL: 9, DF: true, Payload: 1000}.Frame(t)
 	var p header.Parsed
 	p.Parse(df)
-	if r := modes.CheckMTU(&p, 1000); r.Verdict != modes.TooBig || r.MTU != 1000 {
+	if r := modes.CheckMTU(&p, 1000, 0); r.Verdict != modes.TooBig || r.MTU != 1000 {
 		t.Errorf("df: %+v", r)
 	}
-	if r := modes.CheckMTU(&p, p.IPLen); !r.OK() {
+	if r := modes.CheckMTU(&p, p.IPLen, 0); !r.OK() {
 		t.Errorf("exact fit: %+v", r)
 	}
+	// A super-frame is checked by its segments: the IP and TCP headers
+	// plus the GSO size.
+	seg := uint16(500 - (p.PayloadOff - p.L3Off))
+	if r := modes.CheckMTU(&p, 500, seg); !r.OK() {
+		t.Errorf("super-frame, segments fit: %+v", r)
+	}
+	if r := modes.CheckMTU(&p, 500, seg+1); r.Verdict != modes.TooBig || r.MTU != 500 {
+		t.Errorf("super-frame, segments too big: %+v", r)
+	}
 	p.DF = false
-	if r := modes.CheckMTU(&p, 1000); !r.OK() {
+	if r := modes.CheckMTU(&p, 1000, 0); !r.OK() {
 		t.Errorf("no df: %+v", r)
 	}
 }
@@ -343,7 +356,7 @@ func TestOtherNoAllocs(t *testing.T) {
 		copy(buf[64:], fr)
 		p.Parse(buf[64:])
 		tun.GUESrcPort = modes.FlowSourcePort(&p)
-		modes.Encap(buf, 64, len(fr), &p, tun, false)
+		modes.Encap(buf, 64, len(fr), &p, tun, modes.CsumComplete)
 	}); n != 0 {
 		t.Errorf("Encap allocates %v", n)
 	}
@@ -382,7 +395,7 @@ func BenchmarkEncap(b *testing.B) {
 				// Re-prepare the frame's Ethernet header (Encap moved it) and TTL.
 				copy(buf[64:78], fr[:14])
 				buf[64+14+8], p.TTL = 255, 255
-				modes.Encap(buf, 64, len(fr), &p, tun, false)
+				modes.Encap(buf, 64, len(fr), &p, tun, modes.CsumComplete)
 			}
 		})
 	}

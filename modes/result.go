@@ -49,9 +49,19 @@ func verdict(v Verdict) Result { return Result{Verdict: v} }
 // CheckMTU applies the kernel's ensure_mtu_is_adequate rule to a packet
 // about to leave on a path with the given MTU (0 disables the check): an
 // IPv4 packet with DF set that exceeds the MTU and is not itself an ICMP
-// error is TooBig; an IPv6 packet that exceeds it is always TooBig.
-func CheckMTU(p *header.Parsed, mtu int) Result {
-	if mtu <= 0 || p.IPLen <= mtu {
+// error is TooBig; an IPv6 packet that exceeds it is always TooBig. For a
+// GSO super-frame (gsoSize, the payload per segment, non-zero) the size
+// checked is that of its largest segment, as skb_gso_validate_network_len
+// does: the super-frame itself may be up to 64 KB.
+func CheckMTU(p *header.Parsed, mtu int, gsoSize uint16) Result {
+	if mtu <= 0 {
+		return verdict(OK)
+	}
+	size := p.IPLen
+	if gsoSize > 0 {
+		size = min(size, p.PayloadOff-p.L3Off+int(gsoSize))
+	}
+	if size <= mtu {
 		return verdict(OK)
 	}
 	switch p.Kind {

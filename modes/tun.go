@@ -57,9 +57,14 @@ func (t *Tunnel) Overhead() int {
 // with the MTU to report (t.MTU minus the overhead); a path MTU whose
 // payload would fall below 68 returns Unsupported. A non-DF IPv4 packet is
 // encapsulated even if too big: fragmenting the outer packet is the
-// caller's job. On csumPartial input the inner L4 checksum is completed
-// first.
-func Encap(buf []byte, off, n int, p *header.Parsed, t *Tunnel, csumPartial bool) (newOff, newN int, r Result) {
+// caller's job. A partial inner L4 checksum (CsumPartial or
+// CsumKeepPartial) is completed first: the decapsulating end may hand the
+// inner packet to its stack as CHECKSUM_NONE (a raw socket feeding a TUN
+// device, as uvs-rs does), which verifies it. A GSO super-frame cannot be
+// described to the egress device once encapsulated (virtio_net_hdr has no
+// IP-in-IP GSO type), so the caller cuts it with Segmenter first and
+// encapsulates each segment.
+func Encap(buf []byte, off, n int, p *header.Parsed, t *Tunnel, csum Csum) (newOff, newN int, r Result) {
 	if (p.Kind != header.KindIPv4 && p.Kind != header.KindIPv6) || off < 0 || n < 0 || off+n > len(buf) ||
 		p.End > n || !t.Src.Is4() || !t.Dst.Is4() {
 		return off, n, verdict(Unsupported)
@@ -81,7 +86,7 @@ func Encap(buf []byte, off, n int, p *header.Parsed, t *Tunnel, csumPartial bool
 		}
 	}
 	frame := buf[off : off+n]
-	if csumPartial && p.Reason == header.ReasonNone {
+	if csum != CsumComplete && p.Reason == header.ReasonNone {
 		header.SetL4Checksum(frame, p)
 	}
 	decrementTTL(frame, p)

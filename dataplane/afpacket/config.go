@@ -14,6 +14,16 @@
 //
 // A classic BPF filter (see OwnedFilter) is attached before the socket is
 // bound, so no frame outside the filter ever reaches the ring.
+//
+// Offloads: by default the socket uses PACKET_VNET_HDR. The kernel then
+// writes a struct virtio_net_hdr in front of every frame in the ring (in
+// the headroom, just before the MAC header) and expects one in front of
+// every frame sent, so TCP and UDP GSO super-frames of up to 64 KB arrive
+// and leave whole, and partial checksums (CHECKSUM_PARTIAL) travel as
+// csum_start/csum_offset instead of being completed in software. The
+// metadata appears in dataplane.Frame (Offload, GSO, CsumStart,
+// CsumOffset). The kernel refuses metadata that does not match a frame
+// (EINVAL), which WriteBatch counts as a TX error.
 package afpacket
 
 import (
@@ -23,14 +33,20 @@ import (
 )
 
 // Default ring geometry and batch sizes used for zero Config fields.
+//
+// A block reaches userspace when it is full or its timeout passes, so the
+// block size bounds the latency the ring adds under load: 256 KB (four 64
+// KB super-frames) keeps a single TCP stream's round trip short, where 1
+// MB blocks halved its throughput. The ring still holds 16 MB.
 const (
-	DefaultBlockSize    = 1 << 20
-	DefaultBlockCount   = 16
+	DefaultBlockSize    = 256 << 10
+	DefaultBlockCount   = 64
 	DefaultFrameSize    = 2048
 	DefaultBlockTimeout = time.Millisecond
 	DefaultPollTimeout  = 100 * time.Millisecond
 	DefaultTxBatch      = 64
 	DefaultHeadroom     = 64
+	DefaultSendBuffer   = 8 << 20
 )
 
 // FanoutMode is the PACKET_FANOUT algorithm of a fanout group.
@@ -114,8 +130,29 @@ type Config struct {
 
 	// TxRetries is how many times WriteBatch retries a send that failed
 	// for lack of buffer space (EAGAIN, ENOBUFS) before dropping the
-	// rest of the batch. Zero selects 4; negative disables retries.
+	// rest of the batch; after EAGAIN it first waits up to 2 ms for
+	// room. Zero selects 4; negative disables retries.
 	TxRetries int
+
+	// SendBuffer is the socket's send buffer in bytes (SO_SNDBUFFORCE,
+	// or SO_SNDBUF within net.core.wmem_max without CAP_NET_ADMIN): the
+	// frames in flight towards the egress devices. Zero selects
+	// DefaultSendBuffer, room for a hundred 64 KB super-frames; negative
+	// keeps the kernel's default (net.core.wmem_default).
+	SendBuffer int
+
+	// DisableOffload turns PACKET_VNET_HDR off. By default the socket
+	// reads a struct virtio_net_hdr with every frame and writes one with
+	// every frame: received frames carry their GSO and partial-checksum
+	// metadata (dataplane.Frame.Offload, GSO, CsumStart, CsumOffset), so
+	// a 64 KB TCP super-frame arrives and leaves as one frame and a
+	// partial checksum is passed on for the egress device to complete.
+	// Without it a super-frame arrives as an oversized frame with no
+	// metadata and frames are written as they are. Sockets with offloads
+	// transmit through the egress device's qdisc (dev_queue_xmit), so a
+	// super-frame the device cannot segment is segmented in software;
+	// without, they bypass it (PACKET_QDISC_BYPASS).
+	DisableOffload bool
 }
 
 // NoHeadroom as Config.Headroom reserves no headroom.
@@ -140,9 +177,15 @@ type Stats struct {
 	// TxBusy counts sends that failed for lack of buffer space (EAGAIN,
 	// ENOBUFS) and were retried or given up; TxDropped counts frames
 	// given up after TxRetries; TxErrors counts frames the kernel
-	// refused (for example EMSGSIZE, ENXIO, ENETDOWN) and that were
+	// refused (for example EMSGSIZE, ENXIO, ENETDOWN, or EINVAL for
+	// offload metadata that does not match the frame) and that were
 	// skipped.
 	TxBusy    uint64
 	TxDropped uint64
 	TxErrors  uint64
+
+	// GSORead counts GSO super-frames read, GSOSent super-frames the
+	// kernel accepted (offload on).
+	GSORead uint64
+	GSOSent uint64
 }

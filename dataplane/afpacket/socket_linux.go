@@ -44,6 +44,23 @@ const (
 	sendFlags = unix.MSG_DONTWAIT
 
 	defaultTxRetries = 4
+	// txWaitMillis bounds one wait for send-buffer space.
+	txWaitMillis = 2
+
+	// struct virtio_net_hdr (linux/virtio_net.h), which precedes every
+	// frame in both directions with PACKET_VNET_HDR. Its 16-bit fields are
+	// in the host's byte order (legacy virtio, vio_le() on little-endian
+	// hosts).
+	vnetHdrLen     = 10
+	vnetFlags      = 0
+	vnetGSOType    = 1
+	vnetHdrLenOff  = 2
+	vnetGSOSize    = 4
+	vnetCsumStart  = 6
+	vnetCsumOffset = 8
+	// VIRTIO_NET_HDR_F_NEEDS_CSUM: the checksum at csum_start+csum_offset
+	// holds the pseudo-header sum and must be completed.
+	vnetNeedsCsum = 1
 )
 
 // mmsghdr is struct mmsghdr; x/sys/unix has no sendmmsg wrapper.
@@ -80,11 +97,17 @@ type Socket struct {
 	heldN     int
 	pfd       [2]unix.PollFd
 
-	// Transmit state, guarded by wmu.
+	// vnet is set when PACKET_VNET_HDR is on: a virtio_net_hdr precedes
+	// each frame read and each frame written.
+	vnet bool
+
+	// Transmit state, guarded by wmu. With vnet, message j has two
+	// iovecs: vhdrs[j] and the frame.
 	wmu   sync.Mutex
 	hdrs  []mmsghdr
 	iovs  []unix.Iovec
 	addrs []unix.RawSockaddrLinklayer
+	vhdrs [][vnetHdrLen]byte
 
 	// cmu guards the fd against Close for Stats and SetFilter, and the
 	// accumulated kernel counters.
@@ -96,6 +119,7 @@ type Socket struct {
 	blocksRead, framesRead        atomic.Uint64
 	framesSent, txBusy, txDropped atomic.Uint64
 	txErrors                      atomic.Uint64
+	gsoRead, gsoSent              atomic.Uint64
 }
 
 var _ dataplane.PacketIO = (*Socket)(nil)
@@ -134,6 +158,7 @@ func Open(cfg Config) (*Socket, error) {
 		pollMs:     pollMillis(c.PollTimeout),
 		retries:    c.TxRetries,
 		cur:        -1,
+		vnet:       !c.DisableOffload,
 	}
 	if err := s.setup(&c); err != nil {
 		s.release()
@@ -149,6 +174,14 @@ func (s *Socket) setup(c *Config) error {
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_RESERVE, c.Headroom); err != nil {
 		return opError("setsockopt PACKET_RESERVE", err)
+	}
+	// PACKET_VNET_HDR must be set before the ring exists (EBUSY after).
+	// tpacket_rcv then writes the virtio_net_hdr right in front of each
+	// frame's MAC header, after the reserved headroom.
+	if s.vnet {
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+			return opError("setsockopt PACKET_VNET_HDR", err)
+		}
 	}
 	req := unix.TpacketReq3{
 		Block_size:     uint32(c.BlockSize),
@@ -175,8 +208,15 @@ func (s *Socket) setup(c *Config) error {
 			return opError("setsockopt PACKET_IGNORE_OUTGOING", err)
 		}
 	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
-		return opError("setsockopt PACKET_QDISC_BYPASS", err)
+	// PACKET_QDISC_BYPASS sends through __dev_direct_xmit, which drops any
+	// skb validate_xmit_skb had to replace: a super-frame the egress device
+	// cannot segment itself (TSO off) would be lost instead of segmented
+	// in software. With offloads the socket goes through dev_queue_xmit
+	// (on a veth or any noqueue device that is a direct call as well).
+	if !s.vnet {
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
+			return opError("setsockopt PACKET_QDISC_BYPASS", err)
+		}
 	}
 	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: c.Ifindex}
 	if err := unix.Bind(fd, sa); err != nil {
@@ -194,6 +234,15 @@ func (s *Socket) setup(c *Config) error {
 			return opError("setsockopt PACKET_ADD_MEMBERSHIP", err)
 		}
 	}
+	if c.SendBuffer > 0 {
+		// SO_SNDBUFFORCE passes net.core.wmem_max (CAP_NET_ADMIN);
+		// without the capability take what SO_SNDBUF grants.
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, c.SendBuffer); err != nil {
+			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, c.SendBuffer); err != nil {
+				return opError("setsockopt SO_SNDBUF", err)
+			}
+		}
+	}
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return opError("eventfd", err)
@@ -204,16 +253,25 @@ func (s *Socket) setup(c *Config) error {
 		{Fd: int32(efd), Events: unix.POLLIN},
 	}
 
+	niov := 1
+	if s.vnet {
+		niov = 2
+		s.vhdrs = make([][vnetHdrLen]byte, c.TxBatch)
+	}
 	s.hdrs = make([]mmsghdr, c.TxBatch)
-	s.iovs = make([]unix.Iovec, c.TxBatch)
+	s.iovs = make([]unix.Iovec, niov*c.TxBatch)
 	s.addrs = make([]unix.RawSockaddrLinklayer, c.TxBatch)
 	for i := range s.hdrs {
 		s.addrs[i].Family = unix.AF_PACKET
 		h := &s.hdrs[i].hdr
 		h.Name = (*byte)(unsafe.Pointer(&s.addrs[i]))
 		h.Namelen = unix.SizeofSockaddrLinklayer
-		h.Iov = &s.iovs[i]
-		h.SetIovlen(1)
+		h.Iov = &s.iovs[niov*i]
+		h.SetIovlen(niov)
+		if s.vnet {
+			s.iovs[2*i].Base = &s.vhdrs[i][0]
+			s.iovs[2*i].SetLen(vnetHdrLen)
+		}
 	}
 	return nil
 }
@@ -248,6 +306,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.TxBatch == 0 {
 		c.TxBatch = DefaultTxBatch
+	}
+	if c.SendBuffer == 0 {
+		c.SendBuffer = DefaultSendBuffer
 	}
 	switch {
 	case c.TxRetries == 0:
@@ -432,7 +493,7 @@ func (s *Socket) fill(frames []dataplane.Frame) int {
 		status := s.u32(h + hdrStatus)
 		mac := int(binary.NativeEndian.Uint16(s.ring[h+hdrMac:]))
 		end := h + mac + snap
-		if mac < hdrLen || end > s.curEnd {
+		if mac < s.minMac() || end > s.curEnd {
 			s.curLeft = 0
 			break
 		}
@@ -442,7 +503,12 @@ func (s *Socket) fill(frames []dataplane.Frame) int {
 		f.Off = mac - hdrLen
 		f.Len = snap
 		f.Ifindex = int(int32(s.u32(h + sllIfindex)))
-		f.CsumPartial = status&unix.TP_STATUS_CSUMNOTREADY != 0
+		if s.vnet {
+			s.readVnet(f, s.ring[h+mac-vnetHdrLen:h+mac])
+		} else {
+			f.CsumPartial = status&unix.TP_STATUS_CSUMNOTREADY != 0
+			f.Offload, f.GSO, f.CsumStart, f.CsumOffset = false, dataplane.GSO{}, 0, 0
+		}
 		n++
 		s.curLeft--
 		if s.curLeft > 0 && next == 0 {
@@ -455,6 +521,36 @@ func (s *Socket) fill(frames []dataplane.Frame) int {
 		s.finishBlock()
 	}
 	return n
+}
+
+// minMac is the smallest valid tp_mac: the frame header, plus the
+// virtio_net_hdr in front of the frame with vnet.
+func (s *Socket) minMac() int {
+	if s.vnet {
+		return hdrLen + vnetHdrLen
+	}
+	return hdrLen
+}
+
+// readVnet fills f's offload metadata from the virtio_net_hdr v the kernel
+// wrote in front of it (virtio_net_hdr_from_skb: NEEDS_CSUM with
+// csum_start/offset for CHECKSUM_PARTIAL, gso_type/gso_size for GSO).
+func (s *Socket) readVnet(f *dataplane.Frame, v []byte) {
+	f.Offload = true
+	f.CsumPartial = v[vnetFlags]&vnetNeedsCsum != 0
+	f.GSO = dataplane.GSO{
+		Type: dataplane.GSOType(v[vnetGSOType]),
+		Size: binary.NativeEndian.Uint16(v[vnetGSOSize:]),
+	}
+	if f.CsumPartial {
+		f.CsumStart = binary.NativeEndian.Uint16(v[vnetCsumStart:])
+		f.CsumOffset = binary.NativeEndian.Uint16(v[vnetCsumOffset:])
+	} else {
+		f.CsumStart, f.CsumOffset = 0, 0
+	}
+	if f.GSO.Type != dataplane.GSONone {
+		s.gsoRead.Add(1)
+	}
 }
 
 // wait polls until the ring may have a ready block (true), the poll timeout
@@ -519,6 +615,9 @@ func (s *Socket) WriteBatch(frames []dataplane.Frame) (int, error) {
 			uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(k), sendFlags, 0, 0)
 		switch {
 		case e == 0 && r > 0:
+			if s.vnet {
+				s.countGSO(frames[i : i+int(r)])
+			}
 			sent += int(r)
 			i += int(r)
 			busy = 0
@@ -527,6 +626,8 @@ func (s *Socket) WriteBatch(frames []dataplane.Frame) (int, error) {
 			if busy++; busy > s.retries {
 				s.txDropped.Add(uint64(len(frames) - i))
 				i = len(frames)
+			} else if e == unix.EAGAIN {
+				s.waitWritable()
 			}
 		default:
 			// sendmmsg fails only when its first message fails: skip
@@ -546,10 +647,34 @@ func (s *Socket) WriteBatch(frames []dataplane.Frame) (int, error) {
 	return sent, nil
 }
 
-// prepare points message j at frame f.
+func (s *Socket) countGSO(frames []dataplane.Frame) {
+	n := 0
+	for i := range frames {
+		if frames[i].GSO.Type != dataplane.GSONone {
+			n++
+		}
+	}
+	if n > 0 {
+		s.gsoSent.Add(uint64(n))
+	}
+}
+
+// waitWritable waits, briefly, until the socket's send buffer has room
+// again (EAGAIN: the frames in flight, up to 64 KB each, fill it).
+func (s *Socket) waitWritable() {
+	pfd := [1]unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLOUT}}
+	_, _ = unix.Poll(pfd[:], txWaitMillis)
+}
+
+// prepare points message j at frame f (and with vnet fills its
+// virtio_net_hdr).
 func (s *Socket) prepare(j int, f *dataplane.Frame) {
 	data := f.Buf[f.Off : f.Off+f.Len]
 	iov := &s.iovs[j]
+	if s.vnet {
+		putVnet(&s.vhdrs[j], f, data)
+		iov = &s.iovs[2*j+1]
+	}
 	if len(data) > 0 {
 		iov.Base = &data[0]
 	} else {
@@ -565,6 +690,42 @@ func (s *Socket) prepare(j int, f *dataplane.Frame) {
 	if len(data) >= 14 {
 		a.Protocol = binary.NativeEndian.Uint16(data[12:14])
 	}
+}
+
+// putVnet writes the virtio_net_hdr for frame f (bytes data). A frame
+// without Offload is written as an ordinary, complete frame. hdr_len, the
+// kernel's hint for how much to copy into the linear part of the skb, is
+// the headers up to the end of the L4 header of a super-frame, or up to the
+// end of the checksum field of a partial frame (the minimum the kernel
+// accepts); 0 otherwise.
+func putVnet(v *[vnetHdrLen]byte, f *dataplane.Frame, data []byte) {
+	*v = [vnetHdrLen]byte{}
+	if !f.Offload {
+		return
+	}
+	hl := 0
+	if f.CsumPartial {
+		v[vnetFlags] = vnetNeedsCsum
+		binary.NativeEndian.PutUint16(v[vnetCsumStart:], f.CsumStart)
+		binary.NativeEndian.PutUint16(v[vnetCsumOffset:], f.CsumOffset)
+		hl = int(f.CsumStart) + int(f.CsumOffset) + 2
+	}
+	if f.GSO.Type != dataplane.GSONone {
+		v[vnetGSOType] = byte(f.GSO.Type)
+		binary.NativeEndian.PutUint16(v[vnetGSOSize:], f.GSO.Size)
+		cs := int(f.CsumStart)
+		switch f.GSO.Type.Kind() {
+		case dataplane.GSOTCPv4, dataplane.GSOTCPv6:
+			if cs+13 <= len(data) {
+				hl = cs + int(data[cs+12]>>4)*4
+			}
+		case dataplane.GSOUDPL4:
+			hl = cs + 8
+		}
+	}
+	// An hdr_len past the end of the frame (metadata that does not match
+	// it) makes the kernel refuse the frame with EINVAL: a TX error.
+	binary.NativeEndian.PutUint16(v[vnetHdrLenOff:], uint16(hl))
 }
 
 // Stats returns the socket's counters since Open.
@@ -589,6 +750,8 @@ func (s *Socket) Stats() (Stats, error) {
 	st.TxBusy = s.txBusy.Load()
 	st.TxDropped = s.txDropped.Load()
 	st.TxErrors = s.txErrors.Load()
+	st.GSORead = s.gsoRead.Load()
+	st.GSOSent = s.gsoSent.Load()
 	return st, nil
 }
 

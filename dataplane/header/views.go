@@ -173,6 +173,7 @@ const (
 	IPv4TTLOff       = ipv4TTL
 	IPv4TotalLenOff  = ipv4TotalLen
 	IPv4FlagsFragOff = ipv4FlagsFrag
+	IPv4IDOff        = ipv4ID
 )
 
 // IsValid reports whether b holds a complete IPv4 header: version 4, an IHL
@@ -240,15 +241,16 @@ type IPv6 []byte
 
 // IPv6 layout.
 const (
-	IPv6Size        = 40
-	ipv6PayloadLen  = 4
-	ipv6NextHeader  = 6
-	ipv6HopLimit    = 7
-	ipv6Src         = 8
-	ipv6Dst         = 24
-	IPv6SrcOff      = ipv6Src
-	IPv6DstOff      = ipv6Dst
-	IPv6HopLimitOff = ipv6HopLimit
+	IPv6Size          = 40
+	ipv6PayloadLen    = 4
+	ipv6NextHeader    = 6
+	ipv6HopLimit      = 7
+	ipv6Src           = 8
+	ipv6Dst           = 24
+	IPv6SrcOff        = ipv6Src
+	IPv6DstOff        = ipv6Dst
+	IPv6HopLimitOff   = ipv6HopLimit
+	IPv6PayloadLenOff = ipv6PayloadLen
 )
 
 // IsValid reports whether b holds a full IPv6 header with version 6 whose

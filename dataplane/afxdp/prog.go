@@ -1,0 +1,494 @@
+package afxdp
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/cilium/ebpf/asm"
+)
+
+// Names of the program and its maps in the kernel (bpftool prog/map show).
+const (
+	// ProgramName is the name of the XDP program; uvsd --cleanup detaches
+	// programs of this name.
+	ProgramName = "uvs_xdp"
+
+	mapXSKs  = "uvs_xsks"
+	mapAddrs = "uvs_addrs"
+	mapPorts = "uvs_ports"
+)
+
+// XDP actions and struct xdp_md fields.
+const (
+	xdpPass     = 2
+	xdpRedirect = 4
+
+	mdData         = 0
+	mdDataEnd      = 4
+	mdRxQueueIndex = 16
+)
+
+// Stack layout of the program (offsets from the frame pointer R10).
+const (
+	stAddrKey  = -16 // addrKey, 16 bytes
+	stPortKey  = -40 // portKey, 20 bytes: address, proto +16, kind +17, port +18
+	stPorts    = -48 // the L4 header's first word: source port, destination port
+	stFrag     = -44 // non-zero for a non-first fragment
+	stProto    = stPortKey + 16
+	stKind     = stPortKey + 17
+	stKeyPort  = stPortKey + 18
+	stSrcPort  = stPorts
+	stDstPort  = stPorts + 2
+	maxExtHdrs = 4
+)
+
+// Frame offsets (untagged Ethernet).
+const (
+	ethLen     = 14
+	ethType    = 12
+	arpLen     = 28
+	ipv4Min    = 20
+	ipv6Len    = 40
+	ipv4Ver    = ethLen
+	ipv4Frag   = ethLen + 6
+	ipv4Proto  = ethLen + 9
+	ipv4Src    = ethLen + 12
+	ipv4Dst    = ethLen + 16
+	ipv6Next   = ethLen + 6
+	ipv6Src    = ethLen + 8
+	ipv6Dst    = ethLen + 24
+	arpHW      = ethLen     // htype, ptype
+	arpLens    = ethLen + 4 // hlen, plen
+	arpOp      = ethLen + 6
+	arpTarget  = ethLen + 24
+	icmpHdrLen = 8
+)
+
+// IP protocols and extension headers.
+const (
+	protoICMP   = 1
+	protoTCP    = 6
+	protoUDP    = 17
+	protoSCTP   = 132
+	protoICMPv6 = 58
+	extHopByHop = 0
+	extRouting  = 43
+	extFragment = 44
+	extDestOpts = 60
+)
+
+// ne16 and ne32 return the value a native-endian load of the big-endian
+// bytes of v yields: the constant to compare a loaded header field with.
+func ne16(v uint16) int32 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], v)
+	return int32(binary.NativeEndian.Uint16(b[:]))
+}
+
+func ne32(v uint32) int32 {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], v)
+	return int32(binary.NativeEndian.Uint32(b[:]))
+}
+
+// builder assembles the program with symbolic labels.
+type builder struct {
+	insns   asm.Instructions
+	pending string
+	n       int
+}
+
+func (b *builder) emit(ins ...asm.Instruction) {
+	for _, in := range ins {
+		if b.pending != "" {
+			in = in.WithSymbol(b.pending)
+			b.pending = ""
+		}
+		b.insns = append(b.insns, in)
+	}
+}
+
+// label names the next instruction.
+func (b *builder) label(name string) {
+	if b.pending != "" {
+		// Two labels on one spot: separate them with a no-op jump.
+		b.emit(asm.Instruction{OpCode: asm.Ja.Op(asm.ImmSource), Offset: 0})
+	}
+	b.pending = name
+}
+
+// fresh returns a label name not used before.
+func (b *builder) fresh(prefix string) string {
+	b.n++
+	return fmt.Sprintf("%s_%d", prefix, b.n)
+}
+
+// need jumps to pass unless ptr+n <= data_end (R8).
+func (b *builder) need(ptr asm.Register, n int32) {
+	b.emit(
+		asm.Mov.Reg(asm.R2, ptr),
+		asm.Add.Imm(asm.R2, n),
+		asm.JGT.Reg(asm.R2, asm.R8, "pass"),
+	)
+}
+
+// addr4 writes the IPv4 address at ptr+off, IPv4 mapped, to the stack key
+// at base.
+func (b *builder) addr4(base int16, ptr asm.Register, off int16) {
+	b.emit(
+		asm.StoreImm(asm.R10, base, 0, asm.Word),
+		asm.StoreImm(asm.R10, base+4, 0, asm.Word),
+		asm.StoreImm(asm.R10, base+8, int64(ne32(0x0000ffff)), asm.Word),
+		asm.LoadMem(asm.R2, ptr, off, asm.Word),
+		asm.StoreMem(asm.R10, base+12, asm.R2, asm.Word),
+	)
+}
+
+// addr6 copies the IPv6 address at ptr+off to the stack key at base.
+func (b *builder) addr6(base int16, ptr asm.Register, off int16) {
+	b.emit(
+		asm.LoadMem(asm.R2, ptr, off, asm.DWord),
+		asm.StoreMem(asm.R10, base, asm.R2, asm.DWord),
+		asm.LoadMem(asm.R2, ptr, off+8, asm.DWord),
+		asm.StoreMem(asm.R10, base+8, asm.R2, asm.DWord),
+	)
+}
+
+func (b *builder) addr(v6 bool, base int16, ptr asm.Register, off int16) {
+	if v6 {
+		b.addr6(base, ptr, off)
+	} else {
+		b.addr4(base, ptr, off)
+	}
+}
+
+// lookup looks the stack key at key up in the named map; R0 points to the
+// value afterwards, and a miss jumps to miss.
+func (b *builder) lookup(m string, key int16, miss string) {
+	b.emit(
+		asm.LoadMapPtr(asm.R1, 0).WithReference(m),
+		asm.Mov.Reg(asm.R2, asm.R10),
+		asm.Add.Imm(asm.R2, int32(key)),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, miss),
+	)
+}
+
+// flagTest jumps to target if the addrs value R0 points to has any of
+// flags.
+func (b *builder) flagTest(flags uint32, target string) {
+	b.emit(
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.Word),
+		asm.JSet.Imm(asm.R1, int32(flags), target),
+	)
+}
+
+// l4Proto jumps to pass unless the register holds TCP, UDP or SCTP.
+func (b *builder) l4Proto(r asm.Register) {
+	ok := b.fresh("l4ok")
+	b.emit(
+		asm.JEq.Imm(r, protoTCP, ok),
+		asm.JEq.Imm(r, protoUDP, ok),
+		asm.JNE.Imm(r, protoSCTP, "pass"),
+	)
+	b.label(ok)
+}
+
+// programInstructions returns the XDP program. Its map loads refer to the
+// maps by the names mapXSKs, mapAddrs and mapPorts (asm.Instructions
+// AssociateMap).
+//
+// Registers: R6 the context, R7 data, R8 data_end, R9 the L4 header; R0-R5
+// are scratch and do not survive helper calls.
+func programInstructions() asm.Instructions {
+	b := &builder{}
+	b.emit(
+		asm.Mov.Reg(asm.R6, asm.R1),
+		asm.LoadMem(asm.R7, asm.R6, mdData, asm.Word),
+		asm.LoadMem(asm.R8, asm.R6, mdDataEnd, asm.Word),
+		// Ports and fragment flag start at zero.
+		asm.StoreImm(asm.R10, stPorts, 0, asm.Word),
+		asm.StoreImm(asm.R10, stFrag, 0, asm.Word),
+	)
+	b.need(asm.R7, ethLen)
+	b.emit(
+		asm.LoadMem(asm.R2, asm.R7, ethType, asm.Half),
+		asm.JEq.Imm(asm.R2, ne16(0x0800), "ipv4"),
+		asm.JEq.Imm(asm.R2, ne16(0x86dd), "ipv6"),
+		asm.JNE.Imm(asm.R2, ne16(0x0806), "pass"),
+	)
+
+	// ARP: an Ethernet/IPv4 request for an address uvsd answers for.
+	b.need(asm.R7, ethLen+arpLen)
+	b.emit(
+		asm.LoadMem(asm.R2, asm.R7, arpHW, asm.Word),
+		asm.JNE.Imm32(asm.R2, ne32(0x00010800), "pass"),
+		asm.LoadMem(asm.R2, asm.R7, arpLens, asm.Half),
+		asm.JNE.Imm(asm.R2, ne16(0x0604), "pass"),
+		asm.LoadMem(asm.R2, asm.R7, arpOp, asm.Half),
+		asm.JNE.Imm(asm.R2, ne16(1), "pass"),
+	)
+	b.addr4(stAddrKey, asm.R7, arpTarget)
+	b.lookup(mapAddrs, stAddrKey, "pass")
+	b.flagTest(flagNeigh, "redirect")
+	b.emit(asm.Ja.Label("pass"))
+
+	b.ipv4()
+	b.ipv6()
+
+	b.label("redirect")
+	b.emit(
+		asm.LoadMapPtr(asm.R1, 0).WithReference(mapXSKs),
+		asm.LoadMem(asm.R2, asm.R6, mdRxQueueIndex, asm.Word),
+		asm.Mov.Imm(asm.R3, xdpPass), // no socket on this queue: pass
+		asm.FnRedirectMap.Call(),
+		asm.Return(),
+	)
+	b.label("pass")
+	b.emit(
+		asm.Mov.Imm(asm.R0, xdpPass),
+		asm.Return(),
+	)
+	return b.insns
+}
+
+// ipv4 emits the IPv4 section, labelled "ipv4".
+func (b *builder) ipv4() {
+	b.label("ipv4")
+	b.need(asm.R7, ethLen+ipv4Min)
+	b.emit(
+		asm.LoadMem(asm.R2, asm.R7, ipv4Ver, asm.Byte),
+		asm.Mov.Reg(asm.R3, asm.R2),
+		asm.And.Imm(asm.R3, 0xf0),
+		asm.JNE.Imm(asm.R3, 0x40, "pass"),
+		asm.And.Imm(asm.R2, 0x0f),
+		asm.LSh.Imm(asm.R2, 2),
+		asm.JLT.Imm(asm.R2, ipv4Min, "pass"),
+		asm.Mov.Reg(asm.R9, asm.R7),
+		asm.Add.Imm(asm.R9, ethLen),
+		asm.Add.Reg(asm.R9, asm.R2),
+		// Fragment offset: non-zero for all but the first fragment.
+		asm.LoadMem(asm.R4, asm.R7, ipv4Frag, asm.Half),
+		asm.And.Imm(asm.R4, ne16(0x1fff)),
+		asm.StoreMem(asm.R10, stFrag, asm.R4, asm.Word),
+		asm.LoadMem(asm.R5, asm.R7, ipv4Proto, asm.Byte),
+		asm.StoreMem(asm.R10, stProto, asm.R5, asm.Byte),
+		asm.JEq.Imm(asm.R5, protoICMP, "icmp4"),
+	)
+	b.l4(false)
+
+	b.label("icmp4")
+	b.emit(asm.JNE.Imm(asm.R4, 0, "pass"))
+	b.need(asm.R9, icmpHdrLen)
+	b.emit(
+		asm.LoadMem(asm.R2, asm.R9, 0, asm.Byte),
+		asm.JEq.Imm(asm.R2, 3, "icmperr4"),  // destination unreachable
+		asm.JEq.Imm(asm.R2, 4, "icmperr4"),  // source quench
+		asm.JEq.Imm(asm.R2, 11, "icmperr4"), // time exceeded
+		asm.JNE.Imm(asm.R2, 12, "pass"),     // parameter problem
+	)
+	b.label("icmperr4")
+	b.icmpError(false)
+}
+
+// ipv6 emits the IPv6 section, labelled "ipv6".
+func (b *builder) ipv6() {
+	b.label("ipv6")
+	b.need(asm.R7, ethLen+ipv6Len)
+	b.emit(
+		asm.LoadMem(asm.R2, asm.R7, ethLen, asm.Byte),
+		asm.And.Imm(asm.R2, 0xf0),
+		asm.JNE.Imm(asm.R2, 0x60, "pass"),
+		asm.LoadMem(asm.R5, asm.R7, ipv6Next, asm.Byte),
+		asm.Mov.Reg(asm.R9, asm.R7),
+		asm.Add.Imm(asm.R9, ethLen+ipv6Len),
+		asm.Mov.Imm(asm.R4, 0),
+	)
+	// Walk up to maxExtHdrs extension headers; R5 is the next header, R4
+	// collects fragment offsets.
+	for range maxExtHdrs {
+		ext, frag, next := b.fresh("ext"), b.fresh("frag"), b.fresh("next")
+		b.emit(
+			asm.JEq.Imm(asm.R5, extHopByHop, ext),
+			asm.JEq.Imm(asm.R5, extRouting, ext),
+			asm.JEq.Imm(asm.R5, extDestOpts, ext),
+			asm.JEq.Imm(asm.R5, extFragment, frag),
+			asm.Ja.Label("exts_done"),
+		)
+		b.label(ext)
+		b.need(asm.R9, 2)
+		b.emit(
+			asm.LoadMem(asm.R5, asm.R9, 0, asm.Byte),
+			asm.LoadMem(asm.R2, asm.R9, 1, asm.Byte),
+			asm.Add.Imm(asm.R2, 1),
+			asm.LSh.Imm(asm.R2, 3),
+			asm.Add.Reg(asm.R9, asm.R2),
+			asm.Ja.Label(next),
+		)
+		b.label(frag)
+		b.need(asm.R9, 8)
+		b.emit(
+			asm.LoadMem(asm.R5, asm.R9, 0, asm.Byte),
+			asm.LoadMem(asm.R2, asm.R9, 2, asm.Half),
+			asm.And.Imm(asm.R2, ne16(0xfff8)),
+			asm.Or.Reg(asm.R4, asm.R2),
+			asm.Add.Imm(asm.R9, 8),
+		)
+		b.label(next)
+	}
+	// Still an extension header: too many to walk.
+	b.emit(
+		asm.JEq.Imm(asm.R5, extHopByHop, "pass"),
+		asm.JEq.Imm(asm.R5, extRouting, "pass"),
+		asm.JEq.Imm(asm.R5, extDestOpts, "pass"),
+		asm.JEq.Imm(asm.R5, extFragment, "pass"),
+	)
+	b.label("exts_done")
+	b.emit(
+		asm.StoreMem(asm.R10, stFrag, asm.R4, asm.Word),
+		asm.StoreMem(asm.R10, stProto, asm.R5, asm.Byte),
+		asm.JEq.Imm(asm.R5, protoICMPv6, "icmp6"),
+	)
+	b.l4(true)
+
+	b.label("icmp6")
+	b.emit(asm.JNE.Imm(asm.R4, 0, "pass"))
+	b.need(asm.R9, icmpHdrLen)
+	b.emit(
+		asm.LoadMem(asm.R2, asm.R9, 0, asm.Byte),
+		asm.JEq.Imm(asm.R2, 135, "ns"),
+		asm.JEq.Imm(asm.R2, 0, "pass"),
+		asm.JGT.Imm(asm.R2, 4, "pass"), // errors: types 1-4
+	)
+	b.icmpError(true)
+
+	// Neighbour solicitation: the target follows the 8-byte header.
+	b.label("ns")
+	b.need(asm.R9, icmpHdrLen+16)
+	b.addr6(stAddrKey, asm.R9, icmpHdrLen)
+	b.lookup(mapAddrs, stAddrKey, "pass")
+	b.flagTest(flagNeigh, "redirect")
+	b.emit(asm.Ja.Label("pass"))
+}
+
+// l4 emits the TCP/UDP/SCTP lookups. On entry R5 holds the protocol (also
+// stored in the port key), R9 points to the L4 header and the fragment flag
+// is on the stack.
+func (b *builder) l4(v6 bool) {
+	srcOff, dstOff := int16(ipv4Src), int16(ipv4Dst)
+	if v6 {
+		srcOff, dstOff = ipv6Src, ipv6Dst
+	}
+	anyPort, notAny, natReply := b.fresh("anyport"), b.fresh("notany"), b.fresh("natreply")
+	b.l4Proto(asm.R5)
+	b.addr(v6, stPortKey, asm.R7, dstOff)
+	b.emit(
+		asm.StoreImm(asm.R10, stKind, kindService, asm.Byte),
+		asm.LoadMem(asm.R4, asm.R10, stFrag, asm.Word),
+		asm.JNE.Imm(asm.R4, 0, anyPort),
+	)
+	b.need(asm.R9, 4)
+	b.emit(
+		asm.LoadMem(asm.R2, asm.R9, 0, asm.Word),
+		asm.StoreMem(asm.R10, stPorts, asm.R2, asm.Word),
+		asm.LoadMem(asm.R2, asm.R10, stDstPort, asm.Half),
+		asm.StoreMem(asm.R10, stKeyPort, asm.R2, asm.Half),
+	)
+	// A service on the destination port.
+	b.lookup(mapPorts, stPortKey, anyPort)
+	b.emit(asm.Ja.Label("redirect"))
+	// A service on every port (also matches non-first fragments).
+	b.label(anyPort)
+	b.emit(asm.StoreImm(asm.R10, stKeyPort, 0, asm.Half))
+	b.lookup(mapPorts, stPortKey, notAny)
+	b.emit(asm.Ja.Label("redirect"))
+	// A FULLNAT local address: the destination port within its range.
+	b.label(notAny)
+	b.emit(
+		asm.LoadMem(asm.R4, asm.R10, stFrag, asm.Word),
+		asm.JNE.Imm(asm.R4, 0, "pass"),
+		asm.StoreImm(asm.R10, stKind, kindLocalRange, asm.Byte),
+	)
+	b.lookup(mapPorts, stPortKey, natReply)
+	b.emit(
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.Word),
+		asm.LoadMem(asm.R2, asm.R10, stDstPort, asm.Half),
+		asm.HostTo(asm.BE, asm.R2, asm.Half),
+		asm.Mov.Reg(asm.R3, asm.R1),
+		asm.And.Imm(asm.R3, 0xffff),
+		asm.JLT.Reg(asm.R2, asm.R3, natReply),
+		asm.RSh.Imm(asm.R1, 16),
+		asm.JGT.Reg(asm.R2, asm.R1, natReply),
+		asm.Ja.Label("redirect"),
+	)
+	// A NAT reply: from a real server's port, not to a director address.
+	b.label(natReply)
+	b.addr(v6, stPortKey, asm.R7, srcOff)
+	b.emit(
+		asm.StoreImm(asm.R10, stKind, kindNATReply, asm.Byte),
+		asm.LoadMem(asm.R2, asm.R10, stSrcPort, asm.Half),
+		asm.StoreMem(asm.R10, stKeyPort, asm.R2, asm.Half),
+	)
+	b.lookup(mapPorts, stPortKey, "pass")
+	b.addr(v6, stAddrKey, asm.R7, dstOff)
+	b.lookup(mapAddrs, stAddrKey, "redirect")
+	b.flagTest(flagLocal, "pass")
+	b.emit(asm.Ja.Label("redirect"))
+}
+
+// icmpError emits the ICMP error checks; R9 points to the ICMP header,
+// which is known to be at least 8 bytes long.
+func (b *builder) icmpError(v6 bool) {
+	dstOff := int16(ipv4Dst)
+	if v6 {
+		dstOff = ipv6Dst
+	}
+	inner := b.fresh("inner")
+	// Addressed to a VIP: redirect; to a director address: the kernel's.
+	b.addr(v6, stAddrKey, asm.R7, dstOff)
+	b.lookup(mapAddrs, stAddrKey, inner)
+	b.flagTest(flagVIP, "redirect")
+	b.flagTest(flagLocal, "pass")
+	// About a NAT connection: the quoted packet went to a real server's
+	// NAT port, so its reply would be a NAT reply.
+	b.label(inner)
+	if v6 {
+		b.need(asm.R9, icmpHdrLen+ipv6Len+4)
+		b.emit(asm.LoadMem(asm.R5, asm.R9, icmpHdrLen+6, asm.Byte))
+		b.l4Proto(asm.R5)
+		b.emit(
+			asm.StoreMem(asm.R10, stProto, asm.R5, asm.Byte),
+			asm.LoadMem(asm.R2, asm.R9, icmpHdrLen+ipv6Len+2, asm.Half),
+			asm.StoreMem(asm.R10, stKeyPort, asm.R2, asm.Half),
+		)
+		b.addr6(stPortKey, asm.R9, icmpHdrLen+24)
+	} else {
+		b.need(asm.R9, icmpHdrLen+ipv4Min)
+		b.emit(
+			asm.LoadMem(asm.R2, asm.R9, icmpHdrLen, asm.Byte),
+			asm.Mov.Reg(asm.R3, asm.R2),
+			asm.And.Imm(asm.R3, 0xf0),
+			asm.JNE.Imm(asm.R3, 0x40, "pass"),
+			asm.And.Imm(asm.R2, 0x0f),
+			asm.LSh.Imm(asm.R2, 2),
+			asm.JLT.Imm(asm.R2, ipv4Min, "pass"),
+			asm.LoadMem(asm.R5, asm.R9, icmpHdrLen+9, asm.Byte),
+		)
+		b.l4Proto(asm.R5)
+		b.emit(
+			asm.StoreMem(asm.R10, stProto, asm.R5, asm.Byte),
+			asm.Mov.Reg(asm.R3, asm.R9),
+			asm.Add.Imm(asm.R3, icmpHdrLen),
+			asm.Add.Reg(asm.R3, asm.R2), // the quoted L4 header
+			asm.Mov.Reg(asm.R2, asm.R3),
+			asm.Add.Imm(asm.R2, 4),
+			asm.JGT.Reg(asm.R2, asm.R8, "pass"),
+			asm.LoadMem(asm.R2, asm.R3, 2, asm.Half),
+			asm.StoreMem(asm.R10, stKeyPort, asm.R2, asm.Half),
+		)
+		b.addr4(stPortKey, asm.R9, icmpHdrLen+16)
+	}
+	b.emit(asm.StoreImm(asm.R10, stKind, kindNATReply, asm.Byte))
+	b.lookup(mapPorts, stPortKey, "pass")
+	b.emit(asm.Ja.Label("redirect"))
+}

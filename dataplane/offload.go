@@ -1,0 +1,147 @@
+package dataplane
+
+import (
+	"github.com/uvs-lb/uvs/dataplane/header"
+	"github.com/uvs-lb/uvs/modes"
+)
+
+// Offloads in the worker (issue 8).
+//
+// A backend with Frame.Offload (AF_PACKET with PACKET_VNET_HDR) hands the
+// worker TCP and UDP GSO super-frames of up to 64 KB and partial checksums
+// with their csum_start/csum_offset. The worker rewrites a super-frame once
+// (NAT, FULLNAT: addresses, ports, TTL, IPv4 header checksum; DR: TTL and
+// MACs) and sends it on with the same GSO metadata, so the egress device
+// (or the kernel's software GSO in front of it) cuts it into segments. A
+// partial checksum stays partial: the pseudo-header sum in the field is
+// updated for the changed addresses (modes.CsumKeepPartial) and the
+// kernel or the device completes it. The MTU check applies to the
+// segments (modes.CheckMTU with the GSO size).
+//
+// TUN cannot pass a super-frame on: IPIP (or GUE) around a GSO frame has no
+// virtio_net_hdr GSO type, and the real server's decapsulator may be a raw
+// socket that must receive complete packets. The worker therefore cuts the
+// super-frame in software (modes.Segmenter) into segments with complete
+// checksums, in a per-worker slab, and encapsulates each; the slab and the
+// output batch are flushed early when full, so nothing is allocated.
+
+const (
+	// segSlabSize is the per-worker buffer for software segments: about
+	// four 64 KB super-frames' worth of MTU-sized segments between flushes.
+	segSlabSize = 256 << 10
+	// segHeadroom is reserved in front of each segment for the tunnel
+	// header (GUE: 32 bytes).
+	segHeadroom = 64
+	// segAlign keeps segments cache-line aligned in the slab.
+	segAlign = 64
+)
+
+// csumState checks a frame's offload metadata against its parse and says
+// how the rewrite must treat its L4 checksum. A super-frame without a
+// usable partial checksum gets one (modes.SeedPartial): segmentation needs
+// it. ok is false for a super-frame whose GSO type does not match its
+// headers, which is dropped.
+func (w *Worker) csumState(f *Frame, data []byte) (modes.Csum, bool) {
+	p := &w.p
+	if f.GSO.IsGSO() {
+		if !gsoMatches(f.GSO, p) {
+			return modes.CsumComplete, false
+		}
+		if !f.CsumPartial || !partialAt(f, p) {
+			start, off, ok := modes.SeedPartial(data, p)
+			if !ok {
+				return modes.CsumComplete, false
+			}
+			f.CsumPartial, f.CsumStart, f.CsumOffset = true, start, off
+		}
+		return modes.CsumKeepPartial, true
+	}
+	switch {
+	case !f.CsumPartial:
+		return modes.CsumComplete, true
+	case f.Offload && partialAt(f, p):
+		return modes.CsumKeepPartial, true
+	}
+	return modes.CsumPartial, true
+}
+
+// partialAt reports whether the frame's partial checksum is the L4
+// checksum of the parsed packet.
+func partialAt(f *Frame, p *header.Parsed) bool {
+	co := header.L4ChecksumOffset(p.Proto)
+	return co >= 0 && int(f.CsumStart) == p.L4Off && int(f.CsumOffset) == co
+}
+
+// gsoMatches reports whether a GSO description fits the parsed packet.
+func gsoMatches(g GSO, p *header.Parsed) bool {
+	if g.Size == 0 || p.Reason != header.ReasonNone {
+		return false
+	}
+	switch g.Type.Kind() {
+	case GSOTCPv4:
+		return p.IPVersion == 4 && p.Proto == header.ProtoTCP
+	case GSOTCPv6:
+		return p.IPVersion == 6 && p.Proto == header.ProtoTCP
+	case GSOUDPL4:
+		return p.Proto == header.ProtoUDP
+	}
+	return false
+}
+
+// sent updates a rewritten frame's offload state before it is queued: a
+// checksum the rewrite completed in software is no longer partial.
+func (w *Worker) sent(f *Frame, csum modes.Csum) {
+	if csum == modes.CsumPartial {
+		f.CsumPartial = false
+	}
+	if f.GSO.IsGSO() {
+		w.Counters.inc(CntGSO)
+	}
+}
+
+// gsoAccECN is VIRTIO_NET_HDR_GSO_ACCECN: segments keep TCP CWR.
+const gsoAccECN GSOType = 0x10
+
+// tunnelGSO cuts a super-frame into segments and encapsulates each towards
+// the real server. The first segment decides for all (TTL, MTU): a
+// failure there is reported once, about the super-frame.
+func (w *Worker) tunnelGSO(f *Frame, data []byte, t *modes.Tunnel, hop *Hop, host *Host) {
+	p := &w.p
+	sg := &w.seg
+	if !sg.Init(data, p, int(f.GSO.Size), f.GSO.Type&gsoAccECN != 0) {
+		w.Counters.inc(CntGSOBad)
+		return
+	}
+	need := (segHeadroom + sg.MaxLen() + segAlign - 1) &^ (segAlign - 1)
+	if need > len(w.slab) {
+		w.Counters.inc(CntGSOBad)
+		return
+	}
+	for i := 0; ; i++ {
+		if len(w.slab)-w.slabOff < need || len(w.out) == cap(w.out) {
+			w.flush()
+		}
+		buf := w.slab[w.slabOff : w.slabOff+need]
+		n := sg.Next(buf[segHeadroom:])
+		if n == 0 {
+			return
+		}
+		sp := &w.sp
+		sp.Parse(buf[segHeadroom : segHeadroom+n])
+		off, m, r := modes.Encap(buf, segHeadroom, n, sp, t, modes.CsumComplete)
+		if !r.OK() {
+			if i == 0 {
+				w.verdict(f, data, r, host)
+			} else {
+				w.Counters.inc(CntRewriteFail)
+			}
+			return
+		}
+		eth := header.Ethernet(buf[off : off+m])
+		eth.SetDst(hop.DstMAC)
+		eth.SetSrc(hop.SrcMAC)
+		w.slabOff += need
+		w.out = append(w.out, Frame{Buf: buf, Off: off, Len: m, Ifindex: hop.Ifindex})
+		w.Counters.inc(CntGSOSegment)
+	}
+}

@@ -1,0 +1,290 @@
+package director
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+	"slices"
+
+	"go.uber.org/zap"
+
+	"github.com/uvs-lb/uvs/dataplane"
+	"github.com/uvs-lb/uvs/dataplane/afpacket"
+	"github.com/uvs-lb/uvs/dataplane/afxdp"
+)
+
+// Packet-I/O backends (Config.IO, uvsd --io).
+const (
+	// IOAFPacket reads with AF_PACKET TPACKET_V3 rings in one fanout group
+	// and keeps the kernel off owned traffic with nftables hooks.
+	IOAFPacket = "afpacket"
+	// IOAFXDP reads with AF_XDP sockets fed by an XDP program that
+	// redirects only owned frames (one socket per interface and queue;
+	// queue q of every interface goes to worker q mod workers, so there
+	// are at most as many workers as the busiest interface has queues).
+	// It serves the interfaces present at start. The nftables hooks stay
+	// installed: redundant while the program is attached, they cover
+	// start-up and shut-down.
+	IOAFXDP = "afxdp"
+	// IOAuto uses AF_XDP when it can be set up on every served interface,
+	// and AF_PACKET otherwise.
+	IOAuto = "auto"
+)
+
+// IOEnv names the environment variable that sets uvsd's default --io (for
+// a uvsd that uvsadm autostarts, for example).
+const IOEnv = "UVS_IO"
+
+// ParseIO checks a --io value ("" selects IOAFPacket).
+func ParseIO(s string) (string, error) {
+	switch s {
+	case "":
+		return IOAFPacket, nil
+	case IOAFPacket, IOAFXDP, IOAuto:
+		return s, nil
+	}
+	return "", fmt.Errorf("unknown packet I/O backend %q (want afpacket, afxdp or auto)", s)
+}
+
+// openIO opens the workers' packet I/O with the configured backend and
+// sets d.backend.
+func (d *Director) openIO() ([]dataplane.PacketIO, error) {
+	switch d.cfg.IO {
+	case IOAFXDP:
+		return d.openAFXDP()
+	case IOAuto:
+		ios, err := d.openAFXDP()
+		if err == nil {
+			return ios, nil
+		}
+		d.log.Warn("AF_XDP cannot be set up, using AF_PACKET", zap.Error(err))
+	}
+	return d.openAFPacket()
+}
+
+// openAFPacket opens one AF_PACKET socket per worker, all in one fanout
+// group receiving from every interface.
+func (d *Director) openAFPacket() ([]dataplane.PacketIO, error) {
+	n := d.cfg.Workers
+	if n <= 0 {
+		n = 0
+		for _, ifc := range d.host.Load().Ifaces {
+			q, err := afpacket.NumRXQueues(ifc.Name)
+			if err != nil || q < 1 {
+				q = 1
+			}
+			n += q
+		}
+		n = min(n, runtime.NumCPU())
+	}
+	filter, err := d.filter()
+	if err != nil {
+		return nil, err
+	}
+	group := uint16(os.Getpid()&0x7fff) + 1
+	var ios []dataplane.PacketIO
+	for i := 0; i < n; i++ {
+		s, err := afpacket.Open(afpacket.Config{
+			FanoutGroup: group,
+			FanoutMode:  afpacket.FanoutHash,
+			Filter:      filter,
+		})
+		if err != nil {
+			d.closeIO()
+			d.sockets = nil
+			return nil, fmt.Errorf("packet socket: %w", err)
+		}
+		d.sockets = append(d.sockets, s)
+		ios = append(ios, s)
+	}
+	d.backend = IOAFPacket
+	d.log.Info("io backend", zap.String("backend", IOAFPacket), zap.Int("sockets", n))
+	return ios, nil
+}
+
+// xdpMaxFrameSize is the largest UMEM frame: a page (frames larger than a
+// page need XDP multi-buffer, which uvsd does not use).
+const xdpMaxFrameSize = 4096
+
+// openAFXDP loads the XDP program, opens one AF_XDP socket per served
+// interface and RX queue, spreads the queues over the workers (queue q of
+// every interface to worker q mod n) and attaches the program to every
+// interface. On error nothing stays open or attached.
+func (d *Director) openAFXDP() (ios []dataplane.PacketIO, err error) {
+	host := d.host.Load()
+	idx := make([]int, 0, len(host.Ifaces))
+	for i := range host.Ifaces {
+		idx = append(idx, i)
+	}
+	slices.Sort(idx)
+	queues := map[int]int{}
+	maxQ, maxMTU := 1, 0
+	for _, i := range idx {
+		q, err := afxdp.NumQueues(host.Ifaces[i].Name)
+		if err != nil {
+			// No ethtool channels: sysfs, else one queue.
+			if q, err = afpacket.NumRXQueues(host.Ifaces[i].Name); err != nil || q < 1 {
+				q = 1
+			}
+		}
+		queues[i] = q
+		maxQ = max(maxQ, q)
+		maxMTU = max(maxMTU, host.Ifaces[i].MTU)
+	}
+	cfg := afxdp.Config{}
+	for cfg.FrameSize = afxdp.DefaultFrameSize; cfg.MaxFrameLen() < maxMTU+18; cfg.FrameSize *= 2 {
+		if cfg.FrameSize >= xdpMaxFrameSize || cfg.FrameSize >= os.Getpagesize() {
+			return nil, fmt.Errorf("afxdp: an MTU of %d does not fit a UMEM frame (at most %d bytes of frame)", maxMTU, cfg.MaxFrameLen())
+		}
+	}
+	n := maxQ
+	if d.cfg.Workers > 0 {
+		n = min(d.cfg.Workers, maxQ)
+	} else {
+		n = min(n, runtime.NumCPU())
+	}
+	prog, err := afxdp.NewProgram(afxdp.ProgramConfig{})
+	if err != nil {
+		return nil, err
+	}
+	d.xdp = prog
+	defer func() {
+		if err != nil {
+			d.closeIO()
+			d.releaseIO()
+			d.xios, ios = nil, nil
+		}
+	}()
+	if err := prog.Update(d.xdpSpec()); err != nil {
+		return nil, err
+	}
+	for _, i := range idx {
+		if err := prog.AddInterface(i, queues[i]); err != nil {
+			return nil, err
+		}
+	}
+	for w := 0; w < n; w++ {
+		var binds []afxdp.Bind
+		for _, i := range idx {
+			for q := w; q < queues[i]; q += n {
+				binds = append(binds, afxdp.Bind{Ifindex: i, Queue: q})
+			}
+		}
+		x, err := afxdp.Open(cfg, binds)
+		if err != nil {
+			return nil, err
+		}
+		d.xios = append(d.xios, x)
+		ios = append(ios, x)
+		for _, s := range x.Sockets() {
+			if err := prog.Register(s); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var modes []string
+	for _, i := range idx {
+		m, err := prog.Attach(i, d.cfg.XDPMode)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", host.Ifaces[i].Name, err)
+		}
+		modes = append(modes, host.Ifaces[i].Name+":"+m.String())
+		if m == afxdp.ModeGeneric {
+			// Generic XDP runs after GRO and sees a sender's GSO
+			// super-frames whole; they do not fit a UMEM frame.
+			d.log.Warn("XDP in generic mode: GRO/GSO super-frames are dropped (turn GRO off on the interface and TSO/GSO off on senders in this host)",
+				zap.String("interface", host.Ifaces[i].Name), zap.Int("max frame", cfg.MaxFrameLen()))
+		}
+	}
+	d.backend = IOAFXDP
+	d.log.Info("io backend", zap.String("backend", IOAFXDP), zap.Strings("xdp", modes),
+		zap.Int("frame size", cfg.FrameSize))
+	return ios, nil
+}
+
+// closeIO detaches the XDP program (frames go back to the kernel, whose
+// hooks still drop owned traffic) and closes every socket. Workers' blocked
+// reads return.
+func (d *Director) closeIO() {
+	if d.xdp != nil {
+		if err := d.xdp.Detach(); err != nil {
+			d.log.Error("detaching the XDP program", zap.Error(err))
+		}
+	}
+	for _, s := range d.sockets {
+		_ = s.Close()
+	}
+	for _, x := range d.xios {
+		_ = x.Close()
+	}
+}
+
+// releaseIO frees the XDP program and maps once the workers have stopped.
+func (d *Director) releaseIO() {
+	if d.xdp != nil {
+		if err := d.xdp.Close(); err != nil {
+			d.log.Error("closing the XDP program", zap.Error(err))
+		}
+		d.xdp = nil
+	}
+}
+
+// xdpSpec is what the XDP program redirects: what the kernel hooks drop
+// (sync's last khook spec), the ARP/NDP targets and the director's own
+// addresses.
+func (d *Director) xdpSpec() afxdp.Spec {
+	o := d.hooked
+	host := d.host.Load()
+	var s afxdp.Spec
+	for _, e := range o.services {
+		s.Services = append(s.Services, afxdp.Endpoint{Addr: e.Addr, Proto: e.Proto, Port: e.Port})
+	}
+	for _, e := range o.nat {
+		s.NATReplies = append(s.NATReplies, afxdp.Endpoint{Addr: e.Addr, Proto: e.Proto, Port: e.Port})
+	}
+	for _, r := range o.ranges {
+		s.LocalRanges = append(s.LocalRanges, afxdp.PortRange{Addr: r.Addr, Proto: r.Proto, First: r.First, Last: r.Last})
+	}
+	s.VIPs = o.vips
+	for _, a := range o.vips {
+		if !host.Local[a.Unmap().As16()] && !host.Local[a.As16()] {
+			s.Neighbours = append(s.Neighbours, a)
+		}
+	}
+	for a := range host.Local {
+		s.Local = append(s.Local, netip.AddrFrom16(a).Unmap())
+	}
+	return s
+}
+
+// updateXDP loads the current ownership into the XDP program's maps.
+func (d *Director) updateXDP() {
+	if d.xdp == nil {
+		return
+	}
+	if err := d.xdp.Update(d.xdpSpec()); err != nil {
+		d.log.Error("updating the XDP program's maps", zap.Error(err))
+	}
+}
+
+// XDPStats returns the AF_XDP backend's counters summed over the workers
+// (zero when the backend is AF_PACKET).
+func (d *Director) XDPStats() (afxdp.Stats, error) {
+	var total afxdp.Stats
+	var errs []error
+	for _, x := range d.xios {
+		st, err := x.Stats()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		total = total.Add(st)
+	}
+	return total, errors.Join(errs...)
+}
+
+// Backend returns the packet-I/O backend in use (IOAFPacket or IOAFXDP),
+// "" before Run has opened it.
+func (d *Director) Backend() string { return d.backend }

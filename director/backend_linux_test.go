@@ -1,0 +1,138 @@
+package director
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/uvs-lb/uvs/internal/netnstest"
+)
+
+func TestParseIO(t *testing.T) {
+	for in, want := range map[string]string{"": IOAFPacket, "afpacket": IOAFPacket, "afxdp": IOAFXDP, "auto": IOAuto} {
+		if got, err := ParseIO(in); err != nil || got != want {
+			t.Errorf("ParseIO(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := ParseIO("xdp"); err == nil || !strings.Contains(err.Error(), `"xdp"`) {
+		t.Errorf("ParseIO(xdp): %v", err)
+	}
+}
+
+// buildUVSD builds uvsd into a temporary directory.
+func buildUVSD(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "uvsd")
+	cmd := exec.Command("go", "build", "-o", bin, "../cmd/uvsd")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building uvsd: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// waitOutput waits until the process printed want, failing if it exits
+// first or after 10 s.
+func waitOutput(t *testing.T, p *netnstest.Proc, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.Output(), want) {
+		select {
+		case <-p.Done():
+			t.Fatalf("uvsd exited before %q: %v\n%s", want, p.Err(), p.Output())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q after 10s:\n%s", want, p.Output())
+		}
+	}
+}
+
+// TestXDPLifetime runs uvsd with the AF_XDP backend: it attaches its
+// program natively to the veth, answers ARP for the VIP through AF_XDP,
+// and leaves no program behind after SIGTERM, after SIGKILL (bpf_link), and
+// in generic mode; --io auto picks AF_XDP on veth.
+func TestXDPLifetime(t *testing.T) {
+	netnstest.SkipIfNotRoot(t)
+	uvsd := buildUVSD(t)
+	cli, dir := netnstest.New(t, "xcli"), netnstest.New(t, "xdir")
+	netnstest.Veth(t, cli, "c0", dir, "d0")
+	cli.AddrAdd(t, "c0", "10.9.0.2/24")
+	dir.AddrAdd(t, "d0", "10.9.0.1/24")
+	mac := dir.Interface(t, "d0").HardwareAddr.String()
+	rules := filepath.Join(t.TempDir(), "rules")
+	if err := os.WriteFile(rules, []byte("-A -u 10.9.0.100:9000 -s rr\n-a -u 10.9.0.100:9000 -r 10.9.0.3:9000 -g -w 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	attached := func() string {
+		out := dir.IP(t, "-d", "link", "show", "d0")
+		if i := strings.Index(out, "prog/xdp"); i >= 0 {
+			return out[i:]
+		}
+		return ""
+	}
+	start := func(args ...string) *netnstest.Proc {
+		t.Helper()
+		p := dir.Start(t, append([]string{uvsd, "--rules", rules, "--control", "", "--iface", "d0"}, args...)...)
+		waitOutput(t, p, "serving")
+		return p
+	}
+	stop := func(p *netnstest.Proc, sig syscall.Signal) {
+		t.Helper()
+		if err := p.Cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-p.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("uvsd did not exit after %v:\n%s", sig, p.Output())
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for attached() != "" {
+			if time.Now().After(deadline) {
+				t.Fatalf("XDP program still attached after %v:\n%s\n%s", sig, attached(), p.Output())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	p := start("--io", "afxdp")
+	if !strings.Contains(p.Output(), `"backend": "afxdp", "xdp": ["d0:native"]`) {
+		t.Fatalf("want native AF_XDP on d0:\n%s", p.Output())
+	}
+	if a := attached(); !strings.Contains(a, "uvs_xdp") {
+		t.Fatalf("no uvs_xdp program on d0: %q", a)
+	}
+	// The client resolves the VIP: the ARP request goes through AF_XDP
+	// and uvsd answers with d0's MAC.
+	_, _ = cli.Run("ping", "-c1", "-W1", "10.9.0.100") // unanswered; resolves the VIP first
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(cli.IP(t, "neigh", "show", "10.9.0.100"), mac) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no ARP answer for the VIP: %s\n%s", cli.IP(t, "neigh", "show"), p.Output())
+		}
+		_, _ = cli.Run("ping", "-c1", "-W1", "10.9.0.100") // unanswered; resolves the VIP first
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The director's own address still answers (ARP and ICMP pass).
+	cli.Exec(t, "ping", "-c1", "-W2", "10.9.0.1")
+	stop(p, syscall.SIGTERM)
+	if err := p.Err(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.Output())
+	}
+
+	stop(start("--io", "afxdp"), syscall.SIGKILL)
+
+	p = start("--io", "auto", "--xdp-mode", "generic")
+	if !strings.Contains(p.Output(), `"xdp": ["d0:generic"]`) {
+		t.Fatalf("want generic AF_XDP on d0:\n%s", p.Output())
+	}
+	if a := attached(); !strings.Contains(dir.IP(t, "-d", "link", "show", "d0"), "xdpgeneric") {
+		t.Fatalf("not in generic mode: %q", a)
+	}
+	stop(p, syscall.SIGTERM)
+}
