@@ -1,11 +1,10 @@
-// Command uvs-lab runs the classic LVS labs in network namespaces. For now
-// it provides the lab's real server: `uvs-lab httpd --name rs1 [--listen :80]`.
+// Command uvs-lab runs the classic LVS labs in network namespaces: uvs-lab
+// list | status | up | run | explain | break | down | demo, and httpd, the
+// labs' real server. See lab/README.md.
 package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -14,22 +13,11 @@ import (
 )
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] != "httpd" {
-		fmt.Fprintln(os.Stderr, "usage: uvs-lab httpd --name NAME [--listen ADDR]")
-		os.Exit(2)
-	}
-	fs := flag.NewFlagSet("uvs-lab httpd", flag.ExitOnError)
-	name := fs.String("name", "", "name the server answers with")
-	listen := fs.String("listen", ":80", "TCP and UDP address to serve")
-	_ = fs.Parse(os.Args[2:])
-	if *name == "" {
-		fmt.Fprintln(os.Stderr, "uvs-lab httpd: --name is required")
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := lab.ServeName(ctx, *listen, *name); err != nil {
-		fmt.Fprintln(os.Stderr, "uvs-lab httpd:", err)
-		os.Exit(1)
-	}
+	// Ctrl-C, a kill, a closed terminal or a closed output pipe (uvs-lab
+	// run nat | head) all end the command the same way: it removes what it
+	// built.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
+	code := lab.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }

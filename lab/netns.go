@@ -1,0 +1,122 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netns"
+)
+
+// netnsDir is where ip(8) keeps named network namespaces.
+const netnsDir = "/run/netns"
+
+// commandTimeout bounds every command the lab runs in the foreground.
+const commandTimeout = 15 * time.Second
+
+// inNetNS runs fn on a fresh OS thread inside the named namespace and waits
+// for it. Sockets fn creates stay in that namespace and may be used from
+// any goroutine afterwards. If the thread cannot return to its original
+// namespace it stays locked, so the runtime destroys it instead of reusing
+// it in the wrong namespace.
+func inNetNS(name string, fn func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- fmt.Errorf("current network namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		target, err := netns.GetFromName(name)
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- fmt.Errorf("network namespace %s: %w", name, err)
+			return
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			done <- fmt.Errorf("enter network namespace %s: %w", name, err)
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			done <- errors.Join(ferr, fmt.Errorf("leave network namespace %s: %w", name, err))
+			return
+		}
+		runtime.UnlockOSThread()
+		done <- ferr
+	}()
+	return <-done
+}
+
+// runCmd runs a command with a timeout and returns its combined output
+// (trimmed). The error names the command and carries its output.
+func runCmd(ctx context.Context, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	cmd.WaitDelay = time.Second
+	err := cmd.Run()
+	s := strings.TrimRight(out.String(), "\n")
+	if err != nil {
+		msg := strings.TrimSpace(s)
+		if msg != "" {
+			return s, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, msg)
+		}
+		return s, fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
+	}
+	return s, nil
+}
+
+// nsExists reports whether the named namespace exists.
+func nsExists(name string) bool {
+	_, err := os.Stat(filepath.Join(netnsDir, name))
+	return err == nil
+}
+
+// listNamespaces returns the named namespaces that start with prefix.
+func listNamespaces(prefix string) ([]string, error) {
+	ents, err := os.ReadDir(netnsDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), prefix) {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+// nsPIDs lists the processes whose network namespace is the named one.
+func nsPIDs(ctx context.Context, name string) ([]int, error) {
+	out, err := runCmd(ctx, "ip", "netns", "pids", name)
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, f := range strings.Fields(out) {
+		if p, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, p)
+		}
+	}
+	return pids, nil
+}
