@@ -17,7 +17,7 @@ const (
 // not configured on a director interface), so clients can reach it either
 // way.
 func (w *Worker) arp(f *Frame, data []byte, snap *Snapshot, host *Host) {
-	p := &w.p
+	p := w.p
 	if p.Reason != header.ReasonNone || p.ARPOp != header.ARPRequest {
 		return
 	}
@@ -38,7 +38,7 @@ func (w *Worker) arp(f *Frame, data []byte, snap *Snapshot, host *Host) {
 
 // ndp answers an IPv6 neighbour solicitation for a VIP the kernel does not own.
 func (w *Worker) ndp(f *Frame, data []byte, snap *Snapshot, host *Host) {
-	p := &w.p
+	p := w.p
 	if p.L4Off+24 > p.End {
 		return
 	}
@@ -71,7 +71,7 @@ func (w *Worker) sendICMPMTU(f *Frame, data []byte, host *Host, mtu uint16) {
 }
 
 func (w *Worker) icmp(f *Frame, data []byte, kind int, mtu uint16) {
-	p := &w.p
+	p := w.p
 	if w.nctl >= len(w.ctl) {
 		return
 	}
@@ -108,7 +108,7 @@ func (w *Worker) icmp(f *Frame, data []byte, kind int, mtu uint16) {
 // connection key. NAT rewrites the addresses; the other methods forward
 // the error unchanged to the real server.
 func (w *Worker) icmpError(f *Frame, data []byte, host *Host, mono int64) {
-	p := &w.p
+	p := w.p
 	in := &p.Inner
 	if in.Proto != header.ProtoTCP && in.Proto != header.ProtoUDP {
 		return
@@ -136,18 +136,14 @@ func (w *Worker) icmpError(f *Frame, data []byte, host *Host, mono int64) {
 	if c.Dir == conntrack.DirIn {
 		// From the client's side, about a reply we sent it.
 		real := addrFrom16(c.Real.Addr)
-		hop, ok := w.env.Hops.Lookup(real)
+		hop, ok := w.hop(real)
 		if !ok {
-			w.Counters.inc(CntNeighMiss)
+			if e := w.enqueue(pendICMPIn, f, real); e != nil {
+				e.c = *c
+			}
 			return
 		}
-		if r := modes.NATICMPIn(data, p, netipAP(c.Real)); !w.verdict(f, data, r, host) {
-			return
-		}
-		eth := header.Ethernet(data)
-		eth.SetDst(hop.DstMAC)
-		eth.SetSrc(hop.SrcMAC)
-		w.emit(f, hop.Ifindex)
+		w.icmpIn(f, data, c, &hop, host)
 		return
 	}
 	// From a real server, about a request we forwarded to it.

@@ -42,7 +42,7 @@ const (
 // it. ok is false for a super-frame whose GSO type does not match its
 // headers, which is dropped.
 func (w *Worker) csumState(f *Frame, data []byte) (modes.Csum, bool) {
-	p := &w.p
+	p := w.p
 	if f.GSO.IsGSO() {
 		if !gsoMatches(f.GSO, p) {
 			return modes.CsumComplete, false
@@ -106,7 +106,7 @@ const gsoAccECN GSOType = 0x10
 // the real server. The first segment decides for all (TTL, MTU): a
 // failure there is reported once, about the super-frame.
 func (w *Worker) tunnelGSO(f *Frame, data []byte, t *modes.Tunnel, hop *Hop, host *Host) {
-	p := &w.p
+	p := w.p
 	sg := &w.seg
 	if !sg.Init(data, p, int(f.GSO.Size), f.GSO.Type&gsoAccECN != 0) {
 		w.Counters.inc(CntGSOBad)

@@ -64,11 +64,7 @@ func newRig(t testing.TB, rules string) *rig {
 	if err := r.state.ApplyAll(cmds); err != nil {
 		t.Fatal(err)
 	}
-	hops := fakeHops{
-		netip.MustParseAddr("10.0.2.11"): {Ifindex: 2, SrcMAC: macDir1, DstMAC: macRS1, Src: netip.MustParseAddr("10.0.2.1"), MTU: 1500},
-		netip.MustParseAddr("10.0.2.12"): {Ifindex: 2, SrcMAC: macDir1, DstMAC: macRS2, Src: netip.MustParseAddr("10.0.2.1"), MTU: 1500},
-	}
-	env := &dataplane.Env{Snap: &snap, Host: &host, Conns: ct, Hops: hops,
+	env := &dataplane.Env{Snap: &snap, Host: &host, Conns: ct, Hops: testHops(),
 		Now: func() time.Time { return r.clock }, Epoch: time.Unix(0, 0),
 		Ports: dataplane.NewPortAllocator(0, 0)}
 	r.env = env

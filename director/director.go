@@ -187,6 +187,7 @@ func (d *Director) Run(ctx context.Context) (err error) {
 			err = errors.Join(err, rerr)
 		}
 	}()
+	d.prefetch()
 	d.refreshMarks(ctx)
 	if err := d.sync(); err != nil {
 		return err
@@ -234,8 +235,10 @@ func (d *Director) Run(ctx context.Context) (err error) {
 		d.cfg.Ready(d)
 	}
 	d.housekeeping(ctx)
+	d.logIOStats()
 	d.closeIO()
 	wg.Wait()
+	d.logCounters()
 	d.log.Info("stopped")
 	return nil
 }
@@ -262,6 +265,9 @@ func (d *Director) housekeeping(ctx context.Context) {
 			budget := max(1024, d.Conns.Capacity()/50)
 			d.Conns.Reap(now, budget)
 		case <-d.changed:
+			// Real servers first: refreshMarks runs iptables-save, and
+			// the first frames to a new real server wait for its next hop.
+			d.prefetch()
 			d.refreshMarks(ctx)
 			if err := d.sync(); err != nil {
 				d.log.Error("applying configuration to the kernel hooks", zap.Error(err))
@@ -284,6 +290,58 @@ func (d *Director) housekeeping(ctx context.Context) {
 			d.updateXDP() // the director's own addresses may have changed
 		}
 	}
+}
+
+// prefetch starts resolving the next hop of every real server, so that the
+// first frames towards one just configured find it resolved, or wait less
+// in the workers' neighbour queues.
+func (d *Director) prefetch() {
+	for _, svc := range d.State.Services() {
+		for _, dst := range svc.Dests {
+			d.hops.Prefetch(dst.Addr())
+		}
+	}
+}
+
+// logCounters logs the workers' non-zero counters, summed over the workers.
+func (d *Director) logCounters() {
+	var fields []zap.Field
+	for k := dataplane.Counter(0); k < dataplane.NumCounters; k++ {
+		var sum uint64
+		for _, w := range d.workers {
+			sum += w.Counters.Load(k)
+		}
+		if sum > 0 {
+			fields = append(fields, zap.Uint64(k.String(), sum))
+		}
+	}
+	d.log.Info("worker counters", fields...)
+}
+
+// logIOStats logs the AF_PACKET sockets' counters, summed (ring drops,
+// transmit retries and drops), before they are closed.
+func (d *Director) logIOStats() {
+	if len(d.sockets) == 0 {
+		return
+	}
+	var t afpacket.Stats
+	for _, s := range d.sockets {
+		st, err := s.Stats()
+		if err != nil {
+			continue
+		}
+		t.Packets += st.Packets
+		t.Drops += st.Drops
+		t.FreezeQCount += st.FreezeQCount
+		t.FramesRead += st.FramesRead
+		t.FramesSent += st.FramesSent
+		t.TxBusy += st.TxBusy
+		t.TxDropped += st.TxDropped
+		t.TxErrors += st.TxErrors
+	}
+	d.log.Info("packet sockets", zap.Uint64("packets", t.Packets), zap.Uint64("ring-drops", t.Drops),
+		zap.Uint64("ring-frozen", t.FreezeQCount), zap.Uint64("read", t.FramesRead), zap.Uint64("sent", t.FramesSent),
+		zap.Uint64("tx-busy", t.TxBusy), zap.Uint64("tx-dropped", t.TxDropped), zap.Uint64("tx-errors", t.TxErrors))
 }
 
 // refreshHost reads the served interfaces and the director's addresses.

@@ -14,10 +14,13 @@ import (
 
 // TestRingWrap pushes many small bursts through a two-block ring, reading
 // with a batch smaller than a block, so blocks are opened, partly consumed,
-// held and returned many times over.
+// held and returned many times over. A burst fits one block; the block
+// timeout is long enough that sending it never spans three blocks (with
+// the default 1 ms a loaded machine does, and the ring then drops).
 func TestRingWrap(t *testing.T) {
 	tp := newTopo(t, false)
-	s := open(t, tp.a, Config{Interface: "va", BlockSize: 4096, BlockCount: 2, FrameSize: 256, PollTimeout: 20 * time.Millisecond})
+	s := open(t, tp.a, Config{Interface: "va", BlockSize: 4096, BlockCount: 2, FrameSize: 256,
+		BlockTimeout: 50 * time.Millisecond, PollTimeout: 20 * time.Millisecond})
 	c := udpConn(t, tp.b, 0)
 	const bursts, perBurst, port = 30, 10, 9010
 	frames := make([]dataplane.Frame, 3)

@@ -83,7 +83,8 @@ type Socket struct {
 
 	blockSize  int
 	blockCount int
-	pollMs     int
+	pollMs     int          // configured poll timeout (ms, -1: none)
+	pollNow    atomic.Int32 // poll timeout in force (SetPollTimeout)
 	retries    int
 
 	// Receive state, guarded by rmu.
@@ -95,7 +96,12 @@ type Socket struct {
 	curOff    int // ring offset of its next frame header
 	heldStart int // first block finished but still aliased by frames
 	heldN     int
-	pfd       [2]unix.PollFd
+	// lent is set while the frames of the last ReadBatch may be in use
+	// (until the next ReadBatch); unmapLater when Close had to leave the
+	// ring mapped for them.
+	lent       bool
+	unmapLater bool
+	pfd        [2]unix.PollFd
 
 	// vnet is set when PACKET_VNET_HDR is on: a virtio_net_hdr precedes
 	// each frame read and each frame written.
@@ -122,7 +128,10 @@ type Socket struct {
 	gsoRead, gsoSent              atomic.Uint64
 }
 
-var _ dataplane.PacketIO = (*Socket)(nil)
+var (
+	_ dataplane.PacketIO          = (*Socket)(nil)
+	_ dataplane.PollTimeoutSetter = (*Socket)(nil)
+)
 
 // Open creates, configures and binds a socket as cfg describes. It needs
 // CAP_NET_RAW. The socket lives in the network namespace of the calling
@@ -160,11 +169,23 @@ func Open(cfg Config) (*Socket, error) {
 		cur:        -1,
 		vnet:       !c.DisableOffload,
 	}
+	s.pollNow.Store(int32(s.pollMs))
 	if err := s.setup(&c); err != nil {
 		s.release()
 		return nil, err
 	}
 	return s, nil
+}
+
+// SetPollTimeout implements dataplane.PollTimeoutSetter: it changes how
+// long the next ReadBatch calls wait for a frame (negative: until one
+// arrives); 0 restores Config.PollTimeout. Safe for concurrent use.
+func (s *Socket) SetPollTimeout(d time.Duration) {
+	ms := s.pollMs
+	if d != 0 {
+		ms = pollMillis(d)
+	}
+	s.pollNow.Store(int32(ms))
 }
 
 func (s *Socket) setup(c *Config) error {
@@ -413,8 +434,9 @@ func (s *Socket) blockStatus(block int) *uint32 {
 func (s *Socket) ReadBatch(frames []dataplane.Frame) (int, error) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
+	s.lent = false
 	if s.closed.Load() {
-		return 0, dataplane.ErrClosed
+		return s.closedRead()
 	}
 	s.returnHeld()
 	n := 0
@@ -425,6 +447,9 @@ func (s *Socket) ReadBatch(frames []dataplane.Frame) (int, error) {
 				break
 			}
 			ok, err := s.wait(&deadline)
+			if errors.Is(err, dataplane.ErrClosed) {
+				return s.closedRead()
+			}
 			if err != nil || !ok {
 				return 0, err
 			}
@@ -433,7 +458,20 @@ func (s *Socket) ReadBatch(frames []dataplane.Frame) (int, error) {
 		n += s.fill(frames[n:])
 	}
 	s.framesRead.Add(uint64(n))
+	s.lent = n > 0
 	return n, nil
+}
+
+// closedRead is ReadBatch on a closed socket: the caller is done with the
+// frames of its last batch, so a ring Close had to leave mapped for them is
+// unmapped now.
+func (s *Socket) closedRead() (int, error) {
+	if s.unmapLater {
+		s.unmapLater = false
+		_ = unix.Munmap(s.ring)
+		s.ring = nil
+	}
+	return 0, dataplane.ErrClosed
 }
 
 // returnHeld hands the blocks finished in earlier batches back to the kernel.
@@ -556,7 +594,7 @@ func (s *Socket) readVnet(f *dataplane.Frame, v []byte) {
 // wait polls until the ring may have a ready block (true), the poll timeout
 // passes (false) or the socket is closed.
 func (s *Socket) wait(deadline *time.Time) (bool, error) {
-	ms := s.pollMs
+	ms := int(s.pollNow.Load())
 	if ms >= 0 {
 		now := time.Now()
 		if deadline.IsZero() {
@@ -757,8 +795,11 @@ func (s *Socket) Stats() (Stats, error) {
 
 // Close implements dataplane.PacketIO: it wakes a blocked ReadBatch (which
 // returns dataplane.ErrClosed), waits for ReadBatch and WriteBatch calls in
-// progress to return, unmaps the ring and closes the socket. Frames from
-// the last ReadBatch are invalid afterwards. Closing twice is a no-op.
+// progress to return and closes the socket. The frames of the last
+// ReadBatch stay valid (a worker may still be processing them) until the
+// next ReadBatch, which returns dataplane.ErrClosed and unmaps the ring;
+// without that call the ring stays mapped. If no frames are out, the ring
+// is unmapped at once. Closing twice is a no-op.
 func (s *Socket) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
@@ -773,10 +814,15 @@ func (s *Socket) Close() error {
 	defer s.wmu.Unlock()
 	defer s.rmu.Unlock()
 	var errs []error
-	if err := unix.Munmap(s.ring); err != nil {
-		errs = append(errs, opError("munmap", err))
+	if s.lent {
+		// The ring's pages outlive the socket while they are mapped.
+		s.unmapLater = true
+	} else {
+		if err := unix.Munmap(s.ring); err != nil {
+			errs = append(errs, opError("munmap", err))
+		}
+		s.ring = nil
 	}
-	s.ring = nil
 	if err := unix.Close(s.fd); err != nil {
 		errs = append(errs, opError("close", err))
 	}

@@ -4,6 +4,7 @@ package afpacket
 
 import (
 	"errors"
+	"time"
 
 	"golang.org/x/net/bpf"
 
@@ -17,7 +18,10 @@ var errUnsupported = errors.New("afpacket: AF_PACKET needs Linux")
 // Socket is an AF_PACKET socket; on this system it cannot be opened.
 type Socket struct{}
 
-var _ dataplane.PacketIO = (*Socket)(nil)
+var (
+	_ dataplane.PacketIO          = (*Socket)(nil)
+	_ dataplane.PollTimeoutSetter = (*Socket)(nil)
+)
 
 // Open fails: AF_PACKET needs Linux.
 func Open(Config) (*Socket, error) { return nil, errUnsupported }
@@ -36,6 +40,9 @@ func (*Socket) SetFilter([]bpf.RawInstruction) error { return errUnsupported }
 
 // Stats fails: AF_PACKET needs Linux.
 func (*Socket) Stats() (Stats, error) { return Stats{}, errUnsupported }
+
+// SetPollTimeout does nothing.
+func (*Socket) SetPollTimeout(time.Duration) {}
 
 // Ifindex returns 0.
 func (*Socket) Ifindex() int { return 0 }
