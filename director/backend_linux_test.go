@@ -2,7 +2,6 @@ package director
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/uvs-lb/uvs/internal/netnstest"
+	"github.com/uvs-lb/uvs/internal/testbin"
 )
 
 func TestParseIO(t *testing.T) {
@@ -26,13 +26,11 @@ func TestParseIO(t *testing.T) {
 // buildUVSD builds uvsd into a temporary directory.
 func buildUVSD(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "uvsd")
-	cmd := exec.Command("go", "build", "-o", bin, "../cmd/uvsd")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building uvsd: %v\n%s", err, out)
+	dir := t.TempDir()
+	if err := testbin.Build(dir, "../cmd/uvsd"); err != nil {
+		t.Fatalf("building uvsd: %v", err)
 	}
-	return bin
+	return filepath.Join(dir, "uvsd")
 }
 
 // waitOutput waits until the process printed want, failing if it exits

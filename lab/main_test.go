@@ -16,30 +16,13 @@ import (
 	"time"
 
 	"github.com/uvs-lb/uvs/internal/netnstest"
+	"github.com/uvs-lb/uvs/internal/testbin"
 )
 
 // builtBin holds the commands built for this test run.
 var builtBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "uvs-lab-test-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	builtBin = dir
-	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "../cmd/...")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the commands:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m, &builtBin, "uvs-lab-test-bin-", "../cmd/...") }
 
 // syncBuffer is a bytes.Buffer safe for the concurrent writes of progress
 // and requests.

@@ -8,12 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/uvs-lb/uvs/internal/netnsdo"
 )
 
 // netnsDir is where ip(8) keeps named network namespaces.
@@ -23,41 +22,10 @@ const netnsDir = "/run/netns"
 const commandTimeout = 15 * time.Second
 
 // inNetNS runs fn on a fresh OS thread inside the named namespace and waits
-// for it. Sockets fn creates stay in that namespace and may be used from
-// any goroutine afterwards. If the thread cannot return to its original
-// namespace it stays locked, so the runtime destroys it instead of reusing
-// it in the wrong namespace.
+// for it (see internal/netnsdo). Sockets fn creates stay in that namespace
+// and may be used from any goroutine afterwards.
 func inNetNS(name string, fn func() error) error {
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- fmt.Errorf("current network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		target, err := netns.GetFromName(name)
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- fmt.Errorf("network namespace %s: %w", name, err)
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			done <- fmt.Errorf("enter network namespace %s: %w", name, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			done <- errors.Join(ferr, fmt.Errorf("leave network namespace %s: %w", name, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		done <- ferr
-	}()
-	return <-done
+	return netnsdo.Do(name, fn)
 }
 
 // runCmd runs a command with a timeout and returns its combined output

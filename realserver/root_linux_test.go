@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/uvs-lb/uvs/internal/netnstest"
+	"github.com/uvs-lb/uvs/internal/testbin"
 	"github.com/uvs-lb/uvs/realserver"
 )
 
@@ -37,11 +37,7 @@ func uvsRS(t *testing.T) string {
 		if buildErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, "uvs-rs"), "github.com/uvs-lb/uvs/cmd/uvs-rs")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v: %s", err, out)
-		}
+		buildErr = testbin.Build(buildDir, "github.com/uvs-lb/uvs/cmd/uvs-rs")
 	})
 	if buildErr != nil {
 		t.Fatalf("build uvs-rs: %v", buildErr)

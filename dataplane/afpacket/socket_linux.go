@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/uvs-lb/uvs/dataplane"
+	"github.com/uvs-lb/uvs/dataplane/internal/mmsg"
 )
 
 // Layout of the TPACKET_V3 ring (linux/if_packet.h).
@@ -63,12 +64,6 @@ const (
 	vnetNeedsCsum = 1
 )
 
-// mmsghdr is struct mmsghdr; x/sys/unix has no sendmmsg wrapper.
-type mmsghdr struct {
-	hdr unix.Msghdr
-	len uint32
-}
-
 // Socket is an AF_PACKET socket with a TPACKET_V3 receive ring. It
 // implements dataplane.PacketIO.
 //
@@ -110,7 +105,7 @@ type Socket struct {
 	// Transmit state, guarded by wmu. With vnet, message j has two
 	// iovecs: vhdrs[j] and the frame.
 	wmu   sync.Mutex
-	hdrs  []mmsghdr
+	hdrs  []mmsg.Hdr
 	iovs  []unix.Iovec
 	addrs []unix.RawSockaddrLinklayer
 	vhdrs [][vnetHdrLen]byte
@@ -279,17 +274,10 @@ func (s *Socket) setup(c *Config) error {
 		niov = 2
 		s.vhdrs = make([][vnetHdrLen]byte, c.TxBatch)
 	}
-	s.hdrs = make([]mmsghdr, c.TxBatch)
-	s.iovs = make([]unix.Iovec, niov*c.TxBatch)
-	s.addrs = make([]unix.RawSockaddrLinklayer, c.TxBatch)
-	for i := range s.hdrs {
-		s.addrs[i].Family = unix.AF_PACKET
-		h := &s.hdrs[i].hdr
-		h.Name = (*byte)(unsafe.Pointer(&s.addrs[i]))
-		h.Namelen = unix.SizeofSockaddrLinklayer
-		h.Iov = &s.iovs[niov*i]
-		h.SetIovlen(niov)
-		if s.vnet {
+	b := mmsg.NewBatch(c.TxBatch, niov)
+	s.hdrs, s.iovs, s.addrs = b.Hdrs, b.Iovs, b.Addrs
+	if s.vnet {
+		for i := range s.vhdrs {
 			s.iovs[2*i].Base = &s.vhdrs[i][0]
 			s.iovs[2*i].SetLen(vnetHdrLen)
 		}
@@ -649,15 +637,14 @@ func (s *Socket) WriteBatch(frames []dataplane.Frame) (int, error) {
 		for j := range k {
 			s.prepare(j, &frames[i+j])
 		}
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(s.fd),
-			uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(k), sendFlags, 0, 0)
+		r, e := mmsg.Send(s.fd, s.hdrs[:k], sendFlags)
 		switch {
 		case e == 0 && r > 0:
 			if s.vnet {
-				s.countGSO(frames[i : i+int(r)])
+				s.countGSO(frames[i : i+r])
 			}
-			sent += int(r)
-			i += int(r)
+			sent += r
+			i += r
 			busy = 0
 		case e == unix.EAGAIN || e == unix.ENOBUFS || e == unix.EINTR || e == 0:
 			s.txBusy.Add(1)

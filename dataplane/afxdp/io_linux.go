@@ -6,11 +6,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/uvs-lb/uvs/dataplane"
+	"github.com/uvs-lb/uvs/dataplane/internal/mmsg"
 )
 
 // IO is the packet I/O of one worker: AF_XDP sockets (typically one per
@@ -358,15 +358,9 @@ func (x *IO) Close() error {
 type fallback struct {
 	fd    int
 	n     int
-	hdrs  []mmsghdr
+	hdrs  []mmsg.Hdr
 	iovs  []unix.Iovec
 	addrs []unix.RawSockaddrLinklayer
-}
-
-// mmsghdr is struct mmsghdr; x/sys/unix has no sendmmsg wrapper.
-type mmsghdr struct {
-	hdr unix.Msghdr
-	len uint32
 }
 
 func (fb *fallback) open(batch int) error {
@@ -377,17 +371,8 @@ func (fb *fallback) open(batch int) error {
 	}
 	_ = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1)
 	fb.fd = fd
-	fb.hdrs = make([]mmsghdr, batch)
-	fb.iovs = make([]unix.Iovec, batch)
-	fb.addrs = make([]unix.RawSockaddrLinklayer, batch)
-	for i := range fb.hdrs {
-		fb.addrs[i].Family = unix.AF_PACKET
-		h := &fb.hdrs[i].hdr
-		h.Name = (*byte)(unsafe.Pointer(&fb.addrs[i]))
-		h.Namelen = unix.SizeofSockaddrLinklayer
-		h.Iov = &fb.iovs[i]
-		h.SetIovlen(1)
-	}
+	b := mmsg.NewBatch(batch, 1)
+	fb.hdrs, fb.iovs, fb.addrs = b.Hdrs, b.Iovs, b.Addrs
 	return nil
 }
 
@@ -418,11 +403,10 @@ func (fb *fallback) add(f *dataplane.Frame) bool {
 func (fb *fallback) flush() (sent, refused int) {
 	i := 0
 	for i < fb.n {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fb.fd),
-			uintptr(unsafe.Pointer(&fb.hdrs[i])), uintptr(fb.n-i), unix.MSG_DONTWAIT, 0, 0)
+		r, e := mmsg.Send(fb.fd, fb.hdrs[i:fb.n], unix.MSG_DONTWAIT)
 		if e == 0 && r > 0 {
-			sent += int(r)
-			i += int(r)
+			sent += r
+			i += r
 			continue
 		}
 		// The first message failed: skip it.

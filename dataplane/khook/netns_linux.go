@@ -1,9 +1,7 @@
 package khook
 
 import (
-	"fmt"
-	"runtime"
-
+	"github.com/uvs-lb/uvs/internal/netnsdo"
 	"github.com/vishvananda/netns"
 )
 
@@ -15,24 +13,5 @@ func inNetNS(ns netns.NsHandle, fn func() error) error {
 	if ns <= 0 {
 		return fn()
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- fmt.Errorf("get netns: %w", err)
-			return // thread stays locked and dies
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- fmt.Errorf("set netns: %w", err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- ferr
-	}()
-	return <-errc
+	return netnsdo.DoHandle(ns, fn)
 }

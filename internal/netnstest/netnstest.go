@@ -20,17 +20,15 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/uvs-lb/uvs/internal/netnsdo"
 	"github.com/vishvananda/netns"
 )
 
@@ -188,48 +186,14 @@ func Veth(t testing.TB, a *NS, aName string, b *NS, bName string) {
 	b.LinkUp(t, bName)
 }
 
-// errRestore is wrapped in Do's error when the thread could not return to
-// its namespace.
-var errRestore = errors.New("netnstest: could not restore the thread's namespace")
-
-// Do runs fn on a fresh OS thread inside the namespace and waits for it.
-// The thread is locked for the duration; if it cannot be switched back to
-// its original namespace it stays locked so the runtime destroys it rather
-// than reuse it in the wrong namespace. Sockets fn creates stay in the
-// namespace and may be used from any goroutine.
+// Do runs fn on a fresh OS thread inside the namespace and waits for it
+// (see package internal/netnsdo). The thread is locked for the duration; if
+// it cannot be switched back to its original namespace it stays locked so
+// the runtime destroys it rather than reuse it in the wrong namespace.
+// Sockets fn creates stay in the namespace and may be used from any
+// goroutine.
 func (n *NS) Do(fn func() error) error {
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- fmt.Errorf("netnstest: current namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		target, err := netns.GetFromName(n.Name)
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- fmt.Errorf("netnstest: namespace %s: %w", n.Name, err)
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			// The thread may be half-switched: let it die locked.
-			done <- fmt.Errorf("netnstest: enter %s: %w", n.Name, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: it exits with this goroutine.
-			done <- errors.Join(ferr, fmt.Errorf("%w: %w", errRestore, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		done <- ferr
-	}()
-	return <-done
+	return netnsdo.Do(n.Name, fn)
 }
 
 // Proc is a background process started by Start.

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -18,7 +17,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
-	"github.com/vishvananda/netns"
+	"github.com/uvs-lb/uvs/internal/netnsdo"
 	"golang.org/x/sys/unix"
 )
 
@@ -174,38 +173,12 @@ func dropAll(fd int) error {
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // inNetNS runs fn on a throw-away OS thread switched into the named
-// namespace, or directly when name is empty. If the thread cannot be
-// switched back it stays locked, so the runtime destroys it instead of
-// reusing it in the wrong namespace.
+// namespace (see internal/netnsdo), or directly when name is empty.
 func inNetNS(name string, fn func() error) error {
 	if name == "" {
 		return fn()
 	}
-	target, err := netns.GetFromName(name)
-	if err != nil {
-		return fmt.Errorf("open /run/netns/%s: %w", name, err)
-	}
-	defer target.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- fmt.Errorf("current netns: %w", err)
-			return // the thread stays locked and dies
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			errc <- fmt.Errorf("enter netns: %w", err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- ferr
-	}()
-	return <-errc
+	return netnsdo.Do(name, fn)
 }
 
 // reader reads frames from the socket into one preallocated buffer and
