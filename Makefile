@@ -21,19 +21,25 @@ build: ## build every command into bin/
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 .PHONY: test
-test: deps ## run every test: unit, race, fuzz seeds, netns end-to-end (as root), benchmarks once
+test: deps ## run every test: unit, race, fuzz seeds, netns end-to-end on both I/O backends and the labs (as root), benchmarks once
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+	UVS_E2E_IO=afxdp UVS_IO=afxdp $(GO) test -count=1 -timeout 20m ./e2e/
 	CGO_ENABLED=1 $(GO) test -count=1 -race -timeout 20m ./sched/... ./conntrack/... ./dataplane/... ./control/...
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 10m ./...
 
 .PHONY: demo
 demo: deps build ## build, run the built-in demo and tear it down
-	./scripts/demo.sh
+	$(BIN)/uvs-lab demo
 
 .PHONY: bench
-bench: ## run the Go micro-benchmarks (ReportAllocs)
-	$(GO) test -count=1 -run '^$$' -bench . -benchmem -benchtime 200ms ./...
+bench: ## (root) uvs vs kernel forwarding, nftables, iptables, HAProxy into bench/results, then the Go micro-benchmarks; QUICK=1: < 3 min
+	@[ "$$(id -u)" = 0 ] || { echo "make bench: needs root (it builds network namespaces): sudo make bench" >&2; exit 1; }
+	@./bench/install-deps.sh
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+	$(BIN)/uvs-bench $(if $(QUICK),--quick) --bin $(BIN) --out bench/results \
+	  --micro '$(if $(QUICK),./ipvsadm ./conntrack ./sched ./modes ./dataplane ./bench,./...)' --micro-benchtime $(if $(QUICK),100ms,200ms)
 
 FUZZTIME ?= 20s
 .PHONY: fuzz
