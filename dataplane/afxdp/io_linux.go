@@ -29,6 +29,7 @@ type IO struct {
 	efd     int
 	pfds    []unix.PollFd
 	pollMs  int
+	pollNow atomic.Int32 // poll timeout in force (SetPollTimeout)
 	retries int
 	next    int // socket ReadBatch starts with (round robin)
 
@@ -69,6 +70,7 @@ func Open(cfg Config, binds []Bind) (*IO, error) {
 	} else {
 		x.pollMs = int((c.PollTimeout + time.Millisecond - 1) / time.Millisecond)
 	}
+	x.pollNow.Store(int32(x.pollMs))
 	for _, b := range binds {
 		s, err := openSocket(&c, b)
 		if err != nil {
@@ -184,10 +186,26 @@ func (x *IO) ReadBatch(frames []dataplane.Frame) (int, error) {
 	}
 }
 
+// SetPollTimeout implements dataplane.PollTimeoutSetter: it changes how
+// long the next ReadBatch calls wait for a frame (negative: until one
+// arrives); 0 restores Config.PollTimeout. Safe for concurrent use.
+func (x *IO) SetPollTimeout(d time.Duration) {
+	ms := x.pollMs
+	switch {
+	case d < 0:
+		ms = -1
+	case d > 0:
+		ms = int((d + time.Millisecond - 1) / time.Millisecond)
+	}
+	x.pollNow.Store(int32(ms))
+}
+
+var _ dataplane.PollTimeoutSetter = (*IO)(nil)
+
 // wait polls the sockets until one may have a frame (true), the poll
 // timeout passes (false) or the IO is closed.
 func (x *IO) wait(deadline *time.Time) (bool, error) {
-	ms := x.pollMs
+	ms := int(x.pollNow.Load())
 	if ms >= 0 {
 		now := time.Now()
 		if deadline.IsZero() {

@@ -763,3 +763,49 @@ func TestRebind(t *testing.T) {
 		}
 	}
 }
+
+// TestIOSetPollTimeout: an IO configured to wait forever returns from an
+// empty read once given a finite timeout (the worker does this while frames
+// wait for a next hop), and waits again, until Close, once it is restored.
+func TestIOSetPollTimeout(t *testing.T) {
+	p := newPair(t)
+	_, x := backend(t, p.a, p.ownedSpecs, Config{PollTimeout: -1}, ModeAuto, Bind{p.va.Index, 0})
+	read := func() chan error {
+		done := make(chan error, 1)
+		go func() {
+			n, err := x.ReadBatch(make([]dataplane.Frame, 4))
+			if err == nil && n != 0 {
+				err = errors.New("read a frame nobody sent")
+			}
+			done <- err
+		}()
+		return done
+	}
+	x.SetPollTimeout(5 * time.Millisecond)
+	select {
+	case err := <-read():
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("ReadBatch with a 5 ms poll timeout did not return")
+	}
+	x.SetPollTimeout(0)
+	done := read()
+	select {
+	case err := <-done:
+		t.Fatalf("ReadBatch returned (%v) with the configured timeout (none) restored", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if err := x.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, dataplane.ErrClosed) {
+			t.Fatalf("ReadBatch after Close: %v", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("ReadBatch still blocked after Close")
+	}
+}
