@@ -145,9 +145,7 @@ func TestServerPeerCred(t *testing.T) {
 	} else if r.code != 255 || r.err != "Permission denied (you must be root)\n" {
 		t.Fatalf("non-root -A: %+v", r)
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to connect as another user")
-	}
+	netnstest.SkipIfNotRoot(t) // connecting as another user needs root
 	// Connect from a thread whose effective uid is 65534: the raw
 	// setresuid system call changes only the calling thread (unix.Setresuid
 	// would change every thread of the process), and the locked thread

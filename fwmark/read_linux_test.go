@@ -5,10 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"os"
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/uvs-lb/uvs/internal/netnstest"
 )
 
 // netnsRunner runs commands inside the named network namespace.
@@ -20,9 +21,7 @@ func netnsRunner(ns string) Runner {
 
 func newNetns(t *testing.T) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_NET_ADMIN) for netns")
-	}
+	netnstest.SkipIfNotRoot(t)
 	for _, tool := range []string{"ip", "iptables", "iptables-save", "ip6tables", "ip6tables-save"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s not installed: %v", tool, err)

@@ -521,12 +521,9 @@ func TestIOAllocs(t *testing.T) {
 // the program and kills it: the bpf_link goes with the process, so the
 // interface has no program left, and Cleanup finds nothing to do.
 func TestProgramDetachesWhenProcessDies(t *testing.T) {
-	if os.Getenv("UVS_AFXDP_HELPER") != "" {
-		t.Skip("helper")
-	}
 	p := newPair(t)
-	cmd := exec.Command("ip", "netns", "exec", p.a.Name, os.Args[0], "-test.run=^TestHelperAttach$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "UVS_AFXDP_HELPER=va")
+	cmd := exec.Command("ip", "netns", "exec", p.a.Name, os.Args[0])
+	cmd.Env = append(os.Environ(), helperEnv+"=va")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -564,29 +561,41 @@ func TestProgramDetachesWhenProcessDies(t *testing.T) {
 	}
 }
 
-// TestHelperAttach is the helper process of
-// TestProgramDetachesWhenProcessDies: it attaches and waits to be killed.
-func TestHelperAttach(t *testing.T) {
-	ifname := os.Getenv("UVS_AFXDP_HELPER")
-	if ifname == "" {
-		t.Skip("only run as a helper process")
+// helperEnv, when set to an interface name, turns the test binary into the
+// helper process of TestProgramDetachesWhenProcessDies (see TestMain).
+const helperEnv = "UVS_AFXDP_HELPER"
+
+// TestMain runs the tests, or, as a helper process, attaches the program to
+// the interface named by helperEnv and waits to be killed.
+func TestMain(m *testing.M) {
+	if ifname := os.Getenv(helperEnv); ifname != "" {
+		if err := helperAttach(ifname); err != nil {
+			fmt.Fprintln(os.Stderr, "helper:", err)
+			os.Exit(1)
+		}
+		time.Sleep(30 * time.Second) // killed long before
+		os.Exit(0)
 	}
+	os.Exit(m.Run())
+}
+
+func helperAttach(ifname string) error {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	prog, err := NewProgram(ProgramConfig{})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if err := prog.AddInterface(ifi.Index, 1); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if _, err := prog.Attach(ifi.Index, ModeAuto); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	fmt.Println("attached")
-	time.Sleep(30 * time.Second) // killed long before
+	return nil
 }
 
 // TestCleanup attaches a program named ProgramName through netlink (no
