@@ -15,7 +15,7 @@
 //
 //   - inbound (DirIn): client → VIP, {Proto, caddr:cport → vaddr:vport};
 //   - outbound (DirOut), the reply: {Proto, daddr:dport → caddr:cport}, or
-//     for FULLNAT {Proto, daddr:dport → laddr:lport} (reference §3.6).
+//     for FULLNAT {Proto, daddr:dport → laddr:lport} (not in mainline Linux: the FULLNAT of Alibaba's LVS kernel patch and of DPVS, src/ipvs/ip_vs_xmit.c dp_vs_xmit_fnat).
 //
 // DR, TUN and the other non-NAT methods are indexed under the same outbound
 // tuple as NAT even though the director normally never sees their replies:
@@ -25,7 +25,7 @@
 // outbound key is already in use (ErrExists), so a FULLNAT local port
 // allocator can use Lookup to test a candidate port.
 //
-// Persistence templates (reference §2.7) live in the same table and count
+// Persistence templates (net/netfilter/ipvs/ip_vs_core.c, ip_vs_sched_persist) live in the same table and count
 // against its capacity, indexed only under their template key (see
 // NewTemplateKey); they never match connection lookups and vice versa.
 //

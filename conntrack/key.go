@@ -56,7 +56,7 @@ func KeyFrom(proto uint8, src, dst netip.AddrPort) Key {
 	}
 }
 
-// NewTemplateKey returns the key of a persistence template (reference §2.7
+// NewTemplateKey returns the key of a persistence template (net/netfilter/ipvs/ip_vs_core.c, ip_vs_sched_persist
 // step 2) for a protocol service: the client network snet (client address
 // already masked by the service netmask), client port 0, the VIP and vport
 // (the service port for PPC, 0 for PCC and FTP).

@@ -7,7 +7,7 @@ import (
 	"github.com/uvs-lb/uvs/spec"
 )
 
-// The tables exactly as the reference (§2.4) prints them, parsed
+// The tables exactly as net/netfilter/ipvs/ip_vs_proto_tcp.c lays them out, parsed
 // independently of the Go tables in state.go.
 const refNormal = `
 INPUT   syn   SR   ES   ES   SR   SR   SR   SR   SR   SR   SR   SR

@@ -64,7 +64,7 @@ func runTrace(t *testing.T, fwd spec.Fwd, first step, steps []step) {
 	}
 }
 
-// The NAT and DR traces of reference §2.4.
+// The NAT and DR traces of ip_vs_proto_tcp.c's state tables.
 func TestNATTrace(t *testing.T) {
 	runTrace(t, spec.FwdMasq, step{DirIn, TCPSyn, "SYN_RECV", true, 60 * time.Second}, []step{
 		{DirOut, TCPSyn | TCPAck, "SYN_RECV", true, 60 * time.Second},

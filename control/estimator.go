@@ -33,7 +33,7 @@ type estimate struct {
 
 // Estimator computes connection, packet and byte rates for every service
 // and destination of a State with the semantics of the kernel's estimator
-// (reference §2.9): a sample every EstimatorInterval, an exponentially
+// (net/netfilter/ipvs/ip_vs_est.c): a sample every EstimatorInterval, an exponentially
 // weighted moving average with W = 1/4, rates kept scaled by 2^10 (conns
 // and packets) and 2^5 (bytes) and rounded when read.
 //

@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/uvs-lb/uvs/control/client"
+	"github.com/uvs-lb/uvs/control/wire"
 	"github.com/uvs-lb/uvs/internal/netnstest"
 )
 
@@ -57,9 +59,9 @@ func fakePeer(priv bool) func(*net.UnixConn) (bool, error) {
 	return func(*net.UnixConn) (bool, error) { return priv, nil }
 }
 
-func do(t *testing.T, name string, req Request) result {
+func do(t *testing.T, name string, req wire.Request) result {
 	t.Helper()
-	c := Client{Socket: name, Timeout: 10 * time.Second}
+	c := client.Client{Socket: name, Timeout: 10 * time.Second}
 	var o, e bytes.Buffer
 	code, err := c.Do(context.Background(), req, &o, &e)
 	if err != nil {
@@ -76,13 +78,13 @@ func TestServerRoundTrip(t *testing.T) {
 
 	for _, args := range [][]string{{"-Ln"}, {"-Ln", "--stats"}, {"-S"}, {"-L", "--timeout"}, {"-h"}, {"-L", "-t", "1.1.1.1:1"}, {"-x"}} {
 		want := runCLI(st, Env{Prog: "ipvsadm"}, "", args...)
-		got := do(t, name, Request{Prog: "ipvsadm", Args: args})
+		got := do(t, name, wire.Request{Prog: "ipvsadm", Args: args})
 		if got != want {
 			t.Errorf("%q over the socket: %+v\nwant %+v", args, got, want)
 		}
 	}
 	// Changes, including -R with its stdin, go through.
-	r := do(t, name, Request{Prog: "ipvsadm", Args: []string{"-R"}, Stdin: []byte("-A -t 10.7.7.7:80 -s rr\n-a -t 10.7.7.7:80 -r 1.2.3.4 -m\n")})
+	r := do(t, name, wire.Request{Prog: "ipvsadm", Args: []string{"-R"}, Stdin: []byte("-A -t 10.7.7.7:80 -s rr\n-a -t 10.7.7.7:80 -r 1.2.3.4 -m\n")})
 	if r.code != 0 || r.err != "" {
 		t.Fatalf("-R over the socket: %+v", r)
 	}
@@ -91,7 +93,7 @@ func TestServerRoundTrip(t *testing.T) {
 	}
 	// The program name selects the personality on the server side too.
 	saved := runCLI(st, root, "", "-S").out
-	r = do(t, name, Request{Prog: "ipvsadm-save", Args: []string{"-n"}})
+	r = do(t, name, wire.Request{Prog: "ipvsadm-save", Args: []string{"-n"}})
 	if r.code != 0 || r.out != saved {
 		t.Errorf("ipvsadm-save over the socket: %+v", r)
 	}
@@ -100,14 +102,14 @@ func TestServerRoundTrip(t *testing.T) {
 	for i := range 3000 {
 		rules.WriteString("-a -t 10.7.7.7:80 -r 10.1." + itoa(i/250) + "." + itoa(1+i%250) + " -m\n")
 	}
-	if r = do(t, name, Request{Prog: "ipvsadm", Args: []string{"-R"}, Stdin: []byte(rules.String())}); r.code != 0 {
+	if r = do(t, name, wire.Request{Prog: "ipvsadm", Args: []string{"-R"}, Stdin: []byte(rules.String())}); r.code != 0 {
 		t.Fatalf("big -R: %+v", r)
 	}
 	want := runCLI(st, root, "", "-Ln")
-	if len(want.out) <= maxChunk {
+	if len(want.out) <= wire.MaxChunk {
 		t.Fatalf("listing of %d bytes does not exercise chunking", len(want.out))
 	}
-	if got := do(t, name, Request{Prog: "ipvsadm", Args: []string{"-Ln"}}); got != want {
+	if got := do(t, name, wire.Request{Prog: "ipvsadm", Args: []string{"-Ln"}}); got != want {
 		t.Errorf("big listing differs (%d vs %d bytes)", len(got.out), len(want.out))
 	}
 }
@@ -118,11 +120,11 @@ func TestServerUnprivileged(t *testing.T) {
 	srv.peer = fakePeer(false)
 	name := startServer(t, srv)
 	before := runCLI(st, root, "", "-S").out
-	if r := do(t, name, Request{Prog: "ipvsadm", Args: []string{"-Ln"}}); r.code != 0 || r.err != "" {
+	if r := do(t, name, wire.Request{Prog: "ipvsadm", Args: []string{"-Ln"}}); r.code != 0 || r.err != "" {
 		t.Errorf("unprivileged -Ln: %+v", r)
 	}
 	for _, args := range [][]string{{"-C"}, {"-A", "-t", "10.0.0.9:80"}, {"-Z"}, {"--set", "1", "1", "1"}} {
-		r := do(t, name, Request{Prog: "ipvsadm", Args: args})
+		r := do(t, name, wire.Request{Prog: "ipvsadm", Args: args})
 		if r.code != 255 || r.err != "Permission denied (you must be root)\n" {
 			t.Errorf("unprivileged %q: %+v", args, r)
 		}
@@ -137,7 +139,7 @@ func TestServerUnprivileged(t *testing.T) {
 func TestServerPeerCred(t *testing.T) {
 	st := New(Options{})
 	name := startServer(t, NewServer(st, Env{}))
-	r := do(t, name, Request{Prog: "ipvsadm", Args: []string{"-A", "-t", "10.0.0.1:80"}})
+	r := do(t, name, wire.Request{Prog: "ipvsadm", Args: []string{"-A", "-t", "10.0.0.1:80"}})
 	if os.Geteuid() == 0 {
 		if r.code != 0 || r.err != "" {
 			t.Fatalf("root -A: %+v", r)
@@ -170,9 +172,9 @@ func TestServerPeerCred(t *testing.T) {
 		t.Fatal(d.err)
 	}
 	defer d.c.Close()
-	cl := Client{Socket: name, Timeout: 10 * time.Second}
+	cl := client.Client{Socket: name, Timeout: 10 * time.Second}
 	var o, e bytes.Buffer
-	code, err := cl.exchange(context.Background(), d.c, Request{Prog: "ipvsadm", Args: []string{"-D", "-t", "10.0.0.1:80"}}, &o, &e)
+	code, err := cl.Exchange(context.Background(), d.c, wire.Request{Prog: "ipvsadm", Args: []string{"-D", "-t", "10.0.0.1:80"}}, &o, &e)
 	if err != nil || code != 255 || e.String() != "Permission denied (you must be root)\n" {
 		t.Errorf("uid 65534 -D: %d %q %v", code, e.String(), err)
 	}
@@ -196,14 +198,14 @@ func TestServerConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := Client{Socket: name, Timeout: 10 * time.Second}
+			c := client.Client{Socket: name, Timeout: 10 * time.Second}
 			var o, e bytes.Buffer
-			code, err := c.Do(context.Background(), Request{Prog: "ipvsadm", Args: []string{"-A", "-t", "10.0.0." + itoa(1+i) + ":80"}}, &o, &e)
+			code, err := c.Do(context.Background(), wire.Request{Prog: "ipvsadm", Args: []string{"-A", "-t", "10.0.0." + itoa(1+i) + ":80"}}, &o, &e)
 			if err != nil || code != 0 {
 				errs <- e.String()
 			}
 			o.Reset()
-			if code, err := c.Do(context.Background(), Request{Prog: "ipvsadm", Args: []string{"-Ln"}}, &o, &e); err != nil || code != 0 {
+			if code, err := c.Do(context.Background(), wire.Request{Prog: "ipvsadm", Args: []string{"-Ln"}}, &o, &e); err != nil || code != 0 {
 				errs <- e.String()
 			}
 		}()
@@ -230,19 +232,19 @@ func TestServerBadRequests(t *testing.T) {
 		}
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if err := writeFrame(c, typ, payload); err != nil {
+		if err := wire.WriteFrame(c, typ, payload); err != nil {
 			t.Fatal(err)
 		}
 		var errs strings.Builder
 		for {
-			ft, p, err := readFrame(c, maxReplyRead)
+			ft, p, err := wire.ReadFrame(c, wire.MaxReplyRead)
 			if err != nil {
 				t.Fatalf("reply: %v", err)
 			}
 			switch ft {
-			case frameStderr:
+			case wire.FrameStderr:
 				errs.Write(p)
-			case frameExit:
+			case wire.FrameExit:
 				return errs.String(), int(int32(p[0])<<24 | int32(p[1])<<16 | int32(p[2])<<8 | int32(p[3]))
 			}
 		}
@@ -250,11 +252,11 @@ func TestServerBadRequests(t *testing.T) {
 	if msg, code := exchangeRaw('Z', nil); code != 255 || !strings.Contains(msg, "unexpected frame") {
 		t.Errorf("bad frame type: %d %q", code, msg)
 	}
-	if msg, code := exchangeRaw(frameRequest, []byte("{not json")); code != 255 || !strings.Contains(msg, "malformed") {
+	if msg, code := exchangeRaw(wire.FrameRequest, []byte("{not json")); code != 255 || !strings.Contains(msg, "malformed") {
 		t.Errorf("bad json: %d %q", code, msg)
 	}
-	p, _ := json.Marshal(Request{Version: 99, Args: []string{"-L"}})
-	if msg, code := exchangeRaw(frameRequest, p); code != 255 || !strings.Contains(msg, "protocol 99") {
+	p, _ := json.Marshal(wire.Request{Version: 99, Args: []string{"-L"}})
+	if msg, code := exchangeRaw(wire.FrameRequest, p); code != 255 || !strings.Contains(msg, "protocol 99") {
 		t.Errorf("bad version: %d %q", code, msg)
 	}
 	// A client that sends nothing is dropped after the request timeout.
@@ -265,7 +267,7 @@ func TestServerBadRequests(t *testing.T) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	start := time.Now()
-	if _, _, err := readFrame(c, 16); err == nil {
+	if _, _, err := wire.ReadFrame(c, 16); err == nil {
 		t.Error("silent client got a reply")
 	}
 	if d := time.Since(start); d > 4*time.Second {
@@ -277,10 +279,10 @@ func TestServerBadRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	var hdr = []byte{frameRequest, 0xff, 0xff, 0xff, 0xff}
+	var hdr = []byte{wire.FrameRequest, 0xff, 0xff, 0xff, 0xff}
 	_, _ = c2.Write(hdr)
 	_ = c2.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, _, err := readFrame(c2, 16); err == nil {
+	if _, _, err := wire.ReadFrame(c2, 16); err == nil {
 		t.Error("oversized request answered")
 	}
 }
@@ -350,9 +352,9 @@ func TestServerNetnsScope(t *testing.T) {
 	}
 	var r result
 	if err := ns.Do(func() error {
-		c := Client{Socket: name, Timeout: 5 * time.Second}
+		c := client.Client{Socket: name, Timeout: 5 * time.Second}
 		var o, e bytes.Buffer
-		code, err := c.Do(context.Background(), Request{Prog: "ipvsadm", Args: []string{"-Sn"}}, &o, &e)
+		code, err := c.Do(context.Background(), wire.Request{Prog: "ipvsadm", Args: []string{"-Sn"}}, &o, &e)
 		r = result{o.String(), e.String(), code}
 		return err
 	}); err != nil {

@@ -1,7 +1,7 @@
 // Package control is the director's control plane: it holds the
 // authoritative configuration (services, destinations, timeouts), applies
 // ipvsadm commands to it with the kernel's rules and error codes, and
-// publishes each result as an immutable dataplane.Snapshot.
+// publishes each result as an immutable snapshot.Snapshot.
 package control
 
 import (
@@ -12,9 +12,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/uvs-lb/uvs/dataplane"
 	"github.com/uvs-lb/uvs/ipvsadm"
 	"github.com/uvs-lb/uvs/sched"
+	"github.com/uvs-lb/uvs/snapshot"
 	"github.com/uvs-lb/uvs/spec"
 )
 
@@ -126,10 +126,10 @@ type State struct {
 	version  uint64
 	timeouts Timeouts
 	opts     sched.Options
-	snap     *dataplane.Snapshot
+	snap     *snapshot.Snapshot
 
 	// Publish receives every new snapshot (called with the state locked).
-	publish func(*dataplane.Snapshot)
+	publish func(*snapshot.Snapshot)
 	// onTimeouts receives --set changes.
 	onTimeouts func(Timeouts)
 }
@@ -137,7 +137,7 @@ type State struct {
 // Options configure a State.
 type Options struct {
 	Sched      sched.Options
-	Publish    func(*dataplane.Snapshot)
+	Publish    func(*snapshot.Snapshot)
 	OnTimeouts func(Timeouts)
 }
 
@@ -158,7 +158,7 @@ func New(o Options) *State {
 }
 
 // Snapshot returns the current snapshot.
-func (s *State) Snapshot() *dataplane.Snapshot {
+func (s *State) Snapshot() *snapshot.Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.snap
@@ -172,9 +172,9 @@ func (s *State) Timeouts() Timeouts {
 }
 
 func (s *State) commit() {
-	svcs := make([]*dataplane.Service, 0, len(s.services))
+	svcs := make([]*snapshot.Service, 0, len(s.services))
 	for _, x := range s.services {
-		svcs = append(svcs, &dataplane.Service{
+		svcs = append(svcs, &snapshot.Service{
 			ID:         x.id,
 			Key:        x.cfg.Key,
 			Sched:      x.sched,
@@ -187,7 +187,7 @@ func (s *State) commit() {
 		})
 	}
 	s.version++
-	s.snap = dataplane.NewSnapshot(s.version, svcs)
+	s.snap = snapshot.New(s.version, svcs)
 	if s.publish != nil {
 		s.publish(s.snap)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/uvs-lb/uvs/control"
 	"github.com/uvs-lb/uvs/dataplane"
 	"github.com/uvs-lb/uvs/ipvsadm"
+	"github.com/uvs-lb/uvs/snapshot"
 )
 
 // bigFlows is the number of live connections of BenchmarkNAT1M.
@@ -31,7 +32,7 @@ func bigFlowKey(i int) ([4]byte, uint16) {
 // the CPU caches as they do on a loaded director. Compare with
 // BenchmarkNATPerPacket (one connection, always cached).
 func BenchmarkNAT1M(b *testing.B) {
-	var snap atomic.Pointer[dataplane.Snapshot]
+	var snap atomic.Pointer[snapshot.Snapshot]
 	var host atomic.Pointer[dataplane.Host]
 	host.Store(&dataplane.Host{
 		Ifaces: map[int]dataplane.Iface{
@@ -44,7 +45,7 @@ func BenchmarkNAT1M(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	st := control.New(control.Options{Publish: func(s *dataplane.Snapshot) { snap.Store(s) }})
+	st := control.New(control.Options{Publish: func(s *snapshot.Snapshot) { snap.Store(s) }})
 	cmds, err := ipvsadm.ParseRules(strings.NewReader(natRules), "rules")
 	if err != nil {
 		b.Fatal(err)

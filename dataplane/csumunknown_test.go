@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/uvs-lb/uvs/dataplane"
-	"github.com/uvs-lb/uvs/dataplane/header"
+	"github.com/uvs-lb/uvs/header"
 )
 
 // partialTCP returns a client SYN whose TCP checksum field holds only the

@@ -2,8 +2,9 @@ package dataplane
 
 import (
 	"github.com/uvs-lb/uvs/conntrack"
-	"github.com/uvs-lb/uvs/dataplane/header"
+	"github.com/uvs-lb/uvs/header"
 	"github.com/uvs-lb/uvs/modes"
+	"github.com/uvs-lb/uvs/snapshot"
 	"github.com/uvs-lb/uvs/spec"
 )
 
@@ -16,7 +17,7 @@ const (
 // arp answers an ARP request for a VIP the kernel does not own (the VIP is
 // not configured on a director interface), so clients can reach it either
 // way.
-func (w *Worker) arp(f *Frame, data []byte, snap *Snapshot, host *Host) {
+func (w *Worker) arp(f *Frame, data []byte, snap *snapshot.Snapshot, host *Host) {
 	p := w.p
 	if p.Reason != header.ReasonNone || p.ARPOp != header.ARPRequest {
 		return
@@ -37,7 +38,7 @@ func (w *Worker) arp(f *Frame, data []byte, snap *Snapshot, host *Host) {
 }
 
 // ndp answers an IPv6 neighbour solicitation for a VIP the kernel does not own.
-func (w *Worker) ndp(f *Frame, data []byte, snap *Snapshot, host *Host) {
+func (w *Worker) ndp(f *Frame, data []byte, snap *snapshot.Snapshot, host *Host) {
 	p := w.p
 	if p.L4Off+24 > p.End {
 		return
@@ -103,7 +104,7 @@ func (w *Worker) icmp(f *Frame, data []byte, kind int, mtu uint16) {
 	w.out = append(w.out, Frame{Buf: buf, Len: n, Ifindex: f.Ifindex})
 }
 
-// icmpError relates an ICMP error to a connection (reference §3.5): the
+// icmpError relates an ICMP error to a connection (net/netfilter/ipvs/ip_vs_core.c, ip_vs_in_icmp and ip_vs_out_icmp): the
 // quoted packet is one the connection sent, so its reversed tuple is the
 // connection key. NAT rewrites the addresses; the other methods forward
 // the error unchanged to the real server.
@@ -150,7 +151,7 @@ func (w *Worker) icmpError(f *Frame, data []byte, host *Host, mono int64) {
 	if c.Fwd != spec.FwdMasq {
 		return
 	}
-	if r := modes.NATICMPOut(data, p, netipAP(c.Virtual)); !w.verdict(f, data, r, host) {
+	if r := modes.NATICMPOut(data, p, addrPort(c.Virtual)); !w.verdict(f, data, r, host) {
 		return
 	}
 	ifc, ok := host.Ifaces[int(c.Ifindex)]

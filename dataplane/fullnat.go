@@ -5,6 +5,7 @@ import (
 
 	"github.com/uvs-lb/uvs/conntrack"
 	"github.com/uvs-lb/uvs/sched"
+	"github.com/uvs-lb/uvs/snapshot"
 )
 
 // Default FULLNAT local port range: above Linux's default
@@ -48,12 +49,9 @@ func (a *PortAllocator) Allocate(t *conntrack.Table, proto uint8, rs, lip conntr
 	return 0, false
 }
 
-// Release returns a port; the table-backed allocator needs no bookkeeping.
-func (a *PortAllocator) Release(conntrack.Endpoint) {}
-
 // fullnatLocal picks the local address (the service's pool round-robin, or
 // the route's source address towards the real server) and a local port.
-func (w *Worker) fullnatLocal(nc *conntrack.NewConn, svc *Service, d *sched.Dest) bool {
+func (w *Worker) fullnatLocal(nc *conntrack.NewConn, svc *snapshot.Service, d *sched.Dest) bool {
 	if w.env.Ports == nil {
 		return false
 	}

@@ -1,7 +1,7 @@
 package dataplane
 
 import (
-	"github.com/uvs-lb/uvs/dataplane/header"
+	"github.com/uvs-lb/uvs/header"
 	"github.com/uvs-lb/uvs/modes"
 )
 

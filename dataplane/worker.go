@@ -7,10 +7,11 @@ import (
 	"time"
 
 	"github.com/uvs-lb/uvs/conntrack"
-	"github.com/uvs-lb/uvs/dataplane/header"
 	"github.com/uvs-lb/uvs/fwmark"
+	"github.com/uvs-lb/uvs/header"
 	"github.com/uvs-lb/uvs/modes"
 	"github.com/uvs-lb/uvs/sched"
+	"github.com/uvs-lb/uvs/snapshot"
 	"github.com/uvs-lb/uvs/spec"
 )
 
@@ -113,13 +114,14 @@ func (c *Counters) inc(k Counter) { c.c[k].Add(1) }
 // Load returns a counter's value.
 func (c *Counters) Load(k Counter) uint64 { return c.c[k].Load() }
 
-// LoadParse returns how many frames failed parsing with reason r.
-func (c *Counters) LoadParse(r header.Reason) uint64 { return c.parse[r].Load() }
+// LoadMalformed returns how many frames addressed to the director failed
+// parsing with reason r (their sum is the CntMalformed counter).
+func (c *Counters) LoadMalformed(r header.Reason) uint64 { return c.parse[r].Load() }
 
 // Env is what every worker shares: configuration, connection table, next
 // hops, host facts and the clock.
 type Env struct {
-	Snap  *atomic.Pointer[Snapshot]
+	Snap  *atomic.Pointer[snapshot.Snapshot]
 	Host  *atomic.Pointer[Host]
 	Conns *conntrack.Table
 	Hops  NextHops
@@ -134,7 +136,7 @@ type Env struct {
 	Ports *PortAllocator
 	// Trace, when set, receives one line per scheduling decision (the lab
 	// uses it). It is called on the packet path: leave it nil in production.
-	Trace func(svc *Service, client netip.AddrPort, d *sched.Dest, why *sched.Reason)
+	Trace func(svc *snapshot.Service, client netip.AddrPort, d *sched.Dest, why *sched.Reason)
 	// NeighTimeout is how long a frame may wait in a worker's neighbour
 	// queue for its next hop (0: DefaultNeighTimeout).
 	NeighTimeout time.Duration
@@ -329,7 +331,7 @@ func (b *batch) stale(found bool, h conntrack.Handle) bool {
 }
 
 // runBatch processes at most BatchSize frames.
-func (w *Worker) runBatch(frames []Frame, snap *Snapshot, host *Host, now time.Time, mono int64) {
+func (w *Worker) runBatch(frames []Frame, snap *snapshot.Snapshot, host *Host, now time.Time, mono int64) {
 	b := &w.b
 	nk := 0
 	for i := range frames {
@@ -447,7 +449,7 @@ func (w *Worker) classify(f *Frame, p *header.Parsed, host *Host) action {
 
 // tracked handles a TCP or UDP frame given its connection lookup: forward
 // it on its connection, or schedule a new one.
-func (w *Worker) tracked(f *Frame, data []byte, key *conntrack.Key, found bool, c *conntrack.Conn, snap *Snapshot, host *Host, now time.Time, mono int64) {
+func (w *Worker) tracked(f *Frame, data []byte, key *conntrack.Key, found bool, c *conntrack.Conn, snap *snapshot.Snapshot, host *Host, now time.Time, mono int64) {
 	p := w.p
 	if found {
 		if c.Dir == conntrack.DirIn && p.Proto == header.ProtoTCP && p.TCPFlags&tcpSYN != 0 && p.TCPFlags&tcpACK == 0 &&
@@ -517,7 +519,7 @@ func addrFrom16(a [16]byte) netip.Addr {
 	return netip.AddrFrom16(a)
 }
 
-func (w *Worker) schedule(f *Frame, data []byte, key conntrack.Key, svc *Service, mark uint32, snap *Snapshot, host *Host, now time.Time, mono int64) {
+func (w *Worker) schedule(f *Frame, data []byte, key conntrack.Key, svc *snapshot.Service, mark uint32, snap *snapshot.Snapshot, host *Host, now time.Time, mono int64) {
 	p := w.p
 	fl := &w.flow
 	*fl = sched.Flow{Proto: spec.Proto(p.Proto), Src: p.SrcAddr(), Dst: p.DstAddr(), SrcPort: p.SrcPort, DstPort: p.DstPort, Mark: mark}
@@ -564,7 +566,7 @@ func (w *Worker) schedule(f *Frame, data []byte, key conntrack.Key, svc *Service
 }
 
 // create creates a scheduled connection and forwards its first frame.
-func (w *Worker) create(f *Frame, data []byte, nc *conntrack.NewConn, svc *Service, snap *Snapshot, host *Host, mono int64) {
+func (w *Worker) create(f *Frame, data []byte, nc *conntrack.NewConn, svc *snapshot.Service, snap *snapshot.Snapshot, host *Host, mono int64) {
 	p := w.p
 	d := nc.Dest
 	if nc.Fwd == spec.FwdFullNAT {
@@ -575,9 +577,6 @@ func (w *Worker) create(f *Frame, data []byte, nc *conntrack.NewConn, svc *Servi
 	}
 	c := &w.cn
 	if err := w.env.Conns.Create(nc, p.TCPFlags, mono, c); err != nil {
-		if nc.Fwd == spec.FwdFullNAT && w.env.Ports != nil {
-			w.env.Ports.Release(nc.Local)
-		}
 		w.Counters.inc(CntNoConnSpace)
 		return
 	}
@@ -591,7 +590,7 @@ func (w *Worker) create(f *Frame, data []byte, nc *conntrack.NewConn, svc *Servi
 func as16(a netip.Addr) [16]byte { return a.As16() }
 
 // forward sends a packet of an existing connection in its direction.
-func (w *Worker) forward(f *Frame, data []byte, c *conntrack.Conn, snap *Snapshot, host *Host) {
+func (w *Worker) forward(f *Frame, data []byte, c *conntrack.Conn, snap *snapshot.Snapshot, host *Host) {
 	p := w.p
 	d := c.Dest
 	if c.Dir == conntrack.DirIn {
@@ -701,7 +700,7 @@ func (w *Worker) requestVia(f *Frame, data []byte, c *conntrack.Conn, real netip
 // icmpIn translates an ICMP error from the client side about a NAT
 // connection's reply and sends it to the real server.
 func (w *Worker) icmpIn(f *Frame, data []byte, c *conntrack.Conn, hop *Hop, host *Host) {
-	if r := modes.NATICMPIn(data, w.p, netipAP(c.Real)); !w.verdict(f, data, r, host) {
+	if r := modes.NATICMPIn(data, w.p, addrPort(c.Real)); !w.verdict(f, data, r, host) {
 		return
 	}
 	eth := header.Ethernet(data)
@@ -823,7 +822,7 @@ type pending struct {
 	p     header.Parsed
 	c     conntrack.Conn    // pendRequest, pendICMPIn
 	nc    conntrack.NewConn // pendCreate
-	svc   *Service          // pendCreate
+	svc   *snapshot.Service // pendCreate
 	key   conntrack.Key     // pendCreate, pendReprocess: the inbound key
 	buf   []byte
 }
@@ -975,7 +974,7 @@ func (q *neighQueue) release() {
 
 // retryQueued sends the queued frames whose next hop has resolved and drops
 // those that waited too long, in arrival order; it flushes what it sent.
-func (w *Worker) retryQueued(snap *Snapshot, host *Host, now time.Time, mono int64) {
+func (w *Worker) retryQueued(snap *snapshot.Snapshot, host *Host, now time.Time, mono int64) {
 	q := &w.pq
 	resolved := false
 	for i := range q.addrs[:q.na] {
@@ -1041,7 +1040,7 @@ func (q *neighQueue) addrOf(addr netip.Addr) *pendAddr {
 }
 
 // replay continues a queued frame's path now that hop is known.
-func (w *Worker) replay(e *pending, hop *Hop, snap *Snapshot, host *Host, now time.Time, mono int64) {
+func (w *Worker) replay(e *pending, hop *Hop, snap *snapshot.Snapshot, host *Host, now time.Time, mono int64) {
 	f := &e.f
 	data := f.Data()
 	w.p = &e.p
@@ -1065,4 +1064,9 @@ func (w *Worker) replay(e *pending, hop *Hop, snap *Snapshot, host *Host, now ti
 		found := w.env.Conns.Track(e.key, e.p.TCPFlags, mono, c)
 		w.tracked(f, data, &e.key, found, c, snap, host, now, mono)
 	}
+}
+
+// addrPort returns a connection endpoint as a netip.AddrPort.
+func addrPort(e conntrack.Endpoint) netip.AddrPort {
+	return netip.AddrPortFrom(addrFrom16(e.Addr), e.Port)
 }

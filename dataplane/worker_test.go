@@ -15,6 +15,7 @@ import (
 	"github.com/uvs-lb/uvs/control"
 	"github.com/uvs-lb/uvs/dataplane"
 	"github.com/uvs-lb/uvs/ipvsadm"
+	"github.com/uvs-lb/uvs/snapshot"
 )
 
 var (
@@ -42,7 +43,7 @@ type rig struct {
 func newRig(t testing.TB, rules string) *rig {
 	t.Helper()
 	r := &rig{io: dataplane.NewFakeIO(64, 10*time.Millisecond), clock: time.Unix(1000, 0)}
-	var snap atomic.Pointer[dataplane.Snapshot]
+	var snap atomic.Pointer[snapshot.Snapshot]
 	var host atomic.Pointer[dataplane.Host]
 	host.Store(&dataplane.Host{
 		Ifaces: map[int]dataplane.Iface{
@@ -56,7 +57,7 @@ func newRig(t testing.TB, rules string) *rig {
 		t.Fatal(err)
 	}
 	r.conns = ct
-	r.state = control.New(control.Options{Publish: func(s *dataplane.Snapshot) { snap.Store(s) }})
+	r.state = control.New(control.Options{Publish: func(s *snapshot.Snapshot) { snap.Store(s) }})
 	cmds, err := ipvsadm.ParseRules(strings.NewReader(rules), "rules")
 	if err != nil {
 		t.Fatal(err)
@@ -291,7 +292,7 @@ func BenchmarkNATPerPacket(b *testing.B) {
 
 // TestICMPErrorFromClientReachesRealServer: an ICMP error the client sends
 // about a reply (quoting VIP:80 -> client) is translated for the NAT
-// connection and forwarded to the real server (reference §3.5).
+// connection and forwarded to the real server (net/netfilter/ipvs/ip_vs_core.c, ip_vs_in_icmp and ip_vs_out_icmp).
 func TestICMPErrorFromClientReachesRealServer(t *testing.T) {
 	r := newRig(t, natRules)
 	r.run(t, tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, true, false))

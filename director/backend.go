@@ -1,7 +1,6 @@
 package director
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"github.com/uvs-lb/uvs/dataplane"
 	"github.com/uvs-lb/uvs/dataplane/afpacket"
 	"github.com/uvs-lb/uvs/dataplane/afxdp"
+	"github.com/uvs-lb/uvs/dataplane/nic"
 )
 
 // Packet-I/O backends (Config.IO, uvsd --io).
@@ -71,7 +71,7 @@ func (d *Director) openAFPacket() ([]dataplane.PacketIO, error) {
 	if n <= 0 {
 		n = 0
 		for _, ifc := range d.host.Load().Ifaces {
-			q, err := afpacket.NumRXQueues(ifc.Name)
+			q, err := nic.NumRXQueues(ifc.Name)
 			if err != nil || q < 1 {
 				q = 1
 			}
@@ -125,7 +125,7 @@ func (d *Director) openAFXDP() (ios []dataplane.PacketIO, err error) {
 		q, err := afxdp.NumQueues(host.Ifaces[i].Name)
 		if err != nil {
 			// No ethtool channels: sysfs, else one queue.
-			if q, err = afpacket.NumRXQueues(host.Ifaces[i].Name); err != nil || q < 1 {
+			if q, err = nic.NumRXQueues(host.Ifaces[i].Name); err != nil || q < 1 {
 				q = 1
 			}
 		}
@@ -267,22 +267,6 @@ func (d *Director) updateXDP() {
 	if err := d.xdp.Update(d.xdpSpec()); err != nil {
 		d.log.Error("updating the XDP program's maps", zap.Error(err))
 	}
-}
-
-// XDPStats returns the AF_XDP backend's counters summed over the workers
-// (zero when the backend is AF_PACKET).
-func (d *Director) XDPStats() (afxdp.Stats, error) {
-	var total afxdp.Stats
-	var errs []error
-	for _, x := range d.xios {
-		st, err := x.Stats()
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		total = total.Add(st)
-	}
-	return total, errors.Join(errs...)
 }
 
 // Backend returns the packet-I/O backend in use (IOAFPacket or IOAFXDP),

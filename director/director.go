@@ -25,9 +25,12 @@ import (
 	"github.com/uvs-lb/uvs/dataplane/afxdp"
 	"github.com/uvs-lb/uvs/dataplane/khook"
 	"github.com/uvs-lb/uvs/dataplane/neigh"
+	"github.com/uvs-lb/uvs/dataplane/nic"
 	"github.com/uvs-lb/uvs/fwmark"
+	"github.com/uvs-lb/uvs/header"
 	"github.com/uvs-lb/uvs/ipvsadm"
 	"github.com/uvs-lb/uvs/sched"
+	"github.com/uvs-lb/uvs/snapshot"
 	"github.com/uvs-lb/uvs/spec"
 )
 
@@ -48,7 +51,7 @@ type Config struct {
 	// LocalPortMin/Max is the FULLNAT local port range (0: defaults).
 	LocalPortMin, LocalPortMax uint16
 	// Trace receives scheduling decisions (uvs-lab); nil in production.
-	Trace func(svc *dataplane.Service, client netip.AddrPort, d *sched.Dest, why *sched.Reason)
+	Trace func(svc *snapshot.Service, client netip.AddrPort, d *sched.Dest, why *sched.Reason)
 	// Ready, if set, is called once the workers are running.
 	Ready func(*Director)
 	// IO is the packet-I/O backend: IOAFPacket ("" too), IOAFXDP or
@@ -64,7 +67,7 @@ type Director struct {
 	log     *zap.Logger
 	State   *control.State
 	Conns   *conntrack.Table
-	snap    atomic.Pointer[dataplane.Snapshot]
+	snap    atomic.Pointer[snapshot.Snapshot]
 	host    atomic.Pointer[dataplane.Host]
 	hops    *neigh.Resolver
 	hooks   *khook.Hooks
@@ -119,7 +122,7 @@ func New(cfg Config, log *zap.Logger) (*Director, error) {
 	}
 	d.Conns = ct
 	d.State = control.New(control.Options{
-		Publish: func(s *dataplane.Snapshot) {
+		Publish: func(s *snapshot.Snapshot) {
 			d.snap.Store(s)
 			select {
 			case d.changed <- struct{}{}:
@@ -222,7 +225,7 @@ func (d *Director) Run(ctx context.Context) (err error) {
 		go func(i int, w *dataplane.Worker) {
 			defer wg.Done()
 			if n > 1 {
-				if err := afpacket.PinToCPU(i % runtime.NumCPU()); err != nil {
+				if err := nic.PinToCPU(i % runtime.NumCPU()); err != nil {
 					d.log.Debug("pin", zap.Error(err))
 				}
 			}
@@ -315,12 +318,33 @@ func (d *Director) logCounters() {
 			fields = append(fields, zap.Uint64(k.String(), sum))
 		}
 	}
+	for r := header.Reason(1); r < header.NumReasons; r++ {
+		var sum uint64
+		for _, w := range d.workers {
+			sum += w.Counters.LoadMalformed(r)
+		}
+		if sum > 0 {
+			fields = append(fields, zap.Uint64("malformed-"+r.String(), sum))
+		}
+	}
 	d.log.Info("worker counters", fields...)
 }
 
-// logIOStats logs the AF_PACKET sockets' counters, summed (ring drops,
-// transmit retries and drops), before they are closed.
+// logIOStats logs the packet-I/O counters, summed over the workers (ring
+// drops, transmit retries and drops), before the sockets are closed.
 func (d *Director) logIOStats() {
+	if len(d.xios) > 0 {
+		var t afxdp.Stats
+		for _, x := range d.xios {
+			if st, err := x.Stats(); err == nil {
+				t = t.Add(st)
+			}
+		}
+		d.log.Info("AF_XDP sockets", zap.Uint64("read", t.RxFrames), zap.Uint64("sent", t.TxFrames),
+			zap.Uint64("tx-busy", t.TxBusy), zap.Uint64("tx-ring-full", t.TxRingFull), zap.Uint64("tx-fallback", t.TxFallback),
+			zap.Uint64("tx-errors", t.TxErrors), zap.Uint64("kernel-rx-dropped", t.KernelRxDropped),
+			zap.Uint64("kernel-rx-ring-full", t.KernelRxRingFull), zap.Uint64("kernel-fill-ring-empty", t.KernelRxFillRingEmpty))
+	}
 	if len(d.sockets) == 0 {
 		return
 	}

@@ -13,9 +13,9 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/uvs-lb/uvs/control"
+	"github.com/uvs-lb/uvs/control/wire"
 	"github.com/uvs-lb/uvs/dataplane/afxdp"
-	"github.com/uvs-lb/uvs/lab/trace"
+	"github.com/uvs-lb/uvs/trace"
 )
 
 // Main is uvsd's command line: it parses flags and runs a director until
@@ -39,8 +39,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	ioName := fs.String("io", defIO, "packet I/O `backend`: afpacket, afxdp, or auto (AF_XDP where it can be set up, else AF_PACKET); default from $"+IOEnv)
 	xdpMode := fs.String("xdp-mode", "auto", "XDP attach `mode` for --io afxdp/auto: native, generic, or auto (native where the driver has it)")
 	traceFile := fs.String("trace", "", "write one JSON line per scheduling decision to `file` (uvs-lab reads it)")
-	defSock := control.DefaultSocketName
-	if v := os.Getenv(control.SocketEnv); v != "" {
+	defSock := wire.DefaultSocketName
+	if v := os.Getenv(wire.SocketEnv); v != "" {
 		defSock = v
 	}
 	sock := fs.String("control", defSock, "abstract unix socket `name` for uvsadm (empty: no control socket)")

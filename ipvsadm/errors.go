@@ -5,8 +5,17 @@ import (
 	"strconv"
 )
 
-// Exit codes ipvsadm 1.31 uses (§4.4).
+// Exit codes ipvsadm 1.31 uses (ipvsadm.c: fail() and the return values of
+// process_options).
 const (
+	// ExitOK is success.
+	ExitOK = 0
+	// ExitList is a listing failure (no such service for -L -t, ...) and
+	// the ipvsadm-save wrapper's usage error.
+	ExitList = 1
+	// ExitKernel is an operation the kernel (here: the director) rejected;
+	// ipvsadm returns -1.
+	ExitKernel = 255
 	// ExitUsage is the status of usage and validation errors (fail(2, ...)).
 	ExitUsage = 2
 	// ExitPopt is the status of "Try `ipvsadm -h' ..." and popt errors such

@@ -21,7 +21,7 @@ func dest(addrport string, fwd spec.Fwd, weight uint32) spec.Dest {
 	return spec.Dest{Addr: a.Addr(), Port: a.Port(), Fwd: fwd, Weight: weight}
 }
 
-// referenceTable is the table of the §4.5 default example, given in a
+// referenceTable is the table of ipvsadm -L's default layout (ipvsadm.c print_title, print_service_entry), given in a
 // scrambled (kernel-like) order so that sorting is exercised.
 func referenceTable() []ServiceView {
 	udp := spec.Service{Key: spec.ServiceKey{Proto: spec.ProtoUDP, Addr: netip.MustParseAddr("10.0.0.1"), Port: 53},
@@ -245,7 +245,7 @@ TCP  [2001:db8::1]:80 rr persistent 100
 
 func TestSortWrappedComparison(t *testing.T) {
 	// 10.0.0.1 - 192.168.0.1 wraps to a positive int in C: 10.0.0.1 sorts
-	// after 192.168.0.1 (§4.5).
+	// after 192.168.0.1 (ipvsadm.c list_all: the kernel's order).
 	tab := []ServiceView{{Service: tcpSvc("10.0.0.1:80", "rr")}, {Service: tcpSvc("192.168.0.1:80", "rr")}}
 	got := SortServices(tab)
 	if got[0].Service.Key.Addr != netip.MustParseAddr("192.168.0.1") {

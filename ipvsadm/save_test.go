@@ -10,7 +10,7 @@ import (
 	"github.com/uvs-lb/uvs/spec"
 )
 
-// saveTable is the §4.6 example table, in scrambled order.
+// saveTable is an example table for ipvsadm -S (ipvsadm.c print_service_entry with FMT_RULE), in scrambled order.
 func saveTable() []ServiceView {
 	gue := dest("192.168.10.1:8080", spec.FwdTunnel, 1)
 	gue.TunType, gue.TunPort = spec.TunGUE, 6080

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/uvs-lb/uvs/lab/capture"
-	"github.com/uvs-lb/uvs/lab/trace"
+	"github.com/uvs-lb/uvs/trace"
 )
 
 // RunOptions are run's choices.

@@ -3,7 +3,7 @@ package modes
 import (
 	"encoding/binary"
 
-	"github.com/uvs-lb/uvs/dataplane/header"
+	"github.com/uvs-lb/uvs/header"
 )
 
 // Csum says what the L4 checksum field of a packet holds and how a rewrite

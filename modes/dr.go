@@ -1,8 +1,8 @@
 package modes
 
-import "github.com/uvs-lb/uvs/dataplane/header"
+import "github.com/uvs-lb/uvs/header"
 
-// DR forwards a packet by direct routing (reference §3.2, ip_vs_dr_xmit):
+// DR forwards a packet by direct routing (net/netfilter/ipvs/ip_vs_xmit.c, ip_vs_dr_xmit):
 // the IP packet is unchanged except for the TTL/hop-limit decrement (and the
 // IPv4 header checksum); the Ethernet destination becomes the real server's
 // (next hop's) MAC and the source the egress interface's MAC. Any IP packet
@@ -16,11 +16,6 @@ func DR(frame []byte, p *header.Parsed, dstMAC, srcMAC [6]byte) Result {
 	e.SetSrc(srcMAC)
 	return verdict(OK)
 }
-
-// DecrementTTL decrements the TTL or hop limit of the IP packet in frame
-// and fixes the IPv4 header checksum incrementally, or returns TTLExceeded
-// (frame unchanged) when it is <= 1.
-func DecrementTTL(frame []byte, p *header.Parsed) Result { return decrementTTL(frame, p) }
 
 func decrementTTL(frame []byte, p *header.Parsed) Result {
 	if (p.Kind != header.KindIPv4 && p.Kind != header.KindIPv6) || p.End > len(frame) {

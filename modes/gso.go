@@ -3,7 +3,7 @@ package modes
 import (
 	"encoding/binary"
 
-	"github.com/uvs-lb/uvs/dataplane/header"
+	"github.com/uvs-lb/uvs/header"
 )
 
 // Segmenter cuts a TCP or UDP GSO super-frame (one frame carrying the

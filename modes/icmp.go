@@ -4,11 +4,11 @@ import (
 	"encoding/binary"
 	"net/netip"
 
-	"github.com/uvs-lb/uvs/dataplane/header"
+	"github.com/uvs-lb/uvs/header"
 )
 
 // NATICMPIn translates an ICMP error arriving from the client side about a
-// packet of a NAT connection (reference §3.5, ip_vs_in_icmp → ip_vs_nat_icmp
+// packet of a NAT connection (net/netfilter/ipvs/ip_vs_core.c, ip_vs_in_icmp → ip_vs_nat_icmp
 // with inout=0). The quoted packet is one the director sent (VIP:vport →
 // client); rs is the connection's real server (RIP:rport). The outer
 // destination becomes RIP, the quoted source becomes RIP, the quoted source

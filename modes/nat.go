@@ -4,11 +4,11 @@ import (
 	"encoding/binary"
 	"net/netip"
 
-	"github.com/uvs-lb/uvs/dataplane/header"
+	"github.com/uvs-lb/uvs/header"
 )
 
 // NATRequest rewrites a client→VIP request for a NAT (masquerading)
-// connection (reference §3.1, ip_vs_nat_xmit): destination address and port
+// connection (net/netfilter/ipvs/ip_vs_xmit.c, ip_vs_nat_xmit): destination address and port
 // := rs, TTL/hop limit decremented, IPv4 header and TCP/UDP checksums fixed
 // as csum says. p must describe frame (p.Reason == header.ReasonNone, TCP or
 // UDP) and rs must be of the packet's address family. A GSO super-frame is
@@ -25,7 +25,7 @@ func NATReply(frame []byte, p *header.Parsed, vip netip.AddrPort, csum Csum) Res
 }
 
 // FullNATRequest rewrites a client→VIP request of a FULLNAT connection
-// (reference §3.6): source := local (LIP:lport), destination := rs
+// (not in mainline Linux: the FULLNAT of Alibaba's LVS kernel patch and of DPVS, src/ipvs/ip_vs_xmit.c dp_vs_xmit_fnat): source := local (LIP:lport), destination := rs
 // (RIP:rport), TTL decremented, checksums fixed. No TOA option is inserted.
 func FullNATRequest(frame []byte, p *header.Parsed, local, rs netip.AddrPort, csum Csum) Result {
 	return translate(frame, p, true, local, true, rs, csum)

@@ -1,6 +1,6 @@
 package modes
 
-import "github.com/uvs-lb/uvs/dataplane/header"
+import "github.com/uvs-lb/uvs/header"
 
 // Verdict is the outcome of a rewrite.
 type Verdict uint8

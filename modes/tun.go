@@ -4,10 +4,10 @@ import (
 	"encoding/binary"
 	"net/netip"
 
-	"github.com/uvs-lb/uvs/dataplane/header"
+	"github.com/uvs-lb/uvs/header"
 )
 
-// Encapsulation overheads with an outer IPv4 header (reference §3.3).
+// Encapsulation overheads with an outer IPv4 header (net/netfilter/ipvs/ip_vs_xmit.c, ip_vs_tunnel_xmit).
 const (
 	IPIPOverhead = header.IPv4MinSize                      // 20
 	GUEOverhead  = header.IPv4MinSize + header.UDPSize + 4 // 32: UDP + GUE v0 header
@@ -41,7 +41,7 @@ func (t *Tunnel) Overhead() int {
 }
 
 // Encap tunnels the IP packet of the frame buf[off:off+n] (parsed into p)
-// to the real server (reference §3.3, ip_vs_tunnel_xmit): the inner TTL or
+// to the real server (net/netfilter/ipvs/ip_vs_xmit.c, ip_vs_tunnel_xmit): the inner TTL or
 // hop limit is decremented, an outer IPv4 header (and for GUE a UDP header
 // plus a 4-byte GUE v0 header) is prepended into the headroom buf[:off],
 // and the Ethernet header (with any VLAN tag) is moved in front of it with

@@ -3,11 +3,11 @@ package realserver
 import (
 	"encoding/binary"
 
-	"github.com/uvs-lb/uvs/dataplane/header"
+	"github.com/uvs-lb/uvs/header"
 )
 
-// IP protocol numbers of the encapsulations a director sends (ipvs-reference
-// §3.3): IPIP carries an IPv4 packet, protocol 41 an IPv6 packet.
+// IP protocol numbers of the encapsulations a director sends (ip_vs_xmit.c,
+// ip_vs_tunnel_xmit): IPIP carries an IPv4 packet, protocol 41 an IPv6 packet.
 const (
 	ProtoIPIP = 4
 	ProtoIPv6 = 41

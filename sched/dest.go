@@ -106,8 +106,8 @@ func (d *Dest) UThreshold() uint32 { return d.uthresh.Load() }
 func (d *Dest) LThreshold() uint32 { return d.lthresh.Load() }
 
 // Overhead is the classic IPVS load figure (activeconns << 8) + inactconns
-// (include/net/ip_vs.h ip_vs_dest_conn_overhead). The reference notes a
-// newer 257:1 variant; no kernel tree checked has it, so uvs uses 256:1.
+// (include/net/ip_vs.h ip_vs_dest_conn_overhead). A 257:1 variant is
+// sometimes quoted; no kernel tree checked has it, so uvs uses 256:1.
 func (d *Dest) Overhead() int64 {
 	return int64(d.activeConns.Load())<<8 + int64(d.inactConns.Load())
 }

@@ -16,7 +16,7 @@
 // input is reported as an *InputError naming the file, line and token, before
 // anything is simulated.
 //
-// Connection accounting follows the kernel (see ipvs-reference.md §1.0): a
+// Connection accounting follows the kernel (net/netfilter/ipvs/ip_vs_conn.c, ip_vs_bind_dest and ip_vs_conn_expire): a
 // new connection is bound inactive; TCP turns active at once (the SYN is
 // processed right after scheduling); UDP never becomes active; the counters
 // drop when the connection ends (arrival + hold time).

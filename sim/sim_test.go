@@ -104,8 +104,8 @@ func readFile(t *testing.T, name string) string {
 
 // The classic LVS case, kernel-faithful: with the destinations added one by
 // one (C, B, A) the first pass is a plain round robin over the list A B C,
-// then the periods A A B A B C A B C follow (ipvs-reference.md,
-// Corrections).
+// then the periods A A B A B C A B C follow (ip_vs_wrr.c:
+// ip_vs_wrr_dest_changed keeps cw = 1 when destinations are added one by one).
 func TestWRRClassic(t *testing.T) {
 	r := simRun{rules: readFile(t, "wrr.rules"), w: defaultWorkload()}
 	r.w.Conns = 21

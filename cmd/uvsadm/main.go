@@ -26,22 +26,23 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/uvs-lb/uvs/control"
+	"github.com/uvs-lb/uvs/control/client"
+	"github.com/uvs-lb/uvs/control/wire"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	cli := &control.CLI{
-		Client:      control.Client{Socket: os.Getenv(control.SocketEnv)},
-		NoAutostart: noAutostart(os.Getenv(control.AutostartEnv)),
+	cli := &client.CLI{
+		Client:      client.Client{Socket: os.Getenv(wire.SocketEnv)},
+		NoAutostart: noAutostart(os.Getenv(client.AutostartEnv)),
 	}
 	if !cli.NoAutostart {
-		l, err := control.NewExecLauncher()
+		l, err := client.NewExecLauncher()
 		if err != nil {
 			cli.Launcher = failedLauncher{err}
 		} else {
 			if cli.Client.Socket != "" {
-				l.Env = append(os.Environ(), control.SocketEnv+"="+cli.Client.Socket)
+				l.Env = append(os.Environ(), wire.SocketEnv+"="+cli.Client.Socket)
 			}
 			cli.Launcher = l
 		}

@@ -3,8 +3,8 @@
 // implementing dataplane.PacketIO.
 //
 // One Socket serves one worker. Open several sockets with the same
-// FanoutGroup on an interface (one per RX queue, see NumRXQueues) and run
-// each on its own goroutine pinned with PinToCPU. A socket with Ifindex 0
+// FanoutGroup on an interface (one per RX queue, see nic.NumRXQueues) and run
+// each on its own goroutine pinned with nic.PinToCPU. A socket with Ifindex 0
 // receives from every interface of its network namespace, and any socket can
 // transmit on any interface: WriteBatch sends each frame by its Ifindex.
 //

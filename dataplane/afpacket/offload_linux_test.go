@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/uvs-lb/uvs/dataplane"
-	"github.com/uvs-lb/uvs/dataplane/header"
+	"github.com/uvs-lb/uvs/header"
 )
 
 // TestGSORead: with offloads on, a TCP sender's TSO super-frames arrive

@@ -46,9 +46,3 @@ func (*Socket) SetPollTimeout(time.Duration) {}
 
 // Ifindex returns 0.
 func (*Socket) Ifindex() int { return 0 }
-
-// PinToCPU fails: only implemented on Linux.
-func PinToCPU(int) error { return errUnsupported }
-
-// NumRXQueues fails: only implemented on Linux.
-func NumRXQueues(string) (int, error) { return 0, errUnsupported }

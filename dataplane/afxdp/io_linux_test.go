@@ -22,7 +22,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 
 	"github.com/uvs-lb/uvs/dataplane"
-	"github.com/uvs-lb/uvs/dataplane/header"
+	"github.com/uvs-lb/uvs/header"
 	"github.com/uvs-lb/uvs/internal/netnstest"
 	"github.com/uvs-lb/uvs/internal/pkttest"
 	"github.com/uvs-lb/uvs/spec"

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/netip"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,18 +13,6 @@ import (
 	"github.com/uvs-lb/uvs/conntrack"
 	"github.com/uvs-lb/uvs/ipvsadm"
 	"github.com/uvs-lb/uvs/spec"
-)
-
-// Exit statuses of Run besides ipvsadm.ExitUsage (2) and ipvsadm.ExitPopt
-// (255), as ipvsadm 1.31 uses them (reference §4.4).
-const (
-	// ExitOK is success.
-	ExitOK = 0
-	// ExitList is a listing failure (no such service for -L -t, ...) and
-	// the ipvsadm-save wrapper's usage error.
-	ExitList = 1
-	// ExitKernel is an operation the director rejected (ipvsadm returns -1).
-	ExitKernel = 255
 )
 
 // Env is what Run needs besides the State and the command line.
@@ -51,31 +38,6 @@ type Env struct {
 	// director can be reached; it completes ipvsadm's "Can't initialize
 	// ipvs: ..." message.
 	Unavailable string
-}
-
-// personality is which of the three ipvsadm programs Run behaves as.
-type personality uint8
-
-const (
-	asAdm personality = iota
-	asSave
-	asRestore
-)
-
-// progPersonality splits argv[0] into the personality and the program
-// name used in messages ("ipvsadm-save" → asSave, "ipvsadm").
-func progPersonality(argv0 string) (personality, string) {
-	base := filepath.Base(argv0)
-	if argv0 == "" || base == "." || base == "/" {
-		return asAdm, ipvsadm.DefaultProg
-	}
-	switch {
-	case strings.HasSuffix(base, "-save") && len(base) > len("-save"):
-		return asSave, strings.TrimSuffix(base, "-save")
-	case strings.HasSuffix(base, "-restore") && len(base) > len("-restore"):
-		return asRestore, strings.TrimSuffix(base, "-restore")
-	}
-	return asAdm, base
 }
 
 // Run executes one ipvsadm 1.31 invocation against st, exactly as ipvsadm
@@ -109,18 +71,18 @@ func progPersonality(argv0 string) (personality, string) {
 // still work, and anything else prints ipvsadm's "Can't initialize ipvs"
 // message with env.Unavailable and exits 2.
 func Run(st *State, env Env, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	pers, prog := progPersonality(env.Prog)
+	pers, prog := ipvsadm.ProgPersonality(env.Prog)
 	r := &runner{st: st, env: env, prog: prog, out: stdout, errw: stderr}
 	switch pers {
-	case asSave:
-		if len(args) > 1 || (len(args) == 1 && args[0] != "-n") {
-			r.errf("Usage: " + prog + "-save [-n]")
-			return ExitList
+	case ipvsadm.AsSave:
+		if !ipvsadm.SaveArgsOK(args) {
+			r.errf(ipvsadm.SaveUsage(prog))
+			return ipvsadm.ExitList
 		}
 		code, _ := r.invoke(append([]string{"-S"}, args...), nil, false)
 		return code
-	case asRestore:
-		if code, _ := r.invoke([]string{"-C"}, nil, false); code != ExitOK {
+	case ipvsadm.AsRestore:
+		if code, _ := r.invoke([]string{"-C"}, nil, false); code != ipvsadm.ExitOK {
 			return code
 		}
 		code, _ := r.invoke([]string{"-R"}, stdin, false)
@@ -144,30 +106,16 @@ func (r *runner) errf(msg string) { _, _ = io.WriteString(r.errw, msg+"\n") }
 // invoke runs one command line. stop reports that ipvsadm would have
 // exited here (usage errors, listing failures, -h/-v), which ends a -R.
 func (r *runner) invoke(args []string, stdin io.Reader, inRestore bool) (code int, stop bool) {
-	cmd, err := ipvsadm.ParseAs(r.prog, args)
-	if err != nil {
-		var e *ipvsadm.Error
-		if errors.As(err, &e) {
-			r.errf(e.Msg)
-			return e.Code, true
-		}
-		r.errf(err.Error())
-		return ipvsadm.ExitUsage, true
-	}
-	switch cmd.Kind {
-	case ipvsadm.CmdHelp:
-		_, _ = io.WriteString(r.out, ipvsadm.UsageFor(r.prog))
-		return ExitOK, true
-	case ipvsadm.CmdVersion:
-		_, _ = io.WriteString(r.out, ipvsadm.Version())
-		return ExitOK, true
+	cmd, code, done := ipvsadm.Answer(r.prog, args, r.out, r.errw)
+	if done {
+		return code, true
 	}
 	if r.st == nil {
 		why := r.env.Unavailable
 		if why == "" {
 			why = "no uvs director in this network namespace"
 		}
-		r.errf("Can't initialize ipvs: " + why + "\nAre you sure that IP Virtual Server is built in the kernel or as module?")
+		r.errf(ipvsadm.Unavailable(why))
 		return ipvsadm.ExitUsage, true
 	}
 	switch cmd.Kind {
@@ -177,9 +125,9 @@ func (r *runner) invoke(args []string, stdin io.Reader, inRestore bool) (code in
 		err := ipvsadm.FormatSave(r.out, r.views(), cmd.List.Numeric)
 		if err != nil {
 			r.errf(err.Error())
-			return ExitList, true
+			return ipvsadm.ExitList, true
 		}
-		return ExitOK, false
+		return ipvsadm.ExitOK, false
 	case ipvsadm.CmdRestore:
 		if inRestore {
 			r.errf("Try `" + r.prog + " -h' or '" + r.prog + " --help' for more information.")
@@ -208,7 +156,7 @@ func (r *runner) reject(err error) int {
 	} else {
 		r.errf(err.Error())
 	}
-	return ExitKernel
+	return ipvsadm.ExitKernel
 }
 
 // change applies a state-changing command.
@@ -230,17 +178,17 @@ func (r *runner) change(c *ipvsadm.Command) int {
 			}
 		}
 	}
-	return ExitOK
+	return ipvsadm.ExitOK
 }
 
 // restore is -R: one invocation per stdin line.
 func (r *runner) restore(stdin io.Reader) int {
 	if stdin == nil {
-		return ExitOK
+		return ipvsadm.ExitOK
 	}
 	sc := bufio.NewScanner(stdin)
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	result := ExitOK
+	result := ipvsadm.ExitOK
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
@@ -289,12 +237,12 @@ func (r *runner) list(c *ipvsadm.Command) (int, bool) {
 				if err != nil {
 					break
 				}
-				return ExitOK, false
+				return ipvsadm.ExitOK, false
 			}
 		}
 		if err == nil {
 			r.errf(strerror(ipvsadm.CmdList, syscall.ESRCH).Error())
-			return ExitList, true
+			return ipvsadm.ExitList, true
 		}
 	case o.Timeout:
 		t := r.st.Timeouts()
@@ -306,9 +254,9 @@ func (r *runner) list(c *ipvsadm.Command) (int, bool) {
 	}
 	if err != nil {
 		r.errf(err.Error())
-		return ExitList, true
+		return ipvsadm.ExitList, true
 	}
-	return ExitOK, false
+	return ipvsadm.ExitOK, false
 }
 
 func secs(d time.Duration) uint32 { return uint32(d / time.Second) }
@@ -398,7 +346,7 @@ func (r *runner) getLaddr(c *ipvsadm.Command) (int, bool) {
 	if svc == nil {
 		// DPVS looks the service up first (ipvs_get_service).
 		r.errf(strerror(ipvsadm.CmdList, syscall.ESRCH).Error())
-		return ExitKernel, false
+		return ipvsadm.ExitKernel, false
 	}
 	k := svc.Key
 	counts := make(map[netip.Addr]uint64, len(svc.LocalAddrs))
@@ -428,9 +376,9 @@ func (r *runner) getLaddr(c *ipvsadm.Command) (int, bool) {
 			pad(strconv.FormatUint(counts[a.Unmap()], 10), 10) + "\n")
 	}
 	if _, err := io.WriteString(r.out, b.String()); err != nil {
-		return ExitList, true
+		return ipvsadm.ExitList, true
 	}
-	return ExitOK, false
+	return ipvsadm.ExitOK, false
 }
 
 // pad is printf's "%-*s".

@@ -20,8 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/uvs-lb/uvs/dataplane"
 	"github.com/uvs-lb/uvs/sched"
+	"github.com/uvs-lb/uvs/snapshot"
 	"github.com/uvs-lb/uvs/spec"
 )
 
@@ -85,7 +85,7 @@ func NewWriter(out io.WriteCloser, buffer int) *Writer {
 // Trace records one decision; it has director.Config.Trace's signature. It
 // never blocks and does not allocate: a full queue drops the decision and
 // counts it.
-func (w *Writer) Trace(svc *dataplane.Service, client netip.AddrPort, d *sched.Dest, why *sched.Reason) {
+func (w *Writer) Trace(svc *snapshot.Service, client netip.AddrPort, d *sched.Dest, why *sched.Reason) {
 	if w.closed.Load() {
 		w.dropped.Add(1)
 		return

@@ -37,7 +37,7 @@ func mustRun(t *testing.T, st *State, line string) {
 	}
 }
 
-// fixture is the table of reference §4.5/§4.6, built with ipvsadm commands.
+// fixture is the example table of ipvsadm(8)'s listing and save formats, built with ipvsadm commands.
 var fixture = []string{
 	"-A -t 10.0.0.1:80 -s wlc",
 	"-a -t 10.0.0.1:80 -r 192.168.1.2:80 -m -w 1 -x 100 -y 50",
@@ -658,26 +658,6 @@ func TestRunSaveClearRestore(t *testing.T) {
 	r = runCLI(st, Env{Prog: "ipvsadm-save"}, "", "-x")
 	if r.code != 1 || r.err != "Usage: ipvsadm-save [-n]\n" || r.out != "" {
 		t.Errorf("ipvsadm-save -x: %+v", r)
-	}
-}
-
-func TestProgPersonality(t *testing.T) {
-	for _, c := range []struct {
-		argv0 string
-		p     personality
-		name  string
-	}{
-		{"ipvsadm", asAdm, "ipvsadm"},
-		{"/usr/local/bin/uvsadm", asAdm, "uvsadm"},
-		{"", asAdm, "uvsadm"},
-		{"ipvsadm-save", asSave, "ipvsadm"},
-		{"/x/uvsadm-restore", asRestore, "uvsadm"},
-		{"-save", asAdm, "-save"},
-	} {
-		p, name := progPersonality(c.argv0)
-		if p != c.p || name != c.name {
-			t.Errorf("%q: %v %q, want %v %q", c.argv0, p, name, c.p, c.name)
-		}
 	}
 }
 

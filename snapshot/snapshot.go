@@ -1,4 +1,8 @@
-package dataplane
+// Package snapshot is the compiled running configuration: the control plane
+// builds an immutable Snapshot of the services and publishes it; the data
+// plane's workers load it once per batch and look services up in it. It sits
+// between the two so that neither imports the other.
+package snapshot
 
 import (
 	"net/netip"
@@ -45,20 +49,18 @@ type Snapshot struct {
 	ftp      bool
 	fwm      bool
 	vips     map[[16]byte]struct{}
-	dests    map[*sched.Dest]struct{}
 	// Version counts snapshots; it only grows.
 	Version uint64
 }
 
-// NewSnapshot indexes services for lookup. The slice is kept as given (the
+// New indexes services for lookup. The slice is kept as given (the
 // listing order of the control plane).
-func NewSnapshot(version uint64, services []*Service) *Snapshot {
+func New(version uint64, services []*Service) *Snapshot {
 	s := &Snapshot{
 		services: services,
 		byTuple:  make(map[tupleKey]*Service, len(services)),
 		byMark:   make(map[markKey]*Service),
 		vips:     make(map[[16]byte]struct{}),
-		dests:    make(map[*sched.Dest]struct{}),
 		Version:  version,
 	}
 	for _, svc := range services {
@@ -76,9 +78,6 @@ func NewSnapshot(version uint64, services []*Service) *Snapshot {
 				s.ftp = true
 			}
 		}
-		for _, d := range svc.Sched.Dests() {
-			s.dests[d] = struct{}{}
-		}
 	}
 	return s
 }
@@ -94,13 +93,6 @@ func (s *Snapshot) HasFWMark() bool { return s.fwm }
 // non-fwmark service.
 func (s *Snapshot) IsVIP(addr [16]byte) bool {
 	_, ok := s.vips[addr]
-	return ok
-}
-
-// HasDest reports whether d belongs to a service of this snapshot (the
-// kernel's "dest is AVAILABLE" check for existing connections).
-func (s *Snapshot) HasDest(d *sched.Dest) bool {
-	_, ok := s.dests[d]
 	return ok
 }
 

@@ -1,17 +1,10 @@
 //go:build !linux
 
-package control
+package client
 
-import (
-	"errors"
-	"net"
-)
+import "errors"
 
 var errUnsupported = errors.New("not supported on this operating system")
-
-// peerIsRoot needs SO_PEERCRED, which only Linux has: every peer is
-// unprivileged elsewhere.
-func peerIsRoot(*net.UnixConn) (bool, error) { return false, errUnsupported }
 
 // ExecLauncher starts uvsd; only Linux has one.
 type ExecLauncher struct {

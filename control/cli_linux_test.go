@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/uvs-lb/uvs/control/client"
 )
 
 // fakeLauncher "starts a director" by serving a State in-process on the
@@ -71,7 +73,7 @@ func (f *fakeLauncher) counts() (int, int) {
 	return f.launches, f.locks
 }
 
-func mainRun(c *CLI, argv0, stdin string, args ...string) result {
+func mainRun(c *client.CLI, argv0, stdin string, args ...string) result {
 	var o, e bytes.Buffer
 	code := c.Main(context.Background(), argv0, args, strings.NewReader(stdin), &o, &e)
 	return result{o.String(), e.String(), code}
@@ -81,7 +83,7 @@ func TestCLIAutostart(t *testing.T) {
 	name := testSocket(t)
 	st := New(Options{})
 	fl := &fakeLauncher{t: t, name: name, st: st, delay: 100 * time.Millisecond}
-	cli := &CLI{Client: Client{Socket: name}, Launcher: fl, StartTimeout: 5 * time.Second, Poll: 10 * time.Millisecond}
+	cli := &client.CLI{Client: client.Client{Socket: name}, Launcher: fl, StartTimeout: 5 * time.Second, Poll: 10 * time.Millisecond}
 	r := mainRun(cli, "/usr/sbin/ipvsadm", "", "-A", "-t", "10.0.0.1:80", "-s", "rr")
 	if r.code != 0 || r.err != "" {
 		t.Fatalf("autostarted -A: %+v", r)
@@ -109,7 +111,7 @@ func TestCLIAutostartOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cli := &CLI{Client: Client{Socket: name}, Launcher: fl, StartTimeout: 5 * time.Second, Poll: 10 * time.Millisecond}
+			cli := &client.CLI{Client: client.Client{Socket: name}, Launcher: fl, StartTimeout: 5 * time.Second, Poll: 10 * time.Millisecond}
 			codes <- mainRun(cli, "ipvsadm", "", "-A", "-t", "10.0.0."+itoa(1+i)+":80")
 		}()
 	}
@@ -134,18 +136,18 @@ func TestCLINoDirector(t *testing.T) {
 	fl := &fakeLauncher{t: t, name: name, st: New(Options{})}
 	cases := []struct {
 		name string
-		cli  *CLI
+		cli  *client.CLI
 		want string
 	}{
-		{"disabled", &CLI{Client: Client{Socket: name}, NoAutostart: true, Launcher: fl},
+		{"disabled", &client.CLI{Client: client.Client{Socket: name}, NoAutostart: true, Launcher: fl},
 			"Can't initialize ipvs: no uvs director answers on " + name + " in this network namespace (start uvsd, or unset UVS_NO_AUTOSTART)" + tail},
-		{"no-launcher", &CLI{Client: Client{Socket: name}},
+		{"no-launcher", &client.CLI{Client: client.Client{Socket: name}},
 			"Can't initialize ipvs: no uvs director answers on " + name + " in this network namespace (start uvsd)" + tail},
-		{"launch-fails", &CLI{Client: Client{Socket: name}, Launcher: &fakeLauncher{t: t, name: name, fail: errors.New("find uvsd: not found")}},
+		{"launch-fails", &client.CLI{Client: client.Client{Socket: name}, Launcher: &fakeLauncher{t: t, name: name, fail: errors.New("find uvsd: not found")}},
 			"Can't initialize ipvs: starting uvsd: find uvsd: not found" + tail},
-		{"director-exits", &CLI{Client: Client{Socket: name}, Launcher: &fakeLauncher{t: t, name: name, exit: errors.New("uvsd exit status 1 (see log)")}},
+		{"director-exits", &client.CLI{Client: client.Client{Socket: name}, Launcher: &fakeLauncher{t: t, name: name, exit: errors.New("uvsd exit status 1 (see log)")}},
 			"Can't initialize ipvs: started uvsd, but it stopped: uvsd exit status 1 (see log)" + tail},
-		{"director-silent", &CLI{Client: Client{Socket: name}, StartTimeout: 200 * time.Millisecond, Launcher: &fakeLauncher{t: t, name: name, silent: true}},
+		{"director-silent", &client.CLI{Client: client.Client{Socket: name}, StartTimeout: 200 * time.Millisecond, Launcher: &fakeLauncher{t: t, name: name, silent: true}},
 			"Can't initialize ipvs: started uvsd, but it did not answer on " + name + " within 200ms" + tail},
 	}
 	for _, c := range cases {
@@ -165,7 +167,7 @@ func TestCLINoDirector(t *testing.T) {
 func TestCLILocal(t *testing.T) {
 	name := testSocket(t)
 	fl := &fakeLauncher{t: t, name: name, st: New(Options{})}
-	cli := &CLI{Client: Client{Socket: name}, Launcher: fl}
+	cli := &client.CLI{Client: client.Client{Socket: name}, Launcher: fl}
 	for _, c := range []struct {
 		args []string
 		code int
@@ -197,7 +199,7 @@ func TestCLIStdin(t *testing.T) {
 	srv := NewServer(st, Env{})
 	srv.peer = fakePeer(true)
 	name := startServer(t, srv)
-	cli := &CLI{Client: Client{Socket: name}, NoAutostart: true}
+	cli := &client.CLI{Client: client.Client{Socket: name}, NoAutostart: true}
 	var o, e bytes.Buffer
 	if code := cli.Main(context.Background(), "ipvsadm", []string{"-A", "-t", "10.0.0.1:80"}, failReader{t}, &o, &e); code != 0 {
 		t.Fatalf("-A: %d %s", code, e.String())

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/uvs-lb/uvs/dataplane/header"
+	"github.com/uvs-lb/uvs/header"
 )
 
 // slowChecksum is the textbook RFC 1071 loop over 16-bit words, the

@@ -1,8 +1,12 @@
-package control
+// Package client is uvsadm: the ipvsadm 1.31 command line run against the
+// director of the current network namespace over its control socket
+// (package wire), and the autostart of a director when none answers. It
+// links no part of the data plane: commands are parsed here only to answer
+// -h, -v and usage errors locally, and executed by the director.
+package client
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +15,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/uvs-lb/uvs/control/wire"
 	"github.com/uvs-lb/uvs/ipvsadm"
 )
 
@@ -26,15 +31,15 @@ const DefaultStartTimeout = 5 * time.Second
 
 // Client talks to the director of the current network namespace.
 type Client struct {
-	// Socket is the control socket name (DefaultSocketName if empty).
+	// Socket is the control socket name (wire.DefaultSocketName if empty).
 	Socket string
-	// Timeout bounds one request (DefaultRequestTimeout if zero).
+	// Timeout bounds one request (wire.DefaultRequestTimeout if zero).
 	Timeout time.Duration
 }
 
 func (c *Client) socket() string {
 	if c.Socket == "" {
-		return DefaultSocketName
+		return wire.DefaultSocketName
 	}
 	return c.Socket
 }
@@ -48,19 +53,21 @@ func (c *Client) Dial(ctx context.Context) (net.Conn, error) {
 // Do sends req on a new connection and copies the director's stdout and
 // stderr output to stdout and stderr, returning its exit status. An error
 // means no answer was received.
-func (c *Client) Do(ctx context.Context, req Request, stdout, stderr io.Writer) (int, error) {
+func (c *Client) Do(ctx context.Context, req wire.Request, stdout, stderr io.Writer) (int, error) {
 	conn, err := c.Dial(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer conn.Close()
-	return c.exchange(ctx, conn, req, stdout, stderr)
+	return c.Exchange(ctx, conn, req, stdout, stderr)
 }
 
-func (c *Client) exchange(ctx context.Context, conn net.Conn, req Request, stdout, stderr io.Writer) (int, error) {
+// Exchange sends req on conn, an already connected control socket, and
+// copies the reply as Do does.
+func (c *Client) Exchange(ctx context.Context, conn net.Conn, req wire.Request, stdout, stderr io.Writer) (int, error) {
 	timeout := c.Timeout
 	if timeout <= 0 {
-		timeout = DefaultRequestTimeout
+		timeout = wire.DefaultRequestTimeout
 	}
 	deadline := time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -69,19 +76,19 @@ func (c *Client) exchange(ctx context.Context, conn net.Conn, req Request, stdou
 	_ = conn.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
-	req.Version = protoVersion
+	req.Version = wire.Version
 	p, err := json.Marshal(&req)
 	if err != nil {
 		return 0, fmt.Errorf("control request: %w", err)
 	}
-	if len(p) > maxRequest {
-		return 0, fmt.Errorf("control request: %d bytes exceeds the limit of %d", len(p), maxRequest)
+	if len(p) > wire.MaxRequest {
+		return 0, fmt.Errorf("control request: %d bytes exceeds the limit of %d", len(p), wire.MaxRequest)
 	}
-	if err := writeFrame(conn, frameRequest, p); err != nil {
+	if err := wire.WriteFrame(conn, wire.FrameRequest, p); err != nil {
 		return 0, fmt.Errorf("control request: %w", err)
 	}
 	for {
-		typ, p, err := readFrame(conn, maxReplyRead)
+		typ, p, err := wire.ReadFrame(conn, wire.MaxReplyRead)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
@@ -89,19 +96,16 @@ func (c *Client) exchange(ctx context.Context, conn net.Conn, req Request, stdou
 			return 0, fmt.Errorf("control reply: %w", err)
 		}
 		switch typ {
-		case frameStdout:
+		case wire.FrameStdout:
 			if _, err := stdout.Write(p); err != nil {
 				return 0, fmt.Errorf("write output: %w", err)
 			}
-		case frameStderr:
+		case wire.FrameStderr:
 			if _, err := stderr.Write(p); err != nil {
 				return 0, fmt.Errorf("write output: %w", err)
 			}
-		case frameExit:
-			if len(p) != 4 {
-				return 0, fmt.Errorf("control reply: exit frame of %d bytes", len(p))
-			}
-			return int(int32(binary.BigEndian.Uint32(p))), nil
+		case wire.FrameExit:
+			return wire.ParseExit(p)
 		default:
 			return 0, fmt.Errorf("control reply: unknown frame type %q", typ)
 		}
@@ -149,20 +153,22 @@ func (c *CLI) Main(ctx context.Context, argv0 string, args []string, stdin io.Re
 	if argv0 == "" {
 		prog = ipvsadm.DefaultProg
 	}
-	pers, name := progPersonality(prog)
-	needStdin := pers == asRestore
-	if pers == asAdm {
-		cmd, err := ipvsadm.ParseAs(name, args)
-		if err != nil || cmd.Kind == ipvsadm.CmdHelp || cmd.Kind == ipvsadm.CmdVersion {
-			return Run(nil, Env{Prog: prog}, args, nil, stdout, stderr)
+	pers, name := ipvsadm.ProgPersonality(prog)
+	needStdin := pers == ipvsadm.AsRestore
+	switch {
+	case pers == ipvsadm.AsAdm:
+		cmd, code, done := ipvsadm.Answer(name, args, stdout, stderr)
+		if done {
+			return code
 		}
 		needStdin = cmd.Kind == ipvsadm.CmdRestore
-	} else if pers == asSave && (len(args) > 1 || (len(args) == 1 && args[0] != "-n")) {
-		return Run(nil, Env{Prog: prog}, args, nil, stdout, stderr)
+	case pers == ipvsadm.AsSave && !ipvsadm.SaveArgsOK(args):
+		_, _ = io.WriteString(stderr, ipvsadm.SaveUsage(name)+"\n")
+		return ipvsadm.ExitList
 	}
-	req := Request{Prog: prog, Args: args}
+	req := wire.Request{Prog: prog, Args: args}
 	if needStdin && stdin != nil {
-		b, err := io.ReadAll(io.LimitReader(stdin, maxRequest))
+		b, err := io.ReadAll(io.LimitReader(stdin, wire.MaxRequest))
 		if err != nil {
 			_, _ = fmt.Fprintf(stderr, "%s: read stdin: %v\n", name, err)
 			return ipvsadm.ExitUsage
@@ -173,14 +179,15 @@ func (c *CLI) Main(ctx context.Context, argv0 string, args []string, stdin io.Re
 	if err != nil {
 		conn, err = c.autostart(ctx)
 		if err != nil {
-			return Run(nil, Env{Prog: prog, Unavailable: err.Error()}, args, nil, stdout, stderr)
+			_, _ = io.WriteString(stderr, ipvsadm.Unavailable(err.Error())+"\n")
+			return ipvsadm.ExitUsage
 		}
 	}
 	defer conn.Close()
-	code, err := c.Client.exchange(ctx, conn, req, stdout, stderr)
+	code, err := c.Client.Exchange(ctx, conn, req, stdout, stderr)
 	if err != nil {
 		_, _ = fmt.Fprintf(stderr, "%s: %v\n", name, err)
-		return ExitKernel
+		return ipvsadm.ExitKernel
 	}
 	return code
 }

@@ -3,7 +3,7 @@ package header_test
 import (
 	"testing"
 
-	"github.com/uvs-lb/uvs/dataplane/header"
+	"github.com/uvs-lb/uvs/header"
 )
 
 // FuzzParse checks that Parse never panics, that every offset of an

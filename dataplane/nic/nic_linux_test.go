@@ -1,4 +1,4 @@
-package afpacket
+package nic
 
 import (
 	"os"

@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uvs-lb/uvs/dataplane"
 	"github.com/uvs-lb/uvs/sched"
+	"github.com/uvs-lb/uvs/snapshot"
 	"github.com/uvs-lb/uvs/spec"
 )
 
-func testService(t testing.TB) (*dataplane.Service, *sched.Dest) {
+func testService(t testing.TB) (*snapshot.Service, *sched.Dest) {
 	t.Helper()
 	key := spec.ServiceKey{Proto: spec.ProtoTCP, Addr: netip.MustParseAddr("10.0.0.100"), Port: 80}
 	s, err := sched.NewService(spec.Service{Key: key, Scheduler: "rr"}, sched.Options{})
@@ -27,7 +27,7 @@ func testService(t testing.TB) (*dataplane.Service, *sched.Dest) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &dataplane.Service{Key: key, Sched: s}, d
+	return &snapshot.Service{Key: key, Sched: s}, d
 }
 
 func TestRoundTrip(t *testing.T) {

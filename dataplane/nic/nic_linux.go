@@ -1,4 +1,7 @@
-package afpacket
+// Package nic tells the data plane what the host offers its workers: how many
+// receive queues an interface has (one worker per queue) and pinning a
+// worker to a CPU. Every packet-I/O backend uses it.
+package nic
 
 import (
 	"fmt"
@@ -16,14 +19,14 @@ import (
 // unlocked again.
 func PinToCPU(cpu int) error {
 	if cpu < 0 {
-		return fmt.Errorf("afpacket: pin to cpu %d: negative", cpu)
+		return fmt.Errorf("nic: pin to cpu %d: negative", cpu)
 	}
 	runtime.LockOSThread()
 	var set unix.CPUSet
 	set.Set(cpu)
 	if err := unix.SchedSetaffinity(0, &set); err != nil {
 		runtime.UnlockOSThread()
-		return fmt.Errorf("afpacket: pin to cpu %d: %w", cpu, err)
+		return fmt.Errorf("nic: pin to cpu %d: %w", cpu, err)
 	}
 	return nil
 }
@@ -34,11 +37,11 @@ func PinToCPU(cpu int) error {
 // calling thread's.
 func NumRXQueues(ifname string) (int, error) {
 	if ifname == "" || strings.ContainsAny(ifname, "/") || ifname == "." || ifname == ".." {
-		return 0, fmt.Errorf("afpacket: rx queues: invalid interface name %q", ifname)
+		return 0, fmt.Errorf("nic: rx queues: invalid interface name %q", ifname)
 	}
 	ents, err := os.ReadDir(filepath.Join("/sys/class/net", ifname, "queues"))
 	if err != nil {
-		return 0, fmt.Errorf("afpacket: rx queues: %w", err)
+		return 0, fmt.Errorf("nic: rx queues: %w", err)
 	}
 	n := 0
 	for _, e := range ents {
@@ -47,7 +50,7 @@ func NumRXQueues(ifname string) (int, error) {
 		}
 	}
 	if n == 0 {
-		return 0, fmt.Errorf("afpacket: rx queues: %s has none", ifname)
+		return 0, fmt.Errorf("nic: rx queues: %s has none", ifname)
 	}
 	return n, nil
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
-	"github.com/uvs-lb/uvs/dataplane/header"
+	"github.com/uvs-lb/uvs/header"
 )
 
 var ourMAC = [6]byte{0x02, 0xde, 0xad, 0xbe, 0xef, 0x01}
