@@ -175,7 +175,7 @@ const (
 type optID uint8
 
 const (
-	idNone optID = iota
+	_ optID = iota // zero: no option
 	// commands
 	idAdd
 	idEdit

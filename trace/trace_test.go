@@ -78,7 +78,6 @@ type blockingWriter struct {
 	mu      sync.Mutex
 	buf     bytes.Buffer
 	release chan struct{}
-	once    sync.Once
 }
 
 func (b *blockingWriter) Write(p []byte) (int, error) {
