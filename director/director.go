@@ -156,24 +156,31 @@ func (d *Director) Run(ctx context.Context) (err error) {
 	if len(d.host.Load().Ifaces) == 0 {
 		return errors.New("no interface to serve (none up, or --iface names none)")
 	}
+	// serve starts answering the control socket; Run calls it once the
+	// workers run, so a director that answers uvsadm forwards packets.
+	serve := func() {}
 	if d.cfg.ControlSocket != "" {
 		// Bind the control socket first: a second director in the same
-		// namespace stops here, before touching any interface.
+		// namespace stops here, before touching any interface. Requests
+		// that arrive before serve wait in the listen backlog.
 		ln, err := control.Listen(d.cfg.ControlSocket)
 		if err != nil {
 			return fmt.Errorf("control socket %s (is another uvsd running in this namespace?): %w", d.cfg.ControlSocket, err)
 		}
+		defer ln.Close() // serve takes it over; this covers an early return
 		est := control.NewEstimator(d.State)
 		go est.Run(ctx, nil)
 		srv := control.NewServer(d.State, control.Env{
 			Rates: est,
 			Conns: func() []conntrack.Listing { return d.Conns.Snapshot(int64(time.Since(d.epoch)), nil) },
 		})
-		go func() {
-			if err := srv.ServeListener(ctx, ln); err != nil && ctx.Err() == nil {
-				d.log.Error("control socket", zap.Error(err))
-			}
-		}()
+		serve = func() {
+			go func() {
+				if err := srv.ServeListener(ctx, ln); err != nil && ctx.Err() == nil {
+					d.log.Error("control socket", zap.Error(err))
+				}
+			}()
+		}
 	}
 	d.hooks = khook.New(khook.Options{})
 	names := make([]string, 0)
@@ -234,6 +241,7 @@ func (d *Director) Run(ctx context.Context) (err error) {
 			}
 		}(i, w)
 	}
+	serve()
 	if d.cfg.Ready != nil {
 		d.cfg.Ready(d)
 	}
