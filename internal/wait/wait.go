@@ -2,6 +2,13 @@
 // poll it with a short back-off until it holds or a deadline passes,
 // instead of sleeping for a guessed time. Timeouts are seconds, generous
 // for a loaded 2-core machine; a condition that holds returns at once.
+//
+// Wait for what the test needs, never for time: a port that answers, a
+// counter that moved, a frame that arrived. A timeout is the bound of a
+// failure, not a delay: a test that passes never waits for it.
+//
+//	wait.For(t, 5*time.Second, func() bool { return n.Load() == want },
+//		"%d frames, got %v", want, wait.Lazy(func() any { return n.Load() }))
 package wait
 
 import (
@@ -45,6 +52,39 @@ func UntilContext(ctx context.Context, cond func() bool) bool {
 	}
 }
 
+// ForBlocking is For for a step that waits by itself, such as a read with
+// a poll timeout or a socket deadline: step is called again at once, with
+// no back-off, until it returns true; after timeout the test fails, saying
+// what it waited for. step must return within a bounded time (the last
+// call may end after timeout).
+func ForBlocking(t TB, timeout time.Duration, step func() bool, what string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !step() {
+		if !time.Now().Before(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, describe(what, args))
+			return
+		}
+	}
+}
+
+// Lazy is an argument of what (For, ForErr, ForBlocking) that is
+// evaluated only when the wait fails, so the message shows the state at
+// that moment: a counter, a listing, a process's output.
+type Lazy func() any
+
+// describe formats what with args, evaluating the Lazy ones.
+func describe(what string, args []any) string {
+	a := make([]any, len(args))
+	for i, v := range args {
+		if l, ok := v.(Lazy); ok {
+			v = l()
+		}
+		a[i] = v
+	}
+	return fmt.Sprintf(what, a...)
+}
+
 // TB is the part of testing.TB that For needs.
 type TB interface {
 	Helper()
@@ -56,7 +96,7 @@ type TB interface {
 func For(t TB, timeout time.Duration, cond func() bool, what string, args ...any) {
 	t.Helper()
 	if !Until(timeout, cond) {
-		t.Fatalf("timed out after %v waiting for %s", timeout, fmt.Sprintf(what, args...))
+		t.Fatalf("timed out after %v waiting for %s", timeout, describe(what, args))
 	}
 }
 
@@ -66,6 +106,6 @@ func ForErr(t TB, timeout time.Duration, f func() error, what string, args ...an
 	t.Helper()
 	var last error
 	if !Until(timeout, func() bool { last = f(); return last == nil }) {
-		t.Fatalf("timed out after %v waiting for %s: %v", timeout, fmt.Sprintf(what, args...), last)
+		t.Fatalf("timed out after %v waiting for %s: %v", timeout, describe(what, args), last)
 	}
 }
