@@ -4,11 +4,14 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"net/netip"
+
+	"github.com/uvs-lb/uvs/header"
 )
 
 // Key is a packed connection tuple: protocol, source and destination
-// address (16 bytes each, IPv4 as IPv4-mapped IPv6) and ports in host byte
-// order. It holds no pointers and is comparable.
+// address (16 bytes each, in the As16 form of package header: IPv4 as
+// IPv4-mapped IPv6, so header.Parsed's addresses copy in as they are) and
+// ports in host byte order. It holds no pointers and is comparable.
 type Key struct {
 	Src     [16]byte
 	Dst     [16]byte
@@ -20,28 +23,13 @@ type Key struct {
 // v4prefix is the IPv4-mapped IPv6 prefix ::ffff:0:0/96.
 var v4prefix = [12]byte{10: 0xff, 11: 0xff}
 
-// putAddr stores a 4- or 16-byte address from packet bytes into dst. It
-// reports false for any other length.
-func putAddr(dst *[16]byte, b []byte) bool {
-	switch len(b) {
-	case 4:
-		copy(dst[:12], v4prefix[:])
-		copy(dst[12:], b)
-		return true
-	case 16:
-		copy(dst[:], b)
-		return true
-	}
-	return false
-}
-
 // KeyFromBytes builds a key straight from packet bytes: src and dst are
 // the IP header's address fields (4 bytes for IPv4, 16 for IPv6) and the
 // ports are in host byte order. It reports false if an address has another
 // length.
 func KeyFromBytes(proto uint8, src, dst []byte, sport, dport uint16) (Key, bool) {
 	var k Key
-	if !putAddr(&k.Src, src) || !putAddr(&k.Dst, dst) {
+	if !header.PutAddr(&k.Src, src) || !header.PutAddr(&k.Dst, dst) {
 		return Key{}, false
 	}
 	k.SrcPort, k.DstPort, k.Proto = sport, dport, proto
@@ -87,7 +75,7 @@ func (k Key) Reverse() Key {
 }
 
 func addrPort(a [16]byte, p uint16) netip.AddrPort {
-	return netip.AddrPortFrom(netip.AddrFrom16(a).Unmap(), p)
+	return netip.AddrPortFrom(header.AddrFrom16(a), p)
 }
 
 // Hash constants: arbitrary odd 64-bit values (digits of pi and e).

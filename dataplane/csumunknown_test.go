@@ -16,7 +16,7 @@ func partialTCP(t *testing.T) []byte {
 	var p header.Parsed
 	p.Parse(f)
 	binary.BigEndian.PutUint16(f[p.L4Off+header.TCPChecksumOff:],
-		header.PseudoHeaderChecksum(p.Proto, p.Src[:4], p.Dst[:4], uint32(p.End-p.L4Off)))
+		header.PseudoHeaderChecksum(p.Proto, p.SrcIP(), p.DstIP(), uint32(p.End-p.L4Off)))
 	if header.L4ChecksumValid(f, &p) {
 		t.Fatal("the partial frame verifies")
 	}

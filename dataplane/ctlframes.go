@@ -22,8 +22,7 @@ func (w *Worker) arp(f *Frame, data []byte, snap *snapshot.Snapshot, host *Host)
 	if p.Reason != header.ReasonNone || p.ARPOp != header.ARPRequest {
 		return
 	}
-	var a [16]byte
-	putAddr(&a, p.Dst[:], 4)
+	a := p.Dst
 	if !(snap.IsVIP(a) || host.Marked[a]) || host.Local[a] {
 		return
 	}
@@ -86,7 +85,7 @@ func (w *Worker) icmp(f *Frame, data []byte, kind int, mtu uint16) {
 		case -1:
 			typ, code = 3, 4 // fragmentation needed
 		}
-		n = header.ICMPv4Error(buf, data, p, [4]byte(p.Dst[:4]), typ, code, mtu)
+		n = header.ICMPv4Error(buf, data, p, [4]byte(p.DstIP()), typ, code, mtu)
 	} else {
 		typ, code, param := uint8(1), uint8(4), uint32(0) // destination unreachable, port unreachable
 		switch kind {
@@ -115,8 +114,7 @@ func (w *Worker) icmpError(f *Frame, data []byte, host *Host, mono int64) {
 		return
 	}
 	var key conntrack.Key
-	putAddr(&key.Src, in.Dst[:], in.IPVersion)
-	putAddr(&key.Dst, in.Src[:], in.IPVersion)
+	key.Src, key.Dst = in.Dst, in.Src
 	key.SrcPort, key.DstPort, key.Proto = in.DstPort, in.SrcPort, in.Proto
 	c := &w.cn
 	if !w.env.Conns.Lookup(key, mono, c) {
@@ -136,7 +134,7 @@ func (w *Worker) icmpError(f *Frame, data []byte, host *Host, mono int64) {
 	}
 	if c.Dir == conntrack.DirIn {
 		// From the client's side, about a reply we sent it.
-		real := addrFrom16(c.Real.Addr)
+		real := header.AddrFrom16(c.Real.Addr)
 		hop, ok := w.hop(real)
 		if !ok {
 			if e := w.enqueue(pendICMPIn, f, real); e != nil {

@@ -340,8 +340,7 @@ func (w *Worker) runBatch(frames []Frame, snap *snapshot.Snapshot, host *Host, n
 		b.act[i] = w.classify(&frames[i], p, host)
 		if b.act[i] == actTrack {
 			k := &b.keys[nk]
-			putAddr(&k.Src, p.Src[:], p.IPVersion)
-			putAddr(&k.Dst, p.Dst[:], p.IPVersion)
+			k.Src, k.Dst = p.Src, p.Dst
 			k.SrcPort, k.DstPort, k.Proto = p.SrcPort, p.DstPort, p.Proto
 			b.flags[nk] = p.TCPFlags
 			b.ki[i] = uint8(nk)
@@ -499,26 +498,6 @@ const (
 	tcpACK = 0x10
 )
 
-var v4mapped = [12]byte{10: 0xff, 11: 0xff}
-
-// putAddr stores a parsed address (IPv4 in the first 4 bytes) in the
-// conntrack form (IPv4 mapped).
-func putAddr(dst *[16]byte, src []byte, ver uint8) {
-	if ver == 6 {
-		copy(dst[:], src[:16])
-		return
-	}
-	copy(dst[:12], v4mapped[:])
-	copy(dst[12:], src[:4])
-}
-
-func addrFrom16(a [16]byte) netip.Addr {
-	if [12]byte(a[:12]) == v4mapped {
-		return netip.AddrFrom4([4]byte(a[12:]))
-	}
-	return netip.AddrFrom16(a)
-}
-
 func (w *Worker) schedule(f *Frame, data []byte, key conntrack.Key, svc *snapshot.Service, mark uint32, snap *snapshot.Snapshot, host *Host, now time.Time, mono int64) {
 	p := w.p
 	fl := &w.flow
@@ -553,7 +532,7 @@ func (w *Worker) schedule(f *Frame, data []byte, key conntrack.Key, svc *snapsho
 	if nc.Fwd == spec.FwdFullNAT && len(svc.LocalAddrs) == 0 && w.env.Ports != nil {
 		// The local address is the route's source towards the real
 		// server: the connection waits for the next hop.
-		real := addrFrom16(nc.Real.Addr)
+		real := header.AddrFrom16(nc.Real.Addr)
 		if _, ok := w.hop(real); !ok {
 			if e := w.enqueue(pendCreate, f, real); e != nil {
 				e.nc, e.svc, e.key = nc, svc, key
@@ -622,7 +601,7 @@ func (w *Worker) hop(addr netip.Addr) (Hop, bool) {
 // request sends a packet towards the real server with the connection's
 // transmitter, or queues it until the next hop is resolved.
 func (w *Worker) request(f *Frame, data []byte, c *conntrack.Conn, host *Host) {
-	real := addrFrom16(c.Real.Addr)
+	real := header.AddrFrom16(c.Real.Addr)
 	if w.pq.n == 0 || !w.pq.blocked(real) {
 		if hop, ok := w.env.Hops.Lookup(real); ok {
 			w.requestVia(f, data, c, real, &hop, host)
@@ -651,7 +630,7 @@ func (w *Worker) requestVia(f *Frame, data []byte, c *conntrack.Conn, real netip
 		}
 	case spec.FwdFullNAT:
 		if r = modes.CheckMTU(p, hop.MTU, f.GSO.Size); r.OK() {
-			r = modes.FullNATRequest(data, p, netip.AddrPortFrom(addrFrom16(c.Local.Addr), c.Local.Port),
+			r = modes.FullNATRequest(data, p, netip.AddrPortFrom(header.AddrFrom16(c.Local.Addr), c.Local.Port),
 				netip.AddrPortFrom(real, c.Real.Port), csum)
 		}
 	case spec.FwdRoute, spec.FwdLocal:
@@ -712,7 +691,7 @@ func (w *Worker) icmpIn(f *Frame, data []byte, c *conntrack.Conn, hop *Hop, host
 func (w *Worker) reply(f *Frame, data []byte, c *conntrack.Conn, host *Host) {
 	p := w.p
 	var r modes.Result
-	vip := netip.AddrPortFrom(addrFrom16(c.Virtual.Addr), c.Virtual.Port)
+	vip := netip.AddrPortFrom(header.AddrFrom16(c.Virtual.Addr), c.Virtual.Port)
 	csum, ok := w.csumState(f, data)
 	if !ok {
 		w.Counters.inc(CntGSOBad)
@@ -722,7 +701,7 @@ func (w *Worker) reply(f *Frame, data []byte, c *conntrack.Conn, host *Host) {
 	case spec.FwdMasq:
 		r = modes.NATReply(data, p, vip, csum)
 	case spec.FwdFullNAT:
-		r = modes.FullNATReply(data, p, vip, netip.AddrPortFrom(addrFrom16(c.Client.Addr), c.Client.Port), csum)
+		r = modes.FullNATReply(data, p, vip, netip.AddrPortFrom(header.AddrFrom16(c.Client.Addr), c.Client.Port), csum)
 	default:
 		// DR/TUN replies do not pass the director; a reply seen here (a
 		// local real server, a shared segment) is left to the kernel.
@@ -1068,5 +1047,5 @@ func (w *Worker) replay(e *pending, hop *Hop, snap *snapshot.Snapshot, host *Hos
 
 // addrPort returns a connection endpoint as a netip.AddrPort.
 func addrPort(e conntrack.Endpoint) netip.AddrPort {
-	return netip.AddrPortFrom(addrFrom16(e.Addr), e.Port)
+	return netip.AddrPortFrom(header.AddrFrom16(e.Addr), e.Port)
 }

@@ -7,8 +7,8 @@ import (
 )
 
 // Packet is what the data plane knows about a frame, filled in place for
-// each packet. Addresses follow dataplane/header.Parsed: an IPv4 address is
-// in the first 4 bytes, the rest zero.
+// each packet. Addresses are in the As16 form of header.Parsed (an IPv4
+// address IPv4-mapped), so the data plane copies them as they are.
 type Packet struct {
 	Src, Dst         [16]byte
 	SrcPort, DstPort uint16 // zero for protocols without ports
@@ -108,24 +108,26 @@ func compileFamily(rules []Rule, ifaces map[string]int) []compiled {
 	return out
 }
 
+// makeAddrMatch compiles an address match against As16-form addresses:
+// an IPv4 prefix a.b.c.d/n is the IPv6 prefix ::ffff:a.b.c.d/(96+n), an
+// IPv4 mask covers the 96 bits of the mapped prefix and then its own 32.
 func makeAddrMatch(p netip.Prefix, mask netip.Addr, neg bool) addrMatch {
-	var a, m [16]byte
+	var m [16]byte
 	ad := p.Addr()
+	a := ad.As16()
+	bits := p.Bits()
 	if ad.Is4() {
-		v := ad.As4()
-		copy(a[:4], v[:])
-	} else {
-		a = ad.As16()
+		bits += 96
 	}
 	if mask.IsValid() {
+		m = mask.As16()
 		if mask.Is4() {
-			v := mask.As4()
-			copy(m[:4], v[:])
-		} else {
-			m = mask.As16()
+			for i := range 12 {
+				m[i] = 0xff
+			}
 		}
 	} else {
-		for b := 0; b < p.Bits(); b++ {
+		for b := 0; b < bits; b++ {
 			m[b/8] |= 0x80 >> (b % 8)
 		}
 	}

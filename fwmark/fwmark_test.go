@@ -51,12 +51,7 @@ COMMIT
 # Completed on Sat Nov 21 21:13:50 2026
 `
 
-func v4(s string) [16]byte {
-	var b [16]byte
-	a := netip.MustParseAddr(s).As4()
-	copy(b[:], a[:])
-	return b
-}
+func v4(s string) [16]byte { return netip.MustParseAddr(s).As16() }
 
 func v6(s string) [16]byte { return netip.MustParseAddr(s).As16() }
 
@@ -402,9 +397,38 @@ func FuzzParse(f *testing.F) {
 		c := Compile(v4r, v6r, testIfaces)
 		for _, p := range []Packet{
 			{IPv6: ipv6, Proto: 6, DstPort: 80, Ifindex: 2},
-			{IPv6: ipv6, Proto: 17, SrcPort: 53, Ifindex: 1, Dst: [16]byte{10, 0, 0, 100}},
+			{IPv6: ipv6, Proto: 17, SrcPort: 53, Ifindex: 1, Dst: v4("10.0.0.100")},
 		} {
 			c.Mark(&p)
 		}
 	})
+}
+
+// TestMarkAddrForms: rules compile against As16-form (IPv4-mapped)
+// packet addresses, with prefix lengths, non-contiguous masks and /0.
+func TestMarkAddrForms(t *testing.T) {
+	mark := func(v uint32) Rule { return Rule{Verdict: VerdictMark, Value: v, Mask: v} } // --or-mark v
+	r1 := mark(1)                                                                        // -s 10.0.5.0/255.0.255.0
+	r1.Src, r1.SrcMask = netip.MustParsePrefix("10.0.5.0/32"), netip.MustParseAddr("255.0.255.0")
+	r2 := mark(2) // -d 192.168.0.0/16
+	r2.Dst = netip.MustParsePrefix("192.168.0.0/16")
+	r3 := mark(4) // ! -s 0.0.0.0/0 never matches
+	r3.Src, r3.SrcNeg = netip.MustParsePrefix("0.0.0.0/0"), true
+	r6 := mark(8) // -s 2001:db8::/32
+	r6.Src = netip.MustParsePrefix("2001:db8::/32")
+	c := Compile([]Rule{r1, r2, r3}, []Rule{r6}, nil)
+	for _, tc := range []struct {
+		p    Packet
+		want uint32
+	}{
+		{Packet{Src: v4("10.7.5.9"), Dst: v4("192.168.3.4")}, 3},
+		{Packet{Src: v4("10.7.6.9"), Dst: v4("192.168.3.4")}, 2},
+		{Packet{Src: v4("11.7.5.9"), Dst: v4("192.169.3.4")}, 0},
+		{Packet{IPv6: true, Src: v6("2001:db8:1::1"), Dst: v6("::1")}, 8},
+		{Packet{IPv6: true, Src: v6("2001:db9::1"), Dst: v6("::1")}, 0},
+	} {
+		if got := c.Mark(&tc.p); got != tc.want {
+			t.Errorf("%v -> %v: mark %d, want %d", netip.AddrFrom16(tc.p.Src), netip.AddrFrom16(tc.p.Dst), got, tc.want)
+		}
+	}
 }

@@ -137,7 +137,7 @@ func ipv4Unicast(a []byte) bool {
 // multicast/broadcast, or from a non-unicast source) or out is too small.
 func ICMPv4Error(out, frame []byte, p *Parsed, src [4]byte, typ, code uint8, mtu uint16) int {
 	if p.Kind != KindIPv4 || p.End > len(frame) || p.FragOffset != 0 || frame[0]&1 != 0 ||
-		!ipv4Unicast(p.Src[:4]) || p.Dst[0] >= 224 ||
+		!ipv4Unicast(p.SrcIP()) || p.Dst[12] >= 224 ||
 		(p.Proto == ProtoICMPv4 && p.L4Off < p.End && isICMPv4ErrorAny(frame[p.L4Off])) {
 		return 0
 	}
@@ -155,7 +155,7 @@ func ICMPv4Error(out, frame []byte, p *Parsed, src [4]byte, typ, code uint8, mtu
 	ip[ipv4TTL] = ICMPErrorTTL
 	ip[ipv4Proto] = ProtoICMPv4
 	copy(ip[ipv4Src:], src[:])
-	copy(ip[ipv4Dst:], p.Src[:4])
+	copy(ip[ipv4Dst:], p.SrcIP())
 	ip.UpdateChecksum()
 	m := ip[IPv4MinSize:]
 	m[0], m[1] = typ, code

@@ -72,9 +72,9 @@ type Inner struct {
 	OK        bool
 	IPVersion uint8
 	Proto     uint8
-	L3Off     int // offset of the quoted IP header in the frame
-	L4Off     int // offset of the quoted L4 header in the frame
-	Src, Dst  [16]byte
+	L3Off     int      // offset of the quoted IP header in the frame
+	L4Off     int      // offset of the quoted L4 header in the frame
+	Src, Dst  [16]byte // As16 form (IPv4-mapped), as Parsed.Src/Dst
 	SrcPort   uint16
 	DstPort   uint16
 }
@@ -87,8 +87,9 @@ func (in *Inner) DstAddr() netip.Addr { return addrOf(in.IPVersion, &in.Dst) }
 
 // Parsed is the decoded summary of one frame. A worker keeps one and refills
 // it in place with Parse for every frame; all offsets index the frame slice
-// passed to Parse. IPv4 addresses occupy the first 4 bytes of Src and Dst
-// (the other 12 are zero).
+// passed to Parse. Src and Dst hold the addresses in netip's As16 form
+// (an IPv4 address IPv4-mapped, see PutAddr), so they are connection-key
+// addresses as they stand.
 type Parsed struct {
 	Kind   Kind
 	Reason Reason
@@ -127,11 +128,12 @@ type Parsed struct {
 	Inner Inner
 }
 
+// addrOf returns an address of a packet of IP version v (0 for ARP).
 func addrOf(v uint8, a *[16]byte) netip.Addr {
 	if v == 6 {
 		return netip.AddrFrom16(*a)
 	}
-	return netip.AddrFrom4([4]byte(a[:4]))
+	return netip.AddrFrom4([4]byte(a[12:]))
 }
 
 // SrcAddr returns the source IP address (the ARP sender address for
@@ -141,6 +143,14 @@ func (p *Parsed) SrcAddr() netip.Addr { return addrOf(p.IPVersion, &p.Src) }
 // DstAddr returns the destination IP address (the ARP target address for
 // KindARP). It does not allocate.
 func (p *Parsed) DstAddr() netip.Addr { return addrOf(p.IPVersion, &p.Dst) }
+
+// SrcIP returns the source address as in the IP (or ARP) header: the
+// last 4 bytes of Src for IPv4, all 16 for IPv6. It aliases p.Src.
+func (p *Parsed) SrcIP() []byte { return wireAddr(&p.Src, p.IPVersion) }
+
+// DstIP returns the destination address as in the IP (or ARP) header,
+// aliasing p.Dst.
+func (p *Parsed) DstIP() []byte { return wireAddr(&p.Dst, p.IPVersion) }
 
 // AddrLen returns 16 for IPv6 and 4 otherwise.
 func (p *Parsed) AddrLen() int {
@@ -203,8 +213,8 @@ func (p *Parsed) parseARP(frame []byte, off int) {
 	}
 	p.Kind = KindARP
 	p.ARPOp = a.Op()
-	copy(p.Src[:4], a[arpSPA:arpSPA+4])
-	copy(p.Dst[:4], a[arpTPA:arpTPA+4])
+	put4(&p.Src, a[arpSPA:])
+	put4(&p.Dst, a[arpTPA:])
 	p.End = off + ARPSize
 }
 
@@ -239,8 +249,8 @@ func (p *Parsed) parseIPv4(frame []byte, off int) {
 	p.TOS = b[ipv4TOS]
 	p.TTL = b[ipv4TTL]
 	p.Proto = b[ipv4Proto]
-	copy(p.Src[:4], b[ipv4Src:ipv4Src+4])
-	copy(p.Dst[:4], b[ipv4Dst:ipv4Dst+4])
+	put4(&p.Src, b[ipv4Src:])
+	put4(&p.Dst, b[ipv4Dst:])
 	ff := binary.BigEndian.Uint16(b[ipv4FlagsFrag:])
 	p.DF = ff&IPv4FlagDF != 0
 	p.MoreFrags = ff&IPv4FlagMF != 0
@@ -329,8 +339,8 @@ func (p *Parsed) parseIPv6(frame []byte, off int) {
 	p.End = off + p.IPLen
 	p.TOS = b[0]<<4 | b[1]>>4
 	p.TTL = b[ipv6HopLimit]
-	copy(p.Src[:], b[ipv6Src:ipv6Src+16])
-	copy(p.Dst[:], b[ipv6Dst:ipv6Dst+16])
+	p.Src = [16]byte(b[ipv6Src:])
+	p.Dst = [16]byte(b[ipv6Dst:])
 	pkt := frame[:p.End]
 	proto, l4, frag, hasFrag, r := walkIPv6(pkt, off+IPv6Size, b[ipv6NextHeader])
 	p.Proto = proto
@@ -446,8 +456,8 @@ func (in *Inner) parse(pkt []byte, off int, v uint8) {
 			return // a non-first fragment quotes no L4 header
 		}
 		in.Proto = pkt[off+ipv4Proto]
-		copy(in.Src[:4], pkt[off+ipv4Src:off+ipv4Src+4])
-		copy(in.Dst[:4], pkt[off+ipv4Dst:off+ipv4Dst+4])
+		put4(&in.Src, pkt[off+ipv4Src:])
+		put4(&in.Dst, pkt[off+ipv4Dst:])
 		l4 = off + hl
 	case 6:
 		if off+IPv6Size > len(pkt) || pkt[off]>>4 != 6 {
@@ -458,8 +468,8 @@ func (in *Inner) parse(pkt []byte, off int, v uint8) {
 			return
 		}
 		in.Proto = proto
-		copy(in.Src[:], pkt[off+ipv6Src:off+ipv6Src+16])
-		copy(in.Dst[:], pkt[off+ipv6Dst:off+ipv6Dst+16])
+		in.Src = [16]byte(pkt[off+ipv6Src:])
+		in.Dst = [16]byte(pkt[off+ipv6Dst:])
 		l4 = o
 	}
 	in.IPVersion = v

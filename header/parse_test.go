@@ -64,6 +64,8 @@ func TestParseAgainstGopacket(t *testing.T) {
 				}
 				checkAddr(t, "src", p.SrcAddr(), ip.SrcIP)
 				checkAddr(t, "dst", p.DstAddr(), ip.DstIP)
+				check16(t, "src", p.Src, ip.SrcIP)
+				check16(t, "dst", p.Dst, ip.DstIP)
 				if p.TTL != ip.TTL || p.TOS != ip.TOS || p.Proto != uint8(ip.Protocol) || p.IPLen != int(ip.Length) {
 					t.Errorf("ttl/tos/proto/len %d/%d/%d/%d want %d/%d/%d/%d", p.TTL, p.TOS, p.Proto, p.IPLen, ip.TTL, ip.TOS, ip.Protocol, ip.Length)
 				}
@@ -76,6 +78,8 @@ func TestParseAgainstGopacket(t *testing.T) {
 				}
 				checkAddr(t, "src", p.SrcAddr(), ip.SrcIP)
 				checkAddr(t, "dst", p.DstAddr(), ip.DstIP)
+				check16(t, "src", p.Src, ip.SrcIP)
+				check16(t, "dst", p.Dst, ip.DstIP)
 				if p.TTL != ip.HopLimit || p.TOS != ip.TrafficClass || p.IPLen != 40+int(ip.Length) {
 					t.Errorf("hlim/tc/len %d/%d/%d want %d/%d/%d", p.TTL, p.TOS, p.IPLen, ip.HopLimit, ip.TrafficClass, 40+int(ip.Length))
 				}
@@ -132,6 +136,16 @@ func checkAddr(t *testing.T, what string, got netip.Addr, want []byte) {
 	w, _ := netip.AddrFromSlice(want)
 	if got != w.Unmap() && got != w {
 		t.Errorf("%s %v want %v", what, got, w)
+	}
+}
+
+// check16 checks a parsed 16-byte address: netip's As16 form of the
+// header's address (IPv4-mapped for IPv4).
+func check16(t *testing.T, what string, got [16]byte, want []byte) {
+	t.Helper()
+	w, _ := netip.AddrFromSlice(want)
+	if got != w.As16() {
+		t.Errorf("%s %x, want As16 of %v", what, got, w)
 	}
 }
 
@@ -232,6 +246,8 @@ func TestParseARP(t *testing.T) {
 		p.SrcAddr() != netip.MustParseAddr("10.0.0.1") || p.DstAddr() != netip.MustParseAddr("10.0.0.2") || p.VLANID != 42 {
 		t.Fatalf("%+v", p)
 	}
+	check16(t, "sender", p.Src, []byte{10, 0, 0, 1})
+	check16(t, "target", p.Dst, []byte{10, 0, 0, 2})
 }
 
 // TestParseICMPInner checks the quoted packet of ICMP errors against the
@@ -255,7 +271,7 @@ func TestParseICMPInner(t *testing.T) {
 				t.Fatalf("v6=%v %v: reason %v inner %+v", v6, proto, p.Reason, p.Inner)
 			}
 			in := p.Inner
-			if in.SrcAddr() != op.SrcAddr() || in.DstAddr() != op.DstAddr() || in.SrcPort != 80 || in.DstPort != 40000 ||
+			if in.SrcAddr() != op.SrcAddr() || in.DstAddr() != op.DstAddr() || in.Src != op.Src || in.Dst != op.Dst || in.SrcPort != 80 || in.DstPort != 40000 ||
 				in.Proto != uint8(proto) || in.L3Off != p.PayloadOff || in.L4Off-in.L3Off != op.L4Off-op.L3Off {
 				t.Fatalf("v6=%v %v: inner %+v", v6, proto, in)
 			}

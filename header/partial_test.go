@@ -13,13 +13,9 @@ import (
 // CHECKSUM_PARTIAL packet on: 16-bit words of the addresses, the protocol
 // and the L4 length, end-around carry, folded, not complemented.
 func refPseudo(frame []byte, p *Parsed) uint16 {
-	n := 4
-	if p.IPVersion == 6 {
-		n = 16
-	}
 	var s uint32
-	for _, a := range [][]byte{p.Src[:n], p.Dst[:n]} {
-		for i := 0; i < n; i += 2 {
+	for _, a := range [][]byte{p.SrcIP(), p.DstIP()} {
+		for i := 0; i < len(a); i += 2 {
 			s += uint32(a[i])<<8 | uint32(a[i+1])
 		}
 	}

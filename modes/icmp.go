@@ -65,11 +65,9 @@ func natICMP(frame []byte, p *header.Parsed, a netip.AddrPort, out bool) Result 
 		}
 	}
 	if out {
-		copy(p.Src[:], nb[:alen])
-		copy(in.Dst[:], nb[:alen])
+		p.Src, in.Dst = nb, nb
 	} else {
-		copy(p.Dst[:], nb[:alen])
-		copy(in.Src[:], nb[:alen])
+		p.Dst, in.Src = nb, nb
 	}
 	ipDelta = decTTL(ip, v, ipDelta)
 	p.TTL--

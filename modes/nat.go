@@ -45,13 +45,14 @@ func familyOK(p *header.Parsed, a netip.Addr) bool {
 	return a.Is6() && !a.Is4In6()
 }
 
-// addrBytes writes a into buf and returns its 4 or 16 bytes.
+// addrBytes stores a into buf in the As16 form of header.Parsed and
+// returns its bytes as in an IP header: the last 4 for IPv4, all 16 for
+// IPv6.
 func addrBytes(buf *[16]byte, a netip.Addr) []byte {
-	if a.Is4() {
-		*(*[4]byte)(buf[:4]) = a.As4()
-		return buf[:4]
-	}
 	*buf = a.As16()
+	if a.Is4() {
+		return buf[12:]
+	}
 	return buf[:]
 }
 
@@ -112,7 +113,7 @@ func translate(frame []byte, p *header.Parsed, setSrc bool, src netip.AddrPort, 
 		np := src.Port()
 		l4Delta = header.Delta16(l4Delta, binary.BigEndian.Uint16(l4[0:]), np)
 		binary.BigEndian.PutUint16(l4[0:], np)
-		copy(p.Src[:], nb[:alen])
+		p.Src = nb
 		p.SrcPort = np
 	}
 	if setDst {
@@ -123,7 +124,7 @@ func translate(frame []byte, p *header.Parsed, setSrc bool, src netip.AddrPort, 
 		np := dst.Port()
 		l4Delta = header.Delta16(l4Delta, binary.BigEndian.Uint16(l4[2:]), np)
 		binary.BigEndian.PutUint16(l4[2:], np)
-		copy(p.Dst[:], nb[:alen])
+		p.Dst = nb
 		p.DstPort = np
 	}
 	// The addresses are covered by both the IPv4 header checksum and the

@@ -345,6 +345,24 @@ func TestFlowSourcePort(t *testing.T) {
 	if len(seen) < 190 {
 		t.Errorf("only %d distinct ports for 200 flows", len(seen))
 	}
+	// The hash covers the addresses as in the IP header (4 bytes for
+	// IPv4), whatever form Parsed keeps them in: these values were
+	// computed before Parsed moved to the As16 form and must not change
+	// (a flow's outer port, and the real server's receive queue, would).
+	for _, tc := range []struct {
+		f    pkttest.Flow
+		want uint16
+	}{
+		{pkttest.Flow{Proto: layers.IPProtocolTCP, Src: "10.0.0.1", Dst: "10.0.0.2", Sport: 1000, Dport: 80, TTL: 9}, 54507},
+		{pkttest.Flow{Proto: layers.IPProtocolUDP, Src: "192.0.2.7", Dst: "198.51.100.1", Sport: 5353, Dport: 53, TTL: 9}, 57389},
+		{pkttest.Flow{V6: true, Proto: layers.IPProtocolTCP, Src: "2001:db8::1", Dst: "2001:db8:1::80", Sport: 40000, Dport: 443, TTL: 9}, 46157},
+	} {
+		var p header.Parsed
+		p.Parse(tc.f.Frame(t))
+		if got := modes.FlowSourcePort(&p); got != tc.want {
+			t.Errorf("%s -> %s: port %d, want %d", tc.f.Src, tc.f.Dst, got, tc.want)
+		}
+	}
 }
 
 func TestOtherNoAllocs(t *testing.T) {

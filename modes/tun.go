@@ -155,10 +155,10 @@ func FlowSourcePort(p *header.Parsed) uint16 {
 	// FNV-1a over the flow tuple.
 	h := uint32(2166136261)
 	mix := func(b byte) { h = (h ^ uint32(b)) * 16777619 }
-	al := p.AddrLen()
-	for i := range al {
-		mix(p.Src[i])
-		mix(p.Dst[i])
+	src, dst := p.SrcIP(), p.DstIP() // the header's bytes: 4 for IPv4
+	for i := range src {
+		mix(src[i])
+		mix(dst[i])
 	}
 	mix(p.Proto)
 	mix(byte(p.SrcPort >> 8))
