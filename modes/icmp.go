@@ -17,7 +17,7 @@ import (
 // is recomputed over the whole message. The quoted L4 checksum is left as
 // is, as the kernel does.
 func NATICMPIn(frame []byte, p *header.Parsed, rs netip.AddrPort) Result {
-	return natICMP(frame, p, rs, false)
+	return translateICMP(frame, p, &icmpRewrite{outerDst: rs.Addr(), quotedSrc: rs})
 }
 
 // NATICMPOut translates an ICMP error sent by a real server about a packet
@@ -26,48 +26,120 @@ func NATICMPIn(frame []byte, p *header.Parsed, rs netip.AddrPort) Result {
 // destination VIP, the quoted destination port vport; checksums as for
 // NATICMPIn.
 func NATICMPOut(frame []byte, p *header.Parsed, vip netip.AddrPort) Result {
-	return natICMP(frame, p, vip, true)
+	return translateICMP(frame, p, &icmpRewrite{outerSrc: vip.Addr(), quotedDst: vip})
 }
 
-func natICMP(frame []byte, p *header.Parsed, a netip.AddrPort, out bool) Result {
+// FullNATICMPIn translates an ICMP error arriving from the client side
+// about a packet of a FULLNAT connection, client CIP:cport → VIP:vport sent
+// on as LIP:lport → RIP:rport (FullNATRequest). The error is addressed to
+// the VIP and quotes a reply the director sent, VIP:vport → CIP:cport; it
+// leaves for the real server as if the director's local address had sent
+// it about the packet the real server sent: outer source := local's
+// address, outer destination := rs's, the quoted packet becomes RIP:rport →
+// LIP:lport. Mainline Linux has no FULLNAT; this is ip_vs_in_icmp's NAT
+// translation (ip_vs_nat_icmp) applied to both ends of the tuple, as the
+// FULLNAT of Alibaba's LVS patch and DPVS do. TTL, IPv4 header checksums
+// and the ICMP checksum as for NATICMPIn; the quoted TCP or UDP checksum,
+// when the quote holds it, is updated for the changed addresses and ports
+// (RFC 1624), as netfilter's NAT does for the packets ICMP errors quote
+// (net/netfilter/nf_nat_proto.c, nf_nat_icmp_reply_translation), so the
+// quote is exactly the packet its receiver sent.
+func FullNATICMPIn(frame []byte, p *header.Parsed, local, rs netip.AddrPort) Result {
+	return translateICMP(frame, p, &icmpRewrite{
+		outerSrc: local.Addr(), outerDst: rs.Addr(),
+		quotedSrc: rs, quotedDst: local, quotedL4Csum: true,
+	})
+}
+
+// FullNATICMPOut translates an ICMP error arriving from the real-server
+// side about a packet of a FULLNAT connection: it is addressed to the
+// local address LIP and quotes the request the director sent, LIP:lport →
+// RIP:rport. It leaves for the client as if the VIP had sent it about the
+// client's packet: outer source := vip's address, outer destination :=
+// client's, the quoted packet becomes CIP:cport → VIP:vport (ip_vs_out_icmp
+// applied to both ends of the tuple). Checksums and TTL as for
+// FullNATICMPIn.
+func FullNATICMPOut(frame []byte, p *header.Parsed, vip, client netip.AddrPort) Result {
+	return translateICMP(frame, p, &icmpRewrite{
+		outerSrc: vip.Addr(), outerDst: client.Addr(),
+		quotedSrc: client, quotedDst: vip, quotedL4Csum: true,
+	})
+}
+
+// icmpRewrite says what an ICMP error translation changes: the outer
+// addresses, the quoted packet's endpoints (address and, for TCP, UDP and
+// SCTP, port) and whether the quoted L4 checksum follows. Invalid values
+// are left as they are.
+type icmpRewrite struct {
+	outerSrc, outerDst   netip.Addr
+	quotedSrc, quotedDst netip.AddrPort
+	quotedL4Csum         bool
+}
+
+// translateICMP rewrites an ICMP error (p.Inner parsed) in place: the
+// outer addresses with an incremental IPv4 header checksum update and the
+// TTL decrement, the quoted addresses and ports with a recomputed quoted
+// IPv4 header checksum, optionally the quoted L4 checksum, and then the
+// ICMP checksum over the whole message. p describes the result.
+func translateICMP(frame []byte, p *header.Parsed, rw *icmpRewrite) Result {
 	if (p.Kind != header.KindIPv4 && p.Kind != header.KindIPv6) || p.Reason != header.ReasonNone ||
-		!p.Inner.OK || p.End > len(frame) || !familyOK(p, a.Addr()) {
+		!p.Inner.OK || p.End > len(frame) {
 		return verdict(Unsupported)
+	}
+	for _, a := range [...]netip.Addr{rw.outerSrc, rw.outerDst, rw.quotedSrc.Addr(), rw.quotedDst.Addr()} {
+		if a.IsValid() && !familyOK(p, a) {
+			return verdict(Unsupported)
+		}
 	}
 	if p.TTL <= 1 {
 		return verdict(TTLExceeded)
 	}
 	v := p.IPVersion
-	alen := p.AddrLen()
 	srcOff, dstOff := ipOffsets(v)
-	var nb [16]byte
-	na := addrBytes(&nb, a.Addr())
 	ip := frame[p.L3Off:p.End]
 	in := &p.Inner
 	inIP := frame[in.L3Off:p.End]
+	ports := in.Proto == header.ProtoTCP || in.Proto == header.ProtoUDP || in.Proto == header.ProtoSCTP
 
-	outerOff, innerOff := dstOff, srcOff // inbound: outer daddr, quoted saddr
-	portOff := 0                         // quoted source port
-	if out {
-		outerOff, innerOff = srcOff, dstOff // outbound: outer saddr, quoted daddr
-		portOff = 2                         // quoted destination port
+	// ipDelta: the outer header's changed words (IPv4 header checksum);
+	// qDelta: the quoted packet's changed addresses and ports (its L4
+	// checksum, pseudo-header included).
+	var ipDelta, qDelta uint32
+	var nb [16]byte
+	if rw.outerSrc.IsValid() {
+		na := addrBytes(&nb, rw.outerSrc)
+		ipDelta = header.DeltaBytes(ipDelta, ip[srcOff:srcOff+len(na)], na)
+		copy(ip[srcOff:], na)
+		p.Src = nb
 	}
-	ipDelta := header.DeltaBytes(0, ip[outerOff:outerOff+alen], na)
-	copy(ip[outerOff:outerOff+alen], na)
-	copy(inIP[innerOff:innerOff+alen], na)
-	switch in.Proto {
-	case header.ProtoTCP, header.ProtoUDP, header.ProtoSCTP:
-		binary.BigEndian.PutUint16(frame[in.L4Off+portOff:], a.Port())
-		if out {
-			in.DstPort = a.Port()
-		} else {
-			in.SrcPort = a.Port()
+	if rw.outerDst.IsValid() {
+		na := addrBytes(&nb, rw.outerDst)
+		ipDelta = header.DeltaBytes(ipDelta, ip[dstOff:dstOff+len(na)], na)
+		copy(ip[dstOff:], na)
+		p.Dst = nb
+	}
+	if rw.quotedSrc.IsValid() {
+		na := addrBytes(&nb, rw.quotedSrc.Addr())
+		qDelta = header.DeltaBytes(qDelta, inIP[srcOff:srcOff+len(na)], na)
+		copy(inIP[srcOff:], na)
+		in.Src = nb
+		if ports {
+			qDelta = putPort(frame[in.L4Off:], rw.quotedSrc.Port(), qDelta)
+			in.SrcPort = rw.quotedSrc.Port()
 		}
 	}
-	if out {
-		p.Src, in.Dst = nb, nb
-	} else {
-		p.Dst, in.Src = nb, nb
+	if rw.quotedDst.IsValid() {
+		na := addrBytes(&nb, rw.quotedDst.Addr())
+		qDelta = header.DeltaBytes(qDelta, inIP[dstOff:dstOff+len(na)], na)
+		copy(inIP[dstOff:], na)
+		in.Dst = nb
+		if ports {
+			qDelta = putPort(frame[in.L4Off+2:], rw.quotedDst.Port(), qDelta)
+			in.DstPort = rw.quotedDst.Port()
+		}
+	}
+	if rw.quotedL4Csum {
+		fixQuotedL4(frame[in.L4Off:p.End], in, qDelta)
 	}
 	ipDelta = decTTL(ip, v, ipDelta)
 	p.TTL--
@@ -78,4 +150,33 @@ func natICMP(frame []byte, p *header.Parsed, a netip.AddrPort, out bool) Result 
 	}
 	header.SetL4Checksum(frame, p)
 	return verdict(OK)
+}
+
+// putPort stores port at b[0:2] and adds the change to the delta acc.
+func putPort(b []byte, port uint16, acc uint32) uint32 {
+	acc = header.Delta16(acc, binary.BigEndian.Uint16(b), port)
+	binary.BigEndian.PutUint16(b, port)
+	return acc
+}
+
+// fixQuotedL4 applies delta to the TCP or UDP checksum of a quoted packet
+// whose L4 header starts at l4, if the quote holds the field. A UDP
+// checksum of 0 over IPv4 ("none") stays 0.
+func fixQuotedL4(l4 []byte, in *header.Inner, delta uint32) {
+	if in.Proto != header.ProtoTCP && in.Proto != header.ProtoUDP {
+		return
+	}
+	co := header.L4ChecksumOffset(in.Proto)
+	if co+2 > len(l4) {
+		return // the quote stops before the checksum (RFC 792: 8 bytes suffice)
+	}
+	old := binary.BigEndian.Uint16(l4[co:])
+	if in.Proto == header.ProtoUDP && in.IPVersion == 4 && old == 0 {
+		return
+	}
+	c := header.ApplyDelta(old, delta)
+	if in.Proto == header.ProtoUDP {
+		c = header.UDPChecksumValue(c)
+	}
+	binary.BigEndian.PutUint16(l4[co:], c)
 }
