@@ -9,6 +9,7 @@ import (
 	"golang.org/x/net/bpf"
 
 	"github.com/uvs-lb/uvs/dataplane"
+	"github.com/uvs-lb/uvs/internal/wait"
 )
 
 // TestCloseKeepsLentFrames: Close while a worker still holds the frames of
@@ -25,11 +26,7 @@ func TestCloseKeepsLentFrames(t *testing.T) {
 	}
 	frames := make([]dataplane.Frame, 16)
 	var got []dataplane.Frame
-	deadline := time.Now().Add(testTimeout)
-	for len(got) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no frame received")
-		}
+	wait.ForBlocking(t, testTimeout, func() bool {
 		n, err := s.ReadBatch(frames)
 		if err != nil {
 			t.Fatal(err)
@@ -39,7 +36,8 @@ func TestCloseKeepsLentFrames(t *testing.T) {
 				got = append(got, f)
 			}
 		}
-	}
+		return len(got) > 0
+	}, "a frame to port %d", port)
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}

@@ -153,7 +153,7 @@ func TestGSOWrite(t *testing.T) {
 		var p header.Parsed
 		b := f.Data()
 		p.Parse(b)
-		if p.Reason != header.ReasonNone || p.DstPort != 80 || netip.AddrFrom4([4]byte(p.Src[:4])) != ipA {
+		if p.Reason != header.ReasonNone || p.DstPort != 80 || p.SrcAddr() != ipA {
 			return false
 		}
 		if f.GSO.IsGSO() || f.Len > 1514 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/uvs-lb/uvs/dataplane"
 	"github.com/uvs-lb/uvs/internal/netnstest"
+	"github.com/uvs-lb/uvs/internal/wait"
 )
 
 // Addresses of the test topology (RFC 2544 benchmarking block).
@@ -31,6 +33,22 @@ var (
 )
 
 const testTimeout = 5 * time.Second
+
+// ringFor returns cfg with a receive ring that holds n frames sent before
+// they are read, however the sender is scheduled. The kernel hands a block
+// to userspace when it is full or when its BlockTimeout passes, so on a
+// loaded machine the sends spread over many timeouts and a block may close
+// with one frame in it: a ring sized by bytes (four 64 KB blocks for 200
+// small frames) fills and drops. A block per frame never fills; the spare
+// blocks take the namespace's own chatter (IPv6 router solicitations and
+// listener reports) and the block a reader still holds.
+func ringFor(cfg Config, n int) Config {
+	cfg.BlockSize = os.Getpagesize()
+	cfg.BlockCount = n + ringSpare
+	return cfg
+}
+
+const ringSpare = 16
 
 // topo is two namespaces joined by a veth pair va (in a) - vb (in b).
 type topo struct {
@@ -132,19 +150,18 @@ func parseUDP4(b []byte) (udpInfo, bool) {
 func readUntil(t *testing.T, s *Socket, fn func(f *dataplane.Frame) bool) {
 	t.Helper()
 	frames := make([]dataplane.Frame, 32)
-	deadline := time.Now().Add(testTimeout)
-	for time.Now().Before(deadline) {
+	wait.ForBlocking(t, testTimeout, func() bool {
 		n, err := s.ReadBatch(frames)
 		if err != nil {
 			t.Fatalf("ReadBatch: %v", err)
 		}
 		for i := range n {
 			if fn(&frames[i]) {
-				return
+				return true
 			}
 		}
-	}
-	t.Fatalf("timed out after %v", testTimeout)
+		return false
+	}, "the frames the test expects; socket stats %+v", wait.Lazy(func() any { st, _ := s.Stats(); return st }))
 }
 
 func TestReadBatch(t *testing.T) {
@@ -154,12 +171,14 @@ func TestReadBatch(t *testing.T) {
 			if !txOffload {
 				tp.b.Exec(t, "ethtool", "-K", "vb", "tx", "off")
 			}
-			s := open(t, tp.a, Config{Interface: "va", Headroom: 64, BlockSize: 1 << 16, BlockCount: 4})
+			const count, port = 200, 9000
+			// All 200 are sent before the first read: the ring must
+			// hold them whatever the timing (ringFor).
+			s := open(t, tp.a, ringFor(Config{Interface: "va", Headroom: 64}, count))
 			if s.Ifindex() != tp.aIf.Index {
 				t.Fatalf("Ifindex() = %d, want %d", s.Ifindex(), tp.aIf.Index)
 			}
 			c := udpConn(t, tp.b, 0)
-			const count, port = 200, 9000
 			for i := range count {
 				sendUDP(t, c, ipA, port, fmt.Sprintf("uvs-%03d", i))
 			}
@@ -476,9 +495,11 @@ func TestPollTimeout(t *testing.T) {
 // them and never split a flow.
 func TestFanout(t *testing.T) {
 	tp := newTopo(t, false)
-	cfg := Config{Interface: "va", FanoutGroup: 0x7e57, FanoutMode: FanoutHash, PollTimeout: 10 * time.Millisecond}
-	socks := []*Socket{open(t, tp.a, cfg), open(t, tp.a, cfg)}
 	const flows, perFlow, port = 32, 4, 9005
+	// Every frame is sent before the first read and the hash may give
+	// one socket most of them: each ring holds them all (ringFor).
+	cfg := ringFor(Config{Interface: "va", FanoutGroup: 0x7e57, FanoutMode: FanoutHash, PollTimeout: 10 * time.Millisecond}, flows*perFlow)
+	socks := []*Socket{open(t, tp.a, cfg), open(t, tp.a, cfg)}
 	var conns []*net.UDPConn
 	for range flows {
 		conns = append(conns, udpConn(t, tp.b, 0))
@@ -492,8 +513,7 @@ func TestFanout(t *testing.T) {
 	perSock := make([]int, len(socks))
 	total := 0
 	frames := make([]dataplane.Frame, 32)
-	deadline := time.Now().Add(testTimeout)
-	for total < flows*perFlow && time.Now().Before(deadline) {
+	wait.ForBlocking(t, testTimeout, func() bool {
 		for si, s := range socks {
 			n, err := s.ReadBatch(frames)
 			if err != nil {
@@ -512,10 +532,8 @@ func TestFanout(t *testing.T) {
 				total++
 			}
 		}
-	}
-	if total != flows*perFlow {
-		t.Fatalf("read %d frames, want %d", total, flows*perFlow)
-	}
+		return total == flows*perFlow
+	}, "%d frames, read %v", flows*perFlow, wait.Lazy(func() any { return total }))
 	if perSock[0] == 0 || perSock[1] == 0 {
 		t.Errorf("frames per socket %v: hash fanout did not spread %d flows", perSock, flows)
 	}
