@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +24,7 @@ import (
 	"github.com/uvs-lb/uvs/header"
 	"github.com/uvs-lb/uvs/internal/netnstest"
 	"github.com/uvs-lb/uvs/internal/pkttest"
+	"github.com/uvs-lb/uvs/internal/wait"
 	"github.com/uvs-lb/uvs/spec"
 )
 
@@ -167,12 +167,7 @@ func readOwned(t *testing.T, x *IO, want int, dport uint16, check func(f *datapl
 	t.Helper()
 	frames := make([]dataplane.Frame, 8)
 	var got []udp4
-	deadline := time.Now().Add(testTimeout)
-	for len(got) < want {
-		if time.Now().After(deadline) {
-			st, _ := x.Stats()
-			t.Fatalf("got %d of %d frames; stats %+v", len(got), want, st)
-		}
+	wait.ForBlocking(t, testTimeout, func() bool {
 		n, err := x.ReadBatch(frames)
 		if err != nil {
 			t.Fatal(err)
@@ -187,7 +182,9 @@ func readOwned(t *testing.T, x *IO, want int, dport uint16, check func(f *datapl
 			}
 			got = append(got, u)
 		}
-	}
+		return len(got) >= want
+	}, "%d frames, got %v; stats %+v", want, wait.Lazy(func() any { return len(got) }),
+		wait.Lazy(func() any { st, _ := x.Stats(); return st }))
 	return got
 }
 
@@ -297,14 +294,14 @@ func TestIOTwoInterfaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	frames := make([]dataplane.Frame, 4)
-	deadline := time.Now().Add(testTimeout)
 	n := 0
-	for n == 0 && time.Now().Before(deadline) {
+	wait.ForBlocking(t, testTimeout, func() bool {
 		var err error
 		if n, err = x.ReadBatch(frames); err != nil {
 			t.Fatal(err)
 		}
-	}
+		return n > 0
+	}, "the frame from b")
 	if n != 1 {
 		t.Fatalf("ReadBatch = %d", n)
 	}
@@ -351,13 +348,7 @@ func TestIOClose(t *testing.T) {
 		done <- err
 	}()
 	// Wait until ReadBatch found the ring empty and is about to poll.
-	deadline := time.Now().Add(testTimeout)
-	for x.rxPolls.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("ReadBatch did not start waiting")
-		}
-		runtime.Gosched()
-	}
+	wait.For(t, testTimeout, func() bool { return x.rxPolls.Load() > 0 }, "ReadBatch to start waiting")
 	if err := x.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -484,17 +475,11 @@ func TestIOAllocs(t *testing.T) {
 		}
 	}
 	// Wait until they are all in the RX ring.
-	deadline := time.Now().Add(testTimeout)
-	for {
-		_, queued := x.socks[0].rx.peek(runs + 10)
-		if queued == runs+10 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d frames queued", queued)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	var queued uint32
+	wait.For(t, testTimeout, func() bool {
+		_, queued = x.socks[0].rx.peek(runs + 10)
+		return queued == runs+10
+	}, "%d frames in the RX ring, %v queued", runs+10, wait.Lazy(func() any { return queued }))
 	frames := make([]dataplane.Frame, 1)
 	got := 0
 	allocs := testing.AllocsPerRun(runs, func() {
@@ -552,13 +537,8 @@ func TestProgramDetachesWhenProcessDies(t *testing.T) {
 	}
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
-	deadline := time.Now().Add(testTimeout)
-	for strings.Contains(p.a.IP(t, "link", "show", "va"), "xdp") {
-		if time.Now().After(deadline) {
-			t.Fatal("program still attached after its process died")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.For(t, testTimeout, func() bool { return !strings.Contains(p.a.IP(t, "link", "show", "va"), "xdp") },
+		"the program to go with its process")
 }
 
 // helperEnv, when set to an interface name, turns the test binary into the
@@ -736,11 +716,7 @@ func TestMultiQueue(t *testing.T) {
 	}
 	var got [2]int
 	frames := make([]dataplane.Frame, 16)
-	deadline := time.Now().Add(testTimeout)
-	for got[0]+got[1] < flows {
-		if time.Now().After(deadline) {
-			t.Fatalf("received %v of %d frames", got, flows)
-		}
+	wait.ForBlocking(t, testTimeout, func() bool {
 		for i, x := range ios {
 			n, err := x.ReadBatch(frames)
 			if err != nil {
@@ -748,7 +724,8 @@ func TestMultiQueue(t *testing.T) {
 			}
 			got[i] += n
 		}
-	}
+		return got[0]+got[1] >= flows
+	}, "%d frames, received %v per queue", flows, wait.Lazy(func() any { return got }))
 	if got[0] == 0 || got[1] == 0 {
 		t.Errorf("frames per queue %v: want both queues used", got)
 	}
