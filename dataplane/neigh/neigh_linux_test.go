@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/uvs-lb/uvs/internal/wait"
 )
 
 var (
@@ -35,14 +37,10 @@ func newTopo(t *testing.T) *topo {
 	tp.dir.ip(t, "route", "add", "198.18.99.0/24", "via", peerIP4.String())
 	// IPv6 answers neighbour solicitations only once the link-local
 	// addresses have left DAD.
-	deadline := time.Now().Add(10 * time.Second)
-	for strings.TrimSpace(tp.dir.ip(t, "-6", "addr", "show", "tentative"))+
-		strings.TrimSpace(tp.peer.ip(t, "-6", "addr", "show", "tentative")) != "" {
-		if time.Now().After(deadline) {
-			t.Fatal("IPv6 addresses still tentative after 10 s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.For(t, 10*time.Second, func() bool {
+		return strings.TrimSpace(tp.dir.ip(t, "-6", "addr", "show", "tentative"))+
+			strings.TrimSpace(tp.peer.ip(t, "-6", "addr", "show", "tentative")) == ""
+	}, "the IPv6 addresses to leave DAD")
 	tp.dir.do(t, func() error {
 		ifi, err := net.InterfaceByName("d0")
 		if err == nil {
@@ -77,19 +75,20 @@ func newResolver(t *testing.T, tp *topo, o Options) *Resolver {
 // waitHop polls Lookup until it hits with a hop cond accepts, within 10 s.
 func waitHop(t *testing.T, r *Resolver, dst netip.Addr, cond func(Hop) bool) Hop {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	var last Hop
-	for time.Now().Before(deadline) {
-		if h, ok := r.Lookup(dst); ok {
-			if cond(h) {
-				return h
-			}
-			last = h
+	var last, found Hop
+	wait.For(t, 10*time.Second, func() bool {
+		h, ok := r.Lookup(dst)
+		if !ok {
+			return false
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("Lookup(%s): no acceptable hop within 10 s (last %+v)", dst, last)
-	return Hop{}
+		if cond(h) {
+			found = h
+			return true
+		}
+		last = h
+		return false
+	}, "Lookup(%s) to return an acceptable hop (last %+v)", dst, wait.Lazy(func() any { return last }))
+	return found
 }
 
 func TestLookupResolvesPeer(t *testing.T) {
@@ -187,31 +186,24 @@ func TestMissesDeduplicatedAndFailures(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	r.mu.Lock()
-	pending := len(r.pending)
-	r.mu.Unlock()
-	if pending != 1 {
-		t.Fatalf("%d resolutions in flight for one destination, want 1", pending)
+	// One resolution, in flight or, on a machine slow enough to take the
+	// ResolveTimeout over the 800 lookups, already failed: a second one
+	// could only have started before the first ended, and RetryAfter
+	// keeps misses after a failure from starting any.
+	state := func() (pending int, failed bool) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		_, failed = r.failed[nobody]
+		return len(r.pending), failed
+	}
+	if pending, failed := state(); pending != 1 && !(pending == 0 && failed) {
+		t.Fatalf("%d resolutions in flight (one failed: %v) for one destination, want 1", pending, failed)
 	}
 	// The failed resolution ends and is remembered: further misses start none.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		r.mu.Lock()
-		_, failed := r.failed[nobody]
-		pending = len(r.pending)
-		r.mu.Unlock()
-		if failed && pending == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("resolution of an absent host did not fail within 5 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	wait.For(t, 5*time.Second, func() bool { pending, failed := state(); return failed && pending == 0 },
+		"the resolution of an absent host to fail")
 	r.Lookup(nobody)
-	r.mu.Lock()
-	pending = len(r.pending)
-	r.mu.Unlock()
+	pending, _ := state()
 	if pending != 0 {
 		t.Fatal("a miss within RetryAfter of a failure started a new resolution")
 	}
