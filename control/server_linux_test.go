@@ -19,6 +19,7 @@ import (
 	"github.com/uvs-lb/uvs/control/client"
 	"github.com/uvs-lb/uvs/control/wire"
 	"github.com/uvs-lb/uvs/internal/netnstest"
+	"github.com/uvs-lb/uvs/internal/wait"
 )
 
 // testSocket returns an abstract socket name no other test uses.
@@ -293,18 +294,13 @@ func TestServerStopsAndReleasesSocket(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, name) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	wait.ForErr(t, 5*time.Second, func() error {
 		c, err := net.Dial("unix", name)
 		if err == nil {
 			c.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("server never answered")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err
+	}, "the server to accept on %s", name)
 	// A second server on the same name fails to bind.
 	if err := NewServer(New(Options{}), Env{}).Serve(context.Background(), name); err == nil {
 		t.Fatal("second Serve on a bound name succeeded")

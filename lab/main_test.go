@@ -17,6 +17,7 @@ import (
 
 	"github.com/uvs-lb/uvs/internal/netnstest"
 	"github.com/uvs-lb/uvs/internal/testbin"
+	"github.com/uvs-lb/uvs/internal/wait"
 )
 
 // builtBin holds the commands built for this test run.
@@ -105,17 +106,9 @@ func (tl *testLab) assertClean(t *testing.T) {
 	if nss, _ := listNamespaces(tl.prefix); len(nss) > 0 {
 		t.Errorf("namespaces left: %v", nss)
 	}
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		left := tl.processes()
-		if len(left) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("processes left: %v", left)
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	// Processes the lab signalled may take a moment to exit.
+	if left := tl.processes(); len(left) > 0 && !wait.Until(3*time.Second, func() bool { left = tl.processes(); return len(left) == 0 }) {
+		t.Errorf("processes left: %v", left)
 	}
 	if ents, err := os.ReadDir(tl.state); err != nil || len(ents) > 0 {
 		var names []string

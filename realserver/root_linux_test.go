@@ -2,13 +2,13 @@ package realserver_test
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/uvs-lb/uvs/internal/netnstest"
 	"github.com/uvs-lb/uvs/internal/testbin"
+	"github.com/uvs-lb/uvs/internal/wait"
 	"github.com/uvs-lb/uvs/realserver"
 )
 
@@ -190,6 +191,10 @@ func TestTunEndToEnd(t *testing.T) {
 	cli.RouteAdd(t, vipAddr+"/32", "via", rsOuter)
 	rs.AddrAdd(t, "r0", rsOuter+"/24")
 	rs.RouteAdd(t, "default", "via", cliOuter)
+	// Static neighbours: the one datagram of each exchange below never
+	// waits for ARP.
+	cli.NeighAdd(t, "c0", rsOuter, rs.Interface(t, "r0").HardwareAddr)
+	rs.NeighAdd(t, "r0", cliOuter, cli.Interface(t, "c0").HardwareAddr)
 	rs.Sysctl(t, "net.ipv4.conf.all.rp_filter", "1") // strict: uvs-rs must relax it
 	rs.Sysctl(t, "net.ipv4.conf.default.rp_filter", "1")
 	state := t.TempDir()
@@ -248,34 +253,29 @@ func TestTunEndToEnd(t *testing.T) {
 	rsSA := &unix.SockaddrInet4{Addr: netip.MustParseAddr(rsOuter).As4()}
 	gueDst := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(fmt.Sprintf("%s:%d", rsOuter, guePort)))
 
+	// exchange sends one encapsulated datagram and reads the echo, which
+	// the real server sends straight back from the VIP. The decapsulator
+	// reads from sockets it opened before tun up returned, and the
+	// neighbours are static: one datagram must do.
 	exchange := func(name, vip string, send func(pkt, gue []byte) error) {
 		t.Helper()
 		payload := "hello over " + name
 		pkt, gp := encapUDP(t, vip, payload)
-		buf := make([]byte, 2048)
-		deadline := time.Now().Add(5 * time.Second)
-		for time.Now().Before(deadline) {
-			if err := send(pkt, gp); err != nil {
-				t.Fatalf("%s: send: %v", name, err)
-			}
-			_ = reply.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-			n, from, err := reply.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					continue
-				}
-				t.Fatalf("%s: read reply: %v", name, err)
-			}
-			if want := netip.MustParseAddrPort(fmt.Sprintf("%s:%d", vip, echoPort)); from != want {
-				t.Fatalf("%s: reply from %v, want %v (direct from the VIP)", name, from, want)
-			}
-			if string(buf[:n]) != "echo:"+payload {
-				t.Fatalf("%s: reply %q", name, buf[:n])
-			}
-			return
+		if err := send(pkt, gp); err != nil {
+			t.Fatalf("%s: send: %v", name, err)
 		}
-		t.Fatalf("%s: no reply from the VIP within 5s; daemon log:\n%s", name, readLog(state))
+		buf := make([]byte, 2048)
+		_ = reply.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, from, err := reply.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("%s: no reply from the VIP: %v; daemon log:\n%s", name, err, readLog(state))
+		}
+		if want := netip.MustParseAddrPort(fmt.Sprintf("%s:%d", vip, echoPort)); from != want {
+			t.Fatalf("%s: reply from %v, want %v (direct from the VIP)", name, from, want)
+		}
+		if string(buf[:n]) != "echo:"+payload {
+			t.Fatalf("%s: reply %q", name, buf[:n])
+		}
 	}
 	sendIPIP := func(pkt, _ []byte) error { return unix.Sendto(raw, pkt, 0, rsSA) }
 	sendGUE := func(_, gp []byte) error { _, err := gueConn.WriteToUDP(gp, gueDst); return err }
@@ -289,21 +289,18 @@ func TestTunEndToEnd(t *testing.T) {
 		t.Fatalf("state after adding a VIP: %+v (want pid %d, 2 VIPs)", got, pid)
 	}
 	startEcho(t, rs, vipAddr2)
+	// tun up signals the decapsulator (SIGHUP) and returns; the
+	// decapsulator logs the VIPs it serves once it has taken the new list.
+	wait.For(t, 5*time.Second, func() bool { return servesVIP(readLog(state), vipAddr2) },
+		"the decapsulator to take %s; log:\n%s", vipAddr2, wait.Lazy(func() any { return readLog(state) }))
 	exchange("ipip to the second VIP", vipAddr2, sendIPIP)
 
 	// Counters reach the status output (refreshed every second).
-	deadline := time.Now().Add(5 * time.Second)
 	var st string
-	for time.Now().Before(deadline) {
+	wait.For(t, 5*time.Second, func() bool {
 		st = rs.Exec(t, bin, "status", "--state-dir", state)
-		if c := counters(st); c["decapsulated"] >= 3 {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if !strings.Contains(st, "running") || counters(st)["decapsulated"] < 3 {
-		t.Errorf("status:\n%s", st)
-	}
+		return strings.Contains(st, "running") && counters(st)["decapsulated"] >= 3
+	}, "status to show the decapsulator running with 3 packets decapsulated:\n%s", wait.Lazy(func() any { return st }))
 
 	out = rs.Exec(t, bin, "tun", "down", "--vip", vipAddr, "--state-dir", state)
 	t.Logf("tun down (first VIP): %s", out)
@@ -361,6 +358,17 @@ func counters(status string) map[string]uint64 {
 	m := map[string]uint64{}
 	_ = json.Unmarshal([]byte(js), &m)
 	return m
+}
+
+// servesVIP reports whether the decapsulator's log says it serves vip
+// ("uvs-rs: VIPs now [...]", logged after a SIGHUP reload).
+func servesVIP(log, vip string) bool {
+	for _, line := range strings.Split(log, "\n") {
+		if _, list, ok := strings.Cut(line, "uvs-rs: VIPs now "); ok && slices.Contains(strings.Fields(strings.Trim(list, "[]")), vip) {
+			return true
+		}
+	}
+	return false
 }
 
 // readLog returns the daemon log for failure messages.

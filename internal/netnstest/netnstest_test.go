@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/uvs-lb/uvs/internal/wait"
 )
 
 func TestNamespaces(t *testing.T) {
@@ -55,17 +57,14 @@ func TestNamespaces(t *testing.T) {
 	var p *Proc
 	t.Run("start", func(t *testing.T) {
 		p = b.Start(t, "sh", "-c", "ip -o link show tb && echo ready && exec sleep 60")
-		deadline := time.Now().Add(5 * time.Second)
-		for !strings.Contains(p.Output(), "ready") {
-			if time.Now().After(deadline) {
-				t.Fatalf("process not ready: %q", p.Output())
-			}
+		wait.For(t, 5*time.Second, func() bool {
 			select {
 			case <-p.Done():
 				t.Fatalf("process exited: %v: %q", p.Err(), p.Output())
-			case <-time.After(10 * time.Millisecond):
+			default:
 			}
-		}
+			return strings.Contains(p.Output(), "ready")
+		}, "the process to say ready: %q", wait.Lazy(func() any { return p.Output() }))
 	})
 	select {
 	case <-p.Done():
