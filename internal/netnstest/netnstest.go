@@ -58,6 +58,13 @@ func SkipIfNotRoot(t testing.TB) {
 // New creates a namespace named uvs-t<prefix>-<random>, with its loopback
 // up, and deletes it in t.Cleanup. It skips the test when not root. Keep
 // prefix short: it only helps to recognise leftovers.
+//
+// Links made in the namespace skip IPv6 duplicate address detection
+// (net.ipv6.conf.default.accept_dad=0), as AddrAdd's nodad does for the
+// addresses a test adds: a link-local address is usable as soon as its
+// link is up. Otherwise the kernel sends no neighbour solicitation for
+// about a second after a link comes up (it has no source address for
+// one yet), and the first packets of a test wait or are dropped.
 func New(t testing.TB, prefix string) *NS {
 	t.Helper()
 	SkipIfNotRoot(t)
@@ -75,6 +82,13 @@ func New(t testing.TB, prefix string) *NS {
 		}
 	})
 	n.IP(t, "link", "set", "lo", "up")
+	// In-process: /proc/sys/net belongs to the net namespace of the
+	// thread that opens it.
+	if err := n.Do(func() error {
+		return os.WriteFile("/proc/sys/net/ipv6/conf/default/accept_dad", []byte("0"), 0)
+	}); err != nil {
+		t.Fatalf("netnstest: %s: accept_dad: %v", n.Name, err)
+	}
 	return n
 }
 
