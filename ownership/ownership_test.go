@@ -22,7 +22,9 @@ func fixture(t testing.TB) *ownership.Set {
 func TestCompute(t *testing.T) {
 	s := fixture(t)
 	tcp, udp, sctp := spec.ProtoTCP, spec.ProtoUDP, spec.ProtoSCTP
-	ep := func(addr string, p spec.Proto, port uint16) ownership.Endpoint { return ownership.Endpoint{Addr: a(addr), Proto: p, Port: port} }
+	ep := func(addr string, p spec.Proto, port uint16) ownership.Endpoint {
+		return ownership.Endpoint{Addr: a(addr), Proto: p, Port: port}
+	}
 	rng := func(addr string, p spec.Proto) ownership.PortRange {
 		return ownership.PortRange{Addr: a(addr), Proto: p, First: lportMin, Last: lportMax}
 	}
@@ -92,7 +94,7 @@ func TestNormalize(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &ownership.Set{
-		Services: []ownership.Endpoint{{v4, spec.ProtoTCP, 80}, {v4, spec.ProtoUDP, 80}, {v4, spec.ProtoSCTP, 80}, {a("fe80::1"), spec.ProtoUDP, 0}},
+		Services:    []ownership.Endpoint{{v4, spec.ProtoTCP, 80}, {v4, spec.ProtoUDP, 80}, {v4, spec.ProtoSCTP, 80}, {a("fe80::1"), spec.ProtoUDP, 0}},
 		LocalRanges: []ownership.PortRange{{v4, spec.ProtoTCP, 100, 300}, {v4, spec.ProtoTCP, 400, 500}},
 		VIPs:        []netip.Addr{v4},
 	}
