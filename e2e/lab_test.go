@@ -5,9 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -19,7 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uvs-lb/uvs/control/client"
+	"github.com/uvs-lb/uvs/control/wire"
 	"github.com/uvs-lb/uvs/internal/netnstest"
+	"github.com/uvs-lb/uvs/internal/wait"
 )
 
 // bigSize is the size of the /big download the real servers serve.
@@ -147,7 +148,10 @@ type uvsd struct {
 }
 
 // startUVSD writes rules to a file and starts uvsd on it inside ns, then
-// waits until it serves.
+// waits until it serves: until its control socket answers -Ln, as uvsadm
+// would ask. uvsd answers only once its workers run (it binds the socket
+// early, so a second director fails fast, and serves it last), so from
+// then on every frame reaches a worker.
 func startUVSD(t *testing.T, ns *netnstest.NS, rules string, extra ...string) *uvsd {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "rules")
@@ -160,23 +164,56 @@ func startUVSD(t *testing.T, ns *netnstest.NS, rules string, extra ...string) *u
 	}
 	p := ns.Start(t, args...)
 	u := &uvsd{proc: p, ns: ns}
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(p.Output(), "serving") {
-		select {
-		case <-p.Done():
-			t.Fatalf("uvsd exited before serving: %v\n%s", p.Err(), p.Output())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("uvsd not serving after 10s:\n%s", p.Output())
-		}
-	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("uvsd output:\n%s", p.Output())
 		}
 	})
+	var last error
+	wait.For(t, startTimeout, func() bool {
+		select {
+		case <-p.Done():
+			t.Fatalf("uvsd exited before its control socket answered: %v\n%s", p.Err(), p.Output())
+		default:
+		}
+		_, last = controlList(ns)
+		return last == nil
+	}, "uvsd's control socket to answer -Ln (last error: %v)", wait.Lazy(func() any { return last }))
 	return u
+}
+
+// startTimeout bounds a director's start on a loaded machine; the
+// control requests that probe it wait at most requestTimeout each.
+const (
+	startTimeout   = 30 * time.Second
+	requestTimeout = 2 * time.Second
+)
+
+// controlList asks the director of ns for its table (-Ln) over the
+// control socket, as uvsadm does, and returns the listing.
+func controlList(ns *netnstest.NS) (string, error) {
+	c := client.Client{Socket: os.Getenv(wire.SocketEnv), Timeout: requestTimeout} // empty: the default
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	var conn net.Conn
+	// The socket is abstract, so it lives in ns: dial from inside.
+	if err := ns.Do(func() error {
+		var err error
+		conn, err = c.Dial(ctx)
+		return err
+	}); err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	var out, errb strings.Builder
+	code, err := c.Exchange(ctx, conn, wire.Request{Prog: "ipvsadm", Args: []string{"-Ln"}}, &out, &errb)
+	if err != nil {
+		return "", err
+	}
+	if code != 0 {
+		return "", fmt.Errorf("-Ln: exit %d: %s", code, errb.String())
+	}
+	return out.String(), nil
 }
 
 // stop sends SIGTERM and waits for a clean exit.
@@ -219,8 +256,11 @@ func curlSum(t *testing.T, ns *netnstest.NS, url string) string {
 	return f[0]
 }
 
-// udpExchange sends payload from a fresh socket in ns to addr and returns
-// the reply.
+// udpExchange sends one datagram with payload from a fresh socket in ns
+// to addr and returns the reply. One datagram must do: the director
+// serves once startUVSD returns, and every hop holds a datagram while it
+// resolves its next hop (the kernels in their neighbour queues, uvsd's
+// workers in theirs), so a lost datagram is a bug, not bad luck.
 func udpExchange(t *testing.T, ns *netnstest.NS, addr, payload string) string {
 	t.Helper()
 	var c net.Conn
@@ -232,28 +272,21 @@ func udpExchange(t *testing.T, ns *netnstest.NS, addr, payload string) string {
 		t.Fatalf("udp dial %s: %v", addr, err)
 	}
 	defer c.Close()
-	buf := make([]byte, 2048)
-	// A first datagram may meet an unresolved next hop; retry a few times.
-	for try := 0; try < 5; try++ {
-		if _, err := c.Write([]byte(payload)); err != nil {
-			t.Fatalf("udp write: %v", err)
-		}
-		_ = c.SetReadDeadline(time.Now().Add(time.Second))
-		n, err := c.Read(buf)
-		if err == nil {
-			return string(buf[:n])
-		}
-		var ne net.Error
-		if !errors.As(err, &ne) || !ne.Timeout() {
-			t.Fatalf("udp read: %v", err)
-		}
+	if _, err := c.Write([]byte(payload)); err != nil {
+		t.Fatalf("udp write to %s: %v", addr, err)
 	}
-	t.Fatalf("no UDP reply from %s after 5 tries", addr)
-	return ""
+	_ = c.SetReadDeadline(time.Now().Add(udpTimeout))
+	buf := make([]byte, 2048)
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatalf("no UDP reply from %s to %q: %v", addr, payload, err)
+	}
+	return string(buf[:n])
 }
 
-var _ = context.Background
-var _ = io.EOF
+// udpTimeout bounds the wait for a UDP reply: generous, since a reply
+// that comes never takes long, and one that does not is a failure.
+const udpTimeout = 5 * time.Second
 
 func runCmd(name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

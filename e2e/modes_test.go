@@ -141,50 +141,80 @@ func testDR(t *testing.T, router bool) {
 func TestDR(t *testing.T)            { testDR(t, false) }
 func TestDRMultiSubnet(t *testing.T) { testDR(t, true) }
 
-// fullnatLab is the NAT lab's shape, but the real servers have no route to
-// the client at all: only FULLNAT's source translation brings replies back.
-func TestFullNAT(t *testing.T) {
-	cli, dir := netnstest.New(t, "cli"), netnstest.New(t, "dir")
-	netnstest.Veth(t, cli, "c0", dir, "d0")
-	cli.AddrAdd(t, "c0", "10.0.1.2/24")
-	cli.RouteAdd(t, "default", "via", "10.0.1.1")
-	cli.IP(t, "-6", "addr", "add", "fd00:1::2/64", "dev", "c0", "nodad")
-	cli.IP(t, "-6", "route", "add", "default", "via", "fd00:1::1")
-	dir.AddrAdd(t, "d0", "10.0.1.1/24")
-	dir.IP(t, "-6", "addr", "add", "fd00:1::1/64", "dev", "d0", "nodad")
-	var rules strings.Builder
-	rules.WriteString("-A -t 10.0.1.100:80 -s rr\n-A -t [fd00:1::100]:80 -s rr\n")
+// fullnatLab is the NAT lab's shape, but each real server has a link of
+// its own to the director and no route to the client at all: only
+// FULLNAT's source translation brings replies back.
+//
+//	cli c0 10.0.1.2 ── d0 10.0.1.1 [dir] d1 10.0.11.1 ── r0 10.0.11.11 [rs1]
+//	                                     d2 10.0.12.1 ── r0 10.0.12.11 [rs2]
+//
+// IPv6 mirrors it with fd00:1::/64, fd00:11::/64 and fd00:12::/64. The
+// director's address on each real server's link is the local address
+// FULLNAT connections to that server use.
+type fullnatLab struct {
+	cli, dir *netnstest.NS
+	rs       []*netnstest.NS
+}
+
+func newFullNATLab(t *testing.T) *fullnatLab {
+	t.Helper()
+	l := &fullnatLab{cli: netnstest.New(t, "cli"), dir: netnstest.New(t, "dir")}
+	netnstest.Veth(t, l.cli, "c0", l.dir, "d0")
+	l.cli.AddrAdd(t, "c0", "10.0.1.2/24")
+	l.cli.RouteAdd(t, "default", "via", "10.0.1.1")
+	l.cli.AddrAdd(t, "c0", "fd00:1::2/64")
+	l.cli.IP(t, "-6", "route", "add", "default", "via", "fd00:1::1")
+	l.dir.AddrAdd(t, "d0", "10.0.1.1/24")
+	l.dir.AddrAdd(t, "d0", "fd00:1::1/64")
 	for i := 1; i <= 2; i++ {
 		rs := netnstest.New(t, fmt.Sprintf("rs%d", i))
 		dev := fmt.Sprintf("d%d", i)
-		netnstest.Veth(t, dir, dev, rs, "r0")
-		dir.AddrAdd(t, dev, fmt.Sprintf("10.0.%d.1/24", 10+i))
+		netnstest.Veth(t, l.dir, dev, rs, "r0")
+		l.dir.AddrAdd(t, dev, fmt.Sprintf("10.0.%d.1/24", 10+i))
 		rs.AddrAdd(t, "r0", fmt.Sprintf("10.0.%d.11/24", 10+i))
-		dir.IP(t, "-6", "addr", "add", fmt.Sprintf("fd00:%d::1/64", 10+i), "dev", dev, "nodad")
-		rs.IP(t, "-6", "addr", "add", fmt.Sprintf("fd00:%d::11/64", 10+i), "dev", "r0", "nodad")
-		startRealServer(t, rs, fmt.Sprintf("rs%d", i))
-		fmt.Fprintf(&rules, "-a -t 10.0.1.100:80 -r 10.0.%d.11:80 -b -w 1\n", 10+i)
-		fmt.Fprintf(&rules, "-a -t [fd00:1::100]:80 -r [fd00:%d::11]:80 -b -w 1\n", 10+i)
+		l.dir.AddrAdd(t, dev, fmt.Sprintf("fd00:%d::1/64", 10+i))
+		rs.AddrAdd(t, "r0", fmt.Sprintf("fd00:%d::11/64", 10+i))
+		l.rs = append(l.rs, rs)
 	}
-	startUVSD(t, dir, rules.String())
+	return l
+}
+
+// rules returns a FULLNAT service on VIP 10.0.1.100 and fd00:1::100 for
+// proto ("-t", "-u") and port, with both real servers on the same port.
+func (l *fullnatLab) rules(proto string, port int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "-A %[1]s 10.0.1.100:%[2]d -s rr\n-A %[1]s [fd00:1::100]:%[2]d -s rr\n", proto, port)
+	for i := range l.rs {
+		fmt.Fprintf(&b, "-a %s 10.0.1.100:%d -r 10.0.%d.11:%d -b -w 1\n", proto, port, 11+i, port)
+		fmt.Fprintf(&b, "-a %s [fd00:1::100]:%d -r [fd00:%d::11]:%d -b -w 1\n", proto, port, 11+i, port)
+	}
+	return b.String()
+}
+
+func TestFullNAT(t *testing.T) {
+	l := newFullNATLab(t)
+	for i, rs := range l.rs {
+		startRealServer(t, rs, fmt.Sprintf("rs%d", i+1))
+	}
+	startUVSD(t, l.dir, l.rules("-t", 80))
 	seen := map[string]int{}
 	for i := 0; i < 4; i++ {
-		seen[curl(t, cli, "http://10.0.1.100/")]++
+		seen[curl(t, l.cli, "http://10.0.1.100/")]++
 	}
 	if seen["rs1"] != 2 || seen["rs2"] != 2 {
 		t.Fatalf("FULLNAT rr answers %v", seen)
 	}
-	if got := curlSum(t, cli, "http://10.0.1.100/big"); got != bigSum {
+	if got := curlSum(t, l.cli, "http://10.0.1.100/big"); got != bigSum {
 		t.Fatalf("FULLNAT download sha256 %s, want %s", got, bigSum)
 	}
 	seen = map[string]int{}
 	for i := 0; i < 4; i++ {
-		seen[curl(t, cli, "http://[fd00:1::100]/")]++
+		seen[curl(t, l.cli, "http://[fd00:1::100]/")]++
 	}
 	if seen["rs1"] != 2 || seen["rs2"] != 2 {
 		t.Fatalf("FULLNAT IPv6 rr answers %v", seen)
 	}
-	if got := curlSum(t, cli, "http://[fd00:1::100]/big"); got != bigSum {
+	if got := curlSum(t, l.cli, "http://[fd00:1::100]/big"); got != bigSum {
 		t.Fatalf("FULLNAT IPv6 download sha256 %s, want %s", got, bigSum)
 	}
 }

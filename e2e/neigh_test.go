@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"fmt"
+	"net/netip"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -8,6 +11,7 @@ import (
 	"time"
 
 	"github.com/uvs-lb/uvs/internal/netnstest"
+	"github.com/uvs-lb/uvs/internal/wait"
 )
 
 // TestFirstSYNWaitsForNeighbour: the first SYN to a real server whose next
@@ -25,7 +29,6 @@ import (
 // so the next hop resolves well within the client's 1 s SYN timeout.
 func TestFirstSYNWaitsForNeighbour(t *testing.T) {
 	netnstest.RequireTool(t, "curl")
-	netnstest.RequireTool(t, "ss")
 	l := newNATLab(t)
 	l.dir.Sysctl(t, "net.ipv4.neigh.d1.retrans_time_ms", "50")
 	l.dir.Sysctl(t, "net.ipv4.neigh.d1.mcast_solicit", "100")
@@ -50,7 +53,7 @@ func TestFirstSYNWaitsForNeighbour(t *testing.T) {
 	}
 	l.dir.IP(t, "neigh", "flush", "all")
 	var neighs string
-	waitFor(t, "the resolver to drop the real servers' next hops", func() bool {
+	wait.For(t, 5*time.Second, func() bool {
 		neighs = l.dir.IP(t, "-4", "neigh", "show", "dev", "d1")
 		unresolved := 0
 		for _, line := range strings.Split(neighs, "\n") {
@@ -61,15 +64,19 @@ func TestFirstSYNWaitsForNeighbour(t *testing.T) {
 			}
 		}
 		return unresolved == 2
-	}, func() string { return neighs })
+	}, "the resolver to drop the real servers' next hops:\n%s", wait.Lazy(func() any { return neighs }))
 	before := retransSegs(t, l.cli)
 	c := l.cli.Start(t, "curl", "-sS", "--max-time", "8", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", "http://10.0.1.100/")
-	waitFor(t, "the client's SYN", func() bool {
-		out, _ := l.cli.Run("ss", "-Htn", "state", "syn-sent", "dst", "10.0.1.100")
-		return strings.Contains(out, "10.0.1.100:80")
-	}, c.Output)
+	// From the SYN on, the test has the client's 1 s SYN timeout to let
+	// the real servers answer ARP again: it looks and acts in-process
+	// (an exec of ss or sysctl costs tens of milliseconds on a loaded
+	// machine).
+	vip := netip.MustParseAddrPort("10.0.1.100:80")
+	wait.For(t, 5*time.Second, func() bool { return synSent(t, l.cli, vip) }, "the client's SYN (curl: %q)", wait.Lazy(func() any { return c.Output() }))
 	for _, rs := range l.rs {
-		rs.Sysctl(t, "net.ipv4.conf.all.arp_ignore", "0")
+		if err := sysctlIn(rs, "net.ipv4.conf.all.arp_ignore", "0"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	select {
 	case <-c.Done():
@@ -93,17 +100,37 @@ func TestFirstSYNWaitsForNeighbour(t *testing.T) {
 	}
 }
 
-// waitFor polls cond every 10 ms for up to 5 s; state describes what was
-// seen, for the failure message.
-func waitFor(t *testing.T, what string, cond func() bool, state func() string) {
+// synSent reports whether ns has a TCP socket in SYN-SENT towards dst
+// (IPv4), from the namespace's /proc/net/tcp read in-process.
+func synSent(t *testing.T, ns *netnstest.NS, dst netip.AddrPort) bool {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s:\n%s", what, state())
-		}
-		time.Sleep(10 * time.Millisecond)
+	var tab []byte
+	// /proc/thread-self/net is the net namespace of the reading thread,
+	// which Do moved into ns (/proc/self/net would be the main thread's).
+	if err := ns.Do(func() error {
+		var err error
+		tab, err = os.ReadFile("/proc/thread-self/net/tcp")
+		return err
+	}); err != nil {
+		t.Fatal(err)
 	}
+	a := dst.Addr().As4()
+	rem := fmt.Sprintf("%02X%02X%02X%02X:%04X", a[3], a[2], a[1], a[0], dst.Port()) // host order, as the kernel prints it
+	for _, line := range strings.Split(string(tab), "\n") {
+		// sl local_address rem_address st ...; st 02 is TCP_SYN_SENT.
+		if f := strings.Fields(line); len(f) > 3 && f[2] == rem && f[3] == "02" {
+			return true
+		}
+	}
+	return false
+}
+
+// sysctlIn sets a net sysctl in ns in-process: /proc/sys/net belongs to
+// the net namespace of the thread that opens it.
+func sysctlIn(ns *netnstest.NS, key, value string) error {
+	return ns.Do(func() error {
+		return os.WriteFile("/proc/sys/"+strings.ReplaceAll(key, ".", "/"), []byte(value), 0)
+	})
 }
 
 // retransSegs reads Tcp RetransSegs from /proc/net/snmp inside ns.

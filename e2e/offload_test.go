@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -303,22 +304,26 @@ func TestOffloadChecksumsVerified(t *testing.T) {
 	transfer(t, l.cli, fmt.Sprintf("10.0.1.100:%d", streamPort), false, transferSize/4)
 	transfer(t, l.cli, fmt.Sprintf("10.0.1.100:%d", streamPort), true, transferSize/4)
 	for _, ns := range append([]*netnstest.NS{l.cli}, l.rs...) {
-		if n := tcpCsumErrors(t, ns); n != "0" {
-			t.Errorf("%s counted %s TCP checksum errors", ns.Name, n)
+		if n := nstatCounter(t, ns, "TcpInCsumErrors"); n != 0 {
+			t.Errorf("%s counted %d TCP checksum errors", ns.Name, n)
 		}
 	}
 }
 
-// tcpCsumErrors returns the namespace's TcpInCsumErrors counter.
-func tcpCsumErrors(t *testing.T, ns *netnstest.NS) string {
+// nstatCounter returns one of the namespace's SNMP counters (nstat -a:
+// absolute, -s: no history file, -z: zeros too).
+func nstatCounter(t *testing.T, ns *netnstest.NS, name string) uint64 {
 	t.Helper()
-	out := ns.Exec(t, "nstat", "-asz", "TcpInCsumErrors") // absolute, no history file
-	f := strings.Fields(out)
-	for i := range f {
-		if f[i] == "TcpInCsumErrors" && i+1 < len(f) {
-			return f[i+1]
+	out := ns.Exec(t, "nstat", "-asz", name)
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == name {
+			v, err := strconv.ParseUint(f[1], 10, 64)
+			if err != nil {
+				t.Fatalf("nstat in %s: %s %q: %v", ns.Name, name, f[1], err)
+			}
+			return v
 		}
 	}
-	t.Fatalf("nstat in %s: no TcpInCsumErrors in %q", ns.Name, out)
-	return ""
+	t.Fatalf("nstat in %s: no %s in %q", ns.Name, name, out)
+	return 0
 }

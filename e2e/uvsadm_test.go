@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/uvs-lb/uvs/internal/netnstest"
+	"github.com/uvs-lb/uvs/internal/wait"
 )
 
 // uvsadm runs uvsadm inside ns against the director there (no autostart)
@@ -113,20 +114,14 @@ func TestAutostart(t *testing.T) {
 	a.AddrAdd(t, "e0", "10.0.7.1/24")
 	t.Cleanup(func() {
 		// End the director we caused to start: the processes in our namespace.
-		out, _ := a.Run("true")
-		_ = out
 		pids, _ := netnsPIDs(a.Name)
 		for _, p := range pids {
 			if proc, err := os.FindProcess(p); err == nil {
 				_ = proc.Signal(os.Interrupt)
 			}
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for time.Now().Before(deadline) {
-			if pids, _ := netnsPIDs(a.Name); len(pids) == 0 {
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
+		if wait.Until(5*time.Second, func() bool { pids, _ := netnsPIDs(a.Name); return len(pids) == 0 }) {
+			return
 		}
 		pids, _ = netnsPIDs(a.Name)
 		for _, p := range pids {
