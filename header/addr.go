@@ -1,6 +1,9 @@
 package header
 
-import "net/netip"
+import (
+	"encoding/binary"
+	"net/netip"
+)
 
 // Addresses.
 //
@@ -30,9 +33,17 @@ func PutAddr(a *[16]byte, b []byte) bool {
 	return false
 }
 
-// put4 stores the IPv4 address b[:4] IPv4-mapped.
+// put4 stores the IPv4 address b[:4] IPv4-mapped: two 8-byte stores.
 func put4(a *[16]byte, b []byte) {
-	*a = [16]byte{10: 0xff, 11: 0xff, 12: b[0], 13: b[1], 14: b[2], 15: b[3]}
+	binary.LittleEndian.PutUint64(a[:8], 0)
+	binary.BigEndian.PutUint64(a[8:], 0xffff<<32|uint64(binary.BigEndian.Uint32(b)))
+}
+
+// put4z is put4 for an a known to be zero (Parse clears Parsed first):
+// only the prefix's 0xffff and the address are stored.
+func put4z(a *[16]byte, b []byte) {
+	binary.BigEndian.PutUint16(a[10:], 0xffff)
+	copy(a[12:16], b[:4])
 }
 
 // AddrFrom16 returns the address held in As16 form, an IPv4-mapped one as

@@ -213,8 +213,8 @@ func (p *Parsed) parseARP(frame []byte, off int) {
 	}
 	p.Kind = KindARP
 	p.ARPOp = a.Op()
-	put4(&p.Src, a[arpSPA:])
-	put4(&p.Dst, a[arpTPA:])
+	put4z(&p.Src, a[arpSPA:])
+	put4z(&p.Dst, a[arpTPA:])
 	p.End = off + ARPSize
 }
 
@@ -249,8 +249,8 @@ func (p *Parsed) parseIPv4(frame []byte, off int) {
 	p.TOS = b[ipv4TOS]
 	p.TTL = b[ipv4TTL]
 	p.Proto = b[ipv4Proto]
-	put4(&p.Src, b[ipv4Src:])
-	put4(&p.Dst, b[ipv4Dst:])
+	put4z(&p.Src, b[ipv4Src:])
+	put4z(&p.Dst, b[ipv4Dst:])
 	ff := binary.BigEndian.Uint16(b[ipv4FlagsFrag:])
 	p.DF = ff&IPv4FlagDF != 0
 	p.MoreFrags = ff&IPv4FlagMF != 0
@@ -339,8 +339,8 @@ func (p *Parsed) parseIPv6(frame []byte, off int) {
 	p.End = off + p.IPLen
 	p.TOS = b[0]<<4 | b[1]>>4
 	p.TTL = b[ipv6HopLimit]
-	p.Src = [16]byte(b[ipv6Src:])
-	p.Dst = [16]byte(b[ipv6Dst:])
+	copy(p.Src[:], b[ipv6Src:ipv6Src+16])
+	copy(p.Dst[:], b[ipv6Dst:ipv6Dst+16])
 	pkt := frame[:p.End]
 	proto, l4, frag, hasFrag, r := walkIPv6(pkt, off+IPv6Size, b[ipv6NextHeader])
 	p.Proto = proto
@@ -456,8 +456,8 @@ func (in *Inner) parse(pkt []byte, off int, v uint8) {
 			return // a non-first fragment quotes no L4 header
 		}
 		in.Proto = pkt[off+ipv4Proto]
-		put4(&in.Src, pkt[off+ipv4Src:])
-		put4(&in.Dst, pkt[off+ipv4Dst:])
+		put4z(&in.Src, pkt[off+ipv4Src:])
+		put4z(&in.Dst, pkt[off+ipv4Dst:])
 		l4 = off + hl
 	case 6:
 		if off+IPv6Size > len(pkt) || pkt[off]>>4 != 6 {
@@ -468,8 +468,8 @@ func (in *Inner) parse(pkt []byte, off int, v uint8) {
 			return
 		}
 		in.Proto = proto
-		in.Src = [16]byte(pkt[off+ipv6Src:])
-		in.Dst = [16]byte(pkt[off+ipv6Dst:])
+		copy(in.Src[:], pkt[off+ipv6Src:off+ipv6Src+16])
+		copy(in.Dst[:], pkt[off+ipv6Dst:off+ipv6Dst+16])
 		l4 = o
 	}
 	in.IPVersion = v

@@ -110,19 +110,19 @@ func translateICMP(frame []byte, p *header.Parsed, rw *icmpRewrite) Result {
 		na := addrBytes(&nb, rw.outerSrc)
 		ipDelta = header.DeltaBytes(ipDelta, ip[srcOff:srcOff+len(na)], na)
 		copy(ip[srcOff:], na)
-		p.Src = nb
+		setAddr(&p.Src, na)
 	}
 	if rw.outerDst.IsValid() {
 		na := addrBytes(&nb, rw.outerDst)
 		ipDelta = header.DeltaBytes(ipDelta, ip[dstOff:dstOff+len(na)], na)
 		copy(ip[dstOff:], na)
-		p.Dst = nb
+		setAddr(&p.Dst, na)
 	}
 	if rw.quotedSrc.IsValid() {
 		na := addrBytes(&nb, rw.quotedSrc.Addr())
 		qDelta = header.DeltaBytes(qDelta, inIP[srcOff:srcOff+len(na)], na)
 		copy(inIP[srcOff:], na)
-		in.Src = nb
+		setAddr(&in.Src, na)
 		if ports {
 			qDelta = putPort(frame[in.L4Off:], rw.quotedSrc.Port(), qDelta)
 			in.SrcPort = rw.quotedSrc.Port()
@@ -132,7 +132,7 @@ func translateICMP(frame []byte, p *header.Parsed, rw *icmpRewrite) Result {
 		na := addrBytes(&nb, rw.quotedDst.Addr())
 		qDelta = header.DeltaBytes(qDelta, inIP[dstOff:dstOff+len(na)], na)
 		copy(inIP[dstOff:], na)
-		in.Dst = nb
+		setAddr(&in.Dst, na)
 		if ports {
 			qDelta = putPort(frame[in.L4Off+2:], rw.quotedDst.Port(), qDelta)
 			in.DstPort = rw.quotedDst.Port()

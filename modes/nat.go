@@ -45,15 +45,23 @@ func familyOK(p *header.Parsed, a netip.Addr) bool {
 	return a.Is6() && !a.Is4In6()
 }
 
-// addrBytes stores a into buf in the As16 form of header.Parsed and
-// returns its bytes as in an IP header: the last 4 for IPv4, all 16 for
-// IPv6.
+// addrBytes writes a into buf and returns its bytes as in an IP header:
+// 4 for IPv4, 16 for IPv6.
 func addrBytes(buf *[16]byte, a netip.Addr) []byte {
-	*buf = a.As16()
 	if a.Is4() {
-		return buf[12:]
+		*(*[4]byte)(buf[:4]) = a.As4()
+		return buf[:4]
 	}
+	*buf = a.As16()
 	return buf[:]
+}
+
+// setAddr stores header bytes na (from addrBytes) into a parsed address
+// (As16 form). The family is the packet's (familyOK), so an IPv4
+// address's mapped prefix is in place already: only the header's bytes
+// are copied, a store the next reader of the address can forward from.
+func setAddr(a *[16]byte, na []byte) {
+	copy(a[16-len(na):], na)
 }
 
 // ipOffsets returns the offsets of the source and destination addresses
@@ -113,7 +121,7 @@ func translate(frame []byte, p *header.Parsed, setSrc bool, src netip.AddrPort, 
 		np := src.Port()
 		l4Delta = header.Delta16(l4Delta, binary.BigEndian.Uint16(l4[0:]), np)
 		binary.BigEndian.PutUint16(l4[0:], np)
-		p.Src = nb
+		setAddr(&p.Src, na)
 		p.SrcPort = np
 	}
 	if setDst {
@@ -124,7 +132,7 @@ func translate(frame []byte, p *header.Parsed, setSrc bool, src netip.AddrPort, 
 		np := dst.Port()
 		l4Delta = header.Delta16(l4Delta, binary.BigEndian.Uint16(l4[2:]), np)
 		binary.BigEndian.PutUint16(l4[2:], np)
-		p.Dst = nb
+		setAddr(&p.Dst, na)
 		p.DstPort = np
 	}
 	// The addresses are covered by both the IPv4 header checksum and the
