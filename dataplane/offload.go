@@ -36,20 +36,23 @@ const (
 	segAlign = 64
 )
 
-// csumState checks a frame's offload metadata against its parse and says
-// how the rewrite must treat its L4 checksum. A super-frame without a
-// usable partial checksum gets one (modes.SeedPartial): segmentation needs
-// it. ok is false for a super-frame whose GSO type does not match its
-// headers, which is dropped.
-func (w *Worker) csumState(f *Frame, data []byte) (modes.Csum, bool) {
-	p := w.p
+// csumState checks the offload metadata of the frame of pc against its
+// parse and says how the rewrite must treat its L4 checksum. A
+// super-frame without a usable partial checksum gets one
+// (modes.SeedPartial): segmentation needs it. ok is false, and CntGSOBad
+// counted, for a super-frame whose GSO type does not match its headers,
+// which is dropped.
+func (w *Worker) csumState(pc *pktCtx) (modes.Csum, bool) {
+	f, p := pc.f, pc.p
 	if f.GSO.IsGSO() {
 		if !gsoMatches(f.GSO, p) {
+			w.Counters.inc(CntGSOBad)
 			return modes.CsumComplete, false
 		}
 		if !f.CsumPartial || !partialAt(f, p) {
-			start, off, ok := modes.SeedPartial(data, p)
+			start, off, ok := modes.SeedPartial(f.Data(), p)
 			if !ok {
+				w.Counters.inc(CntGSOBad)
 				return modes.CsumComplete, false
 			}
 			f.CsumPartial, f.CsumStart, f.CsumOffset = true, start, off
@@ -101,47 +104,3 @@ func (w *Worker) sent(f *Frame, csum modes.Csum) {
 
 // gsoAccECN is VIRTIO_NET_HDR_GSO_ACCECN: segments keep TCP CWR.
 const gsoAccECN GSOType = 0x10
-
-// tunnelGSO cuts a super-frame into segments and encapsulates each towards
-// the real server. The first segment decides for all (TTL, MTU): a
-// failure there is reported once, about the super-frame.
-func (w *Worker) tunnelGSO(f *Frame, data []byte, t *modes.Tunnel, hop *Hop, host *Host) {
-	p := w.p
-	sg := &w.seg
-	if !sg.Init(data, p, int(f.GSO.Size), f.GSO.Type&gsoAccECN != 0) {
-		w.Counters.inc(CntGSOBad)
-		return
-	}
-	need := (segHeadroom + sg.MaxLen() + segAlign - 1) &^ (segAlign - 1)
-	if need > len(w.slab) {
-		w.Counters.inc(CntGSOBad)
-		return
-	}
-	for i := 0; ; i++ {
-		if len(w.slab)-w.slabOff < need || len(w.out) == cap(w.out) {
-			w.flush()
-		}
-		buf := w.slab[w.slabOff : w.slabOff+need]
-		n := sg.Next(buf[segHeadroom:])
-		if n == 0 {
-			return
-		}
-		sp := &w.sp
-		sp.Parse(buf[segHeadroom : segHeadroom+n])
-		off, m, r := modes.Encap(buf, segHeadroom, n, sp, t, modes.CsumComplete)
-		if !r.OK() {
-			if i == 0 {
-				w.verdict(f, data, r, host)
-			} else {
-				w.Counters.inc(CntRewriteFail)
-			}
-			return
-		}
-		eth := header.Ethernet(buf[off : off+m])
-		eth.SetDst(hop.DstMAC)
-		eth.SetSrc(hop.SrcMAC)
-		w.slabOff += need
-		w.out = append(w.out, Frame{Buf: buf, Off: off, Len: m, Ifindex: hop.Ifindex})
-		w.Counters.inc(CntGSOSegment)
-	}
-}

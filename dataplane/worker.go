@@ -281,19 +281,25 @@ func (b *batch) stale(found bool, h conntrack.Handle) bool {
 // runBatch processes at most BatchSize frames.
 func (w *Worker) runBatch(pc *pktCtx, frames []Frame) {
 	b := &w.b
-	nk := 0
 	for i := range frames {
 		w.Counters.inc(CntRx)
 		pc.f, pc.p = &frames[i], &b.ps[i]
 		b.act[i] = w.classify(pc)
-		if b.act[i] == actTrack {
-			p, k := pc.p, &b.keys[nk]
-			k.Src, k.Dst = p.Src, p.Dst // both in As16 form
-			k.SrcPort, k.DstPort, k.Proto = p.SrcPort, p.DstPort, p.Proto
-			b.flags[nk] = p.TCPFlags
-			b.ki[i] = uint8(nk)
-			nk++
+	}
+	// The keys are copied from the parses in a pass of their own: read
+	// right after Parse stored them, the 16-byte addresses would wait for
+	// the narrower stores that wrote them (no store-to-load forwarding).
+	nk := 0
+	for i := range frames {
+		if b.act[i] != actTrack {
+			continue
 		}
+		p, k := &b.ps[i], &b.keys[nk]
+		k.Src, k.Dst = p.Src, p.Dst // both in As16 form
+		k.SrcPort, k.DstPort, k.Proto = p.SrcPort, p.DstPort, p.Proto
+		b.flags[nk] = p.TCPFlags
+		b.ki[i] = uint8(nk)
+		nk++
 	}
 	if nk > 0 {
 		w.env.Conns.TrackBatch(b.keys[:nk], b.flags[:nk], pc.mono, b.conns[:nk], b.found[:nk])
@@ -344,8 +350,13 @@ func (w *Worker) emit(f *Frame, ifindex int) {
 	if len(w.out) == cap(w.out) {
 		w.flush()
 	}
-	f.Ifindex = ifindex
-	w.out = append(w.out, *f)
+	// Copied into the slot, then addressed: storing f.Ifindex first
+	// would make the copy's wide loads wait for that narrower store.
+	n := len(w.out)
+	w.out = w.out[:n+1]
+	o := &w.out[n]
+	*o = *f
+	o.Ifindex = ifindex
 }
 
 // classify parses the frame into pc.p and says what the batch's last pass
@@ -478,7 +489,7 @@ func (w *Worker) schedule(pc *pktCtx, key *conntrack.Key, svc *snapshot.Service,
 		// The local address is the route's source towards the real
 		// server: the connection waits for the next hop.
 		real := header.AddrFrom16(nc.Real.Addr)
-		if _, ok := w.hop(real); !ok {
+		if !w.hop(real, &pc.hop) {
 			if e := w.enqueue(pc, pendCreate, real); e != nil {
 				e.nc, e.svc, e.key = nc, svc, *key
 				w.pq.creates++
@@ -531,11 +542,15 @@ func (w *Worker) forward(pc *pktCtx, c *conntrack.Conn) {
 	xmitFor(c.Fwd).reply(w, pc, c)
 }
 
-// hop returns the next hop towards addr (a real server), unless frames
-// wait for it in the neighbour queue: a frame must not overtake them.
-func (w *Worker) hop(addr netip.Addr) (Hop, bool) {
+// hop looks up the next hop towards addr (a real server) into h, unless
+// frames wait for it in the neighbour queue: a frame must not overtake
+// them. (Filled in place: a Hop copied from call to call costs more than
+// the lookup.)
+func (w *Worker) hop(addr netip.Addr, h *Hop) bool {
 	if w.pq.n > 0 && w.pq.blocked(addr) {
-		return Hop{}, false
+		return false
 	}
-	return w.env.Hops.Lookup(addr)
+	var ok bool
+	*h, ok = w.env.Hops.Lookup(addr)
+	return ok
 }

@@ -1,0 +1,48 @@
+package dataplane
+
+import (
+	"github.com/uvs-lb/uvs/conntrack"
+	"github.com/uvs-lb/uvs/header"
+	"github.com/uvs-lb/uvs/modes"
+)
+
+// directXmit holds what the methods whose replies bypass the director
+// (DR, TUN) share.
+type directXmit struct{}
+
+// reply: the real server answers the client directly; a reply seen here
+// (a local real server, a shared segment) is left to the kernel.
+func (directXmit) reply(w *Worker, _ *pktCtx, _ *conntrack.Conn) { w.Counters.inc(CntNotOurs) }
+
+// icmpOut: an error from the real server's side is the kernel's
+// (ip_vs_out_icmp accepts it for methods other than NAT).
+func (directXmit) icmpOut(*Worker, *pktCtx, *conntrack.Conn) {}
+
+// drXmit is the direct-routing (-g) transmitter: the packet goes to the
+// real server's MAC unchanged but for its TTL
+// (net/netfilter/ipvs/ip_vs_xmit.c, ip_vs_dr_xmit). Local destinations
+// take the same path: where the kernel's ip_vs_null_xmit passes the packet
+// to its own stack unchanged, uvs sends it to the next hop of the
+// destination's address.
+type drXmit struct{ directXmit }
+
+func (drXmit) request(w *Worker, pc *pktCtx, _ *conntrack.Conn) {
+	csum, ok := w.csumState(pc)
+	if !ok {
+		return
+	}
+	p, data := pc.p, pc.f.Data()
+	r := modes.CheckMTU(p, pc.hop.MTU, pc.f.GSO.Size)
+	if r.OK() {
+		if csum == modes.CsumPartial {
+			header.SetL4Checksum(data, p)
+		}
+		r = modes.DR(data, p, pc.hop.DstMAC, pc.hop.SrcMAC)
+	}
+	w.toHop(pc, r, csum)
+}
+
+// icmpIn forwards the error unchanged through the transmitter, as
+// ip_vs_in_icmp does for every method but NAT (ip_vs_icmp_xmit calls
+// cp->packet_xmit).
+func (x drXmit) icmpIn(w *Worker, pc *pktCtx, c *conntrack.Conn) { x.request(w, pc, c) }
