@@ -12,6 +12,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/uvs-lb/uvs/dataplane"
+	"github.com/uvs-lb/uvs/internal/wait"
 )
 
 // flakyHops resolves an address only once it is switched up, as the
@@ -413,22 +414,11 @@ func TestNeighQueueRunIdle(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	deadline := time.Now().Add(5 * time.Second)
-	for r.w.Counters.Load(dataplane.CntNeighQueued) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the SYN was not queued within 5 s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	wait.For(t, 5*time.Second, func() bool { return r.w.Counters.Load(dataplane.CntNeighQueued) > 0 }, "the SYN to be queued")
 	h.set("10.0.2.12", true)
 	var out []dataplane.Frame
-	for len(out) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the queued SYN was not sent within 5 s of resolution")
-		}
-		time.Sleep(time.Millisecond)
-		out = r.io.Sent()
-	}
+	wait.For(t, 5*time.Second, func() bool { out = append(out, r.io.Sent()...); return len(out) > 0 },
+		"the queued SYN to be sent once its next hop resolved")
 	if got := seqs(t, out); !equalSeqs(got, []uint32{100}) {
 		t.Fatalf("sent %v, want [100]", got)
 	}
@@ -501,16 +491,8 @@ func TestNeighQueueShortPoll(t *testing.T) {
 		}
 	})
 	waitSettings := func(want int) []time.Duration {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			if s := pio.settings(); len(s) >= want {
-				return s
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("poll timeout set %v, want %d settings", pio.settings(), want)
-			}
-			time.Sleep(time.Millisecond)
-		}
+		wait.For(t, 5*time.Second, func() bool { return len(pio.settings()) >= want }, "%d poll-timeout settings", want)
+		return pio.settings()
 	}
 	r.io.Inject(seg(t, 40000, true, false, 100, ""), 1, false)
 	if s := waitSettings(1); s[0] != dataplane.NeighPoll {
