@@ -281,8 +281,8 @@ func (b *batch) stale(found bool, h conntrack.Handle) bool {
 // runBatch processes at most BatchSize frames.
 func (w *Worker) runBatch(pc *pktCtx, frames []Frame) {
 	b := &w.b
+	w.Counters.c[CntRx].Add(uint64(len(frames))) // one atomic add per batch
 	for i := range frames {
-		w.Counters.inc(CntRx)
 		pc.f, pc.p = &frames[i], &b.ps[i]
 		b.act[i] = w.classify(pc)
 	}
