@@ -1,7 +1,7 @@
 // Package modes implements the IPVS forwarding methods as pure, in-place
-// rewrites of a parsed frame: NAT (masquerading) in both directions and for
-// related ICMP errors, FULLNAT, direct routing and tunnelling (IPIP and
-// GUE encapsulation into headroom).
+// rewrites of a parsed frame: NAT (masquerading) and FULLNAT in both
+// directions and for related ICMP errors, direct routing and tunnelling
+// (IPIP and GUE encapsulation into headroom).
 //
 // Every function takes the frame bytes and the header.Parsed that describes
 // them, mutates the frame in place, fixes the IP and L4 checksums (RFC 1624
