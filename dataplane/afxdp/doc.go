@@ -17,30 +17,26 @@
 //
 // # What the XDP program redirects
 //
-// The program redirects to the sockets exactly the frames the director owns,
-// as the nftables hooks of package khook express it, and passes everything
-// else to the kernel (XDP_PASS):
+// The program redirects to the sockets exactly the frames an ownership.Set
+// gives uvsd (ownership.Director and ownership.Shared, as
+// ownership.Set.Classify defines them: services, NAT and FULLNAT replies,
+// ICMP errors about their connections, ARP requests and neighbour
+// solicitations for the addresses uvsd answers for), and passes everything
+// else to the kernel (XDP_PASS). Program.SetOwnership loads a Set into two
+// hash maps the program looks frames up in: addresses with flags (VIP,
+// neighbour, director address) and (address, protocol, kind, port) keys
+// for services, NAT replies and local port ranges; IPv6 entries carry
+// their own flag bits and kind, so that an IPv6 packet's IPv4-mapped
+// address never matches an IPv4 entry. The tests run the program in the
+// kernel (TestRunner, BPF_PROG_TEST_RUN) against Classify.
 //
-//   - IPv4/IPv6 TCP, UDP and SCTP to a service (address, protocol, port; port
-//     0 meaning every port), and non-first fragments to a port-0 service;
-//   - NAT replies: from a real server (address, protocol, source port) unless
-//     addressed to one of the director's own addresses (a health check's
-//     reply, for example);
-//   - FULLNAT replies: to a local address within its port range;
-//   - ICMP errors (IPv4 types 3, 4, 11, 12; ICMPv6 types 1-4) addressed to a
-//     VIP, and ICMP errors about a NAT connection (the quoted packet went to
-//     a real server's NAT port) unless addressed to a director address;
-//   - ARP requests (Ethernet/IPv4) and IPv6 neighbour solicitations whose
-//     target is an address uvsd answers for (a VIP the kernel does not own).
-//
-// Other ARP (replies, requests for the director's own addresses), NDP
-// messages, ICMP echo to a VIP, TCP/UDP to ports no service uses, and any
-// traffic of the director's own stack reach the kernel unchanged. Limits:
-// only untagged Ethernet is classified (802.1Q frames are passed); IPv6
-// extension headers are walked for hop-by-hop, routing, destination options
-// and fragment headers, at most four of them (more, or any other extension
-// such as AH, and the frame is passed); the quoted packet of an ICMPv6 error
-// must carry its L4 header right after the IPv6 header.
+// The limits are ownership's: untagged Ethernet only (802.1Q frames are
+// passed; a NIC with receive VLAN offload hands the program tagged frames
+// untagged, so turn rxvlan off on interfaces with tagged traffic), at most
+// ownership.MaxExtHeaders IPv6 extension headers, the quoted packet of an
+// ICMPv6 error with its transport header right after its IPv6 header. The
+// maps hold one local port range per address and protocol: a Set with two
+// disjoint ranges for one address and protocol is refused.
 //
 // # Frames and checksums
 //

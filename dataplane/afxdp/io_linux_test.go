@@ -54,7 +54,7 @@ func newPair(t testing.TB) *pair {
 	p.va = p.a.Interface(t, "va")
 	p.vb = p.b.Interface(t, "vb")
 	p.b.NeighAdd(t, "vb", ownedAddr.String(), p.va.HardwareAddr)
-	p.ownedSpecs = Spec{Services: []Endpoint{{ownedAddr, spec.ProtoUDP, 9000}}}
+	p.ownedSpecs = Spec{Services: []Endpoint{{Addr: ownedAddr, Proto: spec.ProtoUDP, Port: 9000}}}
 	return p
 }
 
@@ -667,7 +667,7 @@ func TestMultiQueue(t *testing.T) {
 	if err := a.Do(func() error { q, err = NumQueues("va"); return err }); err != nil || q != 2 {
 		t.Fatalf("NumQueues(va) = %d, %v; want 2", q, err)
 	}
-	s := Spec{Services: []Endpoint{{ownedAddr, spec.ProtoUDP, 9000}}}
+	s := Spec{Services: []Endpoint{{Addr: ownedAddr, Proto: spec.ProtoUDP, Port: 9000}}}
 	var prog *Program
 	var ios [2]*IO
 	err = a.Do(func() error {

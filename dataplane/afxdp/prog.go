@@ -5,6 +5,9 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf/asm"
+
+	"github.com/uvs-lb/uvs/header"
+	"github.com/uvs-lb/uvs/ownership"
 )
 
 // Names of the program and its maps in the kernel (bpftool prog/map show).
@@ -34,47 +37,50 @@ const (
 	stPortKey  = -40 // portKey, 20 bytes: address, proto +16, kind +17, port +18
 	stPorts    = -48 // the L4 header's first word: source port, destination port
 	stFrag     = -44 // non-zero for a non-first fragment
+	stFlags    = -52 // flags of an ICMP error's destination
 	stProto    = stPortKey + 16
 	stKind     = stPortKey + 17
 	stKeyPort  = stPortKey + 18
 	stSrcPort  = stPorts
 	stDstPort  = stPorts + 2
-	maxExtHdrs = 4
+	maxExtHdrs = ownership.MaxExtHeaders
 )
 
 // Frame offsets (untagged Ethernet).
 const (
-	ethLen     = 14
-	ethType    = 12
-	arpLen     = 28
-	ipv4Min    = 20
-	ipv6Len    = 40
-	ipv4Ver    = ethLen
-	ipv4Frag   = ethLen + 6
-	ipv4Proto  = ethLen + 9
-	ipv4Src    = ethLen + 12
-	ipv4Dst    = ethLen + 16
-	ipv6Next   = ethLen + 6
-	ipv6Src    = ethLen + 8
-	ipv6Dst    = ethLen + 24
-	arpHW      = ethLen     // htype, ptype
-	arpLens    = ethLen + 4 // hlen, plen
-	arpOp      = ethLen + 6
-	arpTarget  = ethLen + 24
-	icmpHdrLen = 8
+	ethLen     = header.EthernetMinSize
+	ethType    = header.EthernetTypeOff
+	arpLen     = header.ARPSize
+	ipv4Min    = header.IPv4MinSize
+	ipv6Len    = header.IPv6Size
+	ipv4Ver    = ethLen + header.IPv4VerIHLOff
+	ipv4TotLen = ethLen + header.IPv4TotalLenOff
+	ipv4Frag   = ethLen + header.IPv4FlagsFragOff
+	ipv4Proto  = ethLen + header.IPv4ProtoOff
+	ipv4Src    = ethLen + header.IPv4SrcOff
+	ipv4Dst    = ethLen + header.IPv4DstOff
+	ipv6PayLen = ethLen + header.IPv6PayloadLenOff
+	ipv6Next   = ethLen + header.IPv6NextHeaderOff
+	ipv6Src    = ethLen + header.IPv6SrcOff
+	ipv6Dst    = ethLen + header.IPv6DstOff
+	arpHW      = ethLen + header.ARPHTypeOff // htype, ptype
+	arpLens    = ethLen + header.ARPHLenOff  // hlen, plen
+	arpOp      = ethLen + header.ARPOpOff
+	arpTarget  = ethLen + header.ARPTargetIPOff
+	icmpHdrLen = header.ICMPv4MinSize
 )
 
 // IP protocols and extension headers.
 const (
-	protoICMP   = 1
-	protoTCP    = 6
-	protoUDP    = 17
-	protoSCTP   = 132
-	protoICMPv6 = 58
-	extHopByHop = 0
-	extRouting  = 43
-	extFragment = 44
-	extDestOpts = 60
+	protoICMP   = header.ProtoICMPv4
+	protoTCP    = header.ProtoTCP
+	protoUDP    = header.ProtoUDP
+	protoSCTP   = header.ProtoSCTP
+	protoICMPv6 = header.ProtoICMPv6
+	extHopByHop = header.ProtoHopByHop
+	extRouting  = header.ProtoRouting
+	extFragment = header.ProtoFragment
+	extDestOpts = header.ProtoDstOpts
 )
 
 // ne16 and ne32 return the value a native-endian load of the big-endian
@@ -175,12 +181,23 @@ func (b *builder) lookup(m string, key int16, miss string) {
 }
 
 // flagTest jumps to target if the addrs value R0 points to has any of
-// flags.
-func (b *builder) flagTest(flags uint32, target string) {
+// flags (of the IP version v6; see flagShift6).
+func (b *builder) flagTest(v6 bool, flags uint32, target string) {
+	if v6 {
+		flags <<= flagShift6
+	}
 	b.emit(
 		asm.LoadMem(asm.R1, asm.R0, 0, asm.Word),
 		asm.JSet.Imm(asm.R1, int32(flags), target),
 	)
+}
+
+// kind stores a port key kind of the IP version v6.
+func (b *builder) kind(v6 bool, k uint8) {
+	if v6 {
+		k |= kindV6
+	}
+	b.emit(asm.StoreImm(asm.R10, stKind, int64(k), asm.Byte))
 }
 
 // l4Proto jumps to pass unless the register holds TCP, UDP or SCTP.
@@ -230,7 +247,7 @@ func programInstructions() asm.Instructions {
 	)
 	b.addr4(stAddrKey, asm.R7, arpTarget)
 	b.lookup(mapAddrs, stAddrKey, "pass")
-	b.flagTest(flagNeigh, "redirect")
+	b.flagTest(false, flagNeigh, "redirect")
 	b.emit(asm.Ja.Label("pass"))
 
 	b.ipv4()
@@ -252,7 +269,8 @@ func programInstructions() asm.Instructions {
 	return b.insns
 }
 
-// ipv4 emits the IPv4 section, labelled "ipv4".
+// ipv4 emits the IPv4 section, labelled "ipv4": the header must be valid
+// as nf_tables sees it (ownership's package documentation).
 func (b *builder) ipv4() {
 	b.label("ipv4")
 	b.need(asm.R7, ethLen+ipv4Min)
@@ -264,12 +282,21 @@ func (b *builder) ipv4() {
 		asm.And.Imm(asm.R2, 0x0f),
 		asm.LSh.Imm(asm.R2, 2),
 		asm.JLT.Imm(asm.R2, ipv4Min, "pass"),
+		// The total length covers the header and fits in the frame.
+		asm.LoadMem(asm.R3, asm.R7, ipv4TotLen, asm.Half),
+		asm.HostTo(asm.BE, asm.R3, asm.Half),
+		asm.And.Imm(asm.R3, 0xffff),
+		asm.JLT.Reg(asm.R3, asm.R2, "pass"),
+		asm.Mov.Reg(asm.R4, asm.R7),
+		asm.Add.Imm(asm.R4, ethLen),
+		asm.Add.Reg(asm.R4, asm.R3),
+		asm.JGT.Reg(asm.R4, asm.R8, "pass"),
 		asm.Mov.Reg(asm.R9, asm.R7),
 		asm.Add.Imm(asm.R9, ethLen),
 		asm.Add.Reg(asm.R9, asm.R2),
 		// Fragment offset: non-zero for all but the first fragment.
 		asm.LoadMem(asm.R4, asm.R7, ipv4Frag, asm.Half),
-		asm.And.Imm(asm.R4, ne16(0x1fff)),
+		asm.And.Imm(asm.R4, ne16(header.IPv4FragOffMask)),
 		asm.StoreMem(asm.R10, stFrag, asm.R4, asm.Word),
 		asm.LoadMem(asm.R5, asm.R7, ipv4Proto, asm.Byte),
 		asm.StoreMem(asm.R10, stProto, asm.R5, asm.Byte),
@@ -282,16 +309,18 @@ func (b *builder) ipv4() {
 	b.need(asm.R9, icmpHdrLen)
 	b.emit(
 		asm.LoadMem(asm.R2, asm.R9, 0, asm.Byte),
-		asm.JEq.Imm(asm.R2, 3, "icmperr4"),  // destination unreachable
-		asm.JEq.Imm(asm.R2, 4, "icmperr4"),  // source quench
-		asm.JEq.Imm(asm.R2, 11, "icmperr4"), // time exceeded
-		asm.JNE.Imm(asm.R2, 12, "pass"),     // parameter problem
+		asm.JEq.Imm(asm.R2, header.ICMPv4DestUnreachable, "icmperr4"),
+		asm.JEq.Imm(asm.R2, header.ICMPv4SourceQuench, "icmperr4"),
+		asm.JEq.Imm(asm.R2, header.ICMPv4TimeExceeded, "icmperr4"),
+		asm.JNE.Imm(asm.R2, header.ICMPv4ParamProblem, "pass"),
 	)
 	b.label("icmperr4")
 	b.icmpError(false)
 }
 
-// ipv6 emits the IPv6 section, labelled "ipv6".
+// ipv6 emits the IPv6 section, labelled "ipv6": the payload length must
+// fit in the frame, and the transport header is found as ipv6_find_hdr
+// finds it (ownership's package documentation).
 func (b *builder) ipv6() {
 	b.label("ipv6")
 	b.need(asm.R7, ethLen+ipv6Len)
@@ -299,22 +328,32 @@ func (b *builder) ipv6() {
 		asm.LoadMem(asm.R2, asm.R7, ethLen, asm.Byte),
 		asm.And.Imm(asm.R2, 0xf0),
 		asm.JNE.Imm(asm.R2, 0x60, "pass"),
+		asm.LoadMem(asm.R3, asm.R7, ipv6PayLen, asm.Half),
+		asm.HostTo(asm.BE, asm.R3, asm.Half),
+		asm.And.Imm(asm.R3, 0xffff),
+		asm.Mov.Reg(asm.R4, asm.R7),
+		asm.Add.Imm(asm.R4, ethLen+ipv6Len),
+		asm.Add.Reg(asm.R4, asm.R3),
+		asm.JGT.Reg(asm.R4, asm.R8, "pass"),
 		asm.LoadMem(asm.R5, asm.R7, ipv6Next, asm.Byte),
 		asm.Mov.Reg(asm.R9, asm.R7),
 		asm.Add.Imm(asm.R9, ethLen+ipv6Len),
 		asm.Mov.Imm(asm.R4, 0),
 	)
 	// Walk up to maxExtHdrs extension headers; R5 is the next header, R4
-	// collects fragment offsets.
+	// is set for a non-first fragment, whose header ends the walk.
 	for range maxExtHdrs {
-		ext, frag, next := b.fresh("ext"), b.fresh("frag"), b.fresh("next")
+		ext, rt, frag, nonFirst, next := b.fresh("ext"), b.fresh("rt"), b.fresh("frag"), b.fresh("nonfirst"), b.fresh("next")
 		b.emit(
 			asm.JEq.Imm(asm.R5, extHopByHop, ext),
-			asm.JEq.Imm(asm.R5, extRouting, ext),
 			asm.JEq.Imm(asm.R5, extDestOpts, ext),
+			asm.JEq.Imm(asm.R5, extRouting, rt),
 			asm.JEq.Imm(asm.R5, extFragment, frag),
 			asm.Ja.Label("exts_done"),
 		)
+		// struct ipv6_rt_hdr: 4 bytes.
+		b.label(rt)
+		b.need(asm.R9, 4)
 		b.label(ext)
 		b.need(asm.R9, 2)
 		b.emit(
@@ -326,13 +365,19 @@ func (b *builder) ipv6() {
 			asm.Ja.Label(next),
 		)
 		b.label(frag)
-		b.need(asm.R9, 8)
+		b.need(asm.R9, header.IPv6FragOffOff+2)
 		b.emit(
 			asm.LoadMem(asm.R5, asm.R9, 0, asm.Byte),
-			asm.LoadMem(asm.R2, asm.R9, 2, asm.Half),
-			asm.And.Imm(asm.R2, ne16(0xfff8)),
-			asm.Or.Reg(asm.R4, asm.R2),
-			asm.Add.Imm(asm.R9, 8),
+			asm.LoadMem(asm.R2, asm.R9, header.IPv6FragOffOff, asm.Half),
+			asm.And.Imm(asm.R2, ne16(header.IPv6FragOffMask)),
+			asm.JNE.Imm(asm.R2, 0, nonFirst),
+			asm.Add.Imm(asm.R9, header.IPv6FragSize),
+			asm.Ja.Label(next),
+		)
+		b.label(nonFirst)
+		b.emit(
+			asm.Mov.Imm(asm.R4, 1),
+			asm.Ja.Label("exts_done"),
 		)
 		b.label(next)
 	}
@@ -356,9 +401,9 @@ func (b *builder) ipv6() {
 	b.need(asm.R9, icmpHdrLen)
 	b.emit(
 		asm.LoadMem(asm.R2, asm.R9, 0, asm.Byte),
-		asm.JEq.Imm(asm.R2, 135, "ns"),
-		asm.JEq.Imm(asm.R2, 0, "pass"),
-		asm.JGT.Imm(asm.R2, 4, "pass"), // errors: types 1-4
+		asm.JEq.Imm(asm.R2, header.ICMPv6NeighborSolicit, "ns"),
+		asm.JLT.Imm(asm.R2, header.ICMPv6DestUnreachable, "pass"),
+		asm.JGT.Imm(asm.R2, header.ICMPv6ParamProblem, "pass"),
 	)
 	b.icmpError(true)
 
@@ -367,25 +412,31 @@ func (b *builder) ipv6() {
 	b.need(asm.R9, icmpHdrLen+16)
 	b.addr6(stAddrKey, asm.R9, icmpHdrLen)
 	b.lookup(mapAddrs, stAddrKey, "pass")
-	b.flagTest(flagNeigh, "redirect")
+	b.flagTest(true, flagNeigh, "redirect")
 	b.emit(asm.Ja.Label("pass"))
 }
 
 // l4 emits the TCP/UDP/SCTP lookups. On entry R5 holds the protocol (also
-// stored in the port key), R9 points to the L4 header and the fragment flag
-// is on the stack.
+// stored in the port key), R9 points to the L4 header (which may be
+// missing) and the fragment flag is on the stack.
 func (b *builder) l4(v6 bool) {
 	srcOff, dstOff := int16(ipv4Src), int16(ipv4Dst)
 	if v6 {
 		srcOff, dstOff = ipv6Src, ipv6Dst
 	}
-	anyPort, notAny, natReply := b.fresh("anyport"), b.fresh("notany"), b.fresh("natreply")
+	withPort, notRange, natReply := b.fresh("withport"), b.fresh("notrange"), b.fresh("natreply")
 	b.l4Proto(asm.R5)
+	// A service on every port: any fragment, the ports need not be there.
 	b.addr(v6, stPortKey, asm.R7, dstOff)
+	b.kind(v6, kindService)
+	b.emit(asm.StoreImm(asm.R10, stKeyPort, 0, asm.Half))
+	b.lookup(mapPorts, stPortKey, withPort)
+	b.emit(asm.Ja.Label("redirect"))
+
+	b.label(withPort)
 	b.emit(
-		asm.StoreImm(asm.R10, stKind, kindService, asm.Byte),
 		asm.LoadMem(asm.R4, asm.R10, stFrag, asm.Word),
-		asm.JNE.Imm(asm.R4, 0, anyPort),
+		asm.JNE.Imm(asm.R4, 0, "pass"),
 	)
 	b.need(asm.R9, 4)
 	b.emit(
@@ -395,45 +446,44 @@ func (b *builder) l4(v6 bool) {
 		asm.StoreMem(asm.R10, stKeyPort, asm.R2, asm.Half),
 	)
 	// A service on the destination port.
-	b.lookup(mapPorts, stPortKey, anyPort)
-	b.emit(asm.Ja.Label("redirect"))
-	// A service on every port (also matches non-first fragments).
-	b.label(anyPort)
-	b.emit(asm.StoreImm(asm.R10, stKeyPort, 0, asm.Half))
-	b.lookup(mapPorts, stPortKey, notAny)
+	b.lookup(mapPorts, stPortKey, notRange)
 	b.emit(asm.Ja.Label("redirect"))
 	// A FULLNAT local address: the destination port within its range.
-	b.label(notAny)
-	b.emit(
-		asm.LoadMem(asm.R4, asm.R10, stFrag, asm.Word),
-		asm.JNE.Imm(asm.R4, 0, "pass"),
-		asm.StoreImm(asm.R10, stKind, kindLocalRange, asm.Byte),
-	)
+	b.label(notRange)
+	b.kind(v6, kindLocalRange)
+	b.emit(asm.StoreImm(asm.R10, stKeyPort, 0, asm.Half))
 	b.lookup(mapPorts, stPortKey, natReply)
-	b.emit(
-		asm.LoadMem(asm.R1, asm.R0, 0, asm.Word),
-		asm.LoadMem(asm.R2, asm.R10, stDstPort, asm.Half),
-		asm.HostTo(asm.BE, asm.R2, asm.Half),
-		asm.Mov.Reg(asm.R3, asm.R1),
-		asm.And.Imm(asm.R3, 0xffff),
-		asm.JLT.Reg(asm.R2, asm.R3, natReply),
-		asm.RSh.Imm(asm.R1, 16),
-		asm.JGT.Reg(asm.R2, asm.R1, natReply),
-		asm.Ja.Label("redirect"),
-	)
+	b.inRange(stDstPort, natReply)
+	b.emit(asm.Ja.Label("redirect"))
 	// A NAT reply: from a real server's port, not to a director address.
 	b.label(natReply)
 	b.addr(v6, stPortKey, asm.R7, srcOff)
+	b.kind(v6, kindNATReply)
 	b.emit(
-		asm.StoreImm(asm.R10, stKind, kindNATReply, asm.Byte),
 		asm.LoadMem(asm.R2, asm.R10, stSrcPort, asm.Half),
 		asm.StoreMem(asm.R10, stKeyPort, asm.R2, asm.Half),
 	)
 	b.lookup(mapPorts, stPortKey, "pass")
 	b.addr(v6, stAddrKey, asm.R7, dstOff)
 	b.lookup(mapAddrs, stAddrKey, "redirect")
-	b.flagTest(flagLocal, "pass")
+	b.flagTest(v6, flagLocal, "pass")
 	b.emit(asm.Ja.Label("redirect"))
+}
+
+// inRange jumps to miss unless the port on the stack at port (network
+// order) is within the local range R0 points to.
+func (b *builder) inRange(port int16, miss string) {
+	b.emit(
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.Word),
+		asm.LoadMem(asm.R2, asm.R10, port, asm.Half),
+		asm.HostTo(asm.BE, asm.R2, asm.Half),
+		asm.And.Imm(asm.R2, 0xffff),
+		asm.Mov.Reg(asm.R3, asm.R1),
+		asm.And.Imm(asm.R3, 0xffff),
+		asm.JLT.Reg(asm.R2, asm.R3, miss),
+		asm.RSh.Imm(asm.R1, 16),
+		asm.JGT.Reg(asm.R2, asm.R1, miss),
+	)
 }
 
 // icmpError emits the ICMP error checks; R9 points to the ICMP header,
@@ -443,52 +493,100 @@ func (b *builder) icmpError(v6 bool) {
 	if v6 {
 		dstOff = ipv6Dst
 	}
-	inner := b.fresh("inner")
-	// Addressed to a VIP: redirect; to a director address: the kernel's.
+	quoted, fullnatDone := b.fresh("quoted"), b.fresh("fullnatdone")
+	// Addressed to a VIP: redirect. Keep the destination's flags for
+	// the director-address test below.
+	b.emit(asm.StoreImm(asm.R10, stFlags, 0, asm.Word))
 	b.addr(v6, stAddrKey, asm.R7, dstOff)
-	b.lookup(mapAddrs, stAddrKey, inner)
-	b.flagTest(flagVIP, "redirect")
-	b.flagTest(flagLocal, "pass")
-	// About a NAT connection: the quoted packet went to a real server's
-	// NAT port, so its reply would be a NAT reply.
-	b.label(inner)
+	b.lookup(mapAddrs, stAddrKey, quoted)
+	b.flagTest(v6, flagVIP, "redirect")
+	b.emit(asm.StoreMem(asm.R10, stFlags, asm.R1, asm.Word))
+
+	// The quoted packet: its IP header, protocol and ports; whether it
+	// was sent from the error's destination.
+	b.label(quoted)
 	if v6 {
-		b.need(asm.R9, icmpHdrLen+ipv6Len+4)
-		b.emit(asm.LoadMem(asm.R5, asm.R9, icmpHdrLen+6, asm.Byte))
+		const q = icmpHdrLen
+		b.need(asm.R9, q+ipv6Len+4)
+		b.emit(
+			asm.LoadMem(asm.R2, asm.R9, q, asm.Byte),
+			asm.And.Imm(asm.R2, 0xf0),
+			asm.JNE.Imm(asm.R2, 0x60, "pass"),
+			asm.LoadMem(asm.R5, asm.R9, q+header.IPv6NextHeaderOff, asm.Byte),
+		)
 		b.l4Proto(asm.R5)
 		b.emit(
 			asm.StoreMem(asm.R10, stProto, asm.R5, asm.Byte),
-			asm.LoadMem(asm.R2, asm.R9, icmpHdrLen+ipv6Len+2, asm.Half),
-			asm.StoreMem(asm.R10, stKeyPort, asm.R2, asm.Half),
+			asm.LoadMem(asm.R2, asm.R9, q+ipv6Len, asm.Word),
+			asm.StoreMem(asm.R10, stPorts, asm.R2, asm.Word),
 		)
-		b.addr6(stPortKey, asm.R9, icmpHdrLen+24)
+		for w := int16(0); w < 16; w += 8 {
+			b.emit(
+				asm.LoadMem(asm.R2, asm.R9, q+header.IPv6SrcOff+w, asm.DWord),
+				asm.LoadMem(asm.R3, asm.R7, dstOff+w, asm.DWord),
+				asm.JNE.Reg(asm.R2, asm.R3, fullnatDone),
+			)
+		}
 	} else {
-		b.need(asm.R9, icmpHdrLen+ipv4Min)
+		const q = icmpHdrLen
+		b.need(asm.R9, q+ipv4Min)
 		b.emit(
-			asm.LoadMem(asm.R2, asm.R9, icmpHdrLen, asm.Byte),
+			asm.LoadMem(asm.R2, asm.R9, q, asm.Byte),
 			asm.Mov.Reg(asm.R3, asm.R2),
 			asm.And.Imm(asm.R3, 0xf0),
 			asm.JNE.Imm(asm.R3, 0x40, "pass"),
 			asm.And.Imm(asm.R2, 0x0f),
 			asm.LSh.Imm(asm.R2, 2),
 			asm.JLT.Imm(asm.R2, ipv4Min, "pass"),
-			asm.LoadMem(asm.R5, asm.R9, icmpHdrLen+9, asm.Byte),
+			asm.LoadMem(asm.R5, asm.R9, q+header.IPv4ProtoOff, asm.Byte),
 		)
 		b.l4Proto(asm.R5)
 		b.emit(
 			asm.StoreMem(asm.R10, stProto, asm.R5, asm.Byte),
 			asm.Mov.Reg(asm.R3, asm.R9),
-			asm.Add.Imm(asm.R3, icmpHdrLen),
+			asm.Add.Imm(asm.R3, q),
 			asm.Add.Reg(asm.R3, asm.R2), // the quoted L4 header
 			asm.Mov.Reg(asm.R2, asm.R3),
 			asm.Add.Imm(asm.R2, 4),
 			asm.JGT.Reg(asm.R2, asm.R8, "pass"),
-			asm.LoadMem(asm.R2, asm.R3, 2, asm.Half),
-			asm.StoreMem(asm.R10, stKeyPort, asm.R2, asm.Half),
+			asm.LoadMem(asm.R2, asm.R3, 0, asm.Word),
+			asm.StoreMem(asm.R10, stPorts, asm.R2, asm.Word),
+			asm.LoadMem(asm.R2, asm.R9, q+header.IPv4SrcOff, asm.Word),
+			asm.LoadMem(asm.R3, asm.R7, dstOff, asm.Word),
+			asm.JNE.Reg(asm.R2, asm.R3, fullnatDone),
 		)
-		b.addr4(stPortKey, asm.R9, icmpHdrLen+16)
 	}
-	b.emit(asm.StoreImm(asm.R10, stKind, kindNATReply, asm.Byte))
+	// About a FULLNAT connection: sent from the error's destination, a
+	// local address, from a port of its range.
+	b.addr(v6, stPortKey, asm.R7, dstOff)
+	b.kind(v6, kindLocalRange)
+	b.emit(asm.StoreImm(asm.R10, stKeyPort, 0, asm.Half))
+	b.lookup(mapPorts, stPortKey, fullnatDone)
+	b.inRange(stSrcPort, fullnatDone)
+	b.emit(asm.Ja.Label("redirect"))
+
+	// About a NAT connection: the quoted packet went to a real server's
+	// NAT port (its reply would be a NAT reply), and the error is not
+	// addressed to a director address.
+	b.label(fullnatDone)
+	local := flagLocal
+	if v6 {
+		local <<= flagShift6
+	}
+	b.emit(
+		asm.LoadMem(asm.R1, asm.R10, stFlags, asm.Word),
+		asm.JSet.Imm(asm.R1, int32(local), "pass"),
+	)
+	if v6 {
+		b.addr6(stPortKey, asm.R9, icmpHdrLen+header.IPv6DstOff)
+	} else {
+		b.addr4(stPortKey, asm.R9, icmpHdrLen+header.IPv4DstOff)
+	}
+	b.kind(v6, kindNATReply)
+	b.emit(
+		asm.LoadMem(asm.R2, asm.R10, stDstPort, asm.Half),
+		asm.StoreMem(asm.R10, stKeyPort, asm.R2, asm.Half),
+	)
 	b.lookup(mapPorts, stPortKey, "pass")
 	b.emit(asm.Ja.Label("redirect"))
 }

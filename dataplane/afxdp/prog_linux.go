@@ -9,6 +9,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/uvs-lb/uvs/ownership"
 )
 
 // Default map sizes.
@@ -205,8 +207,8 @@ func (p *Program) detachLocked() error {
 // Update makes the ownership maps hold s. New and changed entries are
 // written before stale ones are deleted, so an entry present before and
 // after never disappears in between. The program is not reloaded.
-func (p *Program) Update(s Spec) error {
-	t, err := s.compile()
+func (p *Program) Update(s ownership.Set) error {
+	t, err := compile(&s)
 	if err != nil {
 		return err
 	}
@@ -314,4 +316,70 @@ func Cleanup() ([]string, error) {
 		cleaned = append(cleaned, name)
 	}
 	return cleaned, errors.Join(errs...)
+}
+
+// TestRunner runs frames through the XDP program with BPF_PROG_TEST_RUN:
+// the kernel executes the program as uvsd loads it, with the maps of an
+// ownership Set, without attaching it anywhere. An AF_XDP socket (never
+// bound) sits in its XSKMAP, so that a redirected frame returns
+// XDP_REDIRECT. The differential tests of package ownership compare it
+// with ownership.Set.Classify.
+type TestRunner struct {
+	p  *Program
+	fd int
+}
+
+// NewTestRunner loads the program; it needs CAP_BPF (root).
+func NewTestRunner() (*TestRunner, error) {
+	p, err := NewProgram(ProgramConfig{})
+	if err != nil {
+		return nil, err
+	}
+	const ifindex = 1 // a key only: nothing is attached
+	if err := p.AddInterface(ifindex, 1); err != nil {
+		p.Close()
+		return nil, err
+	}
+	fd, err := unix.Socket(unix.AF_XDP, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		p.Close()
+		return nil, fmt.Errorf("afxdp: test runner socket: %w", err)
+	}
+	if err := p.ifs[ifindex].xsks.Put(uint32(0), uint32(fd)); err != nil {
+		unix.Close(fd)
+		p.Close()
+		return nil, fmt.Errorf("afxdp: test runner socket: %w", err)
+	}
+	return &TestRunner{p: p, fd: fd}, nil
+}
+
+// SetOwnership loads s into the program's maps.
+func (r *TestRunner) SetOwnership(s *ownership.Set) error { return r.p.SetOwnership(s) }
+
+// Redirects reports whether the program redirects frame to uvsd
+// (XDP_REDIRECT) rather than passing it to the kernel (XDP_PASS). A frame
+// shorter than an Ethernet header, which no driver hands to XDP and
+// bpf_prog_test_run_xdp refuses, is reported passed: the program's first
+// check passes it.
+func (r *TestRunner) Redirects(frame []byte) (bool, error) {
+	if len(frame) < ethLen {
+		return false, nil
+	}
+	ret, err := r.p.ifs[1].prog.Run(&ebpf.RunOptions{Data: frame})
+	if err != nil {
+		return false, fmt.Errorf("afxdp: test run: %w", err)
+	}
+	switch ret {
+	case xdpRedirect:
+		return true, nil
+	case xdpPass:
+		return false, nil
+	}
+	return false, fmt.Errorf("afxdp: test run: the program returned %d", ret)
+}
+
+// Close releases the program, its maps and the socket.
+func (r *TestRunner) Close() error {
+	err := r.p.Close()
+	return errors.Join(err, unix.Close(r.fd))
 }

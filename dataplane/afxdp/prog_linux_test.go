@@ -13,6 +13,7 @@ import (
 
 	"github.com/uvs-lb/uvs/internal/netnstest"
 	"github.com/uvs-lb/uvs/internal/pkttest"
+	"github.com/uvs-lb/uvs/ownership"
 	"github.com/uvs-lb/uvs/spec"
 )
 
@@ -27,23 +28,28 @@ var (
 	dir6     = netip.MustParseAddr("fd00:1::1")
 	client4  = "192.0.2.7"
 	client6  = "2001:db8::7"
-	testSpec = Spec{
-		Services: []Endpoint{
-			{vip4, spec.ProtoTCP, 80}, {vip4, spec.ProtoUDP, 53}, {vip4any, spec.ProtoTCP, 0},
-			{vip4loc, spec.ProtoTCP, 80}, {vip6, spec.ProtoTCP, 80}, {vip6, spec.ProtoIP, 443},
+	testSpec = ownership.Set{
+		Services: []ownership.Endpoint{
+			{Addr: vip4, Proto: spec.ProtoTCP, Port: 80}, {Addr: vip4, Proto: spec.ProtoUDP, Port: 53}, {Addr: vip4any, Proto: spec.ProtoTCP},
+			{Addr: vip4loc, Proto: spec.ProtoTCP, Port: 80}, {Addr: vip6, Proto: spec.ProtoTCP, Port: 80}, {Addr: vip6, Proto: spec.ProtoIP, Port: 443},
 		},
-		NATReplies:  []Endpoint{{rs4, spec.ProtoTCP, 8080}, {rs6, spec.ProtoTCP, 8080}, {rs4, spec.ProtoUDP, 5353}},
-		LocalRanges: []PortRange{{dir4, spec.ProtoTCP, 61000, 65535}, {dir6, spec.ProtoUDP, 61000, 61999}},
-		VIPs:        []netip.Addr{vip4, vip4any, vip4loc, vip6},
-		Neighbours:  []netip.Addr{vip4, vip4any, vip6},
-		Local:       []netip.Addr{vip4loc, dir4, dir6},
+		NATReplies: []ownership.Endpoint{
+			{Addr: rs4, Proto: spec.ProtoTCP, Port: 8080}, {Addr: rs6, Proto: spec.ProtoTCP, Port: 8080}, {Addr: rs4, Proto: spec.ProtoUDP, Port: 5353},
+		},
+		LocalRanges: []ownership.PortRange{
+			{Addr: dir4, Proto: spec.ProtoTCP, First: 61000, Last: 65535}, {Addr: dir6, Proto: spec.ProtoUDP, First: 61000, Last: 61999},
+		},
+		VIPs:       []netip.Addr{vip4, vip4any, vip4loc, vip6},
+		Neighbours: []netip.Addr{vip4, vip4any, vip6},
+		Local:      []netip.Addr{vip4loc, dir4, dir6},
 	}
 )
 
 // testProgram loads the program for a pretend interface with an (unbound)
 // AF_XDP socket at queue 0, so test runs of owned frames return
-// XDP_REDIRECT, and fills the maps from s.
-func testProgram(t testing.TB, s Spec) (*ebpf.Program, *tables) {
+// XDP_REDIRECT, and fills the maps from s. It also returns the maps'
+// contents.
+func testProgram(t testing.TB, s ownership.Set) (*ebpf.Program, *tables) {
 	t.Helper()
 	netnstest.SkipIfNotRoot(t)
 	p, err := NewProgram(ProgramConfig{})
@@ -150,6 +156,9 @@ func progCases(t testing.TB) []progCase {
 	natReq := pkttest.Flow{Proto: layers.IPProtocolTCP, Src: client4, Dst: rs4.String(), Sport: 40000, Dport: 8080, TTL: 63, Flags: "S"}.Frame(t)
 	natReqOther := pkttest.Flow{Proto: layers.IPProtocolTCP, Src: client4, Dst: rs4.String(), Sport: 40000, Dport: 22, TTL: 63, Flags: "S"}.Frame(t)
 	natReq6 := pkttest.Flow{V6: true, Proto: layers.IPProtocolTCP, Src: client6, Dst: rs6.String(), Sport: 40000, Dport: 8080, TTL: 63, Flags: "S"}.Frame(t)
+	fullnatReq := pkttest.Flow{Proto: layers.IPProtocolTCP, Src: dir4.String(), Dst: rs4.String(), Sport: 61001, Dport: 80, TTL: 63, Flags: "S"}.Frame(t)
+	fullnatReqOut := pkttest.Flow{Proto: layers.IPProtocolTCP, Src: dir4.String(), Dst: rs4.String(), Sport: 6100, Dport: 80, TTL: 63, Flags: "S"}.Frame(t)
+	fullnatReq6 := pkttest.Flow{V6: true, Proto: layers.IPProtocolUDP, Src: dir6.String(), Dst: rs6.String(), Sport: 61999, Dport: 53, TTL: 63}.Frame(t)
 	vipReply := pkttest.Flow{Proto: layers.IPProtocolTCP, Src: vip4.String(), Dst: client4, Sport: 80, Dport: 40000, TTL: 63, Flags: "SA"}.Frame(t)
 	ipopts := tcp4(vip4.String(), 40000, 80)
 	ipopts.IPOpts = true
@@ -210,20 +219,33 @@ func progCases(t testing.TB) []progCase {
 		{"truncated IPv4", full[:30], false},
 		{"Ethernet header only", full[:14], false},
 		{"other EtherType", append(append([]byte{}, full[:12]...), 0x88, 0xcc, 0, 0), false},
+		{"tcp to VIP:80, total length past the frame", totLen(tcp4(vip4.String(), 40000, 80).Frame(t), 200), false},
+		{"tcp to VIP:80, total length below the header", totLen(tcp4(vip4.String(), 40000, 80).Frame(t), 16), false},
+		{"tcp6 to the IPv4-mapped VIP:80", tcp6("::ffff:"+vip4.String(), 40000, 80).Frame(t), false},
+		{"NS for the IPv4-mapped VIP", ndp(t, 135, "::ffff:"+vip4.String()), false},
+		{"ICMP error about a FULLNAT connection", icmpErr4(t, 3, rs4.String(), dir4.String(), fullnatReq), true},
+		{"ICMP error about a FULLNAT connection, port outside the range", icmpErr4(t, 3, rs4.String(), dir4.String(), fullnatReqOut), false},
+		{"ICMPv6 error about a FULLNAT connection", icmpErr6(t, 1, rs6.String(), dir6.String(), fullnatReq6), true},
 	}
 }
 
+// totLen sets the IPv4 total length of a frame.
+func totLen(f []byte, n uint16) []byte {
+	binary.BigEndian.PutUint16(f[16:], n)
+	return f
+}
+
 // TestProgram runs the XDP program in the kernel (BPF_PROG_TEST_RUN) on
-// synthetic frames and checks each verdict, and that the Go reference
-// agrees.
+// synthetic frames and checks each verdict, and that ownership's
+// reference classifier agrees.
 func TestProgram(t *testing.T) {
-	prog, tab := testProgram(t, testSpec)
+	prog, _ := testProgram(t, testSpec)
 	for _, c := range progCases(t) {
 		t.Run(c.name, func(t *testing.T) {
 			if got := run(t, prog, c.frame); got != c.redirect {
 				t.Errorf("program: redirect = %v, want %v", got, c.redirect)
 			}
-			if got := refClassify(c.frame, tab); got != c.redirect {
+			if got := testSpec.Classify(c.frame) != ownership.Kernel; got != c.redirect {
 				t.Errorf("reference: redirect = %v, want %v", got, c.redirect)
 			}
 		})
@@ -256,7 +278,7 @@ func TestProgramUpdate(t *testing.T) {
 	if run(t, prog, frame) || run(t, prog, arpReq) {
 		t.Fatal("empty maps redirect")
 	}
-	if err := p.Update(testSpec); err != nil {
+	if err := p.SetOwnership(&testSpec); err != nil {
 		t.Fatal(err)
 	}
 	if !run(t, prog, frame) || !run(t, prog, arpReq) {
@@ -271,33 +293,58 @@ func TestProgramUpdate(t *testing.T) {
 	if run(t, prog, frame) || run(t, prog, arpReq) {
 		t.Fatal("still redirected after the service was removed")
 	}
-	if err := p.Update(Spec{}); err != nil {
+	if err := p.SetOwnership(nil); err != nil {
 		t.Fatal(err)
 	}
 	var k addrKey
 	var v uint32
 	if it := p.addrs.Iterate(); it.Next(&k, &v) {
-		t.Fatalf("addrs not empty after Update(Spec{}): %x", k)
+		t.Fatalf("addrs not empty after SetOwnership(nil): %x", k)
 	}
 	var pk portKey
 	if it := p.ports.Iterate(); it.Next(&pk, &v) {
-		t.Fatalf("ports not empty after Update(Spec{}): %x", pk)
+		t.Fatalf("ports not empty after SetOwnership(nil): %x", pk)
+	}
+	bad := ownership.Set{LocalRanges: []ownership.PortRange{{Addr: dir4, Proto: spec.ProtoTCP, First: 1, Last: 3}, {Addr: dir4, Proto: spec.ProtoTCP, First: 5, Last: 9}}}
+	if err := p.Update(bad); err == nil {
+		t.Fatal("disjoint ranges of one address accepted")
 	}
 }
 
-// FuzzProgram checks the kernel's verdicts against the Go reference on
-// arbitrary frames (seeded with the table's frames).
+// TestTestRunner checks the exported runner against the table.
+func TestTestRunner(t *testing.T) {
+	netnstest.SkipIfNotRoot(t)
+	r, err := NewTestRunner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := r.SetOwnership(&testSpec); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range progCases(t) {
+		if got, err := r.Redirects(c.frame); err != nil || got != c.redirect {
+			t.Errorf("%s: redirect = %v, %v; want %v", c.name, got, err, c.redirect)
+		}
+	}
+	if got, err := r.Redirects([]byte{1, 2}); got || err != nil {
+		t.Errorf("runt: %v, %v", got, err)
+	}
+}
+
+// FuzzProgram checks the kernel's verdicts against ownership's reference
+// classifier on arbitrary frames (seeded with the table's frames).
 func FuzzProgram(f *testing.F) {
 	for _, c := range progCases(f) {
 		f.Add(c.frame)
 	}
-	prog, tab := testProgram(f, testSpec)
+	prog, _ := testProgram(f, testSpec)
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		if len(frame) < 14 || len(frame) > 1600 {
 			return // the kernel's test run wants at least an Ethernet header
 		}
 		got := run(t, prog, frame)
-		if want := refClassify(frame, tab); got != want {
+		if want := testSpec.Classify(frame) != ownership.Kernel; got != want {
 			t.Fatalf("program redirect = %v, reference %v, frame %x", got, want, frame)
 		}
 	})

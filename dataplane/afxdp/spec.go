@@ -1,65 +1,37 @@
 package afxdp
 
 import (
-	"cmp"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
-	"slices"
 
-	"github.com/uvs-lb/uvs/spec"
+	"github.com/uvs-lb/uvs/ownership"
 )
 
-// Spec is what the director owns; Program.Update loads it into the XDP
-// program's maps. It has the meaning of the khook hooks (see the package
-// documentation) plus the ARP/NDP targets.
-type Spec struct {
-	// Services are (VIP, protocol, port) destinations; port 0 means every
-	// port, protocol spec.ProtoIP (0) means TCP, UDP and SCTP.
-	Services []Endpoint
-	// NATReplies are real servers (address, protocol, port) whose replies
-	// the director translates back. Port 0 is rejected.
-	NATReplies []Endpoint
-	// LocalRanges are FULLNAT local addresses with the ports allocated
-	// from them: one range per address and protocol (overlapping or
-	// adjacent ranges are merged).
-	LocalRanges []PortRange
-	// VIPs receive ICMP errors about the connections of their services.
-	VIPs []netip.Addr
-	// Neighbours are the addresses uvsd answers ARP requests and neighbour
-	// solicitations for (VIPs the kernel does not own).
-	Neighbours []netip.Addr
-	// Local are the director's own addresses: NAT replies and ICMP errors
-	// addressed to them stay with the kernel.
-	Local []netip.Addr
-}
+// Spec is what the program redirects: an ownership Set (the name predates
+// package ownership). Program.Update loads it into the maps.
+type Spec = ownership.Set
 
-// Endpoint is an address, an IP protocol and a port.
-type Endpoint struct {
-	Addr  netip.Addr
-	Proto spec.Proto
-	Port  uint16
-}
+// Endpoint is an ownership endpoint (the name predates package ownership).
+type Endpoint = ownership.Endpoint
 
-// PortRange is an address, an IP protocol and an inclusive port range.
-type PortRange struct {
-	Addr        netip.Addr
-	Proto       spec.Proto
-	First, Last uint16
-}
-
-// Address flags: the value of the addrs map.
+// Address flags: the value of the addrs map. IPv6 addresses have their
+// flags shifted by flagShift6, so that an IPv6 packet's IPv4-mapped address
+// (the same 16-byte key) never matches an IPv4 address's flags.
 const (
-	flagNeigh uint32 = 1 << 0 // answer ARP requests and neighbour solicitations
-	flagVIP   uint32 = 1 << 1 // redirect ICMP errors addressed to it
-	flagLocal uint32 = 1 << 2 // a director address: NAT replies to it are the kernel's
+	flagNeigh  uint32 = 1 << 0 // answer ARP requests and neighbour solicitations
+	flagVIP    uint32 = 1 << 1 // redirect ICMP errors addressed to it
+	flagLocal  uint32 = 1 << 2 // a director address: NAT replies to it are the kernel's
+	flagShift6        = 8
 )
 
-// Kinds of ports map keys.
+// Kinds of ports map keys; IPv6 keys have kindV6 set as well (see
+// flagShift6).
 const (
 	kindService    = 1 // destination address, protocol, destination port (0: any)
 	kindNATReply   = 2 // source address, protocol, source port
 	kindLocalRange = 3 // destination address, protocol, port 0; value: first | last<<16
+	kindV6         = 0x10
 )
 
 // addrKey is the addrs map key: an address in 16-byte form, IPv4 mapped.
@@ -83,125 +55,66 @@ func makePortKey(a addrKey, proto uint8, kind uint8, port uint16) portKey {
 	return k
 }
 
+var _ ownership.Consumer = (*Program)(nil)
+
+// SetOwnership makes the ownership maps hold s (see Update).
+func (p *Program) SetOwnership(s *ownership.Set) error {
+	if s == nil {
+		s = &ownership.Set{}
+	}
+	return p.Update(*s)
+}
+
 // tables is the content of the ownership maps.
 type tables struct {
 	addrs map[addrKey]uint32
 	ports map[portKey]uint32
 }
 
-// protos expands spec.ProtoIP to the protocols IPVS serves.
-func protos(p spec.Proto) ([]uint8, error) {
-	switch p {
-	case spec.ProtoIP:
-		return []uint8{uint8(spec.ProtoTCP), uint8(spec.ProtoUDP), uint8(spec.ProtoSCTP)}, nil
-	case spec.ProtoTCP, spec.ProtoUDP, spec.ProtoSCTP:
-		return []uint8{uint8(p)}, nil
+// keyOf returns the map key of a normalized address, and the flag shift
+// and kind bit of its family.
+func keyOf(a netip.Addr) (addrKey, uint32, uint8) {
+	if a.Is4() {
+		return addrKey(a.As16()), 0, 0
 	}
-	return nil, fmt.Errorf("unsupported protocol %d", p)
+	return addrKey(a.As16()), flagShift6, kindV6
 }
 
-func keyOf(what string, a netip.Addr) (addrKey, error) {
-	if !a.IsValid() {
-		return addrKey{}, fmt.Errorf("afxdp: %s: invalid address", what)
-	}
-	return addrKey(a.Unmap().WithZone("").As16()), nil
-}
-
-// compile turns s into map contents.
-func (s *Spec) compile() (tables, error) {
+// compile turns s into map contents. The program keeps one local port
+// range per address and protocol: disjoint ranges of one address and
+// protocol are refused.
+func compile(s *ownership.Set) (tables, error) {
 	t := tables{addrs: map[addrKey]uint32{}, ports: map[portKey]uint32{}}
-	flag := func(what string, as []netip.Addr, f uint32) error {
-		for _, a := range as {
-			k, err := keyOf(what, a)
-			if err != nil {
-				return err
-			}
-			t.addrs[k] |= f
-		}
-		return nil
+	n, err := s.Normalize()
+	if err != nil {
+		return t, fmt.Errorf("afxdp: %w", err)
 	}
-	if err := flag("VIP", s.VIPs, flagVIP); err != nil {
-		return t, err
-	}
-	if err := flag("neighbour", s.Neighbours, flagNeigh); err != nil {
-		return t, err
-	}
-	if err := flag("local address", s.Local, flagLocal); err != nil {
-		return t, err
-	}
-	for _, e := range s.Services {
-		k, err := keyOf("service", e.Addr)
-		if err != nil {
-			return t, err
-		}
-		ps, err := protos(e.Proto)
-		if err != nil {
-			return t, fmt.Errorf("afxdp: service %s: %w", e.Addr, err)
-		}
-		for _, p := range ps {
-			t.ports[makePortKey(k, p, kindService, e.Port)] = 1
+	for _, l := range []struct {
+		as   []netip.Addr
+		flag uint32
+	}{{n.VIPs, flagVIP}, {n.Neighbours, flagNeigh}, {n.Local, flagLocal}} {
+		for _, a := range l.as {
+			k, shift, _ := keyOf(a)
+			t.addrs[k] |= l.flag << shift
 		}
 	}
-	for _, e := range s.NATReplies {
-		k, err := keyOf("nat reply", e.Addr)
-		if err != nil {
-			return t, err
-		}
-		if e.Port == 0 {
-			return t, fmt.Errorf("afxdp: nat reply %s: port 0", e.Addr)
-		}
-		ps, err := protos(e.Proto)
-		if err != nil {
-			return t, fmt.Errorf("afxdp: nat reply %s: %w", e.Addr, err)
-		}
-		for _, p := range ps {
-			t.ports[makePortKey(k, p, kindNATReply, e.Port)] = 1
+	for _, l := range []struct {
+		es   []ownership.Endpoint
+		kind uint8
+	}{{n.Services, kindService}, {n.NATReplies, kindNATReply}} {
+		for _, e := range l.es {
+			k, _, v6 := keyOf(e.Addr)
+			t.ports[makePortKey(k, uint8(e.Proto), l.kind|v6, e.Port)] = 1
 		}
 	}
-	var ranges []localRange
-	for _, r := range s.LocalRanges {
-		k, err := keyOf("local range", r.Addr)
-		if err != nil {
-			return t, err
+	for i, r := range n.LocalRanges {
+		if i > 0 && n.LocalRanges[i-1].Addr == r.Addr && n.LocalRanges[i-1].Proto == r.Proto {
+			p := n.LocalRanges[i-1]
+			return t, fmt.Errorf("afxdp: local range %s/%s: disjoint port ranges %d-%d and %d-%d (one range per address and protocol)",
+				r.Addr, r.Proto, p.First, p.Last, r.First, r.Last)
 		}
-		if r.First > r.Last {
-			return t, fmt.Errorf("afxdp: local range %s: ports %d-%d", r.Addr, r.First, r.Last)
-		}
-		ps, err := protos(r.Proto)
-		if err != nil {
-			return t, fmt.Errorf("afxdp: local range %s: %w", r.Addr, err)
-		}
-		for _, p := range ps {
-			ranges = append(ranges, localRange{k, p, r.First, r.Last})
-		}
-	}
-	slices.SortFunc(ranges, func(x, y localRange) int {
-		if c := slices.Compare(x.addr[:], y.addr[:]); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(x.proto, y.proto); c != 0 {
-			return c
-		}
-		return cmp.Compare(x.first, y.first)
-	})
-	for i := 0; i < len(ranges); {
-		r := ranges[i]
-		j := i + 1
-		for ; j < len(ranges) && ranges[j].addr == r.addr && ranges[j].proto == r.proto; j++ {
-			if uint32(ranges[j].first) > uint32(r.last)+1 {
-				return t, fmt.Errorf("afxdp: local range %s: disjoint port ranges %d-%d and %d-%d (one range per address and protocol)",
-					netip.AddrFrom16(r.addr).Unmap(), r.first, r.last, ranges[j].first, ranges[j].last)
-			}
-			r.last = max(r.last, ranges[j].last)
-		}
-		t.ports[makePortKey(r.addr, r.proto, kindLocalRange, 0)] = uint32(r.first) | uint32(r.last)<<16
-		i = j
+		k, _, v6 := keyOf(r.Addr)
+		t.ports[makePortKey(k, uint8(r.Proto), kindLocalRange|v6, 0)] = uint32(r.First) | uint32(r.Last)<<16
 	}
 	return t, nil
-}
-
-type localRange struct {
-	addr        addrKey
-	proto       uint8
-	first, last uint16
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/uvs-lb/uvs/ownership"
 	"github.com/uvs-lb/uvs/spec"
 )
 
@@ -12,22 +13,25 @@ func TestCompile(t *testing.T) {
 	a4 := netip.MustParseAddr("10.0.0.1")
 	mapped := netip.MustParseAddr("::ffff:10.0.0.2")
 	a6 := netip.MustParseAddr("fd00::1%eth0")
-	s := Spec{
-		Services:    []Endpoint{{a4, spec.ProtoIP, 80}, {mapped, spec.ProtoTCP, 0}},
-		NATReplies:  []Endpoint{{a6, spec.ProtoUDP, 53}},
-		LocalRanges: []PortRange{{a4, spec.ProtoTCP, 100, 199}, {a4, spec.ProtoTCP, 200, 300}, {a4, spec.ProtoTCP, 150, 160}},
-		VIPs:        []netip.Addr{a4},
-		Neighbours:  []netip.Addr{a4, mapped},
-		Local:       []netip.Addr{a6},
+	s := &ownership.Set{
+		Services:   []ownership.Endpoint{{Addr: a4, Port: 80}, {Addr: mapped, Proto: spec.ProtoTCP}},
+		NATReplies: []ownership.Endpoint{{Addr: a6, Proto: spec.ProtoUDP, Port: 53}},
+		LocalRanges: []ownership.PortRange{
+			{Addr: a4, Proto: spec.ProtoTCP, First: 100, Last: 199}, {Addr: a4, Proto: spec.ProtoTCP, First: 200, Last: 300},
+			{Addr: a4, Proto: spec.ProtoTCP, First: 150, Last: 160},
+		},
+		VIPs:       []netip.Addr{a4, a6},
+		Neighbours: []netip.Addr{a4, mapped},
+		Local:      []netip.Addr{a6},
 	}
-	tb, err := s.compile()
+	tb, err := compile(s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	k4 := addrKey(a4.As16())
 	k4b := addrKey(netip.MustParseAddr("10.0.0.2").As16())
 	k6 := addrKey(netip.MustParseAddr("fd00::1").As16())
-	wantAddrs := map[addrKey]uint32{k4: flagVIP | flagNeigh, k4b: flagNeigh, k6: flagLocal}
+	wantAddrs := map[addrKey]uint32{k4: flagVIP | flagNeigh, k4b: flagNeigh, k6: (flagVIP | flagLocal) << flagShift6}
 	if len(tb.addrs) != len(wantAddrs) {
 		t.Fatalf("addrs %v, want %v", tb.addrs, wantAddrs)
 	}
@@ -37,12 +41,12 @@ func TestCompile(t *testing.T) {
 		}
 	}
 	wantPorts := map[portKey]uint32{
-		makePortKey(k4, 6, kindService, 80):   1,
-		makePortKey(k4, 17, kindService, 80):  1,
-		makePortKey(k4, 132, kindService, 80): 1,
-		makePortKey(k4b, 6, kindService, 0):   1,
-		makePortKey(k6, 17, kindNATReply, 53): 1,
-		makePortKey(k4, 6, kindLocalRange, 0): 100 | 300<<16,
+		makePortKey(k4, 6, kindService, 80):          1,
+		makePortKey(k4, 17, kindService, 80):         1,
+		makePortKey(k4, 132, kindService, 80):        1,
+		makePortKey(k4b, 6, kindService, 0):          1,
+		makePortKey(k6, 17, kindNATReply|kindV6, 53): 1,
+		makePortKey(k4, 6, kindLocalRange, 0):        100 | 300<<16,
 	}
 	if len(tb.ports) != len(wantPorts) {
 		t.Fatalf("ports %v, want %v", tb.ports, wantPorts)
@@ -60,16 +64,17 @@ func TestCompile(t *testing.T) {
 func TestCompileErrors(t *testing.T) {
 	a := netip.MustParseAddr("10.0.0.1")
 	for _, c := range []struct {
-		s    Spec
+		s    ownership.Set
 		want string
 	}{
-		{Spec{VIPs: []netip.Addr{{}}}, "VIP: invalid address"},
-		{Spec{Services: []Endpoint{{a, 1, 80}}}, "service 10.0.0.1: unsupported protocol 1"},
-		{Spec{NATReplies: []Endpoint{{a, spec.ProtoTCP, 0}}}, "nat reply 10.0.0.1: port 0"},
-		{Spec{LocalRanges: []PortRange{{a, spec.ProtoTCP, 9, 3}}}, "local range 10.0.0.1: ports 9-3"},
-		{Spec{LocalRanges: []PortRange{{a, spec.ProtoTCP, 1, 3}, {a, spec.ProtoTCP, 5, 9}}}, "disjoint port ranges 1-3 and 5-9"},
+		{ownership.Set{VIPs: []netip.Addr{{}}}, "afxdp: ownership: VIP #0: invalid address"},
+		{ownership.Set{Services: []ownership.Endpoint{{Addr: a, Proto: 1, Port: 80}}}, "service 10.0.0.1:80: unsupported protocol 1"},
+		{ownership.Set{NATReplies: []ownership.Endpoint{{Addr: a, Proto: spec.ProtoTCP}}}, "nat reply 10.0.0.1/TCP: port 0"},
+		{ownership.Set{LocalRanges: []ownership.PortRange{{Addr: a, Proto: spec.ProtoTCP, First: 9, Last: 3}}}, "local range 10.0.0.1: ports 9-3"},
+		{ownership.Set{LocalRanges: []ownership.PortRange{{Addr: a, Proto: spec.ProtoTCP, First: 1, Last: 3}, {Addr: a, Proto: spec.ProtoTCP, First: 5, Last: 9}}},
+			"local range 10.0.0.1/TCP: disjoint port ranges 1-3 and 5-9"},
 	} {
-		_, err := c.s.compile()
+		_, err := compile(&c.s)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: error %v, want %q", c.s, err, c.want)
 		}
