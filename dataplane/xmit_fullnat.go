@@ -11,7 +11,8 @@ import (
 // VIP:vport is sent on as LIP:lport → RIP:rport (the local address and
 // port chosen at creation, fullnatLocal), its replies RIP:rport →
 // LIP:lport go back as VIP:vport → CIP:cport, and related ICMP errors are
-// translated at both ends of the tuple (modes.FullNATICMPIn/Out).
+// translated at both ends of the tuple (modes.FullNATICMPIn/Out; DPVS's
+// src/ipvs/ip_vs_core.c, xmit_inbound_icmp and xmit_outbound_icmp).
 type fullnatXmit struct{}
 
 func (fullnatXmit) request(w *Worker, pc *pktCtx, c *conntrack.Conn) {

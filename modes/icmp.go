@@ -37,13 +37,15 @@ func NATICMPOut(frame []byte, p *header.Parsed, vip netip.AddrPort) Result {
 // it about the packet the real server sent: outer source := local's
 // address, outer destination := rs's, the quoted packet becomes RIP:rport →
 // LIP:lport. Mainline Linux has no FULLNAT; this is ip_vs_in_icmp's NAT
-// translation (ip_vs_nat_icmp) applied to both ends of the tuple, as the
-// FULLNAT of Alibaba's LVS patch and DPVS do. TTL, IPv4 header checksums
-// and the ICMP checksum as for NATICMPIn; the quoted TCP or UDP checksum,
-// when the quote holds it, is updated for the changed addresses and ports
-// (RFC 1624), as netfilter's NAT does for the packets ICMP errors quote
-// (net/netfilter/nf_nat_proto.c, nf_nat_icmp_reply_translation), so the
-// quote is exactly the packet its receiver sent.
+// translation (ip_vs_nat_icmp) applied to both ends of the tuple, as DPVS
+// does for its FULLNAT (src/ipvs/ip_vs_core.c, xmit_inbound_icmp →
+// dp_vs_xmit_icmp: outer addresses, inner addresses and ports). TTL, IPv4
+// header checksums and the ICMP checksum as for NATICMPIn; the quoted TCP
+// or UDP checksum, when the quote holds it, is updated for the changed
+// addresses and ports (RFC 1624), as netfilter's NAT does for the packets
+// ICMP errors quote (net/netfilter/nf_nat_proto.c,
+// nf_nat_icmp_reply_translation), so the quote is exactly the packet its
+// receiver sent.
 func FullNATICMPIn(frame []byte, p *header.Parsed, local, rs netip.AddrPort) Result {
 	return translateICMP(frame, p, &icmpRewrite{
 		outerSrc: local.Addr(), outerDst: rs.Addr(),
@@ -57,8 +59,8 @@ func FullNATICMPIn(frame []byte, p *header.Parsed, local, rs netip.AddrPort) Res
 // RIP:rport. It leaves for the client as if the VIP had sent it about the
 // client's packet: outer source := vip's address, outer destination :=
 // client's, the quoted packet becomes CIP:cport → VIP:vport (ip_vs_out_icmp
-// applied to both ends of the tuple). Checksums and TTL as for
-// FullNATICMPIn.
+// applied to both ends of the tuple; DPVS's xmit_outbound_icmp). Checksums
+// and TTL as for FullNATICMPIn.
 func FullNATICMPOut(frame []byte, p *header.Parsed, vip, client netip.AddrPort) Result {
 	return translateICMP(frame, p, &icmpRewrite{
 		outerSrc: vip.Addr(), outerDst: client.Addr(),
