@@ -13,6 +13,7 @@ import (
 	"github.com/uvs-lb/uvs/dataplane/afpacket"
 	"github.com/uvs-lb/uvs/dataplane/afxdp"
 	"github.com/uvs-lb/uvs/dataplane/nic"
+	own "github.com/uvs-lb/uvs/ownership"
 )
 
 // Packet-I/O backends (Config.IO, uvsd --io).
@@ -245,7 +246,7 @@ func (d *Director) xdpSpec() afxdp.Spec {
 		s.NATReplies = append(s.NATReplies, afxdp.Endpoint{Addr: e.Addr, Proto: e.Proto, Port: e.Port})
 	}
 	for _, r := range o.ranges {
-		s.LocalRanges = append(s.LocalRanges, afxdp.PortRange{Addr: r.Addr, Proto: r.Proto, First: r.First, Last: r.Last})
+		s.LocalRanges = append(s.LocalRanges, own.PortRange{Addr: r.Addr, Proto: r.Proto, First: r.First, Last: r.Last})
 	}
 	s.VIPs = o.vips
 	for _, a := range o.vips {
