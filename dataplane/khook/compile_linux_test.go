@@ -3,9 +3,11 @@ package khook
 import (
 	"bytes"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/uvs-lb/uvs/ownership"
 	"github.com/uvs-lb/uvs/spec"
 )
 
@@ -21,10 +23,14 @@ func TestCompileRejectsBadSpecs(t *testing.T) {
 	}{
 		{"no name", Interface{}, "bad name"},
 		{"long name", Interface{Name: "abcdefghijklmnop"}, "bad name"},
-		{"invalid addr", Interface{Name: "d0", Services: []Endpoint{{Proto: spec.ProtoTCP, Port: 1}}}, "invalid address"},
-		{"bad proto", Interface{Name: "d0", Services: []Endpoint{{Addr: a, Proto: 1, Port: 1}}}, "unsupported protocol"},
-		{"nat port 0", Interface{Name: "d0", NATReplies: []Endpoint{{Addr: a, Proto: spec.ProtoTCP}}}, "port 0"},
-		{"reversed range", Interface{Name: "d0", LocalRanges: []PortRange{{Addr: a, Proto: spec.ProtoTCP, First: 9, Last: 8}}}, "ports 9-8"},
+		{"invalid addr", Interface{Name: "d0", Owned: &ownership.Set{Services: []ownership.Endpoint{{Proto: spec.ProtoTCP, Port: 1}}}},
+			"interface d0: ownership: service #0: invalid address"},
+		{"bad proto", Interface{Name: "d0", Owned: &ownership.Set{Services: []ownership.Endpoint{{Addr: a, Proto: 1, Port: 1}}}},
+			"interface d0: ownership: service 198.18.0.1:1: unsupported protocol 1"},
+		{"nat port 0", Interface{Name: "d0", Owned: &ownership.Set{NATReplies: []ownership.Endpoint{{Addr: a, Proto: spec.ProtoTCP}}}},
+			"interface d0: ownership: nat reply 198.18.0.1/TCP: port 0"},
+		{"reversed range", Interface{Name: "d0", Owned: &ownership.Set{LocalRanges: []ownership.PortRange{{Addr: a, Proto: spec.ProtoTCP, First: 9, Last: 8}}}},
+			"interface d0: ownership: local range 198.18.0.1: ports 9-8"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(Options{}).compile(Spec{Interfaces: []Interface{tc.ifc}})
@@ -43,20 +49,23 @@ func TestCompileElements(t *testing.T) {
 	v4 := netip.MustParseAddr("198.18.0.10")
 	v6 := netip.MustParseAddr("2001:db8::10")
 	mapped := netip.MustParseAddr("::ffff:198.18.0.10")
-	p, err := New(Options{}).compile(Spec{Interfaces: []Interface{{
-		Name: "d0",
-		Services: []Endpoint{
+	rs := netip.MustParseAddr("198.18.0.20")
+	p, err := New(Options{}).compile(Spec{Interfaces: []Interface{{Name: "d0"}}, Owned: &ownership.Set{
+		Services: []ownership.Endpoint{
 			{Addr: v4, Proto: spec.ProtoTCP, Port: 80},
 			{Addr: mapped, Proto: spec.ProtoTCP, Port: 80}, // same VIP once unmapped
 			{Addr: v6, Proto: spec.ProtoIP, Port: 0},
 		},
-		LocalRanges: []PortRange{
+		NATReplies: []ownership.Endpoint{{Addr: rs, Proto: spec.ProtoUDP, Port: 53}},
+		LocalRanges: []ownership.PortRange{
 			{Addr: v4, Proto: spec.ProtoTCP, First: 100, Last: 200},
 			{Addr: v4, Proto: spec.ProtoTCP, First: 150, Last: 300},
 			{Addr: v4, Proto: spec.ProtoTCP, First: 301, Last: 310},
 			{Addr: v4, Proto: spec.ProtoTCP, First: 400, Last: 500},
 		},
-	}}})
+		VIPs:  []netip.Addr{v4, v6},
+		Local: []netip.Addr{rs},
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,13 +75,20 @@ func TestCompileElements(t *testing.T) {
 			got[s.set.Name] = append(got[s.set.Name], elemView{e.Key, e.KeyEnd})
 		}
 	}
+	ip, tcp := []byte{198, 18, 0, 10}, []byte{6, 0, 0, 0}
 	want := map[string][]elemView{
 		"svc4_d0": {{Key: []byte{198, 18, 0, 10, 6, 0, 0, 0, 0, 80, 0, 0}}},
-		"vip4_d0": {{Key: []byte{198, 18, 0, 10}}},
+		"nat4_d0": {{Key: []byte{198, 18, 0, 20, 17, 0, 0, 0, 0, 53, 0, 0}}},
+		"vip4_d0": {{Key: ip}},
 		"vip6_d0": {{Key: v6.AsSlice()}},
+		"loc4_d0": {{Key: []byte{198, 18, 0, 20}}},
 		"lip4_d0": {
 			{Key: []byte{198, 18, 0, 10, 6, 0, 0, 0, 0, 100, 0, 0}, End: []byte{198, 18, 0, 10, 6, 0, 0, 0, 1, 54, 0, 0}},
 			{Key: []byte{198, 18, 0, 10, 6, 0, 0, 0, 1, 144, 0, 0}, End: []byte{198, 18, 0, 10, 6, 0, 0, 0, 1, 244, 0, 0}},
+		},
+		"fic4_d0": {
+			{Key: slices.Concat(ip, ip, tcp, []byte{0, 100, 0, 0}), End: slices.Concat(ip, ip, tcp, []byte{1, 54, 0, 0})},
+			{Key: slices.Concat(ip, ip, tcp, []byte{1, 144, 0, 0}), End: slices.Concat(ip, ip, tcp, []byte{1, 244, 0, 0})},
 		},
 	}
 	any6 := got["any6_d0"]
@@ -100,8 +116,24 @@ func TestCompileElements(t *testing.T) {
 			}
 		}
 	}
-	if len(p.sets) != 10 {
-		t.Errorf("%d sets, want 5 per family", len(p.sets))
+	if len(p.sets) != 2*numKinds {
+		t.Errorf("%d sets, want %d per family", len(p.sets), numKinds)
+	}
+	// An interface's own Set wins over the Spec's.
+	p, err = New(Options{}).compile(Spec{Interfaces: []Interface{{Name: "d0"}, {Name: "d1", Owned: &ownership.Set{VIPs: []netip.Addr{v6}}}},
+		Owned: &ownership.Set{VIPs: []netip.Addr{v4}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range p.sets {
+		n := len(s.elems)
+		want := 0
+		if s.set.Name == "vip4_d0" || s.set.Name == "vip6_d1" {
+			want = 1
+		}
+		if n != want {
+			t.Errorf("%s: %d elements, want %d", s.set.Name, n, want)
+		}
 	}
 }
 

@@ -8,19 +8,41 @@
 // never forwards an untranslated NAT reply a second time and never delivers
 // a FULLNAT reply to a local socket.
 //
+// The rules drop exactly the frames an ownership.Set classifies as
+// ownership.Director; ownership.Shared frames (ARP requests and neighbour
+// solicitations for addresses uvsd answers for) and everything else pass.
+// The one difference, listed in package ownership's documentation: the
+// kernel walks every IPv6 extension header (ipv6_find_hdr), so a frame with
+// more than ownership.MaxExtHeaders of them before an owned transport
+// header is dropped although Classify calls it Kernel.
+//
 // All hooks live in one nftables table of family netdev named "uvs"
-// (TableName), with one base chain per served interface hooked at ingress and
-// named sets per interface, so that uvsd --cleanup (Cleanup) can find and
-// delete what a crashed uvsd left behind. ARP and NDP are never matched.
+// (TableName), with per served interface one base chain hooked at ingress,
+// two regular chains for ICMP errors and named sets, so that uvsd --cleanup
+// (Cleanup) can find and delete what a crashed uvsd left behind.
 //
-// The ruleset, per served interface (IPv4 shown; IPv6 is the same with ip6):
+// The ruleset, per served interface (IPv4 shown; IPv6 is the same with ip6,
+// ICMPv6 types 1-4 and the quoted IPv6 header's fixed offsets). The
+// EtherType is read from the link-layer header, where a VLAN tag the kernel
+// moved into skb metadata is seen again (nft_payload_copy_vlan), so tagged
+// frames never match; "ip" and "th" need the header valid as
+// nft_set_pktinfo_ipv4_validate sees it, and "th" a first fragment.
 //
-//	ip daddr . meta l4proto . th dport @svc4_IF counter drop      # VIP:port services
-//	ip daddr . meta l4proto @any4_IF counter drop                   # port-0 and fwmark services
-//	ip saddr . meta l4proto . th sport @nat4_IF fib daddr type != local counter drop  # NAT replies
-//	ip daddr . meta l4proto . th dport @lip4_IF counter drop      # FULLNAT local address ranges
-//	ip daddr @vip4_IF icmp type {3,4,11,12} counter drop           # ICMP errors about VIP flows
+//	chain in_IF {
+//	  ether type ip  ip daddr . meta l4proto @any4_IF counter drop             # port-0 services
+//	  ether type ip  ip daddr . meta l4proto . th dport @svc4_IF counter drop  # services
+//	  ether type ip  ip daddr . meta l4proto . th dport @lip4_IF counter drop  # FULLNAT replies
+//	  ether type ip  ip saddr . meta l4proto . th sport @nat4_IF ip daddr != @loc4_IF counter drop  # NAT replies
+//	  ether type ip  meta l4proto icmp  @th,0,64 (type & 0xf7 in 3-4: 3, 4, 11, 12) jump icmp4_IF
+//	}
+//	chain icmp4_IF {
+//	  ip daddr @vip4_IF counter drop                                   # errors to a VIP
+//	  @th,64,8 0x4N  ip daddr . quoted saddr . quoted protocol . quoted sport @fic4_IF counter drop  # about FULLNAT
+//	  ip daddr @loc4_IF return
+//	  @th,64,8 0x4N  quoted daddr . quoted protocol . quoted dport @nat4_IF counter drop  # about NAT
+//	}
 //
-// NAT replies addressed to one of the director's own addresses (a health
-// check of a real server, for example) are left to the kernel.
+// The quoted IPv4 header's length N (5 to 15) fixes the offset of its
+// ports, so each quoted-packet rule exists once per N. The fic set holds,
+// for each local range, local . local . protocol . first-last.
 package khook

@@ -2,10 +2,10 @@ package khook
 
 import (
 	"errors"
-	"net/netip"
 
-	"github.com/uvs-lb/uvs/spec"
 	"github.com/vishvananda/netns"
+
+	"github.com/uvs-lb/uvs/ownership"
 )
 
 // TableName is the name of the nftables netdev table khook owns.
@@ -22,43 +22,19 @@ var ErrUnsupported = errors.New("khook: not supported on this system")
 // and what it owns on it. Apply replaces whatever was installed before.
 type Spec struct {
 	Interfaces []Interface
+	// Owned is what uvsd owns on every interface without an Owned of its
+	// own (nil: nothing).
+	Owned *ownership.Set
 }
 
-// Interface lists what uvsd owns on one interface. Set Ifindex or Name (both
-// may be set; Ifindex wins and the name is looked up).
+// Interface is one served interface. Set Ifindex or Name (both may be set;
+// Ifindex wins and the name is looked up).
 type Interface struct {
 	Ifindex int
 	Name    string
-
-	// Services are VIPs whose traffic uvsd receives: (addr, proto, port).
-	// Port 0 means every port of that protocol (port-0 services, fwmark
-	// services expressed as addresses). Proto spec.ProtoIP (0) means TCP, UDP
-	// and SCTP.
-	Services []Endpoint
-
-	// NATReplies are the real servers (addr, proto, port) whose replies uvsd
-	// translates back (NAT and FULLNAT). Replies addressed to one of the
-	// director's own addresses are left to the kernel.
-	NATReplies []Endpoint
-
-	// LocalRanges are the FULLNAT local addresses with the port ranges uvsd
-	// allocates from; replies to them come back to the director.
-	LocalRanges []PortRange
-}
-
-// Endpoint is an address, an IP protocol and a port.
-type Endpoint struct {
-	Addr  netip.Addr
-	Proto spec.Proto
-	Port  uint16
-}
-
-// PortRange is an address, an IP protocol and an inclusive port range.
-type PortRange struct {
-	Addr  netip.Addr
-	Proto spec.Proto
-	First uint16
-	Last  uint16
+	// Owned is what uvsd owns on this interface; nil means Spec.Owned (or,
+	// for SetInterfaces, the Set given to SetOwnership).
+	Owned *ownership.Set
 }
 
 // Sysctl is one setting under /proc/sys, named as sysctl(8) does: with dots

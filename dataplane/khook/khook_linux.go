@@ -2,7 +2,6 @@ package khook
 
 import (
 	"bytes"
-	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -13,10 +12,13 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	"github.com/uvs-lb/uvs/spec"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/uvs-lb/uvs/header"
+	"github.com/uvs-lb/uvs/ownership"
+	"github.com/uvs-lb/uvs/spec"
 )
 
 // Hooks owns the "uvs" netdev table of one network namespace and the sysctls
@@ -25,11 +27,14 @@ type Hooks struct {
 	opts Options
 
 	mu      sync.Mutex
-	layout  string // interface layout of the last successful Apply ("" = none)
+	ifaces  []Interface // for SetOwnership
+	layout  string      // interface layout of the last successful Apply ("" = none)
 	sets    []setContent
 	saved   []Sysctl // original values, in the order they were first changed
 	savedOK map[string]bool
 }
+
+var _ ownership.Consumer = (*Hooks)(nil)
 
 // New returns Hooks acting in opts.NetNS. It installs nothing until Apply.
 func New(opts Options) *Hooks {
@@ -37,6 +42,23 @@ func New(opts Options) *Hooks {
 		opts.Priority = DefaultPriority
 	}
 	return &Hooks{opts: opts, savedOK: map[string]bool{}}
+}
+
+// SetInterfaces sets the interfaces SetOwnership hooks: the served
+// interfaces. It installs nothing by itself.
+func (h *Hooks) SetInterfaces(ifs ...Interface) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ifaces = slices.Clone(ifs)
+}
+
+// SetOwnership makes the hooks drop what s owns on every interface of
+// SetInterfaces (Apply with Spec.Owned s).
+func (h *Hooks) SetOwnership(s *ownership.Set) error {
+	h.mu.Lock()
+	ifs := h.ifaces
+	h.mu.Unlock()
+	return h.Apply(Spec{Interfaces: ifs, Owned: s})
 }
 
 func (h *Hooks) conn() (*nftables.Conn, error) {
@@ -148,44 +170,61 @@ type plan struct {
 
 type ifPlan struct {
 	name string
-	// per family (0 = IPv4, 1 = IPv6): svc, any, nat, lip, vip
-	sets [2][5]*nftables.Set
+	// per family (0 = IPv4, 1 = IPv6), per set kind
+	sets [2][numKinds]*nftables.Set
 }
 
+// Set kinds.
 const (
-	kSvc = iota
-	kAny
-	kNAT
-	kLIP
-	kVIP
+	kAny = iota // destination . protocol: port-0 services
+	kSvc        // destination . protocol . port: services
+	kLIP        // destination . protocol . port range: FULLNAT local ranges
+	kNAT        // source . protocol . port: NAT replies
+	kVIP        // destination: VIPs (ICMP errors)
+	kLoc        // destination: director addresses
+	kFIC        // destination . quoted source . protocol . port range: ICMP errors about FULLNAT connections
+	numKinds
 )
 
-var kindNames = [5]string{"svc", "any", "nat", "lip", "vip"}
+var kindNames = [numKinds]string{"any", "svc", "lip", "nat", "vip", "loc", "fic"}
 
 // family describes where IPv4 and IPv6 keep what the rules load.
 type family struct {
-	suffix     string
-	ethertype  []byte
-	saddrOff   uint32
-	daddrOff   uint32
-	addrLen    uint32
-	addrType   nftables.SetDatatype
-	protoReg   uint32 // 32-bit register after the address
-	portReg    uint32
-	icmpProto  byte
-	icmpErrors [][2]byte // inclusive type ranges of ICMP errors
+	suffix    string
+	ethertype uint16
+	saddrOff  uint32
+	daddrOff  uint32
+	addrLen   uint32
+	addrType  nftables.SetDatatype
+	// 32-bit registers (NFT_REG32_*) of the concatenations after the
+	// address in register 1: protocol and port; those of the FULLNAT
+	// ICMP key: quoted source, protocol and port; a scratch one.
+	protoReg, portReg                   uint32
+	ficSrcReg, ficProtoReg, ficPortReg  uint32
+	scratchReg                          uint32
+	icmpProto                           byte
+	icmpErrMask, icmpErrFrom, icmpErrTo byte // type & mask in from-to
+	quotedVersion                       byte
 }
 
+// The first 32-bit register, NFT_REG32_00, is register 8; register 1 (16
+// bytes) is NFT_REG32_00 to 03, register 2 is 04 to 07
+// (include/uapi/linux/netfilter/nf_tables.h).
 var families = [2]family{
 	{
-		suffix: "4", ethertype: []byte{0x08, 0x00}, saddrOff: 12, daddrOff: 16, addrLen: 4,
-		addrType: nftables.TypeIPAddr, protoReg: 9, portReg: 10, icmpProto: unix.IPPROTO_ICMP,
-		icmpErrors: [][2]byte{{3, 4}, {11, 12}}, // unreachable, source quench, time exceeded, parameter problem
+		suffix: "4", ethertype: header.EtherTypeIPv4, saddrOff: header.IPv4SrcOff, daddrOff: header.IPv4DstOff, addrLen: 4,
+		addrType: nftables.TypeIPAddr, protoReg: 9, portReg: 10, ficSrcReg: 9, ficProtoReg: 10, ficPortReg: 11, scratchReg: 12,
+		icmpProto: header.ProtoICMPv4,
+		// destination unreachable, source quench, time exceeded, parameter
+		// problem: 3, 4, 11, 12 are the types whose bit 3 cleared is 3 or 4
+		icmpErrMask: 0xf7, icmpErrFrom: 3, icmpErrTo: 4, quotedVersion: 4,
 	},
 	{
-		suffix: "6", ethertype: []byte{0x86, 0xdd}, saddrOff: 8, daddrOff: 24, addrLen: 16,
-		addrType: nftables.TypeIP6Addr, protoReg: 12, portReg: 13, icmpProto: unix.IPPROTO_ICMPV6,
-		icmpErrors: [][2]byte{{1, 4}}, // unreachable, packet too big, time exceeded, parameter problem
+		suffix: "6", ethertype: header.EtherTypeIPv6, saddrOff: header.IPv6SrcOff, daddrOff: header.IPv6DstOff, addrLen: 16,
+		addrType: nftables.TypeIP6Addr, protoReg: 12, portReg: 13, ficSrcReg: 2, ficProtoReg: 16, ficPortReg: 17, scratchReg: 18,
+		icmpProto: header.ProtoICMPv6,
+		// unreachable, packet too big, time exceeded, parameter problem
+		icmpErrMask: 0xff, icmpErrFrom: 1, icmpErrTo: 4, quotedVersion: 6,
 	},
 }
 
@@ -196,41 +235,10 @@ func famOf(a netip.Addr) int {
 	return 1
 }
 
-// protos expands spec.ProtoIP to the protocols IPVS serves.
-func protos(p spec.Proto) ([]spec.Proto, error) {
-	switch p {
-	case spec.ProtoIP:
-		return []spec.Proto{spec.ProtoTCP, spec.ProtoUDP, spec.ProtoSCTP}, nil
-	case spec.ProtoTCP, spec.ProtoUDP, spec.ProtoSCTP:
-		return []spec.Proto{p}, nil
-	}
-	return nil, fmt.Errorf("unsupported protocol %d", p)
-}
-
-func checkAddr(a netip.Addr) (netip.Addr, error) {
-	if !a.IsValid() {
-		return a, errors.New("invalid address")
-	}
-	return a.Unmap(), nil
-}
-
-// key builds a concatenated set key: the address, then each extra field
-// padded to a 4-byte register as nftables lays concatenations out.
-func key(a netip.Addr, proto spec.Proto, port uint16, withPort bool) []byte {
-	b := a.AsSlice()
-	b = append(b, byte(proto), 0, 0, 0)
-	if withPort {
-		b = append(b, byte(port>>8), byte(port), 0, 0)
-	}
-	return b
-}
-
-type rangeKey struct {
-	addr  netip.Addr
-	proto spec.Proto
-	first uint16
-	last  uint16
-}
+// Key fields as nftables lays concatenations out: each field padded to a
+// 4-byte register.
+func protoField(p spec.Proto) []byte { return []byte{byte(p), 0, 0, 0} }
+func portField(p uint16) []byte      { return []byte{byte(p >> 8), byte(p), 0, 0} }
 
 func (h *Hooks) compile(s Spec) (*plan, error) {
 	var nl *netlink.Handle
@@ -241,6 +249,7 @@ func (h *Hooks) compile(s Spec) (*plan, error) {
 	}()
 	p := &plan{}
 	seen := map[string]bool{}
+	norm := map[*ownership.Set]*ownership.Set{}
 	var layout []string
 	for _, ifc := range s.Interfaces {
 		name := ifc.Name
@@ -271,92 +280,71 @@ func (h *Hooks) compile(s Spec) (*plan, error) {
 		seen[name] = true
 		layout = append(layout, name)
 
-		ip := ifPlan{name: name}
-		var elems [2][5][]nftables.SetElement
-		dedup := map[string]bool{}
-		add := func(f, kind int, e nftables.SetElement) {
-			k := string(rune('0'+f)) + string(rune('0'+kind)) + string(e.Key) + "|" + string(e.KeyEnd)
-			if !dedup[k] {
-				dedup[k] = true
-				elems[f][kind] = append(elems[f][kind], e)
-			}
+		owned := ifc.Owned
+		if owned == nil {
+			owned = s.Owned
 		}
-		for _, e := range ifc.Services {
-			a, err := checkAddr(e.Addr)
-			if err != nil {
-				return nil, fmt.Errorf("interface %s: service: %w", name, err)
+		o, ok := norm[owned]
+		if !ok {
+			var err error
+			if o, err = owned.Normalize(); err != nil {
+				return nil, fmt.Errorf("interface %s: %w", name, err)
 			}
-			ps, err := protos(e.Proto)
-			if err != nil {
-				return nil, fmt.Errorf("interface %s: service %s: %w", name, a, err)
-			}
+			norm[owned] = o
+		}
+		var elems [2][numKinds][]nftables.SetElement
+		add := func(a netip.Addr, kind int, key ...[]byte) {
 			f := famOf(a)
-			for _, pr := range ps {
-				if e.Port == 0 {
-					add(f, kAny, nftables.SetElement{Key: key(a, pr, 0, false)})
-				} else {
-					add(f, kSvc, nftables.SetElement{Key: key(a, pr, e.Port, true)})
-				}
-			}
-			add(f, kVIP, nftables.SetElement{Key: a.AsSlice()})
+			elems[f][kind] = append(elems[f][kind], nftables.SetElement{Key: slices.Concat(append([][]byte{a.AsSlice()}, key...)...)})
 		}
-		for _, e := range ifc.NATReplies {
-			a, err := checkAddr(e.Addr)
-			if err != nil {
-				return nil, fmt.Errorf("interface %s: nat reply: %w", name, err)
-			}
-			ps, err := protos(e.Proto)
-			if err != nil {
-				return nil, fmt.Errorf("interface %s: nat reply %s: %w", name, a, err)
-			}
+		addRange := func(a netip.Addr, kind int, first, last []byte) {
+			f := famOf(a)
+			elems[f][kind] = append(elems[f][kind], nftables.SetElement{Key: first, KeyEnd: last})
+		}
+		for _, e := range o.Services {
 			if e.Port == 0 {
-				return nil, fmt.Errorf("interface %s: nat reply %s: port 0", name, a)
-			}
-			for _, pr := range ps {
-				add(famOf(a), kNAT, nftables.SetElement{Key: key(a, pr, e.Port, true)})
-			}
-		}
-		var ranges []rangeKey
-		for _, r := range ifc.LocalRanges {
-			a, err := checkAddr(r.Addr)
-			if err != nil {
-				return nil, fmt.Errorf("interface %s: local range: %w", name, err)
-			}
-			ps, err := protos(r.Proto)
-			if err != nil {
-				return nil, fmt.Errorf("interface %s: local range %s: %w", name, a, err)
-			}
-			if r.First > r.Last {
-				return nil, fmt.Errorf("interface %s: local range %s: ports %d-%d", name, a, r.First, r.Last)
-			}
-			for _, pr := range ps {
-				ranges = append(ranges, rangeKey{a, pr, r.First, r.Last})
+				add(e.Addr, kAny, protoField(e.Proto))
+			} else {
+				add(e.Addr, kSvc, protoField(e.Proto), portField(e.Port))
 			}
 		}
-		for _, r := range mergeRanges(ranges) {
-			add(famOf(r.addr), kLIP, nftables.SetElement{
-				Key:    key(r.addr, r.proto, r.first, true),
-				KeyEnd: key(r.addr, r.proto, r.last, true),
-			})
+		for _, e := range o.NATReplies {
+			add(e.Addr, kNAT, protoField(e.Proto), portField(e.Port))
+		}
+		for _, r := range o.LocalRanges {
+			a := r.Addr.AsSlice()
+			addRange(r.Addr, kLIP, slices.Concat(a, protoField(r.Proto), portField(r.First)),
+				slices.Concat(a, protoField(r.Proto), portField(r.Last)))
+			addRange(r.Addr, kFIC, slices.Concat(a, a, protoField(r.Proto), portField(r.First)),
+				slices.Concat(a, a, protoField(r.Proto), portField(r.Last)))
+		}
+		for _, a := range o.VIPs {
+			add(a, kVIP)
+		}
+		for _, a := range o.Local {
+			add(a, kLoc)
 		}
 
+		ip := ifPlan{name: name}
 		for f, fam := range families {
-			for kind := range kindNames {
+			for kind := range numKinds {
 				var kt nftables.SetDatatype
 				switch kind {
 				case kSvc, kNAT, kLIP:
 					kt = nftables.MustConcatSetType(fam.addrType, nftables.TypeInetProto, nftables.TypeInetService)
 				case kAny:
 					kt = nftables.MustConcatSetType(fam.addrType, nftables.TypeInetProto)
-				case kVIP:
+				case kFIC:
+					kt = nftables.MustConcatSetType(fam.addrType, fam.addrType, nftables.TypeInetProto, nftables.TypeInetService)
+				case kVIP, kLoc:
 					kt = fam.addrType
 				}
 				set := &nftables.Set{
 					Table:         table(),
 					Name:          kindNames[kind] + fam.suffix + "_" + name,
 					KeyType:       kt,
-					Concatenation: kind != kVIP,
-					Interval:      kind == kLIP,
+					Concatenation: kind != kVIP && kind != kLoc,
+					Interval:      kind == kLIP || kind == kFIC,
 				}
 				ip.sets[f][kind] = set
 				es := elems[f][kind]
@@ -369,32 +357,6 @@ func (h *Hooks) compile(s Spec) (*plan, error) {
 	p.priority = h.opts.Priority
 	p.layout = fmt.Sprintf("%d:%s", h.opts.Priority, strings.Join(layout, ","))
 	return p, nil
-}
-
-// mergeRanges sorts ranges and merges overlapping or adjacent ones of the same
-// address and protocol (an interval set rejects overlaps).
-func mergeRanges(rs []rangeKey) []rangeKey {
-	slices.SortFunc(rs, func(x, y rangeKey) int {
-		if c := x.addr.Compare(y.addr); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(x.proto, y.proto); c != 0 {
-			return c
-		}
-		return cmp.Compare(x.first, y.first)
-	})
-	var out []rangeKey
-	for _, r := range rs {
-		if n := len(out); n > 0 {
-			l := &out[n-1]
-			if l.addr == r.addr && l.proto == r.proto && uint32(r.first) <= uint32(l.last)+1 {
-				l.last = max(l.last, r.last)
-				continue
-			}
-		}
-		out = append(out, r)
-	}
-	return out
 }
 
 // build queues the whole table: delete any old one, then create the table,
@@ -411,7 +373,7 @@ func (p *plan) build(c *nftables.Conn) error {
 		}
 	}
 	for _, ifc := range p.ifs {
-		ch := c.AddChain(&nftables.Chain{
+		in := c.AddChain(&nftables.Chain{
 			Name:     "in_" + ifc.name,
 			Table:    t,
 			Type:     nftables.ChainTypeFilter,
@@ -420,50 +382,134 @@ func (p *plan) build(c *nftables.Conn) error {
 			Device:   ifc.name,
 		})
 		for f := range families {
-			for _, r := range rules(&families[f], &ifc.sets[f]) {
-				c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: r})
+			icmp := c.AddChain(&nftables.Chain{Name: "icmp" + families[f].suffix + "_" + ifc.name, Table: t})
+			r := ruler{f: &families[f], sets: &ifc.sets[f]}
+			for _, es := range r.base(icmp.Name) {
+				c.AddRule(&nftables.Rule{Table: t, Chain: in, Exprs: es})
+			}
+			for _, es := range r.icmp() {
+				c.AddRule(&nftables.Rule{Table: t, Chain: icmp, Exprs: es})
 			}
 		}
 	}
 	return nil
 }
 
-// rules returns the expressions of the drop rules of one family on one
-// interface, in the order of the package documentation.
-func rules(f *family, sets *[5]*nftables.Set) [][]expr.Any {
-	isFam := []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: f.ethertype},
-	}
-	addr := func(off uint32) expr.Any {
-		return &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: f.addrLen}
-	}
-	l4 := &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: f.protoReg}
-	port := func(off uint32) expr.Any {
-		return &expr.Payload{DestRegister: f.portReg, Base: expr.PayloadBaseTransportHeader, Offset: off, Len: 2}
-	}
-	lookup := func(s *nftables.Set) expr.Any {
-		return &expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID}
-	}
-	drop := []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}}
-	cat := func(parts ...[]expr.Any) []expr.Any { return slices.Concat(parts...) }
+// ruler writes the rules of one family on one interface.
+type ruler struct {
+	f    *family
+	sets *[numKinds]*nftables.Set
+}
 
-	out := [][]expr.Any{
-		cat(isFam, []expr.Any{addr(f.daddrOff), l4, port(2), lookup(sets[kSvc])}, drop),
-		cat(isFam, []expr.Any{addr(f.daddrOff), l4, lookup(sets[kAny])}, drop),
-		cat(isFam, []expr.Any{addr(f.saddrOff), l4, port(0), lookup(sets[kNAT]),
-			&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
-			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, unix.RTN_LOCAL)},
-		}, drop),
-		cat(isFam, []expr.Any{addr(f.daddrOff), l4, port(2), lookup(sets[kLIP])}, drop),
+func cat(parts ...[]expr.Any) []expr.Any { return slices.Concat(parts...) }
+
+var drop = []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}}
+
+// is loads the EtherType from the link-layer header (with a VLAN tag the
+// kernel moved to skb metadata put back: nft_payload_copy_vlan in
+// net/netfilter/nft_payload.c) and compares it with the family's.
+func (r *ruler) is() []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseLLHeader, Offset: header.EthernetTypeOff, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.BigEndian.AppendUint16(nil, r.f.ethertype)},
 	}
-	for _, r := range f.icmpErrors {
-		out = append(out, cat(isFam, []expr.Any{
-			addr(f.daddrOff), lookup(sets[kVIP]),
+}
+
+func (r *ruler) addr(reg, off uint32) expr.Any {
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: r.f.addrLen}
+}
+
+func th(reg, off, n uint32) expr.Any {
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: off, Len: n}
+}
+
+func (r *ruler) lookup(kind int, invert bool) expr.Any {
+	s := r.sets[kind]
+	return &expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID, Invert: invert}
+}
+
+func (r *ruler) l4() expr.Any { return &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: r.f.protoReg} }
+
+// base returns the rules of the interface's base chain for the family, in
+// the order of the package documentation.
+func (r *ruler) base(icmpChain string) [][]expr.Any {
+	f := r.f
+	return [][]expr.Any{
+		cat(r.is(), []expr.Any{r.addr(1, f.daddrOff), r.l4(), r.lookup(kAny, false)}, drop),
+		cat(r.is(), []expr.Any{r.addr(1, f.daddrOff), r.l4(), th(f.portReg, header.L4DstPortOff, 2), r.lookup(kSvc, false)}, drop),
+		cat(r.is(), []expr.Any{r.addr(1, f.daddrOff), r.l4(), th(f.portReg, header.L4DstPortOff, 2), r.lookup(kLIP, false)}, drop),
+		cat(r.is(), []expr.Any{r.addr(1, f.saddrOff), r.l4(), th(f.portReg, header.L4SrcPortOff, 2), r.lookup(kNAT, false),
+			r.addr(1, f.daddrOff), r.lookup(kLoc, true)}, drop),
+		// An ICMP error with its whole 8-byte header (the load of 8
+		// bytes fails on a shorter one) in a first fragment.
+		cat(r.is(), []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{f.icmpProto}},
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
-			&expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: []byte{r[0]}, ToData: []byte{r[1]}},
+			th(1, 0, header.ICMPv4MinSize),
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{f.icmpErrMask}, Xor: []byte{0}},
+			&expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: []byte{f.icmpErrFrom}, ToData: []byte{f.icmpErrTo}},
+			&expr.Verdict{Kind: expr.VerdictJump, Chain: icmpChain},
+		}),
+	}
+}
+
+// quoted checks the version (and for IPv4 the header length, in words) of
+// the quoted IP header.
+func quoted(version, words byte) []expr.Any {
+	if version == 6 {
+		return []expr.Any{
+			th(1, header.ICMPv4MinSize, 1),
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0xf0}, Xor: []byte{0}},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x60}},
+		}
+	}
+	return []expr.Any{
+		th(1, header.ICMPv4MinSize, 1),
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x40 | words}},
+	}
+}
+
+// icmp returns the rules of the family's ICMP chain, which sees ICMP errors
+// only.
+func (r *ruler) icmp() [][]expr.Any {
+	f := r.f
+	const q = header.ICMPv4MinSize // the quoted packet
+	var srcOff, dstOff, protoOff uint32 = header.IPv4SrcOff, header.IPv4DstOff, header.IPv4ProtoOff
+	if f.quotedVersion == 6 {
+		srcOff, dstOff, protoOff = header.IPv6SrcOff, header.IPv6DstOff, header.IPv6NextHeaderOff
+	}
+	// The quoted header lengths: IPv4 5 to 15 words, IPv6 its fixed header.
+	lens := []uint32{header.IPv6Size}
+	if f.quotedVersion == 4 {
+		lens = nil
+		for w := uint32(5); w <= 15; w++ {
+			lens = append(lens, 4*w)
+		}
+	}
+	out := [][]expr.Any{cat([]expr.Any{r.addr(1, f.daddrOff), r.lookup(kVIP, false)}, drop)}
+	// About a FULLNAT connection: the error's destination . quoted
+	// source . protocol . source port in the local ranges (the
+	// destination port is loaded too: the quote must hold four bytes).
+	for _, l := range lens {
+		out = append(out, cat(quoted(f.quotedVersion, byte(l/4)), []expr.Any{
+			r.addr(1, f.daddrOff),
+			th(f.ficSrcReg, q+srcOff, f.addrLen),
+			th(f.ficProtoReg, q+protoOff, 1),
+			th(f.ficPortReg, q+l+header.L4SrcPortOff, 2),
+			th(f.scratchReg, q+l+header.L4DstPortOff, 2),
+			r.lookup(kFIC, false),
+		}, drop))
+	}
+	// Errors to a director address are the kernel's, unless about FULLNAT.
+	out = append(out, []expr.Any{r.addr(1, f.daddrOff), r.lookup(kLoc, false), &expr.Verdict{Kind: expr.VerdictReturn}})
+	// About a NAT connection: quoted destination . protocol . destination
+	// port is a NAT reply.
+	for _, l := range lens {
+		out = append(out, cat(quoted(f.quotedVersion, byte(l/4)), []expr.Any{
+			th(1, q+dstOff, f.addrLen),
+			th(f.protoReg, q+protoOff, 1),
+			th(f.portReg, q+l+header.L4DstPortOff, 2),
+			r.lookup(kNAT, false),
 		}, drop))
 	}
 	return out

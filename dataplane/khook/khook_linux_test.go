@@ -2,6 +2,7 @@ package khook
 
 import (
 	"github.com/uvs-lb/uvs/internal/netnstest"
+	"github.com/uvs-lb/uvs/internal/wait"
 
 	"encoding/json"
 	"errors"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+
+	"github.com/uvs-lb/uvs/ownership"
 	"github.com/uvs-lb/uvs/spec"
 )
 
@@ -134,24 +137,30 @@ func ruleCounter(t *testing.T, c *nftables.Conn, set string) uint64 {
 	return 0
 }
 
-func baseSpec() Spec {
-	return Spec{Interfaces: []Interface{{
-		Name: "d0",
-		Services: []Endpoint{
+// baseSet is what the tests own: the director's addresses are d0's.
+func baseSet() *ownership.Set {
+	return &ownership.Set{
+		Services: []ownership.Endpoint{
 			{Addr: vip4, Proto: spec.ProtoTCP, Port: 80},
 			{Addr: vip6, Proto: spec.ProtoTCP, Port: 80},
 			{Addr: vip4, Proto: spec.ProtoUDP, Port: 0},
 		},
-		NATReplies: []Endpoint{
+		NATReplies: []ownership.Endpoint{
 			{Addr: peerIP4, Proto: spec.ProtoTCP, Port: 8080},
 			{Addr: peerIP4, Proto: spec.ProtoUDP, Port: 8080},
 			{Addr: peerIP6, Proto: spec.ProtoTCP, Port: 8080},
 		},
-		LocalRanges: []PortRange{
+		LocalRanges: []ownership.PortRange{
 			{Addr: dirIP4, Proto: spec.ProtoUDP, First: 40000, Last: 40100},
 			{Addr: dirIP6, Proto: spec.ProtoIP, First: 40000, Last: 40100},
 		},
-	}}}
+		VIPs:  []netip.Addr{vip4, vip6},
+		Local: []netip.Addr{dirIP4, vip4, dirIP6, vip6},
+	}
+}
+
+func baseSpec() Spec {
+	return Spec{Interfaces: []Interface{{Name: "d0"}}, Owned: baseSet()}
 }
 
 func TestApplyKeepsKernelOffVIP(t *testing.T) {
@@ -286,13 +295,8 @@ func TestApplyNATReplies(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for ruleCounter(t, c, "nat4_d0") < sends {
-		if time.Now().After(deadline) {
-			t.Fatalf("nat4 rule counted %d of %d replies", ruleCounter(t, c, "nat4_d0"), sends)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.For(t, 5*time.Second, func() bool { return ruleCounter(t, c, "nat4_d0") >= sends },
+		"the nat4 rule to count %d replies (counted %v)", sends, wait.Lazy(func() any { return ruleCounter(t, c, "nat4_d0") }))
 }
 
 func TestApplyIdempotentAndUpdate(t *testing.T) {
@@ -317,10 +321,13 @@ func TestApplyIdempotentAndUpdate(t *testing.T) {
 	}
 	wantNoAnswer(t, tp.peer, netip.AddrPortFrom(vip4, 80))
 
-	// Drop the IPv4 VIP service: its element goes and the kernel answers again.
-	s.Interfaces[0].Services = slices.DeleteFunc(slices.Clone(s.Interfaces[0].Services),
-		func(e Endpoint) bool { return e.Addr == vip4 && e.Port == 80 })
-	if err := h.Apply(s); err != nil {
+	// Drop the IPv4 VIP service: its element goes and the kernel answers
+	// again. SetOwnership applies to the interfaces of SetInterfaces.
+	o := baseSet()
+	o.Services = slices.DeleteFunc(o.Services, func(e ownership.Endpoint) bool { return e.Addr == vip4 && e.Port == 80 })
+	h.SetInterfaces(s.Interfaces...)
+	s.Owned = o
+	if err := h.SetOwnership(o); err != nil {
 		t.Fatal(err)
 	}
 	if es := setElems(t, c, "svc4_d0"); len(es) != 0 {
@@ -342,7 +349,9 @@ func TestApplyIdempotentAndUpdate(t *testing.T) {
 
 	// A second interface changes the layout: both chains exist afterwards.
 	link(t, tp.dir, "d1", tp.peer, "p1")
-	s.Interfaces = append(s.Interfaces, Interface{Name: "d1", Services: []Endpoint{{Addr: vip4, Proto: spec.ProtoTCP, Port: 443}}})
+	s.Interfaces = append(s.Interfaces, Interface{Name: "d1", Owned: &ownership.Set{
+		Services: []ownership.Endpoint{{Addr: vip4, Proto: spec.ProtoTCP, Port: 443}},
+	}})
 	if err := h.Apply(s); err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +366,7 @@ func TestApplyIdempotentAndUpdate(t *testing.T) {
 		}
 	}
 	slices.Sort(names)
-	if !slices.Equal(names, []string{"in_d0", "in_d1"}) {
+	if !slices.Equal(names, []string{"icmp4_d0", "icmp4_d1", "icmp6_d0", "icmp6_d1", "in_d0", "in_d1"}) {
 		t.Fatalf("chains %v", names)
 	}
 	wantNoAnswer(t, tp.peer, netip.AddrPortFrom(vip6, 80))
@@ -388,15 +397,20 @@ func TestIfindexAndNFTListing(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatalf("nft -j: %v", err)
 	}
-	var chain struct {
+	type chainJSON struct {
 		Name, Hook string
 		Prio       int
 	}
+	var chain chainJSON
 	var rules int
 	for _, o := range doc.Nftables {
 		if raw, ok := o["chain"]; ok {
-			if err := json.Unmarshal(raw, &chain); err != nil {
+			var c chainJSON
+			if err := json.Unmarshal(raw, &c); err != nil {
 				t.Fatal(err)
+			}
+			if c.Hook != "" {
+				chain = c
 			}
 		}
 		if _, ok := o["rule"]; ok {
@@ -406,7 +420,10 @@ func TestIfindexAndNFTListing(t *testing.T) {
 	if chain.Name != "in_d0" || chain.Hook != "ingress" || chain.Prio != DefaultPriority {
 		t.Fatalf("chain %+v", chain)
 	}
-	if want := 4*2 + 2 + 1; rules != want { // 4 set rules per family, 2+1 ICMP error rules
+	// Per family 5 rules in the base chain; ICMP errors: for IPv4 a VIP
+	// rule, 11 FULLNAT rules (one per quoted header length), a return and
+	// 11 NAT rules, for IPv6 one of each.
+	if want := 5*2 + 1 + 11 + 1 + 11 + 4; rules != want {
 		t.Fatalf("%d rules, want %d", rules, want)
 	}
 	text := run(t, "ip", "netns", "exec", tp.dir.name, "nft", "list", "table", "netdev", TableName)
@@ -416,7 +433,9 @@ func TestIfindexAndNFTListing(t *testing.T) {
 		"198.18.7.100 . udp",
 		"198.18.7.2 . tcp . 8080",
 		"198.18.7.1 . udp . 40000-40100",
-		"fib daddr type != local",
+		"198.18.7.1 . 198.18.7.1 . udp . 40000-40100",
+		"!= @loc4_d0",
+		"jump icmp4_d0",
 		`type filter hook ingress device "d0" priority -500`,
 	} {
 		if !strings.Contains(text, want) {

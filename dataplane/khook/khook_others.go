@@ -2,7 +2,11 @@
 
 package khook
 
-import "github.com/vishvananda/netns"
+import (
+	"github.com/vishvananda/netns"
+
+	"github.com/uvs-lb/uvs/ownership"
+)
 
 // Hooks is unsupported outside Linux; every method returns ErrUnsupported.
 type Hooks struct{}
@@ -12,6 +16,12 @@ func New(Options) *Hooks { return &Hooks{} }
 
 // Apply returns ErrUnsupported.
 func (*Hooks) Apply(Spec) error { return ErrUnsupported }
+
+// SetInterfaces does nothing.
+func (*Hooks) SetInterfaces(...Interface) {}
+
+// SetOwnership returns ErrUnsupported.
+func (*Hooks) SetOwnership(*ownership.Set) error { return ErrUnsupported }
 
 // Remove returns ErrUnsupported.
 func (*Hooks) Remove() error { return ErrUnsupported }
