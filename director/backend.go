@@ -2,7 +2,6 @@ package director
 
 import (
 	"fmt"
-	"net/netip"
 	"os"
 	"runtime"
 	"slices"
@@ -13,7 +12,6 @@ import (
 	"github.com/uvs-lb/uvs/dataplane/afpacket"
 	"github.com/uvs-lb/uvs/dataplane/afxdp"
 	"github.com/uvs-lb/uvs/dataplane/nic"
-	own "github.com/uvs-lb/uvs/ownership"
 )
 
 // Packet-I/O backends (Config.IO, uvsd --io).
@@ -80,9 +78,12 @@ func (d *Director) openAFPacket() ([]dataplane.PacketIO, error) {
 		}
 		n = min(n, runtime.NumCPU())
 	}
-	filter, err := d.filter()
+	filter, exact, err := afpacket.FilterFor(d.owned)
 	if err != nil {
 		return nil, err
+	}
+	if !exact {
+		d.log.Warn("packet filter: the exact filter exceeds 4096 instructions, the sockets use an address filter")
 	}
 	group := uint16(os.Getpid()&0x7fff) + 1
 	var ios []dataplane.PacketIO
@@ -158,7 +159,7 @@ func (d *Director) openAFXDP() (ios []dataplane.PacketIO, err error) {
 			d.xios, ios = nil, nil
 		}
 	}()
-	if err := prog.Update(d.xdpSpec()); err != nil {
+	if err := prog.SetOwnership(d.owned); err != nil {
 		return nil, err
 	}
 	for _, i := range idx {
@@ -229,44 +230,6 @@ func (d *Director) releaseIO() {
 			d.log.Error("closing the XDP program", zap.Error(err))
 		}
 		d.xdp = nil
-	}
-}
-
-// xdpSpec is what the XDP program redirects: what the kernel hooks drop
-// (sync's last khook spec), the ARP/NDP targets and the director's own
-// addresses.
-func (d *Director) xdpSpec() afxdp.Spec {
-	o := d.hooked
-	host := d.host.Load()
-	var s afxdp.Spec
-	for _, e := range o.services {
-		s.Services = append(s.Services, afxdp.Endpoint{Addr: e.Addr, Proto: e.Proto, Port: e.Port})
-	}
-	for _, e := range o.nat {
-		s.NATReplies = append(s.NATReplies, afxdp.Endpoint{Addr: e.Addr, Proto: e.Proto, Port: e.Port})
-	}
-	for _, r := range o.ranges {
-		s.LocalRanges = append(s.LocalRanges, own.PortRange{Addr: r.Addr, Proto: r.Proto, First: r.First, Last: r.Last})
-	}
-	s.VIPs = o.vips
-	for _, a := range o.vips {
-		if !host.Local[a.Unmap().As16()] && !host.Local[a.As16()] {
-			s.Neighbours = append(s.Neighbours, a)
-		}
-	}
-	for a := range host.Local {
-		s.Local = append(s.Local, netip.AddrFrom16(a).Unmap())
-	}
-	return s
-}
-
-// updateXDP loads the current ownership into the XDP program's maps.
-func (d *Director) updateXDP() {
-	if d.xdp == nil {
-		return
-	}
-	if err := d.xdp.Update(d.xdpSpec()); err != nil {
-		d.log.Error("updating the XDP program's maps", zap.Error(err))
 	}
 }
 

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/net/bpf"
 
 	"github.com/uvs-lb/uvs/conntrack"
 	"github.com/uvs-lb/uvs/control"
@@ -29,6 +28,7 @@ import (
 	"github.com/uvs-lb/uvs/fwmark"
 	"github.com/uvs-lb/uvs/header"
 	"github.com/uvs-lb/uvs/ipvsadm"
+	"github.com/uvs-lb/uvs/ownership"
 	"github.com/uvs-lb/uvs/sched"
 	"github.com/uvs-lb/uvs/snapshot"
 	"github.com/uvs-lb/uvs/spec"
@@ -80,9 +80,10 @@ type Director struct {
 	epoch   time.Time
 
 	changed chan struct{}
-	// fullnatLocals are the FULLNAT local addresses in use (pools and
-	// defaults), for the packet filter.
-	fullnatLocals atomic.Pointer[[]netip.Addr]
+	// routeSources are the FULLNAT local addresses of services without
+	// a pool: the route's source towards each FULLNAT real server, as
+	// sync resolved them.
+	routeSources []netip.Addr
 
 	// Firewall marks: the classifier compiled from the mangle table, the
 	// text it came from, and what the MARK rules select.
@@ -91,12 +92,11 @@ type Director struct {
 	markTargets atomic.Pointer[[]markTarget]
 	markErr     string
 
-	// hooked is what the last sync gave the kernel hooks (the XDP
-	// program redirects the same).
-	hooked ownership
+	// owned is what the owners (owners.go) were last given, on the
+	// interfaces of ownedLayout.
+	owned       *ownership.Set
+	ownedLayout string
 }
-
-type bpfInstr = bpf.RawInstruction
 
 // LoadRules parses a rules file (ipvsadm save format).
 func LoadRules(path string) ([]ipvsadm.Command, error) {
@@ -281,15 +281,13 @@ func (d *Director) housekeeping(ctx context.Context) {
 			d.prefetch()
 			d.refreshMarks(ctx)
 			if err := d.sync(); err != nil {
-				d.log.Error("applying configuration to the kernel hooks", zap.Error(err))
+				d.log.Error("applying configuration to the kernel hooks and packet filters", zap.Error(err))
 			}
-			d.updateFilters()
 		case <-slow.C:
 			if d.refreshMarks(ctx) {
 				if err := d.sync(); err != nil {
-					d.log.Error("applying firewall-mark rules to the kernel hooks", zap.Error(err))
+					d.log.Error("applying firewall-mark rules to the kernel hooks and packet filters", zap.Error(err))
 				}
-				d.updateFilters()
 			}
 			now := time.Now()
 			for _, svc := range d.snap.Load().Services() {
@@ -298,7 +296,10 @@ func (d *Director) housekeeping(ctx context.Context) {
 			if err := d.refreshHost(); err != nil {
 				d.log.Warn("refreshing interfaces", zap.Error(err))
 			}
-			d.updateXDP() // the director's own addresses may have changed
+			// The director's own addresses or interfaces may have changed.
+			if err := d.publish(); err != nil {
+				d.log.Error("applying the director's addresses to the kernel hooks and packet filters", zap.Error(err))
+			}
 		}
 	}
 }
@@ -405,59 +406,12 @@ func (d *Director) refreshHost() error {
 	return nil
 }
 
-// ownership summarises what the current configuration owns.
-type ownership struct {
-	vips     []netip.Addr
-	rs       []netip.Addr
-	locals   []netip.Addr
-	services []khook.Endpoint
-	nat      []khook.Endpoint
-	ranges   []khook.PortRange
-}
-
-func (d *Director) owned() ownership {
-	var o ownership
-	seen := map[netip.Addr]bool{}
-	for _, svc := range d.State.Services() {
-		k := svc.Config.Key
-		if !k.IsFWMark() {
-			o.vips = append(o.vips, k.Addr)
-			o.services = append(o.services, khook.Endpoint{Addr: k.Addr, Proto: k.Proto, Port: k.Port})
-		}
-		for _, dst := range svc.Dests {
-			c := dst.Config()
-			switch c.Fwd {
-			case spec.FwdMasq, spec.FwdFullNAT:
-				if !seen[c.Addr] {
-					o.rs = append(o.rs, c.Addr)
-					seen[c.Addr] = true
-				}
-				// NAT replies come from the real server's port. For fwmark
-				// services markOwnership derives the ports from the MARK
-				// rules; a port-0 (PCC) NAT service's replies can come from
-				// any port and are not hooked (the kernel would forward
-				// them untranslated as well: use DR, TUN or FULLNAT there).
-				if c.Fwd == spec.FwdMasq && !k.IsFWMark() && k.Port != 0 && c.Port != 0 {
-					o.nat = append(o.nat, khook.Endpoint{Addr: c.Addr, Proto: k.Proto, Port: c.Port})
-				}
-			}
-		}
-		o.locals = append(o.locals, svc.Config.LocalAddrs...)
-	}
-	d.markOwnership(&o)
-	return o
-}
-
-// sync installs the kernel hooks for the current configuration and starts
-// resolving the real servers.
+// sync resolves the FULLNAT local addresses of services without a pool
+// (the route's source towards each FULLNAT real server), starts resolving
+// the real servers, and hands what uvsd owns to the kernel hooks, the
+// packet filters and the XDP program (publish).
 func (d *Director) sync() error {
-	o := d.owned()
-	lo, hi := d.cfg.LocalPortMin, d.cfg.LocalPortMax
-	if lo == 0 || hi < lo {
-		lo, hi = dataplane.DefaultLocalPortMin, dataplane.DefaultLocalPortMax
-	}
-	var locals []netip.Addr
-	locals = append(locals, o.locals...)
+	var srcs []netip.Addr
 	for _, svc := range d.State.Services() {
 		if len(svc.Config.LocalAddrs) > 0 {
 			continue
@@ -465,53 +419,18 @@ func (d *Director) sync() error {
 		for _, dst := range svc.Dests {
 			if dst.Fwd() == spec.FwdFullNAT {
 				if hop, err := d.hops.Resolve(dst.Addr()); err == nil && hop.Src.IsValid() {
-					locals = append(locals, hop.Src)
+					srcs = append(srcs, hop.Src)
 				}
 			}
 		}
 	}
-	for _, la := range locals {
-		for _, p := range []spec.Proto{spec.ProtoTCP, spec.ProtoUDP} {
-			o.ranges = append(o.ranges, khook.PortRange{Addr: la, Proto: p, First: lo, Last: hi})
-		}
-	}
-	var ks khook.Spec
-	for _, ifc := range d.host.Load().Ifaces {
-		ks.Interfaces = append(ks.Interfaces, khook.Interface{Ifindex: ifc.Index, Name: ifc.Name,
-			Services: o.services, NATReplies: o.nat, LocalRanges: o.ranges})
-	}
-	d.hops.Prefetch(o.rs...)
+	d.routeSources = srcs
 	for _, svc := range d.State.Services() {
 		for _, dst := range svc.Dests {
 			d.hops.Prefetch(dst.Addr())
 		}
 	}
-	d.fullnatLocals.Store(&locals)
-	d.hooked = o
-	return d.hooks.Apply(ks)
-}
-
-func (d *Director) filter() ([]bpfInstr, error) {
-	o := d.owned()
-	var locals []netip.Addr
-	if p := d.fullnatLocals.Load(); p != nil {
-		locals = *p
-	}
-	return afpacket.OwnedFilter(afpacket.FilterSpec{VIPs: o.vips, RealServers: o.rs, LocalAddrs: locals, ARP: true, NDP: true})
-}
-
-func (d *Director) updateFilters() {
-	f, err := d.filter()
-	if err != nil {
-		d.log.Error("building the packet filter", zap.Error(err))
-		return
-	}
-	for _, s := range d.sockets {
-		if err := s.SetFilter(f); err != nil {
-			d.log.Error("replacing the packet filter", zap.Error(err))
-		}
-	}
-	d.updateXDP()
+	return d.publish()
 }
 
 // hopAdapter gives the workers next hops with the egress MTU.

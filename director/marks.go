@@ -6,8 +6,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/uvs-lb/uvs/dataplane/khook"
 	"github.com/uvs-lb/uvs/fwmark"
+	"github.com/uvs-lb/uvs/ownership"
 	"github.com/uvs-lb/uvs/spec"
 )
 
@@ -101,44 +101,16 @@ func (d *Director) hasFWMark() bool {
 	return false
 }
 
-// markOwnership adds, for the firewall-mark services, the marked traffic's
-// destinations (packet filter, kernel hooks) and the NAT real servers'
-// reply ports.
-func (d *Director) markOwnership(o *ownership) {
+// markInput returns the targets of the MARK rules for ownership.Compute,
+// which keeps those of the firewall-mark services' marks.
+func (d *Director) markInput() []ownership.MarkTarget {
 	p := d.markTargets.Load()
 	if p == nil {
-		return
+		return nil
 	}
-	seen := map[netip.Addr]bool{}
-	for _, svc := range d.State.Services() {
-		k := svc.Config.Key
-		if !k.IsFWMark() {
-			continue
-		}
-		for _, mt := range *p {
-			if mt.mark != k.FWMark {
-				continue
-			}
-			if !seen[mt.addr] {
-				o.vips = append(o.vips, mt.addr)
-				seen[mt.addr] = true
-			}
-			ports := mt.ports
-			if len(ports) == 0 {
-				ports = []uint16{0}
-			}
-			for _, port := range ports {
-				o.services = append(o.services, khook.Endpoint{Addr: mt.addr, Proto: mt.proto, Port: port})
-				for _, dst := range svc.Dests {
-					if dst.Fwd() == spec.FwdMasq && port != 0 {
-						proto := mt.proto
-						if proto == 0 {
-							proto = spec.ProtoTCP
-						}
-						o.nat = append(o.nat, khook.Endpoint{Addr: dst.Addr(), Proto: proto, Port: port})
-					}
-				}
-			}
-		}
+	out := make([]ownership.MarkTarget, 0, len(*p))
+	for _, mt := range *p {
+		out = append(out, ownership.MarkTarget{Mark: mt.mark, Addr: mt.addr, Proto: mt.proto, Ports: mt.ports})
 	}
+	return out
 }
