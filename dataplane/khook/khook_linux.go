@@ -62,10 +62,31 @@ func (h *Hooks) SetOwnership(s *ownership.Set) error {
 }
 
 func (h *Hooks) conn() (*nftables.Conn, error) {
+	opts := []nftables.ConnOption{nftables.WithSockOptions(buffers)}
 	if h.opts.NetNS > 0 {
-		return nftables.New(nftables.WithNetNSFd(int(h.opts.NetNS)))
+		opts = append(opts, nftables.WithNetNSFd(int(h.opts.NetNS)))
 	}
-	return nftables.New()
+	return nftables.New(opts...)
+}
+
+// nlBuffer sizes the buffers of the nftables netlink socket. A whole
+// transaction is one sendmsg, limited by the send buffer (EMSGSIZE in
+// netlink_sendmsg), and the library asks for an echo of every rule it adds
+// (NLM_F_ECHO), which the receive buffer must hold (ENOBUFS): with the
+// defaults (net.core.wmem_default, rmem_default) the rules of three
+// served interfaces already do not fit. 16 MiB is a limit, not an
+// allocation, and holds some 150 interfaces' rules.
+const nlBuffer = 16 << 20
+
+// buffers is an nftables.SockOption; generic so that the netlink
+// connection type is inferred from nftables.SockOption rather than
+// imported. As root the socket gets SO_RCVBUFFORCE and SO_SNDBUFFORCE,
+// beyond net.core.rmem_max and wmem_max.
+func buffers[C interface {
+	SetReadBuffer(int) error
+	SetWriteBuffer(int) error
+}](c C) error {
+	return errors.Join(c.SetReadBuffer(nlBuffer), c.SetWriteBuffer(nlBuffer))
 }
 
 func table() *nftables.Table {

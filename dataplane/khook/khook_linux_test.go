@@ -6,6 +6,7 @@ import (
 
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -498,5 +499,26 @@ func TestSysctlsRestoredOnRemove(t *testing.T) {
 	}
 	if err := h.SetSysctls(Sysctl{Name: "net.ipv4.no_such_setting", Value: "1"}); err == nil {
 		t.Fatal("unknown sysctl accepted")
+	}
+}
+
+// TestApplyManyInterfaces applies the hooks of a dozen interfaces in one
+// transaction: its messages, and the kernel's echo of every rule, exceed
+// the default netlink socket buffers (EMSGSIZE, ENOBUFS).
+func TestApplyManyInterfaces(t *testing.T) {
+	tp := newTopo(t)
+	h := New(Options{NetNS: tp.dir.h})
+	t.Cleanup(func() { _ = h.Remove() })
+	s := baseSpec()
+	for i := range 12 {
+		n := fmt.Sprintf("x%d", i)
+		link(t, tp.dir, n, tp.peer, "p"+n)
+		s.Interfaces = append(s.Interfaces, Interface{Name: n})
+	}
+	if err := h.Apply(s); err != nil {
+		t.Fatalf("%d interfaces: %v", len(s.Interfaces), err)
+	}
+	if es := setElems(t, tp.conn(t), "svc4_x11"); len(es) != 1 {
+		t.Fatalf("svc4_x11: %d elements, want 1", len(es))
 	}
 }
