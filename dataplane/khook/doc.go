@@ -25,14 +25,17 @@
 // ICMPv6 types 1-4 and the quoted IPv6 header's fixed offsets). The
 // EtherType is read from the link-layer header, where a VLAN tag the kernel
 // moved into skb metadata is seen again (nft_payload_copy_vlan), so tagged
-// frames never match; "ip" and "th" need the header valid as
-// nft_set_pktinfo_ipv4_validate sees it, and "th" a first fragment.
+// frames never match; "meta l4proto" and "th" need the header valid as
+// nft_set_pktinfo_ipv4_validate sees it. "ports" is a 3-byte load of the
+// transport header that only checks that both ports are there and that the
+// packet is not a non-first fragment: the fast path of 1, 2 and 4-byte
+// loads checks neither (nft_payload_fast_eval).
 //
 //	chain in_IF {
-//	  ether type ip  ip daddr . meta l4proto @any4_IF counter drop             # port-0 services
-//	  ether type ip  ip daddr . meta l4proto . th dport @svc4_IF counter drop  # services
-//	  ether type ip  ip daddr . meta l4proto . th dport @lip4_IF counter drop  # FULLNAT replies
-//	  ether type ip  ip saddr . meta l4proto . th sport @nat4_IF ip daddr != @loc4_IF counter drop  # NAT replies
+//	  ether type ip  ip daddr . meta l4proto @any4_IF counter drop                   # port-0 services
+//	  ether type ip  ip daddr . meta l4proto ports . th dport @svc4_IF counter drop  # services
+//	  ether type ip  ip daddr . meta l4proto ports . th dport @lip4_IF counter drop  # FULLNAT replies
+//	  ether type ip  ip saddr . meta l4proto ports . th sport @nat4_IF ip daddr != @loc4_IF counter drop  # NAT replies
 //	  ether type ip  meta l4proto icmp  @th,0,64 (type & 0xf7 in 3-4: 3, 4, 11, 12) jump icmp4_IF
 //	}
 //	chain icmp4_IF {

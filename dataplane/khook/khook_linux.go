@@ -451,15 +451,24 @@ func (r *ruler) lookup(kind int, invert bool) expr.Any {
 
 func (r *ruler) l4() expr.Any { return &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: r.f.protoReg} }
 
+// ports is a load of bytes 1 to 3 of the transport header that only
+// checks: both ports are there and the packet is not a non-first
+// fragment. A load of 1, 2 or 4 aligned bytes takes the fast path
+// (nft_payload_fast_eval in net/netfilter/nf_tables_core.c), which checks
+// neither (for an IPv6 non-first fragment it reads the IPv6 header, the
+// transport header offset being 0); three bytes take nft_payload_eval,
+// which breaks on a fragment (pkt->fragoff) or a short packet.
+func (r *ruler) ports() expr.Any { return th(r.f.scratchReg, 1, 3) }
+
 // base returns the rules of the interface's base chain for the family, in
 // the order of the package documentation.
 func (r *ruler) base(icmpChain string) [][]expr.Any {
 	f := r.f
 	return [][]expr.Any{
 		cat(r.is(), []expr.Any{r.addr(1, f.daddrOff), r.l4(), r.lookup(kAny, false)}, drop),
-		cat(r.is(), []expr.Any{r.addr(1, f.daddrOff), r.l4(), th(f.portReg, header.L4DstPortOff, 2), r.lookup(kSvc, false)}, drop),
-		cat(r.is(), []expr.Any{r.addr(1, f.daddrOff), r.l4(), th(f.portReg, header.L4DstPortOff, 2), r.lookup(kLIP, false)}, drop),
-		cat(r.is(), []expr.Any{r.addr(1, f.saddrOff), r.l4(), th(f.portReg, header.L4SrcPortOff, 2), r.lookup(kNAT, false),
+		cat(r.is(), []expr.Any{r.addr(1, f.daddrOff), r.l4(), r.ports(), th(f.portReg, header.L4DstPortOff, 2), r.lookup(kSvc, false)}, drop),
+		cat(r.is(), []expr.Any{r.addr(1, f.daddrOff), r.l4(), r.ports(), th(f.portReg, header.L4DstPortOff, 2), r.lookup(kLIP, false)}, drop),
+		cat(r.is(), []expr.Any{r.addr(1, f.saddrOff), r.l4(), r.ports(), th(f.portReg, header.L4SrcPortOff, 2), r.lookup(kNAT, false),
 			r.addr(1, f.daddrOff), r.lookup(kLoc, true)}, drop),
 		// An ICMP error with its whole 8-byte header (the load of 8
 		// bytes fails on a shorter one) in a first fragment.
