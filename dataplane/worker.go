@@ -110,6 +110,7 @@ type Worker struct {
 	shortPoll bool
 	b         batch
 	pq        neighQueue
+	ingress   ingress
 	// Counters are this worker's counters.
 	Counters Counters
 }
@@ -223,6 +224,15 @@ func (w *Worker) ProcessBatch(frames []Frame) {
 	pc.f, pc.p = nil, nil // keep no frame alive
 }
 
+// ingress is classify's last interface lookup, kept for the batch (whose
+// host facts do not change): a batch's frames mostly arrive on one
+// interface.
+type ingress struct {
+	valid, served bool
+	ifindex       int
+	mac           [6]byte
+}
+
 // action is what the last pass of a batch does with a frame.
 type action uint8
 
@@ -282,6 +292,7 @@ func (b *batch) stale(found bool, h conntrack.Handle) bool {
 func (w *Worker) runBatch(pc *pktCtx, frames []Frame) {
 	b := &w.b
 	w.Counters.c[CntRx].Add(uint64(len(frames))) // one atomic add per batch
+	w.ingress.valid = false
 	for i := range frames {
 		pc.f, pc.p = &frames[i], &b.ps[i]
 		b.act[i] = w.classify(pc)
@@ -364,11 +375,15 @@ func (w *Worker) emit(f *Frame, ifindex int) {
 func (w *Worker) classify(pc *pktCtx) action {
 	f, p := pc.f, pc.p
 	data := f.Data()
-	ifc, ok := pc.host.Ifaces[f.Ifindex]
-	if !ok || len(data) < header.EthernetMinSize {
+	in := &w.ingress
+	if !in.valid || in.ifindex != f.Ifindex {
+		ifc, ok := pc.host.Ifaces[f.Ifindex]
+		*in = ingress{valid: true, served: ok, ifindex: f.Ifindex, mac: ifc.MAC}
+	}
+	if !in.served || len(data) < header.EthernetMinSize {
 		return actNone // not a served interface
 	}
-	if dst := header.Ethernet(data).Dst(); dst[0]&1 == 0 && dst != ifc.MAC {
+	if dst := header.Ethernet(data).Dst(); dst[0]&1 == 0 && dst != in.mac {
 		return actNone // PACKET_OTHERHOST: addressed to another station on the segment
 	}
 	p.Parse(data)
