@@ -10,6 +10,7 @@ import (
 
 	"github.com/uvs-lb/uvs/internal/netnstest"
 	"github.com/uvs-lb/uvs/internal/testbin"
+	"github.com/uvs-lb/uvs/internal/wait"
 )
 
 func TestParseIO(t *testing.T) {
@@ -37,16 +38,21 @@ func buildUVSD(t *testing.T) string {
 // first or after 10 s.
 func waitOutput(t *testing.T, p *netnstest.Proc, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(p.Output(), want) {
+	exited := false
+	wait.For(t, 10*time.Second, func() bool {
+		if strings.Contains(p.Output(), want) {
+			return true
+		}
 		select {
 		case <-p.Done():
-			t.Fatalf("uvsd exited before %q: %v\n%s", want, p.Err(), p.Output())
-		case <-time.After(20 * time.Millisecond):
+			exited = true
+			return true
+		default:
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q after 10s:\n%s", want, p.Output())
-		}
+	}, "%q in uvsd's output:\n%v", want, wait.Lazy(func() any { return p.Output() }))
+	if exited && !strings.Contains(p.Output(), want) {
+		t.Fatalf("uvsd exited before %q: %v\n%s", want, p.Err(), p.Output())
 	}
 }
 
@@ -89,13 +95,8 @@ func TestXDPLifetime(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("uvsd did not exit after %v:\n%s", sig, p.Output())
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for attached() != "" {
-			if time.Now().After(deadline) {
-				t.Fatalf("XDP program still attached after %v:\n%s\n%s", sig, attached(), p.Output())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		wait.For(t, 5*time.Second, func() bool { return attached() == "" },
+			"the XDP program to be detached after %v:\n%v\n%v", sig, wait.Lazy(func() any { return attached() }), wait.Lazy(func() any { return p.Output() }))
 	}
 
 	p := start("--io", "afxdp")
@@ -107,15 +108,10 @@ func TestXDPLifetime(t *testing.T) {
 	}
 	// The client resolves the VIP: the ARP request goes through AF_XDP
 	// and uvsd answers with d0's MAC.
-	_, _ = cli.Run("ping", "-c1", "-W1", "10.9.0.100") // unanswered; resolves the VIP first
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(cli.IP(t, "neigh", "show", "10.9.0.100"), mac) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no ARP answer for the VIP: %s\n%s", cli.IP(t, "neigh", "show"), p.Output())
-		}
+	wait.For(t, 5*time.Second, func() bool {
 		_, _ = cli.Run("ping", "-c1", "-W1", "10.9.0.100") // unanswered; resolves the VIP first
-		time.Sleep(50 * time.Millisecond)
-	}
+		return strings.Contains(cli.IP(t, "neigh", "show", "10.9.0.100"), mac)
+	}, "an ARP answer for the VIP: %v\n%v", wait.Lazy(func() any { return cli.IP(t, "neigh", "show") }), wait.Lazy(func() any { return p.Output() }))
 	// The director's own address still answers (ARP and ICMP pass).
 	cli.Exec(t, "ping", "-c1", "-W2", "10.9.0.1")
 	stop(p, syscall.SIGTERM)
