@@ -98,8 +98,8 @@ type Group []*Socket
 var _ ownership.Consumer = Group(nil)
 
 // SetOwnership attaches FilterFor(s) to every socket of g. When the exact
-// filter is too long it attaches the coarser one and returns an error
-// wrapping ErrFilterTooLong, which says so.
+// filter is too long it attaches the coarser one and, if that went well,
+// returns an error wrapping ErrFilterTooLong that says so.
 func (g Group) SetOwnership(s *ownership.Set) error {
 	prog, exact, err := FilterFor(s)
 	if err != nil {
@@ -111,10 +111,13 @@ func (g Group) SetOwnership(s *ownership.Set) error {
 			errs = append(errs, err)
 		}
 	}
-	if !exact {
-		errs = append(errs, fmt.Errorf("%w: the exact filter is too long, the sockets use an address filter (%d instructions)", ErrFilterTooLong, len(prog)))
+	if len(errs) > 0 {
+		return errors.Join(errs...)
 	}
-	return errors.Join(errs...)
+	if !exact {
+		return fmt.Errorf("%w: the sockets use a coarser filter of %d instructions", ErrFilterTooLong, len(prog))
+	}
+	return nil
 }
 
 // Scratch memory slots of the exact filter. Ports are compared as keys
