@@ -25,6 +25,7 @@ func FuzzRewrite(f *testing.F) {
 			f.Add(fr, false)
 			f.Add(fr, true)
 			f.Add(icmpError(f, v6, a.rip.Addr(), a.cip.Addr(), 9, quotedPacket(f, v6, proto, a.cip, a.rip)), false)
+			f.Add(icmpError(f, v6, a.rip.Addr(), a.lip.Addr(), 9, quotedPacket(f, v6, proto, a.lip, a.rip)), false)
 		}
 	}
 	buf := make([]byte, 4096)
@@ -71,6 +72,8 @@ func FuzzRewrite(f *testing.F) {
 		run("fnat-rep", partial, func(b []byte, q *header.Parsed) modes.Result { return modes.FullNATReply(b, q, a.vip, a.cip, csum) })
 		run("icmp-in", true, func(b []byte, q *header.Parsed) modes.Result { return modes.NATICMPIn(b, q, a.rip) })
 		run("icmp-out", true, func(b []byte, q *header.Parsed) modes.Result { return modes.NATICMPOut(b, q, a.vip) })
+		run("fnat-icmp-in", true, func(b []byte, q *header.Parsed) modes.Result { return modes.FullNATICMPIn(b, q, a.lip, a.rip) })
+		run("fnat-icmp-out", true, func(b []byte, q *header.Parsed) modes.Result { return modes.FullNATICMPOut(b, q, a.vip, a.cip) })
 		run("dr", false, func(b []byte, q *header.Parsed) modes.Result { return modes.DR(b, q, [6]byte{1}, [6]byte{2}) })
 		for _, gue := range []uint16{0, 6080} {
 			n := copy(buf[64:], frame)
