@@ -57,9 +57,6 @@ func AddrFrom16(a [16]byte) netip.Addr {
 	return netip.AddrFrom16(a)
 }
 
-// Is4In16 reports whether a holds an IPv4 address (IPv4-mapped).
-func Is4In16(a *[16]byte) bool { return [12]byte(a[:12]) == v4InV6Prefix }
-
 // wireAddr returns the bytes of a as they appear in a header of IP
 // version v: the last 4 for IPv4 (and ARP, version 0), all 16 for IPv6.
 func wireAddr(a *[16]byte, v uint8) []byte {

@@ -17,9 +17,6 @@ func TestAddrConvention(t *testing.T) {
 		if back := header.AddrFrom16(got); back != a.Unmap() {
 			t.Errorf("AddrFrom16(%x) = %v, want %v", got, back, a.Unmap())
 		}
-		if header.Is4In16(&got) != a.Unmap().Is4() {
-			t.Errorf("Is4In16(%v) = %v", a, !a.Unmap().Is4())
-		}
 	}
 	var a [16]byte
 	if header.PutAddr(&a, make([]byte, 5)) || a != ([16]byte{}) {
