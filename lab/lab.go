@@ -1,8 +1,8 @@
 package lab
 
 import (
+	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	ctlclient "github.com/uvs-lb/uvs/control/client"
+	"github.com/uvs-lb/uvs/control/wire"
 	"github.com/uvs-lb/uvs/sched"
 )
 
@@ -279,13 +281,8 @@ func (s *session) startDaemon(ctx context.Context, st step, argv []string) error
 	var check func() error
 	switch st.ready {
 	case readyServing:
-		check = func() error {
-			b, _ := os.ReadFile(logPath)
-			if strings.Contains(string(b), "serving") {
-				return nil
-			}
-			return errors.New("not serving yet")
-		}
+		// uvsd answers its control socket once its workers run.
+		check = func() error { return controlAnswers(ctx, s.ns(st.role)) }
 	case readyTCP:
 		check = func() error {
 			return inNetNS(s.ns(st.role), func() error {
@@ -344,4 +341,30 @@ func (s *session) printOut(out string) {
 	for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
 		fmt.Fprintln(s.out, "    "+line)
 	}
+}
+
+// controlAnswers asks the uvsd of namespace ns for its table (ipvsadm -Ln)
+// over the control socket, as uvsadm would, and reports why it did not
+// answer.
+func controlAnswers(ctx context.Context, ns string) error {
+	var conn net.Conn
+	c := ctlclient.Client{Socket: os.Getenv(wire.SocketEnv), Timeout: 2 * time.Second}
+	if err := inNetNS(ns, func() (err error) {
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		conn, err = c.Dial(dctx)
+		return err
+	}); err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	defer conn.Close()
+	var out, errw bytes.Buffer
+	code, err := c.Exchange(ctx, conn, wire.Request{Prog: "ipvsadm", Args: []string{"-Ln"}}, &out, &errw)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	if code != 0 {
+		return fmt.Errorf("ipvsadm -Ln: exit %d: %s", code, strings.TrimSpace(errw.String()))
+	}
+	return nil
 }

@@ -22,7 +22,7 @@ type readyKind uint8
 
 const (
 	readyNone    readyKind = iota
-	readyServing           // uvsd: its log says "serving"
+	readyServing           // uvsd: its control socket answers ipvsadm -Ln
 	readyTCP               // a TCP port answers on 127.0.0.1 inside the namespace
 )
 

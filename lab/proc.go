@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/uvs-lb/uvs/internal/wait"
 )
 
 // Proc is a background process the lab started, recorded in the state file
@@ -147,27 +149,29 @@ func adoptProc(pid int, role string) (Proc, bool) {
 	return Proc{Role: role, Name: name, PID: pid, Start: start, Exe: cl[0]}, true
 }
 
-// waitReady polls check every 20 ms until it returns nil, the process
-// dies, or timeout passes.
+// waitReady polls check until it returns nil, the process dies, or
+// timeout passes.
 func waitReady(ctx context.Context, p Proc, timeout time.Duration, check func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return nil
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var err error
+	dead := false
+	if wait.UntilContext(ctx, func() bool {
+		if err = check(); err == nil {
+			return true
 		}
-		if !p.Alive() {
-			return fmt.Errorf("%s exited before it was ready%s", p.Name, logTail(p.Log))
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after %v: %v%s", p.Name, timeout, err, logTail(p.Log))
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+		dead = !p.Alive()
+		return dead
+	}) && err == nil {
+		return nil
 	}
+	switch {
+	case dead:
+		return fmt.Errorf("%s exited before it was ready%s", p.Name, logTail(p.Log))
+	case ctx.Err() == context.DeadlineExceeded:
+		return fmt.Errorf("%s not ready after %v: %v%s", p.Name, timeout, err, logTail(p.Log))
+	}
+	return ctx.Err()
 }
 
 // logTail returns the last lines of a log file, for error messages.
