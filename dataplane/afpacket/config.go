@@ -12,7 +12,7 @@
 // may be rewritten in place and passed to WriteBatch, until the next
 // ReadBatch, which hands the ring blocks they live in back to the kernel.
 //
-// A classic BPF filter (see OwnedFilter) is attached before the socket is
+// A classic BPF filter (see Filter) is attached before the socket is
 // bound, so no frame outside the filter ever reaches the ring.
 //
 // Offloads: by default the socket uses PACKET_VNET_HDR. The kernel then

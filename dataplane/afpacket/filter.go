@@ -765,11 +765,6 @@ type FilterSpec struct {
 	NDP bool
 }
 
-// OwnedFilter is AddressFilter.
-//
-// Deprecated: use Filter (exact, from an ownership.Set) or AddressFilter.
-func OwnedFilter(spec FilterSpec) ([]bpf.RawInstruction, error) { return AddressFilter(spec) }
-
 // AddressFilter builds a classic BPF program that accepts:
 //
 //   - ARP, if spec.ARP;

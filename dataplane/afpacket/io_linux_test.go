@@ -26,7 +26,7 @@ import (
 func TestRingWrap(t *testing.T) {
 	tp := newTopo(t, false)
 	const bursts, perBurst, port = 40, 10, 9010
-	prog, err := OwnedFilter(FilterSpec{VIPs: []netip.Addr{ipA}})
+	prog, err := AddressFilter(FilterSpec{VIPs: []netip.Addr{ipA}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestReflectInPlace(t *testing.T) {
 	tp := newTopo(t, false)
 	// Full checksums from b: swapping addresses and ports keeps them valid.
 	tp.b.Exec(t, "ethtool", "-K", "vb", "tx", "off")
-	prog, err := OwnedFilter(FilterSpec{VIPs: []netip.Addr{ipOwned}})
+	prog, err := AddressFilter(FilterSpec{VIPs: []netip.Addr{ipOwned}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func reflect(b []byte) {
 // test traffic.
 func ioPair(t testing.TB, tx, rx Config) (*topo, *Socket, *Socket, []dataplane.Frame) {
 	tp := newTopo(t, false)
-	prog, err := OwnedFilter(FilterSpec{VIPs: []netip.Addr{ipB}})
+	prog, err := AddressFilter(FilterSpec{VIPs: []netip.Addr{ipB}})
 	if err != nil {
 		t.Fatal(err)
 	}

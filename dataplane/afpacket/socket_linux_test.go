@@ -383,7 +383,7 @@ func TestWriteBatch(t *testing.T) {
 // and SetFilter replaces it.
 func TestFilter(t *testing.T) {
 	tp := newTopo(t, false)
-	prog, err := OwnedFilter(FilterSpec{VIPs: []netip.Addr{ipOwned}})
+	prog, err := AddressFilter(FilterSpec{VIPs: []netip.Addr{ipOwned}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,7 +409,7 @@ func TestFilter(t *testing.T) {
 	}
 	run(ipOwned, ipNotOwned)
 
-	prog, err = OwnedFilter(FilterSpec{VIPs: []netip.Addr{ipNotOwned}})
+	prog, err = AddressFilter(FilterSpec{VIPs: []netip.Addr{ipNotOwned}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 
 	"github.com/uvs-lb/uvs/dataplane"
+	"github.com/uvs-lb/uvs/ownership"
 )
 
 // errUnsupported is returned by every operation on systems without AF_XDP.
@@ -36,7 +37,7 @@ func (*Program) Mode(int) (Mode, bool) { return 0, false }
 func (*Program) Detach() error { return nil }
 
 // Update fails: AF_XDP needs Linux.
-func (*Program) Update(Spec) error { return errUnsupported }
+func (*Program) Update(ownership.Set) error { return errUnsupported }
 
 // Close does nothing.
 func (*Program) Close() error { return nil }

@@ -25,6 +25,7 @@ import (
 	"github.com/uvs-lb/uvs/internal/netnstest"
 	"github.com/uvs-lb/uvs/internal/pkttest"
 	"github.com/uvs-lb/uvs/internal/wait"
+	"github.com/uvs-lb/uvs/ownership"
 	"github.com/uvs-lb/uvs/spec"
 )
 
@@ -42,7 +43,7 @@ type pair struct {
 	a, b       *netnstest.NS
 	va, vb     *net.Interface
 	ifindexVA  int
-	ownedSpecs Spec
+	ownedSpecs ownership.Set
 }
 
 func newPair(t testing.TB) *pair {
@@ -54,13 +55,13 @@ func newPair(t testing.TB) *pair {
 	p.va = p.a.Interface(t, "va")
 	p.vb = p.b.Interface(t, "vb")
 	p.b.NeighAdd(t, "vb", ownedAddr.String(), p.va.HardwareAddr)
-	p.ownedSpecs = Spec{Services: []Endpoint{{Addr: ownedAddr, Proto: spec.ProtoUDP, Port: 9000}}}
+	p.ownedSpecs = ownership.Set{Services: []ownership.Endpoint{{Addr: ownedAddr, Proto: spec.ProtoUDP, Port: 9000}}}
 	return p
 }
 
 // backend loads the program in ns, opens an IO on binds and attaches the
 // program to every bound interface in mode.
-func backend(t testing.TB, ns *netnstest.NS, s Spec, cfg Config, mode Mode, binds ...Bind) (*Program, *IO) {
+func backend(t testing.TB, ns *netnstest.NS, s ownership.Set, cfg Config, mode Mode, binds ...Bind) (*Program, *IO) {
 	t.Helper()
 	var prog *Program
 	var x *IO
@@ -667,7 +668,7 @@ func TestMultiQueue(t *testing.T) {
 	if err := a.Do(func() error { q, err = NumQueues("va"); return err }); err != nil || q != 2 {
 		t.Fatalf("NumQueues(va) = %d, %v; want 2", q, err)
 	}
-	s := Spec{Services: []Endpoint{{Addr: ownedAddr, Proto: spec.ProtoUDP, Port: 9000}}}
+	s := ownership.Set{Services: []ownership.Endpoint{{Addr: ownedAddr, Proto: spec.ProtoUDP, Port: 9000}}}
 	var prog *Program
 	var ios [2]*IO
 	err = a.Do(func() error {
