@@ -8,13 +8,6 @@ import (
 	"github.com/uvs-lb/uvs/ownership"
 )
 
-// Spec is what the program redirects: an ownership Set (the name predates
-// package ownership). Program.Update loads it into the maps.
-type Spec = ownership.Set
-
-// Endpoint is an ownership endpoint (the name predates package ownership).
-type Endpoint = ownership.Endpoint
-
 // Address flags: the value of the addrs map. IPv6 addresses have their
 // flags shifted by flagShift6, so that an IPv6 packet's IPv4-mapped address
 // (the same 16-byte key) never matches an IPv4 address's flags.
