@@ -76,7 +76,6 @@ type Director struct {
 	xios    []*afxdp.IO
 	backend string
 	workers []*dataplane.Worker
-	served  map[string]bool
 	epoch   time.Time
 
 	changed chan struct{}

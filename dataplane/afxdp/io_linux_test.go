@@ -42,7 +42,6 @@ var (
 type pair struct {
 	a, b       *netnstest.NS
 	va, vb     *net.Interface
-	ifindexVA  int
 	ownedSpecs ownership.Set
 }
 

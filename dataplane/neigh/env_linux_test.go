@@ -1,8 +1,6 @@
 package neigh
 
 import (
-	"os/exec"
-	"strings"
 	"testing"
 
 	"github.com/vishvananda/netns"
@@ -14,15 +12,6 @@ func requireRoot(t *testing.T) {
 	t.Helper()
 	netnstest.SkipIfNotRoot(t)
 	netnstest.RequireTool(t, "ip")
-}
-
-func run(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
 }
 
 // testNS is a netnstest namespace with an open handle, for the package's
