@@ -64,18 +64,12 @@ func TestFullNATICMPPortUnreachable(t *testing.T) {
 }
 
 // refusedRead sends one datagram from a connected UDP socket in ns to addr
-// and returns the error of the read that follows; a reply fails the test. A connected socket reports an ICMP error for its flow
-// as ECONNREFUSED (port unreachable) on its next call.
+// and returns the error of the read that follows; a reply fails the test.
+// A connected socket reports an ICMP error for its flow as ECONNREFUSED
+// (port unreachable) on its next call.
 func refusedRead(t *testing.T, ns *netnstest.NS, addr string) error {
 	t.Helper()
-	var c net.Conn
-	if err := ns.Do(func() error {
-		var err error
-		c, err = net.Dial("udp", addr)
-		return err
-	}); err != nil {
-		t.Fatalf("udp dial %s: %v", addr, err)
-	}
+	c := dialUDP(t, ns, addr)
 	defer c.Close()
 	if _, err := c.Write([]byte("is anyone there?")); err != nil {
 		t.Fatalf("udp write to %s: %v", addr, err)

@@ -263,14 +263,7 @@ func curlSum(t *testing.T, ns *netnstest.NS, url string) string {
 // workers in theirs), so a lost datagram is a bug, not bad luck.
 func udpExchange(t *testing.T, ns *netnstest.NS, addr, payload string) string {
 	t.Helper()
-	var c net.Conn
-	if err := ns.Do(func() error {
-		var err error
-		c, err = net.Dial("udp", addr)
-		return err
-	}); err != nil {
-		t.Fatalf("udp dial %s: %v", addr, err)
-	}
+	c := dialUDP(t, ns, addr)
 	defer c.Close()
 	if _, err := c.Write([]byte(payload)); err != nil {
 		t.Fatalf("udp write to %s: %v", addr, err)
@@ -293,4 +286,18 @@ func runCmd(name string, args ...string) (string, error) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
 	return string(out), err
+}
+
+// dialUDP returns a UDP socket of namespace ns connected to addr.
+func dialUDP(t *testing.T, ns *netnstest.NS, addr string) net.Conn {
+	t.Helper()
+	var c net.Conn
+	if err := ns.Do(func() error {
+		var err error
+		c, err = net.Dial("udp", addr)
+		return err
+	}); err != nil {
+		t.Fatalf("udp dial %s: %v", addr, err)
+	}
+	return c
 }
