@@ -246,7 +246,7 @@ func render(w io.Writer, hops []Hop, results []hopResult, first seg) error {
 	}
 	var lines []line
 	hasOuter := false
-	var prevSYN *view
+	var syns []view // the SYN views shown so far, in order
 	for i, h := range hops {
 		res := &results[i]
 		plural := "s"
@@ -274,11 +274,10 @@ func render(w io.Writer, hops []Hop, results []hopResult, first seg) error {
 					hasOuter = true
 				}
 				if kind == kindSYN {
-					if prevSYN != nil {
-						c[colChanged] = changes(prevSYN, &r.v)
+					if prev := previousHop(syns, &r.v); prev != nil {
+						c[colChanged] = changes(prev, &r.v)
 					}
-					v := r.v
-					prevSYN = &v
+					syns = append(syns, r.v)
 				}
 				lines = append(lines, line{cells: &c})
 			}
@@ -363,8 +362,34 @@ func endpoint(ap netip.AddrPort) string {
 
 func macString(m [6]byte) string { return net.HardwareAddr(m[:]).String() }
 
-// changes describes how a SYN's headers differ from the previous SYN
-// shown, e.g. "changed: dst MAC, dst IP 10.0.0.100 > 192.168.10.11".
+// previousHop returns the SYN view that v is the same packet of one hop
+// earlier, among those shown before it: the same view (the frame seen again
+// on another wire), else the last with a TTL one higher (the packet as the
+// router or director that forwarded it received it), else the last with the
+// same TTL (rewritten without forwarding, e.g. by a bridge), else the last
+// shown. Comparing with the line above instead would compare a frame the
+// director has not touched yet with its own output when one wire carries
+// both (a one-armed director, a shared segment).
+func previousHop(shown []view, v *view) *view {
+	for _, want := range []func(u *view) bool{
+		func(u *view) bool { return *u == *v },
+		func(u *view) bool { return int(u.ttl) == int(v.ttl)+1 },
+		func(u *view) bool { return u.ttl == v.ttl },
+	} {
+		for i := len(shown) - 1; i >= 0; i-- {
+			if want(&shown[i]) {
+				return &shown[i]
+			}
+		}
+	}
+	if len(shown) > 0 {
+		return &shown[len(shown)-1]
+	}
+	return nil
+}
+
+// changes describes how a SYN's headers differ from the same packet one
+// hop earlier (previousHop), e.g. "changed: dst MAC, dst IP 10.0.0.100 > 192.168.10.11".
 func changes(a, b *view) string {
 	var out []string
 	diff := func(name, from, to string) {

@@ -345,6 +345,35 @@ func TestFlowTUN(t *testing.T) {
 	}
 }
 
+// TestFlowTUNSharedSegment is seed 003's TUN lab: the router, the director
+// and the real server share one segment, so the router's and the
+// director's captures both hold the SYN as the router forwarded it and as
+// the director encapsulated it. Each row compares with the same packet one
+// hop earlier: the untouched SYN is unchanged, the encapsulated one gained
+// its IPIP header and lost a TTL.
+func TestFlowTUNSharedSegment(t *testing.T) {
+	dir := t.TempDir()
+	routed := syn(macD0, macD1, client, vip, 63)
+	tunSyn := syn(macD1, macR1, client, vip, 62).tunnel("ipip")
+	segment := frames(t, routed, tunSyn)
+	hops := []Hop{
+		{"client c0", writePcap(t, dir, "c0.pcap", frames(t, syn(macC, macD0, client, vip, 64))...)},
+		{"router r1", writePcap(t, dir, "r1.pcap", segment...)},
+		{"director d0", writePcap(t, dir, "d0.pcap", segment...)},
+		{"rs1 r0", writePcap(t, dir, "r0.pcap", frames(t, tunSyn)...)},
+	}
+	o := checkFlow(t, hops, client.Addr(), vip, []want{
+		{2, "SYN", []string{"02:00:00:00:00:d0 > 02:00:00:00:00:d1", "changed: src MAC, dst MAC, TTL 64 > 63"}},
+		{2, "SYN", []string{"IPIP", "changed: src MAC, dst MAC, +IPIP header 172.16.0.1 > 172.16.0.2, TTL 63 > 62"}},
+		{3, "SYN", []string{"02:00:00:00:00:d0 > 02:00:00:00:00:d1", "unchanged"}},
+		{3, "SYN", []string{"IPIP", "unchanged"}},
+		{4, "SYN", []string{"IPIP", "unchanged"}},
+	}, nil)
+	if strings.Contains(o, "-IPIP") {
+		t.Errorf("a frame the director has not touched reads as losing a tunnel header:\n%s", o)
+	}
+}
+
 func TestFlowFULLNAT(t *testing.T) {
 	dir := t.TempDir()
 	hops := []Hop{
