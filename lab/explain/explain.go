@@ -364,15 +364,17 @@ func macString(m [6]byte) string { return net.HardwareAddr(m[:]).String() }
 
 // previousHop returns the SYN view that v is the same packet of one hop
 // earlier, among those shown before it: the same view (the frame seen again
-// on another wire), else the last with a TTL one higher (the packet as the
-// router or director that forwarded it received it), else the last with the
-// same TTL (rewritten without forwarding, e.g. by a bridge), else the last
-// shown. Comparing with the line above instead would compare a frame the
+// on another wire), else the last with the same (inner) TTL and the same
+// tunnel kind (a router that forwarded the outer packet, or a rewrite
+// without forwarding), else the last with a TTL one higher (the packet as
+// the router or director that forwarded it received it), else the last
+// with the same TTL, else the last shown. Comparing with the line above instead would compare a frame the
 // director has not touched yet with its own output when one wire carries
 // both (a one-armed director, a shared segment).
 func previousHop(shown []view, v *view) *view {
 	for _, want := range []func(u *view) bool{
 		func(u *view) bool { return *u == *v },
+		func(u *view) bool { return u.ttl == v.ttl && u.tun.kind == v.tun.kind },
 		func(u *view) bool { return int(u.ttl) == int(v.ttl)+1 },
 		func(u *view) bool { return u.ttl == v.ttl },
 	} {
@@ -413,8 +415,12 @@ func changes(a, b *view) string {
 		out = append(out, "+"+b.tun.kind+" header "+endpoint(b.tun.src)+" > "+endpoint(b.tun.dst))
 	case a.tun.kind != "" && b.tun.kind == "":
 		out = append(out, "-"+a.tun.kind+" header")
+	case a.tun.kind != b.tun.kind:
+		out = append(out, a.tun.kind+" header > "+b.tun.kind+" header")
 	case a.tun != b.tun:
-		out = append(out, "outer header")
+		diff("outer src", endpoint(a.tun.src), endpoint(b.tun.src))
+		diff("outer dst", endpoint(a.tun.dst), endpoint(b.tun.dst))
+		diff("outer TTL", strconv.Itoa(int(a.tun.ttl)), strconv.Itoa(int(b.tun.ttl)))
 	}
 	diff("src IP", a.src.Addr().String(), b.src.Addr().String())
 	diff("src port", strconv.Itoa(int(a.src.Port())), strconv.Itoa(int(b.src.Port())))

@@ -55,6 +55,7 @@ type pkt struct {
 	seq, ackN  uint32
 	data       []byte
 	tun        string // "", "ipip" or "gue"
+	outerTTL   uint8  // the tunnel header's TTL (0: ttl)
 	vlan       int    // 0: untagged
 }
 
@@ -125,7 +126,11 @@ func frame(t testing.TB, p pkt) []byte {
 		return serialize(t, append(l2, inner...)...)
 	}
 	innerBytes := serialize(t, inner...)
-	outer := &layers.IPv4{Version: 4, TTL: p.ttl, Protocol: layers.IPProtocolIPv4, SrcIP: tunSrc.AsSlice(), DstIP: tunDst.AsSlice()}
+	outerTTL := p.ttl
+	if p.outerTTL != 0 {
+		outerTTL = p.outerTTL
+	}
+	outer := &layers.IPv4{Version: 4, TTL: outerTTL, Protocol: layers.IPProtocolIPv4, SrcIP: tunSrc.AsSlice(), DstIP: tunDst.AsSlice()}
 	eth.EthernetType = layers.EthernetTypeIPv4
 	switch p.tun {
 	case "ipip":
@@ -356,11 +361,16 @@ func TestFlowTUNSharedSegment(t *testing.T) {
 	routed := syn(macD0, macD1, client, vip, 63)
 	tunSyn := syn(macD1, macR1, client, vip, 62).tunnel("ipip")
 	segment := frames(t, routed, tunSyn)
+	// A router between the director and the real server forwards the
+	// outer packet: new MACs, outer TTL 62 > 61, the inner packet as is.
+	forwarded := syn(macD0, macR1, client, vip, 62).tunnel("ipip")
+	forwarded.outerTTL = 61
 	hops := []Hop{
 		{"client c0", writePcap(t, dir, "c0.pcap", frames(t, syn(macC, macD0, client, vip, 64))...)},
 		{"router r1", writePcap(t, dir, "r1.pcap", segment...)},
 		{"director d0", writePcap(t, dir, "d0.pcap", segment...)},
 		{"rs1 r0", writePcap(t, dir, "r0.pcap", frames(t, tunSyn)...)},
+		{"rs2 r0 (behind a router)", writePcap(t, dir, "r2.pcap", frames(t, forwarded)...)},
 	}
 	o := checkFlow(t, hops, client.Addr(), vip, []want{
 		{2, "SYN", []string{"02:00:00:00:00:d0 > 02:00:00:00:00:d1", "changed: src MAC, dst MAC, TTL 64 > 63"}},
@@ -368,6 +378,7 @@ func TestFlowTUNSharedSegment(t *testing.T) {
 		{3, "SYN", []string{"02:00:00:00:00:d0 > 02:00:00:00:00:d1", "unchanged"}},
 		{3, "SYN", []string{"IPIP", "unchanged"}},
 		{4, "SYN", []string{"IPIP", "unchanged"}},
+		{5, "SYN", []string{"IPIP", "ttl 61", "changed: src MAC, outer TTL 62 > 61"}},
 	}, nil)
 	if strings.Contains(o, "-IPIP") {
 		t.Errorf("a frame the director has not touched reads as losing a tunnel header:\n%s", o)
