@@ -1,0 +1,92 @@
+// Package keepalived reads keepalived.conf, the configuration of
+// keepalived's LVS half (virtual_server, virtual_server_group, real_server
+// and the health checkers), and says which IPVS table keepalived would
+// install at start.
+//
+// Entry points: Load and Parse return a typed Config (virtual servers
+// with keepalived's defaults and inheritance applied, groups, checkers),
+// the Diagnostics keepalived would log, and a fatal *Error only when the
+// file cannot be used at all. Config.Commands turns the Config into the
+// ipvsadm.Commands that build the start-up table (control.State.ApplyAll
+// applies them).
+//
+// # Reading (lib/parser.c)
+//
+// Lines longer than 1023 bytes are dropped with a warning. '!' and '#'
+// start a comment anywhere outside double quotes ("\!" and "\#" are
+// literal). '{' and '}' outside quotes are split onto their own lines,
+// so "virtual_server 10.0.0.1 80{" and "{" on the next line both work.
+// Words are separated by blanks; "..." is one word without its quotes
+// (no escapes). Keywords are case-sensitive.
+//
+// include, includer, includem, includew, includeb and includea take a
+// glob(3) pattern with csh braces; relative patterns are resolved against
+// the including file's directory (keepalived chdirs there); matches are
+// read in sorted order, directories skipped. A plain include that matches
+// nothing is a warning, the strict variants an error diagnostic. Includes
+// are recognised before '@' and '$' processing, as in keepalived.
+//
+// "@ID line" keeps the line only when ID equals Options.ConfigID, "@^ID
+// line" only when it differs. keepalived's config-id defaults to the first
+// label of the host name; uvsd passes the short host name, and an empty
+// ConfigID (tests) matches no "@ID".
+//
+// "$NAME=VALUE" defines NAME; "$NAME" (followed by a blank, ',', ')' or
+// the end) and "${NAME}" are replaced recursively at use, undefined names
+// stay literal. A value ending in '\' continues on the next lines (a
+// multi-line definition) and is replayed line by line when used alone on
+// a line. Predefined: ${_PWD}, ${_INSTANCE}, ${_HASH} ('#', so
+// "$X=${_HASH}" comments out "$X ..." lines), ${_BANG}, ${_ENV NAME}
+// (Options.Getenv) and ${_RANDOM [MIN [MAX]]}, which is deterministic
+// here (MIN, default 0). "~SEQ(var, start[, step], end) rest", "~SEQx"
+// (hex) and "~LST(var, v1, v2, ...) rest" repeat rest once per value.
+//
+// # What is read, what is ignored
+//
+// Read: global_defs' router_id, lvs_timeouts (Commands emits --set),
+// lvs_flush, lvs_flush_on_stop, lvs_sync_daemon, rs_init_notifies, the
+// notify FIFOs; virtual_server_group; virtual_server with every keyword
+// of keepalived's check_parser.c (old names lb_algo and lb_kind included);
+// real_server; TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK, SMTP_CHECK (with
+// the deprecated host{} sub-blocks, each its own checker), DNS_CHECK,
+// UDP_CHECK, PING_CHECK, FILE_CHECK and BFD_CHECK. nb_get_retry is the
+// deprecated alias of retry in HTTP_GET/SSL_GET (a warning) and an
+// unknown keyword elsewhere, as in keepalived.
+//
+// Accepted and listed in Config.Ignored, never an error: vrrp_instance,
+// vrrp_sync_group, vrrp_script, static_ipaddress, static_routes,
+// track_file, bfd_instance and the other non-LVS sections, and
+// global_defs itself (its non-LVS keywords are accepted silently).
+//
+// # Diagnostics
+//
+// Messages use keepalived's wording where it has one: "Unknown keyword
+// 'foo'", "PARSER : unknown [dr] routing method.", "number '0' outside
+// range [1, 2678400]", "Invalid virtual server IP address 'x.x.x.90' -
+// skipping", "no scheduler set, setting default 'wlc'". A bad value is an
+// SevError diagnostic and the keyword is ignored; a bad virtual or real
+// server address skips that block. Fatal (*Error, nothing returned): an
+// unreadable main file, an extra '}' and a block left open at the end of
+// the input.
+//
+// # Deviations from keepalived
+//
+//   - The block of an unknown keyword is skipped as a whole (keepalived
+//     ignores its '{' and lets its '}' close the enclosing block early).
+//   - FULLNAT, uvs's extension, is written in DPVS's spelling: lb_kind
+//     (lvs_method) FNAT (FULLNAT is accepted too) and laddr_group_name
+//     NAME naming a top-level "local_address_group NAME { ADDR [IFACE] ...
+//     }" (ranges as in virtual_server_group). Stock keepalived rejects
+//     both. Other DPVS keywords (syn_proxy, daddr_group_name,
+//     establish_timeout, lb_algo conhash) stay unknown.
+//   - A real server of the other address family than its service is
+//     skipped unless it is tunnelled, with a message naming the line.
+//   - Group-level checks keepalived makes when it talks to the kernel
+//     (two virtual servers on one group) are reduced to: a service or
+//     destination named twice is added once (keepalived treats EEXIST
+//     as success).
+//   - Commands describes the table before any checker has run: real
+//     servers without an alpha checker are up; FILE_CHECK and BFD_CHECK
+//     states that keepalived reads from files and sessions at start are
+//     not consulted.
+package keepalived
