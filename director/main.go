@@ -13,8 +13,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/uvs-lb/uvs/control"
 	"github.com/uvs-lb/uvs/control/wire"
 	"github.com/uvs-lb/uvs/dataplane/afxdp"
+	"github.com/uvs-lb/uvs/keepalived"
 	"github.com/uvs-lb/uvs/trace"
 )
 
@@ -31,7 +33,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	cleanup := fs.Bool("cleanup", false, "remove kernel hooks a crashed uvsd left in this namespace, then exit")
 	lportMin := fs.Uint("lport-min", 61000, "FULLNAT local ports: lowest (keep the range outside net.ipv4.ip_local_port_range)")
 	lportMax := fs.Uint("lport-max", 65535, "FULLNAT local ports: highest")
-	check := fs.Bool("check", false, "validate the rules file and exit")
+	check := fs.Bool("check", false, "validate the rules file (or the --keepalived file) and exit")
+	kaFile := fs.String("keepalived", "", "keepalived.conf `file` to read (with --check: print its warnings and the IPVS table keepalived would install at start)")
 	defIO := IOAFPacket
 	if v := os.Getenv(IOEnv); v != "" {
 		defIO = v
@@ -59,6 +62,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "uvsd: unexpected argument %q\n", fs.Arg(0))
 		return 2
+	}
+	if *kaFile != "" {
+		if *rules != "" {
+			fmt.Fprintf(stderr, "uvsd: --keepalived and --rules cannot be used together\n")
+			return 2
+		}
+		if !*check {
+			fmt.Fprintf(stderr, "uvsd: --keepalived: running keepalived's health checkers is not available yet; "+
+				"use --check --keepalived %s to validate the file and print the IPVS table it gives\n", *kaFile)
+			return 2
+		}
+		return checkKeepalived(*kaFile, stdout, stderr)
 	}
 	var lvl zapcore.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
@@ -132,4 +147,33 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// checkKeepalived is uvsd --check --keepalived FILE: it prints each
+// diagnostic as FILE:LINE: message and the ignored sections to stderr,
+// and the start-up IPVS table in ipvsadm-save form to stdout.
+func checkKeepalived(file string, stdout, stderr io.Writer) int {
+	host, _ := os.Hostname()
+	host, _, _ = strings.Cut(host, ".")
+	cfg, diags, err := keepalived.Load(file, keepalived.Options{ConfigID: host, Getenv: os.Getenv})
+	for _, d := range diags {
+		fmt.Fprintf(stderr, "%s\n", d)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "uvsd: %v\n", err)
+		return 1
+	}
+	if len(cfg.Ignored) > 0 {
+		names := make([]string, 0, len(cfg.Ignored))
+		for _, s := range cfg.Ignored {
+			names = append(names, s.Name+" ("+s.Pos.String()+")")
+		}
+		fmt.Fprintf(stderr, "uvsd: sections not acted on: %s\n", strings.Join(names, ", "))
+	}
+	st := control.New(control.Options{})
+	if err := st.ApplyAll(cfg.Commands()); err != nil {
+		fmt.Fprintf(stderr, "uvsd: %s: %v\n", file, err)
+		return 1
+	}
+	return control.Run(st, control.Env{Prog: "ipvsadm", Privileged: true}, []string{"-S", "-n"}, nil, stdout, stderr)
 }

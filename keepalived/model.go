@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/uvs-lb/uvs/spec"
@@ -65,7 +66,7 @@ type Error struct {
 
 func (e *Error) Error() string {
 	s := e.Pos.String() + ": " + e.Msg
-	if e.Token != "" {
+	if e.Token != "" && !strings.Contains(e.Msg, "'"+e.Token+"'") {
 		s += " '" + e.Token + "'"
 	}
 	return s
