@@ -32,8 +32,8 @@ type Response struct {
 
 // Limits of the response parser.
 const (
-	// MaxHeader bounds the header kept while looking for its end; a
-	// longer header leaves the response without a body.
+	// MaxHeader bounds the header: its end must come within the first
+	// MaxHeader bytes, or the response has no body.
 	MaxHeader = 64 << 10
 	// MaxRegexBody bounds the body kept for regex matching (keepalived
 	// matches the stream; a match beyond this is not seen).
@@ -69,16 +69,20 @@ func (p *respParser) Write(b []byte) (int, error) {
 	}
 	from := max(len(p.head)-3, 0)
 	p.head = append(p.head, b...)
+	win := p.head[:min(len(p.head), MaxHeader)]
 	end, sep := -1, 0
-	if i := bytes.Index(p.head[from:], []byte("\r\n\r\n")); i >= 0 {
-		end, sep = from+i, 4
-	}
-	if i := bytes.Index(p.head[from:], []byte("\n\n")); i >= 0 && (end < 0 || from+i < end) {
-		end, sep = from+i, 2
+	if from < len(win) {
+		if i := bytes.Index(win[from:], []byte("\r\n\r\n")); i >= 0 {
+			end, sep = from+i, 4
+		}
+		if i := bytes.Index(win[from:], []byte("\n\n")); i >= 0 && (end < 0 || from+i < end) {
+			end, sep = from+i, 2
+		}
 	}
 	if end < 0 {
-		if len(p.head) > MaxHeader {
+		if len(p.head) >= MaxHeader {
 			p.over = true
+			p.head = p.head[:MaxHeader:MaxHeader]
 		}
 		return len(b), nil
 	}
