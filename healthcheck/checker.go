@@ -77,11 +77,8 @@ func (k Kind) successMsg(svc string) string {
 
 func (k Kind) failMsg(svc string, retry uint) string {
 	name := k.String()
-	switch k {
-	case KindHTTP:
-		name = "HTTP_CHECK"
-	case KindSSL:
-		name = "SSL_CHECK"
+	if k == KindHTTP || k == KindSSL {
+		name = "HTTP_CHECK" // check_http.c says so for both
 	}
 	if retry == 0 {
 		return name + " on service " + svc + " failed."
@@ -300,9 +297,6 @@ func (c *Checker) run() {
 	c.wg.Add(1)
 	defer c.wg.Done()
 	url := c.urlIt
-	if c.failedURL >= 0 {
-		url = c.failedURL
-	}
 	c.mu.Unlock()
 
 	start := c.opt.Clock.Now()
@@ -318,6 +312,7 @@ func (c *Checker) run() {
 
 	c.mu.Lock()
 	c.probes++
+	wasUp := c.isUp
 	delay, u := c.epilog(r.OK, url)
 	c.mu.Unlock()
 
@@ -325,7 +320,7 @@ func (c *Checker) run() {
 		c.opt.OnResult(c, r)
 	}
 	if log := c.opt.Logger; log != nil {
-		if !r.OK && c.cfg.LogAllFailures && r.Msg != "" {
+		if !r.OK && wasUp && c.cfg.LogAllFailures && r.Msg != "" {
 			log.Info(r.Msg, zap.String("checker", c.cfg.Kind.String()))
 		}
 		if u != nil {
@@ -348,78 +343,120 @@ func (c *Checker) run() {
 
 // epilog applies one probe result of URL url (0 without URLs) and returns
 // the delay to the next probe and the verdict, if any. c.mu is held.
-//
-// The TCP form (check_tcp.c tcp_epilog, reference §2.2):
-//
-//	if ok || ((is_up || !has_run) && retry_it >= retry): retry_it = 0, decide
-//	elif is_up: retry after delay_before_retry, retry_it++
-//
-// The HTTP form (check_http.c epilog, §2.3.2) keeps the same counts over a
-// list of URLs: a success moves to the next URL (after delay_loop, or at
-// once with fast_recovery while down or before the first verdict), the
-// last one decides up; failures retry the same URL; the deciding failure
-// remembers it as failed_url, which alone is probed while down, every
-// max(delay_before_retry, delay_loop). When failed_url passes, the URLs
-// are checked again from the first (from the one after it when it is the
-// first) before the checker goes up.
 func (c *Checker) epilog(ok bool, url int) (time.Duration, *Update) {
+	if c.nurls > 0 {
+		return c.httpEpilog(ok, url)
+	}
+	// The TCP form (check_tcp.c tcp_epilog as the reference §2.2 gives it):
+	//
+	//	if ok || ((is_up || !has_run) && retry_it >= retry): retry_it = 0, decide
+	//	elif is_up: retry after delay_before_retry, retry_it++
 	delay := c.cfg.DelayLoop
 	var u *Update
-	decide := func(up bool, msg string) {
-		u = &Update{Checker: c, Up: up, WasUp: c.isUp, FirstRun: !c.hasRun, Alpha: c.cfg.Alpha, Msg: msg}
-		c.isUp = up
-	}
-	if c.nurls == 0 {
-		if ok || ((c.isUp || !c.hasRun) && c.retryIt >= c.cfg.Retry) {
-			c.retryIt = 0
-			if ok && (!c.isUp || !c.hasRun) {
-				decide(true, c.cfg.Kind.successMsg(c.svc))
-			} else if !ok && (c.isUp || !c.hasRun) {
-				decide(false, c.cfg.Kind.failMsg(c.svc, c.cfg.Retry))
+	if ok || ((c.isUp || !c.hasRun) && c.retryIt >= c.cfg.Retry) {
+		c.retryIt = 0
+		if ok && (!c.isUp || !c.hasRun) {
+			u = c.decide(true, c.cfg.Kind.successMsg(c.svc))
+		} else if !ok && (c.isUp || !c.hasRun) {
+			n := c.cfg.Retry
+			if !c.hasRun {
+				n = 0 // "failed." on the first run
 			}
-		} else if c.isUp {
-			delay = c.cfg.DelayBeforeRetry
-			c.retryIt++
+			u = c.decide(false, c.cfg.Kind.failMsg(c.svc, n))
 		}
+	} else if c.isUp {
+		delay = c.cfg.DelayBeforeRetry
+		c.retryIt++
+	}
+	c.hasRun = true
+	return delay, u
+}
+
+// decide records a verdict. c.mu is held.
+func (c *Checker) decide(up bool, msg string) *Update {
+	u := &Update{Checker: c, Up: up, WasUp: c.isUp, FirstRun: !c.hasRun, Alpha: c.cfg.Alpha, Msg: msg}
+	c.isUp = up
+	return u
+}
+
+// httpEpilog is check_http.c's epilog for HTTP_GET and SSL_GET (reference
+// §2.3.2). A success (REGISTER_CHECKER_NEW) moves to the next URL after
+// delay_loop; passing the last URL with no failed URL decides up. A
+// failure while up or before the first verdict (REGISTER_CHECKER_RETRY)
+// retries the same URL after delay_before_retry; the retry+1st decides
+// down and remembers the URL as failed_url, the only URL probed while
+// down, every max(delay_before_retry, delay_loop). When it passes, every
+// URL is checked again from the first before up — so even a one-URL
+// checker needs two successes to come back. fast_recovery probes at once
+// while the checker has not run yet, or is down without a failed URL.
+//
+// Two details follow keepalived exactly: the first verdict of an alpha
+// checker that fails is not reported (has_run is set before the epilogue),
+// and the retry count of the log line is retry_it - 1. One does not: a URL
+// failing while down without a failed URL (during the re-check) becomes
+// the failed URL, where keepalived keeps retrying it every
+// delay_before_retry (at once with fast_recovery, a busy loop).
+func (c *Checker) httpEpilog(ok bool, url int) (time.Duration, *Update) {
+	const (
+		methodNew = iota
+		methodRetry
+		methodFailed
+	)
+	var u *Update
+	method := methodFailed
+	end := false
+	switch {
+	case ok:
+		method = methodNew
+		c.urlIt = url + 1
+		end = c.urlIt >= c.nurls
+		c.retryIt = 0
+	case c.isUp || !c.hasRun:
+		method = methodRetry
 		c.hasRun = true
-		return delay, u
+		c.retryIt++
 	}
 
-	if ok {
-		c.retryIt = 0
-		next := url + 1
-		if c.failedURL >= 0 {
-			// The failed URL passes: check all URLs again before up.
-			c.failedURL = -1
-			next = 0
-			if url == 0 {
-				next = 1
-			}
-		}
-		if next >= c.nurls {
-			c.urlIt = 0
-			if !c.isUp || !c.hasRun {
-				decide(true, c.cfg.Kind.successMsg(c.svc))
-			}
+	switch {
+	case method == methodNew && end && c.failedURL < 0:
+		if !c.isUp || !c.hasRun {
+			u = c.decide(true, c.cfg.Kind.successMsg(c.svc))
 			c.hasRun = true
-			return delay, u
 		}
-		c.urlIt = next
-		if c.cfg.FastRecovery && (!c.isUp || !c.hasRun) {
-			delay = 0
+		c.urlIt, c.retryIt = 0, 0
+	case method == methodRetry && c.retryIt > c.cfg.Retry:
+		if c.isUp {
+			n := c.retryIt - 1
+			if c.cfg.Retry == 0 {
+				n = 0
+			}
+			u = c.decide(false, c.cfg.Kind.failMsg(c.svc, n))
 		}
-		return delay, u
+		c.failedURL = url
+	case method == methodNew && c.failedURL >= 0:
+		c.failedURL = -1
+		c.urlIt, c.retryIt = 0, 0
+	case method == methodFailed && c.failedURL < 0:
+		c.failedURL = url // not in keepalived: see above
 	}
-	if (c.isUp || !c.hasRun) && c.retryIt >= c.cfg.Retry {
-		c.retryIt = 0
-		decide(false, c.cfg.Kind.failMsg(c.svc, c.cfg.Retry))
-	} else if c.isUp {
-		c.retryIt++
-		c.hasRun = true
-		return c.cfg.DelayBeforeRetry, u
+	if method != methodNew {
+		c.urlIt = url
 	}
-	c.failedURL = url
-	c.urlIt = 0
-	c.hasRun = true
-	return max(c.cfg.DelayBeforeRetry, c.cfg.DelayLoop), u
+
+	var delay time.Duration
+	switch {
+	case method == methodNew:
+		delay = c.cfg.DelayLoop
+		if !c.hasRun {
+			c.retryIt = c.cfg.Retry
+		}
+	case c.failedURL >= 0:
+		delay = max(c.cfg.DelayBeforeRetry, c.cfg.DelayLoop)
+	default:
+		delay = c.cfg.DelayBeforeRetry
+	}
+	if c.cfg.FastRecovery && (!c.hasRun || (!c.isUp && c.failedURL < 0)) {
+		delay = 0
+	}
+	return delay, u
 }

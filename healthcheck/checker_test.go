@@ -190,7 +190,8 @@ func TestTimelineTCPRetry3(t *testing.T) {
 	})
 }
 
-// §8.2: a failure on the first probe marks down at once.
+// §8.2: a failure on the first probe marks down at once ("failed.":
+// keepalived gives the retry count only once the checker has run).
 func TestTimelineFirstProbeFails(t *testing.T) {
 	clk := NewFakeClock(t0)
 	p := &fakeProbe{clk: clk, ok: func(time.Duration, int) bool { return false }}
@@ -199,7 +200,7 @@ func TestTimelineFirstProbeFails(t *testing.T) {
 	_, rec := run(t, cfg, p, 8*time.Second, Options{})
 	eqDur(t, "probe times", p.times(), secs(1, 7))
 	eqStr(t, "events", rec.events(), []string{
-		"1s transition alive=false: TCP_CHECK on service [10.0.0.7]:tcp:80 failed after 3 retries.",
+		"1s transition alive=false: TCP_CHECK on service [10.0.0.7]:tcp:80 failed.",
 	})
 }
 
@@ -245,7 +246,7 @@ func TestTimelineAlpha(t *testing.T) {
 	eqDur(t, "probe times", p.times(), secs(1, 7))
 	eqStr(t, "events", rec.events(), []string{
 		// first run, alpha, still down: the notifiers run (notify_down)
-		"1s notify alive=false: TCP_CHECK on service [10.0.0.7]:tcp:80 failed after 1 retries.",
+		"1s notify alive=false: TCP_CHECK on service [10.0.0.7]:tcp:80 failed.",
 		"7s transition alive=true: TCP connection to [10.0.0.7]:tcp:80 success.",
 	})
 }
@@ -400,8 +401,8 @@ func TestTimelineHTTPFailedURL(t *testing.T) {
 	})
 }
 
-// With one URL the counts are those of TCP_CHECK: down after retry+1
-// failures, up on the first success.
+// With one URL: down after retry+1 failures as TCP_CHECK, but back up only
+// after two successes: the failed URL, then the whole list again.
 func TestTimelineHTTPOneURL(t *testing.T) {
 	clk := NewFakeClock(t0)
 	p := &fakeProbe{clk: clk, nurls: 1, ok: func(at time.Duration, _ int) bool { return at <= time.Second || at >= 20*time.Second }}
@@ -411,6 +412,58 @@ func TestTimelineHTTPOneURL(t *testing.T) {
 	eqDur(t, "probe times", p.times(), secs(1, 7, 8, 14, 20, 26))
 	eqStr(t, "events", rec.events(), []string{
 		"8s transition alive=false: HTTP_CHECK on service [10.0.0.7]:tcp:80 failed after 1 retries.",
-		"20s transition alive=true: Remote Web server [10.0.0.7]:tcp:80 succeed on service.",
+		"26s transition alive=true: Remote Web server [10.0.0.7]:tcp:80 succeed on service.",
+	})
+}
+
+// HTTP_GET's first probe failing marks down at once; with alpha the
+// checker stays down without a verdict (keepalived sets has_run first).
+func TestTimelineHTTPFirstProbeFails(t *testing.T) {
+	for _, alpha := range []bool{false, true} {
+		clk := NewFakeClock(t0)
+		p := &fakeProbe{clk: clk, nurls: 2, ok: func(at time.Duration, _ int) bool { return at > 5*time.Second }}
+		cfg := httpConfig()
+		cfg.Alpha = alpha
+		rs, rec := run(t, cfg, p, 20*time.Second, Options{})
+		if got, want := p.urls(), "1s:u0:fail 7s:u0:ok 13s:u0:ok 19s:u1:ok"; got != want {
+			t.Errorf("alpha %v: probes:\ngot  %s\nwant %s", alpha, got, want)
+		}
+		want := []string{
+			"1s transition alive=false: HTTP_CHECK on service [10.0.0.7]:tcp:80 failed after 1 retries.",
+			"19s transition alive=true: Remote Web server [10.0.0.7]:tcp:80 succeed on service.",
+		}
+		if alpha {
+			want = want[1:]
+		}
+		eqStr(t, fmt.Sprint("alpha ", alpha), rec.events(), want)
+		if !rs.Alive() {
+			t.Errorf("alpha %v: not alive at the end", alpha)
+		}
+	}
+}
+
+// A URL failing during the re-check after a failed URL passed becomes the
+// failed URL (keepalived would retry it every delay_before_retry, at once
+// with fast_recovery).
+func TestTimelineHTTPFailDuringRecheck(t *testing.T) {
+	clk := NewFakeClock(t0)
+	p := &fakeProbe{clk: clk, nurls: 2, ok: func(at time.Duration, url int) bool {
+		return (url == 0 && (at < 5*time.Second || at > 30*time.Second)) || (url == 1 && (at < 5*time.Second || at > 40*time.Second))
+	}}
+	cfg := httpConfig()
+	cfg.FastRecovery = true
+	_, rec := run(t, cfg, p, 50*time.Second, Options{})
+	// 1 u0, 1 u1 (fast, first run) → up; 7 u0 fail, 10 u0 fail → down,
+	// failed u0 every 6 s until it passes at 34; the re-check starts at
+	// once, u1 fails and becomes the failed URL, probed every 6 s until it
+	// passes at 46; the re-check runs at once → up.
+	want := "1s:u0:ok 1s:u1:ok 7s:u0:fail 10s:u0:fail 16s:u0:fail 22s:u0:fail 28s:u0:fail 34s:u0:ok " +
+		"34s:u0:ok 34s:u1:fail 40s:u1:fail 46s:u1:ok 46s:u0:ok 46s:u1:ok"
+	if got := p.urls(); got != want {
+		t.Errorf("probes:\ngot  %s\nwant %s", got, want)
+	}
+	eqStr(t, "events", rec.events(), []string{
+		"10s transition alive=false: HTTP_CHECK on service [10.0.0.7]:tcp:80 failed after 1 retries.",
+		"46s transition alive=true: Remote Web server [10.0.0.7]:tcp:80 succeed on service.",
 	})
 }
