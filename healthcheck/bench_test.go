@@ -82,3 +82,16 @@ func BenchmarkEpilog(b *testing.B) {
 		c.mu.Unlock()
 	}
 }
+
+// The state machine allocates nothing for a probe that decides nothing.
+func TestEpilogNoAllocs(t *testing.T) {
+	c := NewChecker(tcpConfig(), TCPCheck{}, Options{Clock: NewFakeClock(t0)})
+	c.epilog(true, 0) // first verdict
+	i := 0
+	if n := testing.AllocsPerRun(1000, func() {
+		i++
+		c.epilog(i%2 == 0, 0) // ok, retry, ok, retry…
+	}); n != 0 {
+		t.Errorf("epilog: %v allocs per result", n)
+	}
+}

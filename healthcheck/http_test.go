@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -188,6 +189,7 @@ func TestSSLGet(t *testing.T) {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "secure")
 	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the failing probes below are expected
 	srv.TLS = &tls.Config{GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 		mu.Lock()
 		sni = append(sni, hello.ServerName)
