@@ -65,13 +65,6 @@ func (p *parser) fixVS(n *node, vs *VirtualServer, protoSet, methodSet, schedSet
 			}
 		}
 	}
-	if vs.LocalAddrGroup != "" {
-		addrs, ok := p.cfg.LocalAddressGroups[vs.LocalAddrGroup]
-		if !ok {
-			p.errorf(n, "Virtual server %s: local_address_group %s does not exist", vsName(vs), vs.LocalAddrGroup)
-		}
-		vs.LocalAddrs = addrs
-	}
 	// Real servers: inheritance, port rules, duplicates.
 	kept := vs.RealServers[:0]
 	seen := map[[2]any]bool{}
@@ -194,5 +187,18 @@ func inherit(t *Timing, parent Timing) {
 	}
 }
 
-// finish runs the whole-configuration checks after parsing.
-func (p *parser) finish() {}
+// finish runs the whole-configuration checks after parsing: FULLNAT
+// local-address groups may be defined after the virtual servers using
+// them.
+func (p *parser) finish() {
+	for _, vs := range p.cfg.VirtualServers {
+		if vs.LocalAddrGroup == "" {
+			continue
+		}
+		addrs, ok := p.cfg.LocalAddressGroups[vs.LocalAddrGroup]
+		if !ok {
+			p.diags = append(p.diags, diag(vs.Pos, SevError, "Virtual server %s: local_address_group %s does not exist", vsName(vs), vs.LocalAddrGroup))
+		}
+		vs.LocalAddrs = addrs
+	}
+}

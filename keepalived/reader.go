@@ -20,6 +20,14 @@ const maxLine = 1024
 // maxDepth bounds include nesting and definition recursion.
 const maxDepth = 32
 
+// Limits on expansion, so that recursive definitions and nested
+// sequences cannot make the reader run away.
+const (
+	maxExpanded = 16 << 10 // bytes of one line after substitution
+	maxSteps    = 1 << 20  // lines processed, after all expansion
+	maxWork     = 64 << 20 // bytes substituted and processed in all
+)
+
 // Pos is a place in the configuration: file name and 1-based line.
 type Pos struct {
 	File string
@@ -47,6 +55,21 @@ type reader struct {
 	fatal  error
 	depth  int
 	curDir string
+	steps  int
+	work   int
+}
+
+// budget charges n bytes of work; false (and a fatal error) once the
+// configuration expands beyond reason.
+func (r *reader) budget(p Pos, n int) bool {
+	r.work += n
+	if r.steps++; r.steps > maxSteps || r.work > maxWork {
+		if r.fatal == nil {
+			r.fatal = &Error{Pos: p, Msg: "configuration expands to too many lines"}
+		}
+		return false
+	}
+	return true
 }
 
 type definition struct {
@@ -316,6 +339,9 @@ func (r *reader) process(text string, p Pos, depth int) *definition {
 		r.errorf(p, "definitions nested too deeply")
 		return nil
 	}
+	if r.fatal != nil || !r.budget(p, len(text)) {
+		return nil
+	}
 	text, ok := r.conditional(text)
 	if !ok {
 		return nil
@@ -359,6 +385,9 @@ func (r *reader) process(text string, p Pos, depth int) *definition {
 	}
 	if strings.Contains(text, "$") {
 		exp := r.substitute(text, 0)
+		if !r.budget(p, len(exp)) {
+			return nil
+		}
 		if exp != text {
 			text = r.decomment(exp, p)
 			if text == "" {
@@ -471,6 +500,9 @@ func (r *reader) substitute(s string, depth int) string {
 	if !changed {
 		return s
 	}
+	if b.Len() > maxExpanded {
+		return b.String()[:maxExpanded]
+	}
 	return r.substitute(b.String(), depth+1)
 }
 
@@ -568,6 +600,9 @@ func (r *reader) sequence(text string, p Pos, depth int) {
 		return
 	}
 	for _, v := range values {
+		if r.fatal != nil {
+			break
+		}
 		r.defs[name] = &definition{value: []string{v}}
 		r.process(rest, p, depth+1)
 	}

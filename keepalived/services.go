@@ -8,7 +8,7 @@ import (
 	"github.com/uvs-lb/uvs/spec"
 )
 
-// maxGroupAddrs bounds the expansion of one virtual_server_group range.
+// maxGroupAddrs bounds the addresses one virtual_server_group expands to.
 const maxGroupAddrs = 65536
 
 // Keys returns the IPVS service keys of a virtual server: one for an
@@ -25,12 +25,12 @@ func (c *Config) Keys(vs *VirtualServer) []spec.ServiceKey {
 		return nil
 	}
 	var keys []spec.ServiceKey
+	n := 0
 	for _, e := range g.Entries {
 		if e.FWMark != 0 {
 			keys = append(keys, spec.ServiceKey{FWMark: e.FWMark, IPv6: e.IPv6 || vs.IPv6, Proto: spec.ProtoTCP})
 			continue
 		}
-		n := 0
 		for a := e.First; a.IsValid() && n < maxGroupAddrs; a = a.Next() {
 			keys = append(keys, spec.ServiceKey{Proto: vs.Proto, Addr: a, Port: e.Port})
 			n++
