@@ -320,7 +320,12 @@ func (c *Checker) run() {
 		c.opt.OnResult(c, r)
 	}
 	if log := c.opt.Logger; log != nil {
-		if !r.OK && wasUp && c.cfg.LogAllFailures && r.Msg != "" {
+		switch {
+		case !r.OK && wasUp && c.cfg.LogAllFailures && r.Msg != "":
+			// keepalived logs a failed attempt only with log_all_failures
+			log.Info(r.Msg, zap.String("checker", c.cfg.Kind.String()))
+		case r.OK && !wasUp && c.urls != nil && r.Msg != "":
+			// and each passing URL while the checker is down
 			log.Info(r.Msg, zap.String("checker", c.cfg.Kind.String()))
 		}
 		if u != nil {

@@ -244,25 +244,37 @@ func (h *HTTPGet) ProbeURL(ctx context.Context, t Target, i int) Result {
 		keep = MaxRegexBody
 	}
 	resp, err := h.Fetch(ctx, t, i, keep)
+	// keepalived's timeout_epilog line: "<what> server <service>."
+	fail := func(what string) Result { return Result{Msg: what + " server " + svc + "."} }
 	switch {
 	case errors.Is(err, errReadTimeout):
-		return Result{Msg: "Timeout HTTP read to " + svc + " url(" + u.Path + ")."}
+		if h.TLS {
+			return fail("Timeout SSL read")
+		}
+		return fail("Timeout HTTP read")
 	case errors.Is(err, errSend):
-		return Result{Msg: "Cannot send get request to " + svc + " url(" + u.Path + ")."}
+		return fail("Cannot send get request to")
 	case err != nil && IsTimeout(err):
-		return Result{Msg: "Timeout connect to " + svc + " url(" + u.Path + ")."}
+		return fail("Timeout connecting")
 	case err != nil:
-		return Result{Msg: "Error connecting to " + svc + " url(" + u.Path + "): " + err.Error() + "."}
+		return fail("Error connecting")
 	case resp.Received == 0:
-		return Result{Msg: "Read, no data received from " + svc + " url(" + u.Path + ")."}
+		return fail("Read, no data received from ")
 	case !u.Status.Contains(resp.Status):
-		return Result{Msg: fmt.Sprintf("HTTP status code error to %s url(%s), status_code [%d].", svc, u.Path, resp.Status)}
+		return fail("HTTP status code error to")
 	case u.Digest != "" && !strings.EqualFold(u.Digest, resp.Digest):
-		return Result{Msg: "MD5 digest error to " + svc + " url(" + u.Path + "), MD5SUM [" + resp.Digest + "]."}
+		return fail("MD5 digest error to")
 	case u.Regex != nil && u.Regex.Match(resp.Body) == u.RegexNoMatch:
-		return Result{Msg: "Regex match failed to " + svc + " url(" + u.Path + ")."}
+		return fail("Regex match failed")
 	}
-	return Result{OK: true, Msg: "HTTP connection to " + svc + " url(" + u.Path + ") success."}
+	what := "HTTP status code"
+	if u.Digest != "" {
+		what = "MD5 digest"
+	}
+	if u.Regex != nil {
+		what = "Regex match"
+	}
+	return Result{OK: true, Msg: what + " success to " + svc + " url(" + u.Path + ")"}
 }
 
 // GenHash is keepalived's genhash: it fetches URL i of h from t and returns

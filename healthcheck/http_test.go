@@ -115,18 +115,18 @@ func TestHTTPGetChecks(t *testing.T) {
 		ok   bool
 		msg  string
 	}{
-		{"ok", URL{Path: "/ok"}, true, "success"},
-		{"digest", URL{Path: "/ok", Digest: md5hex("hello world")}, true, "success"},
-		{"digest upper case", URL{Path: "/ok", Digest: strings.ToUpper(md5hex("hello world"))}, true, "success"},
-		{"wrong digest", URL{Path: "/ok", Digest: md5hex("hello")}, false, "MD5 digest error to"},
-		{"404", URL{Path: "/missing"}, false, "status_code [404]"},
+		{"ok", URL{Path: "/ok"}, true, "success to"},
+		{"digest", URL{Path: "/ok", Digest: md5hex("hello world")}, true, "success to"},
+		{"digest upper case", URL{Path: "/ok", Digest: strings.ToUpper(md5hex("hello world"))}, true, "success to"},
+		{"wrong digest", URL{Path: "/ok", Digest: md5hex("hello")}, false, "MD5 digest error to server"},
+		{"404", URL{Path: "/missing"}, false, "HTTP status code error to server"},
 		{"503 default set", URL{Path: "/503"}, false, "HTTP status code error to"},
-		{"503 in set", URL{Path: "/503", Status: status503}, true, "success"},
-		{"302 not followed", URL{Path: "/redirect"}, false, "status_code [302]"},
-		{"302 in set", URL{Path: "/redirect", Status: redirects}, true, "success"},
-		{"regex", URL{Path: "/ok", Regex: regexp.MustCompile(`wor.d`)}, true, "success"},
+		{"503 in set", URL{Path: "/503", Status: status503}, true, "success to"},
+		{"302 not followed", URL{Path: "/redirect"}, false, "HTTP status code error"},
+		{"302 in set", URL{Path: "/redirect", Status: redirects}, true, "success to"},
+		{"regex", URL{Path: "/ok", Regex: regexp.MustCompile(`wor.d`)}, true, "success to"},
 		{"regex fails", URL{Path: "/ok", Regex: regexp.MustCompile(`^world`)}, false, "Regex match failed"},
-		{"regex_no_match", URL{Path: "/ok", Regex: regexp.MustCompile(`^world`), RegexNoMatch: true}, true, "success"},
+		{"regex_no_match", URL{Path: "/ok", Regex: regexp.MustCompile(`^world`), RegexNoMatch: true}, true, "success to"},
 		{"regex_no_match fails", URL{Path: "/ok", Regex: regexp.MustCompile(`hello`), RegexNoMatch: true}, false, "Regex match failed"},
 	} {
 		h := &HTTPGet{URLs: []URL{tc.url}}
@@ -137,8 +137,11 @@ func TestHTTPGetChecks(t *testing.T) {
 	}
 	// Probe stops at the first failing URL.
 	h := &HTTPGet{URLs: []URL{{Path: "/ok"}, {Path: "/missing"}, {Path: "/ok"}}}
-	if r := h.Probe(context.Background(), tgt); r.OK || !strings.Contains(r.Msg, "url(/missing)") {
+	if r := h.Probe(context.Background(), tgt); r.OK || !strings.HasPrefix(r.Msg, "HTTP status code error") {
 		t.Errorf("several URLs: %+v", r)
+	}
+	if r := h.ProbeURL(context.Background(), tgt, 2); r.Msg != "HTTP status code success to "+ServiceString(tgt.Addr, "tcp")+" url(/ok)" {
+		t.Errorf("success line: %q", r.Msg)
 	}
 	d, status, err := GenHash(context.Background(), tgt, &HTTPGet{URLs: []URL{{Path: "/ok"}}}, 0)
 	if err != nil || d != md5hex("hello world") || status != 200 {
@@ -158,20 +161,21 @@ func TestHTTPDigestContentLength(t *testing.T) {
 // Failures of the connection: refused, closed without data, no answer.
 func TestHTTPGetFailures(t *testing.T) {
 	h := &HTTPGet{URLs: []URL{{Path: "/"}}}
-	r := h.Probe(context.Background(), Target{Addr: closedPort(t), Timeout: 5 * time.Second})
-	if r.OK || !strings.HasPrefix(r.Msg, "Error connecting to") {
+	r0 := closedPort(t)
+	r := h.Probe(context.Background(), Target{Addr: r0, Timeout: 5 * time.Second})
+	if r.OK || r.Msg != "Error connecting server "+ServiceString(r0, "tcp")+"." {
 		t.Errorf("refused: %+v", r)
 	}
 	_, empty := listen(t, "tcp", "127.0.0.1:0", nil)
 	r = h.Probe(context.Background(), Target{Addr: empty, Timeout: 5 * time.Second})
-	if r.OK || !strings.HasPrefix(r.Msg, "Read, no data received from") {
+	if r.OK || r.Msg != "Read, no data received from  server "+ServiceString(empty, "tcp")+"." {
 		t.Errorf("closed at once: %+v", r)
 	}
 	release := make(chan struct{})
 	_, silent := listen(t, "tcp", "127.0.0.1:0", func(net.Conn) { <-release })
 	t.Cleanup(func() { close(release) }) // runs before the listener's cleanup
 	r = h.Probe(context.Background(), Target{Addr: silent, Timeout: 100 * time.Millisecond})
-	if r.OK || !strings.HasPrefix(r.Msg, "Timeout HTTP read to") {
+	if r.OK || r.Msg != "Timeout HTTP read server "+ServiceString(silent, "tcp")+"." {
 		t.Errorf("never answers: %+v", r)
 	}
 	// The context's deadline bounds the probe too.

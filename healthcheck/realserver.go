@@ -35,7 +35,8 @@ type RealServer struct {
 
 // NewRealServer returns an alive real server without checkers. onChange
 // (may be nil) receives its events, in order, from the checkers'
-// goroutines, one at a time.
+// goroutines, one at a time; it runs under the real server's lock, so it
+// must not call the real server's methods (the event carries its state).
 func NewRealServer(name string, onChange func(RSEvent)) *RealServer {
 	return &RealServer{name: name, onChange: onChange}
 }
