@@ -220,11 +220,10 @@ type RealServer struct {
 	Virtualhost string
 	Checkers    []*Checker
 
-	methodSet         bool
-	alphaT, inhibitT  Tri
-	weightSet         bool
-	portWritten       bool
-	virtualhostWriten bool
+	methodSet        bool
+	alphaT, inhibitT Tri
+	weightSet        bool
+	portWritten      bool // the real_server line has a non-zero port
 }
 
 // URL is one url block of HTTP_GET/SSL_GET.

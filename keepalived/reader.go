@@ -570,14 +570,15 @@ func (r *reader) sequence(text string, p Pos, depth int) {
 		}
 		nums := make([]int64, 0, 3)
 		for _, a := range args[1:] {
-			v, err := strconv.ParseInt(a, base, 64)
+			v, err := strconv.ParseInt(a, base, 32)
 			if err != nil {
 				r.errorf(p, "Invalid sequence value '%s'", a)
 				return
 			}
 			nums = append(nums, v)
 		}
-		start, step, end := nums[0], int64(1), nums[0]
+		start, step := nums[0], int64(1)
+		var end int64
 		switch len(nums) {
 		case 1:
 			start, end = 0, nums[0]
