@@ -293,20 +293,59 @@ func (p *parser) boolArg(n *node) (bool, bool) {
 	return false, false
 }
 
-// script reads a quoted-keyword argument: the command and optional user
-// and group.
+// script reads a quoted keyword's arguments (install_keyword_quoted):
+// the raw line is re-split with both '"' and '\'' quoting, backslashes
+// kept; word 1 is the command, words 2 and 3 the user and [:]group.
 func script(n *node) *Script {
-	if len(n.Words) < 2 {
+	w := quotedWords(n.Text)
+	if len(w) < 2 {
 		return nil
 	}
-	s := &Script{Cmd: n.Words[1]}
-	if len(n.Words) > 2 {
-		s.User = n.Words[2]
+	s := &Script{Cmd: w[1]}
+	if len(w) > 2 {
+		s.User = w[2]
 	}
-	if len(n.Words) > 3 {
-		s.Group = strings.TrimPrefix(n.Words[3], ":")
+	if len(w) > 3 {
+		s.Group = strings.TrimPrefix(w[3], ":")
 	}
 	return s
+}
+
+// quotedWords is alloc_strvec_quoted: blank-separated words where "..."
+// and '...' group (quotes removed) and a backslash keeps the next byte.
+func quotedWords(text string) []string {
+	var out []string
+	var b strings.Builder
+	in, started := byte(0), false
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		switch {
+		case c == '\\' && i+1 < len(text):
+			b.WriteByte(c)
+			b.WriteByte(text[i+1])
+			i++
+			started = true
+		case in != 0 && c == in:
+			in = 0
+		case in != 0:
+			b.WriteByte(c)
+		case c == '"' || c == '\'':
+			in, started = c, true
+		case c == ' ' || c == '\t':
+			if started {
+				out = append(out, b.String())
+				b.Reset()
+				started = false
+			}
+		default:
+			b.WriteByte(c)
+			started = true
+		}
+	}
+	if started {
+		out = append(out, b.String())
+	}
+	return out
 }
 
 func (p *parser) localAddressGroup(n *node) {

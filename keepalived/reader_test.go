@@ -41,6 +41,7 @@ virtual_server 10.0.0.1 80{   ! brace glued, trailing comment
   real_server 10.0.1.2 8080 { weight 4
   }
   quorum_up "/bin/echo a # b ! c" root
+  quorum_down '/bin/x \'a b\' \t' u :g
 }
 `
 	cfg, diags := parseString(t, src, Options{})
@@ -59,6 +60,9 @@ virtual_server 10.0.0.1 80{   ! brace glued, trailing comment
 	}
 	if vs.QuorumUp == nil || vs.QuorumUp.Cmd != "/bin/echo a # b ! c" || vs.QuorumUp.User != "root" {
 		t.Errorf("quorum_up = %+v", vs.QuorumUp)
+	}
+	if vs.QuorumDown == nil || vs.QuorumDown.Cmd != `/bin/x \'a b\' \t` || vs.QuorumDown.User != "u" || vs.QuorumDown.Group != "g" {
+		t.Errorf("quorum_down = %+v", vs.QuorumDown)
 	}
 }
 
