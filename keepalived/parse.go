@@ -294,7 +294,7 @@ func (p *parser) boolArg(n *node) (bool, bool) {
 }
 
 // script reads a quoted keyword's arguments (install_keyword_quoted):
-// the raw line is re-split with both '"' and '\” quoting, backslashes
+// the raw line is re-split with double and single quotes, backslashes
 // kept; word 1 is the command, words 2 and 3 the user and [:]group.
 func script(n *node) *Script {
 	w := quotedWords(n.Text)
