@@ -3,7 +3,6 @@ package healthcheck
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"strings"
 	"time"
 )
@@ -75,9 +74,6 @@ func (m *MiscCheck) serverName(t Target) string {
 	}
 	if t.Addr.IsValid() {
 		return t.Addr.String()
-	}
-	if t.Addr.Addr() != (netip.Addr{}) {
-		return t.Addr.Addr().String()
 	}
 	return "?"
 }
