@@ -211,6 +211,7 @@ type Checker struct {
 	timer     Timer
 	started   bool
 	stopped   bool
+	disabled  bool
 	isUp      bool
 	hasRun    bool
 	retryIt   uint
@@ -274,6 +275,17 @@ func (c *Checker) Start() {
 	c.timer = c.opt.Clock.AfterFunc(d, c.run)
 }
 
+// SetEnabled enables or disables probing (keepalived's ha_suspend: the
+// checkers of a virtual server whose address is not on the host are
+// disabled). A disabled checker keeps its state and its schedule, but at
+// each due time re-arms delay_loop without probing. Checkers start
+// enabled.
+func (c *Checker) SetEnabled(on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.disabled = !on
+}
+
 // Stop cancels the pending probe, cancels a running one and waits for it
 // to return. No callback runs after Stop returns.
 func (c *Checker) Stop() {
@@ -291,6 +303,11 @@ func (c *Checker) Stop() {
 func (c *Checker) run() {
 	c.mu.Lock()
 	if c.stopped {
+		c.mu.Unlock()
+		return
+	}
+	if c.disabled {
+		c.timer = c.opt.Clock.AfterFunc(c.cfg.DelayLoop, c.run)
 		c.mu.Unlock()
 		return
 	}

@@ -467,3 +467,23 @@ func TestTimelineHTTPFailDuringRecheck(t *testing.T) {
 		"46s transition alive=true: Remote Web server [10.0.0.7]:tcp:80 succeed on service.",
 	})
 }
+
+// A disabled checker (ha_suspend) re-arms delay_loop without probing and
+// keeps its state.
+func TestSetEnabled(t *testing.T) {
+	clk := NewFakeClock(t0)
+	p := &fakeProbe{clk: clk, ok: func(at time.Duration, _ int) bool { return at < 10*time.Second }}
+	rec := &recorder{clk: clk}
+	rs := NewRealServer("rs", rec.on)
+	c := rs.AddChecker(tcpConfig(), p, Options{Clock: clk})
+	c.SetEnabled(false)
+	rs.Start()
+	t.Cleanup(rs.Stop)
+	clk.Advance(12 * time.Second) // due at 1 and 7: no probes
+	c.SetEnabled(true)
+	clk.Advance(8 * time.Second) // 13 fails (first run: down), 19
+	eqDur(t, "probe times", p.times(), secs(13, 19))
+	eqStr(t, "events", rec.events(), []string{
+		"13s transition alive=false: TCP_CHECK on service [10.0.0.7]:tcp:80 failed.",
+	})
+}

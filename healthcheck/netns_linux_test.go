@@ -2,10 +2,13 @@ package healthcheck
 
 import (
 	"context"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -143,4 +146,85 @@ func TestNetnsTCPCheckFWMark(t *testing.T) {
 	if r := p.Probe(context.Background(), tgt); !r.OK {
 		t.Errorf("marked probe: %+v", r)
 	}
+}
+
+// HTTP_GET across the veth: the digest of the real server's page, then a
+// 503 takes the checker down after retry+1 failures.
+func TestNetnsHTTPGet(t *testing.T) {
+	cli, srv := nsPair(t)
+	var ln net.Listener
+	if err := srv.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", "198.18.0.2:8080")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var broken atomic.Bool
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if broken.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_, _ = io.WriteString(w, "page")
+	})}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = hs.Serve(ln) }()
+	t.Cleanup(func() { _ = hs.Close(); <-done })
+
+	tgt := Target{Addr: netip.MustParseAddrPort("198.18.0.2:8080"), Timeout: 5 * time.Second}
+	get := &HTTPGet{URLs: []URL{{Path: "/", Digest: md5hex("page")}}, Protocol: HTTP11}
+	var d string
+	if err := cli.Do(func() error {
+		var err error
+		d, _, err = GenHash(context.Background(), tgt, get, 0)
+		return err
+	}); err != nil || d != md5hex("page") {
+		t.Fatalf("genhash across the veth: %q %v", d, err)
+	}
+
+	cfg := Defaults(KindHTTP)
+	cfg.Target = tgt
+	cfg.DelayLoop, cfg.DelayBeforeRetry, cfg.Warmup, cfg.Retry = 50*time.Millisecond, 20*time.Millisecond, 0, 1
+	var mu sync.Mutex
+	var results []Result
+	atDown := -1
+	rs := NewRealServer("rs", func(ev RSEvent) {
+		mu.Lock()
+		if ev.Transition && !ev.Alive {
+			atDown = len(results)
+		}
+		mu.Unlock()
+	})
+	rs.AddChecker(cfg, urlsInNS{cli, get}, Options{
+		OnResult: func(_ *Checker, r Result) { mu.Lock(); results = append(results, r); mu.Unlock() },
+	})
+	rs.Start()
+	t.Cleanup(rs.Stop)
+	wait.For(t, 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(results) >= 2 }, "two probes")
+	broken.Store(true)
+	wait.For(t, 10*time.Second, func() bool { return !rs.Alive() }, "the real server down")
+	rs.Stop()
+	mu.Lock()
+	defer mu.Unlock()
+	r := results[:atDown]
+	n := len(r)
+	if n < 3 || !r[n-3].OK || r[n-2].OK || r[n-1].OK || !strings.HasPrefix(r[n-1].Msg, "HTTP status code error to server") {
+		t.Fatalf("down after %+v, want a success then 2 status errors", r)
+	}
+}
+
+// urlsInNS is inNS for a URLProber.
+type urlsInNS struct {
+	ns *netnstest.NS
+	p  URLProber
+}
+
+func (u urlsInNS) Probe(ctx context.Context, t Target) Result { return inNS(u.ns, u.p).Probe(ctx, t) }
+func (u urlsInNS) URLCount() int                              { return u.p.URLCount() }
+func (u urlsInNS) ProbeURL(ctx context.Context, t Target, i int) Result {
+	var r Result
+	if err := u.ns.Do(func() error { r = u.p.ProbeURL(ctx, t, i); return nil }); err != nil {
+		return Result{Msg: "netns: " + err.Error()}
+	}
+	return r
 }
