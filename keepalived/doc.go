@@ -40,6 +40,15 @@
 // (Options.Getenv) and ${_RANDOM [MIN [MAX]]}, which is deterministic
 // here (MIN, default 0). "~SEQ(var, start[, step], end) rest", "~SEQx"
 // (hex) and "~LST(var, v1, v2, ...) rest" repeat rest once per value.
+// Lines produced by a definition or a sequence carry the position of the
+// line that used it. Expansion is bounded (16 KiB per line, about a
+// million lines and 64 MiB in all); beyond that Load fails.
+//
+// Script keywords (misc_path, notify_up, notify_down, quorum_up,
+// quorum_down) are re-split from the raw line with double and single
+// quotes and backslashes kept, as install_keyword_quoted does; the
+// second and third words are the user and [:]group. The command string
+// itself is not split into argv here.
 //
 // # What is read, what is ignored
 //
@@ -85,6 +94,9 @@
 //     (two virtual servers on one group) are reduced to: a service or
 //     destination named twice is added once (keepalived treats EEXIST
 //     as success).
+//   - A virtual server with a sorry server and no usable real server is
+//     kept (its sorry server is the pool); without either it is dropped
+//     with keepalived's "has no real servers - ignoring".
 //   - Commands describes the table before any checker has run: real
 //     servers without an alpha checker are up; FILE_CHECK and BFD_CHECK
 //     states that keepalived reads from files and sessions at start are
