@@ -923,7 +923,12 @@ func (p *parser) checker(n *node, rs *RealServer) []*Checker {
 				p.unknown(k)
 			}
 		case kind == "DNS_CHECK" && kw == "type":
-			c.DNSType = k.arg(1)
+			switch t := strings.ToUpper(k.arg(1)); t {
+			case "A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA":
+				c.DNSType = t
+			default:
+				p.errorf(k, "DNS_CHECK: unknown type '%s'", k.arg(1))
+			}
 		case kind == "DNS_CHECK" && kw == "name":
 			c.DNSName = k.arg(1)
 		case kind == "SMTP_CHECK" && kw == "helo_name":

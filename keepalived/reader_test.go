@@ -348,3 +348,35 @@ FWM  7 sh (sh-port)
 		t.Errorf("flags %#x", f)
 	}
 }
+
+func TestGlobalCommands(t *testing.T) {
+	src := `global_defs {
+  lvs_flush
+  lvs_timeouts tcp 900 udp 30
+  router_id lb1
+}
+virtual_server 10.0.0.1 53 {
+  protocol UDP
+  real_server 10.0.1.1 53 {
+    DNS_CHECK {
+      type aaaa
+      name example.org
+    }
+    DNS_CHECK {
+      type BOGUS
+    }
+  }
+}
+`
+	cfg, diags := parseString(t, src, Options{})
+	cmds := cfg.Commands()
+	if len(cmds) < 2 || cmds[0].Kind != ipvsadm.CmdFlush || cmds[1].Kind != ipvsadm.CmdSetTimeout ||
+		cmds[1].TimeoutTCP != 900 || cmds[1].TimeoutUDP != 30 || cmds[1].TimeoutTCPFin != 0 {
+		t.Fatalf("commands %+v", cmds)
+	}
+	c := cfg.VirtualServers[0].RealServers[0].Checkers
+	if c[0].DNSType != "AAAA" || c[0].DNSName != "example.org" || c[0].Retry != 3 || c[1].DNSType != "SOA" {
+		t.Errorf("DNS_CHECK %+v %+v", c[0], c[1])
+	}
+	wantDiag(t, diags, "test.conf:14: DNS_CHECK: unknown type 'BOGUS'")
+}

@@ -112,11 +112,14 @@ func startPool(vs *VirtualServer) []startDest {
 
 // Commands returns the ipvsadm commands that build the IPVS table
 // keepalived's checker process installs at start, before any check has
-// run: --set for lvs_timeouts, then per service -A, -a for each real
+// run: -C for lvs_flush, --set for lvs_timeouts, then per service -A, -a for each real
 // server in the start pool, and -P for FULLNAT local addresses.
 func (c *Config) Commands() []ipvsadm.Command {
 	var out []ipvsadm.Command
 	g := c.Global
+	if g.LVSFlush {
+		out = append(out, ipvsadm.Command{Kind: ipvsadm.CmdFlush})
+	}
 	if g.TimeoutTCP != 0 || g.TimeoutTCPFin != 0 || g.TimeoutUDP != 0 {
 		out = append(out, ipvsadm.Command{Kind: ipvsadm.CmdSetTimeout,
 			TimeoutTCP: g.TimeoutTCP, TimeoutTCPFin: g.TimeoutTCPFin, TimeoutUDP: g.TimeoutUDP})
