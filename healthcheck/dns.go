@@ -31,7 +31,7 @@ const dnsBufSize = 1500
 
 // Probe sends the query and waits for the reply (see DNSCheck).
 func (d *DNSCheck) Probe(ctx context.Context, t Target) Result {
-	name := l4FmtAddr(t.Addr, "udp")
+	name := ServiceString(t.Addr, "udp")
 	fail := func(format string, args ...any) Result {
 		return Result{Msg: fmt.Sprintf("DNS_CHECK (%s) ", name) + fmt.Sprintf(format, args...)}
 	}
@@ -42,9 +42,9 @@ func (d *DNSCheck) Probe(ctx context.Context, t Target) Result {
 	if err != nil {
 		return fail("cannot build the query: %v.", err)
 	}
-	ctx, cancel := l4Context(ctx, t)
+	ctx, cancel := probeContext(ctx, t)
 	defer cancel()
-	conn, err := l4Dialer(t, true).DialContext(ctx, "udp", t.Addr.String())
+	conn, err := probeDialer(t, true).DialContext(ctx, "udp", t.Addr.String())
 	if err != nil {
 		return fail("connection error: %v.", err)
 	}
@@ -52,7 +52,7 @@ func (d *DNSCheck) Probe(ctx context.Context, t Target) Result {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(l4LongAgo) })
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(longAgo) })
 	defer stop()
 	if _, err := conn.Write(query); err != nil {
 		return fail("failed to write socket: %v.", err)
@@ -61,7 +61,7 @@ func (d *DNSCheck) Probe(ctx context.Context, t Target) Result {
 	for {
 		n, err := conn.Read(buf)
 		if err != nil {
-			if l4IsTimeout(err) {
+			if IsTimeout(err) {
 				return fail("read timeout from socket.")
 			}
 			return fail("failed to read socket. %v.", err)

@@ -58,12 +58,12 @@ func (p *PingCheck) Probe(ctx context.Context, t Target) Result {
 		return fail("failed: %v.", err)
 	}
 	defer conn.Close()
-	ctx, cancel := l4Context(ctx, t)
+	ctx, cancel := probeContext(ctx, t)
 	defer cancel()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(l4LongAgo) })
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(longAgo) })
 	defer stop()
 
 	seq := uint16(p.seq.Add(1))
@@ -87,7 +87,7 @@ func (p *PingCheck) Probe(ctx context.Context, t Target) Result {
 	for {
 		n, from, err := conn.ReadFrom(buf)
 		if err != nil {
-			if l4IsTimeout(err) {
+			if IsTimeout(err) {
 				return fail("timeout.")
 			}
 			return fail("failed: %v.", err)

@@ -27,21 +27,21 @@ const smtpMaxLine = 1024
 
 // Probe holds one SMTP dialogue (see SMTPCheck).
 func (s *SMTPCheck) Probe(ctx context.Context, t Target) Result {
-	name := l4FmtAddr(t.Addr, "tcp")
+	name := ServiceString(t.Addr, "tcp")
 	fail := func(format string, args ...any) Result {
 		return Result{Msg: fmt.Sprintf(format, args...)}
 	}
-	dctx, cancel := l4Context(ctx, t)
-	conn, err := l4Dialer(t, false).DialContext(dctx, "tcp", t.Addr.String())
+	dctx, cancel := probeContext(ctx, t)
+	conn, err := probeDialer(t, false).DialContext(dctx, "tcp", t.Addr.String())
 	cancel()
 	if err != nil {
-		if l4IsTimeout(err) || errors.Is(err, context.DeadlineExceeded) {
+		if IsTimeout(err) {
 			return fail("Connection timeout to server %s.", name)
 		}
 		return fail("Error connecting to server %s: %v.", name, err)
 	}
 	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(l4LongAgo) })
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(longAgo) })
 	defer stop()
 	step := func() {
 		if t.Timeout > 0 {

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
-	"syscall"
+	"strings"
 )
 
 // DialTarget connects to t.Addr over network ("tcp", "udp"), from
@@ -14,28 +14,9 @@ import (
 // It is the connection part of keepalived's checkers (tcp_connect in
 // layer4.c). Errors are *net.OpError values.
 func DialTarget(ctx context.Context, network string, t Target) (net.Conn, error) {
-	d := net.Dialer{Timeout: t.Timeout}
-	if t.BindTo.IsValid() || t.BindPort != 0 {
-		var ip net.IP
-		if t.BindTo.IsValid() {
-			ip = t.BindTo.AsSlice()
-		}
-		switch network {
-		case "udp", "udp4", "udp6":
-			d.LocalAddr = &net.UDPAddr{IP: ip, Port: int(t.BindPort), Zone: t.BindTo.Zone()}
-		default:
-			d.LocalAddr = &net.TCPAddr{IP: ip, Port: int(t.BindPort), Zone: t.BindTo.Zone()}
-		}
-	}
-	if mark := t.FWMark; mark != 0 {
-		d.Control = func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			if err := c.Control(func(fd uintptr) { serr = setMark(fd, mark) }); err != nil {
-				return err
-			}
-			return serr
-		}
-	}
+	udp := strings.HasPrefix(network, "udp")
+	d := probeDialer(t, udp)
+	d.Timeout = t.Timeout
 	return d.DialContext(ctx, network, t.Addr.String())
 }
 

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
-	"os"
 	"time"
 )
 
@@ -43,10 +41,10 @@ const udpDefaultMaxReply = 255
 
 // Probe sends one datagram and judges the answer (see UDPCheck).
 func (u *UDPCheck) Probe(ctx context.Context, t Target) Result {
-	name := l4FmtAddr(t.Addr, "udp")
-	ctx, cancel := l4Context(ctx, t)
+	name := ServiceString(t.Addr, "udp")
+	ctx, cancel := probeContext(ctx, t)
 	defer cancel()
-	conn, err := l4Dialer(t, true).DialContext(ctx, "udp", t.Addr.String())
+	conn, err := probeDialer(t, true).DialContext(ctx, "udp", t.Addr.String())
 	if err != nil {
 		return Result{Msg: fmt.Sprintf("UDP connection to %s failed: %v.", name, err)}
 	}
@@ -54,7 +52,7 @@ func (u *UDPCheck) Probe(ctx context.Context, t Target) Result {
 	if d, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(d)
 	}
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(l4LongAgo) })
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(longAgo) })
 	defer stop()
 
 	payload := u.Payload
@@ -72,7 +70,7 @@ func (u *UDPCheck) Probe(ctx context.Context, t Target) Result {
 	buf := make([]byte, maxLen+1)
 	n, err := conn.Read(buf)
 	switch {
-	case err != nil && l4IsTimeout(err):
+	case err != nil && IsTimeout(err):
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return Result{Msg: fmt.Sprintf("UDP connection to %s cancelled.", name)}
 		}
@@ -181,42 +179,31 @@ func ParseHexMask(s string, wildcards bool) (HexMask, error) {
 	return m, nil
 }
 
-// l4Context bounds one probe by t.Timeout (when set) as well as ctx.
-func l4Context(ctx context.Context, t Target) (context.Context, context.CancelFunc) {
+// probeContext bounds one probe by t.Timeout (when set) as well as ctx.
+func probeContext(ctx context.Context, t Target) (context.Context, context.CancelFunc) {
 	if t.Timeout > 0 {
 		return context.WithTimeout(ctx, t.Timeout)
 	}
 	return context.WithCancel(ctx)
 }
 
-// l4Dialer is a net.Dialer for Target's bindto, bind_port and fwmark.
-func l4Dialer(t Target, udp bool) *net.Dialer {
-	d := &net.Dialer{Control: l4Control(t.FWMark, udp)}
+// probeDialer is a net.Dialer for Target's bindto, bind_port and fwmark
+// (and, for UDP, ICMP errors reported on the socket: probeControl).
+func probeDialer(t Target, udp bool) *net.Dialer {
+	d := &net.Dialer{Control: probeControl(t.FWMark, udp)}
 	if t.BindTo.IsValid() || t.BindPort != 0 {
 		ip := net.IP(nil)
 		if t.BindTo.IsValid() {
 			ip = t.BindTo.AsSlice()
 		}
 		if udp {
-			d.LocalAddr = &net.UDPAddr{IP: ip, Port: int(t.BindPort)}
+			d.LocalAddr = &net.UDPAddr{IP: ip, Port: int(t.BindPort), Zone: t.BindTo.Zone()}
 		} else {
-			d.LocalAddr = &net.TCPAddr{IP: ip, Port: int(t.BindPort)}
+			d.LocalAddr = &net.TCPAddr{IP: ip, Port: int(t.BindPort), Zone: t.BindTo.Zone()}
 		}
 	}
 	return d
 }
 
-// l4IsTimeout reports a deadline error.
-func l4IsTimeout(err error) bool {
-	var ne net.Error
-	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
-}
-
-// l4FmtAddr formats an address as keepalived's FMT_CHK does:
-// "[10.0.0.7]:udp:53".
-func l4FmtAddr(ap netip.AddrPort, proto string) string {
-	return fmt.Sprintf("[%s]:%s:%d", ap.Addr(), proto, ap.Port())
-}
-
-// l4LongAgo is a deadline in the past: it wakes a blocked read at once.
-var l4LongAgo = time.Unix(1, 0)
+// longAgo is a deadline in the past: it wakes a blocked read at once.
+var longAgo = time.Unix(1, 0)

@@ -6,11 +6,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// l4Control returns the net.Dialer Control for a probe socket: SO_MARK
+// probeControl returns the net.Dialer Control for a probe socket: SO_MARK
 // when fwmark is set, and for UDP IP_RECVERR/IPV6_RECVERR so that any ICMP
 // destination unreachable (not only port unreachable) fails the next read,
 // as keepalived's udp_bind_connect does.
-func l4Control(mark uint32, udp bool) func(network, address string, c syscall.RawConn) error {
+func probeControl(mark uint32, udp bool) func(network, address string, c syscall.RawConn) error {
 	if mark == 0 && !udp {
 		return nil
 	}

@@ -7,9 +7,9 @@ import (
 	"syscall"
 )
 
-// l4Control: SO_MARK exists only on Linux; elsewhere a fwmark fails the
+// probeControl: SO_MARK exists only on Linux; elsewhere a fwmark fails the
 // probe rather than being silently ignored.
-func l4Control(mark uint32, udp bool) func(network, address string, c syscall.RawConn) error {
+func probeControl(mark uint32, udp bool) func(network, address string, c syscall.RawConn) error {
 	if mark == 0 {
 		return nil
 	}
