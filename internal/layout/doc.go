@@ -13,6 +13,9 @@
 //     ipvsadm's language;
 //   - the data plane (dataplane/..., modes, conntrack) links no control
 //     plane, daemon or lab;
+//   - keepalived.conf's reader (keepalived) and the checkers (healthcheck)
+//     link no data plane and no control-plane state: the daemon applies
+//     what they decide;
 //   - the daemon (cmd/uvsd, director) links no lab: the decision trace
 //     (trace) is written by uvsd and only read by the lab;
 //   - the lab (lab/..., cmd/uvs-lab) drives uvsd like a user and links no

@@ -160,6 +160,12 @@ var rules = []rule{
 		must: []string{"trace"},
 	},
 	{
+		name: "keepalived.conf's reader and the checkers link no data plane, control plane state or daemon",
+		from: in("keepalived", "healthcheck"),
+		to:   or(is("control", "snapshot"), in(append(dataPlane, "director", "lab", "trace", "ownership")...)),
+		must: []string{"keepalived", "healthcheck"},
+	},
+	{
 		name:   "nothing imports a command",
 		from:   func(string) bool { return true },
 		to:     in("cmd"),
