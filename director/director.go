@@ -28,6 +28,7 @@ import (
 	"github.com/uvs-lb/uvs/fwmark"
 	"github.com/uvs-lb/uvs/header"
 	"github.com/uvs-lb/uvs/ipvsadm"
+	"github.com/uvs-lb/uvs/keepalived"
 	"github.com/uvs-lb/uvs/ownership"
 	"github.com/uvs-lb/uvs/sched"
 	"github.com/uvs-lb/uvs/snapshot"
@@ -59,6 +60,9 @@ type Config struct {
 	IO string
 	// XDPMode is how the AF_XDP backend attaches its XDP program.
 	XDPMode afxdp.Mode
+	// Keepalived, when set, is a keepalived.conf whose start-up table New
+	// installs and whose health checkers Run runs (keepalived.go).
+	Keepalived *keepalived.Config
 }
 
 // Director is a running uvsd.
@@ -137,6 +141,11 @@ func New(cfg Config, log *zap.Logger) (*Director, error) {
 		}
 		if err := d.State.ApplyAll(cmds); err != nil {
 			return nil, fmt.Errorf("%s: %w", cfg.RulesFile, err)
+		}
+	}
+	if cfg.Keepalived != nil {
+		if err := d.State.ApplyAll(cfg.Keepalived.Commands()); err != nil {
+			return nil, fmt.Errorf("keepalived configuration: %w", err)
 		}
 	}
 	return d, nil
@@ -241,10 +250,12 @@ func (d *Director) Run(ctx context.Context) (err error) {
 		}(i, w)
 	}
 	serve()
+	checkers := d.startKeepalived(ctx)
 	if d.cfg.Ready != nil {
 		d.cfg.Ready(d)
 	}
 	d.housekeeping(ctx)
+	checkers()
 	d.logIOStats()
 	d.closeIO()
 	wg.Wait()

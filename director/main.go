@@ -34,7 +34,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	lportMin := fs.Uint("lport-min", 61000, "FULLNAT local ports: lowest (keep the range outside net.ipv4.ip_local_port_range)")
 	lportMax := fs.Uint("lport-max", 65535, "FULLNAT local ports: highest")
 	check := fs.Bool("check", false, "validate the rules file (or the --keepalived file) and exit")
-	kaFile := fs.String("keepalived", "", "keepalived.conf `file` to read (with --check: print its warnings and the IPVS table keepalived would install at start)")
+	kaFile := fs.String("keepalived", "", "keepalived.conf `file`: install its IPVS table and run its health checkers, "+
+		"adding and removing real servers as they pass and fail (with --check: print its warnings and the table keepalived would install at start)")
 	defIO := IOAFPacket
 	if v := os.Getenv(IOEnv); v != "" {
 		defIO = v
@@ -48,9 +49,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	sock := fs.String("control", defSock, "abstract unix socket `name` for uvsadm (empty: no control socket)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: uvsd [--rules FILE] [--iface IF,...] [flags]\n\n"+
+		fmt.Fprintf(stderr, "usage: uvsd [--rules FILE | --keepalived FILE] [--iface IF,...] [flags]\n\n"+
 			"uvsd is the uvs director: it serves the virtual services of the rules file on\n"+
-			"this network namespace's interfaces. Change them at run time with uvsadm.\n\n")
+			"this network namespace's interfaces. Change them at run time with uvsadm.\n"+
+			"With --keepalived it serves keepalived.conf's virtual servers instead and runs\n"+
+			"their health checkers, taking failed real servers out of the pool.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -68,12 +71,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "uvsd: --keepalived and --rules cannot be used together\n")
 			return 2
 		}
-		if !*check {
-			fmt.Fprintf(stderr, "uvsd: --keepalived: running keepalived's health checkers is not available yet; "+
-				"use --check --keepalived %s to validate the file and print the IPVS table it gives\n", *kaFile)
-			return 2
+		if *check {
+			return checkKeepalived(*kaFile, stdout, stderr)
 		}
-		return checkKeepalived(*kaFile, stdout, stderr)
 	}
 	var lvl zapcore.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
@@ -118,6 +118,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if *ifaces != "" {
 		cfg.Interfaces = strings.Split(*ifaces, ",")
 	}
+	if *kaFile != "" {
+		ka, err := loadKeepalived(*kaFile, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "uvsd: %v\n", err)
+			return 1
+		}
+		cfg.Keepalived = ka
+	}
 	d, err := New(cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "uvsd: %v\n", err)
@@ -147,6 +155,33 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// loadKeepalived reads a keepalived.conf for uvsd --keepalived: it logs
+// each diagnostic with its FILE:LINE and the ignored sections once, and
+// returns a fatal error naming its line.
+func loadKeepalived(file string, log *zap.Logger) (*keepalived.Config, error) {
+	host, _ := os.Hostname()
+	host, _, _ = strings.Cut(host, ".")
+	cfg, diags, err := keepalived.Load(file, keepalived.Options{ConfigID: host, Getenv: os.Getenv})
+	for _, d := range diags {
+		if d.Severity == keepalived.SevError {
+			log.Error(d.String())
+		} else {
+			log.Warn(d.String())
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.Ignored) > 0 {
+		names := make([]string, 0, len(cfg.Ignored))
+		for _, s := range cfg.Ignored {
+			names = append(names, s.Name+" ("+s.Pos.String()+")")
+		}
+		log.Info("keepalived sections not acted on: " + strings.Join(names, ", "))
+	}
+	return cfg, nil
 }
 
 // checkKeepalived is uvsd --check --keepalived FILE: it prints each

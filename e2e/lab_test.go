@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -44,10 +45,51 @@ var bigSum = func() string {
 	return hex.EncodeToString(s[:])
 }()
 
+// webServer is a real server's web server on :80, which a test may stop
+// and start again (the health-checker tests).
+type webServer struct {
+	ns      *netnstest.NS
+	handler http.Handler
+	mu      sync.Mutex
+	srv     *http.Server // nil: stopped
+}
+
+// stop closes the :80 listener and its connections: the port refuses
+// connections until start.
+func (w *webServer) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.srv != nil {
+		_ = w.srv.Close()
+		w.srv = nil
+	}
+}
+
+// start listens on :80 again inside the real server's namespace.
+func (w *webServer) start(t *testing.T) {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.srv != nil {
+		return
+	}
+	var ln net.Listener
+	if err := w.ns.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", ":80")
+		return err
+	}); err != nil {
+		t.Fatalf("web server: %v", err)
+	}
+	w.srv = &http.Server{Handler: w.handler, ReadHeaderTimeout: 5 * time.Second}
+	go func(srv *http.Server) { _ = srv.Serve(ln) }(w.srv)
+}
+
 // startRealServer serves HTTP on :80 and :443 (IPv4 and IPv6) answering its name,
 // /big with bigBody, and a UDP echo on :5353 replying "name:payload".
-// Sockets are created inside ns and served from ordinary goroutines.
-func startRealServer(t *testing.T, ns *netnstest.NS, name string) {
+// Sockets are created inside ns and served from ordinary goroutines. The
+// web server on :80 is returned.
+func startRealServer(t *testing.T, ns *netnstest.NS, name string) *webServer {
 	t.Helper()
 	var ln, ln443 net.Listener
 	var pc net.PacketConn
@@ -72,7 +114,8 @@ func startRealServer(t *testing.T, ns *netnstest.NS, name string) {
 		http.ServeContent(w, r, "big", time.Time{}, bytes.NewReader(big))
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
+	web := &webServer{ns: ns, handler: mux, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
+	go func(srv80 *http.Server) { _ = srv80.Serve(ln) }(web.srv)
 	go func() { _ = srv.Serve(ln443) }() // plain HTTP on 443: the fwmark tests need a second port
 	go func() {
 		buf := make([]byte, 2048)
@@ -85,9 +128,11 @@ func startRealServer(t *testing.T, ns *netnstest.NS, name string) {
 		}
 	}()
 	t.Cleanup(func() {
+		web.stop()
 		_ = srv.Close()
 		_ = pc.Close()
 	})
+	return web
 }
 
 // natLab is the seeds' NAT topology: a client, a two-legged director whose
@@ -102,6 +147,7 @@ func startRealServer(t *testing.T, ns *netnstest.NS, name string) {
 type natLab struct {
 	cli, dir, sw *netnstest.NS
 	rs           []*netnstest.NS
+	web          []*webServer // the real servers' web servers on :80
 }
 
 func newNATLab(t *testing.T) *natLab {
@@ -135,7 +181,7 @@ func newNATLab(t *testing.T) *natLab {
 		rs.IP(t, "-6", "addr", "add", fmt.Sprintf("fd00:2::1%d/64", i), "dev", "r0", "nodad")
 		rs.RouteAdd(t, "default", "via", "10.0.2.1")
 		rs.IP(t, "-6", "route", "add", "default", "via", "fd00:2::1")
-		startRealServer(t, rs, fmt.Sprintf("rs%d", i))
+		l.web = append(l.web, startRealServer(t, rs, fmt.Sprintf("rs%d", i)))
 		l.rs = append(l.rs, rs)
 	}
 	return l
@@ -158,7 +204,14 @@ func startUVSD(t *testing.T, ns *netnstest.NS, rules string, extra ...string) *u
 	if err := os.WriteFile(path, []byte(rules), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{binary("uvsd"), "--rules", path, "--log-level", "debug"}, extra...)
+	return startUVSDArgs(t, ns, append([]string{"--rules", path}, extra...)...)
+}
+
+// startUVSDArgs is startUVSD with the arguments given whole (no rules
+// file: --keepalived FILE, for one).
+func startUVSDArgs(t *testing.T, ns *netnstest.NS, extra ...string) *uvsd {
+	t.Helper()
+	args := append([]string{binary("uvsd"), "--log-level", "debug"}, extra...)
 	if io := os.Getenv("UVS_E2E_IO"); io != "" {
 		args = append(args, "--io", io) // run the suites on another packet-I/O backend
 	}

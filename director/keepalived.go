@@ -1,0 +1,558 @@
+package director
+
+// uvsd --keepalived FILE: the LVS half of keepalived's checker process.
+// New installs the start-up table (keepalived.Config.Commands); Run starts
+// one healthcheck.Checker per checker block and one healthcheck.RealServer
+// per real server, and turns their events into ipvsadm commands on the
+// control State, as keepalived's perform_svr_state and update_quorum_state
+// do (reference §2.4–§2.7). The data plane follows through the snapshot
+// the State publishes.
+//
+// Established connections of a real server taken out of the pool behave as
+// IPVS's do on DELDEST with the default expire_nodest_conn=0: the
+// connection entry keeps pointing at the removed destination, whose
+// Available flag DelDest clears, so the worker drops the client's packets
+// of those connections (dataplane/worker.go forward: CntDestGone) and the
+// entry stays until it times out. Adding the real server back takes the
+// same destination out of the service's trash (sched.Service.AddDest, like
+// ip_vs_trash_get_dest), so its surviving connections work again. With
+// inhibit_on_failure the destination stays with weight 0: no new
+// connections are scheduled to it and its established ones keep working.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/uvs-lb/uvs/control"
+	"github.com/uvs-lb/uvs/healthcheck"
+	"github.com/uvs-lb/uvs/ipvsadm"
+	"github.com/uvs-lb/uvs/keepalived"
+	"github.com/uvs-lb/uvs/spec"
+)
+
+// pool is what the keepalived runner changes: the control State.
+type pool interface {
+	Apply(c *ipvsadm.Command) error
+}
+
+// kaOptions wire a keepalived runner; zero fields take the real clock,
+// the real probers and the real script runner.
+type kaOptions struct {
+	// Checker is the base of every checker's options (Clock, Rand).
+	Checker healthcheck.Options
+	// Prober, when set, replaces the prober of every checker (tests).
+	Prober func(*keepalived.Checker) healthcheck.Prober
+	// Script, when set, replaces running a notify or quorum script.
+	Script func(ctx context.Context, s *keepalived.Script)
+}
+
+// kaRunner runs the checkers of one keepalived configuration.
+type kaRunner struct {
+	log  *zap.Logger
+	cfg  *keepalived.Config
+	pool pool
+	opt  kaOptions
+	vss  []*kaVS
+
+	ctx     context.Context
+	scripts sync.WaitGroup
+}
+
+// kaVS is a virtual server: its IPVS services and its real servers. mu
+// serialises the pool changes of its real servers and its quorum.
+type kaVS struct {
+	vs     *keepalived.VirtualServer
+	name   string // keepalived's "[10.0.1.100]:tcp:80"
+	keys   []spec.ServiceKey
+	rss    []*kaRS
+	sorry  *kaRS // nil: no sorry server
+	quorum *healthcheck.Quorum
+
+	mu sync.Mutex
+}
+
+// kaRS is a real server (or the sorry server) and its checkers.
+type kaRS struct {
+	rs    *keepalived.RealServer
+	name  string // "[10.0.2.11]:tcp:80"
+	hc    *healthcheck.RealServer
+	alive bool // guarded by the virtual server's mu
+}
+
+// newKeepalived prepares the runner of cfg; Run starts its checkers.
+func newKeepalived(cfg *keepalived.Config, p pool, log *zap.Logger, opt kaOptions) *kaRunner {
+	k := &kaRunner{log: log, cfg: cfg, pool: p, opt: opt}
+	for _, vs := range cfg.VirtualServers {
+		v := &kaVS{vs: vs, name: vsString(vs), keys: cfg.Keys(vs)}
+		if vs.HASuspend {
+			log.Warn(vs.Pos.String() + ": ha_suspend is not supported: the checkers of " + v.name + " always run")
+		}
+		var all int64
+		for _, rs := range vs.RealServers {
+			r := &kaRS{rs: rs, name: rsString(vs, rs), alive: !failedAtStart(rs)}
+			all += int64(realWeight(rs.Weight))
+			r.hc = healthcheck.NewRealServer(r.name, func(ev healthcheck.RSEvent) { k.onEvent(v, r, ev) })
+			for _, c := range rs.Checkers {
+				cc, pr, err := k.checker(rs, c)
+				if err != nil {
+					log.Warn(c.Pos.String()+": "+c.Kind+" of "+r.name+" not run: "+err.Error(), zap.String("vs", v.name))
+					continue
+				}
+				copt := opt.Checker
+				copt.Logger = log
+				r.hc.AddChecker(cc, pr, copt)
+			}
+			v.rss = append(v.rss, r)
+		}
+		if vs.SorryServer != nil {
+			v.sorry = &kaRS{rs: vs.SorryServer, name: rsString(vs, vs.SorryServer)}
+		}
+		q, h := healthcheck.ClampQuorum(vs.Quorum, vs.Hysteresis, all)
+		qc := healthcheck.QuorumConfig{Quorum: q, Hysteresis: h, VS: v.name, SorryInhibit: vs.SorryServerInhibit}
+		if v.sorry != nil {
+			qc.SorryServer = v.sorry.name
+		}
+		v.quorum = healthcheck.NewQuorum(qc, 0)
+		k.vss = append(k.vss, v)
+	}
+	return k
+}
+
+// Run starts the checkers and stops them when ctx is done; it returns
+// once no checker runs and no script it started is left.
+func (k *kaRunner) Run(ctx context.Context) {
+	k.start(ctx)
+	<-ctx.Done()
+	k.stop()
+}
+
+// start evaluates the start-up quorum of each virtual server and starts
+// the checkers; ctx bounds the scripts.
+func (k *kaRunner) start(ctx context.Context) {
+	k.ctx = ctx
+	n := 0
+	for _, v := range k.vss {
+		// Commands installed the start-up pool, quorum included; this only
+		// brings the Quorum in step, logs and runs quorum_up/quorum_down.
+		v.mu.Lock()
+		if c, ok := v.quorum.Update(v.aliveSum(), true); ok {
+			v.sorry.setAlive(c.AddSorry)
+			k.quorumNotify(v, c)
+		}
+		v.mu.Unlock()
+		for _, r := range v.rss {
+			r.hc.Start()
+			n += len(r.hc.Checkers())
+		}
+	}
+	k.log.Info("keepalived checkers started", zap.Int("virtual-servers", len(k.vss)), zap.Int("checkers", n))
+}
+
+// stop stops the checkers and waits for them and for the scripts (which
+// ctx's end kills).
+func (k *kaRunner) stop() {
+	for _, v := range k.vss {
+		for _, r := range v.rss {
+			r.hc.Stop()
+		}
+	}
+	k.scripts.Wait()
+}
+
+func (r *kaRS) setAlive(on bool) {
+	if r != nil {
+		r.alive = on
+	}
+}
+
+// aliveSum is the quorum's weight sum: Σ real_weight of the alive real
+// servers. v.mu is held.
+func (v *kaVS) aliveSum() int64 {
+	var sum int64
+	for _, r := range v.rss {
+		if r.alive {
+			sum += int64(realWeight(r.rs.Weight))
+		}
+	}
+	return sum
+}
+
+// onEvent is perform_svr_state and do_rs_notifies for one real server
+// event; it runs under the real server's lock, one event at a time.
+func (k *kaRunner) onEvent(v *kaVS, r *kaRS, ev healthcheck.RSEvent) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if ev.Transition {
+		verb := map[[2]bool]string{
+			{true, false}:  "Adding service " + r.name + " to VS " + v.name,
+			{false, false}: "Removing service " + r.name + " from VS " + v.name,
+			{true, true}:   "Enabling service " + r.name + " of VS " + v.name,
+			{false, true}:  "Disabling service " + r.name + " of VS " + v.name,
+		}[[2]bool{ev.Alive, r.rs.Inhibit}]
+		k.log.Info(verb)
+		if v.quorum.PoolWritable() {
+			if ev.Alive {
+				k.addRS(v, r.rs, realWeight(r.rs.Weight), r.rs.Inhibit)
+			} else {
+				k.removeRS(v, r.rs, r.rs.Inhibit)
+			}
+		}
+		r.alive = ev.Alive
+	}
+	if ev.Alive {
+		k.script(r.rs.NotifyUp)
+	} else {
+		k.script(r.rs.NotifyDown)
+	}
+	if !ev.Transition {
+		return
+	}
+	c, ok := v.quorum.Update(v.aliveSum(), false)
+	if !ok {
+		return
+	}
+	k.quorumNotify(v, c)
+	if c.RemoveSorry && v.sorry != nil {
+		k.removeRS(v, v.sorry.rs, v.vs.SorryServerInhibit)
+		v.sorry.alive = false
+	}
+	if c.AddAlive || c.RemoveAlive {
+		for _, x := range v.rss {
+			switch {
+			case !x.alive:
+			case c.AddAlive:
+				k.addRS(v, x.rs, realWeight(x.rs.Weight), x.rs.Inhibit)
+			default:
+				k.removeRS(v, x.rs, x.rs.Inhibit)
+			}
+		}
+	}
+	if c.AddSorry && v.sorry != nil {
+		k.addRS(v, v.sorry.rs, 1, v.vs.SorryServerInhibit)
+		v.sorry.alive = true
+	}
+}
+
+// quorumNotify logs a quorum change and runs quorum_up or quorum_down.
+func (k *kaRunner) quorumNotify(v *kaVS, c healthcheck.QuorumChange) {
+	for _, m := range c.Msgs {
+		k.log.Info(m)
+	}
+	if c.Up {
+		k.script(v.vs.QuorumUp)
+	} else {
+		k.script(v.vs.QuorumDown)
+	}
+}
+
+// addRS puts a real server into every service of v (ADDDEST); an
+// inhibited one that is present gets its weight back (EDITDEST), as
+// keepalived's ipvs_cmd rewrites it.
+func (k *kaRunner) addRS(v *kaVS, rs *keepalived.RealServer, w uint32, inhibit bool) {
+	for _, key := range v.keys {
+		d, ok := destFor(rs, key, w)
+		if !ok {
+			continue
+		}
+		c := ipvsadm.Command{Kind: ipvsadm.CmdAddServer, Service: spec.Service{Key: key}, HasService: true, Dest: d}
+		if inhibit {
+			c.Kind = ipvsadm.CmdEditServer
+			if err := k.pool.Apply(&c); !errors.Is(err, syscall.ENOENT) {
+				k.cmdResult(&c, err)
+				continue
+			}
+			c.Kind = ipvsadm.CmdAddServer
+		}
+		err := k.pool.Apply(&c)
+		if errors.Is(err, syscall.EEXIST) {
+			err = nil // keepalived treats EEXIST on add as success
+		}
+		k.cmdResult(&c, err)
+	}
+}
+
+// removeRS takes a real server out of every service of v (DELDEST), or
+// sets its weight to 0 with inhibit_on_failure (EDITDEST).
+func (k *kaRunner) removeRS(v *kaVS, rs *keepalived.RealServer, inhibit bool) {
+	for _, key := range v.keys {
+		d, ok := destFor(rs, key, 0)
+		if !ok {
+			continue
+		}
+		c := ipvsadm.Command{Kind: ipvsadm.CmdDelServer, Service: spec.Service{Key: key}, HasService: true, Dest: d}
+		if inhibit {
+			c.Kind = ipvsadm.CmdEditServer
+		}
+		err := k.pool.Apply(&c)
+		if errors.Is(err, syscall.ENOENT) {
+			err = nil // keepalived treats ENOENT on delete as success
+		}
+		k.cmdResult(&c, err)
+	}
+}
+
+// cmdResult logs a failed command as keepalived's ipvs_cmd does.
+func (k *kaRunner) cmdResult(c *ipvsadm.Command, err error) {
+	if err == nil {
+		return
+	}
+	no := syscall.EINVAL
+	var ce *control.Error
+	if errors.As(err, &ce) {
+		no = ce.Errno
+	}
+	k.log.Error(fmt.Sprintf("IPVS cmd %s(%d) error: %v(%d)", cmdName(c.Kind), c.Kind, err, int(no)),
+		zap.String("service", c.Service.Key.String()), zap.Stringer("dest", c.Dest.AddrPort()))
+}
+
+func cmdName(k ipvsadm.CmdKind) string {
+	switch k {
+	case ipvsadm.CmdAddServer:
+		return "ADDDEST"
+	case ipvsadm.CmdDelServer:
+		return "DELDEST"
+	case ipvsadm.CmdEditServer:
+		return "EDITDEST"
+	}
+	return "CMD"
+}
+
+// script runs a notify or quorum script without a shell, with the words
+// keepalived splits it into and no extra arguments (reference §2.7).
+// It is killed when uvsd stops.
+func (k *kaRunner) script(s *keepalived.Script) {
+	if s == nil || s.Cmd == "" || k.ctx == nil {
+		return
+	}
+	ctx := k.ctx
+	k.scripts.Add(1)
+	go func() {
+		defer k.scripts.Done()
+		if k.opt.Script != nil {
+			k.opt.Script(ctx, s)
+			return
+		}
+		argv, err := healthcheck.SplitMiscPath(s.Cmd)
+		if err != nil {
+			k.log.Warn("script " + strconv.Quote(s.Cmd) + ": " + err.Error())
+			return
+		}
+		if s.User != "" {
+			k.log.Warn("script " + strconv.Quote(s.Cmd) + ": user " + s.User + " not supported, running as uvsd's user")
+		}
+		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		cmd.WaitDelay = time.Second
+		if out, err := cmd.CombinedOutput(); err != nil && ctx.Err() == nil {
+			k.log.Warn("script "+strconv.Quote(s.Cmd)+" failed", zap.Error(err), zap.ByteString("output", out))
+		}
+	}()
+}
+
+// destFor is the destination of rs in service key with weight w, as
+// keepalived.Config.Commands builds it; false for a real server of the
+// other family.
+func destFor(rs *keepalived.RealServer, key spec.ServiceKey, w uint32) (spec.Dest, bool) {
+	d := spec.Dest{Addr: rs.Addr, Port: rs.Port, Fwd: rs.Method.Fwd, Weight: w,
+		UThreshold: rs.UThreshold, LThreshold: rs.LThreshold,
+		TunType: rs.Method.TunType, TunPort: rs.Method.TunPort, TunCsum: rs.Method.TunCsum}
+	if d.Fwd == spec.FwdRoute || d.Fwd == spec.FwdTunnel {
+		d.Port = key.Port
+	}
+	if d.Fwd != spec.FwdTunnel {
+		d.TunType, d.TunPort, d.TunCsum = 0, 0, 0
+	}
+	is4 := key.Addr.Is4()
+	if key.IsFWMark() {
+		is4 = !key.IPv6
+	}
+	if d.Addr.Is4() != is4 && d.Fwd != spec.FwdTunnel {
+		return spec.Dest{}, false
+	}
+	return d, true
+}
+
+// realWeight is keepalived's real_weight: the weight clamped to
+// [0, INT32_MAX].
+func realWeight(w int64) uint32 {
+	return uint32(min(max(w, 0), math.MaxInt32))
+}
+
+// failedAtStart reports whether a real server starts down: one of its
+// checkers is alpha.
+func failedAtStart(rs *keepalived.RealServer) bool {
+	for _, c := range rs.Checkers {
+		if c.Alpha {
+			return true
+		}
+	}
+	return false
+}
+
+// protoWord is the protocol word of keepalived's service trio.
+func protoWord(p spec.Proto) string {
+	switch p {
+	case spec.ProtoUDP:
+		return "udp"
+	case spec.ProtoSCTP:
+		return "sctp"
+	}
+	return "tcp"
+}
+
+// vsString names a virtual server as keepalived's FMT_VS does:
+// "[10.0.1.100]:tcp:80", "FWM 5", "[GROUP]:0".
+func vsString(vs *keepalived.VirtualServer) string {
+	switch {
+	case vs.Group != "":
+		return "[" + vs.Group + "]:" + strconv.Itoa(int(vs.Port))
+	case vs.FWMark != 0:
+		return "FWM " + strconv.FormatUint(uint64(vs.FWMark), 10)
+	}
+	return healthcheck.ServiceString(netip.AddrPortFrom(vs.Addr, vs.Port), protoWord(vs.Proto))
+}
+
+// rsString names a real server as keepalived's FMT_RS does.
+func rsString(vs *keepalived.VirtualServer, rs *keepalived.RealServer) string {
+	return healthcheck.ServiceString(netip.AddrPortFrom(rs.Addr, rs.Port), protoWord(vs.Proto))
+}
+
+var checkerKinds = map[string]healthcheck.Kind{
+	"TCP_CHECK": healthcheck.KindTCP, "HTTP_GET": healthcheck.KindHTTP, "SSL_GET": healthcheck.KindSSL,
+	"UDP_CHECK": healthcheck.KindUDP, "PING_CHECK": healthcheck.KindPing, "DNS_CHECK": healthcheck.KindDNS,
+	"MISC_CHECK": healthcheck.KindMisc, "SMTP_CHECK": healthcheck.KindSMTP, "FILE_CHECK": healthcheck.KindFile,
+}
+
+// checker turns a checker block into the checker's configuration and its
+// prober; an error says why the block cannot run.
+func (k *kaRunner) checker(rs *keepalived.RealServer, c *keepalived.Checker) (healthcheck.CheckerConfig, healthcheck.Prober, error) {
+	kind, ok := checkerKinds[c.Kind]
+	if !ok {
+		return healthcheck.CheckerConfig{}, nil, errors.New("checker type not supported by uvs")
+	}
+	ip, port := c.ConnectIP, c.ConnectPort
+	if !ip.IsValid() {
+		ip = rs.Addr
+	}
+	if port == 0 {
+		port = rs.Port
+	}
+	cc := healthcheck.CheckerConfig{
+		Kind: kind,
+		Target: healthcheck.Target{Addr: netip.AddrPortFrom(ip, port), BindTo: c.BindTo, BindPort: c.BindPort,
+			FWMark: c.FWMark, Timeout: c.ConnectTimeout},
+		DelayLoop: c.DelayLoop, DelayBeforeRetry: c.DelayBeforeRetry, Warmup: max(c.Warmup, 0),
+		Retry: uint(max(c.Retry, 0)), Alpha: c.Alpha, LogAllFailures: k.cfg.Global.CheckerLogAllFailures,
+		FastRecovery: c.FastRecovery, FromStart: kind == healthcheck.KindMisc,
+	}
+	if c.MiscDynamic {
+		k.log.Warn(c.Pos.String() + ": misc_dynamic: the weight the script asks for is not applied; the real server keeps its configured weight")
+	}
+	if c.BindIf != "" {
+		k.log.Warn(c.Pos.String() + ": bind_if " + c.BindIf + " is not supported; probing without it")
+	}
+	if k.opt.Prober != nil {
+		return cc, k.opt.Prober(c), nil
+	}
+	p, err := prober(kind, rs, c)
+	return cc, p, err
+}
+
+// prober builds the prober of a checker block.
+func prober(kind healthcheck.Kind, rs *keepalived.RealServer, c *keepalived.Checker) (healthcheck.Prober, error) {
+	switch kind {
+	case healthcheck.KindTCP:
+		return healthcheck.TCPCheck{}, nil
+	case healthcheck.KindHTTP, healthcheck.KindSSL:
+		proto, err := healthcheck.ParseHTTPProtocol(c.HTTPProtocol)
+		if err != nil {
+			return nil, err
+		}
+		h := &healthcheck.HTTPGet{Protocol: proto, VirtualHost: c.Virtualhost, TLS: kind == healthcheck.KindSSL,
+			EnableSNI: c.EnableSNI, SNIName: c.SNIName}
+		for _, u := range c.URLs {
+			x := healthcheck.URL{Path: u.Path, Digest: u.Digest, VirtualHost: u.Virtualhost}
+			for _, r := range u.StatusCodes {
+				x.Status = append(x.Status, healthcheck.StatusRange{Lo: r[0], Hi: r[1]})
+			}
+			if u.Regex != "" {
+				re, err := regexp.Compile(u.Regex)
+				if err != nil {
+					return nil, fmt.Errorf("regex %q: %w", u.Regex, err)
+				}
+				x.Regex = re
+			}
+			h.URLs = append(h.URLs, x)
+		}
+		if len(h.URLs) == 0 {
+			return nil, errors.New("no url")
+		}
+		return h, nil
+	case healthcheck.KindUDP:
+		u := &healthcheck.UDPCheck{RequireReply: c.RequireReply,
+			MinReplyLength: int(c.MinReplyLength), MaxReplyLength: int(c.MaxReplyLength)}
+		if c.Payload != "" {
+			m, err := healthcheck.ParseHexMask(c.Payload, false)
+			if err != nil {
+				return nil, fmt.Errorf("payload: %w", err)
+			}
+			u.Payload = m.Data
+		}
+		if c.ReplyPattern != "" {
+			m, err := healthcheck.ParseHexMask(c.ReplyPattern, true)
+			if err != nil {
+				return nil, fmt.Errorf("require_reply: %w", err)
+			}
+			u.Reply = m
+		}
+		return u, nil
+	case healthcheck.KindPing:
+		return &healthcheck.PingCheck{}, nil
+	case healthcheck.KindDNS:
+		typ, err := healthcheck.ParseDNSType(c.DNSType)
+		if err != nil {
+			return nil, err
+		}
+		return &healthcheck.DNSCheck{Type: typ, Name: c.DNSName}, nil
+	case healthcheck.KindSMTP:
+		return &healthcheck.SMTPCheck{HeloName: c.HeloName}, nil
+	case healthcheck.KindMisc:
+		if c.MiscPath == nil || c.MiscPath.Cmd == "" {
+			return nil, errors.New("no misc_path")
+		}
+		argv, err := healthcheck.SplitMiscPath(c.MiscPath.Cmd)
+		if err != nil {
+			return nil, fmt.Errorf("misc_path: %w", err)
+		}
+		return &healthcheck.MiscCheck{Argv: argv, Timeout: c.MiscTimeout, Dynamic: c.MiscDynamic,
+			User: c.MiscPath.User, Group: c.MiscPath.Group}, nil
+	}
+	// FILE_CHECK names a top-level track_file block, which keepalived/
+	// does not read (it is listed in Config.Ignored): no file to watch.
+	return nil, errors.New("track_file " + strconv.Quote(c.TrackFile) + ": track_file blocks are not read by uvs")
+}
+
+// startKeepalived starts the checkers of Config.Keepalived, if any; the
+// function it returns waits until they have stopped, after ctx is done.
+func (d *Director) startKeepalived(ctx context.Context) (wait func()) {
+	if d.cfg.Keepalived == nil {
+		return func() {}
+	}
+	r := newKeepalived(d.cfg.Keepalived, d.State, d.log, kaOptions{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.Run(ctx)
+	}()
+	return func() { <-done }
+}

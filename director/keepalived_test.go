@@ -1,0 +1,158 @@
+package director
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/uvs-lb/uvs/control"
+	"github.com/uvs-lb/uvs/healthcheck"
+	"github.com/uvs-lb/uvs/keepalived"
+)
+
+const kaTestConf = `virtual_server 10.0.1.100 80 {
+    delay_loop 1
+    retry 1
+    delay_before_retry 1
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    sorry_server 10.0.9.9 80
+    real_server 10.0.2.11 80 {
+        weight 1
+        notify_down "/usr/local/bin/rs-down 10.0.2.11"
+        TCP_CHECK {
+            connect_timeout 1
+        }
+    }
+    real_server 10.0.2.12 80 {
+        weight 1
+        inhibit_on_failure
+        TCP_CHECK {
+            connect_timeout 1
+        }
+    }
+}
+`
+
+// TestKeepalivedPool plays checker verdicts on a fake clock against a
+// real control State: removal, inhibit_on_failure's weight 0, quorum loss
+// with the sorry server, quorum gain, the notify script and the log lines.
+func TestKeepalivedPool(t *testing.T) {
+	cfg, diags, err := keepalived.Parse("keepalived.conf", strings.NewReader(kaTestConf), keepalived.Options{})
+	if err != nil || len(diags) > 0 {
+		t.Fatalf("parse: %v %v", err, diags)
+	}
+	st := control.New(control.Options{})
+	if err := st.ApplyAll(cfg.Commands()); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	up := map[netip.Addr]bool{netip.MustParseAddr("10.0.2.11"): true, netip.MustParseAddr("10.0.2.12"): true}
+	setUp := func(a string, on bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		up[netip.MustParseAddr(a)] = on
+	}
+	var scripts []string
+	clock := healthcheck.NewFakeClock(time.Unix(1000, 0))
+	core, logs := observer.New(zap.InfoLevel)
+	k := newKeepalived(cfg, st, zap.New(core), kaOptions{
+		Checker: healthcheck.Options{Clock: clock, Rand: func() float64 { return 0 }},
+		Prober: func(c *keepalived.Checker) healthcheck.Prober {
+			return healthcheck.ProberFunc(func(context.Context, healthcheck.Target) healthcheck.Result {
+				mu.Lock()
+				defer mu.Unlock()
+				return healthcheck.Result{OK: up[c.ConnectIP]}
+			})
+		},
+		Script: func(_ context.Context, s *keepalived.Script) {
+			mu.Lock()
+			defer mu.Unlock()
+			scripts = append(scripts, s.Cmd)
+		},
+	})
+	k.start(context.Background())
+	defer k.stop()
+
+	pool := func() string {
+		var out []string
+		for _, svc := range st.Services() {
+			for _, d := range svc.Dests {
+				out = append(out, d.AddrPort().String()+"/"+strconv.Itoa(int(d.Weight())))
+			}
+		}
+		return strings.Join(out, " ")
+	}
+	step := func(what, want string) {
+		t.Helper()
+		clock.Advance(time.Second)
+		clock.Advance(time.Second)
+		clock.Advance(time.Second)
+		k.scripts.Wait()
+		if got := pool(); got != want {
+			t.Fatalf("%s: pool %q, want %q", what, got, want)
+		}
+	}
+	step("all up", "10.0.2.12:80/1 10.0.2.11:80/1")
+	setUp("10.0.2.11", false)
+	step("rs1 down", "10.0.2.12:80/1")
+	setUp("10.0.2.12", false)
+	step("rs2 down: quorum lost", "10.0.9.9:80/1 10.0.2.12:80/0")
+	setUp("10.0.2.11", true)
+	step("rs1 up: quorum gained", "10.0.2.11:80/1 10.0.2.12:80/0")
+	setUp("10.0.2.12", true)
+	step("rs2 up", "10.0.2.11:80/1 10.0.2.12:80/1")
+
+	for _, want := range []string{
+		"Gained quorum 1+0=1 <= 2 for VS [10.0.1.100]:tcp:80",
+		"Removing service [10.0.2.11]:tcp:80 from VS [10.0.1.100]:tcp:80",
+		"Disabling service [10.0.2.12]:tcp:80 of VS [10.0.1.100]:tcp:80",
+		"Lost quorum 1-0=1 > 0 for VS [10.0.1.100]:tcp:80",
+		"Adding sorry server [10.0.9.9]:tcp:80 to VS [10.0.1.100]:tcp:80",
+		"Adding service [10.0.2.11]:tcp:80 to VS [10.0.1.100]:tcp:80",
+		"Removing sorry server [10.0.9.9]:tcp:80 from VS [10.0.1.100]:tcp:80",
+		"Enabling service [10.0.2.12]:tcp:80 of VS [10.0.1.100]:tcp:80",
+	} {
+		if logs.FilterMessage(want).Len() != 1 {
+			var all []string
+			for _, e := range logs.All() {
+				all = append(all, e.Message)
+			}
+			t.Errorf("log lacks %q (or has it more than once):\n%s", want, strings.Join(all, "\n"))
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(scripts, ",") != "/usr/local/bin/rs-down 10.0.2.11" {
+		t.Errorf("scripts run: %q, want rs1's notify_down once", scripts)
+	}
+}
+
+// TestKeepalivedScript runs a notify script without a shell: its words
+// are the program and its arguments, a shell's syntax is not.
+func TestKeepalivedScript(t *testing.T) {
+	touch, err := exec.LookPath("touch")
+	if err != nil {
+		t.Skip("no touch(1)")
+	}
+	dir := t.TempDir()
+	k := &kaRunner{log: zap.NewNop(), ctx: context.Background()}
+	k.script(&keepalived.Script{Cmd: touch + " '" + filepath.Join(dir, "a b") + "' " + filepath.Join(dir, "c;d")})
+	k.scripts.Wait()
+	for _, name := range []string{"a b", "c;d"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("notify script did not create %q: %v", name, err)
+		}
+	}
+}
