@@ -25,6 +25,7 @@ type Result struct {
 	URL    string
 	Answer string // the real server's name, from the body
 	Err    error
+	At     time.Time // when it was sent (set by scenarios that time it)
 
 	// From the director's trace: its decision for this connection.
 	Decided bool

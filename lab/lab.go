@@ -177,6 +177,8 @@ type session struct {
 	// results are the requests sent so far, in order.
 	results    []Result
 	toldClient bool
+	// health is what the health-check scenario measured.
+	health *HealthReport
 }
 
 func (s *session) ns(role string) string { return nsName(s.l.opt.Prefix, s.st.Instance, role) }
@@ -193,6 +195,8 @@ func (s *session) expand(a string) string {
 		return filepath.Join(s.dir, "server.key")
 	case "@ca":
 		return filepath.Join(s.dir, "ca.pem")
+	case "@keepalived":
+		return filepath.Join(s.dir, "keepalived.conf")
 	}
 	if r, ok := strings.CutPrefix(a, "@"); ok && slices.Contains(s.pl.roles, r) {
 		return s.ns(r)
@@ -214,6 +218,8 @@ func (s *session) display(st step) string {
 		return "[" + st.role + "]# " + line + " &"
 	case stepNote:
 		return "# " + line
+	case stepFile:
+		return "[" + st.role + "]# cat > " + s.expand(st.argv[0]) + " <<'EOF'\n" + st.argv[1] + "EOF"
 	}
 	return "[" + st.role + "]# " + line
 }
@@ -243,6 +249,10 @@ func (s *session) run(ctx context.Context, st step) (string, error) {
 	if st.kind == stepNote {
 		fmt.Fprintln(s.out, s.display(st))
 		return "", nil
+	}
+	if st.kind == stepFile {
+		fmt.Fprintln(s.out, s.display(st))
+		return "", os.WriteFile(s.expand(st.argv[0]), []byte(st.argv[1]), 0o644)
 	}
 	if st.show || s.l.opt.Verbose {
 		fmt.Fprintln(s.out, s.display(st))

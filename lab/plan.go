@@ -15,6 +15,7 @@ const (
 	stepNS                     // a command inside a namespace
 	stepDaemon                 // a background process inside a namespace
 	stepNote                   // a comment printed for the student
+	stepFile                   // a file written on a node: argv is {path, content}
 )
 
 // readyKind is how the lab knows a daemon is ready.
@@ -77,6 +78,9 @@ type plan struct {
 	ifIdx    map[string]int
 	// break exercises
 	lanProbe hop // where an ARP probe for the VIP is sent from (DR)
+	// keepalived: uvsd runs keepalived.conf (@keepalived), which holds
+	// the services; ipvsadm does not configure them.
+	keepalived bool
 }
 
 // builder collects a plan.
@@ -170,6 +174,17 @@ func (b *builder) httpd(role, name string, tlsPort bool, extra ...string) {
 func (b *builder) uvsd() {
 	b.steps = append(b.steps, step{kind: stepDaemon, role: b.director, show: true, name: "uvsd",
 		argv: []string{"uvsd", "--trace", "@trace", "--conns", "65536", "--log-level", "info"}, ready: readyServing})
+}
+
+// keepalivedUVSD writes conf as the director's keepalived.conf and starts
+// uvsd with it (uvsd --keepalived): the services come from the file, and
+// its health checkers add and remove the real servers.
+func (b *builder) keepalivedUVSD(conf string) {
+	b.keepalived = true
+	b.steps = append(b.steps,
+		step{kind: stepFile, role: b.director, show: true, argv: []string{"@keepalived", conf}},
+		step{kind: stepDaemon, role: b.director, show: true, name: "uvsd", ready: readyServing,
+			argv: []string{"uvsd", "--keepalived", "@keepalived", "--trace", "@trace", "--conns", "65536", "--log-level", "info"}})
 }
 
 // ipvsadm is a lesson step on the director.

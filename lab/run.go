@@ -37,6 +37,9 @@ type Report struct {
 	Servers  []string // real server names, in order
 	Results  []Result
 	Pcaps    []PcapFile
+	// Health is the health-check scenario's measurements (nil for the
+	// others).
+	Health *HealthReport
 }
 
 // PcapFile is one hop's capture.
@@ -95,6 +98,7 @@ func (l *Lab) Run(ctx context.Context, scenario string, o RunOptions) (*Report, 
 		}
 		rep.Pcaps = s.stopCaptures(caps)
 		rep.Results = s.results
+		rep.Health = s.health
 		if err == nil {
 			s.summary(rep)
 		}
@@ -272,28 +276,34 @@ func (s *session) serverName(a netip.Addr) string {
 func (s *session) table(rs []Result) {
 	rows := [][]string{{"#", "client", "request", "answered by", "director chose", "why (the director's reason)"}}
 	for _, r := range rs {
-		client := "-"
-		if r.Client.IsValid() {
-			client = r.Client.String()
-		}
-		ans := r.Answer
-		if r.Err != nil {
-			ans = "ERROR: " + r.Err.Error()
-		}
-		chose, why := "-", "no decision: the director never saw this connection"
-		if r.Decided {
-			why = r.Why
-			if r.Real.IsValid() {
-				chose = s.serverName(r.Real.Addr())
-			} else {
-				chose = "none"
-			}
-		}
-		rows = append(rows, []string{fmt.Sprint(r.N), client, r.URL, ans, chose, why})
+		rows = append(rows, s.resultRow(r))
 	}
 	fmt.Fprintln(s.out)
 	printTable(s.out, rows, "  ")
 	fmt.Fprintln(s.out)
+}
+
+// resultRow is a request's line of the table: #, client, request, answered
+// by, director chose, why.
+func (s *session) resultRow(r Result) []string {
+	client := "-"
+	if r.Client.IsValid() {
+		client = r.Client.String()
+	}
+	ans := r.Answer
+	if r.Err != nil {
+		ans = "ERROR: " + r.Err.Error()
+	}
+	chose, why := "-", "no decision: the director never saw this connection"
+	if r.Decided {
+		why = r.Why
+		if r.Real.IsValid() {
+			chose = s.serverName(r.Real.Addr())
+		} else {
+			chose = "none"
+		}
+	}
+	return []string{fmt.Sprint(r.N), client, r.URL, ans, chose, why}
 }
 
 // summary prints the answers per real server.

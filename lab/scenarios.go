@@ -117,7 +117,23 @@ var scenarios = []*Scenario{
      gw 192.168.10.200    .10.200 | 10.0.0.200   ├─ rs1 10.0.0.7   lo 10.0.0.100/32  gw 10.0.0.200
                                                  └─ rs2 10.0.0.17  lo 10.0.0.100/32  gw 10.0.0.200
   VIP 10.0.0.100:80`,
-		build: func(b *builder) { buildDR(b, drVIP) },
+		build: func(b *builder) { buildDR(b, drVIP, false) },
+	},
+	{
+		Name: "health-check", Seed: "004 (LVS案例分享: keepalived TCP_CHECK), 002", Mode: "DR (-g), keepalived", Sched: "rr",
+		Title: "keepalived's TCP_CHECK takes a dead web server out of the pool and puts it back",
+		Summary: "Seed 004's case study: keepalived in front of two web servers, each with a TCP_CHECK. uvsd " +
+			"runs the keepalived.conf (uvsd --keepalived): it installs the service and probes port 80 of each real " +
+			"server every delay_loop. The run stops rs1's web server while the client keeps sending requests: the " +
+			"ones scheduled to rs1 fail until the checker has failed connect and retry, then uvsd removes rs1 " +
+			"(keepalived's log line) and rs2 answers everything; when rs1 serves again the checker adds it back.",
+		Diagram: `
+  client 192.168.10.6 ─── [router] ─── [switch] ─┬─ director 10.0.0.8  uvsd --keepalived keepalived.conf
+     gw 192.168.10.200    .10.200 | 10.0.0.200   ├─ rs1 10.0.0.7   lo 10.0.0.100/32  web :80  <- TCP_CHECK
+                                                 └─ rs2 10.0.0.17  lo 10.0.0.100/32  web :80  <- TCP_CHECK
+  VIP 10.0.0.100:80`,
+		build: func(b *builder) { buildDR(b, drVIP, true) },
+		run:   runHealthCheck,
 	},
 	{
 		Name: "dr-multisubnet", Seed: "000 (多网段的DR模型)", Mode: "DR (-g)", Sched: "wrr",
@@ -131,7 +147,7 @@ var scenarios = []*Scenario{
      gw 192.168.10.200    10.0.0.200             ├─ rs1 10.0.0.7   lo 172.16.0.100/32
                           172.16.0.200           └─ rs2 10.0.0.17  lo 172.16.0.100/32
   VIP 172.16.0.100:80`,
-		build: func(b *builder) { buildDR(b, multiVIP) },
+		build: func(b *builder) { buildDR(b, multiVIP, false) },
 	},
 	{
 		Name: "tun", Seed: "002, 000 (LVS-TUNNEL 隧道模式案例)", Mode: "TUN (-i)", Sched: "rr",
@@ -254,8 +270,9 @@ var natHops = []hop{{"client eth0", "client", "eth0"}, {"director eth1 (in)", "d
 	{"switch p-director (the director's wire, both ways)", "switch", "p-director"}, {"rs1 eth0", "rs1", "eth0"}, {"rs2 eth0", "rs2", "eth0"}}
 
 // buildDR is seed 000's five-host DR lab; vip decides the plain or the
-// multi-subnet variant.
-func buildDR(b *builder, vip string) {
+// multi-subnet variant; keepalived runs uvsd with keepalived.conf (seed
+// 004) instead of configuring it with ipvsadm.
+func buildDR(b *builder, vip string, keepalived bool) {
 	b.node("client", "router", "director", "rs1", "rs2")
 	b.client, b.director = "client", "director"
 	b.vip, b.port = netip.MustParseAddr(vip), 80
@@ -282,8 +299,13 @@ func buildDR(b *builder, vip string) {
 		b.httpd(rs.Role, rs.Name, false)
 	}
 	b.note("the seed also puts the VIP on the director's lo; uvsd answers ARP for the VIP itself")
-	b.uvsd()
-	b.service([]string{"-t", vip + ":80"}, func(realServer) string { return "-g" }, false)
+	if keepalived {
+		b.note("keepalived.conf as seed 004 writes it, with short checker timers so the lab shows them within seconds")
+		b.keepalivedUVSD(keepalivedConf(b, vip))
+	} else {
+		b.uvsd()
+		b.service([]string{"-t", vip + ":80"}, func(realServer) string { return "-g" }, false)
+	}
 	b.clients = []netip.Addr{netip.MustParseAddr(clientIP)}
 	b.requests = []Request{{Src: b.clients[0], URL: "http://" + vip + "/"}}
 	b.hops = []hop{{"client eth0", "client", "eth0"}, {"router eth0 (to the LAN)", "router", "eth0"},

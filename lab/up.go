@@ -206,6 +206,9 @@ func (s *session) listing(ctx context.Context) error {
 
 // reconfigure replaces the director's services with those p asks for.
 func (s *session) reconfigure(ctx context.Context, p Params) error {
+	if s.pl.keepalived {
+		return fmt.Errorf("%s's services come from its keepalived.conf: uvs-lab down %s, then up with the new choices", s.st.Instance, s.st.Instance)
+	}
 	fmt.Fprintf(s.out, "== %s is already up: reconfiguring the director (-s %s)\n", s.st.Instance, p.Sched)
 	pl := s.sc.plan(p, &s.l.opt)
 	if _, err := s.ipvsadm(ctx, true, "-C"); err != nil {
