@@ -38,6 +38,9 @@ type Env struct {
 	// director can be reached; it completes ipvsadm's "Can't initialize
 	// ipvs: ..." message.
 	Unavailable string
+	// Checkers lists the health checkers of uvsd --keepalived for
+	// --list-checkers; nil (no keepalived file) lists none.
+	Checkers func() []ipvsadm.CheckerView
 }
 
 // Run executes one ipvsadm 1.31 invocation against st, exactly as ipvsadm
@@ -136,6 +139,15 @@ func (r *runner) invoke(args []string, stdin io.Reader, inRestore bool) (code in
 		return r.restore(stdin), false
 	case ipvsadm.CmdGetLaddr:
 		return r.getLaddr(&cmd)
+	case ipvsadm.CmdListCheckers:
+		var rows []ipvsadm.CheckerView
+		if r.env.Checkers != nil {
+			rows = r.env.Checkers()
+		}
+		if err := ipvsadm.FormatCheckers(r.out, rows); err != nil {
+			return ipvsadm.ExitList, true
+		}
+		return ipvsadm.ExitOK, false
 	case ipvsadm.CmdStartDaemon, ipvsadm.CmdStopDaemon:
 		if !r.env.Privileged {
 			return r.reject(strerror(cmd.Kind, syscall.EPERM)), false

@@ -678,3 +678,24 @@ func BenchmarkRunListFixture(b *testing.B) {
 		}
 	}
 }
+
+func TestListCheckers(t *testing.T) {
+	st := New(Options{})
+	header := "VS                       RS                       TYPE       TARGET                 STATE RETRY NEXT  LAST\n"
+	if r := runCLI(st, root, "", "--list-checkers"); r.code != 0 || r.out != header || r.err != "" {
+		t.Errorf("without checkers: %+v", r)
+	}
+	env := root
+	env.Privileged = false // a query: an unprivileged peer may list
+	env.Checkers = func() []ipvsadm.CheckerView {
+		return []ipvsadm.CheckerView{{VS: "[10.0.1.100]:tcp:80", RS: "[10.0.2.11]:tcp:80", Type: "TCP_CHECK",
+			Target: "10.0.2.11:80", Up: true, RetriesLeft: 3, Next: time.Second}}
+	}
+	want := header + "[10.0.1.100]:tcp:80      [10.0.2.11]:tcp:80       TCP_CHECK  10.0.2.11:80           UP    3     1     never\n"
+	if r := runCLI(st, env, "", "--list-checkers", "-n"); r.code != 0 || r.out != want || r.err != "" {
+		t.Errorf("got %+v, want stdout %q", r, want)
+	}
+	if r := runCLI(st, env, "", "--list-checkers", "-t", "10.0.1.100:80"); r.code != ipvsadm.ExitUsage {
+		t.Errorf("--list-checkers -t: exit %d, want %d (%q)", r.code, ipvsadm.ExitUsage, r.err)
+	}
+}

@@ -83,6 +83,8 @@ type Director struct {
 	epoch   time.Time
 
 	changed chan struct{}
+	// ka runs the checkers of Config.Keepalived (nil without it).
+	ka *kaRunner
 	// routeSources are the FULLNAT local addresses of services without
 	// a pool: the route's source towards each FULLNAT real server, as
 	// sync resolved them.
@@ -147,6 +149,7 @@ func New(cfg Config, log *zap.Logger) (*Director, error) {
 		if err := d.State.ApplyAll(cfg.Keepalived.Commands()); err != nil {
 			return nil, fmt.Errorf("keepalived configuration: %w", err)
 		}
+		d.ka = newKeepalived(cfg.Keepalived, d.State, log, kaOptions{})
 	}
 	return d, nil
 }
@@ -179,8 +182,9 @@ func (d *Director) Run(ctx context.Context) (err error) {
 		est := control.NewEstimator(d.State)
 		go est.Run(ctx, nil)
 		srv := control.NewServer(d.State, control.Env{
-			Rates: est,
-			Conns: func() []conntrack.Listing { return d.Conns.Snapshot(int64(time.Since(d.epoch)), nil) },
+			Rates:    est,
+			Conns:    func() []conntrack.Listing { return d.Conns.Snapshot(int64(time.Since(d.epoch)), nil) },
+			Checkers: d.Checkers,
 		})
 		serve = func() {
 			go func() {

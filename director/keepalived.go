@@ -26,7 +26,9 @@ import (
 	"math"
 	"net/netip"
 	"os/exec"
+	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -63,10 +65,23 @@ type kaRunner struct {
 	cfg  *keepalived.Config
 	pool pool
 	opt  kaOptions
-	vss  []*kaVS
+
+	// mu guards vss (the runner's goroutine changes it on reload; the
+	// status view reads it). Lock order: mu, then a kaVS's mu.
+	mu  sync.Mutex
+	vss []*kaVS
+
+	reloads chan kaReload
+	done    chan struct{} // closed when Run returns
 
 	ctx     context.Context
 	scripts sync.WaitGroup
+}
+
+// kaReload asks the running runner to switch to cfg.
+type kaReload struct {
+	cfg  *keepalived.Config
+	done chan struct{}
 }
 
 // kaVS is a virtual server: its IPVS services and its real servers. mu
@@ -92,49 +107,83 @@ type kaRS struct {
 
 // newKeepalived prepares the runner of cfg; Run starts its checkers.
 func newKeepalived(cfg *keepalived.Config, p pool, log *zap.Logger, opt kaOptions) *kaRunner {
-	k := &kaRunner{log: log, cfg: cfg, pool: p, opt: opt}
+	k := &kaRunner{log: log, cfg: cfg, pool: p, opt: opt, reloads: make(chan kaReload), done: make(chan struct{})}
 	for _, vs := range cfg.VirtualServers {
-		v := &kaVS{vs: vs, name: vsString(vs), keys: cfg.Keys(vs)}
-		if vs.HASuspend {
-			log.Warn(vs.Pos.String() + ": ha_suspend is not supported: the checkers of " + v.name + " always run")
-		}
-		var all int64
-		for _, rs := range vs.RealServers {
-			r := &kaRS{rs: rs, name: rsString(vs, rs), alive: !failedAtStart(rs)}
-			all += int64(realWeight(rs.Weight))
-			r.hc = healthcheck.NewRealServer(r.name, func(ev healthcheck.RSEvent) { k.onEvent(v, r, ev) })
-			for _, c := range rs.Checkers {
-				cc, pr, err := k.checker(rs, c)
-				if err != nil {
-					log.Warn(c.Pos.String()+": "+c.Kind+" of "+r.name+" not run: "+err.Error(), zap.String("vs", v.name))
-					continue
-				}
-				copt := opt.Checker
-				copt.Logger = log
-				r.hc.AddChecker(cc, pr, copt)
-			}
-			v.rss = append(v.rss, r)
-		}
-		if vs.SorryServer != nil {
-			v.sorry = &kaRS{rs: vs.SorryServer, name: rsString(vs, vs.SorryServer)}
-		}
-		q, h := healthcheck.ClampQuorum(vs.Quorum, vs.Hysteresis, all)
-		qc := healthcheck.QuorumConfig{Quorum: q, Hysteresis: h, VS: v.name, SorryInhibit: vs.SorryServerInhibit}
-		if v.sorry != nil {
-			qc.SorryServer = v.sorry.name
-		}
-		v.quorum = healthcheck.NewQuorum(qc, 0)
-		k.vss = append(k.vss, v)
+		k.vss = append(k.vss, k.newVS(vs))
 	}
 	return k
 }
 
-// Run starts the checkers and stops them when ctx is done; it returns
-// once no checker runs and no script it started is left.
+// newVS prepares a virtual server of k.cfg and its real servers' checkers.
+func (k *kaRunner) newVS(vs *keepalived.VirtualServer) *kaVS {
+	v := &kaVS{vs: vs, name: vsString(vs), keys: k.cfg.Keys(vs)}
+	if vs.HASuspend {
+		k.log.Warn(vs.Pos.String() + ": ha_suspend is not supported: the checkers of " + v.name + " always run")
+	}
+	var all int64
+	for _, rs := range vs.RealServers {
+		all += int64(realWeight(rs.Weight))
+		v.rss = append(v.rss, k.newRS(v, rs))
+	}
+	if vs.SorryServer != nil {
+		v.sorry = &kaRS{rs: vs.SorryServer, name: rsString(vs, vs.SorryServer)}
+	}
+	q, h := healthcheck.ClampQuorum(vs.Quorum, vs.Hysteresis, all)
+	qc := healthcheck.QuorumConfig{Quorum: q, Hysteresis: h, VS: v.name, SorryInhibit: vs.SorryServerInhibit}
+	if v.sorry != nil {
+		qc.SorryServer = v.sorry.name
+	}
+	v.quorum = healthcheck.NewQuorum(qc, 0)
+	return v
+}
+
+// newRS prepares a real server of v and its checkers, alive unless one of
+// them is alpha.
+func (k *kaRunner) newRS(v *kaVS, rs *keepalived.RealServer) *kaRS {
+	r := &kaRS{rs: rs, name: rsString(v.vs, rs), alive: !failedAtStart(rs)}
+	r.hc = healthcheck.NewRealServer(r.name, func(ev healthcheck.RSEvent) { k.onEvent(v, r, ev) })
+	for _, c := range rs.Checkers {
+		cc, pr, err := k.checker(rs, c)
+		if err != nil {
+			k.log.Warn(c.Pos.String()+": "+c.Kind+" of "+r.name+" not run: "+err.Error(), zap.String("vs", v.name))
+			continue
+		}
+		copt := k.opt.Checker
+		copt.Logger = k.log
+		r.hc.AddChecker(cc, pr, copt)
+	}
+	return r
+}
+
+// Run starts the checkers, applies the reloads it is asked for, and
+// stops the checkers when ctx is done; it returns once no checker runs
+// and no script it started is left.
 func (k *kaRunner) Run(ctx context.Context) {
+	defer close(k.done)
 	k.start(ctx)
-	<-ctx.Done()
-	k.stop()
+	for {
+		select {
+		case <-ctx.Done():
+			k.stop()
+			return
+		case r := <-k.reloads:
+			k.reload(r.cfg)
+			close(r.done)
+		}
+	}
+}
+
+// Reload hands cfg to Run and waits until it is applied; false when the
+// runner has stopped.
+func (k *kaRunner) Reload(cfg *keepalived.Config) bool {
+	r := kaReload{cfg: cfg, done: make(chan struct{})}
+	select {
+	case k.reloads <- r:
+	case <-k.done:
+		return false
+	}
+	<-r.done
+	return true
 }
 
 // start evaluates the start-up quorum of each virtual server and starts
@@ -162,7 +211,10 @@ func (k *kaRunner) start(ctx context.Context) {
 // stop stops the checkers and waits for them and for the scripts (which
 // ctx's end kills).
 func (k *kaRunner) stop() {
-	for _, v := range k.vss {
+	k.mu.Lock()
+	vss := k.vss
+	k.mu.Unlock()
+	for _, v := range vss {
 		for _, r := range v.rss {
 			r.hc.Stop()
 		}
@@ -215,9 +267,15 @@ func (k *kaRunner) onEvent(v *kaVS, r *kaRS, ev healthcheck.RSEvent) {
 	} else {
 		k.script(r.rs.NotifyDown)
 	}
-	if !ev.Transition {
-		return
+	if ev.Transition {
+		k.quorumStep(v)
 	}
+}
+
+// quorumStep re-evaluates the quorum of v after its alive weight changed
+// and moves the pool and the sorry server as update_quorum_state does.
+// v.mu is held.
+func (k *kaRunner) quorumStep(v *kaVS) {
 	c, ok := v.quorum.Update(v.aliveSum(), false)
 	if !ok {
 		return
@@ -545,14 +603,369 @@ func prober(kind healthcheck.Kind, rs *keepalived.RealServer, c *keepalived.Chec
 // startKeepalived starts the checkers of Config.Keepalived, if any; the
 // function it returns waits until they have stopped, after ctx is done.
 func (d *Director) startKeepalived(ctx context.Context) (wait func()) {
-	if d.cfg.Keepalived == nil {
+	if d.ka == nil {
 		return func() {}
 	}
-	r := newKeepalived(d.cfg.Keepalived, d.State, d.log, kaOptions{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		r.Run(ctx)
+		d.ka.Run(ctx)
 	}()
 	return func() { <-done }
+}
+
+// ErrNoKeepalived is ReloadKeepalived's error for a director started
+// without --keepalived.
+var ErrNoKeepalived = errors.New("not running with --keepalived")
+
+// ReloadKeepalived switches a running uvsd --keepalived to cfg as
+// keepalived does on SIGHUP (kaRunner.reload); it returns once the table
+// and the checkers follow cfg, or the director has stopped.
+func (d *Director) ReloadKeepalived(cfg *keepalived.Config) error {
+	if d.ka == nil {
+		return ErrNoKeepalived
+	}
+	if !d.ka.Reload(cfg) {
+		return errors.New("keepalived checkers stopped")
+	}
+	return nil
+}
+
+// Checkers lists the health checkers of --keepalived with their state,
+// last result and next run (uvsadm --list-checkers); none without it.
+func (d *Director) Checkers() []ipvsadm.CheckerView {
+	if d.ka == nil {
+		return nil
+	}
+	return d.ka.checkerViews(time.Now())
+}
+
+// reload switches the runner to nc, keepalived's way on SIGHUP (reference
+// §2.8; keepalived's clear_diff_services and migrate_checkers):
+//
+//   - a virtual server of both configurations (same address, port and
+//     protocol, fwmark or group) is kept: its changed service parameters
+//     (lb_algo, persistence, ops, …) are applied with -E, and its
+//     services added or removed with its group's addresses;
+//   - a real server of both (same address and port) whose checker blocks
+//     are unchanged is kept with its checkers, their state and schedule
+//     (no new probe from scratch, no flap) and its connections; a changed
+//     weight, forwarding method or threshold is applied with -e;
+//   - removed real servers and virtual servers are deleted ("Removing
+//     service …") after their checkers stop;
+//   - new ones are added by the start-up rules (alpha: down until the
+//     first success; inhibit_on_failure: in with weight 0) and their
+//     checkers start. A real server whose checker blocks changed is
+//     removed and added again.
+//
+// Not applied until a restart: global_defs (lvs_timeouts, lvs_flush), and
+// quorum, hysteresis and sorry_server of a kept virtual server (the quorum
+// is re-evaluated with the new pool, against the old thresholds).
+func (k *kaRunner) reload(nc *keepalived.Config) {
+	oldCfg := k.cfg
+	byID := make(map[string]*kaVS, len(k.vss))
+	for _, v := range k.vss {
+		byID[vsID(v.vs)] = v
+	}
+	type keptVS struct {
+		v    *kaVS
+		nvs  *keepalived.VirtualServer
+		keep map[*keepalived.RealServer]*kaRS // new model → kept runner
+	}
+	var kept []keptVS
+	var next, added []*kaVS
+	var stopRS []*kaRS
+	used := map[*kaVS]bool{}
+	k.cfg = nc // newVS and newRS read it
+	for _, nvs := range nc.VirtualServers {
+		v := byID[vsID(nvs)]
+		if v == nil || used[v] {
+			nv := k.newVS(nvs)
+			next, added = append(next, nv), append(added, nv)
+			continue
+		}
+		used[v] = true
+		kv := keptVS{v: v, nvs: nvs, keep: map[*keepalived.RealServer]*kaRS{}}
+		olds := map[netip.AddrPort]*kaRS{}
+		for _, r := range v.rss {
+			olds[netip.AddrPortFrom(r.rs.Addr, r.rs.Port)] = r
+		}
+		for _, rs := range nvs.RealServers {
+			id := netip.AddrPortFrom(rs.Addr, rs.Port)
+			if r := olds[id]; r != nil && sameCheckers(r.rs, rs) {
+				kv.keep[rs] = r
+				delete(olds, id)
+			}
+		}
+		for _, r := range v.rss {
+			if olds[netip.AddrPortFrom(r.rs.Addr, r.rs.Port)] == r {
+				stopRS = append(stopRS, r)
+			}
+		}
+		kept = append(kept, kv)
+		next = append(next, v)
+	}
+	var gone []*kaVS
+	for _, v := range k.vss {
+		if !used[v] {
+			gone = append(gone, v)
+			stopRS = append(stopRS, v.rss...)
+		}
+	}
+	// Stop the checkers first: no event of a removed real server can put
+	// it back once it is deleted. Events of kept ones wait on v.mu.
+	for _, r := range stopRS {
+		r.hc.Stop()
+	}
+
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	newKeys := map[spec.ServiceKey]bool{}
+	for _, vs := range nc.VirtualServers {
+		for _, key := range nc.Keys(vs) {
+			newKeys[key] = true
+		}
+	}
+	for _, v := range gone {
+		k.log.Info("Removing virtual server " + v.name)
+		for _, key := range v.keys {
+			if !newKeys[key] {
+				k.apply(&ipvsadm.Command{Kind: ipvsadm.CmdDelService, Service: spec.Service{Key: key}, HasService: true})
+			}
+		}
+	}
+	var start []*kaRS
+	for _, kv := range kept {
+		start = append(start, k.migrate(oldCfg, kv.v, kv.nvs, kv.keep)...)
+	}
+	if len(added) > 0 {
+		vss := make([]*keepalived.VirtualServer, len(added))
+		for i, v := range added {
+			vss[i] = v.vs
+		}
+		sub := &keepalived.Config{Groups: nc.Groups, LocalAddressGroups: nc.LocalAddressGroups, VirtualServers: vss}
+		for _, c := range sub.Commands() {
+			k.apply(&c)
+		}
+	}
+	k.vss = next
+	for _, v := range added {
+		k.log.Info("Adding virtual server " + v.name)
+		v.mu.Lock()
+		if c, ok := v.quorum.Update(v.aliveSum(), true); ok {
+			v.sorry.setAlive(c.AddSorry)
+			k.quorumNotify(v, c)
+		}
+		v.mu.Unlock()
+		start = append(start, v.rss...)
+	}
+	n := 0
+	for _, r := range start {
+		r.hc.Start()
+		n += len(r.hc.Checkers())
+	}
+	k.log.Info("keepalived configuration reloaded", zap.Int("virtual-servers", len(next)),
+		zap.Int("removed-virtual-servers", len(gone)), zap.Int("added-virtual-servers", len(added)),
+		zap.Int("stopped-real-servers", len(stopRS)), zap.Int("started-checkers", n))
+}
+
+// migrate moves the kept virtual server v from its configuration in old
+// to nvs: keep maps the real servers of nvs that keep their runner. It
+// returns the new real servers, whose checkers the caller starts.
+func (k *kaRunner) migrate(old *keepalived.Config, v *kaVS, nvs *keepalived.VirtualServer, keep map[*keepalived.RealServer]*kaRS) []*kaRS {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	oldSvc, newSvc := serviceParams(old, v.vs), serviceParams(k.cfg, nvs)
+	for _, key := range v.keys {
+		if _, ok := newSvc[key]; !ok {
+			k.apply(&ipvsadm.Command{Kind: ipvsadm.CmdDelService, Service: spec.Service{Key: key}, HasService: true})
+		}
+	}
+	oldKeys := v.keys
+	v.keys = k.cfg.Keys(nvs)
+	for _, key := range v.keys {
+		svc := newSvc[key]
+		if o, ok := oldSvc[key]; !ok || !slices.Contains(oldKeys, key) {
+			k.apply(&ipvsadm.Command{Kind: ipvsadm.CmdAddService, Service: svc, HasService: true})
+			for _, la := range nvs.LocalAddrs {
+				k.apply(&ipvsadm.Command{Kind: ipvsadm.CmdAddLaddr, Service: svc, HasService: true, Laddr: spec.Dest{Addr: la}})
+			}
+		} else if !reflect.DeepEqual(o, svc) {
+			k.log.Info("Updating virtual server " + v.name)
+			k.apply(&ipvsadm.Command{Kind: ipvsadm.CmdEditService, Service: svc, HasService: true})
+		}
+	}
+	writable := v.quorum.PoolWritable()
+	v.vs = nvs
+	inNew := map[*kaRS]bool{}
+	for _, r := range keep {
+		inNew[r] = true
+	}
+	for _, r := range v.rss {
+		if inNew[r] {
+			continue
+		}
+		k.log.Info("Removing service " + r.name + " from VS " + v.name)
+		for _, key := range v.keys {
+			if slices.Contains(oldKeys, key) {
+				k.setDest(key, r.rs, nil)
+			}
+		}
+	}
+	var rss, start []*kaRS
+	for _, rs := range nvs.RealServers {
+		r := keep[rs]
+		if r == nil {
+			r = k.newRS(v, rs)
+			k.log.Info("Adding service " + r.name + " to VS " + v.name)
+			if writable {
+				for _, key := range v.keys {
+					k.setDest(key, rs, want(rs, r.alive, key))
+				}
+			}
+			rss, start = append(rss, r), append(start, r)
+			continue
+		}
+		prev := r.rs
+		r.rs = rs
+		rss = append(rss, r)
+		if !writable {
+			continue
+		}
+		for _, key := range v.keys {
+			w := want(rs, r.alive, key)
+			if slices.Contains(oldKeys, key) && reflect.DeepEqual(w, want(prev, r.alive, key)) {
+				continue
+			}
+			k.setDest(key, rs, w)
+		}
+	}
+	v.rss = rss
+	k.quorumStep(v)
+	return start
+}
+
+// want is the destination of rs in service key as the pool holds it: nil
+// when absent (down without inhibit_on_failure, or of the other family).
+func want(rs *keepalived.RealServer, alive bool, key spec.ServiceKey) *spec.Dest {
+	w := realWeight(rs.Weight)
+	if !alive {
+		if !rs.Inhibit {
+			return nil
+		}
+		w = 0
+	}
+	d, ok := destFor(rs, key, w)
+	if !ok {
+		return nil
+	}
+	return &d
+}
+
+// setDest makes the destination of rs in service key d (nil: absent):
+// -e, or -a when it is not there; -d.
+func (k *kaRunner) setDest(key spec.ServiceKey, rs *keepalived.RealServer, d *spec.Dest) {
+	if d == nil {
+		old, ok := destFor(rs, key, 0)
+		if !ok {
+			return
+		}
+		k.apply(&ipvsadm.Command{Kind: ipvsadm.CmdDelServer, Service: spec.Service{Key: key}, HasService: true, Dest: old})
+		return
+	}
+	c := ipvsadm.Command{Kind: ipvsadm.CmdEditServer, Service: spec.Service{Key: key}, HasService: true, Dest: *d}
+	if err := k.pool.Apply(&c); !errors.Is(err, syscall.ENOENT) {
+		k.cmdResult(&c, err)
+		return
+	}
+	c.Kind = ipvsadm.CmdAddServer
+	k.apply(&c)
+}
+
+// apply runs one command, treating EEXIST on an add and ENOENT/ESRCH on
+// a delete as success, as keepalived's ipvs_cmd does.
+func (k *kaRunner) apply(c *ipvsadm.Command) {
+	err := k.pool.Apply(c)
+	switch c.Kind {
+	case ipvsadm.CmdAddService, ipvsadm.CmdAddServer, ipvsadm.CmdAddLaddr:
+		if errors.Is(err, syscall.EEXIST) {
+			err = nil
+		}
+	case ipvsadm.CmdDelService, ipvsadm.CmdDelServer:
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ESRCH) {
+			err = nil
+		}
+	}
+	k.cmdResult(c, err)
+}
+
+// serviceParams returns the IPVS services of vs as cfg's start-up table
+// adds them, by key.
+func serviceParams(cfg *keepalived.Config, vs *keepalived.VirtualServer) map[spec.ServiceKey]spec.Service {
+	sub := &keepalived.Config{Groups: cfg.Groups, LocalAddressGroups: cfg.LocalAddressGroups,
+		VirtualServers: []*keepalived.VirtualServer{vs}}
+	out := map[spec.ServiceKey]spec.Service{}
+	for _, c := range sub.Commands() {
+		if c.Kind == ipvsadm.CmdAddService {
+			out[c.Service.Key] = c.Service
+		}
+	}
+	return out
+}
+
+// vsID is what makes two virtual servers the same one across a reload
+// (keepalived's vs_iseq): address, port and protocol; fwmark and family;
+// or group, port and protocol.
+func vsID(vs *keepalived.VirtualServer) string {
+	return vsString(vs) + "/" + protoWord(vs.Proto) + "/" + strconv.FormatBool(vs.IPv6)
+}
+
+// sameCheckers reports whether two real server blocks have the same
+// checker blocks (positions in the file aside): then the checkers keep
+// running across a reload.
+func sameCheckers(a, b *keepalived.RealServer) bool {
+	if len(a.Checkers) != len(b.Checkers) {
+		return false
+	}
+	for i := range a.Checkers {
+		x, y := *a.Checkers[i], *b.Checkers[i]
+		x.Pos, y.Pos = keepalived.Pos{}, keepalived.Pos{}
+		if !reflect.DeepEqual(x, y) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkerViews lists the checkers for uvsadm --list-checkers, in
+// configuration order.
+func (k *kaRunner) checkerViews(now time.Time) []ipvsadm.CheckerView {
+	type rsRef struct {
+		vs, rs string
+		hc     *healthcheck.RealServer
+	}
+	var refs []rsRef
+	k.mu.Lock()
+	for _, v := range k.vss {
+		v.mu.Lock()
+		for _, r := range v.rss {
+			refs = append(refs, rsRef{v.name, r.name, r.hc})
+		}
+		v.mu.Unlock()
+	}
+	k.mu.Unlock()
+	var out []ipvsadm.CheckerView
+	for _, ref := range refs {
+		for _, c := range ref.hc.Checkers() {
+			st := c.Status()
+			cfg := c.Config()
+			cv := ipvsadm.CheckerView{VS: ref.vs, RS: ref.rs, Type: cfg.Kind.String(), Target: cfg.Target.Addr.String(),
+				Up: st.Up, LastMsg: st.LastMsg, LastAt: st.LastAt, RetriesLeft: st.RetriesLeft, Next: -1}
+			if !st.Next.IsZero() {
+				cv.Next = max(st.Next.Sub(now), 0)
+			}
+			out = append(out, cv)
+		}
+	}
+	return out
 }

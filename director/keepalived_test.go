@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -153,6 +154,197 @@ func TestKeepalivedScript(t *testing.T) {
 	for _, name := range []string{"a b", "c;d"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			t.Errorf("notify script did not create %q: %v", name, err)
+		}
+	}
+}
+
+const kaReloadBefore = `virtual_server 10.0.1.100 80 {
+    delay_loop 1
+    retry 1
+    delay_before_retry 1
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 10.0.2.11 80 {
+        weight 1
+        TCP_CHECK {
+            connect_timeout 1
+        }
+    }
+    real_server 10.0.2.12 80 {
+        weight 1
+        TCP_CHECK {
+            connect_timeout 1
+        }
+    }
+}
+virtual_server 10.0.1.200 80 {
+    delay_loop 1
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 10.0.2.21 80 {
+        TCP_CHECK {
+            connect_timeout 1
+        }
+    }
+}
+`
+
+// After: 10.0.1.100 gets wrr and persistence, rs1 weight 3, rs2 is
+// dropped, rs3 is new and alpha; 10.0.1.200 is gone; 10.0.1.101 is new.
+const kaReloadAfter = `virtual_server 10.0.1.100 80 {
+    delay_loop 1
+    retry 1
+    delay_before_retry 1
+    lb_algo wrr
+    lb_kind NAT
+    protocol TCP
+    persistence_timeout 60
+    real_server 10.0.2.11 80 {
+        weight 3
+        TCP_CHECK {
+            connect_timeout 1
+        }
+    }
+    real_server 10.0.2.13 80 {
+        weight 1
+        TCP_CHECK {
+            connect_timeout 1
+            alpha
+        }
+    }
+}
+virtual_server 10.0.1.101 80 {
+    delay_loop 1
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 10.0.2.31 80 {
+        weight 2
+        TCP_CHECK {
+            connect_timeout 1
+        }
+    }
+}
+`
+
+// TestKeepalivedReload applies a new configuration to running checkers
+// on a fake clock: kept real servers keep their checker (no new probe
+// from scratch, no second "success" line), changed parameters become -E
+// and -e, removed servers leave the table and their checkers stop, new
+// ones follow the start-up rules.
+func TestKeepalivedReload(t *testing.T) {
+	parse := func(s string) *keepalived.Config {
+		t.Helper()
+		cfg, diags, err := keepalived.Parse("keepalived.conf", strings.NewReader(s), keepalived.Options{})
+		if err != nil || len(diags) > 0 {
+			t.Fatalf("parse: %v %v", err, diags)
+		}
+		return cfg
+	}
+	before, after := parse(kaReloadBefore), parse(kaReloadAfter)
+	st := control.New(control.Options{})
+	if err := st.ApplyAll(before.Commands()); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	probes := map[netip.Addr]int{}
+	clock := healthcheck.NewFakeClock(time.Unix(1000, 0))
+	core, logs := observer.New(zap.InfoLevel)
+	k := newKeepalived(before, st, zap.New(core), kaOptions{
+		Checker: healthcheck.Options{Clock: clock, Rand: func() float64 { return 0 }},
+		Prober: func(c *keepalived.Checker) healthcheck.Prober {
+			return healthcheck.ProberFunc(func(_ context.Context, tg healthcheck.Target) healthcheck.Result {
+				mu.Lock()
+				defer mu.Unlock()
+				probes[tg.Addr.Addr()]++
+				return healthcheck.Result{OK: true}
+			})
+		},
+	})
+	k.start(context.Background())
+	defer k.stop()
+	advance := func() {
+		for range 3 {
+			clock.Advance(time.Second)
+		}
+	}
+	table := func() string {
+		var out []string
+		for _, svc := range st.Services() {
+			s := svc.Config.Key.String() + " " + svc.Config.Scheduler
+			if svc.Config.Persistent {
+				s += " p" + strconv.Itoa(int(svc.Config.Timeout))
+			}
+			for _, d := range svc.Dests {
+				s += " " + d.AddrPort().String() + "/" + strconv.Itoa(int(d.Weight()))
+			}
+			out = append(out, s)
+		}
+		slices.Sort(out)
+		return strings.Join(out, "; ")
+	}
+	advance()
+	rs1 := netip.MustParseAddr("10.0.2.11")
+	success := "TCP connection to [10.0.2.11]:tcp:80 success."
+	if n := logs.FilterMessage(success).Len(); n != 1 {
+		t.Fatalf("before the reload: %d %q lines, want 1", n, success)
+	}
+	var rs1Checker *healthcheck.Checker
+	for _, cv := range k.vss[0].rss[0].hc.Checkers() {
+		rs1Checker = cv
+	}
+	mu.Lock()
+	rs1Probes := probes[rs1]
+	mu.Unlock()
+
+	k.reload(after)
+	want := "TCP  10.0.1.100:80 wrr p60 10.0.2.11:80/3; TCP  10.0.1.101:80 rr 10.0.2.31:80/2"
+	if got := table(); got != want {
+		t.Fatalf("after the reload:\n got %s\nwant %s", got, want)
+	}
+	if got := k.vss[0].rss[0].hc.Checkers()[0]; got != rs1Checker {
+		t.Error("rs1's checker was replaced")
+	}
+	if got := rs1Checker.Probes(); got != uint64(rs1Probes) {
+		t.Errorf("rs1 probed %d times by the reload itself (had %d)", got, rs1Probes)
+	}
+	views := k.checkerViews(clock.Now())
+	var rows []string
+	for _, v := range views {
+		rows = append(rows, v.VS+" "+v.RS+" "+strconv.FormatBool(v.Up))
+	}
+	wantRows := "[10.0.1.100]:tcp:80 [10.0.2.11]:tcp:80 true, [10.0.1.100]:tcp:80 [10.0.2.13]:tcp:80 false, " +
+		"[10.0.1.101]:tcp:80 [10.0.2.31]:tcp:80 true"
+	if got := strings.Join(rows, ", "); got != wantRows {
+		t.Errorf("checker views:\n got %s\nwant %s", got, wantRows)
+	}
+	if v := views[0]; v.LastMsg != success || v.Next < 0 || v.RetriesLeft != 1 {
+		t.Errorf("rs1's view %+v: want its success message, a next run and 1 retry left", v)
+	}
+
+	mu.Lock()
+	stopped := probes[netip.MustParseAddr("10.0.2.12")] + probes[netip.MustParseAddr("10.0.2.21")]
+	mu.Unlock()
+	advance()
+	want = "TCP  10.0.1.100:80 wrr p60 10.0.2.13:80/1 10.0.2.11:80/3; TCP  10.0.1.101:80 rr 10.0.2.31:80/2"
+	if got := table(); got != want {
+		t.Fatalf("after the new checkers ran:\n got %s\nwant %s", got, want)
+	}
+	mu.Lock()
+	if n := probes[netip.MustParseAddr("10.0.2.12")] + probes[netip.MustParseAddr("10.0.2.21")]; n != stopped {
+		t.Errorf("removed real servers probed %d times after the reload", n-stopped)
+	}
+	mu.Unlock()
+	if n := logs.FilterMessage(success).Len(); n != 1 {
+		t.Errorf("%q logged %d times, want once: rs1's checker restarted", success, n)
+	}
+	for _, m := range []string{"Removing virtual server [10.0.1.200]:tcp:80", "Adding virtual server [10.0.1.101]:tcp:80",
+		"Removing service [10.0.2.12]:tcp:80 from VS [10.0.1.100]:tcp:80", "Updating virtual server [10.0.1.100]:tcp:80",
+		"Adding service [10.0.2.13]:tcp:80 to VS [10.0.1.100]:tcp:80"} {
+		if logs.FilterMessage(m).Len() == 0 {
+			t.Errorf("log lacks %q", m)
 		}
 	}
 }

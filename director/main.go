@@ -16,6 +16,7 @@ import (
 	"github.com/uvs-lb/uvs/control"
 	"github.com/uvs-lb/uvs/control/wire"
 	"github.com/uvs-lb/uvs/dataplane/afxdp"
+	"github.com/uvs-lb/uvs/ipvsadm"
 	"github.com/uvs-lb/uvs/keepalived"
 	"github.com/uvs-lb/uvs/trace"
 )
@@ -47,13 +48,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if v := os.Getenv(wire.SocketEnv); v != "" {
 		defSock = v
 	}
+	dataFile := fs.String("data-file", DefaultDataFile, "`file` SIGUSR1 writes the health checkers' status to (uvsadm --list-checkers's table)")
 	sock := fs.String("control", defSock, "abstract unix socket `name` for uvsadm (empty: no control socket)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: uvsd [--rules FILE | --keepalived FILE] [--iface IF,...] [flags]\n\n"+
 			"uvsd is the uvs director: it serves the virtual services of the rules file on\n"+
 			"this network namespace's interfaces. Change them at run time with uvsadm.\n"+
 			"With --keepalived it serves keepalived.conf's virtual servers instead and runs\n"+
-			"their health checkers, taking failed real servers out of the pool.\n\n")
+			"their health checkers, taking failed real servers out of the pool.\n\n"+
+			"Signals: SIGINT and SIGTERM stop uvsd; SIGHUP re-reads the --keepalived file\n"+
+			"(a file with a fatal error is refused and nothing changes; unchanged virtual\n"+
+			"and real servers keep their checkers' state and their connections); SIGUSR1\n"+
+			"writes the checkers' status (uvsadm --list-checkers) to --data-file.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -150,11 +156,72 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			}
 		}()
 	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
+	go handleSignals(ctx, d, log, sigs, *kaFile, *dataFile)
 	if err := d.Run(ctx); err != nil {
 		log.Error("uvsd failed", zap.Error(err))
 		return 1
 	}
 	return 0
+}
+
+// DefaultDataFile is where SIGUSR1 writes the checkers' status, after
+// keepalived's /tmp/keepalived.data.
+const DefaultDataFile = "/tmp/uvsd.data"
+
+// handleSignals serves SIGHUP (reload the keepalived file) and SIGUSR1
+// (write the checkers' status to dataFile) until ctx is done.
+func handleSignals(ctx context.Context, d *Director, log *zap.Logger, sigs <-chan os.Signal, kaFile, dataFile string) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGHUP:
+				reloadKeepalived(d, log, kaFile)
+			case syscall.SIGUSR1:
+				if err := writeDataFile(d, dataFile); err != nil {
+					log.Error("SIGUSR1: checker status", zap.Error(err))
+				} else {
+					log.Info("SIGUSR1: checker status written to " + dataFile)
+				}
+			}
+		}
+	}
+}
+
+// reloadKeepalived is SIGHUP: re-read the --keepalived file and switch to
+// it; a file with a fatal error is refused and nothing changes.
+func reloadKeepalived(d *Director, log *zap.Logger, kaFile string) {
+	if kaFile == "" {
+		log.Info("SIGHUP: nothing to reload without --keepalived")
+		return
+	}
+	log.Info("Reloading keepalived configuration " + kaFile)
+	cfg, err := loadKeepalived(kaFile, log)
+	if err != nil {
+		log.Error("reload refused, the running configuration stays", zap.Error(err))
+		return
+	}
+	if err := d.ReloadKeepalived(cfg); err != nil {
+		log.Error("reload", zap.Error(err))
+	}
+}
+
+// writeDataFile writes the --list-checkers table to file, replacing it.
+func writeDataFile(d *Director, file string) error {
+	var b strings.Builder
+	if err := ipvsadm.FormatCheckers(&b, d.Checkers()); err != nil {
+		return err
+	}
+	tmp := file + ".tmp"
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, file)
 }
 
 // loadKeepalived reads a keepalived.conf for uvsd --keepalived: it logs

@@ -218,6 +218,11 @@ type Checker struct {
 	urlIt     int
 	failedURL int // -1: none
 	probes    uint64
+	// for Status
+	lastOK  bool
+	lastMsg string
+	lastAt  time.Time
+	nextAt  time.Time // zero: no probe scheduled
 }
 
 // NewChecker returns a stopped checker; Start begins probing. The
@@ -262,6 +267,42 @@ func (c *Checker) Probes() uint64 {
 	return c.probes
 }
 
+// Status is a snapshot of a checker for status views (uvsadm
+// --list-checkers, uvsd's SIGUSR1 dump).
+type Status struct {
+	Up bool
+	// LastOK, LastMsg and LastAt are the last probe's result, its message
+	// (the verdict's log line when it decided one, else the prober's, else
+	// the kind's success or failure line) and its time; LastAt is zero
+	// before the first probe.
+	LastOK  bool
+	LastMsg string
+	LastAt  time.Time
+	// Next is when the next probe is due; zero when none is scheduled.
+	Next time.Time
+	// RetriesLeft is how many failures the checker still takes before it
+	// decides down; 0 while down.
+	RetriesLeft uint
+	Probes      uint64
+}
+
+// Status returns the checker's state, last result and next run.
+func (c *Checker) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := Status{Up: c.isUp, LastOK: c.lastOK, LastMsg: c.lastMsg, LastAt: c.lastAt, Next: c.nextAt, Probes: c.probes}
+	if c.isUp && c.retryIt <= c.cfg.Retry {
+		st.RetriesLeft = c.cfg.Retry - c.retryIt
+	}
+	return st
+}
+
+// arm schedules run after d. c.mu is held.
+func (c *Checker) arm(d time.Duration) {
+	c.nextAt = c.opt.Clock.Now().Add(d)
+	c.timer = c.opt.Clock.AfterFunc(d, c.run)
+}
+
 // Start schedules the first probe at BootstrapDelay + Warmup × Rand().
 // Calling it again, or after Stop, does nothing.
 func (c *Checker) Start() {
@@ -272,7 +313,7 @@ func (c *Checker) Start() {
 	}
 	c.started = true
 	d := BootstrapDelay + time.Duration(float64(c.cfg.Warmup)*c.opt.Rand())
-	c.timer = c.opt.Clock.AfterFunc(d, c.run)
+	c.arm(d)
 }
 
 // SetEnabled enables or disables probing (keepalived's ha_suspend: the
@@ -291,6 +332,7 @@ func (c *Checker) SetEnabled(on bool) {
 func (c *Checker) Stop() {
 	c.mu.Lock()
 	c.stopped = true
+	c.nextAt = time.Time{}
 	if c.timer != nil {
 		c.timer.Stop()
 	}
@@ -307,13 +349,14 @@ func (c *Checker) run() {
 		return
 	}
 	if c.disabled {
-		c.timer = c.opt.Clock.AfterFunc(c.cfg.DelayLoop, c.run)
+		c.arm(c.cfg.DelayLoop)
 		c.mu.Unlock()
 		return
 	}
 	c.wg.Add(1)
 	defer c.wg.Done()
 	url := c.urlIt
+	c.nextAt = time.Time{}
 	c.mu.Unlock()
 
 	start := c.opt.Clock.Now()
@@ -331,6 +374,15 @@ func (c *Checker) run() {
 	c.probes++
 	wasUp := c.isUp
 	delay, u := c.epilog(r.OK, url)
+	c.lastOK, c.lastMsg, c.lastAt = r.OK, r.Msg, c.opt.Clock.Now()
+	switch {
+	case u != nil:
+		c.lastMsg = u.Msg
+	case r.Msg == "" && r.OK:
+		c.lastMsg = c.cfg.Kind.successMsg(c.svc)
+	case r.Msg == "":
+		c.lastMsg = c.cfg.Kind.failMsg(c.svc, 0)
+	}
 	c.mu.Unlock()
 
 	if c.opt.OnResult != nil {
@@ -358,7 +410,7 @@ func (c *Checker) run() {
 	}
 	c.mu.Lock()
 	if !c.stopped {
-		c.timer = c.opt.Clock.AfterFunc(delay, c.run)
+		c.arm(delay)
 	}
 	c.mu.Unlock()
 }

@@ -34,26 +34,27 @@ type CmdKind uint8
 
 // Commands, in ipvsadm's order.
 const (
-	CmdNone        CmdKind = iota
-	CmdAddService          // -A
-	CmdEditService         // -E
-	CmdDelService          // -D
-	CmdFlush               // -C
-	CmdList                // -L / -l
-	CmdAddServer           // -a
-	CmdDelServer           // -d
-	CmdEditServer          // -e
-	CmdSetTimeout          // --set
-	CmdStartDaemon         // --start-daemon
-	CmdStopDaemon          // --stop-daemon
-	CmdRestore             // -R
-	CmdSave                // -S
-	CmdZero                // -Z
-	CmdAddLaddr            // -P / --add-laddr (FULLNAT, DPVS spelling)
-	CmdDelLaddr            // -Q / --del-laddr
-	CmdGetLaddr            // -G / --get-laddr
-	CmdHelp                // -h
-	CmdVersion             // -v
+	CmdNone         CmdKind = iota
+	CmdAddService           // -A
+	CmdEditService          // -E
+	CmdDelService           // -D
+	CmdFlush                // -C
+	CmdList                 // -L / -l
+	CmdAddServer            // -a
+	CmdDelServer            // -d
+	CmdEditServer           // -e
+	CmdSetTimeout           // --set
+	CmdStartDaemon          // --start-daemon
+	CmdStopDaemon           // --stop-daemon
+	CmdRestore              // -R
+	CmdSave                 // -S
+	CmdZero                 // -Z
+	CmdAddLaddr             // -P / --add-laddr (FULLNAT, DPVS spelling)
+	CmdDelLaddr             // -Q / --del-laddr
+	CmdGetLaddr             // -G / --get-laddr
+	CmdListCheckers         // --list-checkers (uvs: the keepalived checkers of uvsd --keepalived)
+	CmdHelp                 // -h
+	CmdVersion              // -v
 )
 
 // Command is one parsed ipvsadm invocation. Service carries the service

@@ -92,6 +92,8 @@ func cmdName(k CmdKind) string {
 		return "del-laddr"
 	case CmdGetLaddr:
 		return "get-laddr"
+	case CmdListCheckers:
+		return "list-checkers"
 	case CmdHelp:
 		return "help"
 	case CmdVersion:
@@ -158,6 +160,8 @@ func legality(k CmdKind) (legalRow, bool) {
 		return row([]optIdx{optService, optLaddr}, nil, nil), true
 	case CmdGetLaddr:
 		return row([]optIdx{optService}, []optIdx{optNumeric, optLaddr}, nil), true
+	case CmdListCheckers:
+		return row(nil, []optIdx{optNumeric}, nil), true
 	}
 	return legalRow{}, false
 }
@@ -196,6 +200,7 @@ const (
 	idAddLaddr
 	idDelLaddr
 	idGetLaddr
+	idListCheckers
 	// options
 	idTCP
 	idUDP
@@ -274,6 +279,7 @@ var optTable = [...]optDef{
 	{"add-laddr", 'P', argNone, idAddLaddr},
 	{"del-laddr", 'Q', argNone, idDelLaddr},
 	{"get-laddr", 'G', argNone, idGetLaddr},
+	{"list-checkers", 0, argNone, idListCheckers},
 	{"tcp-service", 't', argRequired, idTCP},
 	{"udp-service", 'u', argRequired, idUDP},
 	{"sctp-service", 0, argRequired, idSCTP},

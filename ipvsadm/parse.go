@@ -32,7 +32,8 @@ const (
 // FULLNAT (DPVS spelling): -b/--fullnat selects the FULLNAT forwarding
 // method on -a/-e/-d (elsewhere -b is --sched-flags), and -P/--add-laddr,
 // -Q/--del-laddr, -G/--get-laddr manage a service's local addresses, given
-// with -z/--laddr.
+// with -z/--laddr. --list-checkers (uvs) lists the health checkers of
+// uvsd --keepalived.
 func Parse(args []string) (Command, error) { return ParseAs(DefaultProg, args) }
 
 // ParseAs is Parse with the program name used in "Try `prog -h' ..."
@@ -250,6 +251,8 @@ func (p *parser) parse() (Command, error) {
 		p.kind = CmdDelLaddr
 	case idGetLaddr:
 		p.kind = CmdGetLaddr
+	case idListCheckers:
+		p.kind = CmdListCheckers
 	case idStartDaemon, idStopDaemon:
 		p.kind = CmdStartDaemon
 		if first.def.id == idStopDaemon {

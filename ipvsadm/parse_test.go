@@ -92,6 +92,8 @@ func TestParseSuccess(t *testing.T) {
 		{"-Q -t 10.0.0.100:80 -z 2001:db8::5", Command{Kind: CmdDelLaddr, HasService: true,
 			Service: svc(spec.ProtoTCP, v4, 80), Laddr: spec.Dest{Addr: mustAddr("2001:db8::5")}}},
 		{"-G -t 10.0.0.100:80", Command{Kind: CmdGetLaddr, HasService: true, Service: svc(spec.ProtoTCP, v4, 80)}},
+		{"--list-checkers", Command{Kind: CmdListCheckers}},
+		{"--list-checkers -n", Command{Kind: CmdListCheckers, List: ListOptions{Numeric: true}}},
 		{"-D --sctp-service 10.0.0.100:9", Command{Kind: CmdDelService, HasService: true, Service: svc(spec.ProtoSCTP, v4, 9)}},
 		{"-C", Command{Kind: CmdFlush}},
 		{"-Z", Command{Kind: CmdZero}},
@@ -262,23 +264,24 @@ func TestParseErrors(t *testing.T) {
 // srt sid -ex ops -pe -b grp port ttl size tinf type tprt nocs csum remc),
 // plus the laddr column uvs adds.
 var cTable = map[CmdKind]string{
-	CmdAddService:  "xx+   xxxxxxxxxxxxxxx   xxxxxxxxxx" + "x",
-	CmdEditService: "xx+   xxxxxxxxxxxxxxx   xxxxxxxxxx" + "x",
-	CmdDelService:  "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x",
-	CmdFlush:       "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x",
-	CmdList:        " 11xxxxxxxxx11       xxxxxxx xxxxx" + "x",
-	CmdAddServer:   "xx+xxx+    xxxxxxxxxxxxxxxxxx     " + "x",
-	CmdDelServer:   "xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x",
-	CmdEditServer:  "xx+xxx+    xxxxxxxxxxxxxxxxxx     " + "x",
-	CmdSetTimeout:  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x",
-	CmdStartDaemon: "xxxxxxxxxxx xxxxxxx xxxx    xxxxxx" + "x",
-	CmdStopDaemon:  "xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxx" + "x",
-	CmdRestore:     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x",
-	CmdSave:        " xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x",
-	CmdZero:        "xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x",
-	CmdAddLaddr:    "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "+",
-	CmdDelLaddr:    "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "+",
-	CmdGetLaddr:    " x+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + " ",
+	CmdAddService:   "xx+   xxxxxxxxxxxxxxx   xxxxxxxxxx" + "x",
+	CmdEditService:  "xx+   xxxxxxxxxxxxxxx   xxxxxxxxxx" + "x",
+	CmdDelService:   "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x",
+	CmdFlush:        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x",
+	CmdList:         " 11xxxxxxxxx11       xxxxxxx xxxxx" + "x",
+	CmdAddServer:    "xx+xxx+    xxxxxxxxxxxxxxxxxx     " + "x",
+	CmdDelServer:    "xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x",
+	CmdEditServer:   "xx+xxx+    xxxxxxxxxxxxxxxxxx     " + "x",
+	CmdSetTimeout:   "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x",
+	CmdStartDaemon:  "xxxxxxxxxxx xxxxxxx xxxx    xxxxxx" + "x",
+	CmdStopDaemon:   "xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxx" + "x",
+	CmdRestore:      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x",
+	CmdSave:         " xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x",
+	CmdZero:         "xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x",
+	CmdAddLaddr:     "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "+",
+	CmdDelLaddr:     "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "+",
+	CmdGetLaddr:     " x+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + " ",
+	CmdListCheckers: " xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x",
 }
 
 // optSample gives, per option, arguments that set it.
@@ -304,6 +307,7 @@ func TestLegalityMatrix(t *testing.T) {
 		CmdSetTimeout: {"--set", "1", "2", "3"}, CmdStartDaemon: {"--start-daemon", "master"},
 		CmdStopDaemon: {"--stop-daemon", "master"}, CmdRestore: {"-R"}, CmdSave: {"-S"}, CmdZero: {"-Z"},
 		CmdAddLaddr: {"-P"}, CmdDelLaddr: {"-Q"}, CmdGetLaddr: {"-G"},
+		CmdListCheckers: {"--list-checkers"},
 	}
 	for k, want := range cTable {
 		r, ok := legality(k)

@@ -56,6 +56,7 @@ Either long or short options are allowed.
   --add-laddr       -P        add a FULLNAT local address to a service
   --del-laddr       -Q        delete a FULLNAT local address from a service
   --get-laddr       -G        list the FULLNAT local addresses of a service
+  --list-checkers             list the health checkers of uvsd --keepalived
   --help            -h        display this help message
 
 virtual-service:
