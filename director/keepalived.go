@@ -18,6 +18,11 @@ package director
 // ip_vs_trash_get_dest), so its surviving connections work again. With
 // inhibit_on_failure the destination stays with weight 0: no new
 // connections are scheduled to it and its established ones keep working.
+//
+// SIGHUP (Director.ReloadKeepalived, kaRunner.reload) switches to a new
+// file as keepalived does: kept servers keep their checkers and their
+// connections. uvsadm --list-checkers and SIGUSR1 show the checkers
+// (Director.Checkers).
 
 import (
 	"context"
@@ -658,9 +663,11 @@ func (d *Director) Checkers() []ipvsadm.CheckerView {
 //     checkers start. A real server whose checker blocks changed is
 //     removed and added again.
 //
-// Not applied until a restart: global_defs (lvs_timeouts, lvs_flush), and
-// quorum, hysteresis and sorry_server of a kept virtual server (the quorum
-// is re-evaluated with the new pool, against the old thresholds).
+// A changed lvs_timeouts is applied with --set; FULLNAT local addresses
+// of a kept virtual server with -P/-Q. Not applied until a restart:
+// lvs_flush (keepalived flushes only at start), and quorum, hysteresis and
+// sorry_server of a kept virtual server (the quorum is re-evaluated with
+// the new pool, against the old thresholds).
 func (k *kaRunner) reload(nc *keepalived.Config) {
 	oldCfg := k.cfg
 	byID := make(map[string]*kaVS, len(k.vss))
@@ -720,6 +727,12 @@ func (k *kaRunner) reload(nc *keepalived.Config) {
 
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	og, ng := oldCfg.Global, nc.Global
+	if (og.TimeoutTCP != ng.TimeoutTCP || og.TimeoutTCPFin != ng.TimeoutTCPFin || og.TimeoutUDP != ng.TimeoutUDP) &&
+		(ng.TimeoutTCP != 0 || ng.TimeoutTCPFin != 0 || ng.TimeoutUDP != 0) {
+		k.apply(&ipvsadm.Command{Kind: ipvsadm.CmdSetTimeout,
+			TimeoutTCP: ng.TimeoutTCP, TimeoutTCPFin: ng.TimeoutTCPFin, TimeoutUDP: ng.TimeoutUDP})
+	}
 	newKeys := map[spec.ServiceKey]bool{}
 	for _, vs := range nc.VirtualServers {
 		for _, key := range nc.Keys(vs) {
@@ -775,7 +788,8 @@ func (k *kaRunner) reload(nc *keepalived.Config) {
 func (k *kaRunner) migrate(old *keepalived.Config, v *kaVS, nvs *keepalived.VirtualServer, keep map[*keepalived.RealServer]*kaRS) []*kaRS {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	oldSvc, newSvc := serviceParams(old, v.vs), serviceParams(k.cfg, nvs)
+	oldVS := v.vs
+	oldSvc, newSvc := serviceParams(old, oldVS), serviceParams(k.cfg, nvs)
 	for _, key := range v.keys {
 		if _, ok := newSvc[key]; !ok {
 			k.apply(&ipvsadm.Command{Kind: ipvsadm.CmdDelService, Service: spec.Service{Key: key}, HasService: true})
@@ -790,9 +804,12 @@ func (k *kaRunner) migrate(old *keepalived.Config, v *kaVS, nvs *keepalived.Virt
 			for _, la := range nvs.LocalAddrs {
 				k.apply(&ipvsadm.Command{Kind: ipvsadm.CmdAddLaddr, Service: svc, HasService: true, Laddr: spec.Dest{Addr: la}})
 			}
-		} else if !reflect.DeepEqual(o, svc) {
-			k.log.Info("Updating virtual server " + v.name)
-			k.apply(&ipvsadm.Command{Kind: ipvsadm.CmdEditService, Service: svc, HasService: true})
+		} else {
+			if !reflect.DeepEqual(o, svc) {
+				k.log.Info("Updating virtual server " + v.name)
+				k.apply(&ipvsadm.Command{Kind: ipvsadm.CmdEditService, Service: svc, HasService: true})
+			}
+			k.migrateLaddrs(svc, oldVS.LocalAddrs, nvs.LocalAddrs)
 		}
 	}
 	writable := v.quorum.PoolWritable()
@@ -845,6 +862,21 @@ func (k *kaRunner) migrate(old *keepalived.Config, v *kaVS, nvs *keepalived.Virt
 	return start
 }
 
+// migrateLaddrs moves the FULLNAT local addresses of svc from old to nw
+// (-P, -Q).
+func (k *kaRunner) migrateLaddrs(svc spec.Service, old, nw []netip.Addr) {
+	for _, a := range nw {
+		if !slices.Contains(old, a) {
+			k.apply(&ipvsadm.Command{Kind: ipvsadm.CmdAddLaddr, Service: svc, HasService: true, Laddr: spec.Dest{Addr: a}})
+		}
+	}
+	for _, a := range old {
+		if !slices.Contains(nw, a) {
+			k.apply(&ipvsadm.Command{Kind: ipvsadm.CmdDelLaddr, Service: svc, HasService: true, Laddr: spec.Dest{Addr: a}})
+		}
+	}
+}
+
 // want is the destination of rs in service key as the pool holds it: nil
 // when absent (down without inhibit_on_failure, or of the other family).
 func want(rs *keepalived.RealServer, alive bool, key spec.ServiceKey) *spec.Dest {
@@ -891,7 +923,7 @@ func (k *kaRunner) apply(c *ipvsadm.Command) {
 		if errors.Is(err, syscall.EEXIST) {
 			err = nil
 		}
-	case ipvsadm.CmdDelService, ipvsadm.CmdDelServer:
+	case ipvsadm.CmdDelService, ipvsadm.CmdDelServer, ipvsadm.CmdDelLaddr:
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ESRCH) {
 			err = nil
 		}

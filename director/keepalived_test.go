@@ -192,8 +192,12 @@ virtual_server 10.0.1.200 80 {
 `
 
 // After: 10.0.1.100 gets wrr and persistence, rs1 weight 3, rs2 is
-// dropped, rs3 is new and alpha; 10.0.1.200 is gone; 10.0.1.101 is new.
-const kaReloadAfter = `virtual_server 10.0.1.100 80 {
+// dropped, rs3 is new and alpha; 10.0.1.200 is gone; 10.0.1.101 is new;
+// lvs_timeouts is set.
+const kaReloadAfter = `global_defs {
+    lvs_timeouts tcp 7200 tcpfin 60 udp 30
+}
+virtual_server 10.0.1.100 80 {
     delay_loop 1
     retry 1
     delay_before_retry 1
@@ -304,6 +308,9 @@ func TestKeepalivedReload(t *testing.T) {
 	if got := table(); got != want {
 		t.Fatalf("after the reload:\n got %s\nwant %s", got, want)
 	}
+	if got, want := st.Timeouts(), (control.Timeouts{TCP: 7200 * time.Second, TCPFin: time.Minute, UDP: 30 * time.Second}); got != want {
+		t.Errorf("timeouts after the reload %+v, want %+v", got, want)
+	}
 	if got := k.vss[0].rss[0].hc.Checkers()[0]; got != rs1Checker {
 		t.Error("rs1's checker was replaced")
 	}
@@ -346,5 +353,76 @@ func TestKeepalivedReload(t *testing.T) {
 		if logs.FilterMessage(m).Len() == 0 {
 			t.Errorf("log lacks %q", m)
 		}
+	}
+}
+
+// TestKeepalivedReloadRun hands a reload to a running runner, as SIGHUP
+// does, and checks that a stopped runner refuses one.
+func TestKeepalivedReloadRun(t *testing.T) {
+	parse := func(s string) *keepalived.Config {
+		t.Helper()
+		cfg, _, err := keepalived.Parse("keepalived.conf", strings.NewReader(s), keepalived.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	before := parse(kaReloadBefore)
+	st := control.New(control.Options{})
+	if err := st.ApplyAll(before.Commands()); err != nil {
+		t.Fatal(err)
+	}
+	clock := healthcheck.NewFakeClock(time.Unix(1000, 0))
+	k := newKeepalived(before, st, zap.NewNop(), kaOptions{
+		Checker: healthcheck.Options{Clock: clock, Rand: func() float64 { return 0 }},
+		Prober: func(*keepalived.Checker) healthcheck.Prober {
+			return healthcheck.ProberFunc(func(context.Context, healthcheck.Target) healthcheck.Result {
+				return healthcheck.Result{OK: true}
+			})
+		},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		k.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-stopped
+	})
+	if !k.Reload(parse(kaReloadAfter)) {
+		t.Fatal("a running runner refused the reload")
+	}
+	if n := len(st.Services()); n != 2 {
+		t.Errorf("%d services after the reload, want 2", n)
+	}
+	if n := len(k.checkerViews(clock.Now())); n != 3 {
+		t.Errorf("%d checkers after the reload, want 3", n)
+	}
+	cancel()
+	<-stopped
+	if k.Reload(before) {
+		t.Error("a stopped runner took a reload")
+	}
+}
+
+// TestWriteDataFile is SIGUSR1's file without --keepalived: the header.
+func TestWriteDataFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "uvsd.data")
+	for range 2 { // the second replaces the first
+		if err := writeDataFile(&Director{}, file); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(b), "VS ") || strings.Count(string(b), "\n") != 1 {
+		t.Errorf("data file %q, want the header only", b)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(file)); len(ents) != 1 {
+		t.Errorf("%d files left in the directory, want 1", len(ents))
 	}
 }

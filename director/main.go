@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -211,17 +212,32 @@ func reloadKeepalived(d *Director, log *zap.Logger, kaFile string) {
 	}
 }
 
-// writeDataFile writes the --list-checkers table to file, replacing it.
+// writeDataFile writes the --list-checkers table to file, replacing it:
+// a temporary file of the same directory renamed over it, so a reader
+// never sees half a table and a symlink planted at file is replaced, not
+// followed.
 func writeDataFile(d *Director, file string) error {
 	var b strings.Builder
 	if err := ipvsadm.FormatCheckers(&b, d.Checkers()); err != nil {
 		return err
 	}
-	tmp := file + ".tmp"
-	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(file), filepath.Base(file)+".*")
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, file)
+	defer os.Remove(f.Name()) // after the rename, a no-op
+	if _, err := f.WriteString(b.String()); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), file)
 }
 
 // loadKeepalived reads a keepalived.conf for uvsd --keepalived: it logs
