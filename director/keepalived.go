@@ -744,6 +744,14 @@ func (k *kaRunner) reload(nc *keepalived.Config) {
 		for _, key := range v.keys {
 			if !newKeys[key] {
 				k.apply(&ipvsadm.Command{Kind: ipvsadm.CmdDelService, Service: spec.Service{Key: key}, HasService: true})
+				continue
+			}
+			// The service stays for another virtual server (a group
+			// now naming the address): only this one's servers leave.
+			for _, r := range append(v.rss[:len(v.rss):len(v.rss)], v.sorry) {
+				if r != nil {
+					k.setDest(key, r.rs, nil)
+				}
 			}
 		}
 	}

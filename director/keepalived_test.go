@@ -426,3 +426,47 @@ func TestWriteDataFile(t *testing.T) {
 		t.Errorf("%d files left in the directory, want 1", len(ents))
 	}
 }
+
+// TestKeepalivedReloadToGroup moves an address service into a
+// virtual_server_group: the old virtual server's real server leaves the
+// service the group keeps, the group's joins it.
+func TestKeepalivedReloadToGroup(t *testing.T) {
+	parse := func(s string) *keepalived.Config {
+		t.Helper()
+		cfg, diags, err := keepalived.Parse("keepalived.conf", strings.NewReader(s), keepalived.Options{})
+		if err != nil || len(diags) > 0 {
+			t.Fatalf("parse: %v %v", err, diags)
+		}
+		return cfg
+	}
+	before := parse("virtual_server 10.0.1.200 80 {\n lb_algo rr\n lb_kind NAT\n protocol TCP\n" +
+		" real_server 10.0.2.21 80 {\n  TCP_CHECK {\n  }\n }\n}\n")
+	after := parse("virtual_server_group G {\n 10.0.1.200 80\n}\n" +
+		"virtual_server group G {\n lb_algo rr\n lb_kind NAT\n protocol TCP\n" +
+		" real_server 10.0.2.22 80 {\n  TCP_CHECK {\n  }\n }\n}\n")
+	st := control.New(control.Options{})
+	if err := st.ApplyAll(before.Commands()); err != nil {
+		t.Fatal(err)
+	}
+	clock := healthcheck.NewFakeClock(time.Unix(1000, 0))
+	k := newKeepalived(before, st, zap.NewNop(), kaOptions{
+		Checker: healthcheck.Options{Clock: clock, Rand: func() float64 { return 0 }},
+		Prober: func(*keepalived.Checker) healthcheck.Prober {
+			return healthcheck.ProberFunc(func(context.Context, healthcheck.Target) healthcheck.Result {
+				return healthcheck.Result{OK: true}
+			})
+		},
+	})
+	k.start(context.Background())
+	defer k.stop()
+	k.reload(after)
+	var got []string
+	for _, svc := range st.Services() {
+		for _, d := range svc.Dests {
+			got = append(got, svc.Config.Key.String()+" "+d.AddrPort().String())
+		}
+	}
+	if want := "TCP  10.0.1.200:80 10.0.2.22:80"; strings.Join(got, "; ") != want {
+		t.Errorf("table %q, want %q", got, want)
+	}
+}
