@@ -108,6 +108,22 @@ type kaRS struct {
 	name  string // "[10.0.2.11]:tcp:80"
 	hc    *healthcheck.RealServer
 	alive bool // guarded by the virtual server's mu
+	// adj is what each weight-giving checker (MISC_CHECK with
+	// misc_dynamic, FILE_CHECK with a weight) adds to the configured
+	// weight: keepalived's checker cur_weight. Guarded by the virtual
+	// server's mu.
+	adj map[*healthcheck.Checker]int64
+}
+
+// weight is the real server's weight in the pool while alive: the
+// configured one plus the checkers' adjustments (keepalived's
+// rs->iweight + Σ cur_weight), clamped. The virtual server's mu is held.
+func (r *kaRS) weight() uint32 {
+	w := r.rs.Weight
+	for _, a := range r.adj {
+		w += a
+	}
+	return realWeight(w)
 }
 
 // newKeepalived prepares the runner of cfg; Run starts its checkers.
@@ -155,6 +171,9 @@ func (k *kaRunner) newRS(v *kaVS, rs *keepalived.RealServer) *kaRS {
 		}
 		copt := k.opt.Checker
 		copt.Logger = k.log
+		if c.MiscDynamic && cc.Kind == healthcheck.KindMisc || cc.Kind == healthcheck.KindFile {
+			copt.OnResult = func(hc *healthcheck.Checker, res healthcheck.Result) { k.onResult(v, r, hc, res) }
+		}
 		r.hc.AddChecker(cc, pr, copt)
 	}
 	return r
@@ -239,7 +258,7 @@ func (v *kaVS) aliveSum() int64 {
 	var sum int64
 	for _, r := range v.rss {
 		if r.alive {
-			sum += int64(realWeight(r.rs.Weight))
+			sum += int64(r.weight())
 		}
 	}
 	return sum
@@ -260,7 +279,7 @@ func (k *kaRunner) onEvent(v *kaVS, r *kaRS, ev healthcheck.RSEvent) {
 		k.log.Info(verb)
 		if v.quorum.PoolWritable() {
 			if ev.Alive {
-				k.addRS(v, r.rs, realWeight(r.rs.Weight), r.rs.Inhibit)
+				k.addRS(v, r.rs, r.weight(), r.rs.Inhibit)
 			} else {
 				k.removeRS(v, r.rs, r.rs.Inhibit)
 			}
@@ -275,6 +294,51 @@ func (k *kaRunner) onEvent(v *kaVS, r *kaRS, ev healthcheck.RSEvent) {
 	if ev.Transition {
 		k.quorumStep(v)
 	}
+}
+
+// onResult applies the weight a probe asks for (misc_dynamic: exit
+// status − 2, exit 0 the configured weight; FILE_CHECK: value × weight
+// added to it) as keepalived's update_svr_wgt does: the weight changes in
+// the pool (EDITDEST) only when the real server is alive and the pool is
+// writable (quorum up, or no sorry server active), and the quorum is
+// re-evaluated. A failed probe keeps the adjustment: the real server
+// goes down, and comes back with the weight of its next success.
+func (k *kaRunner) onResult(v *kaVS, r *kaRS, c *healthcheck.Checker, res healthcheck.Result) {
+	if !res.OK {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var adj int64
+	if res.HasWeight {
+		adj = int64(res.Weight)
+		if c.Config().Kind == healthcheck.KindMisc {
+			adj -= r.rs.Weight // the script gives the weight itself
+		}
+	}
+	if r.adj[c] == adj {
+		return
+	}
+	old := r.weight()
+	if r.adj == nil {
+		r.adj = map[*healthcheck.Checker]int64{}
+	}
+	r.adj[c] = adj
+	nw := r.weight()
+	if nw == old {
+		return
+	}
+	k.log.Info(fmt.Sprintf("Changing weight from %d to %d for %sactive service %s of VS %s",
+		old, nw, map[bool]string{true: "", false: "in"}[r.alive], r.name, v.name))
+	if !r.alive || !v.quorum.PoolWritable() {
+		return
+	}
+	for _, key := range v.keys {
+		if d, ok := destFor(r.rs, key, nw); ok {
+			k.apply(&ipvsadm.Command{Kind: ipvsadm.CmdEditServer, Service: spec.Service{Key: key}, HasService: true, Dest: d})
+		}
+	}
+	k.quorumStep(v)
 }
 
 // quorumStep re-evaluates the quorum of v after its alive weight changed
@@ -295,7 +359,7 @@ func (k *kaRunner) quorumStep(v *kaVS) {
 			switch {
 			case !x.alive:
 			case c.AddAlive:
-				k.addRS(v, x.rs, realWeight(x.rs.Weight), x.rs.Inhibit)
+				k.addRS(v, x.rs, x.weight(), x.rs.Inhibit)
 			default:
 				k.removeRS(v, x.rs, x.rs.Inhibit)
 			}
@@ -517,9 +581,6 @@ func (k *kaRunner) checker(rs *keepalived.RealServer, c *keepalived.Checker) (he
 		DelayLoop: c.DelayLoop, DelayBeforeRetry: c.DelayBeforeRetry, Warmup: max(c.Warmup, 0),
 		Retry: uint(max(c.Retry, 0)), Alpha: c.Alpha, LogAllFailures: k.cfg.Global.CheckerLogAllFailures,
 		FastRecovery: c.FastRecovery, FromStart: kind == healthcheck.KindMisc,
-	}
-	if c.MiscDynamic {
-		k.log.Warn(c.Pos.String() + ": misc_dynamic: the weight the script asks for is not applied; the real server keeps its configured weight")
 	}
 	if c.BindIf != "" {
 		k.log.Warn(c.Pos.String() + ": bind_if " + c.BindIf + " is not supported; probing without it")

@@ -470,3 +470,102 @@ func TestKeepalivedReloadToGroup(t *testing.T) {
 		t.Errorf("table %q, want %q", got, want)
 	}
 }
+
+const kaMiscDynamicConf = `virtual_server 10.0.1.100 80 {
+    delay_loop 1
+    lb_algo wrr
+    lb_kind NAT
+    protocol TCP
+    real_server 10.0.2.11 80 {
+        weight 5
+        MISC_CHECK {
+            misc_path "/bin/true"
+            misc_dynamic
+        }
+    }
+    real_server 10.0.2.12 80 {
+        weight 1
+        TCP_CHECK {
+            connect_timeout 1
+        }
+    }
+}
+`
+
+// kaPool renders the pool of st as "addr:port/weight …".
+func kaPool(st *control.State) string {
+	var out []string
+	for _, svc := range st.Services() {
+		for _, d := range svc.Dests {
+			out = append(out, d.AddrPort().String()+"/"+strconv.Itoa(int(d.Weight())))
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, " ")
+}
+
+// TestKeepalivedMiscDynamic: a misc_dynamic script's exit status sets the
+// real server's weight (status − 2, -e), exit 0 gives the configured
+// weight back, a failure takes the server out and its next success puts
+// it back with the weight that success asks for.
+func TestKeepalivedMiscDynamic(t *testing.T) {
+	cfg, diags, err := keepalived.Parse("keepalived.conf", strings.NewReader(kaMiscDynamicConf), keepalived.Options{})
+	if err != nil || len(diags) > 0 {
+		t.Fatalf("parse: %v %v", err, diags)
+	}
+	st := control.New(control.Options{})
+	if err := st.ApplyAll(cfg.Commands()); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	status := 0
+	clock := healthcheck.NewFakeClock(time.Unix(1000, 0))
+	core, logs := observer.New(zap.InfoLevel)
+	k := newKeepalived(cfg, st, zap.New(core), kaOptions{
+		Checker: healthcheck.Options{Clock: clock, Rand: func() float64 { return 0 }},
+		Prober: func(c *keepalived.Checker) healthcheck.Prober {
+			if c.Kind != "MISC_CHECK" {
+				return healthcheck.ProberFunc(func(context.Context, healthcheck.Target) healthcheck.Result {
+					return healthcheck.Result{OK: true}
+				})
+			}
+			m := &healthcheck.MiscCheck{Argv: []string{"/bin/true"}, Dynamic: true}
+			return healthcheck.ProberFunc(func(context.Context, healthcheck.Target) healthcheck.Result {
+				mu.Lock()
+				defer mu.Unlock()
+				return m.ResultForStatus(status)
+			})
+		},
+	})
+	k.start(context.Background())
+	defer k.stop()
+	step := func(s int, want string) {
+		t.Helper()
+		mu.Lock()
+		status = s
+		mu.Unlock()
+		for range 3 {
+			clock.Advance(time.Second)
+		}
+		if got := kaPool(st); got != want {
+			t.Fatalf("exit %d: pool %q, want %q", s, got, want)
+		}
+	}
+	step(0, "10.0.2.11:80/5 10.0.2.12:80/1")
+	step(12, "10.0.2.11:80/10 10.0.2.12:80/1")
+	step(1, "10.0.2.12:80/1")
+	step(0, "10.0.2.11:80/5 10.0.2.12:80/1")
+	step(255, "10.0.2.11:80/253 10.0.2.12:80/1")
+	step(1, "10.0.2.12:80/1")
+	step(4, "10.0.2.11:80/2 10.0.2.12:80/1")
+	step(0, "10.0.2.11:80/5 10.0.2.12:80/1")
+	for _, want := range []string{
+		"Changing weight from 5 to 10 for active service [10.0.2.11]:tcp:80 of VS [10.0.1.100]:tcp:80",
+		"Changing weight from 10 to 5 for inactive service [10.0.2.11]:tcp:80 of VS [10.0.1.100]:tcp:80",
+		"Changing weight from 2 to 5 for active service [10.0.2.11]:tcp:80 of VS [10.0.1.100]:tcp:80",
+	} {
+		if logs.FilterMessage(want).Len() != 1 {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+}

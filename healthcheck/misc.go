@@ -198,3 +198,9 @@ func miscHexNibble(c byte) byte {
 		return c - 'A' + 10
 	}
 }
+
+// ResultForStatus is the Result of the program exiting with status (for
+// callers that run it themselves, and tests).
+func (m *MiscCheck) ResultForStatus(status int) Result {
+	return m.miscResult(Target{}, true, status, 0, false)
+}
