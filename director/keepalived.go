@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"os"
 	"os/exec"
 	"reflect"
 	"regexp"
@@ -585,6 +586,18 @@ func (k *kaRunner) checker(rs *keepalived.RealServer, c *keepalived.Checker) (he
 	if c.BindIf != "" {
 		k.log.Warn(c.Pos.String() + ": bind_if " + c.BindIf + " is not supported; probing without it")
 	}
+	if kind == healthcheck.KindFile {
+		// keepalived watches the file with inotify; the checker reads it
+		// every fileCheckPoll instead, and a change decides at once.
+		if c.File == nil {
+			return cc, nil, errors.New("track_file " + strconv.Quote(c.TrackFile) + " not defined")
+		}
+		cc.DelayLoop, cc.DelayBeforeRetry, cc.Warmup, cc.Retry, cc.Alpha = fileCheckPoll, fileCheckPoll, 0, 0, false
+		cc.Service = "track_file " + c.File.Name
+		if err := initTrackFile(c.File); err != nil {
+			k.log.Warn(c.File.Pos.String() + ": init_file of track_file " + c.File.Name + ": " + err.Error())
+		}
+	}
 	if k.opt.Prober != nil {
 		return cc, k.opt.Prober(c), nil
 	}
@@ -660,10 +673,35 @@ func prober(kind healthcheck.Kind, rs *keepalived.RealServer, c *keepalived.Chec
 		}
 		return &healthcheck.MiscCheck{Argv: argv, Timeout: c.MiscTimeout, Dynamic: c.MiscDynamic,
 			User: c.MiscPath.User, Group: c.MiscPath.Group}, nil
+	case healthcheck.KindFile:
+		return &healthcheck.FileCheck{Path: c.File.Path, Weight: int32(c.FileWeight), Reverse: c.FileReverse}, nil
 	}
-	// FILE_CHECK names a top-level track_file block, which keepalived/
-	// does not read (it is listed in Config.Ignored): no file to watch.
-	return nil, errors.New("track_file " + strconv.Quote(c.TrackFile) + ": track_file blocks are not read by uvs")
+	return nil, errors.New("checker type not supported by uvs")
+}
+
+// fileCheckPoll is how often a FILE_CHECK reads its file: the stand-in
+// for keepalived's inotify watch (a change is seen within it).
+const fileCheckPoll = time.Second
+
+// initTrackFile does init_file: the file is written with the initial
+// value if it does not exist, or always with overwrite.
+func initTrackFile(tf *keepalived.TrackFile) error {
+	if !tf.Init {
+		return nil
+	}
+	flag := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if tf.InitOverwrite {
+		flag = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	f, err := os.OpenFile(tf.Path, flag, 0o644)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(f, "%d\n", tf.InitValue)
+	return errors.Join(err, f.Close())
 }
 
 // startKeepalived starts the checkers of Config.Keepalived, if any; the

@@ -569,3 +569,84 @@ func TestKeepalivedMiscDynamic(t *testing.T) {
 		}
 	}
 }
+
+// TestKeepalivedFileCheck: FILE_CHECK follows its track_file: init_file
+// writes the initial value, value × weight is added to the real server's
+// weight, IPVS_WEIGHT_FAULT or (weight 0) a non-zero value takes the real
+// server out.
+func TestKeepalivedFileCheck(t *testing.T) {
+	dir := t.TempDir()
+	f1, f2 := filepath.Join(dir, "tf1"), filepath.Join(dir, "tf2")
+	conf := `track_file TF1 {
+    file ` + f1 + `
+    weight 1
+    init_file 3
+}
+vrrp_track_file TF2 {
+    file ` + f2 + `
+}
+virtual_server 10.0.1.100 80 {
+    delay_loop 10
+    lb_algo wrr
+    lb_kind NAT
+    protocol TCP
+    real_server 10.0.2.11 80 {
+        weight 5
+        FILE_CHECK {
+            track_file TF1
+            weight 2
+        }
+    }
+    real_server 10.0.2.12 80 {
+        weight 1
+        FILE_CHECK {
+            track_file TF2
+        }
+    }
+}
+`
+	cfg, diags, err := keepalived.Parse("keepalived.conf", strings.NewReader(conf), keepalived.Options{})
+	if err != nil || len(diags) > 0 {
+		t.Fatalf("parse: %v %v", err, diags)
+	}
+	st := control.New(control.Options{})
+	if err := st.ApplyAll(cfg.Commands()); err != nil {
+		t.Fatal(err)
+	}
+	clock := healthcheck.NewFakeClock(time.Unix(1000, 0))
+	core, logs := observer.New(zap.InfoLevel)
+	k := newKeepalived(cfg, st, zap.New(core), kaOptions{
+		Checker: healthcheck.Options{Clock: clock, Rand: func() float64 { return 0 }},
+	})
+	if b, err := os.ReadFile(f1); err != nil || string(b) != "3\n" {
+		t.Fatalf("init_file: %q %v", b, err)
+	}
+	k.start(context.Background())
+	defer k.stop()
+	write := func(name, v string) {
+		t.Helper()
+		if err := os.WriteFile(name, []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step := func(what, want string) {
+		t.Helper()
+		clock.Advance(fileCheckPoll)
+		if got := kaPool(st); got != want {
+			t.Fatalf("%s: pool %q, want %q", what, got, want)
+		}
+	}
+	step("start: 5 + 3×2, tf2 missing reads 0", "10.0.2.11:80/11 10.0.2.12:80/1")
+	write(f1, "-1\n")
+	step("tf1 -1", "10.0.2.11:80/3 10.0.2.12:80/1")
+	write(f2, "1")
+	step("tf2 non-zero: rs2 down", "10.0.2.11:80/3")
+	write(f1, "-1073741824")
+	step("tf1 -2^30 × 2 = IPVS_WEIGHT_FAULT: rs1 down", "")
+	write(f1, "0x10")
+	write(f2, "0")
+	step("tf1 16, tf2 0", "10.0.2.11:80/37 10.0.2.12:80/1")
+	if logs.FilterMessage("Changing weight from 11 to 3 for active service [10.0.2.11]:tcp:80 of VS [10.0.1.100]:tcp:80").Len() != 1 {
+		t.Error("no weight change logged")
+	}
+}

@@ -58,13 +58,15 @@
 // of keepalived's check_parser.c (old names lb_algo and lb_kind included);
 // real_server; TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK, SMTP_CHECK (with
 // the deprecated host{} sub-blocks, each its own checker), DNS_CHECK,
-// UDP_CHECK, PING_CHECK, FILE_CHECK and BFD_CHECK. nb_get_retry is the
+// UDP_CHECK, PING_CHECK, FILE_CHECK (resolved to its top-level track_file
+// block, Config.TrackFiles; vrrp_track_file is the old name) and
+// BFD_CHECK. nb_get_retry is the
 // deprecated alias of retry in HTTP_GET/SSL_GET (a warning) and an
 // unknown keyword elsewhere, as in keepalived.
 //
 // Accepted and listed in Config.Ignored, never an error: vrrp_instance,
 // vrrp_sync_group, vrrp_script, static_ipaddress, static_routes,
-// track_file, bfd_instance and the other non-LVS sections, and
+// bfd_instance and the other non-LVS sections, and
 // global_defs itself (its non-LVS keywords are accepted silently).
 //
 // # Diagnostics

@@ -188,9 +188,27 @@ func inherit(t *Timing, parent Timing) {
 }
 
 // finish runs the whole-configuration checks after parsing: FULLNAT
-// local-address groups may be defined after the virtual servers using
-// them.
+// local-address groups and track_file blocks may be defined after the
+// virtual servers using them.
 func (p *parser) finish() {
+	for _, vs := range p.cfg.VirtualServers {
+		for _, rs := range vs.RealServers {
+			for _, c := range rs.Checkers {
+				if c.Kind != "FILE_CHECK" {
+					continue
+				}
+				tf := p.cfg.TrackFiles[c.TrackFile]
+				if tf == nil {
+					p.diags = append(p.diags, diag(c.Pos, SevError, "FILE_CHECK: track_file %q not found", c.TrackFile))
+					continue
+				}
+				c.File = tf
+				if !c.FileHasWeight {
+					c.FileWeight, c.FileReverse = tf.Weight, tf.Reverse
+				}
+			}
+		}
+	}
 	for _, vs := range p.cfg.VirtualServers {
 		if vs.LocalAddrGroup == "" {
 			continue

@@ -277,9 +277,16 @@ type Checker struct {
 	HeloName string
 
 	// FILE_CHECK
-	TrackFile   string
-	FileWeight  int64
-	FileReverse bool
+	TrackFile string
+	// FileWeight and FileReverse are the checker's `weight W [reverse]`
+	// when FileHasWeight; otherwise the track_file block's (set by the
+	// parser once File is resolved).
+	FileWeight    int64
+	FileReverse   bool
+	FileHasWeight bool
+	// File is the top-level track_file block TrackFile names; nil when
+	// there is none.
+	File *TrackFile
 
 	// BFD_CHECK
 	BFDName string
@@ -294,6 +301,9 @@ type Config struct {
 	VirtualServers []*VirtualServer
 	// LocalAddressGroups are DPVS local_address_group blocks (FULLNAT).
 	LocalAddressGroups map[string][]netip.Addr
+	// TrackFiles are the top-level track_file (old name
+	// vrrp_track_file) blocks, by name.
+	TrackFiles map[string]*TrackFile
 	// Ignored lists the top-level sections uvs accepts but does not act
 	// on (vrrp_instance, static_ipaddress, …), in file order.
 	Ignored []Section
@@ -307,4 +317,24 @@ func (c *Config) Group(name string) *VirtualServerGroup {
 		}
 	}
 	return nil
+}
+
+// TrackFile is a top-level `track_file NAME { file PATH; weight W
+// [reverse]; init_file [VALUE] [overwrite] }` block (keepalived's
+// vrrp_tracked_file): a file holding an integer, which FILE_CHECK
+// checkers follow.
+type TrackFile struct {
+	Pos  Pos
+	Name string
+	// Path is `file`.
+	Path string
+	// Weight and Reverse are `weight W [reverse]`, the default of the
+	// checkers naming the block.
+	Weight  int64
+	Reverse bool
+	// Init is init_file: create the file holding InitValue (default 0)
+	// at start if it does not exist, or always with InitOverwrite.
+	Init          bool
+	InitValue     int64
+	InitOverwrite bool
 }

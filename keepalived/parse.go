@@ -42,7 +42,7 @@ func Parse(name string, r io.Reader, opt Options) (*Config, []Diagnostic, error)
 	if err != nil {
 		return nil, diags, err
 	}
-	p := &parser{cfg: &Config{LocalAddressGroups: map[string][]netip.Addr{}}, diags: diags}
+	p := &parser{cfg: &Config{LocalAddressGroups: map[string][]netip.Addr{}, TrackFiles: map[string]*TrackFile{}}, diags: diags}
 	p.top(roots)
 	p.finish()
 	return p.cfg, p.diags, nil
@@ -119,8 +119,8 @@ func (p *parser) unknown(n *node) {
 // ignoredTop are top-level sections of keepalived that uvs accepts and
 // does not act on.
 var ignoredTop = map[string]bool{
-	"vrrp_instance": true, "vrrp_sync_group": true, "vrrp_script": true, "vrrp_track_file": true,
-	"track_file": true, "track_process": true, "static_ipaddress": true, "static_routes": true,
+	"vrrp_instance": true, "vrrp_sync_group": true, "vrrp_script": true,
+	"track_process": true, "static_ipaddress": true, "static_routes": true,
 	"static_rules": true, "bfd_instance": true, "linkbeat_interfaces": true, "garp_group": true,
 	"net_namespace": true, "net_namespace_ipvsadm": true, "instance": true, "use_pid_dir": true,
 	"vrrp_track_process": true, "virtual_ipaddress": true, "notification_email": true,
@@ -141,6 +141,8 @@ func (p *parser) top(nodes []*node) {
 			p.virtualServer(n)
 		case "local_address_group":
 			p.localAddressGroup(n)
+		case "track_file", "vrrp_track_file":
+			p.trackFile(n)
 		default:
 			if ignoredTop[n.arg(0)] {
 				p.cfg.Ignored = append(p.cfg.Ignored, Section{Pos: n.Pos, Name: n.arg(0)})
@@ -365,6 +367,55 @@ func (p *parser) localAddressGroup(n *node) {
 		}
 	}
 	p.cfg.LocalAddressGroups[name] = addrs
+}
+
+// trackFile reads a top-level track_file (or vrrp_track_file) block.
+func (p *parser) trackFile(n *node) {
+	name := n.arg(1)
+	if name == "" {
+		p.errorf(n, "%s has no name - skipping", n.arg(0))
+		return
+	}
+	if p.cfg.TrackFiles[name] != nil {
+		p.errorf(n, "track_file %s already defined - ignoring", name)
+		return
+	}
+	tf := &TrackFile{Pos: n.Pos, Name: name}
+	for _, k := range n.kids {
+		switch k.arg(0) {
+		case "file":
+			tf.Path = k.arg(1)
+		case "weight":
+			v, err := strconv.ParseInt(k.arg(1), 10, 32)
+			if err != nil || v == math.MinInt32 {
+				p.errorf(k, "weight %s is invalid", k.arg(1))
+				continue
+			}
+			tf.Weight = v
+			tf.Reverse = k.arg(2) == "reverse"
+		case "init_file":
+			tf.Init = true
+			for _, w := range k.Words[1:] {
+				if w == "overwrite" {
+					tf.InitOverwrite = true
+					continue
+				}
+				v, err := strconv.ParseInt(w, 10, 64)
+				if err != nil {
+					p.errorf(k, "track file init value %s is invalid", w)
+					continue
+				}
+				tf.InitValue = v
+			}
+		default:
+			p.unknown(k)
+		}
+	}
+	if tf.Path == "" {
+		p.errorf(n, "No file set for track_file %s - removing", name)
+		return
+	}
+	p.cfg.TrackFiles[name] = tf
 }
 
 // parseRange parses IP, IP-LASTOCTET/LASTGROUP, IP-IP and IP/PREFIX.
@@ -953,6 +1004,7 @@ func (p *parser) checker(n *node, rs *RealServer) []*Checker {
 				continue
 			}
 			c.FileWeight = v
+			c.FileHasWeight = true
 			if k.arg(2) == "reverse" {
 				c.FileReverse = true
 			}
