@@ -63,6 +63,10 @@ type kaOptions struct {
 	Prober func(*keepalived.Checker) healthcheck.Prober
 	// Script, when set, replaces running a notify or quorum script.
 	Script func(ctx context.Context, s *keepalived.Script)
+	// Local reports whether an address is one of the director's (its
+	// host addresses, refreshed every 2 s); nil: ha_suspend is not
+	// applied and every checker runs.
+	Local func(netip.Addr) bool
 }
 
 // kaRunner runs the checkers of one keepalived configuration.
@@ -82,6 +86,11 @@ type kaRunner struct {
 
 	ctx     context.Context
 	scripts sync.WaitGroup
+
+	// haTimer polls the addresses of the ha_suspend virtual servers;
+	// haStopped (under mu) stops it.
+	haTimer   healthcheck.Timer
+	haStopped bool
 }
 
 // kaReload asks the running runner to switch to cfg.
@@ -99,6 +108,9 @@ type kaVS struct {
 	rss    []*kaRS
 	sorry  *kaRS // nil: no sorry server
 	quorum *healthcheck.Quorum
+	// suspended: ha_suspend has disabled the checkers (the address is
+	// not the director's). Guarded by mu.
+	suspended bool
 
 	mu sync.Mutex
 }
@@ -139,9 +151,6 @@ func newKeepalived(cfg *keepalived.Config, p pool, log *zap.Logger, opt kaOption
 // newVS prepares a virtual server of k.cfg and its real servers' checkers.
 func (k *kaRunner) newVS(vs *keepalived.VirtualServer) *kaVS {
 	v := &kaVS{vs: vs, name: vsString(vs), keys: k.cfg.Keys(vs)}
-	if vs.HASuspend {
-		k.log.Warn(vs.Pos.String() + ": ha_suspend is not supported: the checkers of " + v.name + " always run")
-	}
 	var all int64
 	for _, rs := range vs.RealServers {
 		all += int64(realWeight(rs.Weight))
@@ -225,12 +234,100 @@ func (k *kaRunner) start(ctx context.Context) {
 			k.quorumNotify(v, c)
 		}
 		v.mu.Unlock()
+		k.haApply(v)
 		for _, r := range v.rss {
 			r.hc.Start()
 			n += len(r.hc.Checkers())
 		}
 	}
 	k.log.Info("keepalived checkers started", zap.Int("virtual-servers", len(k.vss)), zap.Int("checkers", n))
+	if k.opt.Local != nil {
+		k.mu.Lock()
+		k.haTimer = k.clock().AfterFunc(haPoll, k.haTick)
+		k.mu.Unlock()
+	}
+}
+
+// haPoll is how often the addresses of the ha_suspend virtual servers
+// are looked at (keepalived follows netlink address events; the director
+// refreshes its addresses every 2 s).
+const haPoll = 2 * time.Second
+
+func (k *kaRunner) clock() healthcheck.Clock {
+	if k.opt.Checker.Clock != nil {
+		return k.opt.Checker.Clock
+	}
+	return healthcheck.RealClock{}
+}
+
+// haTick applies ha_suspend to every virtual server and re-arms.
+func (k *kaRunner) haTick() {
+	k.mu.Lock()
+	if k.haStopped {
+		k.mu.Unlock()
+		return
+	}
+	vss := k.vss
+	k.mu.Unlock()
+	for _, v := range vss {
+		k.haApply(v)
+	}
+	k.mu.Lock()
+	if !k.haStopped {
+		k.haTimer = k.clock().AfterFunc(haPoll, k.haTick)
+	}
+	k.mu.Unlock()
+}
+
+// haApply is ha_suspend for v (reference §2.8, check_api.c
+// update_checker_activity): its checkers run only while one of its
+// addresses is the director's; disabled ones keep their state and re-arm
+// every delay_loop without probing.
+func (k *kaRunner) haApply(v *kaVS) {
+	if k.opt.Local == nil {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.vs.HASuspend {
+		if v.suspended {
+			v.suspended = false
+			v.setEnabled(k, true, true)
+		}
+		return
+	}
+	local, hasAddr := false, false
+	for _, key := range v.keys {
+		if key.IsFWMark() {
+			continue
+		}
+		hasAddr = true
+		local = local || k.opt.Local(key.Addr)
+	}
+	if !hasAddr || local == !v.suspended {
+		v.setEnabled(k, !v.suspended, false) // checkers of real servers added on reload
+		return
+	}
+	v.suspended = !local
+	v.setEnabled(k, local, true)
+}
+
+// setEnabled enables or disables the checkers of v, logging the change
+// as keepalived does when log is set. v.mu is held.
+func (v *kaVS) setEnabled(k *kaRunner, on, log bool) {
+	for _, r := range v.rss {
+		for _, c := range r.hc.Checkers() {
+			c.SetEnabled(on)
+			if !log {
+				continue
+			}
+			if on {
+				k.log.Info("Activating healthchecker for service " + c.Service() + " for VS " + v.name)
+			} else {
+				k.log.Info("Suspending healthchecker for service " + c.Service() + " for VS " + v.name)
+			}
+		}
+	}
 }
 
 // stop stops the checkers and waits for them and for the scripts (which
@@ -238,6 +335,10 @@ func (k *kaRunner) start(ctx context.Context) {
 func (k *kaRunner) stop() {
 	k.mu.Lock()
 	vss := k.vss
+	k.haStopped = true
+	if k.haTimer != nil {
+		k.haTimer.Stop()
+	}
 	k.mu.Unlock()
 	for _, v := range vss {
 		for _, r := range v.rss {
@@ -704,11 +805,21 @@ func initTrackFile(tf *keepalived.TrackFile) error {
 	return errors.Join(err, f.Close())
 }
 
+// hostLocal reports whether a is one of the director's addresses, as
+// refreshHost last read them (ha_suspend).
+func (d *Director) hostLocal(a netip.Addr) bool {
+	h := d.host.Load()
+	return h != nil && h.Local[a.As16()]
+}
+
 // startKeepalived starts the checkers of Config.Keepalived, if any; the
 // function it returns waits until they have stopped, after ctx is done.
 func (d *Director) startKeepalived(ctx context.Context) (wait func()) {
 	if d.ka == nil {
 		return func() {}
+	}
+	if d.ka.opt.Local == nil {
+		d.ka.opt.Local = d.hostLocal // ha_suspend
 	}
 	done := make(chan struct{})
 	go func() {
@@ -878,6 +989,9 @@ func (k *kaRunner) reload(nc *keepalived.Config) {
 		}
 		v.mu.Unlock()
 		start = append(start, v.rss...)
+	}
+	for _, v := range next {
+		k.haApply(v)
 	}
 	n := 0
 	for _, r := range start {

@@ -650,3 +650,113 @@ virtual_server 10.0.1.100 80 {
 		t.Error("no weight change logged")
 	}
 }
+
+// TestKeepalivedHASuspend: the checkers of an ha_suspend virtual server
+// whose address is not the director's do not probe (a failing real
+// server stays in the pool) until the address appears; they are
+// suspended again when it goes.
+func TestKeepalivedHASuspend(t *testing.T) {
+	const conf = `virtual_server 10.0.1.100 80 {
+    delay_loop 1
+    ha_suspend
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 10.0.2.11 80 {
+        TCP_CHECK {
+            connect_timeout 1
+        }
+    }
+}
+virtual_server 10.0.1.200 80 {
+    delay_loop 1
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 10.0.2.21 80 {
+        TCP_CHECK {
+            connect_timeout 1
+        }
+    }
+}
+`
+	cfg, diags, err := keepalived.Parse("keepalived.conf", strings.NewReader(conf), keepalived.Options{})
+	if err != nil || len(diags) > 0 {
+		t.Fatalf("parse: %v %v", err, diags)
+	}
+	st := control.New(control.Options{})
+	if err := st.ApplyAll(cfg.Commands()); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	local := false
+	probes := map[netip.Addr]int{}
+	clock := healthcheck.NewFakeClock(time.Unix(1000, 0))
+	core, logs := observer.New(zap.InfoLevel)
+	k := newKeepalived(cfg, st, zap.New(core), kaOptions{
+		Checker: healthcheck.Options{Clock: clock, Rand: func() float64 { return 0 }},
+		Prober: func(c *keepalived.Checker) healthcheck.Prober {
+			return healthcheck.ProberFunc(func(context.Context, healthcheck.Target) healthcheck.Result {
+				mu.Lock()
+				defer mu.Unlock()
+				probes[c.ConnectIP]++
+				return healthcheck.Result{}
+			})
+		},
+		Local: func(a netip.Addr) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return local && a == netip.MustParseAddr("10.0.1.100")
+		},
+	})
+	k.start(context.Background())
+	defer k.stop()
+	rs1, rs2 := netip.MustParseAddr("10.0.2.11"), netip.MustParseAddr("10.0.2.21")
+	count := func() (int, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return probes[rs1], probes[rs2]
+	}
+	for range 5 {
+		clock.Advance(time.Second)
+	}
+	if n1, n2 := count(); n1 != 0 || n2 == 0 {
+		t.Fatalf("VIP absent: %d probes of the ha_suspend real server, %d of the other", n1, n2)
+	}
+	if got := kaPool(st); got != "10.0.2.11:80/1" {
+		t.Fatalf("VIP absent: pool %q, want the suspended real server kept", got)
+	}
+	mu.Lock()
+	local = true
+	mu.Unlock()
+	for range 5 {
+		clock.Advance(time.Second)
+	}
+	if n1, _ := count(); n1 == 0 {
+		t.Fatal("VIP present: the checker did not probe")
+	}
+	if got := kaPool(st); got != "" {
+		t.Fatalf("VIP present: pool %q, want the failing real server removed", got)
+	}
+	mu.Lock()
+	local = false
+	mu.Unlock()
+	for range 3 {
+		clock.Advance(time.Second)
+	}
+	n1, _ := count()
+	for range 5 {
+		clock.Advance(time.Second)
+	}
+	if m1, _ := count(); m1 != n1 {
+		t.Fatalf("VIP gone again: %d more probes", m1-n1)
+	}
+	for _, want := range []string{
+		"Suspending healthchecker for service [10.0.2.11]:tcp:80 for VS [10.0.1.100]:tcp:80",
+		"Activating healthchecker for service [10.0.2.11]:tcp:80 for VS [10.0.1.100]:tcp:80",
+	} {
+		if logs.FilterMessage(want).Len() != 2-strings.Count(want, "Activating") {
+			t.Errorf("log: %q %d times", want, logs.FilterMessage(want).Len())
+		}
+	}
+}
