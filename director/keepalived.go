@@ -577,15 +577,30 @@ func (k *kaRunner) script(s *keepalived.Script) {
 			k.log.Warn("script " + strconv.Quote(s.Cmd) + ": " + err.Error())
 			return
 		}
-		if s.User != "" {
-			k.log.Warn("script " + strconv.Quote(s.Cmd) + ": user " + s.User + " not supported, running as uvsd's user")
-		}
 		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 		cmd.WaitDelay = time.Second
+		if u, g := k.scriptUser(s.User, s.Group); u != "" {
+			if os.Geteuid() != 0 {
+				k.log.Warn("script " + strconv.Quote(s.Cmd) + ": running as user " + u + " needs root; running as uvsd's user")
+			} else if err := healthcheck.RunAs(cmd, u, g); err != nil {
+				k.log.Warn("script "+strconv.Quote(s.Cmd)+" not run", zap.Error(err))
+				return
+			}
+		}
 		if out, err := cmd.CombinedOutput(); err != nil && ctx.Err() == nil {
 			k.log.Warn("script "+strconv.Quote(s.Cmd)+" failed", zap.Error(err), zap.ByteString("output", out))
 		}
 	}()
+}
+
+// scriptUser is who a script runs as: its own `user [group]` (the
+// words after a notify script, misc_path's user keyword), else
+// global_defs' script_user.
+func (k *kaRunner) scriptUser(user, group string) (string, string) {
+	if user == "" && k.cfg != nil {
+		return k.cfg.Global.ScriptUser, k.cfg.Global.ScriptGroup
+	}
+	return user, group
 }
 
 // destFor is the destination of rs in service key with weight w, as
@@ -702,12 +717,12 @@ func (k *kaRunner) checker(rs *keepalived.RealServer, c *keepalived.Checker) (he
 	if k.opt.Prober != nil {
 		return cc, k.opt.Prober(c), nil
 	}
-	p, err := prober(kind, rs, c)
+	p, err := k.prober(kind, rs, c)
 	return cc, p, err
 }
 
 // prober builds the prober of a checker block.
-func prober(kind healthcheck.Kind, rs *keepalived.RealServer, c *keepalived.Checker) (healthcheck.Prober, error) {
+func (k *kaRunner) prober(kind healthcheck.Kind, rs *keepalived.RealServer, c *keepalived.Checker) (healthcheck.Prober, error) {
 	switch kind {
 	case healthcheck.KindTCP:
 		return healthcheck.TCPCheck{}, nil
@@ -772,8 +787,9 @@ func prober(kind healthcheck.Kind, rs *keepalived.RealServer, c *keepalived.Chec
 		if err != nil {
 			return nil, fmt.Errorf("misc_path: %w", err)
 		}
+		u, g := k.scriptUser(c.MiscPath.User, c.MiscPath.Group)
 		return &healthcheck.MiscCheck{Argv: argv, Timeout: c.MiscTimeout, Dynamic: c.MiscDynamic,
-			User: c.MiscPath.User, Group: c.MiscPath.Group}, nil
+			User: u, Group: g}, nil
 	case healthcheck.KindFile:
 		return &healthcheck.FileCheck{Path: c.File.Path, Weight: int32(c.FileWeight), Reverse: c.FileReverse}, nil
 	}

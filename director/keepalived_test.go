@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -757,6 +758,94 @@ virtual_server 10.0.1.200 80 {
 	} {
 		if logs.FilterMessage(want).Len() != 2-strings.Count(want, "Activating") {
 			t.Errorf("log: %q %d times", want, logs.FilterMessage(want).Len())
+		}
+	}
+}
+
+// TestKeepalivedScriptUser runs notify scripts as their user: the one
+// named after the script, else global_defs' script_user.
+func TestKeepalivedScriptUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("running a script as another user needs root")
+	}
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skipf("no user nobody: %v", err)
+	}
+	dir := t.TempDir()
+	// nobody must be able to reach the script and write its output.
+	for d := dir; d != os.TempDir() && d != "/" && d != "."; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script := filepath.Join(dir, "id.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nid -u > \"$1\"\nid -g >> \"$1\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg, diags, err := keepalived.Parse("keepalived.conf", strings.NewReader("global_defs {\n script_user nobody\n}\n"), keepalived.Options{})
+	if err != nil || len(diags) > 0 || cfg.Global.ScriptUser != "nobody" || cfg.Global.ScriptGroup != "" {
+		t.Fatalf("parse: %v %v %+v", err, diags, cfg.Global)
+	}
+	gid := u.Gid
+	if g, err := user.LookupGroup("root"); err == nil {
+		gid = g.Gid
+	}
+	k := &kaRunner{log: zap.NewNop(), ctx: context.Background(), cfg: cfg}
+	for _, c := range []struct {
+		name string
+		s    keepalived.Script
+		want string
+	}{
+		{"own user", keepalived.Script{User: "nobody"}, u.Uid + "\n" + u.Gid + "\n"},
+		{"own user and group", keepalived.Script{User: "nobody", Group: "root"}, u.Uid + "\n" + gid + "\n"},
+		{"script_user", keepalived.Script{}, u.Uid + "\n" + u.Gid + "\n"},
+	} {
+		out := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "-"))
+		s := c.s
+		s.Cmd = script + " " + out
+		k.script(&s)
+		k.scripts.Wait()
+		if b, err := os.ReadFile(out); err != nil || string(b) != c.want {
+			t.Errorf("%s: output %q %v, want %q", c.name, b, err, c.want)
+		}
+	}
+}
+
+// TestKeepalivedMiscUser: a MISC_CHECK runs as its own user, else as
+// script_user.
+func TestKeepalivedMiscUser(t *testing.T) {
+	const conf = `global_defs {
+    script_user nobody nogroup
+}
+virtual_server 10.0.1.100 80 {
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 10.0.2.11 80 {
+        MISC_CHECK {
+            misc_path "/bin/true"
+        }
+        MISC_CHECK {
+            misc_path "/bin/true"
+            user daemon adm
+        }
+    }
+}
+`
+	cfg, diags, err := keepalived.Parse("keepalived.conf", strings.NewReader(conf), keepalived.Options{})
+	if err != nil || len(diags) > 0 {
+		t.Fatalf("parse: %v %v", err, diags)
+	}
+	k := &kaRunner{log: zap.NewNop(), cfg: cfg}
+	rs := cfg.VirtualServers[0].RealServers[0]
+	for i, want := range [][2]string{{"nobody", "nogroup"}, {"daemon", "adm"}} {
+		p, err := k.prober(healthcheck.KindMisc, rs, rs.Checkers[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := p.(*healthcheck.MiscCheck); m.User != want[0] || m.Group != want[1] {
+			t.Errorf("checker %d runs as %q %q, want %q", i, m.User, m.Group, want)
 		}
 	}
 }

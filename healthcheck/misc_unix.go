@@ -122,3 +122,18 @@ func miscCredential(name, group string) (*syscall.Credential, error) {
 	}
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, nil
 }
+
+// RunAs makes cmd run as user name (its primary group, or group), as
+// MISC_CHECK's `user name [group]` does: for the director's notify
+// scripts. Empty name: cmd is left alone. Needs root to start.
+func RunAs(cmd *exec.Cmd, name, group string) error {
+	cred, err := miscCredential(name, group)
+	if err != nil || cred == nil {
+		return err
+	}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Credential = cred
+	return nil
+}

@@ -53,7 +53,7 @@
 // # What is read, what is ignored
 //
 // Read: global_defs' router_id, lvs_timeouts (Commands emits --set),
-// lvs_flush, lvs_flush_on_stop, lvs_sync_daemon, rs_init_notifies, the
+// lvs_flush, lvs_flush_on_stop, lvs_sync_daemon, rs_init_notifies, script_user, the
 // notify FIFOs; virtual_server_group; virtual_server with every keyword
 // of keepalived's check_parser.c (old names lb_algo and lb_kind included);
 // real_server; TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK, SMTP_CHECK (with

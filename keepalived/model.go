@@ -140,6 +140,10 @@ type Global struct {
 	CheckerLogAllFailures         bool
 	NotifyFIFO, LVSNotifyFIFO     string
 	NotifyFIFOScript, LVSFIFOScrp string
+	// ScriptUser and ScriptGroup are `script_user USER [GROUP]`: who the
+	// notify scripts and MISC_CHECK programs without a user of their own
+	// run as (empty: uvsd's user).
+	ScriptUser, ScriptGroup string
 }
 
 // GroupEntry is one line of a virtual_server_group: an address range

@@ -218,6 +218,8 @@ func (p *parser) global(n *node) {
 			g.LVSSyncDaemon = append([]string(nil), k.Words[1:]...)
 		case "rs_init_notifies":
 			g.RSInitNotifies = true
+		case "script_user":
+			g.ScriptUser, g.ScriptGroup = k.arg(1), k.arg(2)
 		case "checker_log_all_failures":
 			g.CheckerLogAllFailures = true
 		case "notify_fifo":
