@@ -121,20 +121,24 @@ type kaRS struct {
 	name  string // "[10.0.2.11]:tcp:80"
 	hc    *healthcheck.RealServer
 	alive bool // guarded by the virtual server's mu
-	// adj is what each weight-giving checker (MISC_CHECK with
-	// misc_dynamic, FILE_CHECK with a weight) adds to the configured
-	// weight: keepalived's checker cur_weight. Guarded by the virtual
-	// server's mu.
-	adj map[*healthcheck.Checker]int64
+	// adj is what each FILE_CHECK with a weight adds to the configured
+	// weight; dyn the weight each MISC_CHECK with misc_dynamic asks for
+	// (absent after exit 0). Together keepalived's checkers' cur_weight.
+	// Guarded by the virtual server's mu.
+	adj, dyn map[*healthcheck.Checker]int64
 }
 
 // weight is the real server's weight in the pool while alive: the
 // configured one plus the checkers' adjustments (keepalived's
-// rs->iweight + Σ cur_weight), clamped. The virtual server's mu is held.
+// rs->iweight + Σ cur_weight, where a misc_dynamic script's cur_weight
+// is its weight − iweight), clamped. The virtual server's mu is held.
 func (r *kaRS) weight() uint32 {
 	w := r.rs.Weight
 	for _, a := range r.adj {
 		w += a
+	}
+	for _, d := range r.dyn {
+		w += d - r.rs.Weight
 	}
 	return realWeight(w)
 }
@@ -411,21 +415,21 @@ func (k *kaRunner) onResult(v *kaVS, r *kaRS, c *healthcheck.Checker, res health
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	var adj int64
-	if res.HasWeight {
-		adj = int64(res.Weight)
-		if c.Config().Kind == healthcheck.KindMisc {
-			adj -= r.rs.Weight // the script gives the weight itself
-		}
-	}
-	if r.adj[c] == adj {
-		return
-	}
 	old := r.weight()
-	if r.adj == nil {
-		r.adj = map[*healthcheck.Checker]int64{}
+	switch {
+	case c.Config().Kind == healthcheck.KindFile:
+		if r.adj == nil {
+			r.adj = map[*healthcheck.Checker]int64{}
+		}
+		r.adj[c] = int64(res.Weight) // 0 without HasWeight
+	case res.HasWeight:
+		if r.dyn == nil {
+			r.dyn = map[*healthcheck.Checker]int64{}
+		}
+		r.dyn[c] = int64(res.Weight)
+	default:
+		delete(r.dyn, c) // exit 0: the configured weight
 	}
-	r.adj[c] = adj
 	nw := r.weight()
 	if nw == old {
 		return
@@ -1074,21 +1078,21 @@ func (k *kaRunner) migrate(old *keepalived.Config, v *kaVS, nvs *keepalived.Virt
 			k.log.Info("Adding service " + r.name + " to VS " + v.name)
 			if writable {
 				for _, key := range v.keys {
-					k.setDest(key, rs, want(rs, r.alive, key))
+					k.setDest(key, rs, want(rs, r.weight(), r.alive, key))
 				}
 			}
 			rss, start = append(rss, r), append(start, r)
 			continue
 		}
-		prev := r.rs
+		prev, pw := r.rs, r.weight()
 		r.rs = rs
 		rss = append(rss, r)
 		if !writable {
 			continue
 		}
 		for _, key := range v.keys {
-			w := want(rs, r.alive, key)
-			if slices.Contains(oldKeys, key) && reflect.DeepEqual(w, want(prev, r.alive, key)) {
+			w := want(rs, r.weight(), r.alive, key)
+			if slices.Contains(oldKeys, key) && reflect.DeepEqual(w, want(prev, pw, r.alive, key)) {
 				continue
 			}
 			k.setDest(key, rs, w)
@@ -1114,10 +1118,10 @@ func (k *kaRunner) migrateLaddrs(svc spec.Service, old, nw []netip.Addr) {
 	}
 }
 
-// want is the destination of rs in service key as the pool holds it: nil
-// when absent (down without inhibit_on_failure, or of the other family).
-func want(rs *keepalived.RealServer, alive bool, key spec.ServiceKey) *spec.Dest {
-	w := realWeight(rs.Weight)
+// want is the destination of rs in service key as the pool holds it,
+// with weight w while alive: nil when absent (down without
+// inhibit_on_failure, or of the other family).
+func want(rs *keepalived.RealServer, w uint32, alive bool, key spec.ServiceKey) *spec.Dest {
 	if !alive {
 		if !rs.Inhibit {
 			return nil
