@@ -146,3 +146,64 @@ func testKeepalived(t *testing.T, inhibit bool) {
 	}
 	u.stop(t)
 }
+
+// TestKeepalivedDynamicWeights runs uvsd --keepalived with a FILE_CHECK
+// on rs1 (track_file with init_file 3, weight 2: 1 + 3 × 2 = 7) and a
+// misc_dynamic MISC_CHECK on rs2 whose script exits 12 (weight 10), then
+// changes the tracked file: -Ln follows (0: the configured 1; 5:
+// 1 + 5 × 2 = 11), and a value whose weight is IPVS_WEIGHT_FAULT takes
+// rs1 out.
+func TestKeepalivedDynamicWeights(t *testing.T) {
+	l := newNATLab(t)
+	dir := t.TempDir()
+	tf := filepath.Join(dir, "rs1.trk")
+	conf := "track_file TF1 {\n    file " + tf + "\n    weight 2\n    init_file 3\n}\n" +
+		"virtual_server 10.0.1.100 80 {\n    delay_loop 1\n    lb_algo wrr\n    lb_kind NAT\n    protocol TCP\n" +
+		"    real_server 10.0.2.11 80 {\n        weight 1\n        FILE_CHECK {\n            track_file TF1\n        }\n    }\n" +
+		"    real_server 10.0.2.12 80 {\n        weight 1\n        MISC_CHECK {\n            misc_path \"/bin/sh -c 'exit 12'\"\n            misc_dynamic\n        }\n    }\n}\n"
+	path := filepath.Join(dir, "keepalived.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	u := startUVSDArgs(t, l.dir, "--keepalived", path)
+	var listing string
+	list := func() string {
+		out, err := controlList(l.dir)
+		if err != nil {
+			t.Fatalf("-Ln: %v", err)
+		}
+		listing = out
+		return out
+	}
+	weights := func(w1, w2 string, what string) {
+		t.Helper()
+		wait.For(t, startTimeout+kaRemoveBound, func() bool {
+			out := list()
+			g1, ok1 := destWeight(out, "10.0.2.11:80")
+			g2, ok2 := destWeight(out, "10.0.2.12:80")
+			return (w1 == "" && !ok1 || ok1 && g1 == w1) && ok2 && g2 == w2
+		}, "%s: rs1 weight %q, rs2 %q (last -Ln:\n%s)", what, w1, w2, wait.Lazy(func() any { return listing }))
+	}
+	weights("7", "10", "start")
+	if err := os.WriteFile(tf, []byte("0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	weights("1", "10", "tracked file 0")
+	if err := os.WriteFile(tf, []byte("-1073741824\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	weights("", "10", "tracked file -2^30 (× 2 = IPVS_WEIGHT_FAULT)")
+	if err := os.WriteFile(tf, []byte("5\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	weights("11", "10", "tracked file 5")
+	for _, line := range []string{
+		"Changing weight from 1 to 10 for active service [10.0.2.12]:tcp:80 of VS [10.0.1.100]:tcp:80",
+		"Removing service [10.0.2.11]:tcp:80 from VS [10.0.1.100]:tcp:80",
+	} {
+		if !strings.Contains(u.proc.Output(), line) {
+			t.Errorf("uvsd's log lacks %q", line)
+		}
+	}
+	u.stop(t)
+}
