@@ -51,14 +51,7 @@ const kaTestConf = `virtual_server 10.0.1.100 80 {
 // real control State: removal, inhibit_on_failure's weight 0, quorum loss
 // with the sorry server, quorum gain, the notify script and the log lines.
 func TestKeepalivedPool(t *testing.T) {
-	cfg, diags, err := keepalived.Parse("keepalived.conf", strings.NewReader(kaTestConf), keepalived.Options{})
-	if err != nil || len(diags) > 0 {
-		t.Fatalf("parse: %v %v", err, diags)
-	}
-	st := control.New(control.Options{})
-	if err := st.ApplyAll(cfg.Commands()); err != nil {
-		t.Fatal(err)
-	}
+	cfg, st := startTable(t, kaTestConf)
 	var mu sync.Mutex
 	up := map[netip.Addr]bool{netip.MustParseAddr("10.0.2.11"): true, netip.MustParseAddr("10.0.2.12"): true}
 	setUp := func(a string, on bool) {
@@ -510,14 +503,7 @@ func kaPool(st *control.State) string {
 // weight back, a failure takes the server out and its next success puts
 // it back with the weight that success asks for.
 func TestKeepalivedMiscDynamic(t *testing.T) {
-	cfg, diags, err := keepalived.Parse("keepalived.conf", strings.NewReader(kaMiscDynamicConf), keepalived.Options{})
-	if err != nil || len(diags) > 0 {
-		t.Fatalf("parse: %v %v", err, diags)
-	}
-	st := control.New(control.Options{})
-	if err := st.ApplyAll(cfg.Commands()); err != nil {
-		t.Fatal(err)
-	}
+	cfg, st := startTable(t, kaMiscDynamicConf)
 	var mu sync.Mutex
 	status := 0
 	clock := healthcheck.NewFakeClock(time.Unix(1000, 0))
@@ -619,14 +605,7 @@ virtual_server 10.0.1.100 80 {
     }
 }
 `
-	cfg, diags, err := keepalived.Parse("keepalived.conf", strings.NewReader(conf), keepalived.Options{})
-	if err != nil || len(diags) > 0 {
-		t.Fatalf("parse: %v %v", err, diags)
-	}
-	st := control.New(control.Options{})
-	if err := st.ApplyAll(cfg.Commands()); err != nil {
-		t.Fatal(err)
-	}
+	cfg, st := startTable(t, conf)
 	clock := healthcheck.NewFakeClock(time.Unix(1000, 0))
 	core, logs := observer.New(zap.InfoLevel)
 	k := newKeepalived(cfg, st, zap.New(core), kaOptions{
@@ -694,14 +673,7 @@ virtual_server 10.0.1.200 80 {
     }
 }
 `
-	cfg, diags, err := keepalived.Parse("keepalived.conf", strings.NewReader(conf), keepalived.Options{})
-	if err != nil || len(diags) > 0 {
-		t.Fatalf("parse: %v %v", err, diags)
-	}
-	st := control.New(control.Options{})
-	if err := st.ApplyAll(cfg.Commands()); err != nil {
-		t.Fatal(err)
-	}
+	cfg, st := startTable(t, conf)
 	var mu sync.Mutex
 	local := false
 	probes := map[netip.Addr]int{}
@@ -861,4 +833,19 @@ virtual_server 10.0.1.100 80 {
 			t.Errorf("checker %d runs as %q %q, want %q", i, m.User, m.Group, want)
 		}
 	}
+}
+
+// startTable parses a keepalived.conf that must load without a message
+// and applies its start-up table to a fresh control State.
+func startTable(t *testing.T, conf string) (*keepalived.Config, *control.State) {
+	t.Helper()
+	cfg, diags, err := keepalived.Parse("keepalived.conf", strings.NewReader(conf), keepalived.Options{})
+	if err != nil || len(diags) > 0 {
+		t.Fatalf("parse: %v %v", err, diags)
+	}
+	st := control.New(control.Options{})
+	if err := st.ApplyAll(cfg.Commands()); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, st
 }
