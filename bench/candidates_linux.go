@@ -257,7 +257,12 @@ func (h *harness) startUVS(fwd, io string, conns int) error {
 		return err
 	}
 	h.uvsd = p
-	if err := p.waitFor(15*time.Second, `"serving"`, func() bool { return strings.Contains(p.out.String(), "serving") }); err != nil {
+	// uvsd answers its control socket once its workers run.
+	uvsadm := filepath.Join(h.bin, "uvsadm")
+	if err := p.waitFor(15*time.Second, "answer to uvsadm -Ln", func() bool {
+		_, err := nsRun(2*time.Second, h.topo.Dir, -1, "env", "UVS_NO_AUTOSTART=1", uvsadm, "-Ln")
+		return err == nil
+	}); err != nil {
 		_ = p.stop(2 * time.Second)
 		h.uvsd = nil
 		_, _ = nsRun(cmdTimeout, h.topo.Dir, -1, filepath.Join(h.bin, "uvsd"), "--cleanup")

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/uvs-lb/uvs/internal/wait"
 )
 
 // cmdTimeout bounds every short configuration command.
@@ -126,20 +128,23 @@ func (p *proc) exited() bool {
 	}
 }
 
-// waitFor polls cond every 20 ms until it holds, the process exits or
+// waitFor polls cond (internal/wait) until it holds, the process exits or
 // timeout passes.
 func (p *proc) waitFor(timeout time.Duration, what string, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if p.exited() {
-			return fmt.Errorf("%s exited before %s: %v: %s", p.name, what, p.err, trunc([]byte(p.out.String())))
+	exited := false
+	if wait.Until(timeout, func() bool {
+		if cond() {
+			return true
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: no %s after %v: %s", p.name, what, timeout, trunc([]byte(p.out.String())))
-		}
-		time.Sleep(20 * time.Millisecond)
+		exited = p.exited()
+		return exited
+	}) && !exited {
+		return nil
 	}
-	return nil
+	if exited {
+		return fmt.Errorf("%s exited before %s: %v: %s", p.name, what, p.err, trunc([]byte(p.out.String())))
+	}
+	return fmt.Errorf("%s: no %s after %v: %s", p.name, what, timeout, trunc([]byte(p.out.String())))
 }
 
 // stop sends SIGTERM, waits up to grace, then SIGKILLs. It returns the
