@@ -19,6 +19,7 @@ import (
 
 	"github.com/uvs-lb/uvs/control"
 	"github.com/uvs-lb/uvs/healthcheck"
+	"github.com/uvs-lb/uvs/internal/netnstest"
 	"github.com/uvs-lb/uvs/keepalived"
 )
 
@@ -139,7 +140,7 @@ func TestKeepalivedPool(t *testing.T) {
 func TestKeepalivedScript(t *testing.T) {
 	touch, err := exec.LookPath("touch")
 	if err != nil {
-		t.Skip("no touch(1)")
+		t.Fatalf("no touch(1): %v", err)
 	}
 	dir := t.TempDir()
 	k := &kaRunner{log: zap.NewNop(), ctx: context.Background()}
@@ -750,12 +751,10 @@ virtual_server 10.0.1.200 80 {
 // TestKeepalivedScriptUser runs notify scripts as their user: the one
 // named after the script, else global_defs' script_user.
 func TestKeepalivedScriptUser(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("running a script as another user needs root")
-	}
+	netnstest.SkipIfNotRoot(t) // running a script as another user needs root
 	u, err := user.Lookup("nobody")
 	if err != nil {
-		t.Skipf("no user nobody: %v", err)
+		t.Fatalf("no user nobody: %v", err)
 	}
 	dir := t.TempDir()
 	// nobody must be able to reach the script and write its output.

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uvs-lb/uvs/internal/netnstest"
 	"github.com/uvs-lb/uvs/internal/wait"
 )
 
@@ -188,12 +189,10 @@ func TestMiscCheckContextCancelKills(t *testing.T) {
 }
 
 func TestMiscCheckUser(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("running a script as another user needs root")
-	}
+	netnstest.SkipIfNotRoot(t) // running a script as another user needs root
 	u, err := user.Lookup("nobody")
 	if err != nil {
-		t.Skipf("no user nobody: %v", err)
+		t.Fatalf("no user nobody: %v", err)
 	}
 	dir := t.TempDir()
 	// nobody must be able to reach and run the script.

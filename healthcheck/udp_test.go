@@ -57,7 +57,7 @@ func udpTestListen(t testing.TB, addr string, reply func([]byte) []byte) *udpTes
 	t.Helper()
 	pc, err := net.ListenPacket("udp", addr)
 	if err != nil {
-		t.Skipf("cannot listen on %s: %v", addr, err)
+		t.Fatalf("cannot listen on %s: %v", addr, err)
 	}
 	return startUDPTestServer(t, pc, reply)
 }
@@ -67,7 +67,7 @@ func udpClosedPort(t testing.TB, host string) netip.AddrPort {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", net.JoinHostPort(host, "0"))
 	if err != nil {
-		t.Skipf("cannot listen on %s: %v", host, err)
+		t.Fatalf("cannot listen on %s: %v", host, err)
 	}
 	ap := pc.LocalAddr().(*net.UDPAddr).AddrPort()
 	pc.Close()
