@@ -258,15 +258,7 @@ func controlList(ns *netnstest.NS) (string, error) {
 		return "", err
 	}
 	defer conn.Close()
-	var out, errb strings.Builder
-	code, err := c.Exchange(ctx, conn, wire.Request{Prog: "ipvsadm", Args: []string{"-Ln"}}, &out, &errb)
-	if err != nil {
-		return "", err
-	}
-	if code != 0 {
-		return "", fmt.Errorf("-Ln: exit %d: %s", code, errb.String())
-	}
-	return out.String(), nil
+	return c.List(ctx, conn)
 }
 
 // stop sends SIGTERM and waits for a clean exit.

@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -368,13 +367,8 @@ func controlAnswers(ctx context.Context, ns string) error {
 		return fmt.Errorf("control socket: %w", err)
 	}
 	defer conn.Close()
-	var out, errw bytes.Buffer
-	code, err := c.Exchange(ctx, conn, wire.Request{Prog: "ipvsadm", Args: []string{"-Ln"}}, &out, &errw)
-	if err != nil {
+	if _, err := c.List(ctx, conn); err != nil {
 		return fmt.Errorf("control socket: %w", err)
-	}
-	if code != 0 {
-		return fmt.Errorf("ipvsadm -Ln: exit %d: %s", code, strings.TrimSpace(errw.String()))
 	}
 	return nil
 }

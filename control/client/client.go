@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/uvs-lb/uvs/control/wire"
@@ -110,6 +111,21 @@ func (c *Client) Exchange(ctx context.Context, conn net.Conn, req wire.Request, 
 			return 0, fmt.Errorf("control reply: unknown frame type %q", typ)
 		}
 	}
+}
+
+// List asks the director on conn for its table (ipvsadm -Ln) and returns
+// it; a director that answers with a non-zero status is an error carrying
+// its message. Tools use it to tell that a director is serving.
+func (c *Client) List(ctx context.Context, conn net.Conn) (string, error) {
+	var out, errb strings.Builder
+	code, err := c.Exchange(ctx, conn, wire.Request{Prog: "ipvsadm", Args: []string{"-Ln"}}, &out, &errb)
+	if err != nil {
+		return "", err
+	}
+	if code != 0 {
+		return "", fmt.Errorf("ipvsadm -Ln: exit %d: %s", code, strings.TrimSpace(errb.String()))
+	}
+	return out.String(), nil
 }
 
 // Launcher starts a director for the current network namespace
