@@ -50,6 +50,15 @@ type Host struct {
 	// Marked holds destinations the firewall-mark rules send to a service
 	// (16-byte, IPv4 mapped): uvsd answers ARP/NDP for them like for VIPs.
 	Marked map[[16]byte]bool
+	// Standby holds the VIPs this node does not serve now (VRRP backup:
+	// keepalived has not put them on this node). Frames to them are left
+	// to the kernel and ARP/NDP for them is not answered.
+	Standby map[[16]byte]bool
+	// BackupOnly is the kernel's backup_only: while set (sysctl on and a
+	// backup sync daemon running) the director function is off — no
+	// request is scheduled or forwarded, every frame to a VIP is left to
+	// the kernel, no ARP/NDP is answered for VIPs.
+	BackupOnly bool
 }
 
 // Env is what every worker shares: configuration, connection table, next

@@ -1,0 +1,10 @@
+// Package connsync is uvs's IPVS connection synchronisation daemon: the
+// master side collects the connections the data plane reports (per-worker
+// rings, the kernel's sync_threshold rules), packs them into messages of
+// the kernel's format (connsync/wire) and multicasts them; the backup side
+// receives messages, checks them and creates or refreshes the connections
+// in its own table, so that established flows survive a failover.
+//
+// SKELETON: Tap, Ring and Policy are the contract the data plane builds
+// on; their bodies and the daemons are being written.
+package connsync
