@@ -17,6 +17,9 @@ import (
 
 // Env is what Run needs besides the State and the command line.
 type Env struct {
+	// Daemons runs the connection-sync daemons (--start-daemon,
+	// --stop-daemon, -L --daemon); nil means uvs has none to run.
+	Daemons Daemons
 	// Prog is argv[0] as typed; its base name selects the personality:
 	// a name ending in "-save" behaves as ipvsadm-save, one ending in
 	// "-restore" as ipvsadm-restore, anything else as ipvsadm. The name
@@ -158,6 +161,20 @@ func (r *runner) invoke(args []string, stdin io.Reader, inRestore bool) (code in
 		return r.reject(&Error{Errno: syscall.EOPNOTSUPP, Msg: "Connection synchronization daemon is not supported by uvs"}), false
 	}
 	return r.change(&cmd), false
+}
+
+// Daemons starts, stops and lists the connection synchronisation daemons
+// (the director's connsync master and backup).
+type Daemons interface {
+	// StartDaemon starts the master or backup daemon (cfg.State); the
+	// kernel's errors: EEXIST "Daemon has already run" for a second one
+	// of a kind, ENODEV for an unknown interface.
+	StartDaemon(cfg ipvsadm.DaemonConfig) error
+	// StopDaemon stops it; ESRCH "No daemon is running" when none runs.
+	StopDaemon(state string) error
+	// Daemons lists the running daemons, master first, with the
+	// defaults filled in (as current kernels report them).
+	Daemons() []ipvsadm.DaemonConfig
 }
 
 // reject prints a rejected operation's message and returns 255.

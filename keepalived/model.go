@@ -308,6 +308,10 @@ type Config struct {
 	// TrackFiles are the top-level track_file (old name
 	// vrrp_track_file) blocks, by name.
 	TrackFiles map[string]*TrackFile
+	// VRRP are the vrrp_instance blocks (vrrp.go), in file order.
+	VRRP []*VRRPInstance
+	// SyncDaemon is global_defs' lvs_sync_daemon (nil when absent).
+	SyncDaemon *SyncDaemon
 	// Ignored lists the top-level sections uvs accepts but does not act
 	// on (vrrp_instance, static_ipaddress, …), in file order.
 	Ignored []Section
