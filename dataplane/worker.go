@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/uvs-lb/uvs/connsync"
 	"github.com/uvs-lb/uvs/conntrack"
 	"github.com/uvs-lb/uvs/fwmark"
 	"github.com/uvs-lb/uvs/header"
@@ -24,6 +25,18 @@ type Hop struct {
 	DstMAC  [6]byte
 	Src     netip.Addr
 	MTU     int
+	// Local says the address is the director's own (a local route): a
+	// request for it is delivered to the director's own stack through
+	// Env.LocalNode, the kernel's LOCALNODE forwarding.
+	Local bool
+}
+
+// LocalNode delivers an IP packet (no link-layer header) to the
+// director's own network stack, as the kernel's IPVS does for a real
+// server that is one of the director's addresses. Deliver must not
+// allocate or block.
+type LocalNode interface {
+	Deliver(pkt []byte) error
 }
 
 // NextHops resolves the next hop towards an address. Lookup must not
@@ -83,6 +96,11 @@ type Env struct {
 	// NeighTimeout is how long a frame may wait in a worker's neighbour
 	// queue for its next hop (0: DefaultNeighTimeout).
 	NeighTimeout time.Duration
+	// LocalNode delivers requests for real servers that are the
+	// director's own addresses (nil: such packets are dropped, counted).
+	LocalNode LocalNode
+	// Sync is the connection-sync daemon's tap (nil: no sync).
+	Sync *connsync.Tap
 }
 
 // BatchSize is how many frames a worker reads and writes at once.
