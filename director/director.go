@@ -226,6 +226,7 @@ func (d *Director) Run(ctx context.Context) (err error) {
 		Ports: dataplane.NewPortAllocator(d.cfg.LocalPortMin, d.cfg.LocalPortMax),
 		Trace: d.cfg.Trace,
 	}
+	defer d.setupLocalNode(env)()
 	ios, err := d.openIO()
 	if err != nil {
 		return err
@@ -462,7 +463,7 @@ func (h hopAdapter) Lookup(dst netip.Addr) (dataplane.Hop, bool) {
 	if ifc, ok := h.host.Load().Ifaces[x.Ifindex]; ok {
 		mtu = ifc.MTU
 	}
-	return dataplane.Hop{Ifindex: x.Ifindex, SrcMAC: x.SrcMAC, DstMAC: x.DstMAC, Src: x.Src, MTU: mtu}, true
+	return dataplane.Hop{Ifindex: x.Ifindex, SrcMAC: x.SrcMAC, DstMAC: x.DstMAC, Src: x.Src, MTU: mtu, Local: x.Local}, true
 }
 
 // Cleanup removes what a crashed uvsd left in the current namespace: the

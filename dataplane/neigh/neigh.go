@@ -26,6 +26,7 @@ type Hop struct {
 	SrcMAC  [6]byte    // the egress interface's MAC (zero on a no-ARP link)
 	DstMAC  [6]byte    // the next hop's MAC: the destination's, or its gateway's
 	Src     netip.Addr // the route's preferred source address (TUN, FULLNAT)
+	Local   bool       // a local route: the address is the director's own (LOCALNODE)
 }
 
 // Interface describes one interface uvsd may serve.
