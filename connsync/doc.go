@@ -5,6 +5,7 @@
 // receives messages, checks them and creates or refreshes the connections
 // in its own table, so that established flows survive a failover.
 //
-// SKELETON: Tap, Ring and Policy are the contract the data plane builds
-// on; their bodies and the daemons are being written.
+// The data plane reaches the daemon only through a Tap: it asks the
+// Policy whether a connection is due after a packet and pushes an entry
+// into its worker's Ring; the master drains the rings.
 package connsync
