@@ -76,6 +76,10 @@ type Conn struct {
 	Service    uint32
 	Timeout    time.Duration // current timeout (timer re-armed to now+Timeout)
 	Expires    int64         // clock reading at which it expires
+	// InPkts is the connection's inbound packet count, this packet
+	// included (the kernel's cp->in_pkts, which the sync daemon's
+	// sync_threshold rule reads). It wraps at 2^32.
+	InPkts uint32
 }
 
 // StateName returns the state as ipvsadm prints it.
@@ -104,6 +108,7 @@ func (t *Table) fill(idx uint32, e *entry, dir Dir, out *Conn) {
 	out.Service = e.svc
 	out.Timeout = time.Duration(e.timeout) * time.Millisecond
 	out.Expires = e.expires
+	out.InPkts = e.inPkts
 }
 
 // setTimer sets the entry's timeout and re-arms its expiry.
@@ -203,6 +208,9 @@ func (t *Table) trackHashed(h uint64, k *Key, tcpFlags uint8, now int64, out *Co
 		return false
 	}
 	old := e.state
+	if dir == DirIn {
+		e.inPkts++
+	}
 	assure := t.transition(e, dir, tcpFlags, now)
 	t.fill(idx, e, dir, out)
 	out.OldState = old
@@ -279,28 +287,12 @@ func (t *Table) Create(p *NewConn, tcpFlags uint8, now int64, out *Conn) error {
 	e.unlock()
 
 	hi, ho := ik.hash(t.seed), ok2.hash(t.seed)
-	a, b := t.lock2(hi, ho)
-	for try := 0; ; try++ {
-		l := t.find(hi, &ik, false)
-		if l == 0 {
-			l = t.find(ho, &ok2, false)
-		}
-		if l == 0 {
-			break
-		}
-		// A duplicate that timed out but is not reaped yet is removed
-		// and the insert retried once.
-		if try == 0 && t.expiredLocked(l>>1, now) {
-			unlock2(a, b)
-			t.expire(l>>1, now, expireReq{})
-			a, b = t.lock2(hi, ho)
-			continue
-		}
-		unlock2(a, b)
+	a, b, err := t.lockUnused(hi, ho, &ik, &ok2, now)
+	if err != nil {
 		t.unlinkTemplate(ctrl)
 		t.freeEntry(idx)
 		t.dests.release(di)
-		return ErrExists
+		return err
 	}
 	e.lock()
 	e.flags = FlagHashed | FlagInactive
@@ -308,6 +300,7 @@ func (t *Table) Create(p *NewConn, tcpFlags uint8, now int64, out *Conn) error {
 		e.flags |= FlagNoOutput
 	}
 	e.state = StateNone
+	e.inPkts = 1 // the first packet, inbound
 	setTimer(e, InitialTimeout, now)
 	if p.Dest != nil {
 		p.Dest.BindConn(false)
@@ -326,6 +319,32 @@ func (t *Table) Create(p *NewConn, tcpFlags uint8, now int64, out *Conn) error {
 	t.live.Add(1)
 	unlock2(a, b)
 	return nil
+}
+
+// lockUnused locks the shards of hi and ho (the hashes of a new
+// connection's keys ik and ok) and checks that neither key is in use; a
+// duplicate that timed out but is not reaped yet is removed and the check
+// retried once. It returns the shards locked, or ErrExists with none
+// locked.
+func (t *Table) lockUnused(hi, ho uint64, ik, ok *Key, now int64) (a, b *shard, err error) {
+	a, b = t.lock2(hi, ho)
+	for try := 0; ; try++ {
+		l := t.find(hi, ik, false)
+		if l == 0 {
+			l = t.find(ho, ok, false)
+		}
+		if l == 0 {
+			return a, b, nil
+		}
+		if try == 0 && t.expiredLocked(l>>1, now) {
+			unlock2(a, b)
+			t.expire(l>>1, now, expireReq{})
+			a, b = t.lock2(hi, ho)
+			continue
+		}
+		unlock2(a, b)
+		return nil, nil, ErrExists
+	}
 }
 
 // expiredLocked reports whether entry idx, found in the index under a

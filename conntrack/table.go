@@ -45,9 +45,12 @@ type Flags uint16
 
 // Connection flags.
 const (
+	FlagSync     Flags = 0x0020 // created or last refreshed from a sync message (ApplySync)
 	FlagHashed   Flags = 0x0040 // live (in the table)
 	FlagNoOutput Flags = 0x0080 // no reply seen yet on a non-NAT conn
 	FlagInactive Flags = 0x0100 // counted in the destination's inactconns
+	FlagSeqMask  Flags = 0x0600 // IN_SEQ | OUT_SEQ: sequence-number adjustment (from sync messages only)
+	FlagNoCPort  Flags = 0x0800 // client port wildcard (from sync messages only)
 	FlagTemplate Flags = 0x1000 // persistence template
 	// flagUnhashed marks a neutralised template: live, but removed from
 	// the index so it can no longer match (the kernel re-hashes it with
@@ -121,6 +124,9 @@ type entry struct {
 	ifindex int32
 	daddr   [16]byte
 	laddr   [16]byte
+	// inPkts counts inbound (DirIn) packets, the kernel's cp->in_pkts
+	// (the sync daemon's packet rule); guarded by the entry lock.
+	inPkts uint32
 }
 
 // gen reads the entry's generation (entry lock held, or as a hint).
@@ -162,7 +168,7 @@ func (e *entry) clear() {
 	e.proto, e.fwd, e.tmpl, e.cport, e.vport = 0, 0, false, 0, 0
 	e.caddr, e.vaddr, e.dport = [16]byte{}, [16]byte{}, 0
 	e.lport, e.mac, e.dest, e.control, e.fwmark, e.svc, e.ifindex = 0, [6]byte{}, 0, 0, 0, 0, 0
-	e.daddr, e.laddr = [16]byte{}, [16]byte{}
+	e.daddr, e.laddr, e.inPkts = [16]byte{}, [16]byte{}, 0
 }
 
 // shard is a writer lock: every operation that adds or removes a key holds

@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"encoding/binary"
 	"time"
 
 	"github.com/uvs-lb/uvs/sched"
@@ -133,9 +134,27 @@ func (t *Table) insertTemplate(k Key, d *sched.Dest, dport uint16, timeout time.
 	if !ok {
 		return 0, ErrTooManyDests
 	}
+	var daddr [16]byte
+	var fwd uint8
+	if d != nil {
+		daddr, fwd = d.Addr().As16(), uint8(d.Fwd())
+	}
+	hd, err := t.insertTemplateSlot(k, di, daddr, dport, fwd, timeout, now, nil)
+	if err != nil {
+		t.dests.release(di)
+	}
+	return hd, err
+}
+
+// insertTemplateSlot inserts a template for k bound to destination slot di
+// (0: none), whose reference it takes over on success. sy, if not nil, is
+// the sync message the template comes from (ApplySync): its state, flags,
+// mark, service and packet count are taken, else those of a new local
+// template.
+func (t *Table) insertTemplateSlot(k Key, di uint32, daddr [16]byte, dport uint16, fwd uint8,
+	timeout time.Duration, now int64, sy *SyncConn) (Handle, error) {
 	idx := t.allocEntry()
 	if idx == 0 {
-		t.dests.release(di)
 		return 0, ErrFull
 	}
 	e := &t.ents[idx]
@@ -143,11 +162,15 @@ func (t *Table) insertTemplate(k Key, d *sched.Dest, dport uint16, timeout time.
 	e.clear()
 	e.caddr, e.cport, e.vaddr, e.vport, e.proto = k.Src, k.SrcPort, k.Dst, k.DstPort, k.Proto
 	e.tmpl, e.dest = true, di
-	if d != nil {
-		e.daddr = d.Addr().As16()
-		e.fwd = uint8(d.Fwd())
+	e.daddr, e.dport, e.fwd = daddr, dport, fwd
+	if k.Proto == ProtoIP && [12]byte(k.Dst[:12]) == v4prefix {
+		// A firewall-mark service's template: the kernel records the
+		// packet's mark, the service's.
+		e.fwmark = binary.BigEndian.Uint32(k.Dst[12:])
 	}
-	e.dport = dport
+	if sy != nil {
+		e.fwmark, e.svc = sy.FWMark, sy.Service
+	}
 	e.unlock()
 	h := k.hash(t.seed)
 	s := &t.shards[t.shardIdx(h)]
@@ -162,14 +185,17 @@ func (t *Table) insertTemplate(k Key, d *sched.Dest, dport uint16, timeout time.
 		o.unlock()
 		s.mu.Unlock()
 		t.freeEntry(idx)
-		t.dests.release(di)
 		return hd, ErrExists
 	}
 	e.lock()
 	e.flags = FlagHashed | FlagTemplate
 	e.state = StateNone
+	if sy != nil {
+		e.flags |= syncFlags(sy, di != 0)
+		e.state, e.inPkts = sy.State, sy.InPkts
+	}
 	setTimer(e, timeout, now)
-	if d != nil {
+	if d := t.dests.get(di); d != nil {
 		d.BindConn(true)
 	}
 	t.insert(h, idx<<1)
