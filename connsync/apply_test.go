@@ -202,9 +202,9 @@ func TestApplyV0(t *testing.T) {
 func TestApplyRejects(t *testing.T) {
 	b := newBackup(t, drRules)
 	for _, mod := range []func(*wire.Entry){
-		func(e *wire.Entry) { e.State = 11 },    // beyond TCP's states
-		func(e *wire.Entry) { e.State = 0x100 }, // beyond 8 bits
-		func(e *wire.Entry) { e.Proto = 132 },   // SCTP: no state machine here
+		func(e *wire.Entry) { e.State = 11 },                                          // beyond TCP's states
+		func(e *wire.Entry) { e.State = 0x100 },                                       // beyond 8 bits
+		func(e *wire.Entry) { e.Proto = 132 },                                         // SCTP: no state machine here
 		func(e *wire.Entry) { e.Flags = e.Flags&^wire.FlagFwdMask | wire.FwdFullNAT }, // FULLNAT without local address (unbound)
 	} {
 		e := drEntry()
