@@ -26,10 +26,11 @@
 // nothing is a warning, the strict variants an error diagnostic. Includes
 // are recognised before '@' and '$' processing, as in keepalived.
 //
-// "@ID line" keeps the line only when ID equals Options.ConfigID, "@^ID
-// line" only when it differs. keepalived's config-id defaults to the first
-// label of the host name; uvsd passes the short host name, and an empty
-// ConfigID (tests) matches no "@ID".
+// "@ID line" keeps the line only when ID equals Options.ConfigID (or
+// Options.AlsoID), "@^ID line" only when it equals neither. keepalived's
+// config-id defaults to the first label of the host name; uvsd passes the
+// short host name as ConfigID and "uvs" as AlsoID, and an empty ConfigID
+// (tests) matches no "@ID". See "Sharing one file with keepalived" below.
 //
 // "$NAME=VALUE" defines NAME; "$NAME" (followed by a blank, ',', ')' or
 // the end) and "${NAME}" are replaced recursively at use, undefined names
@@ -53,8 +54,10 @@
 // # What is read, what is ignored
 //
 // Read: global_defs' router_id, lvs_timeouts (Commands emits --set),
-// lvs_flush, lvs_flush_on_stop, lvs_sync_daemon, rs_init_notifies, script_user, the
-// notify FIFOs; virtual_server_group; virtual_server with every keyword
+// lvs_flush, lvs_flush_on_stop, lvs_sync_daemon (Config.SyncDaemon),
+// default_interface, rs_init_notifies, script_user, the notify FIFOs;
+// vrrp_instance (Config.VRRP, below); virtual_server_group;
+// virtual_server with every keyword
 // of keepalived's check_parser.c (old names lb_algo and lb_kind included);
 // real_server; TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK, SMTP_CHECK (with
 // the deprecated host{} sub-blocks, each its own checker), DNS_CHECK,
@@ -64,10 +67,56 @@
 // deprecated alias of retry in HTTP_GET/SSL_GET (a warning) and an
 // unknown keyword elsewhere, as in keepalived.
 //
-// Accepted and listed in Config.Ignored, never an error: vrrp_instance,
+// Accepted and listed in Config.Ignored, never an error:
 // vrrp_sync_group, vrrp_script, static_ipaddress, static_routes,
 // bfd_instance and the other non-LVS sections, and
 // global_defs itself (its non-LVS keywords are accepted silently).
+//
+// # VRRP instances and the sync daemon
+//
+// keepalived's VRRP half is run by keepalived itself (keepalived --vrrp);
+// uvsd only follows it, so a vrrp_instance is read for what uvsd needs
+// (VRRPInstance): interface, virtual_router_id (1..255), priority
+// (1..255, default 100), state MASTER|BACKUP, advert_int (seconds, up to
+// 6 decimals, 0.01..255, default 1 s), nopreempt/preempt, and the
+// virtual_ipaddress and virtual_ipaddress_excluded lines "ADDR[/LEN] [brd
+// X] [dev IF] [scope S] [label L] [no_track] ..." (the prefix, /32 or /128
+// by default, and dev are kept). The other keywords of keepalived 2.2.7's
+// vrrp_instance (authentication, track_*, notify*, unicast_peer, garp_*,
+// use_vmac, ...) are accepted silently; any other word is "Unknown
+// keyword", a warning, as keepalived logs it. Values keepalived rejects are
+// diagnostics with keepalived's wording: "(VI_1): VRID '0' not valid - must
+// be between 1 & 255", "VRRP parsed invalid IP x.x.x.90. skipping IP...",
+// "(VI_1) unknown state 'EQUAL', defaulting to BACKUP"; an instance without
+// a valid virtual_router_id or an interface (global_defs
+// default_interface is the fallback) is dropped, as keepalived drops it.
+//
+// global_defs' "lvs_sync_daemon IFNAME [[inst] VI_NAME] [id N] [maxlen L]
+// [port P] [ttl T] [group ADDR]", its old positional form "IFNAME VI_NAME
+// [SYNCID]" and the deprecated in-instance "lvs_sync_daemon_interface
+// IFNAME" give Config.SyncDaemon: the daemon keepalived would start as
+// backup and switch with that instance's role. id defaults to the
+// instance's virtual_router_id. Without an instance keepalived does not
+// manage the daemon (a warning, SyncDaemon nil); an instance that does not
+// exist is an error (SyncDaemon nil).
+//
+// # Sharing one file with keepalived
+//
+// keepalived --vrrp and uvsd can read the same keepalived.conf, but the
+// lvs_sync_daemon directive must be hidden from keepalived: Debian's
+// keepalived 2.2.7 run as "keepalived --vrrp" dies with SIGSEGV at start
+// when the file names a sync daemon and the kernel has no ip_vs (the
+// deprecated lvs_sync_daemon_interface makes it exit with "Can't
+// initialize ipvs"), while "keepalived -t" accepts the file. Write the line
+// with uvs's config-id:
+//
+//	global_defs {
+//	@uvs lvs_sync_daemon eth1 inst VI_1 id 51
+//	}
+//
+// keepalived (config-id = host name) drops it; uvsd (Options.AlsoID
+// "uvs") reads it. "@^uvs LINE" is the converse: keepalived's only.
+// testdata/ha/keepalived.conf is a complete example.
 //
 // # Diagnostics
 //

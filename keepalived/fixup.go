@@ -219,4 +219,5 @@ func (p *parser) finish() {
 		}
 		vs.LocalAddrs = addrs
 	}
+	p.finishVRRP()
 }

@@ -16,6 +16,12 @@ type Options struct {
 	// when ID equals it, "@^ID" lines only when it differs. uvsd passes
 	// the short host name (keepalived's default); empty matches no "@ID".
 	ConfigID string
+	// AlsoID is a second config-id, uvs's own: "@ID" lines are kept when
+	// ID equals ConfigID or AlsoID, "@^ID" lines only when it equals
+	// neither. uvsd passes "uvs", so "@uvs lvs_sync_daemon eth1 VI_1" is
+	// read by uvsd and dropped by keepalived (whose config-id is the host
+	// name); empty adds nothing.
+	AlsoID string
 	// Instance is the value of ${_INSTANCE}.
 	Instance string
 	// FS, when set, is where includes (and Load's file) are read: paths
@@ -135,7 +141,7 @@ type Global struct {
 	TimeoutUDP                    uint32
 	LVSFlush                      bool
 	LVSFlushOnStop                bool
-	LVSSyncDaemon                 []string // raw arguments
+	LVSSyncDaemon                 []string // raw arguments (Config.SyncDaemon is the parsed form)
 	RSInitNotifies                bool
 	CheckerLogAllFailures         bool
 	NotifyFIFO, LVSNotifyFIFO     string
@@ -144,6 +150,9 @@ type Global struct {
 	// notify scripts and MISC_CHECK programs without a user of their own
 	// run as (empty: uvsd's user).
 	ScriptUser, ScriptGroup string
+	// DefaultInterface is default_interface: the interface of a
+	// vrrp_instance that names none.
+	DefaultInterface string
 }
 
 // GroupEntry is one line of a virtual_server_group: an address range

@@ -102,6 +102,8 @@ func buildTree(lines []line, diags *[]Diagnostic) ([]*node, error) {
 type parser struct {
 	cfg   *Config
 	diags []Diagnostic
+	// seenVRRP are the vrrp_instance names read, kept or not.
+	seenVRRP map[string]bool
 }
 
 func (p *parser) warn(n *node, format string, a ...any) {
@@ -119,7 +121,7 @@ func (p *parser) unknown(n *node) {
 // ignoredTop are top-level sections of keepalived that uvs accepts and
 // does not act on.
 var ignoredTop = map[string]bool{
-	"vrrp_instance": true, "vrrp_sync_group": true, "vrrp_script": true,
+	"vrrp_sync_group": true, "vrrp_script": true,
 	"track_process": true, "static_ipaddress": true, "static_routes": true,
 	"static_rules": true, "bfd_instance": true, "linkbeat_interfaces": true, "garp_group": true,
 	"net_namespace": true, "net_namespace_ipvsadm": true, "instance": true, "use_pid_dir": true,
@@ -143,6 +145,8 @@ func (p *parser) top(nodes []*node) {
 			p.localAddressGroup(n)
 		case "track_file", "vrrp_track_file":
 			p.trackFile(n)
+		case "vrrp_instance":
+			p.vrrpInstance(n)
 		default:
 			if ignoredTop[n.arg(0)] {
 				p.cfg.Ignored = append(p.cfg.Ignored, Section{Pos: n.Pos, Name: n.arg(0)})
@@ -216,6 +220,9 @@ func (p *parser) global(n *node) {
 			g.LVSFlushOnStop = true
 		case "lvs_sync_daemon":
 			g.LVSSyncDaemon = append([]string(nil), k.Words[1:]...)
+			p.syncDaemon(k)
+		case "default_interface":
+			g.DefaultInterface = k.arg(1)
 		case "rs_init_notifies":
 			g.RSInitNotifies = true
 		case "script_user":

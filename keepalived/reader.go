@@ -325,7 +325,8 @@ func (r *reader) conditional(text string) (string, bool) {
 	if rest == "" {
 		return "", false
 	}
-	if (id == r.opt.ConfigID) != neg {
+	match := id == r.opt.ConfigID || (r.opt.AlsoID != "" && id == r.opt.AlsoID)
+	if match != neg {
 		return rest, true
 	}
 	return "", false
