@@ -22,7 +22,11 @@ import (
 // in the kernel. Here one xmitter per forwarding method holds all four
 // paths, so each method is in one place (xmit_nat.go, xmit_fullnat.go,
 // xmit_dr.go, xmit_tun.go); a connection's is xmitFor(c.Fwd), the method
-// fixed when it was created.
+// fixed when it was created. A request whose next hop is Local (the real
+// server is one of the director's addresses) is delivered to the
+// director's own stack by toLocal instead: unchanged for DR and TUN,
+// after the DNAT rewrite for NAT, as the kernel's transmitters do when
+// the route to the real server is local; FULLNAT drops it.
 
 // xmitter is a forwarding method's transmitter. Its methods handle the
 // frame of pc, a packet of connection c, and count what they drop.
@@ -83,6 +87,34 @@ func (w *Worker) toReal(pc *pktCtx, c *conntrack.Conn, kind pendKind) {
 		return
 	}
 	xmitFor(c.Fwd).request(w, pc, c)
+}
+
+// toLocal delivers the packet of pc, its IP packet without the link-layer
+// header, to the director's own stack through Env.LocalNode: the real
+// server is one of the director's addresses (pc.hop.Local, LOCALNODE). The
+// kernel's transmitters let such a packet continue to local input
+// (ip_vs_send_or_cont with local set, net/netfilter/ipvs/ip_vs_xmit.c)
+// without the TTL decrement and MTU check of a transmitted one
+// (__ip_vs_get_out_rt returns before them for a local route). The local
+// stack verifies the L4 checksum, and the device passes no offload
+// metadata: a partial checksum (csum not CsumComplete) is completed first,
+// over the whole of a GSO super-frame, which is delivered as one packet.
+// Without a LocalNode the packet is dropped, counted as unsupported.
+func (w *Worker) toLocal(pc *pktCtx, csum modes.Csum) {
+	ln := w.env.LocalNode
+	if ln == nil {
+		w.Counters.inc(CntUnsupported)
+		return
+	}
+	data, p := pc.f.Data(), pc.p
+	if csum != modes.CsumComplete {
+		header.SetL4Checksum(data, p)
+	}
+	if ln.Deliver(data[p.L3Off:p.End]) != nil {
+		w.Counters.inc(CntTxErr)
+		return
+	}
+	w.Counters.inc(CntTx)
 }
 
 // related relates an ICMP error to a connection and hands it to the

@@ -20,15 +20,19 @@ func (directXmit) icmpOut(*Worker, *pktCtx, *conntrack.Conn) {}
 
 // drXmit is the direct-routing (-g) transmitter: the packet goes to the
 // real server's MAC unchanged but for its TTL
-// (net/netfilter/ipvs/ip_vs_xmit.c, ip_vs_dr_xmit). Local destinations
-// take the same path: where the kernel's ip_vs_null_xmit passes the packet
-// to its own stack unchanged, uvs sends it to the next hop of the
-// destination's address.
+// (net/netfilter/ipvs/ip_vs_xmit.c, ip_vs_dr_xmit). A real server that is
+// one of the director's addresses gets the packet unchanged through the
+// director's own stack (toLocal), as from ip_vs_dr_xmit (and
+// ip_vs_null_xmit, the LOCALNODE method, which also binds drXmit here).
 type drXmit struct{ directXmit }
 
 func (drXmit) request(w *Worker, pc *pktCtx, _ *conntrack.Conn) {
 	csum, ok := w.csumState(pc)
 	if !ok {
+		return
+	}
+	if pc.hop.Local {
+		w.toLocal(pc, csum)
 		return
 	}
 	p, data := pc.p, pc.f.Data()

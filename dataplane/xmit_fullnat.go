@@ -13,9 +13,18 @@ import (
 // LIP:lport go back as VIP:vport → CIP:cport, and related ICMP errors are
 // translated at both ends of the tuple (modes.FullNATICMPIn/Out; DPVS's
 // src/ipvs/ip_vs_core.c, xmit_inbound_icmp and xmit_outbound_icmp).
+//
+// A real server that is one of the director's addresses is not served:
+// its replies, to a local address of the director, would stay in the
+// director's stack and never reach uvsd. Such requests are dropped,
+// counted as unsupported.
 type fullnatXmit struct{}
 
 func (fullnatXmit) request(w *Worker, pc *pktCtx, c *conntrack.Conn) {
+	if pc.hop.Local {
+		w.Counters.inc(CntUnsupported)
+		return
+	}
 	csum, ok := w.csumState(pc)
 	if !ok {
 		return
@@ -40,6 +49,10 @@ func (fullnatXmit) reply(w *Worker, pc *pktCtx, c *conntrack.Conn) {
 // icmpIn: an error addressed to the VIP quoting VIP:vport → CIP:cport goes
 // to the real server from LIP, quoting RIP:rport → LIP:lport.
 func (fullnatXmit) icmpIn(w *Worker, pc *pktCtx, c *conntrack.Conn) {
+	if pc.hop.Local {
+		w.Counters.inc(CntUnsupported)
+		return
+	}
 	r := modes.FullNATICMPIn(pc.f.Data(), pc.p, addrPort(&c.Local), addrPort(&c.Real))
 	w.toHop(pc, r, modes.CsumComplete)
 }

@@ -10,12 +10,19 @@ import (
 // tunXmit is the tunnelling (-i) transmitter: the packet is encapsulated
 // in IPIP, or GUE when the destination says so, towards the real server
 // (net/netfilter/ipvs/ip_vs_xmit.c, ip_vs_tunnel_xmit). A GSO super-frame
-// is cut into segments first (tunnelGSO, see offload.go).
+// is cut into segments first (tunnelGSO, see offload.go). A real server
+// that is one of the director's addresses gets the packet unchanged, not
+// encapsulated, through the director's own stack (toLocal), as from
+// ip_vs_tunnel_xmit.
 type tunXmit struct{ directXmit }
 
 func (tunXmit) request(w *Worker, pc *pktCtx, c *conntrack.Conn) {
 	csum, ok := w.csumState(pc)
 	if !ok {
+		return
+	}
+	if pc.hop.Local {
+		w.toLocal(pc, csum)
 		return
 	}
 	f, p := pc.f, pc.p

@@ -10,6 +10,11 @@
 // concurrent misses for one destination share one resolution. Resolved
 // destinations are refreshed periodically and on neighbour and route change
 // events, so a changed MAC or route is picked up.
+//
+// A destination whose route is a local route (RTN_LOCAL: one of the
+// director's own addresses) resolves at once to a Hop with Local set and
+// no interface or MAC addresses: the data plane delivers its packets to
+// the director's own stack (LOCALNODE) instead of sending them.
 package neigh
 
 import (
@@ -75,5 +80,8 @@ var (
 	ErrUnsupported = errors.New("neigh: not supported on this system")
 	ErrClosed      = errors.New("neigh: resolver closed")
 	ErrTimeout     = errors.New("neigh: next hop not resolved in time")
-	ErrLocal       = errors.New("neigh: destination is local")
+	// ErrLocal: the route to the destination is a (non-local) route
+	// through the loopback device. The director's own addresses (local
+	// routes) resolve to a Hop with Local set instead.
+	ErrLocal = errors.New("neigh: destination is routed through the loopback device")
 )

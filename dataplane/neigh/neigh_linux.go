@@ -10,10 +10,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/uvs-lb/uvs/internal/netnsdo"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/uvs-lb/uvs/internal/netnsdo"
 )
 
 // maxConcurrent bounds the resolutions running at once.
@@ -33,6 +34,7 @@ type Resolver struct {
 	failed   map[netip.Addr]time.Time  // last failed resolution
 	nexthops map[netip.Addr]struct{}   // next-hop addresses of the table
 	resolved map[netip.Addr]netip.Addr // destination -> next hop
+	hidden   map[int]int               // ifindex -> Hide calls not undone
 
 	kick chan struct{}
 	done chan struct{}
@@ -62,6 +64,7 @@ func New(opts Options) (*Resolver, error) {
 		failed:   map[netip.Addr]time.Time{},
 		nexthops: map[netip.Addr]struct{}{},
 		resolved: map[netip.Addr]netip.Addr{},
+		hidden:   map[int]int{},
 		kick:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		sem:      make(chan struct{}, maxConcurrent),
@@ -235,33 +238,39 @@ func usable(state int) bool {
 }
 
 // route finds the egress interface, the next-hop address and the source
-// address for dst.
-func (r *Resolver) route(dst netip.Addr) (ifindex int, nh, src netip.Addr, err error) {
+// address for dst. local is set for a local route (RTN_LOCAL): dst is one
+// of the director's own addresses, reached through no interface.
+func (r *Resolver) route(dst netip.Addr) (ifindex int, nh, src netip.Addr, local bool, err error) {
 	routes, err := r.nl.RouteGet(dst.AsSlice())
 	if err != nil {
-		return 0, nh, src, fmt.Errorf("route: %w", err)
+		return 0, nh, src, false, fmt.Errorf("route: %w", err)
 	}
 	if len(routes) == 0 {
-		return 0, nh, src, errors.New("route: none")
+		return 0, nh, src, false, errors.New("route: none")
 	}
 	rt := routes[0]
+	src, _ = netip.AddrFromSlice(rt.Src)
 	if rt.Type == unix.RTN_LOCAL {
-		return 0, nh, src, ErrLocal
+		return 0, dst, src.Unmap(), true, nil
 	}
 	nh = dst
 	if g, ok := netip.AddrFromSlice(rt.Gw); ok && !g.IsUnspecified() {
 		nh = g.Unmap()
 	}
-	src, _ = netip.AddrFromSlice(rt.Src)
-	return rt.LinkIndex, nh, src.Unmap(), nil
+	return rt.LinkIndex, nh, src.Unmap(), false, nil
 }
 
 // query builds the hop of dst from the kernel's tables. ok is false when the
 // next hop's neighbour entry is missing or unusable.
 func (r *Resolver) query(dst netip.Addr, neighs map[neighKey]netlink.Neigh) (h Hop, nh netip.Addr, state int, ok bool, err error) {
-	ifindex, nh, src, err := r.route(dst)
+	ifindex, nh, src, local, err := r.route(dst)
 	if err != nil {
 		return h, nh, 0, false, err
+	}
+	if local {
+		// The director's own address: delivered to its own stack, no
+		// link-layer next hop (LOCALNODE).
+		return Hop{Src: src, Local: true}, nh, unix.NUD_NOARP, true, nil
 	}
 	link, err := r.nl.LinkByIndex(ifindex)
 	if err != nil {
@@ -514,16 +523,20 @@ func (r *Resolver) refresh() {
 }
 
 // Interfaces lists the up, non-loopback interfaces of the resolver's
-// namespace: the interfaces uvsd serves by default.
+// namespace but those hidden (Hide): the interfaces uvsd serves by
+// default.
 func (r *Resolver) Interfaces() ([]Interface, error) {
 	links, err := r.nl.LinkList()
 	if err != nil {
 		return nil, fmt.Errorf("neigh: interfaces: %w", err)
 	}
+	r.mu.Lock()
+	hidden := maps.Clone(r.hidden)
+	r.mu.Unlock()
 	var out []Interface
 	for _, l := range links {
 		la := l.Attrs()
-		if la.Flags&net.FlagUp == 0 || la.Flags&net.FlagLoopback != 0 {
+		if la.Flags&net.FlagUp == 0 || la.Flags&net.FlagLoopback != 0 || hidden[la.Index] > 0 {
 			continue
 		}
 		ifc := Interface{Index: la.Index, Name: la.Name, MTU: la.MTU}
@@ -543,6 +556,25 @@ func (r *Resolver) Interfaces() ([]Interface, error) {
 		out = append(out, ifc)
 	}
 	return out, nil
+}
+
+// Hide keeps interface ifindex out of Interfaces until the returned
+// function is called: a device of uvsd's own (the local-delivery device)
+// is up and has no loopback flag, but is no interface to serve.
+func (r *Resolver) Hide(ifindex int) (undo func()) {
+	r.mu.Lock()
+	r.hidden[ifindex]++
+	r.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if r.hidden[ifindex]--; r.hidden[ifindex] <= 0 {
+				delete(r.hidden, ifindex)
+			}
+		})
+	}
 }
 
 // inNetNS runs fn on a throw-away OS thread switched into ns (or directly

@@ -210,9 +210,6 @@ func TestMissesDeduplicatedAndFailures(t *testing.T) {
 	if _, err := r.Resolve(nobody); !errors.Is(err, ErrTimeout) {
 		t.Fatalf("Resolve(absent host) = %v, want ErrTimeout", err)
 	}
-	if _, err := r.Resolve(dirIP4); !errors.Is(err, ErrLocal) {
-		t.Fatalf("Resolve(own address) = %v, want ErrLocal", err)
-	}
 	h, err := r.Resolve(peerIP6)
 	if err != nil || h.DstMAC != mac(t, tp.peer, "p0") {
 		t.Fatalf("Resolve(peer) = %+v, %v", h, err)
@@ -223,5 +220,97 @@ func TestMissesDeduplicatedAndFailures(t *testing.T) {
 	r.Forget(peerIP6)
 	if _, ok := (*r.table.Load())[peerIP6]; ok {
 		t.Fatal("Forget left the hop in the table")
+	}
+}
+
+// TestLocalRoute: the director's own addresses (a local route: on d0, on
+// lo as an LVS-DR VIP, IPv4 and IPv6) resolve at once to a Local hop with
+// no interface and no MAC addresses, through Resolve and through a
+// Lookup miss; the hop follows the address when it leaves and comes back.
+// A non-local route through lo is still ErrLocal.
+func TestLocalRoute(t *testing.T) {
+	tp := newTopo(t)
+	vip := netip.MustParseAddr("198.18.8.100")
+	tp.dir.ip(t, "addr", "add", vip.String()+"/32", "dev", "lo")
+	r := newResolver(t, tp, Options{Refresh: 200 * time.Millisecond})
+	for _, a := range []netip.Addr{dirIP4, dirIP6, vip} {
+		h, err := r.Resolve(a)
+		if err != nil {
+			t.Fatalf("Resolve(own address %s): %v", a, err)
+		}
+		if !h.Local || h.Ifindex != 0 || h.DstMAC != ([6]byte{}) || h.SrcMAC != ([6]byte{}) {
+			t.Fatalf("Resolve(own address %s) = %+v, want a Local hop without interface or MACs", a, h)
+		}
+		if h.Src != a {
+			t.Errorf("Resolve(own address %s): Src %s, want the address itself", a, h.Src)
+		}
+		if got, ok := r.Lookup(a); !ok || got != h {
+			t.Fatalf("Lookup(%s) after Resolve = %+v, %v", a, got, ok)
+		}
+	}
+	// Through a miss, as the workers see it; no neighbour entry is made.
+	r2 := newResolver(t, tp, Options{})
+	if _, ok := r2.Lookup(vip); ok {
+		t.Fatal("Lookup hit before anything was resolved")
+	}
+	waitHop(t, r2, vip, func(h Hop) bool { return h.Local })
+	if out := tp.dir.ip(t, "neigh", "show", vip.String()); strings.TrimSpace(out) != "" {
+		t.Fatalf("a neighbour entry for the director's own address: %q", out)
+	}
+	if peer, err := r.Resolve(peerIP4); err != nil || peer.Local {
+		t.Fatalf("Resolve(peer) = %+v, %v: want a non-local hop", peer, err)
+	}
+
+	// The address moves to the peer: the refresh follows the route change.
+	tp.dir.ip(t, "addr", "del", vip.String()+"/32", "dev", "lo")
+	tp.dir.ip(t, "route", "add", vip.String()+"/32", "via", peerIP4.String())
+	tp.peer.ip(t, "addr", "add", vip.String()+"/32", "dev", "lo")
+	h := waitHop(t, r, vip, func(h Hop) bool { return !h.Local })
+	if h.Ifindex != tp.d0 || h.DstMAC != mac(t, tp.peer, "p0") {
+		t.Fatalf("Lookup(%s) once routed via the peer = %+v", vip, h)
+	}
+	tp.dir.ip(t, "route", "del", vip.String()+"/32")
+	tp.dir.ip(t, "addr", "add", vip.String()+"/32", "dev", "lo")
+	waitHop(t, r, vip, func(h Hop) bool { return h.Local })
+
+	// A unicast route through lo is not a local route.
+	tp.dir.ip(t, "route", "add", "198.18.77.0/24", "dev", "lo")
+	if h, err := r.Resolve(netip.MustParseAddr("198.18.77.1")); !errors.Is(err, ErrLocal) {
+		t.Fatalf("Resolve(address routed through lo) = %+v, %v, want ErrLocal", h, err)
+	}
+}
+
+// TestHide: a hidden interface is left out of Interfaces until the undo
+// function runs (twice is once).
+func TestHide(t *testing.T) {
+	tp := newTopo(t)
+	r := newResolver(t, tp, Options{})
+	names := func() []string {
+		ifs, err := r.Interfaces()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n []string
+		for _, i := range ifs {
+			n = append(n, i.Name)
+		}
+		return n
+	}
+	if got := names(); len(got) != 1 || got[0] != "d0" {
+		t.Fatalf("Interfaces = %v, want [d0]", got)
+	}
+	undo := r.Hide(tp.d0)
+	if got := names(); len(got) != 0 {
+		t.Fatalf("Interfaces with d0 hidden = %v", got)
+	}
+	again := r.Hide(tp.d0)
+	undo()
+	undo()
+	if got := names(); len(got) != 0 {
+		t.Fatalf("Interfaces with d0 hidden twice, undone once = %v", got)
+	}
+	again()
+	if got := names(); len(got) != 1 || got[0] != "d0" {
+		t.Fatalf("Interfaces after both undos = %v, want [d0]", got)
 	}
 }

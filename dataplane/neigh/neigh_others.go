@@ -25,5 +25,8 @@ func (*Resolver) Resolve(netip.Addr) (Hop, error) { return Hop{}, ErrUnsupported
 // Interfaces returns ErrUnsupported.
 func (*Resolver) Interfaces() ([]Interface, error) { return nil, ErrUnsupported }
 
+// Hide does nothing.
+func (*Resolver) Hide(int) func() { return func() {} }
+
 // Close does nothing.
 func (*Resolver) Close() error { return nil }
