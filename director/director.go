@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/uvs-lb/uvs/connsync"
 	"github.com/uvs-lb/uvs/conntrack"
 	"github.com/uvs-lb/uvs/control"
 	"github.com/uvs-lb/uvs/dataplane"
@@ -63,6 +64,14 @@ type Config struct {
 	// Keepalived, when set, is a keepalived.conf whose start-up table New
 	// installs and whose health checkers Run runs (keepalived.go).
 	Keepalived *keepalived.Config
+	// VRRP, when set, is a keepalived.conf whose vrrp_instance VIPs uvsd
+	// follows (vrrp.go): it serves such a VIP only while the address is
+	// configured on its device, and its lvs_sync_daemon drives the sync
+	// daemons. Nil means Keepalived's instances, if any.
+	VRRP *keepalived.Config
+	// Sysctls are the kernel IPVS sysctls uvsd honours (nil: the
+	// kernel's defaults).
+	Sysctls *Sysctls
 }
 
 // Director is a running uvsd.
@@ -101,6 +110,26 @@ type Director struct {
 	// interfaces of ownedLayout.
 	owned       *ownership.Set
 	ownedLayout string
+
+	// High availability: the followed VRRP instances (vrrp.go) and the
+	// sync daemons (syncd.go). haMu guards vrrp, standby, backupOnly,
+	// garpPending and lvsActive; refreshHost copies standby and
+	// backupOnly into every Host it builds.
+	vrrp        *vrrpRoles
+	addrs       addrWatcher
+	haMu        sync.Mutex
+	standby     map[[16]byte]bool
+	backupOnly  bool
+	garpPending []vrrpVIP
+	haChanged   chan struct{}
+	newSender   func() (frameSender, error)
+	garpDelay   time.Duration
+	sysctls     Sysctls
+	tap         *connsync.Tap
+	syncd       *syncDaemons
+	syncFactory syncFactory
+	lvsSync     *lvsSync
+	lvsActive   bool
 }
 
 // LoadRules parses a rules file (ipvsadm save format).
@@ -116,7 +145,24 @@ func LoadRules(path string) ([]ipvsadm.Command, error) {
 // New prepares a director: it loads the rules and builds the control plane
 // and connection table, but touches no socket or kernel state yet.
 func New(cfg Config, log *zap.Logger) (*Director, error) {
-	d := &Director{cfg: cfg, log: log, epoch: time.Now(), changed: make(chan struct{}, 1)}
+	d := &Director{cfg: cfg, log: log, epoch: time.Now(), changed: make(chan struct{}, 1),
+		haChanged: make(chan struct{}, 1), addrs: newAddrWatcher(), newSender: openSender, garpDelay: garpDelay, sysctls: DefaultSysctls()}
+	if cfg.Sysctls != nil {
+		d.sysctls = *cfg.Sysctls
+	}
+	vc := cfg.VRRP
+	if vc == nil {
+		vc = cfg.Keepalived
+	}
+	d.vrrp = newVRRPRoles(vc)
+	if vc != nil {
+		ls, err := newLVSSync(vc.SyncDaemon, vc.VRRP)
+		if err != nil {
+			log.Warn(err.Error())
+		}
+		d.lvsSync = ls
+	}
+	d.syncFactory = connsyncFactory{d: d}
 	capacity := cfg.ConnCapacity
 	if capacity == 0 {
 		capacity = 1 << 20
@@ -161,6 +207,16 @@ func (d *Director) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("next-hop resolver: %w", err)
 	}
 	defer d.hops.Close()
+	// The sync daemons' tap: the workers report connections to it, a
+	// master daemon drains it.
+	d.tap = connsync.NewTap()
+	d.tap.SetPolicy(d.sysctls.Policy)
+	d.syncd = newSyncDaemons(ctx, d.syncFactory, d.log, d.daemonsChanged)
+	defer d.syncd.stopAll()
+	watchVRRP, err := d.followVRRP(d.addrs)
+	if err != nil {
+		return err
+	}
 	if err := d.refreshHost(); err != nil {
 		return err
 	}
@@ -185,6 +241,7 @@ func (d *Director) Run(ctx context.Context) (err error) {
 			Rates:    est,
 			Conns:    func() []conntrack.Listing { return d.Conns.Snapshot(int64(time.Since(d.epoch)), nil) },
 			Checkers: d.Checkers,
+			Daemons:  d.syncd,
 		})
 		serve = func() {
 			go func() {
@@ -225,6 +282,7 @@ func (d *Director) Run(ctx context.Context) (err error) {
 		Epoch: d.epoch,
 		Ports: dataplane.NewPortAllocator(d.cfg.LocalPortMin, d.cfg.LocalPortMax),
 		Trace: d.cfg.Trace,
+		Sync:  d.tap,
 	}
 	defer d.setupLocalNode(env)()
 	ios, err := d.openIO()
@@ -254,6 +312,10 @@ func (d *Director) Run(ctx context.Context) (err error) {
 			}
 		}(i, w)
 	}
+	if watchVRRP != nil {
+		go watchVRRP(ctx)
+	}
+	d.startLVSSync()
 	serve()
 	checkers := d.startKeepalived(ctx)
 	if d.cfg.Ready != nil {
@@ -298,6 +360,17 @@ func (d *Director) housekeeping(ctx context.Context) {
 			if err := d.sync(); err != nil {
 				d.log.Error("applying configuration to the kernel hooks and packet filters", zap.Error(err))
 			}
+		case <-d.haChanged:
+			// A VRRP role or backup_only changed: the new Host (Standby,
+			// BackupOnly), then what uvsd owns, then the GARPs of the
+			// VIPs taken over, once their traffic is uvsd's.
+			if err := d.refreshHost(); err != nil {
+				d.log.Warn("refreshing interfaces", zap.Error(err))
+			}
+			if err := d.publish(); err != nil {
+				d.log.Error("applying the VRRP roles to the kernel hooks and packet filters", zap.Error(err))
+			}
+			d.announce(ctx, d.takeGARPs())
 		case <-slow.C:
 			if d.refreshMarks(ctx) {
 				if err := d.sync(); err != nil {
@@ -399,6 +472,7 @@ func (d *Director) refreshHost() error {
 		return fmt.Errorf("listing interfaces: %w", err)
 	}
 	h := &dataplane.Host{Ifaces: map[int]dataplane.Iface{}, Local: map[[16]byte]bool{}, Marked: map[[16]byte]bool{}}
+	h.Standby, h.BackupOnly = d.haState()
 	if p := d.markTargets.Load(); p != nil {
 		for _, mt := range *p {
 			h.Marked[mt.addr.As16()] = true

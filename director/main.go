@@ -50,6 +50,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		defSock = v
 	}
 	dataFile := fs.String("data-file", DefaultDataFile, "`file` SIGUSR1 writes the health checkers' status to (uvsadm --list-checkers's table)")
+	vrrpFile := fs.String("vrrp", "", "keepalived.conf `file` whose vrrp_instance VIPs uvsd follows (for --rules; with --keepalived its own file is followed): "+
+		"such a VIP is served only while it is configured on its device, as keepalived --vrrp does on MASTER, and its lvs_sync_daemon drives the sync daemons")
+	sysctls := DefaultSysctls()
+	fs.Var(sysctlFlag{&sysctls}, "sysctl", "kernel IPVS sysctl `NAME=VALUE` (repeatable): backup_only=0|1, sync_threshold=\"T P\", sync_persist_mode=0|1, sync_version=0|1")
 	sock := fs.String("control", defSock, "abstract unix socket `name` for uvsadm (empty: no control socket)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: uvsd [--rules FILE | --keepalived FILE] [--iface IF,...] [flags]\n\n"+
@@ -60,7 +64,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			"Signals: SIGINT and SIGTERM stop uvsd; SIGHUP re-reads the --keepalived file\n"+
 			"(a file with a fatal error is refused and nothing changes; unchanged virtual\n"+
 			"and real servers keep their checkers' state and their connections); SIGUSR1\n"+
-			"writes the checkers' status (uvsadm --list-checkers) to --data-file.\n\n")
+			"writes the checkers' status (uvsadm --list-checkers) to --data-file.\n\n"+
+			"High availability: with --keepalived (or --vrrp FILE) uvsd follows the file's\n"+
+			"vrrp_instance blocks as keepalived --vrrp runs them: a virtual_ipaddress is\n"+
+			"served only while it is configured on its device (on MASTER); an instance is\n"+
+			"MASTER while all its VIPs are. \"@uvs lvs_sync_daemon IF VI_1\" in global_defs\n"+
+			"(read by uvsd, skipped by keepalived) runs the sync daemon as backup and as\n"+
+			"master while VI_1 is MASTER; --sysctl backup_only=1 stops serving while the\n"+
+			"backup daemon runs. --check also prints the instances followed (stderr).\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -79,7 +90,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		if *check {
-			return checkKeepalived(*kaFile, stdout, stderr)
+			return checkKeepalived(*kaFile, *vrrpFile, stdout, stderr)
 		}
 	}
 	var lvl zapcore.Level
@@ -121,7 +132,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg := Config{RulesFile: *rules, Workers: *workers, ConnCapacity: *conns, ControlSocket: *sock,
-		LocalPortMin: uint16(*lportMin), LocalPortMax: uint16(*lportMax), IO: backend, XDPMode: mode}
+		LocalPortMin: uint16(*lportMin), LocalPortMax: uint16(*lportMax), IO: backend, XDPMode: mode, Sysctls: &sysctls}
 	if *ifaces != "" {
 		cfg.Interfaces = strings.Split(*ifaces, ",")
 	}
@@ -133,6 +144,17 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		cfg.Keepalived = ka
 	}
+	if *vrrpFile != "" {
+		vc, err := loadKeepalived(*vrrpFile, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "uvsd: --vrrp: %v\n", err)
+			return 1
+		}
+		if len(vc.VRRP) == 0 {
+			log.Warn(*vrrpFile + ": no vrrp_instance to follow")
+		}
+		cfg.VRRP = vc
+	}
 	d, err := New(cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "uvsd: %v\n", err)
@@ -140,6 +162,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	if *check {
 		fmt.Fprintf(stdout, "%s: %d services\n", *rules, len(d.State.Services()))
+		if cfg.VRRP != nil {
+			printVRRP(stderr, cfg.VRRP)
+		}
 		return 0
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -244,9 +269,7 @@ func writeDataFile(d *Director, file string) error {
 // each diagnostic with its FILE:LINE and the ignored sections once, and
 // returns a fatal error naming its line.
 func loadKeepalived(file string, log *zap.Logger) (*keepalived.Config, error) {
-	host, _ := os.Hostname()
-	host, _, _ = strings.Cut(host, ".")
-	cfg, diags, err := keepalived.Load(file, keepalived.Options{ConfigID: host, Getenv: os.Getenv})
+	cfg, diags, err := keepalived.Load(file, keepaliveOptions())
 	for _, d := range diags {
 		if d.Severity == keepalived.SevError {
 			log.Error(d.String())
@@ -270,10 +293,8 @@ func loadKeepalived(file string, log *zap.Logger) (*keepalived.Config, error) {
 // checkKeepalived is uvsd --check --keepalived FILE: it prints each
 // diagnostic as FILE:LINE: message and the ignored sections to stderr,
 // and the start-up IPVS table in ipvsadm-save form to stdout.
-func checkKeepalived(file string, stdout, stderr io.Writer) int {
-	host, _ := os.Hostname()
-	host, _, _ = strings.Cut(host, ".")
-	cfg, diags, err := keepalived.Load(file, keepalived.Options{ConfigID: host, Getenv: os.Getenv})
+func checkKeepalived(file, vrrpFile string, stdout, stderr io.Writer) int {
+	cfg, diags, err := keepalived.Load(file, keepaliveOptions())
 	for _, d := range diags {
 		fmt.Fprintf(stderr, "%s\n", d)
 	}
@@ -293,5 +314,75 @@ func checkKeepalived(file string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "uvsd: %s: %v\n", file, err)
 		return 1
 	}
+	vc := cfg
+	if vrrpFile != "" {
+		v, diags, err := keepalived.Load(vrrpFile, keepaliveOptions())
+		for _, d := range diags {
+			fmt.Fprintf(stderr, "%s\n", d)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "uvsd: --vrrp: %v\n", err)
+			return 1
+		}
+		vc = v
+	}
+	printVRRP(stderr, vc)
 	return control.Run(st, control.Env{Prog: "ipvsadm", Privileged: true}, []string{"-S", "-n"}, nil, stdout, stderr)
+}
+
+// keepaliveOptions are how uvsd reads a keepalived.conf: "@ID" lines for
+// the short host name (keepalived's default config-id) and, besides,
+// "@uvs" lines, which keepalived run with its default config-id skips —
+// the place for lvs_sync_daemon in a file keepalived --vrrp shares.
+func keepaliveOptions() keepalived.Options {
+	host, _ := os.Hostname()
+	host, _, _ = strings.Cut(host, ".")
+	return keepalived.Options{ConfigID: host, Getenv: os.Getenv}
+}
+
+// printVRRP is --check's account of VIP following, one line each:
+//
+//	uvsd: VRRP instance VI_1 (interface eth0, virtual_router_id 51, priority 100): follows 192.168.0.239 on eth0
+//	uvsd: lvs_sync_daemon on eth1, syncid 51: backup, master while VRRP instance VI_1 is MASTER
+func printVRRP(w io.Writer, cfg *keepalived.Config) {
+	for _, vi := range cfg.VRRP {
+		var vips []string
+		for _, v := range vi.VIPs {
+			dev := v.Dev
+			if dev == "" {
+				dev = vi.Interface
+			}
+			vips = append(vips, v.Prefix.Addr().String()+" on "+dev)
+		}
+		follows := "no virtual_ipaddress: never MASTER for uvsd"
+		if len(vips) > 0 {
+			follows = "follows " + strings.Join(vips, ", ")
+		}
+		fmt.Fprintf(w, "uvsd: VRRP instance %s (interface %s, virtual_router_id %d, priority %d): %s\n",
+			vi.Name, vi.Interface, vi.VRID, vi.Priority, follows)
+	}
+	if cfg.SyncDaemon == nil {
+		return
+	}
+	ls, err := newLVSSync(cfg.SyncDaemon, cfg.VRRP)
+	if err != nil {
+		fmt.Fprintf(w, "uvsd: %v\n", err)
+		return
+	}
+	fmt.Fprintf(w, "uvsd: lvs_sync_daemon on %s, syncid %d: backup, master while VRRP instance %s is MASTER\n",
+		ls.cfg.McastIfn, ls.cfg.SyncID, ls.instance)
+}
+
+// sysctlFlag is --sysctl NAME=VALUE, repeatable.
+type sysctlFlag struct{ s *Sysctls }
+
+func (f sysctlFlag) String() string { return "" }
+
+func (f sysctlFlag) Set(v string) error {
+	t := *f.s
+	if err := t.Set(v); err != nil {
+		return err
+	}
+	*f.s = t
+	return nil
 }

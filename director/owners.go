@@ -32,15 +32,28 @@ func (d *Director) owners() []ownership.Consumer {
 // firewall-mark targets, the director's addresses and the FULLNAT route
 // sources sync resolved last.
 func (d *Director) ownershipInput() ownership.Input {
-	in := ownership.Input{Marks: d.markInput(), RouteSources: d.routeSources}
+	host := d.host.Load()
+	in := ownership.Input{RouteSources: d.routeSources}
+	// Under backup_only uvsd owns no service at all (the kernel's input
+	// hook returns at once); a standby VIP's services are left out
+	// entirely, so its traffic reaches this node's own stack (a backup
+	// that is also a real server gets the master's forwarded packets).
+	for _, mt := range d.markInput() {
+		if !host.BackupOnly && !host.Standby[mt.Addr.As16()] {
+			in.Marks = append(in.Marks, mt)
+		}
+	}
 	for _, svc := range d.State.Services() {
+		if host.BackupOnly || (!svc.Config.Key.IsFWMark() && host.Standby[svc.Config.Key.Addr.As16()]) {
+			continue
+		}
 		s := ownership.Service{Config: svc.Config}
 		for _, dst := range svc.Dests {
 			s.Dests = append(s.Dests, dst.Config())
 		}
 		in.Services = append(in.Services, s)
 	}
-	for a := range d.host.Load().Local {
+	for a := range host.Local {
 		in.Host = append(in.Host, netip.AddrFrom16(a).Unmap())
 	}
 	in.LocalPortMin, in.LocalPortMax = d.cfg.LocalPortMin, d.cfg.LocalPortMax
