@@ -217,3 +217,44 @@ func TestCLIStdin(t *testing.T) {
 		t.Errorf("after ipvsadm-restore: %+v", r)
 	}
 }
+
+// TestCLIDaemons: the sync-daemon commands go through the control socket
+// to Env.Daemons for a root peer, and are refused for others, who may
+// still list them.
+func TestCLIDaemons(t *testing.T) {
+	fd := newFakeDaemons("eth1")
+	st := New(Options{})
+	rootSrv := NewServer(st, Env{Daemons: fd})
+	rootSrv.peer = fakePeer(true)
+	cli := &client.CLI{Client: client.Client{Socket: startServer(t, rootSrv)}, NoAutostart: true}
+	userSrv := NewServer(st, Env{Daemons: fd})
+	userSrv.peer = fakePeer(false)
+	user := &client.CLI{Client: client.Client{Socket: startServer(t, userSrv)}, NoAutostart: true}
+
+	const line = "master sync daemon (mcast=eth1, syncid=51, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
+	steps := []struct {
+		cli      *client.CLI
+		args     string
+		out, err string
+		code     int
+	}{
+		{cli, "-L --daemon", "", "", 0},
+		{user, "--start-daemon master --mcast-interface eth1 --syncid 51", "", "Permission denied (you must be root)\n", 255},
+		{cli, "--start-daemon master --mcast-interface eth1 --syncid 51", "", "", 0},
+		{cli, "--start-daemon master --mcast-interface eth1", "", "Daemon has already run\n", 255},
+		{cli, "--start-daemon backup --mcast-interface eth7", "", "No such device\n", 255},
+		{user, "-L --daemon", line, "", 0},
+		{cli, "-Ln --daemon", line, "", 0},
+		{cli, "-Sn", "", "", 0},
+		{user, "--stop-daemon master", "", "Permission denied (you must be root)\n", 255},
+		{cli, "--stop-daemon master", "", "", 0},
+		{cli, "--stop-daemon master", "", "No daemon is running\n", 255},
+		{user, "-L --daemon", "", "", 0},
+	}
+	for _, s := range steps {
+		r := mainRun(s.cli, "ipvsadm", "", strings.Fields(s.args)...)
+		if r.code != s.code || r.out != s.out || r.err != s.err {
+			t.Errorf("%s: code %d stdout %q stderr %q; want %d %q %q", s.args, r.code, r.out, r.err, s.code, s.out, s.err)
+		}
+	}
+}

@@ -68,10 +68,16 @@ type Env struct {
 // "-R" inside -R gives the "Try ..." message (255), -h/-v end the restore
 // with 0, as ipvsadm's exit() does.
 //
-// Sync daemons do not exist in uvs: --start-daemon fails with
-// "Connection synchronization daemon is not supported by uvs" (255),
-// --stop-daemon with the kernel's "No daemon is running" (255), and
-// -L --daemon prints nothing, as ipvsadm does with no daemon running.
+// Sync daemons are env.Daemons's: --start-daemon and --stop-daemon call
+// it (root only) and print what ipvsadm prints for the kernel's errno
+// (daemonError: "Daemon has already run", "No daemon is running", "No
+// such device", ...) with status 255; --stop-daemon stops the daemon of
+// that state whatever its --syncid, as the kernel does (its DEL_DAEMON
+// reads only the state). -L --daemon prints one line per running daemon,
+// master first, and nothing when none runs. With a nil env.Daemons,
+// --start-daemon fails with "Connection synchronization daemon is not
+// supported by uvs" and --stop-daemon with "No daemon is running" (255).
+// -S never saves daemons.
 //
 // st may be nil when no director is reachable: parse errors, -h and -v
 // still work, and anything else prints ipvsadm's "Can't initialize ipvs"
@@ -152,25 +158,83 @@ func (r *runner) invoke(args []string, stdin io.Reader, inRestore bool) (code in
 		}
 		return ipvsadm.ExitOK, false
 	case ipvsadm.CmdStartDaemon, ipvsadm.CmdStopDaemon:
-		if !r.env.Privileged {
-			return r.reject(strerror(cmd.Kind, syscall.EPERM)), false
-		}
-		if cmd.Kind == ipvsadm.CmdStopDaemon {
-			return r.reject(&Error{Errno: syscall.ESRCH, Msg: "No daemon is running"}), false
-		}
-		return r.reject(&Error{Errno: syscall.EOPNOTSUPP, Msg: "Connection synchronization daemon is not supported by uvs"}), false
+		return r.daemon(&cmd), false
 	}
 	return r.change(&cmd), false
 }
 
+// daemon is --start-daemon and --stop-daemon.
+func (r *runner) daemon(c *ipvsadm.Command) int {
+	if !r.env.Privileged {
+		return r.reject(strerror(c.Kind, syscall.EPERM))
+	}
+	d := r.env.Daemons
+	var err error
+	switch {
+	case d == nil && c.Kind == ipvsadm.CmdStopDaemon:
+		err = syscall.ESRCH
+	case d == nil:
+		err = &Error{Errno: syscall.EOPNOTSUPP, Msg: "Connection synchronization daemon is not supported by uvs"}
+	case c.Kind == ipvsadm.CmdStopDaemon:
+		err = d.StopDaemon(c.Daemon.State)
+	default:
+		err = d.StartDaemon(c.Daemon)
+	}
+	if err != nil {
+		return r.reject(daemonError(c.Kind, err))
+	}
+	return ipvsadm.ExitOK
+}
+
+// daemonError turns a Daemons error into what ipvsadm 1.31 prints for
+// the kernel's errno (libipvs ipvs_strerror): the start/stop-specific
+// messages, then the ones for any command, then strerror(3). An *Error is
+// printed as it is; an error carrying no errno by its own text.
+func daemonError(kind ipvsadm.CmdKind, err error) error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	var no syscall.Errno
+	if !errors.As(err, &no) {
+		return err
+	}
+	msg := ""
+	switch {
+	case kind == ipvsadm.CmdStartDaemon && no == syscall.EEXIST:
+		msg = "Daemon has already run"
+	case kind == ipvsadm.CmdStopDaemon && no == syscall.ESRCH:
+		msg = "No daemon is running"
+	case no == syscall.ENOPROTOOPT:
+		msg = "Protocol not available"
+	case no == syscall.EOPNOTSUPP:
+		msg = "Operation not supported with IPv6"
+	case no == syscall.EAFNOSUPPORT:
+		msg = "Operation not supported with specified address family"
+	case no == syscall.EMSGSIZE:
+		msg = "Module is wrong version"
+	default:
+		// EPERM, EINVAL and ENOMEM have libipvs's words there; others
+		// strerror's ("No such device" for ENODEV).
+		return strerror(kind, no)
+	}
+	return &Error{Errno: no, Msg: msg}
+}
+
 // Daemons starts, stops and lists the connection synchronisation daemons
-// (the director's connsync master and backup).
+// (the director's connsync master and backup). The control server calls
+// it from concurrent requests.
 type Daemons interface {
 	// StartDaemon starts the master or backup daemon (cfg.State); the
 	// kernel's errors: EEXIST "Daemon has already run" for a second one
 	// of a kind, ENODEV for an unknown interface.
+	//
+	// Errors are returned as a syscall.Errno (possibly wrapped), which Run
+	// prints as ipvsadm does (daemonError), or as an *Error, printed as
+	// it is; any other error is printed by its text. All exit 255.
 	StartDaemon(cfg ipvsadm.DaemonConfig) error
-	// StopDaemon stops it; ESRCH "No daemon is running" when none runs.
+	// StopDaemon stops the daemon of that state ("master" or "backup");
+	// ESRCH "No daemon is running" when none runs.
 	StopDaemon(state string) error
 	// Daemons lists the running daemons, master first, with the
 	// defaults filled in (as current kernels report them).
@@ -277,7 +341,7 @@ func (r *runner) list(c *ipvsadm.Command) (int, bool) {
 		t := r.st.Timeouts()
 		err = ipvsadm.FormatTimeout(r.out, secs(t.TCP), secs(t.TCPFin), secs(t.UDP))
 	case o.Daemon:
-		err = ipvsadm.FormatDaemon(r.out, nil)
+		err = ipvsadm.FormatDaemon(r.out, r.daemons())
 	default:
 		err = ipvsadm.FormatList(r.out, r.views(), o, r.connTabSize())
 	}
@@ -289,6 +353,24 @@ func (r *runner) list(c *ipvsadm.Command) (int, bool) {
 }
 
 func secs(d time.Duration) uint32 { return uint32(d / time.Second) }
+
+// daemons lists the running sync daemons, master first (list_daemon
+// prints the kernel's answer in that order).
+func (r *runner) daemons() []ipvsadm.DaemonConfig {
+	if r.env.Daemons == nil {
+		return nil
+	}
+	ds := r.env.Daemons.Daemons()
+	out := make([]ipvsadm.DaemonConfig, 0, len(ds))
+	for _, state := range []string{"master", "backup"} {
+		for _, d := range ds {
+			if d.State == state {
+				out = append(out, d)
+			}
+		}
+	}
+	return out
+}
 
 func nonNeg(v int32) uint32 {
 	if v < 0 {

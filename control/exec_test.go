@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -697,5 +699,191 @@ func TestListCheckers(t *testing.T) {
 	}
 	if r := runCLI(st, env, "", "--list-checkers", "-t", "10.0.1.100:80"); r.code != ipvsadm.ExitUsage {
 		t.Errorf("--list-checkers -t: exit %d, want %d (%q)", r.code, ipvsadm.ExitUsage, r.err)
+	}
+}
+
+// fakeDaemons follows the kernel's rules for the sync daemons
+// (start_sync_thread, stop_sync_thread): one master and one backup at
+// most, an unknown interface is ENODEV, stopping matches the state only,
+// and the listing reports the defaults a kernel fills in.
+type fakeDaemons struct {
+	mu      sync.Mutex // the control server calls from its goroutines
+	ifaces  map[string]bool
+	running map[string]ipvsadm.DaemonConfig
+	stops   []string
+}
+
+func newFakeDaemons(ifaces ...string) *fakeDaemons {
+	f := &fakeDaemons{ifaces: map[string]bool{}, running: map[string]ipvsadm.DaemonConfig{}}
+	for _, i := range ifaces {
+		f.ifaces[i] = true
+	}
+	return f
+}
+
+func (f *fakeDaemons) StartDaemon(c ipvsadm.DaemonConfig) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.ifaces[c.McastIfn] {
+		return syscall.ENODEV
+	}
+	if _, ok := f.running[c.State]; ok {
+		return syscall.EEXIST
+	}
+	if !c.McastGroup.IsValid() {
+		c.McastGroup = netip.AddrFrom4([4]byte{224, 0, 0, 81})
+	}
+	if c.McastPort == 0 {
+		c.McastPort = 8848
+	}
+	if c.McastTTL == 0 {
+		c.McastTTL = 1
+	}
+	if c.SyncMaxLen == 0 {
+		c.SyncMaxLen = 1472
+	}
+	f.running[c.State] = c
+	return nil
+}
+
+func (f *fakeDaemons) StopDaemon(state string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stops = append(f.stops, state)
+	if _, ok := f.running[state]; !ok {
+		return syscall.ESRCH
+	}
+	delete(f.running, state)
+	return nil
+}
+
+func (f *fakeDaemons) Daemons() []ipvsadm.DaemonConfig {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	// Backup first on purpose: Run prints master first whatever the
+	// order of the answer.
+	var out []ipvsadm.DaemonConfig
+	for _, s := range []string{"backup", "master"} {
+		if d, ok := f.running[s]; ok {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// TestRunDaemons drives --start-daemon, --stop-daemon and -L --daemon
+// through Env.Daemons with ipvsadm's messages and statuses.
+func TestRunDaemons(t *testing.T) {
+	st := newFixture(t)
+	fd := newFakeDaemons("eth0", "eth1")
+	env := Env{Prog: "ipvsadm", Privileged: true, Daemons: fd}
+	before := runCLI(st, env, "", "-S").out
+	steps := []struct {
+		args     string
+		out, err string
+		code     int
+	}{
+		{"-L --daemon", "", "", 0},
+		{"--stop-daemon master", "", "No daemon is running\n", 255},
+		{"--start-daemon master --mcast-interface eth1 --syncid 51", "", "", 0},
+		{"-L --daemon", "master sync daemon (mcast=eth1, syncid=51, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n", "", 0},
+		{"--start-daemon master --mcast-interface eth0", "", "Daemon has already run\n", 255},
+		{"--start-daemon backup --mcast-interface eth9", "", "No such device\n", 255},
+		// --mcast-interface defaults to eth0, as in ipvsadm.
+		{"--start-daemon backup --syncid 7 --sync-maxlen 1400 --mcast-group 224.0.0.82 --mcast-port 8849 --mcast-ttl 2", "", "", 0},
+		{"-L --daemon -n",
+			"master sync daemon (mcast=eth1, syncid=51, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n" +
+				"backup sync daemon (mcast=eth0, syncid=7, maxlen=1400, group=224.0.0.82, port=8849, ttl=2)\n", "", 0},
+		// Stopping matches the state, not the syncid (the kernel's
+		// DEL_DAEMON reads only the state).
+		{"--stop-daemon master --syncid 9", "", "", 0},
+		{"--stop-daemon master", "", "No daemon is running\n", 255},
+		{"-L --daemon", "backup sync daemon (mcast=eth0, syncid=7, maxlen=1400, group=224.0.0.82, port=8849, ttl=2)\n", "", 0},
+		{"--stop-daemon backup", "", "", 0},
+		{"-L --daemon", "", "", 0},
+	}
+	for _, s := range steps {
+		r := runCLI(st, env, "", strings.Fields(s.args)...)
+		if r.code != s.code || r.out != s.out || r.err != s.err {
+			t.Errorf("%s: code %d stdout %q stderr %q; want %d %q %q", s.args, r.code, r.out, r.err, s.code, s.out, s.err)
+		}
+	}
+	if want := []string{"master", "master", "master", "backup"}; strings.Join(fd.stops, " ") != strings.Join(want, " ") {
+		t.Errorf("StopDaemon calls %q, want %q", fd.stops, want)
+	}
+	// -S never saves daemons; the table is untouched.
+	if r := runCLI(st, env, "", "--start-daemon", "master", "--mcast-interface", "eth1"); r.code != 0 {
+		t.Fatalf("start: %+v", r)
+	}
+	if after := runCLI(st, env, "", "-S").out; after != before {
+		t.Errorf("-S with a daemon running:\n%s\nwas:\n%s", after, before)
+	}
+}
+
+// TestRunDaemonsRefused: unprivileged callers may list the daemons but
+// not start or stop them, and nothing reaches Env.Daemons.
+func TestRunDaemonsRefused(t *testing.T) {
+	st := newFixture(t)
+	fd := newFakeDaemons("eth1")
+	if err := fd.StartDaemon(ipvsadm.DaemonConfig{State: "backup", McastIfn: "eth1", SyncID: 3}); err != nil {
+		t.Fatal(err)
+	}
+	user := Env{Prog: "ipvsadm", Daemons: fd}
+	for _, args := range []string{"--start-daemon master --mcast-interface eth1", "--stop-daemon backup"} {
+		r := runCLI(st, user, "", strings.Fields(args)...)
+		if r.code != 255 || r.err != "Permission denied (you must be root)\n" || r.out != "" {
+			t.Errorf("non-root %s: %+v", args, r)
+		}
+	}
+	if len(fd.running) != 1 || len(fd.stops) != 0 {
+		t.Errorf("daemons changed by a non-root caller: %+v stops %v", fd.running, fd.stops)
+	}
+	r := runCLI(st, user, "", "-L", "--daemon")
+	if r.code != 0 || r.out != "backup sync daemon (mcast=eth1, syncid=3, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n" {
+		t.Errorf("non-root -L --daemon: %+v", r)
+	}
+}
+
+// errDaemons returns one fixed error from every call.
+type errDaemons struct{ err error }
+
+func (e errDaemons) StartDaemon(ipvsadm.DaemonConfig) error { return e.err }
+func (e errDaemons) StopDaemon(string) error                { return e.err }
+func (e errDaemons) Daemons() []ipvsadm.DaemonConfig        { return nil }
+
+// TestDaemonErrors: errno → ipvsadm 1.31's words (libipvs ipvs_strerror,
+// then strerror(3)); *Error and other errors print as they are.
+func TestDaemonErrors(t *testing.T) {
+	st := New(Options{})
+	cases := []struct {
+		err        error
+		start, stp string
+	}{
+		{syscall.EEXIST, "Daemon has already run", "File exists"},
+		{syscall.ESRCH, "No such process", "No daemon is running"},
+		{syscall.ENODEV, "No such device", "No such device"},
+		{fmt.Errorf("connsync: interface eth9: %w", syscall.ENODEV), "No such device", "No such device"},
+		{syscall.EPERM, "Permission denied (you must be root)", "Permission denied (you must be root)"},
+		{syscall.EINVAL, "Invalid operation.  Possibly wrong module version, address not unicast, ...",
+			"Invalid operation.  Possibly wrong module version, address not unicast, ..."},
+		{syscall.ENOMEM, "Memory allocation problem", "Memory allocation problem"},
+		{syscall.ENOPROTOOPT, "Protocol not available", "Protocol not available"},
+		{syscall.EOPNOTSUPP, "Operation not supported with IPv6", "Operation not supported with IPv6"},
+		{syscall.EAFNOSUPPORT, "Operation not supported with specified address family",
+			"Operation not supported with specified address family"},
+		{syscall.EMSGSIZE, "Module is wrong version", "Module is wrong version"},
+		{syscall.EADDRINUSE, "Address already in use", "Address already in use"},
+		{&Error{Errno: syscall.EIO, Msg: "sync socket: boom"}, "sync socket: boom", "sync socket: boom"},
+		{fmt.Errorf("connsync: bind 224.0.0.81:8848: something"), "connsync: bind 224.0.0.81:8848: something",
+			"connsync: bind 224.0.0.81:8848: something"},
+	}
+	for _, c := range cases {
+		env := Env{Prog: "ipvsadm", Privileged: true, Daemons: errDaemons{c.err}}
+		if r := runCLI(st, env, "", "--start-daemon", "master"); r.code != 255 || r.err != c.start+"\n" {
+			t.Errorf("start, %v: %+v, want %q", c.err, r, c.start)
+		}
+		if r := runCLI(st, env, "", "--stop-daemon", "master"); r.code != 255 || r.err != c.stp+"\n" {
+			t.Errorf("stop, %v: %+v, want %q", c.err, r, c.stp)
+		}
 	}
 }

@@ -38,8 +38,10 @@ type Server struct {
 }
 
 // NewServer returns a server for st. env supplies the connection lister,
-// the estimator and the conn-table size; its Prog and Privileged fields
-// are set per request.
+// the estimator, the conn-table size and the sync daemons (env.Daemons,
+// called concurrently by the requests); its Prog and Privileged fields
+// are set per request, so --start-daemon and --stop-daemon, like every
+// change, are refused to a peer that is not root.
 func NewServer(st *State, env Env) *Server {
 	return &Server{st: st, env: env, peer: peerIsRoot}
 }
