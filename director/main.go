@@ -337,7 +337,7 @@ func checkKeepalived(file, vrrpFile string, stdout, stderr io.Writer) int {
 func keepaliveOptions() keepalived.Options {
 	host, _ := os.Hostname()
 	host, _, _ = strings.Cut(host, ".")
-	return keepalived.Options{ConfigID: host, Getenv: os.Getenv}
+	return keepalived.Options{ConfigID: host, AlsoID: "uvs", Getenv: os.Getenv}
 }
 
 // printVRRP is --check's account of VIP following, one line each:

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -312,5 +314,65 @@ func TestNewLVSSync(t *testing.T) {
 	}
 	if _, err := newLVSSync(&keepalived.SyncDaemon{Interface: "eth1", Instance: "VI_9", SyncID: -1}, cfg.VRRP); err == nil || !strings.Contains(err.Error(), "VI_9") {
 		t.Errorf("unknown instance: %v", err)
+	}
+}
+
+// TestMainCheckVRRP: uvsd --check --keepalived prints the instances it
+// follows and the lvs_sync_daemon an "@uvs" line gives it (keepalived,
+// whose config-id is the host name, skips that line).
+func TestMainCheckVRRP(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "keepalived.conf")
+	if err := os.WriteFile(conf, []byte(`global_defs {
+   router_id LVS_A
+   @uvs lvs_sync_daemon eth1 VI_1
+}
+vrrp_instance VI_1 {
+    state MASTER
+    interface eth0
+    virtual_router_id 51
+    priority 100
+    advert_int 1
+    authentication {
+        auth_type PASS
+        auth_pass 1111
+    }
+    virtual_ipaddress {
+        192.168.0.239
+    }
+}
+virtual_server 192.168.0.239 8898 {
+    lb_algo rr
+    lb_kind DR
+    protocol TCP
+    persistence_timeout 50
+    real_server 192.168.0.10 8898 {
+        TCP_CHECK {
+            connect_timeout 3
+        }
+    }
+}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runMain("--check", "--keepalived", conf)
+	if code != 0 || !strings.HasPrefix(out, "-A -t 192.168.0.239:8898 -s rr -p 50\n") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	for _, want := range []string{
+		"uvsd: VRRP instance VI_1 (interface eth0, virtual_router_id 51, priority 100): follows 192.168.0.239 on eth0\n",
+		"uvsd: lvs_sync_daemon on eth1, syncid 51: backup, master while VRRP instance VI_1 is MASTER\n",
+	} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+	// --vrrp with --rules: the same lines.
+	rules := filepath.Join(t.TempDir(), "rules")
+	if err := os.WriteFile(rules, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs = runMain("--check", "--rules", rules, "--vrrp", conf)
+	if code != 0 || !strings.Contains(errs, "uvsd: VRRP instance VI_1 (") || !strings.Contains(errs, "uvsd: lvs_sync_daemon on eth1") {
+		t.Errorf("--check --rules --vrrp: exit %d, stderr %q", code, errs)
 	}
 }
