@@ -87,9 +87,10 @@
 // keyword", a warning, as keepalived logs it. Values keepalived rejects are
 // diagnostics with keepalived's wording: "(VI_1): VRID '0' not valid - must
 // be between 1 & 255", "VRRP parsed invalid IP x.x.x.90. skipping IP...",
-// "(VI_1) unknown state 'EQUAL', defaulting to BACKUP"; an instance without
+// "(VI_1) unknown state 'EQUAL', defaulting to BACKUP". An instance without
 // a valid virtual_router_id or an interface (global_defs
-// default_interface is the fallback) is dropped, as keepalived drops it.
+// default_interface is the fallback) is an error and is left out of
+// Config.VRRP: keepalived's VRRP process exits on such a file.
 //
 // global_defs' "lvs_sync_daemon IFNAME [[inst] VI_NAME] [id N] [maxlen L]
 // [port P] [ttl T] [group ADDR]", its old positional form "IFNAME VI_NAME

@@ -12,10 +12,11 @@ import (
 // follow keepalived's VRRP (which addresses it moves, on which interface)
 // and to tie the sync daemon to it. keepalived itself runs the protocol.
 //
-// Parse keeps only the instances keepalived would run: one without a
-// valid virtual_router_id, or without an interface (and no global_defs
-// default_interface), is dropped with an error diagnostic, as keepalived
-// drops it; a second block of the same name is skipped.
+// An instance without a valid virtual_router_id, or without an interface
+// (and no global_defs default_interface), is left out of Config.VRRP with
+// an error diagnostic: keepalived 2.2.7's VRRP process refuses to start on
+// such a file (it exits with a permanent CONFIG error), so nothing would
+// move its addresses. A second block of the same name is skipped.
 type VRRPInstance struct {
 	Pos  Pos
 	Name string
@@ -255,7 +256,7 @@ func (p *parser) vrrpInstance(n *node) {
 		}
 	}
 	if vi.VRID == 0 {
-		p.errorf(n, "(%s) the virtual router id must be set - removing vrrp instance", name)
+		p.errorf(n, "(%s) the virtual router id must be set - keepalived will not start; instance not followed", name)
 		return
 	}
 	if len(vi.VIPs) == 0 {
@@ -454,7 +455,7 @@ func (p *parser) finishVRRP() {
 			vi.Interface = p.cfg.Global.DefaultInterface
 		}
 		if vi.Interface == "" {
-			p.diags = append(p.diags, diag(vi.Pos, SevError, "(%s) Unknown interface! - removing vrrp instance", vi.Name))
+			p.diags = append(p.diags, diag(vi.Pos, SevError, "(%s) Unknown interface! - keepalived will not start; instance not followed", vi.Name))
 			continue
 		}
 		kept = append(kept, vi)

@@ -121,14 +121,14 @@ func TestVRRPBadValues(t *testing.T) {
 		check      func(t *testing.T, cfg *Config)
 	}{
 		// A bad VRID leaves the instance without one: keepalived then
-		// also says it must be set, and drops the instance.
-		{"vrid 0", "virtual_router_id 0", "3: (VI): VRID '0' not valid - must be between 1 & 255\n1: (VI) the virtual router id must be set - removing vrrp instance", SevError,
+		// also says it must be set (and its VRRP process exits).
+		{"vrid 0", "virtual_router_id 0", "3: (VI): VRID '0' not valid - must be between 1 & 255\n1: (VI) the virtual router id must be set - keepalived will not start; instance not followed", SevError,
 			func(t *testing.T, cfg *Config) { wantNoInstance(t, cfg) }},
-		{"vrid 256", "virtual_router_id 256", "3: (VI): VRID '256' not valid - must be between 1 & 255\n1: (VI) the virtual router id must be set - removing vrrp instance", SevError,
+		{"vrid 256", "virtual_router_id 256", "3: (VI): VRID '256' not valid - must be between 1 & 255\n1: (VI) the virtual router id must be set - keepalived will not start; instance not followed", SevError,
 			func(t *testing.T, cfg *Config) { wantNoInstance(t, cfg) }},
-		{"vrid text", "virtual_router_id 1x", "3: (VI): VRID '1x' not valid - must be between 1 & 255\n1: (VI) the virtual router id must be set - removing vrrp instance", SevError,
+		{"vrid text", "virtual_router_id 1x", "3: (VI): VRID '1x' not valid - must be between 1 & 255\n1: (VI) the virtual router id must be set - keepalived will not start; instance not followed", SevError,
 			func(t *testing.T, cfg *Config) { wantNoInstance(t, cfg) }},
-		{"vrid missing", "", "1: (VI) the virtual router id must be set - removing vrrp instance", SevError,
+		{"vrid missing", "", "1: (VI) the virtual router id must be set - keepalived will not start; instance not followed", SevError,
 			func(t *testing.T, cfg *Config) { wantNoInstance(t, cfg) }},
 		{"priority 0", "virtual_router_id 5\npriority 0", "4: (VI) Priority not valid! must be between 1 & 255. Using default 100", SevError,
 			func(t *testing.T, cfg *Config) { wantField(t, cfg.VRRP[0].Priority, 100) }},
@@ -255,7 +255,7 @@ vrrp_instance B {
 	want := []string{
 		"k.conf:1: vrrp_instance must have a name",
 		"k.conf:11: vrrp instance A already defined",
-		"k.conf:15: (B) Unknown interface! - removing vrrp instance",
+		"k.conf:15: (B) Unknown interface! - keepalived will not start; instance not followed",
 	}
 	if got := errorsOf(diags); !reflect.DeepEqual(got, want) {
 		t.Errorf("errors %q, want %q", got, want)
