@@ -115,6 +115,9 @@ func (w *Worker) toLocal(pc *pktCtx, csum modes.Csum) {
 		return
 	}
 	w.Counters.inc(CntTx)
+	if pc.f.GSO.IsGSO() {
+		w.Counters.inc(CntGSO)
+	}
 }
 
 // related relates an ICMP error to a connection and hands it to the
