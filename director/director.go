@@ -112,11 +112,15 @@ type Director struct {
 	ownedLayout string
 
 	// High availability: the followed VRRP instances (vrrp.go) and the
-	// sync daemons (syncd.go). haMu guards vrrp, standby, backupOnly,
-	// garpPending and lvsActive; refreshHost copies standby and
-	// backupOnly into every Host it builds.
+	// sync daemons (syncd.go). haMu guards vrrp, standby, backupOnly and
+	// garpPending; refreshHost copies standby and backupOnly into every
+	// Host it builds. lvsMu guards lvsSync and lvsActive and serialises
+	// lvs_sync_daemon's switches; applyMu serialises role updates. Lock
+	// order: applyMu, lvsMu, haMu.
 	vrrp        *vrrpRoles
 	addrs       addrWatcher
+	applyMu     sync.Mutex
+	lvsMu       sync.Mutex
 	haMu        sync.Mutex
 	standby     map[[16]byte]bool
 	backupOnly  bool

@@ -855,7 +855,9 @@ var ErrNoKeepalived = errors.New("not running with --keepalived")
 
 // ReloadKeepalived switches a running uvsd --keepalived to cfg as
 // keepalived does on SIGHUP (kaRunner.reload); it returns once the table
-// and the checkers follow cfg, or the director has stopped.
+// and the checkers follow cfg, or the director has stopped. The VRRP
+// instances followed (unless --vrrp names another file) and
+// lvs_sync_daemon follow cfg too (reloadVRRP).
 func (d *Director) ReloadKeepalived(cfg *keepalived.Config) error {
 	if d.ka == nil {
 		return ErrNoKeepalived
@@ -863,6 +865,7 @@ func (d *Director) ReloadKeepalived(cfg *keepalived.Config) error {
 	if !d.ka.Reload(cfg) {
 		return errors.New("keepalived checkers stopped")
 	}
+	d.reloadVRRP(cfg)
 	return nil
 }
 

@@ -363,17 +363,21 @@ func newLVSSync(sd *keepalived.SyncDaemon, insts []*keepalived.VRRPInstance) (*l
 // or master at once when the instance has priority 255 or is MASTER
 // already (uvsd started while keepalived holds the VIPs).
 func (d *Director) startLVSSync() {
+	d.lvsMu.Lock()
+	defer d.lvsMu.Unlock()
 	l := d.lvsSync
-	if l == nil {
+	if l == nil || d.lvsActive {
 		return
 	}
 	d.haMu.Lock()
 	master := d.vrrp != nil && d.vrrp.isMaster(l.instance)
-	if in := d.vrrp.instance(l.instance); in != nil && in.priority == 255 {
-		master = true
+	if d.vrrp != nil {
+		if in := d.vrrp.instance(l.instance); in != nil && in.priority == 255 {
+			master = true
+		}
 	}
-	d.lvsActive = true
 	d.haMu.Unlock()
+	d.lvsActive = true
 	state := "backup"
 	if master {
 		state = "master"
@@ -381,6 +385,7 @@ func (d *Director) startLVSSync() {
 	d.lvsStart(state)
 }
 
+// lvsStart and lvsStop run with lvsMu held.
 func (d *Director) lvsStart(state string) {
 	c := d.lvsSync.cfg
 	c.State = state
@@ -404,14 +409,10 @@ func isErrno(err error, no syscall.Errno) bool {
 // MASTER stop the backup daemon and start the master, on leaving MASTER
 // the reverse (ipvs_syncd_master / ipvs_syncd_backup).
 func (d *Director) lvsSyncRole(c roleChange) {
+	d.lvsMu.Lock()
+	defer d.lvsMu.Unlock()
 	l := d.lvsSync
-	if l == nil || c.instance != l.instance {
-		return
-	}
-	d.haMu.Lock()
-	active := d.lvsActive
-	d.haMu.Unlock()
-	if !active {
+	if l == nil || c.instance != l.instance || !d.lvsActive {
 		return
 	}
 	if c.master {

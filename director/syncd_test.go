@@ -376,3 +376,53 @@ virtual_server 192.168.0.239 8898 {
 		t.Errorf("--check --rules --vrrp: exit %d, stderr %q", code, errs)
 	}
 }
+
+// TestReloadVRRP: a reload keeps the role of unchanged instances (not
+// logged again), reports new ones, and restarts a changed
+// lvs_sync_daemon for its new instance's role.
+func TestReloadVRRP(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	d, err := New(Config{Keepalived: vrrpConf("VI_1")}, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeSync{}
+	d.syncd = newFakeDaemons(t, f, d.daemonsChanged)
+	fa := &fakeAddrs{present: held("192.168.0.239", "eth0", "10.1.0.1", "eth1", "10.1.0.2", "eth0")}
+	d.addrs = fa
+	if _, err := d.followVRRP(fa); err != nil {
+		t.Fatal(err)
+	}
+	d.startLVSSync()
+
+	nc := vrrpConf("VI_3")
+	nc.VRRP = append(nc.VRRP[:1], &keepalived.VRRPInstance{Name: "VI_3", Interface: "eth0", VRID: 53, Priority: 100,
+		VIPs: []keepalived.VRRPAddress{{Prefix: netip.MustParsePrefix("10.3.0.1/32")}}})
+	d.reloadVRRP(nc)
+
+	var lines []string
+	for _, e := range logs.All() {
+		if strings.HasPrefix(e.Message, "VRRP instance") || strings.HasPrefix(e.Message, "reload") {
+			lines = append(lines, e.Message)
+		}
+	}
+	want := []string{
+		"VRRP instance VI_1: MASTER (192.168.0.239 on eth0)",
+		"VRRP instance VI_2: MASTER (all of 10.1.0.1, 10.1.0.2 present)",
+		"reload: lvs_sync_daemon changed: stopping its sync daemon",
+		"VRRP instance VI_3: BACKUP (10.3.0.1 not on eth0)",
+	}
+	if !slices.Equal(lines, want) {
+		t.Errorf("log:\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+	if want := []string{"master eth1 51", "backup eth1 53"}; !slices.Equal(f.started, want) {
+		t.Errorf("daemons started %q, want %q", f.started, want)
+	}
+	standby, _ := d.haState()
+	if len(standby) != 1 || !standby[netip.MustParseAddr("10.3.0.1").As16()] {
+		t.Errorf("standby %v, want only 10.3.0.1 (VI_2's VIPs are no longer followed)", standby)
+	}
+	if got := d.syncd.Daemons(); len(got) != 1 || got[0].State != "backup" || got[0].SyncID != 53 {
+		t.Errorf("running %+v, want the backup of VI_3", got)
+	}
+}

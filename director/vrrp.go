@@ -49,6 +49,9 @@ type vrrpInstance struct {
 	priority int
 	vips     []vrrpVIP
 	master   bool
+	// reported: the instance's role was logged once (every instance's
+	// first update reports it).
+	reported bool
 }
 
 // vrrpRoles computes, from the addresses present, which followed VIPs
@@ -58,9 +61,6 @@ type vrrpRoles struct {
 	insts []*vrrpInstance
 	// held is the set of followed VIPs present at the last update.
 	held map[vrrpVIP]bool
-	// seen reports whether update ran once (the first update reports
-	// every instance's role).
-	seen bool
 }
 
 // newVRRPRoles returns the follower of cfg's vrrp_instances (nil when
@@ -100,12 +100,12 @@ func (c roleChange) String() string {
 }
 
 // update takes the addresses now present and returns the instances whose
-// role changed (every instance at the first update) and the VIPs that
+// role changed (every instance at its first update) and the VIPs that
 // became held, in configuration order.
 func (r *vrrpRoles) update(present map[heldAddr]bool) (changes []roleChange, taken []vrrpVIP) {
-	first := !r.seen
-	r.seen = true
 	for _, in := range r.insts {
+		first := !in.reported
+		in.reported = true
 		var added, removed, missing []string
 		all := len(in.vips) > 0
 		for _, v := range in.vips {
@@ -201,6 +201,22 @@ func (r *vrrpRoles) standby() map[[16]byte]bool {
 	return out
 }
 
+// inherit carries the roles of old over to r (a reload): the held
+// VIPs, and the role of each instance whose name and VIPs are unchanged,
+// which is not reported again. A new or changed instance is reported at
+// the next update.
+func (r *vrrpRoles) inherit(old *vrrpRoles) {
+	for v := range old.held {
+		r.held[v] = true
+	}
+	for _, in := range r.insts {
+		o := old.instance(in.name)
+		if o != nil && slices.Equal(o.vips, in.vips) {
+			in.master, in.reported = o.master, o.reported
+		}
+	}
+}
+
 // isMaster reports whether the named instance is MASTER (false for an
 // unknown name).
 func (r *vrrpRoles) isMaster(name string) bool {
@@ -219,6 +235,68 @@ func (r *vrrpRoles) instance(name string) *vrrpInstance {
 		return nil
 	}
 	return r.insts[i]
+}
+
+// reloadVRRP follows cfg's instances from now on (SIGHUP of --keepalived
+// when that file is the one followed): unchanged instances keep their
+// role; the addresses are listed again at once. lvs_sync_daemon, when
+// changed, is restarted for its (new) instance's role.
+func (d *Director) reloadVRRP(cfg *keepalived.Config) {
+	if d.cfg.VRRP != nil {
+		return // --vrrp's file is read at start only
+	}
+	nr := newVRRPRoles(cfg)
+	if nr == nil {
+		nr = &vrrpRoles{held: map[vrrpVIP]bool{}}
+	}
+	d.applyMu.Lock()
+	defer d.applyMu.Unlock()
+	d.haMu.Lock()
+	old := d.vrrp
+	if old == nil {
+		d.haMu.Unlock()
+		if len(nr.insts) > 0 {
+			d.log.Warn("reload: uvsd started without vrrp_instance: the instances are followed after a restart")
+		}
+		return
+	}
+	nr.inherit(old)
+	d.vrrp = nr
+	d.haMu.Unlock()
+	ls, err := newLVSSync(cfg.SyncDaemon, cfg.VRRP)
+	if err != nil {
+		d.log.Warn(err.Error())
+	}
+	d.lvsMu.Lock()
+	restart := !sameLVSSync(ls, d.lvsSync)
+	if restart {
+		if d.lvsSync != nil && d.lvsActive {
+			d.log.Info("reload: lvs_sync_daemon changed: stopping its sync daemon")
+			d.lvsStop("master")
+			d.lvsStop("backup")
+		}
+		d.lvsSync, d.lvsActive = ls, false
+	}
+	d.lvsMu.Unlock()
+	if present, err := d.addrs.List(); err != nil {
+		d.log.Warn("reload: listing addresses for the VRRP instances", zap.Error(err))
+		d.haMu.Lock()
+		d.standby = d.vrrp.standby()
+		d.haMu.Unlock()
+		d.haKick()
+	} else {
+		d.applyAddrsLocked(present)
+	}
+	if restart {
+		d.startLVSSync()
+	}
+}
+
+func sameLVSSync(a, b *lvsSync) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 // followVRRP lists the addresses once (the roles at start) and returns
@@ -263,6 +341,13 @@ func (d *Director) followVRRP(w addrWatcher) (run func(ctx context.Context), err
 // role change, switches the lvs_sync_daemon, queues the gratuitous ARPs
 // of the VIPs taken over, and asks housekeeping to apply the standby set.
 func (d *Director) applyAddrs(present map[heldAddr]bool) {
+	d.applyMu.Lock()
+	defer d.applyMu.Unlock()
+	d.applyAddrsLocked(present)
+}
+
+// applyAddrsLocked is applyAddrs with applyMu held.
+func (d *Director) applyAddrsLocked(present map[heldAddr]bool) {
 	d.haMu.Lock()
 	changes, taken := d.vrrp.update(present)
 	d.standby = d.vrrp.standby()
