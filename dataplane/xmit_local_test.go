@@ -39,7 +39,7 @@ const dirAddr = "10.0.1.1"
 func localHops(extra ...string) fakeHops {
 	h := testHops()
 	for _, a := range append([]string{dirAddr}, extra...) {
-		h[netip.MustParseAddr(a)] = dataplane.Hop{Local: true, Src: netip.MustParseAddr(a)}
+		h[netip.MustParseAddr(a)] = dataplane.Hop{Local: true}
 	}
 	return h
 }
@@ -168,10 +168,13 @@ func TestLocalNodeNAT(t *testing.T) {
 
 // TestLocalNodeUnavailable: without a LocalNode, and with one whose
 // delivery fails, the packet is dropped and counted, and nothing goes on
-// the wire; FULLNAT never delivers locally.
+// the wire; FULLNAT never delivers locally (with a local address pool the
+// request is dropped as unsupported; without one the local hop has no
+// source address to take, and the connection is not made).
 func TestLocalNodeUnavailable(t *testing.T) {
 	rules := "-A -t 10.0.1.100:80 -s rr\n-a -t 10.0.1.100:80 -r " + dirAddr + " -g\n" +
-		"-A -t 10.0.1.100:81 -s rr\n-a -t 10.0.1.100:81 -r " + dirAddr + ":81 -b\n"
+		"-A -t 10.0.1.100:81 -s rr\n-a -t 10.0.1.100:81 -r " + dirAddr + ":81 -b\n-P -t 10.0.1.100:81 -z 10.0.1.1\n" +
+		"-A -t 10.0.1.100:82 -s rr\n-a -t 10.0.1.100:82 -r " + dirAddr + ":82 -b\n"
 	syn := tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, true, false)
 	r := localRig(t, rules, nil)
 	if out := r.run(t, syn); len(out) != 0 || r.w.Counters.Load(dataplane.CntUnsupported) != 1 {
@@ -187,6 +190,11 @@ func TestLocalNodeUnavailable(t *testing.T) {
 	if len(out) != 0 || ln.n != 0 || r.w.Counters.Load(dataplane.CntUnsupported) != 1 {
 		t.Fatalf("FULLNAT to the director: sent %d, delivered %d, unsupported %d", len(out), ln.n,
 			r.w.Counters.Load(dataplane.CntUnsupported))
+	}
+	out = r.run(t, tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 82, true, false))
+	if len(out) != 0 || ln.n != 0 || r.w.Counters.Load(dataplane.CntFullNATNoPort) != 1 {
+		t.Fatalf("FULLNAT to the director without a pool: sent %d, delivered %d, fullnat-no-port %d", len(out), ln.n,
+			r.w.Counters.Load(dataplane.CntFullNATNoPort))
 	}
 }
 

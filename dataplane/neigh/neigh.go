@@ -13,7 +13,7 @@
 //
 // A destination whose route is a local route (RTN_LOCAL: one of the
 // director's own addresses) resolves at once to a Hop with Local set and
-// no interface or MAC addresses: the data plane delivers its packets to
+// no interface, MAC or source address: the data plane delivers its packets to
 // the director's own stack (LOCALNODE) instead of sending them.
 package neigh
 

@@ -239,7 +239,8 @@ func usable(state int) bool {
 
 // route finds the egress interface, the next-hop address and the source
 // address for dst. local is set for a local route (RTN_LOCAL): dst is one
-// of the director's own addresses, reached through no interface.
+// of the director's own addresses, reached through no interface; nh is dst
+// and src is unset.
 func (r *Resolver) route(dst netip.Addr) (ifindex int, nh, src netip.Addr, local bool, err error) {
 	routes, err := r.nl.RouteGet(dst.AsSlice())
 	if err != nil {
@@ -251,7 +252,7 @@ func (r *Resolver) route(dst netip.Addr) (ifindex int, nh, src netip.Addr, local
 	rt := routes[0]
 	src, _ = netip.AddrFromSlice(rt.Src)
 	if rt.Type == unix.RTN_LOCAL {
-		return 0, dst, src.Unmap(), true, nil
+		return 0, dst, netip.Addr{}, true, nil
 	}
 	nh = dst
 	if g, ok := netip.AddrFromSlice(rt.Gw); ok && !g.IsUnspecified() {
@@ -269,8 +270,10 @@ func (r *Resolver) query(dst netip.Addr, neighs map[neighKey]netlink.Neigh) (h H
 	}
 	if local {
 		// The director's own address: delivered to its own stack, no
-		// link-layer next hop (LOCALNODE).
-		return Hop{Src: src, Local: true}, nh, unix.NUD_NOARP, true, nil
+		// link-layer next hop (LOCALNODE). No source address either:
+		// nothing is sent from one (and the director takes the source
+		// of a FULLNAT real server's hop as a local address to own).
+		return Hop{Local: true}, nh, unix.NUD_NOARP, true, nil
 	}
 	link, err := r.nl.LinkByIndex(ifindex)
 	if err != nil {
