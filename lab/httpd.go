@@ -53,6 +53,10 @@ func Serve(ctx context.Context, cfg ServerConfig) error {
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("X-Real-Server", cfg.Name)
+			if r.URL.Path == streamPath {
+				serveStream(w, r, cfg.Name) // a long transfer (ha_stream.go)
+				return
+			}
 			fmt.Fprintln(w, cfg.Name)
 		}),
 		ReadHeaderTimeout: 5 * time.Second,

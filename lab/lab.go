@@ -178,6 +178,8 @@ type session struct {
 	toldClient bool
 	// health is what the health-check scenario measured.
 	health *HealthReport
+	// ha is what an HA scenario or exercise measured.
+	ha *HAReport
 }
 
 func (s *session) ns(role string) string { return nsName(s.l.opt.Prefix, s.st.Instance, role) }
@@ -196,6 +198,9 @@ func (s *session) expand(a string) string {
 		return filepath.Join(s.dir, "ca.pem")
 	case "@keepalived":
 		return filepath.Join(s.dir, "keepalived.conf")
+	}
+	if name, ok := strings.CutPrefix(a, "@dir/"); ok {
+		return filepath.Join(s.dir, name) // a file in the instance's state directory
 	}
 	if r, ok := strings.CutPrefix(a, "@"); ok && slices.Contains(s.pl.roles, r) {
 		return s.ns(r)
@@ -250,7 +255,9 @@ func (s *session) run(ctx context.Context, st step) (string, error) {
 		return "", nil
 	}
 	if st.kind == stepFile {
-		fmt.Fprintln(s.out, s.display(st))
+		if st.show || s.l.opt.Verbose {
+			fmt.Fprintln(s.out, s.display(st))
+		}
 		return "", os.WriteFile(s.expand(st.argv[0]), []byte(st.argv[1]), 0o644)
 	}
 	if st.show || s.l.opt.Verbose {
@@ -286,6 +293,9 @@ func (s *session) startDaemon(ctx context.Context, st step, argv []string) error
 	s.st.Procs = append(s.st.Procs, p)
 	if err := s.l.saveState(s.st); err != nil {
 		return err
+	}
+	if st.started != nil {
+		return st.started(ctx, s, p)
 	}
 	var check func() error
 	switch st.ready {

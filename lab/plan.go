@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -37,6 +38,10 @@ type step struct {
 	name  string    // daemons: what it is
 	ready readyKind // daemons
 	port  int       // readyTCP
+	// started, if set, runs once a daemon is started and recorded, in
+	// place of ready: it waits for it and records what it forks
+	// (keepalived's VRRP child).
+	started func(ctx context.Context, s *session, p Proc) error
 }
 
 // realServer is a real server of a scenario.

@@ -40,6 +40,8 @@ type Report struct {
 	// Health is the health-check scenario's measurements (nil for the
 	// others).
 	Health *HealthReport
+	// HA is the HA scenarios' measurements (nil for the others).
+	HA *HAReport
 }
 
 // PcapFile is one hop's capture.
@@ -99,6 +101,7 @@ func (l *Lab) Run(ctx context.Context, scenario string, o RunOptions) (*Report, 
 		rep.Pcaps = s.stopCaptures(caps)
 		rep.Results = s.results
 		rep.Health = s.health
+		rep.HA = s.ha
 		if err == nil {
 			s.summary(rep)
 		}

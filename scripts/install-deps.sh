@@ -11,6 +11,9 @@ have curl     || need+=(curl)
 have ethtool  || need+=(ethtool)
 have tcpdump  || need+=(tcpdump)
 have ping     || need+=(iputils-ping)
+# keepalived's VRRP half (keepalived --vrrp) for the HA e2e test and labs;
+# it lives in /usr/sbin, which a user's PATH may lack.
+{ have keepalived || [ -x /usr/sbin/keepalived ]; } || need+=(keepalived)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing packages: ${need[*]} (run as root, or install them yourself)" >&2

@@ -1,0 +1,4 @@
+package lab
+
+// haExercises are the HA break-it exercises.
+var haExercises []*Exercise
