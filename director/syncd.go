@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -149,44 +148,11 @@ func interfaceMTU(name string) (int, error) {
 	return ifc.MTU, nil
 }
 
-// defaultSyncGroup is the kernel's default group (reference §4.7).
-var defaultSyncGroup = netip.MustParseAddr("224.0.0.81")
-
-const (
-	defaultSyncPort = 8848
-	defaultSyncTTL  = 1
-)
-
-// fillDaemonDefaults fills what the kernel fills at start: group, port,
-// TTL and maxlen (master: 1500 − headers whatever the MTU; backup: the
-// interface MTU clamped to [1500, 65535] − headers); an explicit maxlen
-// is clamped as the kernel does.
+// fillDaemonDefaults fills what the kernel fills at start (group, port,
+// TTL, maxlen from the interface MTU; connsync.Config.WithDefaults), as
+// -L --daemon shows it.
 func fillDaemonDefaults(c ipvsadm.DaemonConfig, mtu int) ipvsadm.DaemonConfig {
-	if !c.McastGroup.IsValid() {
-		c.McastGroup = defaultSyncGroup
-	}
-	if c.McastPort == 0 {
-		c.McastPort = defaultSyncPort
-	}
-	if c.McastTTL == 0 {
-		c.McastTTL = defaultSyncTTL
-	}
-	hdr := 28
-	if c.McastGroup.Is6() && !c.McastGroup.Is4In6() {
-		hdr = 48
-	}
-	hi := 65535 - hdr
-	switch {
-	case c.SyncMaxLen == 0 && c.State == "master":
-		c.SyncMaxLen = uint16(1500 - hdr)
-	case c.SyncMaxLen == 0:
-		c.SyncMaxLen = uint16(min(max(mtu, 1500), 65535) - hdr)
-	case c.State == "master":
-		c.SyncMaxLen = uint16(min(int(c.SyncMaxLen), hi))
-	default:
-		c.SyncMaxLen = uint16(min(max(int(c.SyncMaxLen), 1024), hi))
-	}
-	return c
+	return fromConnsync(toConnsync(c).WithDefaults(mtu))
 }
 
 func (s *syncDaemons) slot(state string) **runningDaemon {
@@ -238,6 +204,9 @@ func (s *syncDaemons) start(cfg ipvsadm.DaemonConfig) error {
 		if ce := (*control.Error)(nil); errors.As(err, &ce) {
 			return err
 		}
+		if no := syscall.Errno(0); errors.As(err, &no) {
+			return &control.Error{Errno: no, Msg: fmt.Sprintf("%s sync daemon on %s: %v", cfg.State, cfg.McastIfn, err)}
+		}
 		return &control.Error{Errno: syscall.EINVAL, Msg: fmt.Sprintf("%s sync daemon on %s: %v", cfg.State, cfg.McastIfn, err)}
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
@@ -249,7 +218,8 @@ func (s *syncDaemons) start(cfg ipvsadm.DaemonConfig) error {
 			s.log.Error("sync daemon failed", zap.String("state", cfg.State), zap.String("mcast_ifn", cfg.McastIfn), zap.Error(err))
 		}
 	}()
-	s.log.Info(fmt.Sprintf("sync daemon started: state = %s, mcast_ifn = %s, syncid = %d, maxlen = %d, group = %s, port = %d, ttl = %d",
+	// connsync logs the kernel's "sync thread started" line.
+	s.log.Debug(fmt.Sprintf("sync daemon started: state = %s, mcast_ifn = %s, syncid = %d, maxlen = %d, group = %s, port = %d, ttl = %d",
 		strings.ToUpper(cfg.State), cfg.McastIfn, cfg.SyncID, cfg.SyncMaxLen, cfg.McastGroup, cfg.McastPort, cfg.McastTTL))
 	return nil
 }
@@ -287,7 +257,7 @@ func (s *syncDaemons) halt(rd *runningDaemon) {
 	case <-time.After(5 * time.Second):
 		s.log.Warn("sync daemon did not stop within 5 s", zap.String("state", rd.cfg.State))
 	}
-	s.log.Info(fmt.Sprintf("sync daemon stopped: state = %s, mcast_ifn = %s, syncid = %d",
+	s.log.Debug(fmt.Sprintf("sync daemon stopped: state = %s, mcast_ifn = %s, syncid = %d",
 		strings.ToUpper(rd.cfg.State), rd.cfg.McastIfn, rd.cfg.SyncID))
 }
 

@@ -1,23 +1,34 @@
 package director
 
 import (
-	"syscall"
+	"time"
 
-	"github.com/uvs-lb/uvs/control"
+	"github.com/uvs-lb/uvs/connsync"
 	"github.com/uvs-lb/uvs/ipvsadm"
 )
 
 // connsyncFactory builds the sync daemons of package connsync: the master
-// on the workers' tap, the backup applying into the connection table.
-//
-// NOT YET WIRED: connsync's daemons are being written; until they land a
-// start is refused as before.
+// drains the workers' tap (Env.Sync), the backup applies what it receives
+// to the connection table, resolving services and real servers in the
+// published snapshot.
 type connsyncFactory struct{ d *Director }
 
 func (f connsyncFactory) Master(cfg ipvsadm.DaemonConfig, mtu int) (syncRunner, error) {
-	return nil, &control.Error{Errno: syscall.EOPNOTSUPP, Msg: "Connection synchronization daemon is not supported by uvs"}
+	return connsync.NewMaster(toConnsync(cfg), f.d.tap, f.d.log)
 }
 
 func (f connsyncFactory) Backup(cfg ipvsadm.DaemonConfig, mtu int) (syncRunner, error) {
-	return nil, &control.Error{Errno: syscall.EOPNOTSUPP, Msg: "Connection synchronization daemon is not supported by uvs"}
+	d := f.d
+	a := connsync.NewTableApplier(d.Conns, &d.snap, func() int64 { return int64(time.Since(d.epoch)) }, d.sysctls.Policy.Threshold)
+	return connsync.NewBackup(toConnsync(cfg), a, d.log)
+}
+
+func toConnsync(c ipvsadm.DaemonConfig) connsync.Config {
+	return connsync.Config{State: c.State, Interface: c.McastIfn, SyncID: c.SyncID, MaxLen: c.SyncMaxLen,
+		Group: c.McastGroup, Port: c.McastPort, TTL: c.McastTTL}
+}
+
+func fromConnsync(c connsync.Config) ipvsadm.DaemonConfig {
+	return ipvsadm.DaemonConfig{State: c.State, McastIfn: c.Interface, SyncID: c.SyncID, SyncMaxLen: c.MaxLen,
+		McastGroup: c.Group, McastPort: c.Port, McastTTL: c.TTL}
 }
