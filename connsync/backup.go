@@ -79,9 +79,12 @@ type Backup struct {
 // cfg.Interface, SO_REUSEADDR, joined to the group on the interface) and
 // returns the daemon; Run starts it. cfg gets WithDefaults with the
 // interface's MTU: its MaxLen is the read buffer, and longer datagrams
-// are truncated and then fail the size check, as in the kernel. An
-// unknown interface is an error wrapping syscall.ENODEV that names it.
+// are truncated and then fail the size check, as in the kernel (an empty
+// State means "backup"). An unknown interface is an error wrapping syscall.ENODEV that names it.
 func NewBackup(cfg Config, a Applier, log *zap.Logger) (*Backup, error) {
+	if cfg.State == "" {
+		cfg.State = "backup"
+	}
 	ifi, err := interfaceByName(cfg.Interface)
 	if err != nil {
 		return nil, err
@@ -139,7 +142,7 @@ func (b *Backup) Run(ctx context.Context) error {
 	stopRead := context.AfterFunc(ctx, func() { b.conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stopRead()
 	b.log.Info(fmt.Sprintf("sync thread started: state = BACKUP, mcast_ifn = %s, syncid = %d, id = 0", b.cfg.Interface, b.cfg.SyncID))
-	defer b.log.Info(fmt.Sprintf("stopping backup sync thread %d ...", 0))
+	defer b.log.Info("stopping backup sync thread 0 ...")
 	failures := 0
 	for {
 		n, err := b.conn.Read(b.buf)

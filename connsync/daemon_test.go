@@ -386,3 +386,69 @@ type discard struct{}
 
 func (discard) Write(b []byte) (int, error) { return len(b), nil }
 func (discard) Close() error                { return nil }
+
+// BenchmarkMasterEntry is the master's cost per synced connection: a
+// worker's push, the drain, the encoding and the send (to a discarding
+// socket). At 10 k new connections per second the master handles about
+// 10 k–20 k entries per second (connections and their templates).
+func BenchmarkMasterEntry(b *testing.B) {
+	b.ReportAllocs()
+	tap := NewTap()
+	r := tap.NewRing()
+	m := newMaster(masterCfg(), tap, zap.NewNop(), discard{})
+	e := conn(1)
+	now := time.Unix(1000, 0)
+	for i := 0; b.Loop(); i++ {
+		r.Push(&e)
+		if i&255 == 255 {
+			m.tick(now)
+		}
+	}
+}
+
+// BenchmarkBackupMessage is the backup's cost per full message (40
+// entries) from the read buffer to the Applier.
+func BenchmarkBackupMessage(b *testing.B) {
+	b.ReportAllocs()
+	cfg := Config{State: "backup", Interface: "eth1", SyncID: 51}.WithDefaults(1500)
+	bk := newBackup(cfg, &countApplier{}, zap.NewNop(), nil)
+	es := make([]wire.Entry, 40)
+	for i := range es {
+		es[i] = conn(i)
+	}
+	msg, _ := wire.EncodeV1(nil, 51, 1472, es)
+	for b.Loop() {
+		bk.handle(msg)
+	}
+}
+
+// FuzzBackupHandle feeds the backup arbitrary datagrams: it never panics,
+// applies nothing from a message of another syncid or of a wrong size,
+// and counts every applied entry.
+func FuzzBackupHandle(f *testing.F) {
+	es := []wire.Entry{conn(1), conn(2)}
+	m1, _ := wire.EncodeV1(nil, 51, 1472, es)
+	m0, _ := wire.EncodeV0(nil, 51, 1472, es)
+	m52, _ := wire.EncodeV1(nil, 52, 1472, es)
+	f.Add(m1)
+	f.Add(m0)
+	f.Add(m52)
+	f.Add([]byte{0, 51, 0, 4})
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		rec := &countApplier{}
+		cfg := Config{State: "backup", Interface: "eth1", SyncID: 51}.WithDefaults(1500)
+		b := newBackup(cfg, rec, zap.NewNop(), nil)
+		b.handle(msg)
+		st := b.Stats()
+		if st.Applied != uint64(rec.n) || st.Messages != 1 {
+			t.Fatalf("applied %d, counted %d", rec.n, st.Applied)
+		}
+		h, why := wire.ParseHeader(msg)
+		if rec.n > 0 && (why != wire.ReasonNone || h.SyncID != 51) {
+			t.Fatalf("applied %d entries of a message with header %+v (%v)", rec.n, h, why)
+		}
+		if why == wire.ReasonNone && h.SyncID != 51 && st.WrongSyncID != 1 {
+			t.Fatalf("syncid %d not counted as wrong", h.SyncID)
+		}
+	})
+}

@@ -68,9 +68,13 @@ type Master struct {
 // NewMaster opens the master's socket on cfg.Interface (§4.5: multicast
 // out of that interface, no loopback, TTL, bound to its primary IPv4
 // address, connected to group:port) and returns the daemon; Run starts
-// it. cfg gets WithDefaults with the interface's MTU. An unknown interface
-// is an error wrapping syscall.ENODEV that names it.
+// it. cfg gets WithDefaults with the interface's MTU (an empty State
+// means "master"). An unknown interface is an error wrapping
+// syscall.ENODEV that names it.
 func NewMaster(cfg Config, tap *Tap, log *zap.Logger) (*Master, error) {
+	if cfg.State == "" {
+		cfg.State = "master"
+	}
 	ifi, err := interfaceByName(cfg.Interface)
 	if err != nil {
 		return nil, err
@@ -163,7 +167,7 @@ func (m *Master) shutdown() {
 	}
 	m.cur.Reset(m.cfg.SyncID)
 	m.discarded.Add(n)
-	m.log.Info(fmt.Sprintf("stopping master sync thread %d ...", 0))
+	m.log.Info("stopping master sync thread 0 ...")
 }
 
 // tick drains the rings, sending each message that fills up, then sends
@@ -224,10 +228,11 @@ func (m *Master) Close() error {
 	var err error
 	m.stopOnce.Do(func() {
 		close(m.stop)
+		// Closing first ends a send blocked on a full socket buffer.
+		err = m.conn.Close()
 		if m.running.Load() {
 			<-m.done
 		}
-		err = m.conn.Close()
 	})
 	return err
 }
