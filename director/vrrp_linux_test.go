@@ -1,6 +1,7 @@
 package director
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,7 +28,8 @@ func TestVRRPFollowNetns(t *testing.T) {
 	rules := filepath.Join(tmp, "rules")
 	conf := filepath.Join(tmp, "keepalived.conf")
 	if err := os.WriteFile(rules, []byte("-A -t 10.9.0.239:8898 -s rr\n-a -t 10.9.0.239:8898 -r 10.9.0.3:8898 -g -w 1\n"+
-		"-A -t 10.9.0.240:80 -s rr\n-a -t 10.9.0.240:80 -r 10.9.0.3:80 -g -w 1\n"), 0o644); err != nil {
+		"-A -t 10.9.0.240:80 -s rr\n-a -t 10.9.0.240:80 -r 10.9.0.3:80 -g -w 1\n"+
+		"-A -t 10.9.0.241:80 -s rr\n-a -t 10.9.0.241:80 -r 10.9.0.3:80 -g -w 1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(conf, []byte(`vrrp_instance VI_1 {
@@ -40,9 +42,17 @@ func TestVRRPFollowNetns(t *testing.T) {
         10.9.0.239
     }
 }
+vrrp_instance VI_2 {
+    interface d0
+    virtual_router_id 52
+    virtual_ipaddress {
+        10.9.0.241 dev lo
+    }
+}
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	capt := startCapture(t, cli, "c0")
 	p := dir.Start(t, uvsd, "--rules", rules, "--vrrp", conf, "--control", "", "--iface", "d0")
 	waitOutput(t, p, "serving")
 	if !strings.Contains(p.Output(), "VRRP instance VI_1: BACKUP (10.9.0.239 not on d0)") {
@@ -74,4 +84,16 @@ func TestVRRPFollowNetns(t *testing.T) {
 	if n := strings.Count(p.Output(), "VRRP instance VI_1:"); n != 3 {
 		t.Errorf("%d role lines, want 3 (each change once):\n%s", n, p.Output())
 	}
+
+	// VI_2's VIP goes on lo, not a served interface: uvsd announces it on
+	// d0, 5 gratuitous ARPs at once and 5 more after 5 s.
+	garp := garpFrame(netip.MustParseAddr("10.9.0.241"), [6]byte(dir.Interface(t, "d0").HardwareAddr))
+	if n := capt.count(garp); n != 0 {
+		t.Fatalf("%d gratuitous ARPs for a VIP not held", n)
+	}
+	dir.AddrAdd(t, "lo", "10.9.0.241/32")
+	waitOutput(t, p, "VRRP instance VI_2: MASTER (10.9.0.241 added on lo)")
+	wait.For(t, 15*time.Second, func() bool { return capt.count(garp) == 2*garpRepeat }, "%d gratuitous ARPs for 10.9.0.241 on c0, have %v",
+		2*garpRepeat, wait.Lazy(func() any { return capt.count(garp) }))
+	wait.For(t, 10*time.Second, func() bool { return owns("10.9.0.241", "0x0a0900f1") }, "the hooks to own the held VIP on lo:\n%v", wait.Lazy(func() any { return table() }))
 }
