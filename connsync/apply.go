@@ -41,6 +41,8 @@ type ApplierStats struct {
 	Applied, Created, Replaced, Updated, Unbound, Ignored, Failed uint64
 }
 
+var _ Applier = (*TableApplier)(nil)
+
 // NewTableApplier returns an applier writing to table. snap is the
 // published configuration; now reads the table's clock (nanoseconds since
 // the data plane's epoch); threshold is the backup's sync_threshold, which

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uvs-lb/uvs/connsync"
+	"github.com/uvs-lb/uvs/connsync/wire"
 	"github.com/uvs-lb/uvs/conntrack"
 	"github.com/uvs-lb/uvs/control"
 	"github.com/uvs-lb/uvs/dataplane"
@@ -110,5 +112,60 @@ func testHops() fakeHops {
 	return fakeHops{
 		netip.MustParseAddr("10.0.2.11"): {Ifindex: 2, SrcMAC: macDir1, DstMAC: macRS1, Src: netip.MustParseAddr("10.0.2.1"), MTU: 1500},
 		netip.MustParseAddr("10.0.2.12"): {Ifindex: 2, SrcMAC: macDir1, DstMAC: macRS2, Src: netip.MustParseAddr("10.0.2.1"), MTU: 1500},
+	}
+}
+
+// BenchmarkWorkerSync is BenchmarkNATPerPacket with the sync daemon's tap
+// in place: "off" with no master daemon running (the cost of the check),
+// "on" with one running and the default policy (sync_threshold 3 50: one
+// entry per 50 packets of the connection), for a plain NAT service and for
+// a persistent one, whose template is queued after every packet as the
+// kernel does. The rings are drained after every batch, as the daemon
+// does on another core.
+func BenchmarkWorkerSync(b *testing.B) {
+	const persistRules = "-A -t 10.0.1.100:80 -s rr -p 300\n-a -t 10.0.1.100:80 -r 10.0.2.11:8080 -m\n-a -t 10.0.1.100:80 -r 10.0.2.12:8080 -m\n"
+	for _, bc := range []struct {
+		name  string
+		rules string
+		on    bool
+	}{
+		{"nat/off", natRules, false},
+		{"nat/on", natRules, true},
+		{"persistent/off", persistRules, false},
+		{"persistent/on", persistRules, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			r := newRig(b, bc.rules)
+			tap := connsync.NewTap()
+			tap.SetSending(bc.on)
+			r.env.Sync = tap
+			r.run(b, tcpFrame(b, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, true, false))
+			data := tcpFrame(b, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, false, true)
+			w := dataplane.NewWorker(discardIO{}, r.env)
+			const batch = 64
+			bufs := make([][]byte, batch)
+			frames := make([]dataplane.Frame, batch)
+			for i := range bufs {
+				bufs[i] = make([]byte, 64+len(data))
+			}
+			drained := 0
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i += batch {
+				for j := range frames {
+					copy(bufs[j][64:], data)
+					frames[j] = dataplane.Frame{Buf: bufs[j], Off: 64, Len: len(data), Ifindex: 1}
+				}
+				w.ProcessBatch(frames)
+				for _, rg := range tap.Rings() {
+					drained += rg.Drain(func(*wire.Entry) {})
+				}
+			}
+			b.StopTimer()
+			if bc.on && drained == 0 && b.N > 100 {
+				b.Fatal("sync on, but nothing was queued")
+			}
+			b.ReportMetric(float64(drained)/float64(b.N), "entries/pkt")
+		})
 	}
 }

@@ -39,6 +39,10 @@ const (
 	CntNeighQueued    // frame queued for an unresolved next hop
 	CntNeighQueueFull // dropped: neighbour queue full
 	CntNeighTimeout   // dropped: next hop not resolved in time
+	// VRRP and connection sync.
+	CntStandby    // left to the kernel: to a VIP this node does not serve now (Host.Standby)
+	CntBackupOnly // left to the kernel: a request while Host.BackupOnly
+	CntSyncSent   // connection or template queued for the sync daemon
 	NumCounters
 )
 
@@ -47,6 +51,7 @@ var counterNames = [NumCounters]string{
 	"conn-table-full", "neighbour-miss", "ttl-exceeded", "too-big", "rewrite-failed",
 	"destination-gone", "arp-reply", "icmp-related", "malformed", "unsupported", "fullnat-no-port",
 	"gso", "gso-segment", "gso-bad", "neighbour-queued", "neighbour-queue-full", "neighbour-timeout",
+	"standby", "backup-only", "sync-sent",
 }
 
 // String returns the counter's metric name.

@@ -22,7 +22,7 @@ func (w *Worker) arp(pc *pktCtx) {
 		return
 	}
 	a, host := p.Dst, pc.host // the target address, As16 form
-	if !(pc.snap.IsVIP(a) || host.Marked[a]) || host.Local[a] {
+	if !(pc.snap.IsVIP(a) || host.Marked[a]) || host.Local[a] || w.standbyVIP(host, a) {
 		return
 	}
 	ifc, ok := host.Ifaces[f.Ifindex]
@@ -35,6 +35,22 @@ func (w *Worker) arp(pc *pktCtx) {
 	}
 }
 
+// standbyVIP reports whether a VIP (or marked destination) that ARP or NDP
+// asks for is one this node must not answer for now: in Host.Standby (the
+// VRRP master answers), or any while Host.BackupOnly. It counts the
+// request as left to the kernel.
+func (w *Worker) standbyVIP(host *Host, a [16]byte) bool {
+	switch {
+	case host.BackupOnly:
+		w.Counters.inc(CntBackupOnly)
+	case len(host.Standby) > 0 && host.Standby[a]:
+		w.Counters.inc(CntStandby)
+	default:
+		return false
+	}
+	return true
+}
+
 // ndp answers an IPv6 neighbour solicitation for a VIP the kernel does not own.
 func (w *Worker) ndp(pc *pktCtx) {
 	f, p, data, host := pc.f, pc.p, pc.f.Data(), pc.host
@@ -42,7 +58,7 @@ func (w *Worker) ndp(pc *pktCtx) {
 		return
 	}
 	target := header.ICMPv6(data[p.L4Off:p.End]).Target()
-	if !(pc.snap.IsVIP(target) || host.Marked[target]) || host.Local[target] {
+	if !(pc.snap.IsVIP(target) || host.Marked[target]) || host.Local[target] || w.standbyVIP(host, target) {
 		return
 	}
 	ifc, ok := host.Ifaces[f.Ifindex]

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/uvs-lb/uvs/connsync"
+	"github.com/uvs-lb/uvs/connsync/wire"
 	"github.com/uvs-lb/uvs/conntrack"
 	"github.com/uvs-lb/uvs/fwmark"
 	"github.com/uvs-lb/uvs/header"
@@ -135,9 +136,15 @@ type Worker struct {
 	// neighbour queue (shortPoll); nil if the backend cannot.
 	pts       PollTimeoutSetter
 	shortPoll bool
-	b         batch
-	pq        neighQueue
-	ingress   ingress
+	// ring is this worker's queue to the sync daemon (nil without
+	// Env.Sync); se and tc are the entry being pushed and a template's
+	// copy (sync.go).
+	ring    *connsync.Ring
+	se      wire.Entry
+	tc      conntrack.Conn
+	b       batch
+	pq      neighQueue
+	ingress ingress
 	// Counters are this worker's counters.
 	Counters Counters
 }
@@ -177,6 +184,9 @@ func NewWorker(io PacketIO, env *Env) *Worker {
 	}
 	w.pq.init(timeout)
 	w.pts, _ = io.(PollTimeoutSetter)
+	if env.Sync != nil {
+		w.ring = env.Sync.NewRing()
+	}
 	return w
 }
 
@@ -426,6 +436,9 @@ func (w *Worker) classify(pc *pktCtx) action {
 		w.Counters.inc(CntMalformed)
 		return actNone
 	}
+	if host := pc.host; (len(host.Standby) > 0 || host.BackupOnly) && w.standby(pc) {
+		return actNone
+	}
 	switch p.Proto {
 	case header.ProtoTCP, header.ProtoUDP:
 		if f.CsumUnknown && !f.CsumPartial && header.LooksPartial(data, p) {
@@ -451,6 +464,12 @@ func (w *Worker) classify(pc *pktCtx) action {
 // it on its connection, or schedule a new one.
 func (w *Worker) tracked(pc *pktCtx, key *conntrack.Key, found bool, c *conntrack.Conn) {
 	p := pc.p
+	if found && c.Dir == conntrack.DirIn && pc.host.BackupOnly {
+		// A request classify could not tell by its destination (a
+		// firewall mark): the director function is off.
+		w.Counters.inc(CntBackupOnly)
+		return
+	}
 	if found {
 		if c.Dir == conntrack.DirIn && p.Proto == header.ProtoTCP &&
 			p.TCPFlags&header.TCPFlagSYN != 0 && p.TCPFlags&header.TCPFlagACK == 0 &&
@@ -484,6 +503,10 @@ func (w *Worker) tracked(pc *pktCtx, key *conntrack.Key, found bool, c *conntrac
 	svc := pc.snap.Lookup(spec.Proto(p.Proto), key.Dst, p.DstPort, mark, p.IPVersion == 6)
 	if svc == nil {
 		w.Counters.inc(CntNotOurs)
+		return
+	}
+	if pc.host.BackupOnly {
+		w.Counters.inc(CntBackupOnly)
 		return
 	}
 	if p.Proto == header.ProtoTCP && (p.TCPFlags&header.TCPFlagSYN == 0 || p.TCPFlags&header.TCPFlagRST != 0) {
@@ -575,6 +598,10 @@ func (w *Worker) forward(pc *pktCtx, c *conntrack.Conn) {
 		d.Stats.InPkts.Add(1)
 		d.Stats.InBytes.Add(uint64(pc.p.IPLen))
 		w.toReal(pc, c, pendRequest)
+		if w.ring != nil && w.env.Sync.Sending() {
+			// ip_vs_in: after the transmitter, ip_vs_sync_conn.
+			w.syncConn(pc, c)
+		}
 		return
 	}
 	if d != nil {
@@ -582,6 +609,55 @@ func (w *Worker) forward(pc *pktCtx, c *conntrack.Conn) {
 		d.Stats.OutBytes.Add(uint64(pc.p.IPLen))
 	}
 	xmitFor(c.Fwd).reply(w, pc, c)
+}
+
+// standby reports whether the frame of pc (an IP packet) is one this node
+// leaves to the kernel because it does not serve its destination now: a
+// VIP in Host.Standby (VRRP backup), or while Host.BackupOnly any VIP or
+// firewall-marked destination, which is where every request goes (the
+// kernel's backup_only check at the top of ip_vs_in; replies, addressed to
+// clients, still pass). It counts what it leaves. Checked before the
+// connection lookup, so that such a frame changes no connection.
+func (w *Worker) standby(pc *pktCtx) bool {
+	dst, host := pc.p.Dst, pc.host
+	if len(host.Standby) > 0 && host.Standby[dst] {
+		w.Counters.inc(CntStandby)
+		return true
+	}
+	if host.BackupOnly && (pc.snap.IsVIP(dst) || host.Marked[dst]) {
+		w.Counters.inc(CntBackupOnly)
+		return true
+	}
+	return false
+}
+
+// clientHop fills h with the next hop towards connection c's client, for a
+// reply or an ICMP error the director sends it. A connection this director
+// created holds the client's MAC and the interface its first packet came
+// in by; a synchronised one (created from a sync message, FlagSync) holds
+// no MAC, and its client is reached as the kernel reaches it, by route:
+// the next hop of the client's address from Env.Hops. When that is not
+// resolved yet, the frame of pc — already rewritten, ready to go — waits
+// in the neighbour queue and is sent once it resolves (pendToClient); a
+// frame must not overtake others waiting for that address. clientHop
+// reports false when the frame is not to be sent now: queued, or dropped
+// and counted (the connection's interface is gone, the queue is full).
+func (w *Worker) clientHop(pc *pktCtx, c *conntrack.Conn, h *Hop) bool {
+	if c.MAC != ([6]byte{}) {
+		ifc, ok := pc.host.Ifaces[int(c.Ifindex)]
+		if !ok {
+			w.Counters.inc(CntNeighMiss)
+			return false
+		}
+		h.Ifindex, h.DstMAC, h.SrcMAC = int(c.Ifindex), c.MAC, ifc.MAC
+		return true
+	}
+	client := header.AddrFrom16(c.Client.Addr)
+	if w.hop(client, h) {
+		return true
+	}
+	w.enqueue(pc, pendToClient, client)
+	return false
 }
 
 // hop looks up the next hop towards addr (a real server) into h, unless
