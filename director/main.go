@@ -153,6 +153,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		if len(vc.VRRP) == 0 {
 			log.Warn(*vrrpFile + ": no vrrp_instance to follow")
 		}
+		if len(vc.VirtualServers) > 0 && *kaFile != *vrrpFile {
+			log.Info(*vrrpFile + ": --vrrp follows its vrrp_instances only; its virtual_server blocks are served with --keepalived")
+		}
 		cfg.VRRP = vc
 	}
 	d, err := New(cfg, log)

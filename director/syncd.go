@@ -359,7 +359,7 @@ func (d *Director) startLVSSync() {
 func (d *Director) lvsStart(state string) {
 	c := d.lvsSync.cfg
 	c.State = state
-	if err := d.syncd.StartDaemon(c); err != nil {
+	if err := d.syncd.StartDaemon(c); err != nil && !isErrno(err, syscall.ESHUTDOWN) {
 		d.log.Error(fmt.Sprintf("lvs_sync_daemon: starting the %s sync daemon on %s", state, c.McastIfn), zap.Error(err))
 	}
 }

@@ -426,3 +426,25 @@ func TestReloadVRRP(t *testing.T) {
 		t.Errorf("running %+v, want the backup of VI_3", got)
 	}
 }
+
+// FuzzSysctlsSet: a bad NAME=VALUE changes nothing; a good one leaves a
+// policy connsync accepts.
+func FuzzSysctlsSet(f *testing.F) {
+	for _, s := range []string{"backup_only=1", "sync_threshold=3 50", "sync_threshold=50 3", "net.ipv4.vs.sync_version=0",
+		"net/ipv4/vs/sync_persist_mode=1", "sync_threshold= 0 0", "=", "x", "sync_threshold=4294967295 1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, arg string) {
+		s := DefaultSysctls()
+		before := s
+		if err := s.Set(arg); err != nil {
+			if s != before {
+				t.Fatalf("Set(%q) failed (%v) but changed %+v", arg, err, s)
+			}
+			return
+		}
+		if err := s.Policy.Validate(); err != nil {
+			t.Fatalf("Set(%q) accepted a policy connsync refuses: %v", arg, err)
+		}
+	})
+}
