@@ -25,7 +25,7 @@ type Applier interface {
 
 // BackupStats are a backup's counters.
 type BackupStats struct {
-	Messages    uint64 // datagrams received
+	Messages    uint64 // datagrams received and handled
 	Applied     uint64 // entries passed to the Applier
 	WrongSyncID uint64 // messages ignored for their syncid
 	ReadErrors  uint64
@@ -177,7 +177,9 @@ func (b *Backup) stopping() bool {
 
 // handle processes one received datagram.
 func (b *Backup) handle(msg []byte) {
-	b.messages.Add(1)
+	// Counted when done, so a reader seeing Messages == n sees the
+	// other counters of those n messages.
+	defer b.messages.Add(1)
 	h, why := wire.ParseHeader(msg)
 	if why != wire.ReasonNone {
 		b.reject(why, len(msg))

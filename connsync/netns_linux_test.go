@@ -117,7 +117,7 @@ func testSyncOverVeth(t *testing.T, group netip.Addr) {
 			t.Fatalf("push %d failed", i)
 		}
 	}
-	wait.For(t, 10*time.Second, func() bool { return len(p.rec.got()) >= len(want) },
+	wait.For(t, 10*time.Second, func() bool { return len(p.rec.got()) >= len(want) && m.Stats().Messages >= 2 && p.backup.Stats().Messages >= 2 },
 		"%d entries at the backup, got %v", len(want), wait.Lazy(func() any { return len(p.rec.got()) }))
 	got := p.rec.got()
 	if len(got) != len(want) {
@@ -142,7 +142,7 @@ func testSyncOverVeth(t *testing.T, group netip.Addr) {
 	other, oring := p.master(t, 52, zap.NewNop())
 	e := conn(3000)
 	oring.Push(&e)
-	wait.For(t, 10*time.Second, func() bool { return p.backup.Stats().WrongSyncID == 1 },
+	wait.For(t, 10*time.Second, func() bool { return p.backup.Stats().WrongSyncID == 1 && other.Stats().Messages == 1 },
 		"the syncid 52 message to be ignored, stats %v", wait.Lazy(func() any { return p.backup.Stats() }))
 	if n := len(p.rec.got()); n != len(want) || other.Stats().Messages != 1 {
 		t.Fatalf("after the syncid 52 message: %d entries applied, want %d", n, len(want))
