@@ -117,7 +117,9 @@ func testSyncOverVeth(t *testing.T, group netip.Addr) {
 			t.Fatalf("push %d failed", i)
 		}
 	}
-	wait.For(t, 10*time.Second, func() bool { return len(p.rec.got()) >= len(want) && m.Stats().Messages >= 2 && p.backup.Stats().Messages >= 2 },
+	wait.For(t, 10*time.Second, func() bool {
+		return len(p.rec.got()) >= len(want) && m.Stats().Messages >= 2 && p.backup.Stats().Messages >= 2
+	},
 		"%d entries at the backup, got %v", len(want), wait.Lazy(func() any { return len(p.rec.got()) }))
 	got := p.rec.got()
 	if len(got) != len(want) {
