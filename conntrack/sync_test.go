@@ -3,6 +3,8 @@ package conntrack
 import (
 	"errors"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -459,5 +461,99 @@ func TestSyncNoAllocs(t *testing.T) {
 	})
 	if n != 0 {
 		t.Fatalf("%.1f allocations", n)
+	}
+}
+
+// Workers create and track connections, some under a template, and ask for
+// their templates, while a backup applies sync messages for the same
+// connections and templates (other destinations, INACTIVE flips, unbound
+// entries binding) and a reaper expires them; run with -race. At the end
+// the destination counters must match the table, and be zero once all is
+// reaped.
+func TestConcurrentApplySync(t *testing.T) {
+	tb, err := New(Config{Capacity: 4096, Shards: 8, Seed: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d1 := newDest("10.1.0.1", 80, spec.FwdMasq)
+	d2 := newDest("10.1.0.2", 80, spec.FwdMasq)
+	dests := []*sched.Dest{d1, d2}
+	vip := netip.MustParseAddr("192.0.2.1")
+	client := func(i int) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), uint16(1000+i%50))
+	}
+	tkey := func(i int) Key { return NewTemplateKey(ProtoTCP, client(i).Addr(), vip, 80) }
+	var clock atomic.Int64
+	var wg, busy sync.WaitGroup
+	stop := make(chan struct{})
+	for w := range 2 {
+		busy.Add(1)
+		go func() {
+			defer busy.Done()
+			var c, tc Conn
+			for i := range 3000 {
+				now := clock.Add(int64(time.Millisecond))
+				n := (i*7 + w*13) % 400
+				in := KeyFrom(ProtoTCP, client(n), netip.AddrPortFrom(vip, 80))
+				if tb.Track(in, TCPAck, now, &c) {
+					tb.TemplateOf(c.Handle, now, &tc)
+					continue
+				}
+				d := dests[n&1]
+				th, _, ok := tb.LookupTemplate(tkey(n), now)
+				if !ok {
+					th, _ = tb.InsertTemplate(tkey(n), d, 5*time.Second, now)
+				}
+				_ = tb.Create(&NewConn{In: in, Dest: d, Fwd: spec.FwdMasq, Template: th}, TCPSyn, now, &c)
+			}
+		}()
+	}
+	busy.Add(1)
+	go func() {
+		defer busy.Done()
+		for i := range 6000 {
+			now := clock.Add(int64(time.Millisecond))
+			n := (i * 11) % 400
+			d := dests[(i/3)&1]
+			s := SyncConn{Proto: ProtoTCP, State: StateEstablished, Client: EndpointFrom(client(n)),
+				Virtual: EndpointFrom(netip.AddrPortFrom(vip, 80)), Real: EndpointFrom(d.AddrPort()),
+				Timeout: 2 * time.Second, Dest: d, Fwd: spec.FwdMasq, InPkts: 3}
+			switch i % 4 {
+			case 1:
+				s.Flags, s.State = uint32(FlagInactive), StateFinWait
+			case 2:
+				s.Dest = nil // the backup lacks it
+			case 3:
+				k := tkey(n)
+				s = SyncConn{Proto: ProtoTCP, Template: true, Client: Endpoint{k.Src, 0}, Virtual: Endpoint{k.Dst, 80},
+					Real: EndpointFrom(d.AddrPort()), Timeout: 5 * time.Second, Dest: d, Fwd: spec.FwdMasq}
+			}
+			if _, err := tb.ApplySync(&s, now); err != nil && !errors.Is(err, ErrExists) {
+				t.Errorf("ApplySync: %v", err)
+				return
+			}
+		}
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			tb.Reap(clock.Load(), 256)
+		}
+	}()
+	busy.Wait()
+	close(stop)
+	wg.Wait()
+	recount(t, tb, d1)
+	recount(t, tb, d2)
+	tb.Reap(int64(time.Hour), tb.Capacity())
+	tb.Reap(int64(2*time.Hour), tb.Capacity()) // templates postponed while their conns lived
+	if tb.Len() != 0 || counters(d1) != [3]int32{} || counters(d2) != [3]int32{} {
+		t.Fatalf("after full reap: len %d d1 %v d2 %v", tb.Len(), counters(d1), counters(d2))
 	}
 }
