@@ -2,13 +2,18 @@ package connsync
 
 import (
 	"context"
+	"errors"
 	"io"
+	"net"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 
 	"github.com/uvs-lb/uvs/connsync/wire"
 	"github.com/uvs-lb/uvs/internal/netnstest"
@@ -22,6 +27,7 @@ type syncPair struct {
 	backup *Backup
 	rec    *recorder
 	group  netip.Addr
+	ttl    uint8 // the masters' TTL (0: default)
 }
 
 func newSyncPair(t *testing.T, group netip.Addr) *syncPair {
@@ -71,7 +77,7 @@ func (p *syncPair) master(t *testing.T, syncID uint8, log *zap.Logger) (*Master,
 	var m *Master
 	err := p.a.Do(func() error {
 		var err error
-		m, err = NewMaster(Config{State: "master", Interface: "sync0", SyncID: syncID, Group: p.group}, tap, log)
+		m, err = NewMaster(Config{State: "master", Interface: "sync0", SyncID: syncID, Group: p.group, TTL: p.ttl}, tap, log)
 		return err
 	})
 	if err != nil {
@@ -109,6 +115,11 @@ func sampleEntries() []wire.Entry {
 
 func testSyncOverVeth(t *testing.T, group netip.Addr) {
 	p := newSyncPair(t, group)
+	p.ttl = 3
+	var watch *ipv4.PacketConn
+	if !group.Is6() {
+		watch = watchGroup(t, p.b, "sync1")
+	}
 	core, logs := observer.New(zap.InfoLevel)
 	m, ring := p.master(t, 51, zap.New(core))
 	want := sampleEntries()
@@ -135,6 +146,23 @@ func testSyncOverVeth(t *testing.T, group netip.Addr) {
 	}
 	if st := p.backup.Stats(); st.Messages != 2 || st.Applied != uint64(len(want)) || st.RejectedTotal() != 0 || st.WrongSyncID != 0 {
 		t.Errorf("backup stats %+v", st)
+	}
+	if watch != nil {
+		// §4.5: sent from the interface's address (an ephemeral port) to
+		// 224.0.0.81:8848 with the configured TTL.
+		buf := make([]byte, 2000)
+		watch.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, cm, src, err := watch.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("watching the group: %v", err)
+		}
+		from := src.(*net.UDPAddr)
+		if cm == nil || cm.TTL != 3 || cm.Dst.String() != "224.0.0.81" || from.IP.String() != "198.18.5.1" || from.Port == 0 || from.Port == 8848 {
+			t.Errorf("master's datagram: %d bytes from %v, control %v; want TTL 3 from 198.18.5.1 to 224.0.0.81", n, from, cm)
+		}
+		if h, why := wire.ParseHeader(buf[:n]); why != wire.ReasonNone || h.SyncID != 51 || h.Version != 1 {
+			t.Errorf("master's datagram: header %+v %v", h, why)
+		}
 	}
 	if logs.FilterMessage("sync thread started: state = MASTER, mcast_ifn = sync0, syncid = 51, id = 0").Len() != 1 {
 		t.Errorf("master start not logged as the kernel does: %v", logs.All())
@@ -225,4 +253,35 @@ func TestBackupTruncatesLongDatagrams(t *testing.T) {
 	if st := p.backup.Stats(); st.Applied != 0 || st.Rejected[wire.ReasonBogusSize] == 0 {
 		t.Fatalf("backup with maxlen %d took a longer message: %+v", p.backup.Config().MaxLen, st)
 	}
+}
+
+// watchGroup opens a second socket on 224.0.0.81:8848 in ns (the backup's
+// is SO_REUSEADDR, so both get every datagram) reporting each datagram's
+// TTL and destination.
+func watchGroup(t *testing.T, ns *netnstest.NS, dev string) *ipv4.PacketConn {
+	t.Helper()
+	var pc *ipv4.PacketConn
+	err := ns.Do(func() error {
+		ifi, err := net.InterfaceByName(dev)
+		if err != nil {
+			return err
+		}
+		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) })
+			return errors.Join(err, serr)
+		}}
+		c, err := lc.ListenPacket(context.Background(), "udp4", "224.0.0.81:8848")
+		if err != nil {
+			return err
+		}
+		pc = ipv4.NewPacketConn(c)
+		return errors.Join(pc.JoinGroup(ifi, &net.UDPAddr{IP: net.IPv4(224, 0, 0, 81)}),
+			pc.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst, true))
+	})
+	if err != nil {
+		t.Fatalf("watch socket: %v", err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	return pc
 }
