@@ -3,8 +3,12 @@ package dataplane_test
 import (
 	"bytes"
 	"errors"
+	"net"
 	"net/netip"
 	"testing"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 
 	"github.com/uvs-lb/uvs/dataplane"
 	"github.com/uvs-lb/uvs/header"
@@ -273,5 +277,39 @@ func TestLocalNodeQueued(t *testing.T) {
 	}
 	if !bytes.Equal(ln.pkts[0], ipOf(syn)) || !bytes.Equal(ln.pkts[1], ipOf(ack)) {
 		t.Fatal("queued packets delivered changed or out of order")
+	}
+}
+
+// TestLocalNodeNATICMP: an ICMP error from the client about a reply of a
+// NAT connection to the director itself is translated as for any real
+// server (outer destination and quoted source := RIP) and delivered, with
+// its TTL kept.
+func TestLocalNodeNATICMP(t *testing.T) {
+	ln := &fakeLocal{}
+	r := localRig(t, "-A -t 10.0.1.100:80 -s rr\n-a -t 10.0.1.100:80 -r "+dirAddr+":8080 -m\n", ln)
+	r.run(t, tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, true, false))
+	quoted := ipOf(tcpFrame(t, macDir0, macCli, "10.0.1.100", "10.0.1.2", 80, 40000, true, true))
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(macCli[:]), DstMAC: net.HardwareAddr(macDir0[:]), EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: net.ParseIP("10.0.1.2"), DstIP: net.ParseIP("10.0.1.100")}
+	icmp := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 3)}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, icmp, gopacket.Payload(quoted[:28])); err != nil {
+		t.Fatal(err)
+	}
+	if out := r.run(t, buf.Bytes()); len(out) != 0 || len(ln.pkts) != 2 {
+		t.Fatalf("sent %d frames, delivered %d packets: want the error delivered", len(out), len(ln.pkts)-1)
+	}
+	p := gopacket.NewPacket(ln.pkts[1], layers.LayerTypeIPv4, gopacket.Default)
+	oip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	ic, _ := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+	if oip == nil || ic == nil || oip.DstIP.String() != dirAddr || oip.TTL != 64 || len(ic.Payload) < 28 ||
+		net.IP(ic.Payload[12:16]).String() != dirAddr || ic.Payload[20] != 0x1f || ic.Payload[21] != 0x90 {
+		t.Fatalf("delivered error not translated to %s:8080 with TTL 64: %v", dirAddr, p)
+	}
+	var q header.Parsed
+	frame := append(append(make([]byte, 12), 0x08, 0x00), ln.pkts[1]...)
+	q.Parse(frame)
+	if !header.L4ChecksumValid(frame, &q) || !header.IPv4(frame[q.L3Off:]).ChecksumValid() {
+		t.Fatal("delivered error's checksums do not verify")
 	}
 }

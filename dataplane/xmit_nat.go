@@ -46,6 +46,10 @@ func (natXmit) reply(w *Worker, pc *pktCtx, c *conntrack.Conn) {
 // icmpIn: the error quotes VIP:vport → client; it goes to the real server
 // as if about RIP:rport → client.
 func (natXmit) icmpIn(w *Worker, pc *pktCtx, c *conntrack.Conn) {
+	if pc.hop.Local && header.AddrFrom16(c.Real.Addr).IsLoopback() {
+		w.Counters.inc(CntRewriteFail) // as natLocal
+		return
+	}
 	r := modes.NATICMPIn(pc.f.Data(), pc.p, addrPort(&c.Real))
 	if pc.hop.Local {
 		if w.verdict(pc, r) {
