@@ -266,3 +266,103 @@ func TestApplyFWMarkTemplate(t *testing.T) {
 		t.Fatal("the scheduler's fwmark template key does not find it")
 	}
 }
+
+// fuzzRules gives the fuzzed entries services and destinations to find:
+// NAT, DR, persistent, FULLNAT, firewall mark.
+const fuzzRules = `-A -t 10.10.10.10:80 -s rr -p 30
+-a -t 10.10.10.10:80 -r 10.2.0.10:80 -m
+-a -t 10.10.10.10:80 -r 10.2.0.11:80 -g
+-A -u 10.10.10.10:53 -s rr
+-a -u 10.10.10.10:53 -r 10.2.0.10:53 -b
+-A -f 7 -s rr -p 60
+-a -f 7 -r 10.2.0.11 -g
+`
+
+// fuzzEntry builds an entry from 11 bytes, choosing addresses and ports
+// from small sets so that entries meet each other.
+func fuzzEntry(b []byte) wire.Entry {
+	protos := [...]uint8{6, 17, 0, 132}
+	e := wire.Entry{
+		Proto:   protos[b[0]&3],
+		Flags:   uint32(b[1])<<8 | uint32(b[2]),
+		State:   uint16(b[3] % 13),
+		CPort:   40000 + uint16(b[5]&3),
+		VPort:   [...]uint16{80, 53, 0, 81}[b[6]>>4&3],
+		DPort:   [...]uint16{80, 53, 0, 8080}[b[7]>>4&3],
+		Timeout: uint32(b[8]),
+		CAddr:   a16("10.1.0." + string(rune('0'+b[4]%8))),
+		VAddr:   [...][16]byte{a16("10.10.10.10"), a16("10.10.10.11"), a16("0.0.0.7"), a16("10.2.0.10")}[b[6]&3],
+		DAddr:   [...][16]byte{a16("10.2.0.10"), a16("10.2.0.11"), a16("10.2.0.99"), a16("10.1.0.1")}[b[7]&3],
+	}
+	if b[9]&1 != 0 {
+		e.Flags |= wire.FlagTemplate
+	}
+	if b[9]&2 != 0 {
+		e.FWMark = 7
+	}
+	if b[9]&4 != 0 {
+		e.HasLocal, e.LAddr, e.LPort = true, a16("10.2.0.1"), 30000+uint16(b[10])
+	}
+	return e
+}
+
+// FuzzTableApply applies sequences of arbitrary entries, interleaved with
+// expiry, and checks that whatever was accepted or refused, every
+// destination's active, inactive and persistent counts equal what the
+// table holds, and that all of it can be reaped back to zero.
+func FuzzTableApply(f *testing.F) {
+	f.Add([]byte{0, 0, 0x83, 1, 2, 0, 0, 0, 90, 0, 0})
+	f.Add([]byte{0, 0, 0x83, 1, 2, 0, 0, 0, 90, 0, 0, 0, 1, 0x83, 4, 2, 0, 0, 0, 90, 0, 0})
+	f.Add([]byte{0, 0x10, 0x03, 0, 2, 0, 0, 0, 30, 1, 0, 0, 0, 0x83, 1, 2, 0, 0, 1, 30, 0, 0})
+	f.Add([]byte{2, 0x10, 0x03, 0, 2, 0, 0x22, 0x21, 60, 3, 0})
+	f.Add([]byte{1, 0, 0x05, 0, 3, 1, 0x10, 0x10, 200, 4, 7})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		b := newBackup(t, fuzzRules)
+		for i := 0; i+11 <= len(data) && i < 11*64; i += 11 {
+			e := fuzzEntry(data[i : i+11])
+			b.app.Apply(&e, int(data[i+10]&1))
+			b.clock += int64(data[i+8]%8) * int64(time.Second)
+			b.table.Reap(b.clock, 8)
+		}
+		check := func(when string) {
+			t.Helper()
+			want := map[*sched.Dest][3]int32{}
+			for _, l := range b.list() {
+				if l.Dest == nil {
+					continue
+				}
+				c := want[l.Dest]
+				switch {
+				case l.Template:
+					c[2]++
+				case l.Flags&conntrack.FlagInactive != 0:
+					c[1]++
+				default:
+					c[0]++
+				}
+				want[l.Dest] = c
+			}
+			for _, svc := range b.snap.Load().Services() {
+				for _, d := range svc.Sched.Dests() {
+					got := [3]int32{d.ActiveConns(), d.InactConns(), d.PersistConns()}
+					if got != want[d] {
+						t.Fatalf("%s: dest %v counts (active, inactive, persistent) %v, table holds %v", when, d.AddrPort(), got, want[d])
+					}
+				}
+			}
+		}
+		check("after applying")
+		st := b.app.Stats()
+		if st.Applied != st.Created+st.Replaced+st.Updated+st.Ignored {
+			t.Fatalf("stats do not add up: %+v", st)
+		}
+		b.clock += int64(24 * time.Hour)
+		b.table.Reap(b.clock, b.table.Capacity())
+		b.clock += int64(24 * time.Hour)
+		b.table.Reap(b.clock, b.table.Capacity())
+		if n := b.table.Len(); n != 0 {
+			t.Fatalf("%d entries left after reaping everything", n)
+		}
+		check("after reaping")
+	})
+}
