@@ -24,6 +24,9 @@ type Exercise struct {
 	counter string
 	// arp: the symptom is ARP answers for the VIP from real servers.
 	arp bool
+	// run, if set, is the whole exercise (the HA ones: break, symptom,
+	// fix, check), in place of breakIt, observe and fix.
+	run func(ctx context.Context, s *session, res *BreakResult) error
 }
 
 // BreakResult is what an exercise showed.
@@ -41,6 +44,8 @@ type BreakResult struct {
 	// ARP answers for the VIP (DR exercises): who answered, broken and
 	// fixed.
 	ARPBroken, ARPFixed []string
+	// HA exercises: the failover while broken and after the fix.
+	HABroken, HAFixed *HAReport
 }
 
 // Exercises returns the break-it exercises.
@@ -215,6 +220,9 @@ func (l *Lab) Break(ctx context.Context, name string, keep bool) (*BreakResult, 
 	sc, _ := LookupScenario(ex.Scenario)
 	res := &BreakResult{Exercise: ex.Name}
 	_, err := l.withInstance(ctx, sc, ex.Name, Params{}, keep, func(s *session) (*Report, error) {
+		if ex.run != nil {
+			return nil, ex.run(ctx, s, res)
+		}
 		return nil, s.exercise(ctx, ex, res)
 	})
 	return res, err

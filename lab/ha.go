@@ -93,6 +93,10 @@ type haSpec struct {
 	cables func(role string) []hop
 	// twoNode: every director is also a real server (seed 004).
 	twoNode bool
+	// ipvsadmWay: keepalived only moves the VIPs (no virtual_server, no
+	// lvs_sync_daemon); uvsd runs --rules and the sync daemons are
+	// started by hand.
+	ipvsadmWay bool
 }
 
 func (h *haSpec) master() haDirector { return h.directors[0] }
@@ -131,6 +135,13 @@ var haTwoNode = &haSpec{
 	cables:     func(role string) []hop { return []hop{{"switch p-" + role, "switch", "p-" + role}} },
 	twoNode:    true,
 }
+
+// haTwoNodeIPVSADM is seed 004's two nodes the ipvsadm way.
+var haTwoNodeIPVSADM = func() *haSpec {
+	h := *haTwoNode
+	h.ipvsadmWay = true
+	return &h
+}()
 
 var haPairDR = &haSpec{
 	directors: [2]haDirector{{Role: "dira", Addr: dip, State: "MASTER", Prio: haMasterPrio},
@@ -182,6 +193,21 @@ var haScenarios = []*Scenario{
   VIP 192.168.0.239:8898 (VRRP VI_1 on eth0), DR rr persistence_timeout 50, TCP_CHECK; sync on eth0 (224.0.0.81:8848)`,
 		build: func(b *builder) { buildTwoNode(b, haTwoNode, true) },
 		run:   func(ctx context.Context, s *session, n int) error { return runHA(ctx, s, haTwoNode, n, true) },
+	},
+	{
+		Name: "keepalived-ipvsadm", Seed: "004 (案例分享), the ipvsadm way", Mode: "DR (-g), VRRP, sync", Sched: "rr",
+		Title: "seed 004's two nodes the ipvsadm way: keepalived moves the VIP, ipvsadm rules and --start-daemon by hand",
+		Summary: "The same two machines as keepalived, configured the other classic way: keepalived --vrrp only moves " +
+			"the VIP (its file has no virtual_server), each uvsd loads ipvsadm rules (uvsd --rules) and the sync daemons " +
+			"are started with ipvsadm --start-daemon (in production from keepalived's notify_master/notify_backup " +
+			"scripts). Both machines are real servers, so both run with --sysctl backup_only=1: the backup is no " +
+			"director while its backup sync daemon runs (uvs-lab break ha-backup-only-off shows why).",
+		Diagram: `
+  client 192.168.0.6 (.16 .26 .36) ─── [switch] ─┬─ A 192.168.0.236  keepalived MASTER 100; uvsd --rules, master sync daemon; web :8898
+                                                 └─ B 192.168.0.238  keepalived BACKUP 99;  uvsd --rules, backup sync daemon; web :8898
+  VIP 192.168.0.239:8898 (VRRP VI_1 on eth0), -s rr -p 50, -g; --sysctl backup_only=1 on both`,
+		build: func(b *builder) { buildTwoNode(b, haTwoNodeIPVSADM, true) },
+		run:   func(ctx context.Context, s *session, n int) error { return runHA(ctx, s, haTwoNodeIPVSADM, n, false) },
 	},
 	{
 		Name: "keepalived-dr", Seed: "002 (LVS 和 Keepalived), 004", Mode: "DR (-g), VRRP, sync", Sched: "rr",
@@ -318,6 +344,10 @@ func buildPairNAT(b *builder, h *haSpec, sync bool) {
 // haDirectors writes each director's keepalived.conf and starts uvsd on it,
 // then keepalived's VRRP half. sync adds the lvs_sync_daemon line.
 func haDirectors(b *builder, h *haSpec, sync bool) {
+	if h.ipvsadmWay {
+		haDirectorsIPVSADM(b, h, true)
+		return
+	}
 	b.keepalived = true
 	b.note("the same keepalived.conf on both directors but for state and priority (seed 004: 请注意机器上修改)")
 	if sync {
@@ -335,8 +365,81 @@ func haDirectors(b *builder, h *haSpec, sync bool) {
 	}
 	b.note("keepalived runs its VRRP half only (--vrrp; its checker half needs the ip_vs module): in the foreground (-n), " +
 		"logging to its output (-l -D), with its own pid files (-p, -r) so that two run on one host")
+	for i, d := range h.directors {
+		st := keepalivedStep(d.Role, h.confPath(d.Role))
+		if i == len(h.directors)-1 {
+			// up is done when VRRP has elected a master.
+			st.started = func(ctx context.Context, s *session, p Proc) error {
+				if err := keepalivedStarted(ctx, s, p); err != nil {
+					return err
+				}
+				_, err := s.waitMaster(ctx, h)
+				return err
+			}
+		}
+		b.steps = append(b.steps, st)
+	}
+}
+
+// haRules is the ipvsadm way's table (ipvsadm-save format).
+func haRules(b *builder, h *haSpec) string {
+	var c strings.Builder
+	for _, svc := range h.services {
+		vs := netip.AddrPortFrom(h.vrrp[0].VIP, svc.Port).String()
+		fmt.Fprintf(&c, "-A -t %s -s %s", vs, b.p.Sched)
+		if svc.Persist > 0 {
+			fmt.Fprintf(&c, " -p %d", svc.Persist)
+		}
+		c.WriteString("\n")
+		for _, rs := range b.servers {
+			fmt.Fprintf(&c, "-a -t %s -r %s -g -w %s\n", vs, netip.AddrPortFrom(rs.Addr, svc.Port), b.weight(rs.Name))
+		}
+	}
+	return c.String()
+}
+
+// uvsdIPVSADMArgs is the ipvsadm way's uvsd command line on role.
+func uvsdIPVSADMArgs(role string, backupOnly bool) []string {
+	argv := []string{"uvsd", "--rules", "@dir/rules", "--trace", "@dir/trace-" + role + ".jsonl", "--conns", "65536", "--log-level", "info"}
+	if backupOnly {
+		argv = append(argv, "--sysctl", "backup_only=1")
+	}
+	return argv
+}
+
+// haSyncID is the syncid the ipvsadm way uses (keepalived's default for
+// lvs_sync_daemon: the instance's virtual_router_id).
+func haSyncID(h *haSpec) string { return strconv.Itoa(h.vrrp[0].VRID) }
+
+// haDirectorsIPVSADM: keepalived only moves the VIP; uvsd loads ipvsadm
+// rules; the sync daemons are started by hand.
+func haDirectorsIPVSADM(b *builder, h *haSpec, backupOnly bool) {
+	b.keepalived = true // up does not reconfigure it
+	m, bk := h.master(), h.backup()
+	b.note("the ipvsadm way: keepalived.conf holds only the VRRP instance; the table is ipvsadm rules; the sync daemons are started by hand")
+	b.steps = append(b.steps, step{kind: stepFile, role: m.Role, show: true, argv: []string{h.confPath(m.Role), haConf(b, h, m, false)}},
+		step{kind: stepFile, role: bk.Role, argv: []string{h.confPath(bk.Role), haConf(b, h, bk, false)}},
+		step{kind: stepFile, role: m.Role, show: true, argv: []string{"@dir/rules", haRules(b, h)}})
+	b.note("%s's keepalived file (keepalived-%s.conf) is the same but for \"state %s\" and \"priority %d\"; the rules are the same on both", bk.Role, bk.Role, bk.State, bk.Prio)
+	b.note("both machines are real servers: backup_only=1, so a backup is no director while its backup sync daemon runs")
 	for _, d := range h.directors {
-		b.steps = append(b.steps, keepalivedStep(d.Role, h.confPath(d.Role)))
+		b.steps = append(b.steps, step{kind: stepDaemon, role: d.Role, show: true, name: "uvsd " + d.Role, ready: readyServing,
+			argv: uvsdIPVSADMArgs(d.Role, backupOnly)})
+	}
+	b.cmd(m.Role, true, "ipvsadm", "--start-daemon", "master", "--mcast-interface", h.syncDev, "--syncid", haSyncID(h))
+	b.cmd(bk.Role, true, "ipvsadm", "--start-daemon", "backup", "--mcast-interface", h.syncDev, "--syncid", haSyncID(h))
+	for i, d := range h.directors {
+		st := keepalivedStep(d.Role, h.confPath(d.Role))
+		if i == len(h.directors)-1 {
+			st.started = func(ctx context.Context, s *session, p Proc) error {
+				if err := keepalivedStarted(ctx, s, p); err != nil {
+					return err
+				}
+				_, err := s.waitMaster(ctx, h)
+				return err
+			}
+		}
+		b.steps = append(b.steps, st)
 	}
 }
 
@@ -410,6 +513,9 @@ func haConf(b *builder, h *haSpec, d haDirector, sync bool) string {
 		fmt.Fprintf(&c, "vrrp_instance %s {\n    state %s\n    interface %s\n    virtual_router_id %d\n    priority %d\n    advert_int %d\n"+
 			"    authentication {\n        auth_type PASS\n        auth_pass %s\n    }\n    virtual_ipaddress {\n        %s\n    }\n}\n\n",
 			v.Name, d.State, v.Dev, v.VRID, d.Prio, int(haAdvertInt/time.Second), v.Pass, v.VIP)
+	}
+	if h.ipvsadmWay {
+		return c.String()
 	}
 	secs := func(t time.Duration) int { return int(t / time.Second) }
 	for _, svc := range h.services {

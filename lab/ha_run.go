@@ -15,7 +15,7 @@ import (
 )
 
 // HAFlows is how many concurrent connections the failover keeps open.
-var HAFlows = 200
+const HAFlows = 200
 
 // haFlowInterval is how often each of them sends a request.
 const haFlowInterval = 500 * time.Millisecond
@@ -380,7 +380,8 @@ func runHA(ctx context.Context, s *session, h *haSpec, n int, failover bool) err
 	if !failover {
 		return nil
 	}
-	return s.failover(ctx, h, rep, bySrc)
+	fmt.Fprintf(s.out, "\n== 3. failover under load: a long transfer, a persistent client and %d connections through %s\n", HAFlows, master)
+	return s.failover(ctx, h, rep, bySrc, HAFlows)
 }
 
 func serverNames(rs []realServer) []string {
@@ -409,7 +410,7 @@ func viaString(m map[string]int) string {
 
 // failover pulls the master's cable under load and measures what moved and
 // what survived.
-func (s *session) failover(ctx context.Context, h *haSpec, rep *HAReport, bySrc map[netip.Addr]string) error {
+func (s *session) failover(ctx context.Context, h *haSpec, rep *HAReport, bySrc map[netip.Addr]string, nflows int) error {
 	vip := h.vrrp[0].VIP
 	svc := netip.AddrPortFrom(vip, h.services[0].Port)
 	master, backup := rep.Master, rep.Backup
@@ -439,7 +440,6 @@ func (s *session) failover(ctx context.Context, h *haSpec, rep *HAReport, bySrc 
 		transferSrc, persistSrc = alive[0], alive[len(alive)-1]
 	}
 
-	fmt.Fprintf(s.out, "\n== 3. failover under load: a long transfer, a persistent client and %d connections through %s\n", HAFlows, master)
 	lctx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
 	tr, err := startTransfer(s.ns(s.pl.client), transferSrc, svc, 10*time.Minute)
@@ -454,8 +454,8 @@ func (s *session) failover(ctx context.Context, h *haSpec, rep *HAReport, bySrc 
 	} else {
 		srcs = []netip.Addr{s.pl.clients[0]}
 	}
-	stop := s.l.prog.start(fmt.Sprintf("opening %d connections", HAFlows))
-	flows, err := openFlows(ctx, s.ns(s.pl.client), srcs, svc, HAFlows)
+	stop := s.l.prog.start(fmt.Sprintf("opening %d connections", nflows))
+	flows, err := openFlows(ctx, s.ns(s.pl.client), srcs, svc, nflows)
 	stop()
 	if err != nil {
 		return err
@@ -475,7 +475,7 @@ func (s *session) failover(ctx context.Context, h *haSpec, rep *HAReport, bySrc 
 			f.run(lctx, haFlowInterval)
 		}()
 	}
-	s.note("%d connections from %s, each a request every %v over HTTP keep-alive (one TCP connection each)", HAFlows, s.ns(s.pl.client), haFlowInterval)
+	s.note("%d connections from %s, each a request every %v over HTTP keep-alive (one TCP connection each)", nflows, s.ns(s.pl.client), haFlowInterval)
 	persistURL := "http://" + persistSvc.String() + "/"
 	s.note("the persistent client %s: a new connection to %s every 300 ms (persistence_timeout 50)", persistSrc, persistSvc)
 	pres, pvia, err := s.haSend(ctx, h, "persistent", []Request{{Src: persistSrc, URL: persistURL}, {Src: persistSrc, URL: persistURL},
@@ -492,13 +492,19 @@ func (s *session) failover(ctx context.Context, h *haSpec, rep *HAReport, bySrc 
 	}
 
 	// The backup must hold the connections before the master dies.
-	want := HAFlows + 1
+	want := nflows + 1
 	if h.twoNode {
 		want = 1
 	}
 	var synced []connEntry
-	s.note("the backup learns the master's connections from the sync daemon: waiting until its ipvsadm -Lnc holds them")
-	wctx, wcancel := context.WithTimeout(ctx, haBound)
+	bound := haBound
+	if out, err := s.ipvsadmOn(ctx, backup, false, "-L", "--daemon"); err != nil || !strings.Contains(out, "backup sync daemon") {
+		s.note("%s runs no backup sync daemon (ipvsadm -L --daemon): it learns nothing", backup)
+		bound = time.Second
+	} else {
+		s.note("the backup learns the master's connections from the sync daemon: waiting until its ipvsadm -Lnc holds them")
+	}
+	wctx, wcancel := context.WithTimeout(ctx, bound)
 	for {
 		out, err := s.ipvsadmOn(wctx, backup, false, "-Lnc")
 		if err == nil {
