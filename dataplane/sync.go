@@ -59,6 +59,15 @@ func (w *Worker) pushSync(c *conntrack.Conn, tmpl bool) {
 	e.IPv6 = !c.Client.Is4()
 	e.Proto = c.Proto
 	e.Flags = uint32(c.Flags&^conntrack.FlagHashed) | uint32(c.Fwd)&wire.FlagFwdMask
+	if tmpl {
+		// The kernel's template took its destination's connection flags
+		// (ip_vs_bind_dest: INACTIVE, and NOOUTPUT unless NAT), which no
+		// packet clears; the table does not keep them on templates.
+		e.Flags |= wire.FlagInactive
+		if c.Fwd != spec.FwdMasq && c.Fwd != spec.FwdFullNAT {
+			e.Flags |= wire.FlagNoOutput
+		}
+	}
 	e.State = uint16(c.State)
 	e.CPort, e.VPort, e.DPort = c.Client.Port, c.Virtual.Port, c.Real.Port
 	e.FWMark = c.FWMark

@@ -103,7 +103,8 @@ const persistDRRules = `-A -t 10.0.1.100:80 -s rr -p 50
 `
 
 // A persistent connection's template follows it on every inbound packet
-// (templates skip the packet rule), with its flags (TEMPLATE | method),
+// (templates skip the packet rule), with the kernel's flags (TEMPLATE |
+// the destination's INACTIVE, NOOUTPUT and method: 0x1183 for DR),
 // its key (client network, cport 0, VIP and port) and timeout.
 func TestSyncTemplate(t *testing.T) {
 	r := newRig(t, persistDRRules)
@@ -115,7 +116,7 @@ func TestSyncTemplate(t *testing.T) {
 	}
 	tm := es[0]
 	want := wire.Entry{
-		Proto: 6, Flags: wire.FlagTemplate | wire.FwdDRoute, State: 0, CPort: 0, VPort: 80, DPort: 80, Timeout: 50,
+		Proto: 6, Flags: wire.FlagTemplate | wire.FlagInactive | wire.FlagNoOutput | wire.FwdDRoute, State: 0, CPort: 0, VPort: 80, DPort: 80, Timeout: 50,
 		CAddr: a16("10.0.1.2"), VAddr: a16("10.0.1.100"), DAddr: tm.DAddr,
 	}
 	if tm != want || (tm.DAddr != a16("10.0.2.11") && tm.DAddr != a16("10.0.2.12")) {
