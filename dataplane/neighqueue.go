@@ -311,6 +311,8 @@ func (w *Worker) replay(pc *pktCtx, e *pending, hop *Hop) {
 			return
 		}
 		w.create(pc, &e.nc, e.svc)
+	case pendToClient:
+		w.replayToClient(e, hop)
 	case pendReprocess:
 		c := &w.cn
 		found := w.env.Conns.Track(e.key, e.p.TCPFlags, pc.mono, c)

@@ -163,12 +163,11 @@ func (w *Worker) toClient(pc *pktCtx, c *conntrack.Conn, r modes.Result, csum mo
 		return
 	}
 	w.sent(pc.f, csum)
-	ifc, ok := pc.host.Ifaces[int(c.Ifindex)]
-	if !ok {
-		w.Counters.inc(CntNeighMiss)
+	h := &pc.hop
+	if !w.clientHop(pc, c, h) {
 		return
 	}
-	w.transmit(pc.f, &c.MAC, &ifc.MAC, int(c.Ifindex))
+	w.transmit(pc.f, &h.DstMAC, &h.SrcMAC, h.Ifindex)
 }
 
 // transmit addresses f to the link-layer destination dst from src, the one
