@@ -32,9 +32,9 @@ func TestSyncedNATReply(t *testing.T) {
 	svc := r.env.Snap.Load().Services()[0]
 	d := svc.Sched.Dest(netip.MustParseAddrPort("10.0.2.12:8080"))
 	s := conntrack.SyncConn{Proto: 6, State: conntrack.StateEstablished,
-		Client: conntrack.EndpointFrom(netip.MustParseAddrPort("10.0.1.2:40000")),
+		Client:  conntrack.EndpointFrom(netip.MustParseAddrPort("10.0.1.2:40000")),
 		Virtual: conntrack.EndpointFrom(netip.MustParseAddrPort("10.0.1.100:80")),
-		Real: conntrack.EndpointFrom(netip.MustParseAddrPort("10.0.2.12:8080")),
+		Real:    conntrack.EndpointFrom(netip.MustParseAddrPort("10.0.2.12:8080")),
 		Timeout: 900 * time.Second, Dest: d, Fwd: spec.FwdMasq, Service: svc.ID, InPkts: 3}
 	if _, err := r.conns.ApplySync(&s, int64(r.clock.Sub(time.Unix(0, 0)))); err != nil {
 		t.Fatal(err)
