@@ -125,9 +125,9 @@ var rules = []rule{
 	},
 	{
 		name: "wire formats import nothing of the module above them",
-		from: is("header", "spec", "control/wire"),
+		from: is("header", "spec", "control/wire", "connsync/wire"),
 		to:   func(string) bool { return true },
-		must: []string{"header", "spec", "control/wire"},
+		must: []string{"header", "spec", "control/wire", "connsync/wire"},
 	},
 	{
 		name: "the compiled configuration links neither the control plane nor the data plane",
@@ -164,6 +164,12 @@ var rules = []rule{
 		from: in("keepalived", "healthcheck"),
 		to:   or(is("control", "snapshot"), in(append(dataPlane, "director", "lab", "trace", "ownership")...)),
 		must: []string{"keepalived", "healthcheck"},
+	},
+	{
+		name: "the connection-sync daemon links the connection table, not the workers, the control plane or the daemon",
+		from: in("connsync"),
+		to:   in("dataplane", "modes", "control", "director", "lab", "trace", "ownership"),
+		must: []string{"connsync", "connsync/wire"},
 	},
 	{
 		name:   "nothing imports a command",
