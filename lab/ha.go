@@ -531,7 +531,8 @@ func haConf(b *builder, h *haSpec, d haDirector, sync bool) string {
 		for _, rs := range b.servers {
 			fmt.Fprintf(&c, "\n    real_server %s %d {\n        weight %s\n        TCP_CHECK {\n", rs.Addr, svc.Port, b.weight(rs.Name))
 			if h.seedTimers {
-				fmt.Fprintf(&c, "            connect_timeout 10\n            nb_get_retry 3\n            delay_before_retry 3\n")
+				fmt.Fprintf(&c, "            connect_timeout 10\n            ! the seed's nb_get_retry 3: keepalived 2 calls it retry\n"+
+					"            retry 3\n            delay_before_retry 3\n")
 			} else {
 				fmt.Fprintf(&c, "            connect_timeout %d\n            retry %d\n            delay_before_retry %d\n",
 					secs(kaConnectTimeout), kaRetry, secs(kaDelayBeforeRetry))
