@@ -19,81 +19,121 @@ import (
 	"github.com/uvs-lb/uvs/internal/wait"
 )
 
-// haLab is two directors in front of two DR real servers on one LAN, with
-// the client on it too:
+// haLab is two directors in front of two real servers, each director
+// running Debian's keepalived --vrrp and uvsd --keepalived on one
+// keepalived.conf; uvsd serves a VRRP VIP only where keepalived put it and
+// synchronises connections over d0 (@uvs lvs_sync_daemon d0 VI_1).
 //
-//	[cli] c0 10.0.7.2, .4 ── br0 [sw] ─┬─ d0 10.0.7.1 [dira]  keepalived MASTER 100 + uvsd
-//	                                   ├─ d0 10.0.7.3 [dirb]  keepalived BACKUP 99  + uvsd
+// DR: one LAN, VIP 10.0.7.100 (VI_1 on d0), on the real servers' lo.
+//
+//	[cli] c0 10.0.7.2, .4 ── br0 [sw] ─┬─ d0 10.0.7.1 [dira]  MASTER 100
+//	                                   ├─ d0 10.0.7.3 [dirb]  BACKUP 99
 //	                                   ├─ r0 10.0.7.11 [rs1]  lo 10.0.7.100/32
 //	                                   └─ r0 10.0.7.12 [rs2]  lo 10.0.7.100/32
 //
-// VRRP instance VI_1 (Debian's keepalived --vrrp) holds VIP 10.0.7.100 on
-// the master's d0; both uvsd read the same keepalived.conf, serve the VIP
-// only where keepalived put it and synchronise connections over d0
-// (@uvs lvs_sync_daemon d0 VI_1).
+// NAT: the client's LAN outside, VIP 10.0.8.100 (VI_1 on d1); the real
+// servers inside, their gateway 10.0.7.254 (VI_GW on d0); both instances
+// in one vrrp_sync_group, so they move together.
+//
+//	[cli] c0 10.0.8.2, .4 ── br0 [sw] ─┬─ d1 10.0.8.1 [dira] d0 10.0.7.1 ─┬─ br0 [swin] ─┬─ r0 10.0.7.11 [rs1]
+//	                                   └─ d1 10.0.8.3 [dirb] d0 10.0.7.3 ─┘              └─ r0 10.0.7.12 [rs2]
 type haLab struct {
+	nat     bool
+	vip     string
+	vipDev  string
 	cli, sw *netnstest.NS
+	swin    *netnstest.NS
 	dirs    [2]*netnstest.NS
-	ports   [2]string // the directors' switch ports
-	rs      []*netnstest.NS
-	confs   [2]string
-	kaOut   [2]*netnstest.Proc
-	uvsd    [2]*uvsd
+	// cables are each director's switch ports.
+	cables [2][]haPort
+	rs     []*netnstest.NS
+	confs  [2]string
+	uvsd   [2]*uvsd
+	client string // the client's address
+	pcli   string // the persistent client's
 }
 
-const (
-	haVIP        = "10.0.7.100"
-	haClient     = "10.0.7.2"
-	haPersistCli = "10.0.7.4"
-)
+type haPort struct {
+	sw   *netnstest.NS
+	name string
+}
 
-// haConf is the directors' keepalived.conf: VI_1 on d0, a plain rr
-// service on :80 and a persistent one on :443 (both DR), TCP_CHECKs.
-func haConf(state string, prio int) string {
+// conf is the directors' keepalived.conf: a plain rr service on :80 and a
+// persistent one on :443, TCP_CHECKs.
+func (l *haLab) conf(state string, prio int) string {
+	kind := "DR"
+	if l.nat {
+		kind = "NAT"
+	}
 	rs := func(addr string, port int) string {
 		return fmt.Sprintf("    real_server %s %d {\n        weight 1\n        TCP_CHECK {\n            connect_timeout 1\n        }\n    }\n", addr, port)
 	}
 	vs := func(port int, persist string) string {
-		return fmt.Sprintf("virtual_server %s %d {\n    delay_loop 1\n    lb_algo rr\n    lb_kind DR\n%s    protocol TCP\n", haVIP, port, persist) +
+		return fmt.Sprintf("virtual_server %s %d {\n    delay_loop 1\n    lb_algo rr\n    lb_kind %s\n%s    protocol TCP\n", l.vip, port, kind, persist) +
 			rs("10.0.7.11", port) + rs("10.0.7.12", port) + "}\n"
 	}
-	return "global_defs {\n    router_id uvs_e2e_ha\n    @uvs lvs_sync_daemon d0 VI_1\n}\n" +
-		"vrrp_instance VI_1 {\n    state " + state + "\n    interface d0\n    virtual_router_id 57\n    priority " + strconv.Itoa(prio) +
-		"\n    advert_int 1\n    authentication {\n        auth_type PASS\n        auth_pass e2e\n    }\n" +
-		"    virtual_ipaddress {\n        " + haVIP + "\n    }\n}\n" +
-		vs(80, "") + vs(443, "    persistence_timeout 50\n")
+	inst := func(name, dev string, vrid int, vip string) string {
+		return "vrrp_instance " + name + " {\n    state " + state + "\n    interface " + dev + "\n    virtual_router_id " + strconv.Itoa(vrid) +
+			"\n    priority " + strconv.Itoa(prio) + "\n    advert_int 1\n    authentication {\n        auth_type PASS\n        auth_pass e2e\n    }\n" +
+			"    virtual_ipaddress {\n        " + vip + "\n    }\n}\n"
+	}
+	c := "global_defs {\n    router_id uvs_e2e_ha\n    @uvs lvs_sync_daemon d0 VI_1\n}\n" + inst("VI_1", l.vipDev, 57, l.vip)
+	if l.nat {
+		c += "vrrp_sync_group VG_1 {\n    group {\n        VI_1\n        VI_GW\n    }\n}\n" + inst("VI_GW", "d0", 58, "10.0.7.254")
+	}
+	return c + vs(80, "") + vs(443, "    persistence_timeout 50\n")
 }
 
-func newHALab(t *testing.T) *haLab {
+func newHALab(t *testing.T, nat bool) *haLab {
 	t.Helper()
 	netnstest.RequireTool(t, "keepalived")
-	l := &haLab{cli: netnstest.New(t, "hacli"), sw: netnstest.New(t, "hasw")}
-	l.sw.IP(t, "link", "add", "br0", "type", "bridge")
-	l.sw.LinkUp(t, "br0")
+	l := &haLab{nat: nat, vip: "10.0.7.100", vipDev: "d0", client: "10.0.7.2", pcli: "10.0.7.4",
+		cli: netnstest.New(t, "hacli"), sw: netnstest.New(t, "hasw")}
+	bridge := func(ns *netnstest.NS) {
+		ns.IP(t, "link", "add", "br0", "type", "bridge")
+		ns.LinkUp(t, "br0")
+	}
+	bridge(l.sw)
+	lan := l.sw
+	if nat {
+		l.vip, l.vipDev, l.client, l.pcli = "10.0.8.100", "d1", "10.0.8.2", "10.0.8.4"
+		l.swin = netnstest.New(t, "hasw")
+		bridge(l.swin)
+		lan = l.swin
+	}
 	port := 0
-	attach := func(ns *netnstest.NS, dev string) string {
+	attach := func(ns *netnstest.NS, dev string, sw *netnstest.NS) haPort {
 		port++
 		p := fmt.Sprintf("p%d", port)
-		netnstest.Veth(t, ns, dev, l.sw, p)
-		l.sw.IP(t, "link", "set", p, "master", "br0")
-		return p
+		netnstest.Veth(t, ns, dev, sw, p)
+		sw.IP(t, "link", "set", p, "master", "br0")
+		return haPort{sw, p}
 	}
-	attach(l.cli, "c0")
-	l.cli.AddrAdd(t, "c0", haClient+"/24")
-	l.cli.AddrAdd(t, "c0", haPersistCli+"/24")
-	for i, addr := range []string{"10.0.7.1", "10.0.7.3"} {
+	attach(l.cli, "c0", l.sw)
+	l.cli.AddrAdd(t, "c0", l.client+"/24")
+	l.cli.AddrAdd(t, "c0", l.pcli+"/24")
+	for i, last := range []string{"1", "3"} {
 		d := netnstest.New(t, fmt.Sprintf("hadir%c", 'a'+i))
-		l.ports[i] = attach(d, "d0")
-		d.AddrAdd(t, "d0", addr+"/24")
+		l.cables[i] = append(l.cables[i], attach(d, "d0", lan))
+		d.AddrAdd(t, "d0", "10.0.7."+last+"/24")
+		if nat {
+			l.cables[i] = append(l.cables[i], attach(d, "d1", l.sw))
+			d.AddrAdd(t, "d1", "10.0.8."+last+"/24")
+			d.Sysctl(t, "net.ipv4.ip_forward", "1")
+		}
 		l.dirs[i] = d
 	}
 	for i := 1; i <= 2; i++ {
 		rs := netnstest.New(t, fmt.Sprintf("hars%d", i))
-		attach(rs, "r0")
+		attach(rs, "r0", lan)
 		rs.AddrAdd(t, "r0", fmt.Sprintf("10.0.7.1%d/24", i))
-		rs.AddrAdd(t, "lo", haVIP+"/32")
-		rs.Sysctl(t, "net.ipv4.conf.all.arp_ignore", "1")
-		rs.Sysctl(t, "net.ipv4.conf.all.arp_announce", "2")
+		if nat {
+			rs.RouteAdd(t, "default", "via", "10.0.7.254")
+		} else {
+			rs.AddrAdd(t, "lo", l.vip+"/32")
+			rs.Sysctl(t, "net.ipv4.conf.all.arp_ignore", "1")
+			rs.Sysctl(t, "net.ipv4.conf.all.arp_announce", "2")
+		}
 		startRealServer(t, rs, fmt.Sprintf("rs%d", i))
 		l.rs = append(l.rs, rs)
 	}
@@ -103,7 +143,7 @@ func newHALab(t *testing.T) *haLab {
 		prio  int
 	}{{"MASTER", 100}, {"BACKUP", 99}} {
 		l.confs[i] = filepath.Join(dir, fmt.Sprintf("keepalived-%d.conf", i))
-		if err := os.WriteFile(l.confs[i], []byte(haConf(sp.state, sp.prio)), 0o644); err != nil {
+		if err := os.WriteFile(l.confs[i], []byte(l.conf(sp.state, sp.prio)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -111,7 +151,7 @@ func newHALab(t *testing.T) *haLab {
 		l.uvsd[i] = startUVSDArgs(t, l.dirs[i], "--keepalived", l.confs[i])
 	}
 	for i := range l.dirs {
-		l.kaOut[i] = startKeepalived(t, l.dirs[i], l.confs[i], filepath.Join(dir, fmt.Sprintf("ka-%d", i)))
+		startKeepalived(t, l.dirs[i], l.confs[i], filepath.Join(dir, fmt.Sprintf("ka-%d", i)))
 	}
 	return l
 }
@@ -166,11 +206,10 @@ func alive(pid int) bool {
 	return strings.Contains(string(b[:max(i, 0)]), "keepalived") && i+2 < len(b) && b[i+2] != 'Z'
 }
 
-// holds reports whether ns has the VIP on d0.
-func holds(t *testing.T, ns *netnstest.NS) bool {
-	t.Helper()
-	out, err := ns.Run("ip", "-4", "-o", "addr", "show", "dev", "d0")
-	return err == nil && strings.Contains(out, " "+haVIP+"/32 ")
+// holds reports whether ns has the VIP on its device.
+func (l *haLab) holds(ns *netnstest.NS) bool {
+	out, err := ns.Run("ip", "-4", "-o", "addr", "show", "dev", l.vipDev)
+	return err == nil && strings.Contains(out, " "+l.vip+"/32 ")
 }
 
 // uvsadmIn runs uvsadm in ns (never starting a uvsd) and returns its output.
@@ -227,7 +266,7 @@ func dialHAConn(t *testing.T, ns *netnstest.NS, src, dst string) *haConn {
 // failover.
 func (k *haConn) get(path string, timeout time.Duration) (string, error) {
 	_ = k.conn.SetDeadline(time.Now().Add(timeout))
-	if _, err := fmt.Fprintf(k.conn, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, haVIP); err != nil {
+	if _, err := fmt.Fprintf(k.conn, "GET %s HTTP/1.1\r\nHost: uvs\r\n\r\n", path); err != nil {
 		return "", err
 	}
 	resp, err := http.ReadResponse(k.br, nil)
@@ -248,16 +287,23 @@ const haFlows = 24
 // machine.
 const haMoveBound = 3613*time.Millisecond + 16*time.Second
 
-// TestHAFailover: two directors, each Debian's keepalived --vrrp and uvsd
+// TestHAFailoverDR: two DR directors, each Debian's keepalived --vrrp and uvsd
 // --keepalived on one keepalived.conf. Established connections and a
 // persistent client go through the master; the backup holds them (sync)
 // before the master's cable is pulled; the VIP moves to the backup, and
 // every connection keeps answering through it, each from the real server
 // it had, as does the persistent client.
-func TestHAFailover(t *testing.T) {
-	l := newHALab(t)
+func TestHAFailoverDR(t *testing.T) { testHAFailover(t, false) }
+
+// TestHAFailoverNAT is TestHAFailoverDR with NAT directors: the real
+// servers' gateway is a second VRRP address in the VIP's sync group.
+func TestHAFailoverNAT(t *testing.T) { testHAFailover(t, true) }
+
+func testHAFailover(t *testing.T, nat bool) {
+	l := newHALab(t, nat)
+	haVIP, haClient, haPersistCli := l.vip, l.client, l.pcli
 	a, b := l.dirs[0], l.dirs[1]
-	wait.For(t, haMoveBound, func() bool { return holds(t, a) && !holds(t, b) },
+	wait.For(t, haMoveBound, func() bool { return l.holds(a) && !l.holds(b) },
 		"dira (MASTER 100) to hold %s alone", haVIP)
 
 	// Established connections through the master, one request each.
@@ -334,8 +380,10 @@ func TestHAFailover(t *testing.T) {
 
 	// The master's cable is pulled.
 	pulled := time.Now()
-	l.sw.IP(t, "link", "set", l.ports[0], "down")
-	wait.For(t, haMoveBound, func() bool { return holds(t, b) }, "dirb to take %s over after dira's cable was pulled", haVIP)
+	for _, c := range l.cables[0] {
+		c.sw.IP(t, "link", "set", c.name, "down")
+	}
+	wait.For(t, haMoveBound, func() bool { return l.holds(b) }, "dirb to take %s over after dira's cable was pulled", haVIP)
 	t.Logf("VIP moved to the backup %v after the cable pull (master-down interval 3.613 s)", time.Since(pulled).Round(10*time.Millisecond))
 
 	// Every flow answers through the new master, from its real server.
