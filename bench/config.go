@@ -55,6 +55,16 @@ type Config struct {
 	// RPSDir is the RPS CPU mask (hex) of the director's and real servers'
 	// interfaces: "2" (CPU1, the split layout) unless exploring.
 	RPSDir string
+	// SyncRounds is how many sync-off/sync-on pairs the connection-sync
+	// figure measures (0 skips it; uvs-bench --sync); SyncOnly measures
+	// nothing else. SyncRate is its offered pps (every packet a new
+	// connection), SyncFlows its flow count, SyncWarm and SyncWindow its
+	// warm-up and window.
+	SyncRounds           int
+	SyncOnly             bool
+	SyncRate             float64
+	SyncFlows            int
+	SyncWarm, SyncWindow time.Duration
 	// Log receives progress lines.
 	Log io.Writer
 }
@@ -67,6 +77,7 @@ func DefaultConfig(quick bool) Config {
 		TableRounds: 5, TableFlows: 1_000_000, FillRate: 400_000,
 		GateWait: 5 * time.Second, GateSettle: 500 * time.Millisecond, MaxForeign: 0.10, MaxSteal: 0.05,
 		Reruns: true, Budget: 20 * time.Minute, Micro: "./...", MicroTime: "200ms", RPSDir: "2",
+		SyncRate: 10_000, SyncFlows: 40_000, SyncWarm: time.Second, SyncWindow: 4 * time.Second,
 	}
 	if quick {
 		c.Quick = true
@@ -106,6 +117,17 @@ func (c Config) Validate() error {
 		return fmt.Errorf("table flows %d: need at least 2000", c.TableFlows)
 	case c.FillRate <= 0:
 		return fmt.Errorf("fill rate %v: must be positive", c.FillRate)
+	case c.SyncRounds < 0:
+		return fmt.Errorf("sync rounds %d: must not be negative", c.SyncRounds)
+	case c.SyncRounds > 0 && c.SyncRate <= 0:
+		return fmt.Errorf("sync rate %v pps: must be positive", c.SyncRate)
+	case c.SyncRounds > 0 && float64(c.SyncFlows)/c.SyncRate < 2*syncUDPTimeout:
+		// A flow must come back after its connection expired, with margin
+		// for the expiry's granularity.
+		return fmt.Errorf("sync flows %d at %v pps: each flow returns after %.2f s, need at least %d s (twice the UDP timeout)",
+			c.SyncFlows, c.SyncRate, float64(c.SyncFlows)/c.SyncRate, 2*syncUDPTimeout)
+	case c.SyncRounds > 0 && c.SyncWindow < time.Second:
+		return fmt.Errorf("sync window %v: need at least 1s", c.SyncWindow)
 	}
 	return nil
 }

@@ -105,7 +105,7 @@ func Benchmark(ctx context.Context, cfg Config) (*Report, error) {
 	cands := h.candidates()
 	var avail []*candidate
 	for _, c := range cands {
-		if (len(cfg.Only) > 0 && !slices.Contains(cfg.Only, c.name) && !c.ceiling) || slices.Contains(cfg.Skip, c.name) {
+		if cfg.SyncOnly || (len(cfg.Only) > 0 && !slices.Contains(cfg.Only, c.name) && !c.ceiling) || slices.Contains(cfg.Skip, c.name) {
 			continue
 		}
 		row := Row{Name: c.name, Kind: c.kind, Desc: c.desc, Available: c.unavailable == "", Note: c.note}
@@ -120,6 +120,9 @@ func Benchmark(ctx context.Context, cfg Config) (*Report, error) {
 	err = h.rounds(ctx, avail)
 	if err == nil && cfg.TableRounds > 0 && (len(cfg.Only) == 0 || slices.Contains(cfg.Only, "uvs-nat")) {
 		err = h.tableScale(ctx)
+	}
+	if err == nil && cfg.SyncRounds > 0 {
+		err = h.syncScale(ctx)
 	}
 	h.rep.Seconds = time.Since(h.started).Seconds()
 	if len(h.leftovers) > 0 {

@@ -41,6 +41,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	noTable := fs.Bool("no-table", false, "skip the 1 k / 1 M connection-table figure")
 	cpuRate := fs.Float64("cpu-rate", 0, "fixed offered `pps` of the CPU-cost figure (default 150000)")
 	budget := fs.Duration("budget", 0, "time after which dirty runs are no longer re-run (default 20m; quick: no re-runs)")
+	syncFig := fs.Bool("sync", false, "also measure the connection-sync figure: the master sync daemon's director CPU and sync traffic at 10 k new connections/s (about 1.5 min)")
+	syncOnly := fs.Bool("sync-only", false, "measure only the connection-sync figure (implies --sync, --no-table and, unless given, --micro none)")
 	rps := fs.String("rps-dir", "", "RPS CPU `mask` of the director's and real servers' interfaces (default 2: CPU1; 1 puts their receive on the generator's CPU)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: uvs-bench [flags]        (as root; `make bench` builds and runs it)\n"+
@@ -93,6 +95,17 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	if *rps != "" {
 		cfg.RPSDir = *rps
+	}
+	if *syncFig || *syncOnly {
+		cfg.SyncRounds = cfg.Runs
+	}
+	if *syncOnly {
+		cfg.SyncOnly, cfg.TableRounds = true, 0
+		microSet := false
+		fs.Visit(func(f *flag.Flag) { microSet = microSet || f.Name == "micro" })
+		if !microSet {
+			cfg.Micro = ""
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "uvs-bench: %v\n", err)

@@ -95,6 +95,7 @@ type Report struct {
 	CPURate   float64           `json:"cpu_rate_pps"`
 	Rows      []Row             `json:"rows"`
 	Table     *TableScale       `json:"conn_table,omitempty"`
+	Sync      *SyncScale        `json:"conn_sync,omitempty"`
 	Targets   []Target          `json:"targets"`
 	Noise     map[string]Num    `json:"noise"`
 	Runs      []Run             `json:"runs"`
@@ -240,6 +241,7 @@ func (r *Report) Summarise(ceilingName string) {
 		t.Live1M = summarize(r.Runs, "uvs-nat", FigTable1M, "live")
 		t.BytesPerConn = summarize(r.Runs, "uvs-nat", FigTable1M, "bytes_per_conn")
 	}
+	r.summariseSync()
 	r.Targets = r.evalTargets()
 }
 

@@ -58,45 +58,49 @@ func (r *Report) Markdown(svgName string) string {
 	for _, k := range keys {
 		p("| %s | %s |\n", k, mdEscape(r.Machine[k]))
 	}
-	p("\n## Results\n\nMedian [min–max] over the clean runs (n=used/all when some dirty ones were left out), or over all runs, marked (dirty), when fewer than %d were clean. ", MinClean)
-	p("Generator ceiling row: **%s kpps** (frames dropped at the director's d0 ingress, same CPU layout; not an upper bound for every path: "+
-		"a CPU that only drops idles between bursts, and each wake-up costs the sender an inter-processor interrupt). "+
-		"A row marked ⁽ᶜ⁾ delivered ≥ 90 %% of what reached the director (d0's receive counter): the generator, not the candidate, set its pps; compare its CPU cost.\n\n",
-		cell(r.Ceiling, 1e-3, 0))
-	p("| candidate | UDP kpps delivered | director µs/pkt at %s pps | generator-core µs/pkt | TCP conn/s | loaded p50 / p99 ms | unloaded p50 / p99 µs | iperf3 Gbit/s |\n", fmtVal(r.CPURate))
-	p("| --- | --- | --- | --- | --- | --- | --- | --- |\n")
-	for _, row := range r.Rows {
-		if !row.Available {
-			p("| %s | %s | | | | | | |\n", row.Name, mdEscape(row.Note))
-			continue
+	if len(r.Rows) == 0 {
+		p("\n## Results\n\nNo candidate was measured in this run (uvs-bench --sync-only).\n")
+	} else {
+		p("\n## Results\n\nMedian [min–max] over the clean runs (n=used/all when some dirty ones were left out), or over all runs, marked (dirty), when fewer than %d were clean. ", MinClean)
+		p("Generator ceiling row: **%s kpps** (frames dropped at the director's d0 ingress, same CPU layout; not an upper bound for every path: "+
+			"a CPU that only drops idles between bursts, and each wake-up costs the sender an inter-processor interrupt). "+
+			"A row marked ⁽ᶜ⁾ delivered ≥ 90 %% of what reached the director (d0's receive counter): the generator, not the candidate, set its pps; compare its CPU cost.\n\n",
+			cell(r.Ceiling, 1e-3, 0))
+		p("| candidate | UDP kpps delivered | director µs/pkt at %s pps | generator-core µs/pkt | TCP conn/s | loaded p50 / p99 ms | unloaded p50 / p99 µs | iperf3 Gbit/s |\n", fmtVal(r.CPURate))
+		p("| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+		for _, row := range r.Rows {
+			if !row.Available {
+				p("| %s | %s | | | | | | |\n", row.Name, mdEscape(row.Note))
+				continue
+			}
+			name := row.Name
+			if row.AtCeiling {
+				name += " ⁽ᶜ⁾"
+			}
+			lat := "–"
+			if row.P50.Valid() {
+				lat = fmt.Sprintf("%.2f / %.2f", row.P50.Median/1e3, row.P99.Median/1e3)
+			}
+			idle := "–"
+			if row.P50Idle.Valid() {
+				idle = fmt.Sprintf("%.0f / %s", row.P50Idle.Median, cell(row.P99Idle, 1, 0))
+			}
+			p("| %s | %s | %s | %s | %s | %s | %s | %s |\n", name, cell(row.PPS, 1e-3, 0), cell(row.CPU, 1, 2), cell(row.CPU0, 1, 2),
+				cell(row.CPS, 1, 0), lat, idle, cell(row.Gbps, 1, 2))
 		}
-		name := row.Name
-		if row.AtCeiling {
-			name += " ⁽ᶜ⁾"
+		p("\n### uvs as a ratio to nft-dnat and kernel-forward (medians)\n\n")
+		p("| candidate | pps ÷ nft | pps ÷ kernel | CPU ÷ nft | CPU ÷ kernel | conn/s ÷ nft | conn/s ÷ kernel | conn/s ÷ haproxy | p99 ÷ nft | Gbit/s ÷ nft | Gbit/s ÷ kernel |\n")
+		p("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+		for _, row := range r.Rows {
+			if row.Ratios == nil {
+				continue
+			}
+			x := row.Ratios
+			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", row.Name,
+				ratioCell(x, "pps/nft-dnat"), ratioCell(x, "pps/kernel-forward"), ratioCell(x, "cpu/nft-dnat"), ratioCell(x, "cpu/kernel-forward"),
+				ratioCell(x, "cps/nft-dnat"), ratioCell(x, "cps/kernel-forward"), ratioCell(x, "cps/haproxy-tcp"), ratioCell(x, "p99/nft-dnat"),
+				ratioCell(x, "gbps/nft-dnat"), ratioCell(x, "gbps/kernel-forward"))
 		}
-		lat := "–"
-		if row.P50.Valid() {
-			lat = fmt.Sprintf("%.2f / %.2f", row.P50.Median/1e3, row.P99.Median/1e3)
-		}
-		idle := "–"
-		if row.P50Idle.Valid() {
-			idle = fmt.Sprintf("%.0f / %s", row.P50Idle.Median, cell(row.P99Idle, 1, 0))
-		}
-		p("| %s | %s | %s | %s | %s | %s | %s | %s |\n", name, cell(row.PPS, 1e-3, 0), cell(row.CPU, 1, 2), cell(row.CPU0, 1, 2),
-			cell(row.CPS, 1, 0), lat, idle, cell(row.Gbps, 1, 2))
-	}
-	p("\n### uvs as a ratio to nft-dnat and kernel-forward (medians)\n\n")
-	p("| candidate | pps ÷ nft | pps ÷ kernel | CPU ÷ nft | CPU ÷ kernel | conn/s ÷ nft | conn/s ÷ kernel | conn/s ÷ haproxy | p99 ÷ nft | Gbit/s ÷ nft | Gbit/s ÷ kernel |\n")
-	p("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
-	for _, row := range r.Rows {
-		if row.Ratios == nil {
-			continue
-		}
-		x := row.Ratios
-		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", row.Name,
-			ratioCell(x, "pps/nft-dnat"), ratioCell(x, "pps/kernel-forward"), ratioCell(x, "cpu/nft-dnat"), ratioCell(x, "cpu/kernel-forward"),
-			ratioCell(x, "cps/nft-dnat"), ratioCell(x, "cps/kernel-forward"), ratioCell(x, "cps/haproxy-tcp"), ratioCell(x, "p99/nft-dnat"),
-			ratioCell(x, "gbps/nft-dnat"), ratioCell(x, "gbps/kernel-forward"))
 	}
 	if t := r.Table; t != nil {
 		p("\n### Connection table (uvs-nat, uvsd --conns %d; d0's receive on CPU0 so that uvsd has the director core to itself)\n\n", t.Capacity)
@@ -109,6 +113,9 @@ func (r *Report) Markdown(svgName string) string {
 		if t.Note != "" {
 			p("\n%s\n", t.Note)
 		}
+	}
+	if r.Sync != nil {
+		r.Sync.markdown(&b)
 	}
 	p("\n## Targets\n\n| target | want | got | |\n| --- | --- | --- | --- |\n")
 	for _, t := range r.Targets {
