@@ -236,6 +236,10 @@ type SyncScale struct {
 	DeltaCoreShare Num     `json:"delta_core_share"`
 	DeltaUVSD      Num     `json:"delta_uvsd_us_per_pkt"`
 	DeltaUVSDCore  Num     `json:"delta_uvsd_core_share"`
+	// Paired: on − off within each round (both runs error-free; clean
+	// ones when at least MinClean rounds have both clean).
+	PairCPU  Summary `json:"paired_delta_us_per_pkt"`
+	PairUVSD Summary `json:"paired_delta_uvsd_us_per_pkt"`
 }
 
 // summariseSync fills r.Sync's summaries from the sync runs.
@@ -261,11 +265,62 @@ func (r *Report) summariseSync() {
 	if !s.CPUOn.Valid() || !s.CPUOff.Valid() {
 		s.DeltaUSPerPkt, s.DeltaCoreShare = Num(math.NaN()), Num(math.NaN())
 	}
+	s.PairCPU = pairedDelta(r.Runs, "")
+	s.PairUVSD = pairedDelta(r.Runs, "uvsd_us_per_pkt")
 	s.DeltaUVSD = Num(s.UVSDOn.Median - s.UVSDOff.Median)
 	s.DeltaUVSDCore = Num(s.UVSDCoreOn.Median - s.UVSDCoreOff.Median)
 	if !s.UVSDOn.Valid() || !s.UVSDOff.Valid() {
 		s.DeltaUVSD, s.DeltaUVSDCore = Num(math.NaN()), Num(math.NaN())
 	}
+}
+
+// pairedDelta summarises, round by round, the sync-on run's value (key ""
+// is Value, otherwise Extra[key]) minus the sync-off run's.
+func pairedDelta(runs []Run, key string) Summary {
+	type pair struct {
+		on, off       float64
+		hasOn, hasOff bool
+		clean         bool
+	}
+	byRound := map[int]*pair{}
+	var rounds []int
+	for _, r := range runs {
+		if r.Candidate != SyncCandidate || r.Err != "" || (r.Figure != FigSyncOn && r.Figure != FigSyncOff) {
+			continue
+		}
+		v := float64(r.Value)
+		if key != "" {
+			x, ok := r.Extra[key]
+			if !ok {
+				continue
+			}
+			v = x
+		}
+		p := byRound[r.Round]
+		if p == nil {
+			p = &pair{clean: true}
+			byRound[r.Round] = p
+			rounds = append(rounds, r.Round)
+		}
+		if r.Figure == FigSyncOn {
+			p.on, p.hasOn = v, true
+		} else {
+			p.off, p.hasOff = v, true
+		}
+		p.clean = p.clean && r.Clean
+	}
+	var clean, all []float64
+	for _, n := range rounds {
+		p := byRound[n]
+		if !p.hasOn || !p.hasOff {
+			continue
+		}
+		all = append(all, p.on-p.off)
+		if p.clean {
+			clean = append(clean, p.on-p.off)
+		}
+	}
+	return Summarize(clean, all)
 }
 
 // syncMarkdown renders the sync figure.
@@ -292,6 +347,8 @@ func (s *SyncScale) markdown(b *strings.Builder) {
 	p("| backup uvsd live connections at window end | – | %s |\n", cell(s.BackupLive, 1, 0))
 	p("\nSync cost (medians, on − off): director core **%+.2f µs per packet**, **%+.1f %% of the core**; uvsd process **%+.2f µs per packet**, **%+.1f %% of a core**.",
 		float64(s.DeltaUSPerPkt), 100*float64(s.DeltaCoreShare), float64(s.DeltaUVSD), 100*float64(s.DeltaUVSDCore))
+	p(" Paired by round (on − off): director core %s µs per packet, uvsd process %s µs per packet.",
+		cell(s.PairCPU, 1, 2), cell(s.PairUVSD, 1, 2))
 	p(" Invalid or partly dropped sync datagrams: %s; frames the observer's tap lost: %s.\n", cell(s.BadDatagrams, 1, 0), cell(s.TapDrops, 1, 0))
 	if s.Note != "" {
 		p("\n%s\n", s.Note)

@@ -228,11 +228,17 @@ func TestSyncSummary(t *testing.T) {
 	if s.Datagrams.Median != 250 || s.PerDatagram.Median != 40 || s.Missing.Median != 0 || s.Missing.N != 1 {
 		t.Fatalf("traffic summaries: datagrams %+v per datagram %+v missing %+v", s.Datagrams, s.PerDatagram, s.Missing)
 	}
+	if math.Abs(s.PairCPU.Median-1) > 1e-9 || s.PairCPU.N != 3 || s.PairCPU.Runs != 4 || s.PairCPU.Max-s.PairCPU.Min > 1e-9 {
+		t.Fatalf("paired CPU delta %+v, want 1 in each of the 3 clean rounds", s.PairCPU)
+	}
+	if math.Abs(s.PairUVSD.Median-0.5) > 1e-9 || math.Abs(s.PairUVSD.Min-0.45) > 1e-9 || math.Abs(s.PairUVSD.Max-0.55) > 1e-9 {
+		t.Fatalf("paired uvsd delta %+v, want 0.5 [0.45–0.55]", s.PairUVSD)
+	}
 	md := r.Markdown("")
 	for _, want := range []string{
 		"### Connection sync on the master", "| director µs per packet | 10.00 [9.90–10.10] n=3/4 | 11.00 [10.90–11.10] n=3/4 |",
 		"| sync datagrams/s on the sync link | 0 [0–0] n=3/4 | 250 [225–275] n=3/4 |", "**+1.00 µs per packet**", "**+1.0 % of the core**",
-		"uvsd process **+0.50 µs per packet**", "No candidate was measured", "- **conn-sync**: test",
+		"uvsd process **+0.50 µs per packet**", "Paired by round (on − off): director core 1.00 [1.00–1.00] n=3/4 µs per packet", "No candidate was measured", "- **conn-sync**: test",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("Markdown lacks %q:\n%s", want, md)
