@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -450,7 +451,13 @@ func (s *session) failover(ctx context.Context, h *haSpec, rep *HAReport, bySrc 
 	s.note("the transfer: %s downloads http://%s%s (4 KiB every 20 ms) from %s", tr.Src, svc, streamPath, s.ns(s.pl.client))
 	var srcs []netip.Addr
 	if h.twoNode {
-		srcs = s.pl.clients
+		// Every address but the persistent client's: its own requests
+		// show its template.
+		for _, c := range s.pl.clients {
+			if c != persistSrc {
+				srcs = append(srcs, c)
+			}
+		}
 	} else {
 		srcs = []netip.Addr{s.pl.clients[0]}
 	}
@@ -493,9 +500,6 @@ func (s *session) failover(ctx context.Context, h *haSpec, rep *HAReport, bySrc 
 
 	// The backup must hold the connections before the master dies.
 	want := nflows + 1
-	if h.twoNode {
-		want = 1
-	}
 	var synced []connEntry
 	bound := haBound
 	if out, err := s.ipvsadmOn(ctx, backup, false, "-L", "--daemon"); err != nil || !strings.Contains(out, "backup sync daemon") {
@@ -523,6 +527,10 @@ func (s *session) failover(ctx context.Context, h *haSpec, rep *HAReport, bySrc 
 	fmt.Fprintf(s.out, "[%s]# ipvsadm -Lnc | grep -c 'ESTABLISHED.*%s'\n    %d\n", backup, svc, rep.SyncedFirst)
 	s.printConns(synced, persistSrc, tr.Src, svc)
 
+	// The transfer has been going for a while before the pull.
+	for time.Since(tr.started) < 2*time.Second && ctx.Err() == nil && !tr.failed() {
+		time.Sleep(50 * time.Millisecond)
+	}
 	fmt.Fprintf(s.out, "\n# pull %s's cable (seed 004: 断开A的eth0网线)\n", master)
 	from := map[string]int64{}
 	for _, d := range h.directors {
@@ -562,17 +570,25 @@ func (s *session) failover(ctx context.Context, h *haSpec, rep *HAReport, bySrc 
 	// The connections carry on (or fail): wait until each flow of a live
 	// real server answered a request sent after the move, or failed.
 	persistDone := make(chan []Result, 1)
+	var pmu sync.Mutex
+	persistOK := 0 // answered requests sent after the move
 	go func() {
 		var out []Result
 		for lctx.Err() == nil && len(out) < 200 {
-			next := time.Now().Add(300 * time.Millisecond)
+			start := time.Now()
 			rs, vs, err := s.haSend(lctx, h, "persistent", []Request{{Src: persistSrc, URL: persistURL}}, 3*time.Second, true)
 			if err != nil {
 				break
 			}
+			rs[0].At = start
+			pmu.Lock()
 			rep.PersistVia[rs[0].Client] = vs[0]
+			if rs[0].OK() && start.After(moved) {
+				persistOK++
+			}
+			pmu.Unlock()
 			out = append(out, rs...)
-			time.Sleep(time.Until(next))
+			time.Sleep(time.Until(start.Add(300 * time.Millisecond)))
 		}
 		persistDone <- out
 	}()
@@ -586,7 +602,10 @@ func (s *session) failover(ctx context.Context, h *haSpec, rep *HAReport, bySrc 
 				break
 			}
 		}
-		if settled && (tr.failed() || tr.since(moved.Add(time.Second)) || tr.stats(moved).Server == dead) {
+		pmu.Lock()
+		persisted := persistOK >= 3
+		pmu.Unlock()
+		if settled && persisted && (tr.failed() || tr.since(moved.Add(time.Second)) || tr.stats(moved).Server == dead) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -624,14 +643,22 @@ func (s *session) failover(ctx context.Context, h *haSpec, rep *HAReport, bySrc 
 			fmt.Fprintf(s.out, "    [%s] keepalived: %s\n", d.Role, l)
 		}
 	}
+	type event struct {
+		at   time.Duration
+		what string
+	}
+	events := []event{{rep.VIPMoved, fmt.Sprintf("%s holds %s (the lab saw it on %s)", backup, vip, h.vrrp[0].Dev)}}
+	if rep.MACMoved > 0 {
+		events = append(events, event{rep.MACMoved, fmt.Sprintf("the %s's neighbour entry for %s is %s's MAC %s", h.neighbour.Role, vip, backup, backupMAC)})
+	}
 	if lines, err := readLog(s.procLog(backup, "uvsd"), uvsdFrom); err == nil {
 		for _, l := range lines {
-			fmt.Fprintf(s.out, "    %5.2fs  [%s] uvsd: %s\n", l.TS.Sub(t0).Seconds(), backup, l.Msg)
+			events = append(events, event{l.TS.Sub(t0), fmt.Sprintf("[%s] uvsd: %s", backup, l.Msg)})
 		}
 	}
-	fmt.Fprintf(s.out, "    %5.2fs  %s holds %s\n", rep.VIPMoved.Seconds(), backup, vip)
-	if rep.MACMoved > 0 {
-		fmt.Fprintf(s.out, "    %5.2fs  the %s's neighbour entry for %s is %s's MAC %s\n", rep.MACMoved.Seconds(), h.neighbour.Role, vip, backup, backupMAC)
+	slices.SortStableFunc(events, func(a, b event) int { return cmp.Compare(a.at, b.at) })
+	for _, e := range events {
+		fmt.Fprintf(s.out, "    %5.2fs  %s\n", e.at.Seconds(), e.what)
 	}
 	out, err := s.exec(ctx, h.neighbour.Role, "ip", "neigh", "show", vip.String())
 	if err != nil {
@@ -700,8 +727,8 @@ func (s *session) haSummary(h *haSpec, rep *HAReport, dead string) {
 	if t.Err != nil {
 		errText = fmt.Sprintf(" (%v, %.2f s after the pull)", t.Err, t.ErrAt.Sub(rep.Pulled).Seconds())
 	}
-	fmt.Fprintf(s.out, "  long transfer from %s: %s%s: %d KiB before the move, %d KiB after, longest stall %.2f s\n",
-		t.Server, state, errText, t.Before>>10, t.After>>10, t.Stall.Seconds())
+	fmt.Fprintf(s.out, "  long transfer from %s: %s%s: %d KiB in the %.1f s before the move, %d KiB after, longest stall %.2f s\n",
+		t.Server, state, errText, t.Before>>10, rep.Pulled.Add(rep.VIPMoved).Sub(t.Started).Seconds(), t.After>>10, t.Stall.Seconds())
 	if dead != "" {
 		fmt.Fprintf(s.out, "  connections: %d, of which %d to %s (they die with it: it was their real server)\n", rep.Flows, rep.Flows-rep.FlowsAlive, dead)
 	}

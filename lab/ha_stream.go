@@ -97,6 +97,7 @@ type transfer struct {
 	mismatch string
 	done     chan struct{}
 	conn     net.Conn
+	started  time.Time
 }
 
 // startTransfer connects from src (port 0: any) in namespace ns to
@@ -106,7 +107,7 @@ func startTransfer(ns string, src netip.Addr, vip netip.AddrPort, dur time.Durat
 	if err != nil {
 		return nil, fmt.Errorf("transfer: connect to %s: %w", vip, err)
 	}
-	tr := &transfer{done: make(chan struct{}), conn: conn}
+	tr := &transfer{done: make(chan struct{}), conn: conn, started: time.Now()}
 	if ap, err := netip.ParseAddrPort(conn.LocalAddr().String()); err == nil {
 		tr.Src = ap
 	}
@@ -184,6 +185,8 @@ type TransferStats struct {
 	Server        string
 	Bytes         int64 // in all
 	Before, After int64 // bytes received before and after t
+	// Started is when the transfer began; Bytes is its total.
+	Started time.Time
 	// Stall is the longest time without data around t.
 	Stall time.Duration
 	Err   error // the connection failed (reset, timeout)
@@ -199,7 +202,7 @@ func (st TransferStats) Continued() bool { return st.Err == nil && st.After > 0 
 func (tr *transfer) stats(t time.Time) TransferStats {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	st := TransferStats{Server: tr.Server, Bytes: tr.bytes, Err: tr.err, ErrAt: tr.errAt, Mismatch: tr.mismatch}
+	st := TransferStats{Server: tr.Server, Bytes: tr.bytes, Err: tr.err, ErrAt: tr.errAt, Mismatch: tr.mismatch, Started: tr.started}
 	prev := time.Time{}
 	for i, at := range tr.reads {
 		if at.Before(t) {
