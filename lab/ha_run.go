@@ -612,11 +612,8 @@ func (s *session) failover(ctx context.Context, h *haSpec, rep *HAReport, bySrc 
 	}
 	wcancel()
 	stop()
-	stopLoad()
-	wg.Wait()
-	rep.PersistAfter = <-persistDone
-	rep.Transfer = tr.stats(moved)
-
+	// The verdicts first, then the load stops: closing the connections
+	// ends the requests still waiting (those of a dead real server).
 	rep.Flows = len(flows)
 	for _, f := range flows {
 		f.mu.Lock()
@@ -636,6 +633,11 @@ func (s *session) failover(ctx context.Context, h *haSpec, rep *HAReport, bySrc 
 		}
 		f.mu.Unlock()
 	}
+	rep.Transfer = tr.stats(moved)
+	stopLoad()
+	closeFlows(flows)
+	wg.Wait()
+	rep.PersistAfter = <-persistDone
 
 	fmt.Fprintf(s.out, "\n== what happened (t = 0 at the cable pull)\n")
 	for _, d := range h.directors {
