@@ -330,6 +330,9 @@ func (s *SyncScale) markdown(b *strings.Builder) {
 	p("UDP at %s pps over %d flows, each flow back after %.1f s (> the timeout): every packet should be a new connection, "+
 		"which the new-connection row checks (uvsd's service Conns counter). Master sync daemon running vs not, interleaved rounds.\n\n",
 		fmtVal(s.Rate), s.Flows, float64(s.Flows)/s.Rate)
+	p("The director-core rows are CPU1's busy wall time, everything it ran (also other namespaces' softirq work on a shared machine, which the " +
+		"foreign-process check does not see); the uvsd rows are uvsd's own threads' run time (schedstat), which holds the master's whole send path " +
+		"(the sync datagrams' receive is steered to CPU0): the steadier figure on a busy host.\n\n")
 	p("| | sync off | sync on |\n| --- | --- | --- |\n")
 	p("| director µs per packet | %s | %s |\n", cell(s.CPUOff, 1, 2), cell(s.CPUOn, 1, 2))
 	p("| director core busy %% | %s | %s |\n", cell(s.CoreOff, 100, 1), cell(s.CoreOn, 100, 1))
