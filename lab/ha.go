@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -16,22 +15,6 @@ import (
 // same keepalived.conf (uvsd --keepalived), which serves a VRRP instance's
 // VIPs only while keepalived has put them on this node, and synchronises
 // its connections to the other director (lvs_sync_daemon).
-
-// keepalivedBin is the keepalived the lab runs (PATH first, then Debian's
-// place).
-func keepalivedBin() string {
-	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
-		if p := filepath.Join(dir, "keepalived"); isExecutable(p) {
-			return p
-		}
-	}
-	return "/usr/sbin/keepalived"
-}
-
-func isExecutable(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
-}
 
 // VRRP timers of every HA scenario (seed 004): advert_int 1, MASTER 100,
 // BACKUP 99.

@@ -308,6 +308,18 @@ func runHA(ctx context.Context, s *session, h *haSpec, n int, failover bool) err
 	svc := netip.AddrPortFrom(vip, h.services[0].Port)
 
 	fmt.Fprintf(s.out, "\n== 1. VRRP: which director is master\n")
+	// A run on an instance an earlier run failed over: every cable back,
+	// and the configured master takes over again (it preempts).
+	for _, d := range h.directors {
+		for _, c := range h.cables(d.Role) {
+			if _, err := s.run(ctx, step{kind: stepNS, role: c.Role, argv: []string{"ip", "link", "set", c.Dev, "up"}}); err != nil {
+				return err
+			}
+		}
+	}
+	if err := s.waitHolder(ctx, h, h.master().Role); err != nil {
+		return err
+	}
 	master, err := s.waitMaster(ctx, h)
 	if err != nil {
 		return err
