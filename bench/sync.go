@@ -352,6 +352,12 @@ func (s *SyncScale) markdown(b *strings.Builder) {
 		float64(s.DeltaUSPerPkt), 100*float64(s.DeltaCoreShare), float64(s.DeltaUVSD), 100*float64(s.DeltaUVSDCore))
 	p(" Paired by round (on − off): director core %s µs per packet, uvsd process %s µs per packet.",
 		cell(s.PairCPU, 1, 2), cell(s.PairUVSD, 1, 2))
+	if s.CPUOn.Valid() && s.CPUOff.Valid() && s.UVSDOn.Valid() && s.UVSDOff.Valid() {
+		// Noise on a shared machine only adds: the lowest runs are the
+		// least disturbed.
+		p(" Lowest runs (on − off; noise only adds): director core %+.2f µs per packet, uvsd process %+.2f µs per packet.",
+			s.CPUOn.Min-s.CPUOff.Min, s.UVSDOn.Min-s.UVSDOff.Min)
+	}
 	p(" Invalid or partly dropped sync datagrams: %s; frames the observer's tap lost: %s.\n", cell(s.BadDatagrams, 1, 0), cell(s.TapDrops, 1, 0))
 	if s.Note != "" {
 		p("\n%s\n", s.Note)
