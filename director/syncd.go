@@ -257,8 +257,8 @@ func (s *syncDaemons) halt(rd *runningDaemon) {
 	case <-time.After(5 * time.Second):
 		s.log.Warn("sync daemon did not stop within 5 s", zap.String("state", rd.cfg.State))
 	}
-	s.log.Debug(fmt.Sprintf("sync daemon stopped: state = %s, mcast_ifn = %s, syncid = %d",
-		strings.ToUpper(rd.cfg.State), rd.cfg.McastIfn, rd.cfg.SyncID))
+	s.log.Info(fmt.Sprintf("sync daemon stopped: state = %s, mcast_ifn = %s, syncid = %d",
+		strings.ToUpper(rd.cfg.State), rd.cfg.McastIfn, rd.cfg.SyncID), syncStatsFields(rd.r)...)
 }
 
 // Daemons lists the running daemons, master first.

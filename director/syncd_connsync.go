@@ -3,6 +3,8 @@ package director
 import (
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/uvs-lb/uvs/connsync"
 	"github.com/uvs-lb/uvs/ipvsadm"
 )
@@ -31,4 +33,23 @@ func toConnsync(c ipvsadm.DaemonConfig) connsync.Config {
 func fromConnsync(c connsync.Config) ipvsadm.DaemonConfig {
 	return ipvsadm.DaemonConfig{State: c.State, McastIfn: c.Interface, SyncID: c.SyncID, SyncMaxLen: c.MaxLen,
 		McastGroup: c.Group, McastPort: c.Port, McastTTL: c.TTL}
+}
+
+// syncStatsFields are a stopped daemon's counters for its last log line:
+// what the master sent (and what the workers could not queue), what the
+// backup received, applied and rejected.
+func syncStatsFields(r syncRunner) []zap.Field {
+	switch x := r.(type) {
+	case *connsync.Master:
+		st := x.Stats()
+		return []zap.Field{zap.Uint64("messages", st.Messages), zap.Uint64("entries", st.Entries),
+			zap.Uint64("bytes", st.Bytes), zap.Uint64("send-errors", st.SendErrors),
+			zap.Uint64("ring-drops", st.RingDrops), zap.Uint64("skipped", st.Skipped)}
+	case *connsync.Backup:
+		st := x.Stats()
+		return []zap.Field{zap.Uint64("messages", st.Messages), zap.Uint64("applied", st.Applied),
+			zap.Uint64("wrong-syncid", st.WrongSyncID), zap.Uint64("rejected", st.RejectedTotal()),
+			zap.Uint64("read-errors", st.ReadErrors)}
+	}
+	return nil
 }
