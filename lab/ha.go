@@ -99,6 +99,9 @@ const (
 	natDIP2  = "192.168.10.9"
 	natGWVIP = "10.0.0.254"
 	haPPort  = 8080 // the pairs' persistent service
+	// haThirdClient is a third client address of the pairs (the
+	// exercises' second failover).
+	haThirdClient = "192.168.10.26"
 )
 
 // s4Clients are the client's addresses in seed 004's LAN: with
@@ -264,6 +267,7 @@ func buildPairDR(b *builder, h *haSpec, sync bool) {
 		[2]string{"rs1", "eth0"}, [2]string{"rs2", "eth0"})
 	b.addr("client", "eth0", clientIP+"/24")
 	b.addr("client", "eth0", client2IP+"/24")
+	b.addr("client", "eth0", haThirdClient+"/24")
 	b.ipCmd("client", false, "route", "add", "default", "via", routerOut)
 	b.addr("router", "eth1", routerOut+"/24")
 	b.addr("router", "eth0", routerLAN+"/24")

@@ -74,7 +74,7 @@ func runSyncOff(ctx context.Context, s *session, res *BreakResult) error {
 	}
 	fmt.Fprintf(s.out, "\n== the master fails\n")
 	broken := s.newHAReport(master, backup)
-	if err := s.failover(ctx, h, broken, nil, haExerciseFlows); err != nil {
+	if err := s.failover(ctx, h, broken, nil, haExerciseFlows, s.pl.clients[0]); err != nil {
 		return err
 	}
 	res.HABroken = broken
@@ -113,7 +113,11 @@ func runSyncOff(ctx context.Context, s *session, res *BreakResult) error {
 	}
 	fmt.Fprintf(s.out, "\n== the master fails again\n")
 	fixed := s.newHAReport(master, backup)
-	if err := s.failover(ctx, h, fixed, nil, haExerciseFlows); err != nil {
+	// New connections from another address: none may take the address
+	// and port of a connection the first failover killed, which the
+	// directors' tables and the real servers may still hold.
+	s.note("the client's connections come from %s now, so that none reuses the address and port of one the first failover killed", haThirdClient)
+	if err := s.failover(ctx, h, fixed, nil, haExerciseFlows, netip.MustParseAddr(haThirdClient)); err != nil {
 		return err
 	}
 	res.HAFixed = fixed

@@ -394,7 +394,7 @@ func runHA(ctx context.Context, s *session, h *haSpec, n int, failover bool) err
 		return nil
 	}
 	fmt.Fprintf(s.out, "\n== 3. failover under load: a long transfer, a persistent client and %d connections through %s\n", HAFlows, master)
-	return s.failover(ctx, h, rep, bySrc, HAFlows)
+	return s.failover(ctx, h, rep, bySrc, HAFlows, s.pl.clients[0])
 }
 
 func serverNames(rs []realServer) []string {
@@ -423,7 +423,10 @@ func viaString(m map[string]int) string {
 
 // failover pulls the master's cable under load and measures what moved and
 // what survived.
-func (s *session) failover(ctx context.Context, h *haSpec, rep *HAReport, bySrc map[netip.Addr]string, nflows int) error {
+//
+// The transfer and the connections come from flowSrc (the pairs; seed
+// 004's two nodes use every client address but the persistent client's).
+func (s *session) failover(ctx context.Context, h *haSpec, rep *HAReport, bySrc map[netip.Addr]string, nflows int, flowSrc netip.Addr) error {
 	vip := h.vrrp[0].VIP
 	svc := netip.AddrPortFrom(vip, h.services[0].Port)
 	master, backup := rep.Master, rep.Backup
@@ -437,7 +440,7 @@ func (s *session) failover(ctx context.Context, h *haSpec, rep *HAReport, bySrc 
 	}
 	// Sources: the transfer and the persistent client must reach a real
 	// server that outlives the master.
-	transferSrc, persistSrc := s.pl.clients[0], s.pl.clients[len(s.pl.clients)-1]
+	transferSrc, persistSrc := flowSrc, s.pl.clients[len(s.pl.clients)-1]
 	persistSvc := netip.AddrPortFrom(vip, h.persistPort)
 	if h.twoNode {
 		persistSvc = svc
@@ -471,7 +474,7 @@ func (s *session) failover(ctx context.Context, h *haSpec, rep *HAReport, bySrc 
 			}
 		}
 	} else {
-		srcs = []netip.Addr{s.pl.clients[0]}
+		srcs = []netip.Addr{flowSrc}
 	}
 	stop := s.l.prog.start(fmt.Sprintf("opening %d connections", nflows))
 	flows, err := openFlows(ctx, s.ns(s.pl.client), srcs, svc, nflows)
