@@ -64,8 +64,8 @@ func mustScenario(t *testing.T, name string) *Scenario {
 // and checks the answers table.
 func TestScenarios(t *testing.T) {
 	for _, sc := range Scenarios() {
-		if sc.Name == "persistence" || sc.Name == "health-check" {
-			continue // TestPersistence, TestHealthCheck
+		if sc.Name == "persistence" || sc.Name == "health-check" || slices.Contains(haScenarios, sc) {
+			continue // TestPersistence, TestHealthCheck, TestHA*
 		}
 		t.Run(sc.Name, func(t *testing.T) {
 			tl := newTestLab(t)
@@ -277,6 +277,9 @@ func TestPersistence(t *testing.T) {
 // fix must remove it.
 func TestBreaks(t *testing.T) {
 	for _, ex := range Exercises() {
+		if ex.run != nil {
+			continue // the HA exercises: TestHABreak*
+		}
 		t.Run(ex.Name, func(t *testing.T) {
 			tl := newTestLab(t)
 			res, err := tl.Break(testCtx(t), ex.Name, false)
