@@ -43,6 +43,12 @@ const (
 	CntStandby    // left to the kernel: to a VIP this node does not serve now (Host.Standby)
 	CntBackupOnly // left to the kernel: a request while Host.BackupOnly
 	CntSyncSent   // connection or template queued for the sync daemon
+	// Issue #15: faults and hostile input.
+	CntICMPRateLimited // ICMP error not sent: over the rate limit (icmp_ratelimit)
+	CntSloppy          // connection created from a mid-flow packet (sloppy_tcp/sloppy_sctp)
+	CntLocalDelivered  // request delivered to the director's own stack (LOCALNODE)
+	CntTableEvicted    // a half-open connection evicted to make room (table pressure)
+	CntDefenseDrop     // new flow dropped by the table-pressure defence (drop_entry/drop_packet)
 	NumCounters
 )
 
@@ -52,6 +58,7 @@ var counterNames = [NumCounters]string{
 	"destination-gone", "arp-reply", "icmp-related", "malformed", "unsupported", "fullnat-no-port",
 	"gso", "gso-segment", "gso-bad", "neighbour-queued", "neighbour-queue-full", "neighbour-timeout",
 	"standby", "backup-only", "sync-sent",
+	"icmp-rate-limited", "sloppy", "local-delivered", "table-evicted", "defense-drop",
 }
 
 // String returns the counter's metric name.
