@@ -68,7 +68,7 @@ func rsEach(ctx context.Context, s *session, only func(realServer) bool, fn func
 	return nil
 }
 
-var exercises = []*Exercise{
+var exercises = append([]*Exercise{
 	{
 		Name: "dr-no-vip-on-lo", Scenario: "dr",
 		Title: "DR real servers without the VIP on lo",
@@ -191,7 +191,7 @@ var exercises = []*Exercise{
 			})
 		},
 	},
-}
+}, haExercises...) // the HA ones: ha.go, ha_break.go
 
 // LookupExercise finds an exercise by name.
 func LookupExercise(name string) (*Exercise, bool) {

@@ -157,11 +157,6 @@ var haPairNAT = &haSpec{
 	},
 }
 
-func init() {
-	scenarios = append(scenarios, haScenarios...)
-	exercises = append(exercises, haExercises...)
-}
-
 var haScenarios = []*Scenario{
 	{
 		Name: "keepalived", Seed: "004 (案例分享: two machines, each director and real server)", Mode: "DR (-g), VRRP, sync", Sched: "rr",

@@ -64,7 +64,7 @@ const (
 	fwmarkMark = "3"
 )
 
-var scenarios = []*Scenario{
+var scenarios = append([]*Scenario{
 	{
 		Name: "nat", Seed: "000 (LVS-NAT 案例), 003", Mode: "NAT (-m)", Sched: "wrr",
 		Title: "two-legged director; the real servers' gateway is the director",
@@ -261,7 +261,7 @@ var scenarios = []*Scenario{
 		},
 		run: runPersistence,
 	},
-}
+}, haScenarios...) // the HA ones: ha.go, ha_break.go
 
 // natHops are the NAT and FULLNAT capture points. uvsd sends through a
 // packet socket that bypasses the qdisc, so its output is captured at the
