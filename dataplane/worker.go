@@ -102,6 +102,8 @@ type Env struct {
 	LocalNode LocalNode
 	// Sync is the connection-sync daemon's tap (nil: no sync).
 	Sync *connsync.Tap
+	// ICMPLimit limits the ICMP errors the workers send (zero: the kernel's defaults).
+	ICMPLimit ICMPLimit
 }
 
 // BatchSize is how many frames a worker reads and writes at once.
@@ -126,6 +128,7 @@ type Worker struct {
 	// errors); one buffer per batch slot.
 	ctl  [][]byte
 	nctl int
+	icmp icmpBucket // ICMP error rate limit (ctlframes.go)
 	// seg cuts super-frames the egress cannot take whole (TUN) into
 	// segments, which go to slab[:slabOff]; sp is a segment's parse.
 	seg     modes.Segmenter
