@@ -18,8 +18,13 @@
 //
 // All hooks live in one nftables table of family netdev named "uvs"
 // (TableName), with per served interface one base chain hooked at ingress,
-// two regular chains for ICMP errors and named sets, so that uvsd --cleanup
-// (Cleanup) can find and delete what a crashed uvsd left behind.
+// two regular chains for ICMP errors and named sets. The table is created
+// with NFT_TABLE_F_OWNER (Linux 5.12) on a netlink socket Hooks keeps open
+// until Remove: only that socket can change or delete the table, and the
+// kernel deletes it when the socket closes, so SIGKILL, a panic or the OOM
+// killer leave no rule behind. On a kernel that refuses the flag the table
+// is an ordinary one (Hooks.Fallback says why) and uvsd --cleanup
+// (Cleanup) deletes what a crashed uvsd left.
 //
 // The ruleset, per served interface (IPv4 shown; IPv6 is the same with ip6,
 // ICMPv6 types 1-4 and the quoted IPv6 header's fixed offsets). The

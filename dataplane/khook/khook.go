@@ -18,6 +18,10 @@ const DefaultPriority = -500
 // ErrUnsupported is returned on systems without nftables.
 var ErrUnsupported = errors.New("khook: not supported on this system")
 
+// ErrTableBusy is returned when the "uvs" table belongs to another live
+// process (another uvsd in the namespace).
+var ErrTableBusy = errors.New("the nftables table \"" + TableName + "\" belongs to another running process (another uvsd in this namespace?)")
+
 // Spec is the complete desired state of the hooks: every interface uvsd serves
 // and what it owns on it. Apply replaces whatever was installed before.
 type Spec struct {

@@ -26,12 +26,18 @@ import (
 type Hooks struct {
 	opts Options
 
-	mu      sync.Mutex
-	ifaces  []Interface // for SetOwnership
-	layout  string      // interface layout of the last successful Apply ("" = none)
-	sets    []setContent
-	saved   []Sysctl // original values, in the order they were first changed
-	savedOK map[string]bool
+	mu     sync.Mutex
+	ifaces []Interface // for SetOwnership
+	layout string      // interface layout of the last successful Apply ("" = none)
+	sets   []setContent
+	// lasting owns the table (nil: no owned table); installed is what the
+	// table holds then (nil: nothing yet). fallback says why the table is
+	// not owned (a kernel without NFT_TABLE_F_OWNER); it stays for h's life.
+	lasting   *lastingConn
+	installed *plan
+	fallback  error
+	saved     []Sysctl // original values, in the order they were first changed
+	savedOK   map[string]bool
 }
 
 var _ ownership.Consumer = (*Hooks)(nil)
@@ -96,8 +102,12 @@ func table() *nftables.Table {
 // Apply makes the installed hooks match desired, in one netlink transaction:
 // either the whole change is visible or none of it. When the served
 // interfaces are those of the previous Apply only the set contents are
-// replaced; otherwise the table is rebuilt. An empty Spec leaves an empty
-// table (use Remove to delete it).
+// replaced; otherwise the table's chains and sets are rebuilt. An empty
+// Spec leaves an empty table (use Remove to delete it).
+//
+// The table is created owned by a netlink socket h keeps open until
+// Remove (see Owned): whatever ends the process, the kernel deletes the
+// table with the socket, and no other process can change it meanwhile.
 func (h *Hooks) Apply(desired Spec) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -106,8 +116,17 @@ func (h *Hooks) Apply(desired Spec) error {
 	if err != nil {
 		return fmt.Errorf("khook: apply: %w", err)
 	}
-	c, err := h.conn()
-	if err != nil {
+	if h.lasting == nil && h.installed == nil {
+		// First Apply (or after Remove): own the table.
+		h.layout = ""
+		if err := h.ownTable(); err != nil {
+			return fmt.Errorf("khook: apply: %w", err)
+		}
+	}
+	var c *nftables.Conn
+	if h.lasting != nil {
+		c = h.lasting.c
+	} else if c, err = h.conn(); err != nil {
 		return fmt.Errorf("khook: apply: %w", err)
 	}
 	if h.layout != "" && p.layout == h.layout {
@@ -121,19 +140,64 @@ func (h *Hooks) Apply(desired Spec) error {
 		}
 		if err := c.Flush(); err == nil {
 			h.sets = p.sets
+			h.installed = p
 			return nil
 		}
-		// The table was changed behind our back (or deleted): rebuild it.
+		// Unowned: the table was changed behind our back (or deleted).
+		// Rebuild it.
 	}
 	h.layout = ""
-	if err := p.build(c); err != nil {
+	err = h.rebuild(c, p)
+	if err != nil && h.lasting != nil {
+		// A failed transaction on the owner socket may leave answers
+		// unread on it (the library stops reading at the first EPERM
+		// or ENOBUFS): start again on a new socket, and a new table.
+		_ = h.lasting.close()
+		h.lasting, h.installed = nil, nil
+		if err = h.ownTable(); err == nil {
+			c = h.conn0()
+			err = h.rebuild(c, p)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("khook: apply: %w", err)
 	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("khook: apply: %w", err)
-	}
-	h.layout, h.sets = p.layout, p.sets
+	h.layout, h.sets, h.installed = p.layout, p.sets, p
 	return nil
+}
+
+// conn0 returns the owner connection, or nil in the fallback.
+func (h *Hooks) conn0() *nftables.Conn {
+	if h.lasting != nil {
+		return h.lasting.c
+	}
+	return nil
+}
+
+// rebuild replaces the table's contents by p's in one transaction on c.
+func (h *Hooks) rebuild(c *nftables.Conn, p *plan) error {
+	if c == nil {
+		var err error
+		if c, err = h.conn(); err != nil {
+			return err
+		}
+	}
+	if h.lasting != nil {
+		// Only this socket can have changed the table: it holds what
+		// the last successful transaction put there.
+		if h.installed != nil {
+			h.installed.teardown(c)
+		}
+	} else {
+		t := table()
+		c.AddTable(t)
+		c.DelTable(t)
+		c.AddTable(t)
+	}
+	if err := p.build(c); err != nil {
+		return err
+	}
+	return c.Flush()
 }
 
 // Remove deletes the table and restores every sysctl changed through h to its
@@ -142,15 +206,29 @@ func (h *Hooks) Remove() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var errs []error
-	c, err := h.conn()
-	if err == nil {
-		err = deleteTable(c)
+	var err error
+	if l := h.lasting; l != nil {
+		// (An "add table" first, as deleteTable does, would be an
+		// attempt to drop the owner flag: EOPNOTSUPP.)
+		l.c.DelTable(table())
+		err = l.c.Flush()
+		// Closing the owner socket deletes the table too, should the
+		// transaction have failed.
+		if cerr := l.close(); err == nil {
+			err = cerr
+		}
+		h.lasting = nil
+	} else {
+		var c *nftables.Conn
+		c, err = h.conn()
+		if err == nil {
+			err = deleteTable(c)
+		}
 	}
 	if err != nil {
 		errs = append(errs, fmt.Errorf("khook: remove: %w", err))
-	} else {
-		h.layout, h.sets = "", nil
 	}
+	h.layout, h.sets, h.installed = "", nil, nil
 	if err := h.restoreSysctls(); err != nil {
 		errs = append(errs, err)
 	}
@@ -380,13 +458,11 @@ func (h *Hooks) compile(s Spec) (*plan, error) {
 	return p, nil
 }
 
-// build queues the whole table: delete any old one, then create the table,
-// the sets with their elements and the chains with their rules.
+// build queues the contents of the table (which exists, or whose creation
+// is queued before): the sets with their elements and the chains with their
+// rules.
 func (p *plan) build(c *nftables.Conn) error {
 	t := table()
-	c.AddTable(t)
-	c.DelTable(t)
-	c.AddTable(t)
 	for _, s := range p.sets {
 		s.set.ID = 0 // a fresh ID for this batch
 		if err := c.AddSet(s.set, s.elems); err != nil {

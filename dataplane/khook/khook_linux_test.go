@@ -337,15 +337,15 @@ func TestApplyIdempotentAndUpdate(t *testing.T) {
 	wantRefused(t, tp.peer, netip.AddrPortFrom(vip4, 80))
 	wantNoAnswer(t, tp.peer, netip.AddrPortFrom(vip6, 80))
 
-	// A table deleted behind uvsd's back is rebuilt by the next Apply.
-	if err := Cleanup(c); err != nil {
-		t.Fatal(err)
+	// The table is the process's: no other socket can delete it.
+	if err := Cleanup(c); !errors.Is(err, syscall.EPERM) {
+		t.Fatalf("Cleanup of a live Hooks' table from another socket: %v, want EPERM", err)
 	}
 	if err := h.Apply(s); err != nil {
-		t.Fatalf("Apply after external delete: %v", err)
+		t.Fatalf("Apply after the refused delete: %v", err)
 	}
 	if es := setElems(t, c, "svc6_d0"); len(es) != 1 {
-		t.Fatalf("svc6 after rebuild: %d elements, want 1", len(es))
+		t.Fatalf("svc6: %d elements, want 1", len(es))
 	}
 
 	// A second interface changes the layout: both chains exist afterwards.
@@ -371,6 +371,36 @@ func TestApplyIdempotentAndUpdate(t *testing.T) {
 		t.Fatalf("chains %v", names)
 	}
 	wantNoAnswer(t, tp.peer, netip.AddrPortFrom(vip6, 80))
+
+	// And back to one interface: d1's chains and sets go.
+	s.Interfaces = s.Interfaces[:1]
+	if err := h.Apply(s); err != nil {
+		t.Fatal(err)
+	}
+	if names := chainNames(t, c); !slices.Equal(names, []string{"icmp4_d0", "icmp6_d0", "in_d0"}) {
+		t.Fatalf("chains after removing d1: %v", names)
+	}
+	if _, err := c.GetSetByName(table(), "svc4_d1"); err == nil {
+		t.Fatal("set svc4_d1 still there after removing d1")
+	}
+	wantNoAnswer(t, tp.peer, netip.AddrPortFrom(vip6, 80))
+}
+
+// chainNames lists the chains of the uvs table, sorted.
+func chainNames(t *testing.T, c *nftables.Conn) []string {
+	t.Helper()
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyNetdev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, ch := range chains {
+		if ch.Table.Name == TableName {
+			names = append(names, ch.Name)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 func TestIfindexAndNFTListing(t *testing.T) {
@@ -447,6 +477,9 @@ func TestIfindexAndNFTListing(t *testing.T) {
 
 func TestCleanupRemovesLeftovers(t *testing.T) {
 	tp := newTopo(t)
+	// A table nobody owns: what a uvsd on a kernel without owned tables
+	// (the fallback), or of an older version, leaves when it dies.
+	withOwnerFlag(t, unknownTableFlag)
 	crashed := New(Options{NetNS: tp.dir.h})
 	if err := crashed.Apply(baseSpec()); err != nil {
 		t.Fatal(err)

@@ -34,3 +34,9 @@ func (*Hooks) Sysctl(string) (string, error) { return "", ErrUnsupported }
 
 // CleanupNetNS returns ErrUnsupported.
 func CleanupNetNS(netns.NsHandle) error { return ErrUnsupported }
+
+// Owned reports false.
+func (*Hooks) Owned() bool { return false }
+
+// Fallback returns ErrUnsupported.
+func (*Hooks) Fallback() error { return ErrUnsupported }
