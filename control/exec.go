@@ -34,8 +34,9 @@ type Env struct {
 	// ipvsadm.DefaultConnTab (4096, the kernel's default).
 	ConnTabSize int
 	// Privileged reports whether the caller may change the configuration
-	// (a root peer). Unprivileged callers may list; every change fails with
-	// "Permission denied (you must be root)" and exit status 255.
+	// (a root peer). Unprivileged callers may list services; every change,
+	// and the listing of connections, fails with "Permission denied (you
+	// must be root)" and exit status 255.
 	Privileged bool
 	// Unavailable, when Run is called with a nil State, is the reason no
 	// director can be reached; it completes ipvsadm's "Can't initialize
@@ -321,6 +322,10 @@ func (r *runner) list(c *ipvsadm.Command) (int, bool) {
 	o := c.List
 	var err error
 	switch {
+	case o.Connections && !r.env.Privileged:
+		// The kernel's /proc/net/ip_vs_conn is 0440 root and its
+		// netlink dump needs CAP_NET_ADMIN: connections are root's.
+		return r.reject(strerror(c.Kind, syscall.EPERM)), true
 	case o.Connections:
 		err = ipvsadm.FormatConns(r.out, r.conns(), o.PersistentConn)
 	case c.HasService:

@@ -342,7 +342,7 @@ func TestRunConnections(t *testing.T) {
 			Client: netip.MustParseAddrPort("[2001:db8::5]:1234"), Virtual: netip.MustParseAddrPort("[2001:db8::80]:80"),
 			Real: netip.MustParseAddrPort("[2001:db8::a0a0]:80")},
 	}
-	env := Env{Prog: "ipvsadm", Conns: func() []conntrack.Listing { return ls }}
+	env := Env{Prog: "ipvsadm", Privileged: true, Conns: func() []conntrack.Listing { return ls }}
 	row := func(p, exp, state, src, vip, dst string) string {
 		return fmt.Sprintf("%-3s %-6s %-11s %-18s %-18s %s\n", p, exp, state, src, vip, dst)
 	}
@@ -360,9 +360,21 @@ func TestRunConnections(t *testing.T) {
 		}
 	}
 	// An empty or absent table prints the two header lines.
-	r := runCLI(st, Env{Prog: "ipvsadm"}, "", "-Lnc")
+	r := runCLI(st, root, "", "-Lnc")
 	if r.code != 0 || r.out != "IPVS connection entries\n"+fmt.Sprintf("pro expire %-11s %-18s %-18s %s\n", "state", "source", "virtual", "destination") {
 		t.Errorf("empty -Lnc: %d %q", r.code, r.out)
+	}
+	// Connections are root's, as the kernel's /proc/net/ip_vs_conn (0440)
+	// and netlink dump (CAP_NET_ADMIN) are; services stay listable.
+	env.Privileged = false
+	for _, args := range [][]string{{"-Lnc"}, {"-L", "-c", "--persistent-conn"}} {
+		r := runCLI(st, env, "", args...)
+		if r.code != 255 || r.out != "" || r.err != "Permission denied (you must be root)\n" {
+			t.Errorf("non-root %q: %+v", args, r)
+		}
+	}
+	if r := runCLI(st, env, "", "-Ln"); r.code != 0 || r.err != "" {
+		t.Errorf("non-root -Ln: %+v", r)
 	}
 }
 
@@ -381,7 +393,7 @@ func TestRunConnectionsFromTable(t *testing.T) {
 	if _, err := ct.InsertTemplate(k, d, 600*time.Second, now); err != nil {
 		t.Fatal(err)
 	}
-	env := Env{Prog: "ipvsadm", Conns: func() []conntrack.Listing { return ct.Snapshot(now+int64(90*time.Second), nil) }}
+	env := Env{Prog: "ipvsadm", Privileged: true, Conns: func() []conntrack.Listing { return ct.Snapshot(now+int64(90*time.Second), nil) }}
 	r := runCLI(st, env, "", "-Lnc")
 	want := fmt.Sprintf("%-3s %-6s %-11s %-18s %-18s %s\n", "IP", "08:30", "NONE", "10.1.2.3:0", "0.0.0.7:0", "192.168.1.9:0")
 	if r.code != 0 || !strings.HasSuffix(r.out, want) || strings.Count(r.out, "\n") != 3 {
@@ -404,7 +416,7 @@ func TestRunLaddr(t *testing.T) {
 	other := conn(9)
 	other.Virtual = netip.MustParseAddrPort("10.0.0.1:81")
 	ls := []conntrack.Listing{conn(7), conn(8), other}
-	env := Env{Prog: "ipvsadm", Conns: func() []conntrack.Listing { return ls }}
+	env := Env{Prog: "ipvsadm", Privileged: true, Conns: func() []conntrack.Listing { return ls }}
 	want := fmt.Sprintf("%-20s %-8s %-20s %-10s %-10s\n", "VIP:VPORT", "TOTAL", "LADDR", "CONFLICTS", "CONNS") +
 		fmt.Sprintf("%-20s %-8d \n", "10.0.0.1:80", 2) +
 		fmt.Sprintf("%-20s %-8s %-20s %-10d %-10d\n", "", "", "192.168.0.200", 0, 0) +

@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/uvs-lb/uvs/control/wire"
@@ -19,22 +22,72 @@ import (
 // which is executed with Run against the State and answered with its
 // output and exit status.
 //
-// Only peers with uid 0 (SO_PEERCRED) may change the configuration;
-// others may list. Requests are served concurrently (the State serialises
-// changes), each bounded by Timeout.
+// The peer's credentials (SO_PEERCRED) are read when a connection is
+// accepted, before any byte of it: only uid 0 may change the
+// configuration or list connections (the kernel reserves both to
+// CAP_NET_ADMIN); others may list services. What is read is bounded by
+// them: the 5-byte frame header first, then a payload of at most
+// wire.MaxUnprivRequest bytes from a non-root peer and wire.MaxRequest
+// from root, the whole request within ReadTimeout. A header announcing
+// more is answered with an error and the connection closed, its payload
+// unread. Root's and others' connections have separate slots, so peers
+// that are not root can neither starve root nor hold more than
+// MaxUnprivConns connections: one more is refused at once.
+//
+// Requests are served concurrently (the State serialises changes), each
+// bounded by Timeout.
 type Server struct {
 	st  *State
 	env Env
 
 	// Timeout bounds one request (wire.DefaultRequestTimeout if zero).
 	Timeout time.Duration
-	// MaxConns bounds the connections served at once (32 if zero); more
-	// wait in the listen backlog.
+	// ReadTimeout bounds the reading of a request from accept to its last
+	// byte (wire.DefaultReadTimeout if zero): a peer that sends nothing is
+	// dropped after it.
+	ReadTimeout time.Duration
+	// MaxConns bounds root's connections served at once (32 if zero);
+	// more wait for a slot within their Timeout.
 	MaxConns int
+	// MaxUnprivConns bounds the connections of peers that are not root
+	// (8 if zero); more are refused.
+	MaxUnprivConns int
 
-	// peer reports whether the connected peer may change the State; tests
-	// replace it. Default: peerIsRoot (SO_PEERCRED uid 0).
-	peer func(*net.UnixConn) (bool, error)
+	// peer returns the connected peer's credentials; tests replace it.
+	// Default: wire.PeerCred (SO_PEERCRED).
+	peer func(*net.UnixConn) (wire.Cred, error)
+
+	stats serverStats
+}
+
+// ServerStats counts the connections a Server refused or dropped.
+type ServerStats struct {
+	// Oversized: requests whose header announced more than the peer may
+	// send (their payload was not read).
+	Oversized uint64
+	// ReadTimeouts: peers that did not send a whole request within
+	// ReadTimeout.
+	ReadTimeouts uint64
+	// Busy: connections of non-root peers refused because all
+	// MaxUnprivConns slots were taken.
+	Busy uint64
+	// NoCred: connections dropped because the peer's credentials could
+	// not be read.
+	NoCred uint64
+}
+
+type serverStats struct {
+	oversized, readTimeouts, busy, noCred atomic.Uint64
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() ServerStats {
+	return ServerStats{
+		Oversized:    s.stats.oversized.Load(),
+		ReadTimeouts: s.stats.readTimeouts.Load(),
+		Busy:         s.stats.busy.Load(),
+		NoCred:       s.stats.noCred.Load(),
+	}
 }
 
 // NewServer returns a server for st. env supplies the connection lister,
@@ -43,17 +96,52 @@ type Server struct {
 // are set per request, so --start-daemon and --stop-daemon, like every
 // change, are refused to a peer that is not root.
 func NewServer(st *State, env Env) *Server {
-	return &Server{st: st, env: env, peer: peerIsRoot}
+	return &Server{st: st, env: env, peer: func(c *net.UnixConn) (wire.Cred, error) { return wire.PeerCred(c) }}
 }
 
-// Listen binds the control socket. It fails with EADDRINUSE when another
-// director already serves this network namespace.
+// Listen binds the control socket. When the name is taken it fails with
+// an error naming the process that holds it: another director (root), or
+// a process that is not root and has no business there, which uvsd must
+// not serve beside (uvsadm would refuse to talk to it).
+//
+// A filesystem path is made connectable by every user (mode 0666): who
+// may do what is decided per request from the peer's credentials, and
+// who may create the path by its directory.
 func Listen(name string) (*net.UnixListener, error) {
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: name, Net: "unix"})
 	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			if why := holder(name); why != "" {
+				return nil, fmt.Errorf("control socket %s: %s", name, why)
+			}
+		}
 		return nil, fmt.Errorf("control socket %s: %w", name, err)
 	}
+	if name != "" && name[0] != '@' {
+		if err := os.Chmod(name, 0o666); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("control socket %s: %w", name, err)
+		}
+	}
 	return ln, nil
+}
+
+// holder describes the process listening on name, or returns "" when
+// none answers.
+func holder(name string) string {
+	c, err := net.DialTimeout("unix", name, time.Second)
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	cred, err := wire.PeerCred(c)
+	if err != nil {
+		return ""
+	}
+	if cred.UID != 0 {
+		return fmt.Sprintf("held by pid %d running as uid %d, not root: refusing to serve beside it (stop that process, then start uvsd)", cred.PID, cred.UID)
+	}
+	return fmt.Sprintf("already served by pid %d (another uvsd in this network namespace?)", cred.PID)
 }
 
 // Serve binds the socket name (see wire.DefaultSocketName) and serves it until
@@ -71,22 +159,13 @@ func (s *Server) Serve(ctx context.Context, name string) error {
 func (s *Server) ServeListener(ctx context.Context, ln *net.UnixListener) error {
 	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
 	defer stop()
-	maxConns := s.MaxConns
-	if maxConns <= 0 {
-		maxConns = 32
-	}
-	sem := make(chan struct{}, maxConns)
+	rootSlots := make(chan struct{}, orDefault(s.MaxConns, 32))
+	unprivSlots := make(chan struct{}, orDefault(s.MaxUnprivConns, 8))
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return nil
-		}
 		c, err := ln.AcceptUnix()
 		if err != nil {
-			<-sem
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -97,29 +176,94 @@ func (s *Server) ServeListener(ctx context.Context, ln *net.UnixListener) error 
 			_ = ln.Close()
 			return fmt.Errorf("control socket accept: %w", err)
 		}
+		cred, err := s.peer(c)
+		if err != nil {
+			s.stats.noCred.Add(1)
+			_ = c.Close()
+			continue
+		}
+		slots := rootSlots
+		if cred.UID != 0 {
+			slots = unprivSlots
+			select {
+			case slots <- struct{}{}:
+			default:
+				s.stats.busy.Add(1)
+				refuse(c, "uvsd: too many control connections from users that are not root; try again\n")
+				continue
+			}
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
-			s.handle(c)
+			if cred.UID == 0 {
+				select {
+				case slots <- struct{}{}:
+				case <-ctx.Done():
+					_ = c.Close()
+					return
+				}
+			}
+			defer func() { <-slots }()
+			s.handle(c, cred)
 		}()
 	}
 }
 
-// handle serves one connection.
-func (s *Server) handle(c *net.UnixConn) {
-	defer c.Close()
-	timeout := s.Timeout
-	if timeout <= 0 {
-		timeout = wire.DefaultRequestTimeout
+func orDefault(v, def int) int {
+	if v <= 0 {
+		return def
 	}
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	typ, p, err := wire.ReadFrame(c, wire.MaxRequest)
-	if err != nil {
-		return
+	return v
+}
+
+// refuse answers a connection that will not be served with msg and exit
+// status 255, without reading it or waiting for the peer.
+func refuse(c *net.UnixConn, msg string) {
+	_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	_ = wire.WriteFrame(c, wire.FrameStderr, []byte(msg))
+	_ = wire.WriteFrame(c, wire.FrameExit, wire.ExitPayload(ipvsadm.ExitKernel))
+	_ = c.Close()
+}
+
+// handle serves one connection from a peer with credentials cred.
+func (s *Server) handle(c *net.UnixConn, cred wire.Cred) {
+	defer c.Close()
+	timeout := cmpDur(s.Timeout, wire.DefaultRequestTimeout)
+	start := time.Now()
+	_ = c.SetDeadline(start.Add(timeout))
+	_ = c.SetReadDeadline(start.Add(min(timeout, cmpDur(s.ReadTimeout, wire.DefaultReadTimeout))))
+	privileged := cred.UID == 0
+	limit := wire.MaxUnprivRequest
+	if privileged {
+		limit = wire.MaxRequest
+	}
+	typ, n, err := wire.ReadHeader(c, limit)
+	var p []byte
+	if err == nil {
+		p, err = wire.ReadPayload(c, n)
 	}
 	out := &wire.FrameWriter{W: c, Type: wire.FrameStdout}
 	errw := &wire.FrameWriter{W: c, Type: wire.FrameStderr}
+	var tooLarge *wire.TooLargeError
+	var ne net.Error
+	switch {
+	case errors.As(err, &tooLarge):
+		s.stats.oversized.Add(1)
+		who := "root"
+		if !privileged {
+			who = "a user that is not root"
+		}
+		_, _ = fmt.Fprintf(errw, "uvsd: request of %d bytes exceeds the limit of %d for %s\n", tooLarge.Size, tooLarge.Limit, who)
+		_ = wire.WriteFrame(c, wire.FrameExit, wire.ExitPayload(ipvsadm.ExitKernel))
+		// Close without reading the payload: the peer's further writes fail.
+		return
+	case errors.As(err, &ne) && ne.Timeout():
+		s.stats.readTimeouts.Add(1)
+		return
+	case err != nil:
+		return
+	}
 	var req wire.Request
 	code := 0
 	switch {
@@ -133,14 +277,18 @@ func (s *Server) handle(c *net.UnixConn) {
 		_, _ = fmt.Fprintf(errw, "uvsd: uvsadm speaks control protocol %d, this director %d\n", req.Version, wire.Version)
 		code = ipvsadm.ExitKernel
 	default:
+		p = nil // the request is decoded: let a big -R's frame go
 		env := s.env
 		env.Prog = req.Prog
-		env.Privileged = false
-		if s.peer != nil {
-			priv, err := s.peer(c)
-			env.Privileged = err == nil && priv
-		}
+		env.Privileged = privileged
 		code = Run(s.st, env, req.Args, bytes.NewReader(req.Stdin), out, errw)
 	}
 	_ = wire.WriteFrame(c, wire.FrameExit, wire.ExitPayload(code))
+}
+
+func cmpDur(v, def time.Duration) time.Duration {
+	if v <= 0 {
+		return def
+	}
+	return v
 }

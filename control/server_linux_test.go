@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"io"
 	"net"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -56,8 +60,13 @@ func startServer(t *testing.T, srv *Server) string {
 	return name
 }
 
-func fakePeer(priv bool) func(*net.UnixConn) (bool, error) {
-	return func(*net.UnixConn) (bool, error) { return priv, nil }
+func fakePeer(priv bool) func(*net.UnixConn) (wire.Cred, error) {
+	return func(*net.UnixConn) (wire.Cred, error) {
+		if priv {
+			return wire.Cred{PID: 1}, nil
+		}
+		return wire.Cred{PID: 1, UID: 65534, GID: 65534}, nil
+	}
 }
 
 func do(t *testing.T, name string, req wire.Request) result {
@@ -358,5 +367,273 @@ func TestServerNetnsScope(t *testing.T) {
 	}
 	if r.code != 0 || r.out != "-A -t 10.0.0.1:80 -s rr\n" {
 		t.Errorf("inside the namespace: %+v", r)
+	}
+}
+
+// asEUID runs fn on a locked thread whose effective uid is uid (the raw
+// setresuid system call changes only the calling thread; its effective
+// capabilities go with the root euid and come back with it). The thread
+// is given back to the runtime only if root's euid could be restored.
+func asEUID(uid int, fn func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		done <- withEUID(uid, fn)
+		if os.Geteuid() == 0 && unix.Geteuid() == 0 {
+			runtime.UnlockOSThread()
+		}
+	}()
+	return <-done
+}
+
+// withEUID is asEUID on the current, already locked thread.
+func withEUID(uid int, fn func() error) error {
+	keep := ^uintptr(0) // (uid_t)-1: unchanged
+	if _, _, errno := unix.RawSyscall(unix.SYS_SETRESUID, keep, uintptr(uid), keep); errno != 0 {
+		return errno
+	}
+	err := fn()
+	if _, _, errno := unix.RawSyscall(unix.SYS_SETRESUID, keep, 0, keep); errno != 0 {
+		panic("cannot restore euid 0: " + errno.Error())
+	}
+	return err
+}
+
+// dialAs connects to name as uid (SO_PEERCRED reports uid to the server).
+func dialAs(t *testing.T, name string, uid int) net.Conn {
+	t.Helper()
+	var c net.Conn
+	if err := asEUID(uid, func() (err error) { c, err = net.Dial("unix", name); return err }); err != nil {
+		t.Fatalf("dial %s as uid %d: %v", name, uid, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// readReply reads a reply's stderr and exit status, or fails.
+func readReply(t *testing.T, c net.Conn) (string, int) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var errs strings.Builder
+	for {
+		ft, p, err := wire.ReadFrame(c, wire.MaxReplyRead)
+		if err != nil {
+			t.Fatalf("reply: %v (stderr so far %q)", err, errs.String())
+		}
+		switch ft {
+		case wire.FrameStderr:
+			errs.Write(p)
+		case wire.FrameExit:
+			code, err := wire.ParseExit(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return errs.String(), code
+		}
+	}
+}
+
+// closed waits until the server has closed c (a read returns EOF or
+// ECONNRESET), for at most limit.
+func closed(c net.Conn, limit time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(limit))
+	var b [512]byte
+	for {
+		_, err := c.Read(b[:])
+		if err != nil {
+			var ne net.Error
+			return !(errors.As(err, &ne) && ne.Timeout())
+		}
+	}
+}
+
+// TestServerSquatter: a process that is not root binds the control
+// socket's name first. uvsd's Listen names it and refuses; root's client
+// refuses to send it anything; the client of that same user may use it.
+func TestServerSquatter(t *testing.T) {
+	netnstest.SkipIfNotRoot(t)
+	name := testSocket(t)
+	var sq *net.UnixListener
+	if err := asEUID(65534, func() (err error) {
+		sq, err = net.ListenUnix("unix", &net.UnixAddr{Name: name, Net: "unix"})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer sq.Close()
+	// The squatter answers every request with success and counts what it
+	// was sent.
+	var mu sync.Mutex
+	received, accepted := 0, 0
+	go func() {
+		for {
+			c, err := sq.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+				var hdr [wire.HeaderSize]byte
+				n, _ := io.ReadFull(c, hdr[:])
+				mu.Lock()
+				accepted++
+				received += n
+				mu.Unlock()
+				_ = wire.WriteFrame(c, wire.FrameExit, wire.ExitPayload(0))
+			}()
+		}
+	}()
+	_, err := Listen(name)
+	if err == nil || !strings.Contains(err.Error(), "uid 65534, not root") || !strings.Contains(err.Error(), "pid "+itoa(os.Getpid())) {
+		t.Errorf("Listen on a squatted name: %v; want the squatter's pid and uid named", err)
+	}
+	cl := client.Client{Socket: name, Timeout: 5 * time.Second}
+	var o, e bytes.Buffer
+	code, err := cl.Do(context.Background(), wire.Request{Prog: "ipvsadm", Args: []string{"-A", "-t", "10.0.0.1:80"}}, &o, &e)
+	var untrusted *client.UntrustedError
+	if !errors.As(err, &untrusted) || !strings.Contains(err.Error(), "uid 65534, not root") {
+		t.Errorf("root's request to a squatter: code %d, err %v; want it refused before sending", code, err)
+	}
+	// The same user may talk to its own server.
+	var ownErr error
+	if err := asEUID(65534, func() error {
+		c, err := cl.Dial(context.Background())
+		if err == nil {
+			c.Close()
+		}
+		ownErr = err
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if ownErr != nil {
+		t.Errorf("uid 65534's client to its own server: %v", ownErr)
+	}
+	wait.For(t, 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return accepted >= 2 }, "the squatter to see the connections")
+	mu.Lock()
+	defer mu.Unlock()
+	if received != 0 {
+		t.Errorf("the squatter received %d bytes from root", received)
+	}
+}
+
+// TestServerOversized: a header announcing more than the peer may send
+// is answered and the connection closed without its payload being read
+// (none is ever sent here).
+func TestServerOversized(t *testing.T) {
+	netnstest.SkipIfNotRoot(t)
+	srv := NewServer(New(Options{}), Env{})
+	name := startServer(t, srv)
+	for i, tc := range []struct {
+		uid  int
+		size uint32
+	}{
+		{65534, 1 << 20},         // within the old 64 MiB, over the unprivileged limit
+		{65534, wire.MaxRequest}, // root's limit does not apply to others
+		{0, wire.MaxRequest + 1}, // root is bounded too
+		{0, ^uint32(0)},
+	} {
+		c := dialAs(t, name, tc.uid)
+		var hdr [wire.HeaderSize]byte
+		hdr[0] = wire.FrameRequest
+		binary.BigEndian.PutUint32(hdr[1:], tc.size)
+		if _, err := c.Write(hdr[:]); err != nil {
+			t.Fatal(err)
+		}
+		msg, code := readReply(t, c)
+		if code != 255 || !strings.Contains(msg, "request of "+strconv.FormatUint(uint64(tc.size), 10)+" bytes exceeds the limit") {
+			t.Errorf("uid %d, %d bytes announced: %d %q", tc.uid, tc.size, code, msg)
+		}
+		if !closed(c, 5*time.Second) {
+			t.Errorf("uid %d, %d bytes announced: connection still open", tc.uid, tc.size)
+		}
+		if n := srv.Stats().Oversized; n != uint64(i+1) {
+			t.Errorf("Oversized = %d after %d", n, i+1)
+		}
+	}
+	// A request within the limit is served as before.
+	if r := do(t, name, wire.Request{Prog: "ipvsadm", Args: []string{"-Ln"}}); r.code != 0 {
+		t.Errorf("-Ln after: %+v", r)
+	}
+}
+
+// TestServerSlowClients: peers that are not root connect and send
+// nothing. Beyond MaxUnprivConns they are refused at once; the others are
+// dropped after ReadTimeout; root is served all along.
+func TestServerSlowClients(t *testing.T) {
+	netnstest.SkipIfNotRoot(t)
+	st := New(Options{})
+	srv := NewServer(st, Env{})
+	srv.ReadTimeout = 2 * time.Second
+	srv.MaxUnprivConns = 4
+	name := startServer(t, srv)
+	var slow []net.Conn
+	for range 4 {
+		slow = append(slow, dialAs(t, name, 65534))
+	}
+	// Wait until all four hold their slot (the server counts none busy),
+	// then the fifth is refused with a message.
+	wait.For(t, 5*time.Second, func() bool {
+		c := dialAs(t, name, 65534)
+		msg, code := readReply(t, c)
+		c.Close()
+		return code == 255 && strings.Contains(msg, "too many control connections")
+	}, "a fifth slow peer to be refused")
+	// Root is served while they hold theirs, changes included.
+	if r := do(t, name, wire.Request{Prog: "ipvsadm", Args: []string{"-A", "-t", "10.0.0.1:80"}}); r.code != 0 {
+		t.Errorf("root -A with slow peers connected: %+v", r)
+	}
+	for i, c := range slow {
+		if !closed(c, 10*time.Second) {
+			t.Fatalf("slow peer %d still connected", i)
+		}
+	}
+	if n := srv.Stats().ReadTimeouts; n != 4 {
+		t.Errorf("ReadTimeouts = %d, want 4", n)
+	}
+	// The slots are free again.
+	c := dialAs(t, name, 65534)
+	cl := client.Client{Socket: name, Timeout: 5 * time.Second}
+	var o, e bytes.Buffer
+	code, err := cl.Exchange(context.Background(), c, wire.Request{Prog: "ipvsadm", Args: []string{"-Ln"}}, &o, &e)
+	if err != nil || code != 0 || !strings.Contains(o.String(), "10.0.0.1:80") {
+		t.Errorf("uid 65534 -Ln after the slow peers left: %d %v %q %q", code, err, o.String(), e.String())
+	}
+}
+
+// TestServerUnprivilegedConns: with real credentials, a peer that is not
+// root lists services but not connections, and changes nothing.
+func TestServerUnprivilegedConns(t *testing.T) {
+	netnstest.SkipIfNotRoot(t)
+	st := New(Options{})
+	mustRun(t, st, "-A -t 10.0.0.1:80 -s rr")
+	name := startServer(t, NewServer(st, Env{}))
+	cl := client.Client{Socket: name, Timeout: 5 * time.Second}
+	for _, tc := range []struct {
+		args []string
+		code int
+		err  string
+	}{
+		{[]string{"-Ln"}, 0, ""},
+		{[]string{"-Lnc"}, 255, "Permission denied (you must be root)\n"},
+		{[]string{"-L", "-c", "-n", "--persistent-conn"}, 255, "Permission denied (you must be root)\n"},
+		{[]string{"-A", "-t", "10.0.0.2:80"}, 255, "Permission denied (you must be root)\n"},
+	} {
+		c := dialAs(t, name, 65534)
+		var o, e bytes.Buffer
+		code, err := cl.Exchange(context.Background(), c, wire.Request{Prog: "ipvsadm", Args: tc.args}, &o, &e)
+		if err != nil || code != tc.code || e.String() != tc.err {
+			t.Errorf("uid 65534 %q: %d %v %q", tc.args, code, err, e.String())
+		}
+		if tc.code != 0 && o.Len() != 0 {
+			t.Errorf("uid 65534 %q printed %q", tc.args, o.String())
+		}
+	}
+	if r := do(t, name, wire.Request{Prog: "ipvsadm", Args: []string{"-Lnc"}}); r.code != 0 || !strings.Contains(r.out, "IPVS connection entries") {
+		t.Errorf("root -Lnc: %+v", r)
+	}
+	if n := len(st.Services()); n != 1 {
+		t.Errorf("%d services after uid 65534's -A", n)
 	}
 }

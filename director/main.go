@@ -54,7 +54,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		"such a VIP is served only while it is configured on its device, as keepalived --vrrp does on MASTER, and its lvs_sync_daemon drives the sync daemons")
 	sysctls := DefaultSysctls()
 	fs.Var(sysctlFlag{&sysctls}, "sysctl", "kernel IPVS sysctl `NAME=VALUE` (repeatable): backup_only=0|1, sync_threshold=\"T P\", sync_persist_mode=0|1, sync_version=0|1")
-	sock := fs.String("control", defSock, "abstract unix socket `name` for uvsadm (empty: no control socket)")
+	sock := fs.String("control", defSock, "unix socket `name` for uvsadm: @NAME is abstract (this network namespace's), "+
+		"else a filesystem path (made connectable by all; put it in a directory only root can write); empty: no control socket. "+
+		"uvsd refuses to start when a process that is not root holds it")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: uvsd [--rules FILE | --keepalived FILE] [--iface IF,...] [flags]\n\n"+
 			"uvsd is the uvs director: it serves the virtual services of the rules file on\n"+
@@ -103,6 +105,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	zc.Encoding = "console"
 	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	zc.OutputPaths = []string{"stderr"}
+	// An error an operator reads is one line: the production config would
+	// append a goroutine's stack trace to every Error.
+	zc.DisableStacktrace = true
 	log, err := zc.Build()
 	if err != nil {
 		fmt.Fprintf(stderr, "uvsd: logger: %v\n", err)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -45,10 +46,33 @@ func (c *Client) socket() string {
 	return c.Socket
 }
 
-// Dial connects to the director.
+// UntrustedError is a control socket held by a process that is not a
+// director this client may trust (see wire.CheckServer): nothing was
+// sent to it.
+type UntrustedError struct{ Err error }
+
+func (e *UntrustedError) Error() string { return e.Err.Error() }
+func (e *UntrustedError) Unwrap() error { return e.Err }
+
+// Dial connects to the director and checks, before anything is sent, that
+// the process holding the socket runs as root (or as this client's own
+// uid): otherwise it closes the connection and returns an
+// *UntrustedError naming that process.
 func (c *Client) Dial(ctx context.Context) (net.Conn, error) {
 	var d net.Dialer
-	return d.DialContext(ctx, "unix", c.socket())
+	conn, err := d.DialContext(ctx, "unix", c.socket())
+	if err != nil {
+		return nil, err
+	}
+	cred, err := wire.PeerCred(conn)
+	if err == nil {
+		err = wire.CheckServer(c.socket(), cred, uint32(os.Geteuid()))
+	}
+	if err != nil {
+		conn.Close()
+		return nil, &UntrustedError{err}
+	}
+	return conn, nil
 }
 
 // Do sends req on a new connection and copies the director's stdout and
@@ -83,6 +107,7 @@ func (c *Client) Exchange(ctx context.Context, conn net.Conn, req wire.Request, 
 		return 0, fmt.Errorf("control request: %w", err)
 	}
 	if len(p) > wire.MaxRequest {
+		// The director refuses it unread: say so here, with the size.
 		return 0, fmt.Errorf("control request: %d bytes exceeds the limit of %d", len(p), wire.MaxRequest)
 	}
 	if err := wire.WriteFrame(conn, wire.FrameRequest, p); err != nil {
@@ -192,6 +217,13 @@ func (c *CLI) Main(ctx context.Context, argv0 string, args []string, stdin io.Re
 		req.Stdin = b
 	}
 	conn, err := c.Client.Dial(ctx)
+	var untrusted *UntrustedError
+	if errors.As(err, &untrusted) {
+		// Another director cannot be started while a squatter holds the
+		// name: say who does.
+		_, _ = fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return ipvsadm.ExitUsage
+	}
 	if err != nil {
 		conn, err = c.autostart(ctx)
 		if err != nil {
@@ -227,8 +259,11 @@ func (c *CLI) autostart(ctx context.Context) (net.Conn, error) {
 	}
 	defer unlock()
 	// Another uvsadm may have started one while we waited for the lock.
+	var untrusted *UntrustedError
 	if conn, err := c.Client.Dial(ctx); err == nil {
 		return conn, nil
+	} else if errors.As(err, &untrusted) {
+		return nil, err
 	}
 	exited, err := c.Launcher.Launch()
 	if err != nil {
@@ -249,6 +284,8 @@ func (c *CLI) autostart(ctx context.Context) (net.Conn, error) {
 	for {
 		if conn, err := c.Client.Dial(ctx); err == nil {
 			return conn, nil
+		} else if errors.As(err, &untrusted) {
+			return nil, err
 		}
 		select {
 		case err := <-exited:

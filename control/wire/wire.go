@@ -7,9 +7,36 @@
 // the server answers with any number of FrameStdout/FrameStderr chunks, in
 // the order the command wrote them, and one FrameExit whose payload is the
 // exit status as a 4-byte big-endian int.
+//
+// # Who may hold and use the socket
+//
+// The socket is an abstract unix socket (DefaultSocketName). Such a name
+// belongs to the network namespace, so "ip netns exec ns1 uvsadm" reaches
+// the director of ns1 with nothing to configure, and it disappears with
+// the process that bound it: a director killed with SIGKILL leaves no
+// stale file behind. Its drawback is that any process of the namespace,
+// root or not, may bind the name first. So neither side trusts the name:
+//
+//   - the client reads the server's credentials (SO_PEERCRED, PeerCred)
+//     before it sends a byte and talks only to a server running as root,
+//     or as its own uid when it is not root itself (CheckServer);
+//   - uvsd, when the name is taken, names the process holding it and
+//     refuses to start if that process is not root;
+//   - the server reads the peer's credentials when it accepts, before
+//     reading anything, and bounds what it reads by them: a 5-byte header
+//     first, then at most MaxUnprivRequest bytes from a non-root peer and
+//     MaxRequest from root, all within a short read deadline.
+//
+// A filesystem path under a root-only directory would stop a squatter
+// from even denying service, but it must be named per network namespace
+// (ip netns exec does not remount /run), it outlives a killed director
+// and namespace inode numbers are reused, so a stale file could answer
+// for the wrong namespace. A path remains available through SocketEnv or
+// uvsd --control for those who want one; the same checks apply to it.
 package wire
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -31,6 +58,11 @@ const SocketEnv = "UVS_CONTROL_SOCKET"
 // last byte of the reply.
 const DefaultRequestTimeout = 60 * time.Second
 
+// DefaultReadTimeout bounds the reading of a request, from accept to its
+// last byte: uvsadm has its whole request (a -R file included) in memory
+// before it connects, so a peer slower than this is not uvsadm.
+const DefaultReadTimeout = 5 * time.Second
+
 // Frame types and limits.
 const (
 	FrameRequest = 'Q'
@@ -40,8 +72,15 @@ const (
 
 	// Version is the protocol version a Request carries.
 	Version = 1
-	// MaxRequest bounds a request: a -R rules file travels in it.
-	MaxRequest = 64 << 20
+	// HeaderSize is a frame's header: type and payload length.
+	HeaderSize = 5
+	// MaxRequest bounds a request from root: a -R rules file travels in
+	// it (base64 in JSON: 16 MiB carry a file of 12 MiB, about 200 000
+	// rules).
+	MaxRequest = 16 << 20
+	// MaxUnprivRequest bounds a request from a peer that is not root: a
+	// listing's command line (its changes are refused whatever their size).
+	MaxUnprivRequest = 64 << 10
 	// MaxChunk is the largest reply chunk the server writes.
 	MaxChunk = 64 << 10
 	// MaxReplyRead is the largest reply chunk the client accepts.
@@ -71,21 +110,56 @@ func WriteFrame(w io.Writer, typ byte, payload []byte) error {
 	return err
 }
 
-// ReadFrame reads one frame whose payload is at most limit bytes.
-func ReadFrame(r io.Reader, limit int) (byte, []byte, error) {
-	var hdr [5]byte
+// TooLargeError is a frame whose header announces more than the reader
+// accepts; nothing of its payload has been read.
+type TooLargeError struct {
+	Size, Limit uint32
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("frame of %d bytes exceeds the limit of %d", e.Size, e.Limit)
+}
+
+// ReadHeader reads a frame's header and returns its type and payload
+// length, or a *TooLargeError when the length exceeds limit.
+func ReadHeader(r io.Reader, limit int) (byte, uint32, error) {
+	var hdr [HeaderSize]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return 0, nil, err
+		return 0, 0, err
 	}
 	n := binary.BigEndian.Uint32(hdr[1:])
-	if uint64(n) > uint64(limit) {
-		return 0, nil, fmt.Errorf("frame of %d bytes exceeds the limit of %d", n, limit)
+	if uint64(n) > uint64(max(limit, 0)) {
+		return hdr[0], n, &TooLargeError{Size: n, Limit: uint32(min(uint64(max(limit, 0)), 1<<32-1))}
 	}
-	p := make([]byte, n)
-	if _, err := io.ReadFull(r, p); err != nil {
+	return hdr[0], n, nil
+}
+
+// ReadPayload reads a payload of n bytes announced by ReadHeader. Memory
+// grows with the bytes that arrive, not with what the header announced,
+// so a peer that announces much and sends little costs little.
+func ReadPayload(r io.Reader, n uint32) ([]byte, error) {
+	var b bytes.Buffer
+	b.Grow(int(min(n, 64<<10)))
+	if _, err := io.CopyN(&b, r, int64(n)); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// ReadFrame reads one frame whose payload is at most limit bytes.
+func ReadFrame(r io.Reader, limit int) (byte, []byte, error) {
+	typ, n, err := ReadHeader(r, limit)
+	if err != nil {
 		return 0, nil, err
 	}
-	return hdr[0], p, nil
+	p, err := ReadPayload(r, n)
+	if err != nil {
+		return 0, nil, err
+	}
+	return typ, p, nil
 }
 
 // FrameWriter sends everything written to it as frames of one type, in
