@@ -2,70 +2,151 @@ package dataplane
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/uvs-lb/uvs/conntrack"
 	"github.com/uvs-lb/uvs/sched"
 	"github.com/uvs-lb/uvs/snapshot"
+	"github.com/uvs-lb/uvs/spec"
 )
 
-// Default FULLNAT local port range: above Linux's default
-// ip_local_port_range (32768–60999), so the director's own sockets never
-// pick a port a FULLNAT connection uses.
+// Fallback FULLNAT local port range, for an allocator built without one:
+// above Linux's default ip_local_port_range (32768–60999), so the
+// director's own sockets never pick a port a FULLNAT connection uses. The
+// director chooses a far larger range at start (director/lports.go).
 const (
 	DefaultLocalPortMin = 61000
 	DefaultLocalPortMax = 65535
 )
 
-// PortAllocator hands out FULLNAT local ports. A port is free for a real
-// server when no connection uses the reply tuple RS:rport → LIP:lport, so
-// the connection table itself is the allocation map and nothing needs
-// releasing (the alibaba LVS lport scheme: a moving cursor, bounded tries).
+// TimeWaitReuseDelay is how long a local port's previous connection to
+// the same real server:port must have been quiet in TIME_WAIT or CLOSE
+// before a new connection may take the port (the kernel's tcp_tw_reuse
+// waits one second after the last timestamp seen).
+const TimeWaitReuseDelay = time.Second
+
+// portBlock is how many consecutive ports a worker takes from the shared
+// cursor at once: one atomic add per portBlock allocations, and two
+// workers never walk the same ports at the same time.
+const portBlock = 64
+
+// portTries bounds the ports one allocation tries for one local address.
+const portTries = 64
+
+// PortAllocator hands out FULLNAT local ports over [Min, Max]. A port is
+// free for a (local address, real server, port) when no connection uses
+// the reply tuple RS:rport → LIP:lport, so the connection table itself is
+// the allocation map, kept per (LIP, RS, rport), and nothing needs
+// releasing (the alibaba LVS lport scheme: a moving cursor, bounded
+// tries). Each worker walks its own block of the range (PortCursor); the
+// blocks are taken in turn from one cursor, so ports are reused in the
+// order they were last handed out.
+//
+// TIME_WAIT reuse: a port whose connection to the same RS:rport is in
+// TIME_WAIT or CLOSE and quiet for TimeWaitReuseDelay is taken over: that
+// connection is expired at once, as the kernel's tcp_tw_reuse lets a
+// socket reuse a 4-tuple in TIME_WAIT. When the client closed first, the
+// real server holds no TIME_WAIT for the tuple (it went LAST_ACK →
+// CLOSED) and the new SYN is an ordinary one. When the real server closed
+// first and still holds TIME_WAIT, Linux accepts the SYN if its sequence
+// number or timestamp is newer (tcp_timewait_state_process); otherwise it
+// answers with an ACK, the client's stack resets, the reset ends the real
+// server's TIME_WAIT and the client's retransmitted SYN (1 s later)
+// connects: a delay, never a refusal. Only TCP is reused; a UDP port is
+// free once its flow timed out.
 type PortAllocator struct {
 	Min, Max uint16
-	cursor   atomic.Uint32
-	tries    int
+	span     uint32
+	next     atomic.Uint32 // next block's first offset in the range
 }
 
-// NewPortAllocator returns an allocator over [min, max].
+// NewPortAllocator returns an allocator over [min, max] (0 or an empty
+// range: DefaultLocalPortMin–DefaultLocalPortMax).
 func NewPortAllocator(min, max uint16) *PortAllocator {
 	if min == 0 || max < min {
 		min, max = DefaultLocalPortMin, DefaultLocalPortMax
 	}
-	return &PortAllocator{Min: min, Max: max, tries: 64}
+	return &PortAllocator{Min: min, Max: max, span: uint32(max-min) + 1}
+}
+
+// PortCursor is one worker's position in a PortAllocator and its
+// round-robin position in services' local-address pools. Its zero value
+// is ready; it must not be shared between goroutines.
+type PortCursor struct {
+	off  uint32 // offset of the next port to try
+	left uint32 // ports left in the current block
+	rr   uint32 // next local address of a pool
+	cn   conntrack.Conn
 }
 
 // Allocate returns a local port for a connection to rs from lip, or false
-// when none was free within the bounded number of tries.
-func (a *PortAllocator) Allocate(t *conntrack.Table, proto uint8, rs, lip conntrack.Endpoint) (uint16, bool) {
-	span := uint32(a.Max-a.Min) + 1
+// when none was free within the bounded number of tries. now is on t's
+// clock.
+func (a *PortAllocator) Allocate(c *PortCursor, t *conntrack.Table, proto uint8, rs, lip conntrack.Endpoint, now int64) (uint16, bool) {
 	k := conntrack.Key{Src: rs.Addr, Dst: lip.Addr, SrcPort: rs.Port, Proto: proto}
-	for i := 0; i < a.tries; i++ {
-		port := a.Min + uint16(a.cursor.Add(1)%span)
+	for range portTries {
+		if c.left == 0 {
+			c.off = a.next.Add(portBlock) - portBlock
+			c.left = portBlock
+		}
+		port := a.Min + uint16(c.off%a.span)
+		c.off++
+		c.left--
 		k.DstPort = port
-		if !t.Contains(k) {
+		if a.free(c, t, &k, now) {
 			return port, true
 		}
 	}
 	return 0, false
 }
 
-// fullnatLocal picks the local address (the service's pool round-robin, or
-// the route's source address towards the real server) and a local port.
-func (w *Worker) fullnatLocal(nc *conntrack.NewConn, svc *snapshot.Service, d *sched.Dest) bool {
-	if w.env.Ports == nil {
+// free reports whether the reply tuple k is unused, taking it over from a
+// finished TCP connection (see PortAllocator). A connection that timed out
+// but is not reaped yet counts as free: Create removes it.
+func (a *PortAllocator) free(c *PortCursor, t *conntrack.Table, k *conntrack.Key, now int64) bool {
+	cn := &c.cn
+	if !t.Lookup(*k, now, cn) {
+		return true
+	}
+	if cn.Proto != conntrack.ProtoTCP || cn.Fwd != spec.FwdFullNAT || cn.Dir != conntrack.DirOut ||
+		(cn.State != conntrack.StateTimeWait && cn.State != conntrack.StateClose) {
 		return false
 	}
-	var lip conntrack.Endpoint
-	if n := len(svc.LocalAddrs); n > 0 {
-		lip.Addr = svc.LocalAddrs[int(w.env.Ports.cursor.Load())%n].As16()
-	} else {
-		hop, ok := w.env.Hops.Lookup(d.Addr())
-		if !ok || !hop.Src.IsValid() {
-			return false
-		}
-		lip.Addr = hop.Src.As16()
+	quiet := now - (cn.Expires - int64(cn.Timeout))
+	if quiet < int64(TimeWaitReuseDelay) {
+		return false
 	}
-	port, ok := w.env.Ports.Allocate(w.env.Conns, nc.In.Proto, nc.Real, lip)
+	return t.ExpireNow(cn.Handle, now)
+}
+
+// fullnatLocal picks the local address (the service's pool round-robin,
+// moving on to the next address when one has no free port, or the
+// route's source address towards the real server) and a local port.
+func (w *Worker) fullnatLocal(nc *conntrack.NewConn, svc *snapshot.Service, d *sched.Dest) bool {
+	a := w.env.Ports
+	if a == nil {
+		return false
+	}
+	c, now := &w.lports, w.pc.mono
+	var lip conntrack.Endpoint
+	if n := uint32(len(svc.LocalAddrs)); n > 0 {
+		for range n {
+			lip.Addr = svc.LocalAddrs[c.rr%n].As16()
+			c.rr++
+			if port, ok := a.Allocate(c, w.env.Conns, nc.In.Proto, nc.Real, lip, now); ok {
+				lip.Port = port
+				nc.Local = lip
+				return true
+			}
+		}
+		return false
+	}
+	hop, ok := w.env.Hops.Lookup(d.Addr())
+	if !ok || !hop.Src.IsValid() {
+		return false
+	}
+	lip.Addr = hop.Src.As16()
+	port, ok := a.Allocate(c, w.env.Conns, nc.In.Proto, nc.Real, lip, now)
 	if !ok {
 		return false
 	}

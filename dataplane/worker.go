@@ -124,6 +124,9 @@ type Worker struct {
 	why  sched.Reason
 	mp   fwmark.Packet
 	tmpl *conntrack.SchedTemplates
+
+	lports PortCursor // FULLNAT local ports and pool position (fullnat.go)
+
 	// ctl holds control frames built by the worker (ARP replies, ICMP
 	// errors); one buffer per batch slot.
 	ctl  [][]byte

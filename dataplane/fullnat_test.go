@@ -1,0 +1,204 @@
+package dataplane_test
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/uvs-lb/uvs/conntrack"
+	"github.com/uvs-lb/uvs/dataplane"
+	"github.com/uvs-lb/uvs/sched"
+	"github.com/uvs-lb/uvs/spec"
+)
+
+// lportRig is a connection table with FULLNAT connections from one client
+// to real servers, their local ports taken from a small allocator.
+type lportRig struct {
+	t     *conntrack.Table
+	a     *dataplane.PortAllocator
+	c     dataplane.PortCursor
+	dest  *sched.Dest
+	lip   conntrack.Endpoint
+	cport uint16
+}
+
+func newLportRig(t *testing.T, min, max uint16) *lportRig {
+	t.Helper()
+	ct, err := conntrack.New(conntrack.Config{Capacity: 1 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &lportRig{
+		t:     ct,
+		a:     dataplane.NewPortAllocator(min, max),
+		dest:  sched.NewDest(spec.Dest{Addr: netip.MustParseAddr("10.0.11.11"), Port: 80, Weight: 1, Fwd: spec.FwdFullNAT}),
+		lip:   conntrack.Endpoint{Addr: netip.MustParseAddr("10.0.11.1").As16()},
+		cport: 40000,
+	}
+}
+
+func ep(s string) conntrack.Endpoint {
+	ap := netip.MustParseAddrPort(s)
+	return conntrack.Endpoint{Addr: ap.Addr().As16(), Port: ap.Port()}
+}
+
+// open allocates a port for a TCP connection to rs and creates it with a
+// SYN at now; it reports false when no port was free.
+func (r *lportRig) open(t *testing.T, rs conntrack.Endpoint, now int64) (conntrack.Conn, bool) {
+	t.Helper()
+	port, ok := r.a.Allocate(&r.c, r.t, conntrack.ProtoTCP, rs, r.lip, now)
+	if !ok {
+		return conntrack.Conn{}, false
+	}
+	if port < r.a.Min || port > r.a.Max {
+		t.Fatalf("port %d outside %d-%d", port, r.a.Min, r.a.Max)
+	}
+	r.cport++
+	cli, vip := ep("10.0.1.2:0"), ep("10.0.1.100:80")
+	nc := conntrack.NewConn{
+		In:   conntrack.Key{Src: cli.Addr, Dst: vip.Addr, SrcPort: r.cport, DstPort: vip.Port, Proto: conntrack.ProtoTCP},
+		Fwd:  spec.FwdFullNAT,
+		Dest: r.dest, Real: rs,
+		Local: conntrack.Endpoint{Addr: r.lip.Addr, Port: port},
+	}
+	var c conntrack.Conn
+	if err := r.t.Create(&nc, conntrack.TCPSyn, now, &c); err != nil {
+		t.Fatalf("create with local port %d: %v", port, err)
+	}
+	return c, true
+}
+
+// clientClose runs c through the handshake and a client-first close to
+// TIME_WAIT at now.
+func (r *lportRig) clientClose(t *testing.T, c conntrack.Conn, now int64) {
+	t.Helper()
+	in := conntrack.Key{Src: c.Client.Addr, Dst: c.Virtual.Addr, SrcPort: c.Client.Port, DstPort: c.Virtual.Port, Proto: conntrack.ProtoTCP}
+	out := conntrack.Key{Src: c.Real.Addr, Dst: c.Local.Addr, SrcPort: c.Real.Port, DstPort: c.Local.Port, Proto: conntrack.ProtoTCP}
+	var x conntrack.Conn
+	for _, s := range []struct {
+		k     conntrack.Key
+		flags uint8
+	}{{out, conntrack.TCPSyn | conntrack.TCPAck}, {in, conntrack.TCPAck}, {in, conntrack.TCPFin | conntrack.TCPAck},
+		{out, conntrack.TCPFin | conntrack.TCPAck}, {in, conntrack.TCPAck}} {
+		if !r.t.Track(s.k, s.flags, now, &x) {
+			t.Fatalf("connection of local port %d lost", c.Local.Port)
+		}
+	}
+	if x.State != conntrack.StateTimeWait {
+		t.Fatalf("connection of local port %d in %s after a client-first close, want TIME_WAIT", c.Local.Port, x.StateName())
+	}
+}
+
+// TestPortAllocatorTimeWaitReuse: with every port of the range used by
+// connections to one real server, allocation for it fails (and succeeds
+// for another real server: ports are per real server); once those
+// connections are in TIME_WAIT, their ports are reused only after
+// TimeWaitReuseDelay, and the previous connection is gone.
+func TestPortAllocatorTimeWaitReuse(t *testing.T) {
+	const min, max = 2000, 2007
+	r := newLportRig(t, min, max)
+	rs1, rs2 := ep("10.0.11.11:80"), ep("10.0.11.12:80")
+	var conns []conntrack.Conn
+	seen := map[uint16]bool{}
+	for range max - min + 1 {
+		c, ok := r.open(t, rs1, 0)
+		if !ok {
+			t.Fatalf("no port after %d connections of a range of %d", len(conns), max-min+1)
+		}
+		if seen[c.Local.Port] {
+			t.Fatalf("port %d handed out twice to live connections", c.Local.Port)
+		}
+		seen[c.Local.Port] = true
+		conns = append(conns, c)
+	}
+	if _, ok := r.open(t, rs1, 0); ok {
+		t.Fatal("a port was handed out while every port had a live connection to the same real server")
+	}
+	if _, ok := r.open(t, rs2, 0); !ok {
+		t.Fatal("no port for a second real server: ports must be allocated per real server")
+	}
+	tw := int64(time.Second)
+	for _, c := range conns {
+		r.clientClose(t, c, tw)
+	}
+	if _, ok := r.open(t, rs1, tw+int64(dataplane.TimeWaitReuseDelay)/2); ok {
+		t.Fatal("a port in TIME_WAIT was reused before TimeWaitReuseDelay")
+	}
+	now := tw + int64(dataplane.TimeWaitReuseDelay)
+	for i := range conns {
+		c, ok := r.open(t, rs1, now)
+		if !ok {
+			t.Fatalf("TIME_WAIT port not reused (%d reused of %d)", i, len(conns))
+		}
+		var old conntrack.Conn
+		if !r.t.Lookup(conntrack.Key{Src: c.Client.Addr, Dst: c.Virtual.Addr, SrcPort: c.Client.Port, DstPort: c.Virtual.Port,
+			Proto: conntrack.ProtoTCP}, now, &old) || old.Handle != c.Handle {
+			t.Fatalf("new connection on port %d not found", c.Local.Port)
+		}
+	}
+	if n := r.t.Len(); n != len(conns)+1 {
+		t.Fatalf("%d entries after reuse, want %d (the TIME_WAIT connections replaced, plus rs2's)", n, len(conns)+1)
+	}
+}
+
+// TestPortAllocatorNoReuseOfLive: a connection still open (ESTABLISHED or
+// FIN_WAIT) keeps its port however old it is.
+func TestPortAllocatorNoReuseOfLive(t *testing.T) {
+	r := newLportRig(t, 3000, 3000)
+	rs := ep("10.0.11.11:80")
+	if _, ok := r.open(t, rs, 0); !ok {
+		t.Fatal("no port in an empty range")
+	}
+	if _, ok := r.open(t, rs, int64(2*time.Second)); ok {
+		t.Fatal("the port of a live (SYN_RECV) connection was reused")
+	}
+}
+
+// TestPortAllocatorNoAllocs: allocation does not allocate, whether the
+// port is free, in use, or taken over from TIME_WAIT.
+func TestPortAllocatorNoAllocs(t *testing.T) {
+	r := newLportRig(t, 4000, 4003)
+	rs := ep("10.0.11.11:80")
+	c, _ := r.open(t, rs, 0)
+	r.clientClose(t, c, 0)
+	now := int64(5 * time.Second)
+	if n := testing.AllocsPerRun(200, func() {
+		_, _ = r.a.Allocate(&r.c, r.t, conntrack.ProtoTCP, rs, r.lip, now)
+	}); n != 0 {
+		t.Fatalf("Allocate: %v allocations, want 0", n)
+	}
+}
+
+func BenchmarkPortAllocate(b *testing.B) {
+	ct, err := conntrack.New(conntrack.Config{Capacity: 1 << 10})
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := dataplane.NewPortAllocator(1024, 32767)
+	var c dataplane.PortCursor
+	rs, lip := ep("10.0.11.11:80"), conntrack.Endpoint{Addr: netip.MustParseAddr("10.0.11.1").As16()}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := a.Allocate(&c, ct, conntrack.ProtoTCP, rs, lip, 0); !ok {
+			b.Fatal("no port")
+		}
+	}
+}
+
+// TestFullNATLocalAddrRoundRobin: a service with a local-address pool
+// (--add-laddr) sends its new connections from each pool address in turn.
+func TestFullNATLocalAddrRoundRobin(t *testing.T) {
+	r := newRig(t, "-A -t 10.0.1.100:80 -s rr\n-a -t 10.0.1.100:80 -r 10.0.2.11:80 -b\n"+
+		"-P -t 10.0.1.100:80 -z 10.0.2.201\n-P -t 10.0.1.100:80 -z 10.0.2.202\n")
+	want := []string{"10.0.2.201", "10.0.2.202", "10.0.2.201", "10.0.2.202"}
+	for i, w := range want {
+		out := r.run(t, tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", uint16(50000+i), 80, true, false))
+		if len(out) != 1 {
+			t.Fatalf("SYN %d: %d frames sent, want 1", i, len(out))
+		}
+		_, ip, _ := decode(t, out[0].Data())
+		if got := ip.SrcIP.String(); got != w {
+			t.Fatalf("SYN %d sent from %s, want %s (pool round-robin)", i, got, w)
+		}
+	}
+}
