@@ -71,4 +71,12 @@ type Options struct {
 	NetNS netns.NsHandle
 	// Priority of the ingress base chains; zero means DefaultPriority.
 	Priority int32
+	// StateDir holds the per-namespace files recording the sysctls'
+	// values before uvsd changed them ("": DefaultStateDir).
+	StateDir string
 }
+
+// DefaultStateDir is where the sysctls' original values are kept: one file
+// per network namespace, sysctl-INODE.json, INODE being the namespace's
+// (as ls -iL /proc/self/ns/net shows it).
+const DefaultStateDir = "/run/uvs"

@@ -36,8 +36,10 @@ type Hooks struct {
 	lasting   *lastingConn
 	installed *plan
 	fallback  error
-	saved     []Sysctl // original values, in the order they were first changed
-	savedOK   map[string]bool
+	// stateChecked: a state file a dead uvsd left has been dealt with.
+	stateChecked bool
+	saved        []Sysctl // original values, in the order they were first changed
+	savedOK      map[string]bool
 }
 
 var _ ownership.Consumer = (*Hooks)(nil)
@@ -622,12 +624,20 @@ func (r *ruler) icmp() [][]expr.Any {
 }
 
 // CleanupNetNS is Cleanup on a connection to ns (zero or negative: the
-// caller's namespace).
+// caller's namespace), followed by RestoreSysctls from DefaultStateDir:
+// what a killed uvsd left. While a uvsd owning the table lives it changes
+// nothing and fails with ErrTableBusy.
 func CleanupNetNS(ns netns.NsHandle) error {
 	h := New(Options{NetNS: ns})
 	c, err := h.conn()
 	if err != nil {
 		return fmt.Errorf("khook: cleanup: %w", err)
 	}
-	return Cleanup(c)
+	if err := Cleanup(c); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("khook: cleanup: %w", ErrTableBusy)
+		}
+		return err
+	}
+	return RestoreSysctls(ns, "")
 }

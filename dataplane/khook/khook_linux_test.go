@@ -503,13 +503,14 @@ func TestCleanupRemovesLeftovers(t *testing.T) {
 
 func TestSysctlsRestoredOnRemove(t *testing.T) {
 	tp := newTopo(t)
-	h := New(Options{NetNS: tp.dir.h})
+	dir := t.TempDir()
+	h := New(Options{NetNS: tp.dir.h, StateDir: dir})
 	const name = "net.ipv4.conf.d0.send_redirects"
 	if err := h.SetSysctls(Sysctl{Name: name, Value: "1"}); err != nil {
 		t.Fatal(err)
 	}
 	// The value before uvsd touched it is now 1; recommended settings turn it off.
-	h2 := New(Options{NetNS: tp.dir.h})
+	h2 := New(Options{NetNS: tp.dir.h, StateDir: dir})
 	if err := h2.SetSysctls(RecommendedSysctls("d0")...); err != nil {
 		t.Fatal(err)
 	}

@@ -40,3 +40,6 @@ func (*Hooks) Owned() bool { return false }
 
 // Fallback returns ErrUnsupported.
 func (*Hooks) Fallback() error { return ErrUnsupported }
+
+// RestoreSysctls returns ErrUnsupported.
+func RestoreSysctls(netns.NsHandle, string) error { return ErrUnsupported }

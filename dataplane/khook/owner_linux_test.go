@@ -70,8 +70,8 @@ func TestTableDiesWithOwner(t *testing.T) {
 	if err := c.Flush(); !errors.Is(err, syscall.EPERM) {
 		t.Fatalf("adding a set from another socket: %v, want EPERM", err)
 	}
-	if err := CleanupNetNS(tp.dir.h); !errors.Is(err, syscall.EPERM) {
-		t.Fatalf("cleanup while the owner lives: %v, want EPERM", err)
+	if err := CleanupNetNS(tp.dir.h); !errors.Is(err, ErrTableBusy) {
+		t.Fatalf("cleanup while the owner lives: %v, want ErrTableBusy", err)
 	}
 	// A second Hooks (a second uvsd) is refused, and changes nothing.
 	h2 := New(Options{NetNS: tp.dir.h})

@@ -30,10 +30,29 @@ func readSysctl(path string) (string, error) {
 // SetSysctls sets each sysctl in h's namespace, remembering the value it had
 // before the first change so that Remove restores it. It stops at the first
 // error; settings made before it stay recorded.
+//
+// The original values are also written to the namespace's state file
+// (Options.StateDir) before a sysctl changes, so that they survive a
+// killed uvsd: the first SetSysctls of a Hooks finding a file a dead uvsd
+// left restores its values first (and fails with ErrTableBusy while a
+// uvsd owning the namespace's table lives), and CleanupNetNS restores them.
 func (h *Hooks) SetSysctls(settings ...Sysctl) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if len(h.saved) == 0 && !h.stateChecked {
+		if live, err := h.liveOwner(); err != nil {
+			return fmt.Errorf("khook: set sysctl: %w", err)
+		} else if live && h.lasting == nil {
+			return fmt.Errorf("khook: set sysctl: %w", ErrTableBusy)
+		}
+	}
 	err := inNetNS(h.opts.NetNS, func() error {
+		if len(h.saved) == 0 && !h.stateChecked {
+			if err := h.restoreStale(); err != nil {
+				return err
+			}
+			h.stateChecked = true
+		}
 		for _, s := range settings {
 			path, err := sysctlPath(s.Name)
 			if err != nil {
@@ -43,12 +62,15 @@ func (h *Hooks) SetSysctls(settings ...Sysctl) error {
 			if err != nil {
 				return err
 			}
-			if err := os.WriteFile(path, []byte(s.Value), 0); err != nil {
-				return err
-			}
 			if !h.savedOK[path] {
 				h.savedOK[path] = true
 				h.saved = append(h.saved, Sysctl{Name: path, Value: old})
+				if err := h.writeState(); err != nil {
+					return err
+				}
+			}
+			if err := os.WriteFile(path, []byte(s.Value), 0); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -92,6 +114,9 @@ func (h *Hooks) restoreSysctls() error {
 		}
 		return nil
 	})
+	if len(errs) == 0 && err == nil {
+		err = h.removeState()
+	}
 	h.saved, h.savedOK = nil, map[string]bool{}
 	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
