@@ -122,4 +122,3 @@ func setTTL(frame []byte, ttl uint8) {
 	}
 	ip[10], ip[11] = byte(^sum>>8), byte(^sum)
 }
-

@@ -3,9 +3,11 @@ package ipvsadm
 import (
 	"errors"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 	"github.com/uvs-lb/uvs/spec"
 )
 
@@ -42,6 +44,13 @@ func saveRoundTrip(t *testing.T, c Command) {
 	default:
 		return
 	}
+	if k := sv.Service.Key; c.Kind != CmdAddService && !k.IsFWMark() && k.Port == 0 {
+		// ipvsadm accepts -a (and --add-laddr) naming a zero-port service
+		// (it checks the port of -A and -E only), but such a service can
+		// exist only persistent: -A refuses it otherwise ("Zero port
+		// specified for non-persistent service"), as restore does.
+		sv.Service.Persistent, sv.Service.Timeout = true, spec.DefaultPersistentTimeout
+	}
 	for _, f := range strings.Fields(sv.Service.Scheduler + " " + sv.Service.PE) {
 		if f == "ipvsadm" || f == DefaultProg {
 			return // restore drops these tokens, as ipvsadm -R does
@@ -67,6 +76,7 @@ func FuzzParse(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, line string) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return strconv.Quote(line) })()
 		args := strings.Fields(line)
 		c, err := Parse(args)
 		if err != nil {
@@ -87,6 +97,7 @@ func FuzzParseRules(f *testing.F) {
 		f.Add(s + "\n")
 	}
 	f.Fuzz(func(t *testing.T, text string) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return strconv.Quote(text) })()
 		cmds, err := ParseRules(strings.NewReader(text), "fuzz")
 		if err != nil {
 			var le *LineError
