@@ -115,6 +115,7 @@ func (w *Worker) toLocal(pc *pktCtx, csum modes.Csum) {
 		return
 	}
 	w.Counters.inc(CntTx)
+	w.Counters.inc(CntLocalDelivered)
 	if pc.f.GSO.IsGSO() {
 		w.Counters.inc(CntGSO)
 	}
