@@ -104,6 +104,18 @@ type Env struct {
 	Sync *connsync.Tap
 	// ICMPLimit limits the ICMP errors the workers send (zero: the kernel's defaults).
 	ICMPLimit ICMPLimit
+	// SloppyTCP is the kernel's sloppy_tcp (off by default): a TCP
+	// packet without SYN (and without RST) that matches no connection
+	// is scheduled like a SYN, so that a restarted director, or one that
+	// took over without the connection table, carries on flows its
+	// scheduler re-derives (sh, mh, dh: the same real server again). The
+	// connection starts where the state table takes NONE on that packet:
+	// ESTABLISHED on an ACK. Counted CntSloppy.
+	SloppyTCP bool
+	// SloppySCTP is sloppy_sctp. uvs forwards no SCTP yet, so it
+	// changes nothing today; it is kept so that the kernel's sysctl
+	// set is accepted whole.
+	SloppySCTP bool
 }
 
 // BatchSize is how many frames a worker reads and writes at once.
@@ -212,7 +224,17 @@ const NeighPoll = 5 * time.Millisecond
 // Run processes batches until the PacketIO is closed. A read that returns
 // no frame (the backend's poll timeout) retries the frames waiting for
 // their next hop.
-func (w *Worker) Run() error {
+//
+// A panic in the pipeline is recovered and returned as a *PanicError
+// holding the value and the stack: the worker stops, the process does
+// not, and the daemon is to stop every worker and remove its hooks
+// rather than go on half-dead.
+func (w *Worker) Run() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = newPanicError(r)
+		}
+	}()
 	for {
 		n, err := w.io.ReadBatch(w.in)
 		if err != nil {
@@ -515,7 +537,10 @@ func (w *Worker) tracked(pc *pktCtx, key *conntrack.Key, found bool, c *conntrac
 		w.Counters.inc(CntBackupOnly)
 		return
 	}
-	if p.Proto == header.ProtoTCP && (p.TCPFlags&header.TCPFlagSYN == 0 || p.TCPFlags&header.TCPFlagRST != 0) {
+	if p.Proto == header.ProtoTCP && (p.TCPFlags&header.TCPFlagSYN == 0 || p.TCPFlags&header.TCPFlagRST != 0) &&
+		(!w.env.SloppyTCP || p.TCPFlags&header.TCPFlagRST != 0) {
+		// tcp_conn_schedule: a RST is never scheduled, a packet
+		// without SYN only with sloppy_tcp.
 		w.Counters.inc(CntNotSyn)
 		return
 	}
@@ -587,6 +612,9 @@ func (w *Worker) create(pc *pktCtx, nc *conntrack.NewConn, svc *snapshot.Service
 	}
 	w.b.changed = true
 	w.Counters.inc(CntNewConn)
+	if pc.p.Proto == header.ProtoTCP && pc.p.TCPFlags&header.TCPFlagSYN == 0 {
+		w.Counters.inc(CntSloppy) // only sloppy_tcp schedules these
+	}
 	svc.Stats.Conns.Add(1)
 	d.Stats.Conns.Add(1)
 	w.forward(pc, c)

@@ -31,6 +31,9 @@ type Sysctls struct {
 	BackupOnly bool
 	// Policy is sync_threshold, sync_persist_mode and sync_version.
 	Policy connsync.Policy
+	// SloppyTCP and SloppySCTP are sloppy_tcp and sloppy_sctp
+	// (dataplane.Env.SloppyTCP, SloppySCTP).
+	SloppyTCP, SloppySCTP bool
 }
 
 // DefaultSysctls are the kernel's defaults.
@@ -64,6 +67,18 @@ func (s *Sysctls) Set(arg string) error {
 			return err
 		}
 		s.BackupOnly = v
+	case "sloppy_tcp":
+		v, err := bool01()
+		if err != nil {
+			return err
+		}
+		s.SloppyTCP = v
+	case "sloppy_sctp":
+		v, err := bool01()
+		if err != nil {
+			return err
+		}
+		s.SloppySCTP = v
 	case "sync_persist_mode":
 		v, err := bool01()
 		if err != nil {
@@ -93,7 +108,7 @@ func (s *Sysctls) Set(arg string) error {
 		}
 		s.Policy.Threshold, s.Policy.Period = uint32(t), uint32(p)
 	default:
-		return fmt.Errorf("sysctl %q: unknown (uvsd knows backup_only, sync_threshold, sync_persist_mode, sync_version)", name)
+		return fmt.Errorf("sysctl %q: unknown (uvsd knows backup_only, sloppy_tcp, sloppy_sctp, sync_threshold, sync_persist_mode, sync_version)", name)
 	}
 	return nil
 }
