@@ -89,11 +89,3 @@ func (c Config) udpAddr() netip.AddrPort {
 	}
 	return netip.AddrPortFrom(g, c.Port)
 }
-
-// stateName is the kernel's name of the state in its log lines.
-func (c Config) stateName() string {
-	if c.State == "backup" {
-		return "BACKUP"
-	}
-	return "MASTER"
-}

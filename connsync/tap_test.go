@@ -122,8 +122,11 @@ func TestRingOrderFullAndDrops(t *testing.T) {
 		}
 	}
 	e := entry(99)
-	if r.Push(&e) || r.Push(&e) {
+	if r.Push(&e) {
 		t.Fatal("push into a full ring succeeded")
+	}
+	if r.Push(&e) {
+		t.Fatal("second push into a full ring succeeded")
 	}
 	if r.Dropped() != 2 || r.Len() != 8 {
 		t.Fatalf("Dropped = %d, Len = %d; want 2, 8", r.Dropped(), r.Len())

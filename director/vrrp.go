@@ -109,7 +109,7 @@ func (r *vrrpRoles) update(present map[heldAddr]bool) (changes []roleChange, tak
 		var added, removed, missing []string
 		all := len(in.vips) > 0
 		for _, v := range in.vips {
-			now := present[heldAddr{addr: v.addr, dev: v.dev}]
+			now := present[heldAddr(v)]
 			was := r.held[v]
 			switch {
 			case now && !was:
@@ -351,9 +351,7 @@ func (d *Director) applyAddrsLocked(present map[heldAddr]bool) {
 	d.haMu.Lock()
 	changes, taken := d.vrrp.update(present)
 	d.standby = d.vrrp.standby()
-	for _, v := range taken {
-		d.garpPending = append(d.garpPending, v)
-	}
+	d.garpPending = append(d.garpPending, taken...)
 	d.haMu.Unlock()
 	for _, c := range changes {
 		d.log.Info(c.String())

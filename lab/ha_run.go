@@ -146,17 +146,6 @@ func (s *session) neighMAC(ctx context.Context, role string, addr netip.Addr) st
 	return ""
 }
 
-// roleOfMAC names the role owning a MAC ("" = unknown).
-func (s *session) roleOfMAC(mac string) string {
-	for k, v := range s.pl.macs {
-		if strings.EqualFold(v, mac) {
-			r, _, _ := strings.Cut(k, "/")
-			return r
-		}
-	}
-	return ""
-}
-
 // haSend sends requests from the client and matches each with the
 // decision in either director's trace. It returns the results and the
 // director that decided each ("" = none).
