@@ -95,7 +95,7 @@ func (t *Table) fill(idx uint32, e *entry, dir Dir, out *Conn) {
 	out.Fwd = spec.Fwd(e.fwd)
 	out.State = e.state
 	out.OldState = e.state
-	out.Flags = e.flags &^ flagUnhashed
+	out.Flags = e.flags &^ flagsInternal
 	out.Controlled = e.control != 0
 	out.Client.Addr, out.Client.Port = e.caddr, e.cport
 	out.Virtual.Addr, out.Virtual.Port = e.vaddr, e.vport
@@ -124,9 +124,14 @@ func setTimer(e *entry, d time.Duration, now int64) {
 func (t *Table) transition(e *entry, dir Dir, tcpFlags uint8, now int64) (assure bool) {
 	if e.proto != ProtoTCP {
 		// UDP and any other protocol: one state, always inactive; a
-		// reply assures the template.
+		// reply assures the template (and makes the connection no
+		// longer half-open).
 		setTimer(e, time.Duration(t.udpTO.Load()), now)
-		return dir == DirOut
+		if dir == DirOut {
+			e.flags |= flagReplied
+			return true
+		}
+		return false
 	}
 	off := tabInput
 	if e.flags&FlagNoOutput != 0 {
@@ -249,16 +254,31 @@ func (t *Table) Contains(k Key) bool {
 // applies the first packet (tcpFlags, INPUT direction) as the kernel does
 // right after scheduling: a SYN moves it to SYN_RECV and makes it active.
 // If out is not nil it is filled. Errors: ErrFull, ErrExists,
-// ErrTooManyDests. It does not allocate once the destination is known to
-// the table.
+// ErrTooManyDests, ErrDropped. It does not allocate once the destination
+// is known to the table.
+//
+// When no entry is free, Create reclaims one (reclaim, pressure.go): a
+// timed-out entry the reaper has not reached yet, or else the half-open
+// connection idle the longest among a few dozen examined; only if there
+// is neither does it return ErrFull. While the drop_packet defence is
+// active it refuses one new connection in its rate with ErrDropped.
 func (t *Table) Create(p *NewConn, tcpFlags uint8, now int64, out *Conn) error {
+	if t.todrop() {
+		t.pr.droppedPacket.Add(1)
+		return ErrDropped
+	}
 	di, ok := t.dests.acquire(p.Dest)
 	if !ok {
 		return ErrTooManyDests
 	}
 	idx := t.allocEntry()
+	for try := 0; idx == 0 && try < reclaimTries; try++ {
+		t.reclaim(now)
+		idx = t.allocEntry()
+	}
 	if idx == 0 {
 		t.dests.release(di)
+		t.pr.full.Add(1)
 		return ErrFull
 	}
 	ctrl := t.linkTemplate(p.Template)

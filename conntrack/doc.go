@@ -58,6 +58,45 @@
 // A lookup costs two dependent cache misses at large sizes (the bucket,
 // then the entry). TrackBatch overlaps those of the packets of a batch.
 //
+// # Table pressure
+//
+// The table never grows (see Memory), so a flood of new flows, spoofed
+// SYNs from random sources or new UDP flows, fills it; before issue #15 a
+// full table refused every new flow until SYN_RECV entries timed out
+// (60 s). Four mechanisms, in the order they act (pressure.go):
+//
+//   - Reclaim on allocation: Create finding no free entry frees one it
+//     finds timed out, instead of waiting for the reaper.
+//   - Eviction that prefers half-open connections: otherwise Create evicts
+//     the half-open connection (TCP NONE, SYN_SENT, SYN_RECV or SYNACK;
+//     UDP and other protocols with no reply seen) whose last packet is the
+//     oldest among the 8 to 64 entries after a clock hand. A legitimate
+//     handshake completes in one round trip, and a spoofed one never, so
+//     evicting the oldest half-open entry costs a flood its entries and no
+//     legitimate client its connection unless a whole table of new flows
+//     arrives within one round trip. Established connections, replied UDP
+//     flows and templates are never evicted: a table full of them still
+//     refuses new flows (ErrFull). The work is bounded (64 entry locks at
+//     most, each taken alone) and allocates nothing.
+//   - The kernel's defence levels (drop_entry, drop_packet, secure_tcp,
+//     with amemthresh and am_droprate; Defense, SetDefense), driven by
+//     the table's occupancy instead of free memory and re-evaluated once
+//     a second by Reap. drop_entry removes half-open connections idle for
+//     DropEntryIdle as the reaper passes, which drains the table after a
+//     flood; drop_packet refuses a share of new flows (ErrDropped); the
+//     secure_tcp state table keeps a connection half-open until the real
+//     server answers the client's ACK. All are off by default, as in the
+//     kernel: eviction alone keeps legitimate clients served.
+//   - Counters per reason (Stats): reclaimed, evicted, full, drop_entry,
+//     drop_packet.
+//
+// A SYN proxy (DPVS's syncookies, answering the handshake at the
+// director) is not built: it would keep spoofed SYNs out of the table
+// altogether, but it costs a sequence-number translation on every packet
+// of every connection and a TCP stack's worth of option handling, and
+// only helps TCP; eviction handles TCP and UDP floods within the table's
+// bounded memory with no per-packet cost on established flows.
+//
 // # Concurrency and lock order
 //
 // All methods are safe for concurrent use by any number of goroutines.
@@ -82,6 +121,11 @@
 //     timeout, expiry, n_control); at most two at once: a connection's,
 //     then its template's;
 //  4. the free-list mutex, a leaf taken with nothing else held.
+//
+// Create reclaiming an entry (pressure.go) examines entries one lock at a
+// time and then expires its victim as the reaper does, holding nothing
+// else. The pressure counters and the clock hand are atomics written only
+// on a full table or by an active defence, never on an ordinary packet.
 //
 // The immutable fields of an entry (addresses, ports, protocol, method,
 // destination, template link, MAC, ifindex, mark, service) are written

@@ -11,18 +11,26 @@ type expireReq struct {
 	gen      uint32 //
 	dest     uint32 // if non-zero, only entries of this destination slot
 	tmpl     int8   // 0 any, 1 templates only, -1 connections only
+	halfOpen bool   // only half-open connections (eviction)
+	// idle, if set, also selects half-open connections not timed out
+	// whose last packet was at or before idleBefore (drop_entry).
+	idle       bool
+	idleBefore int64
 }
 
 // selects reports whether r selects entry e (entry lock held).
 func (r *expireReq) selects(e *entry, now int64) bool {
 	if e.flags&FlagHashed == 0 ||
 		(r.checkGen && e.gen() != r.gen) ||
-		(!r.force && e.expires > now) ||
 		(r.dest != 0 && e.dest != r.dest) ||
-		(r.tmpl == 1 && !e.tmpl) || (r.tmpl == -1 && e.tmpl) {
+		(r.tmpl == 1 && !e.tmpl) || (r.tmpl == -1 && e.tmpl) ||
+		(r.halfOpen && !halfOpen(e)) {
 		return false
 	}
-	return true
+	if r.force || e.expires <= now {
+		return true
+	}
+	return r.idle && halfOpen(e) && lastSeen(e) <= r.idleBefore
 }
 
 // expire removes entry idx if r selects it (ip_vs_conn_expire): an entry
@@ -87,10 +95,13 @@ func (t *Table) expire(idx uint32, now int64, r expireReq) bool {
 
 // Reap examines up to budget entries, continuing where the previous call
 // stopped (a cursor round-robins over the arena), and removes those whose
-// timer has run out by now. It returns how many it removed. Call it
-// periodically, e.g. every 100 ms with budget Capacity/100, so the whole
-// table is covered every 10 s.
+// timer has run out by now, and, while the drop_entry defence is active
+// (see Defense), the half-open connections idle for DropEntryIdle. It
+// returns how many it removed. Call it periodically, e.g. every 100 ms
+// with budget Capacity/100, so the whole table is covered every 10 s; it
+// also re-evaluates the automatic defence levels once a second.
 func (t *Table) Reap(now int64, budget int) (expired int) {
+	t.maybeUpdateDefense(now)
 	hw := uint64(t.highWater() - 1)
 	if hw == 0 || budget <= 0 {
 		return 0
@@ -98,10 +109,16 @@ func (t *Table) Reap(now int64, budget int) (expired int) {
 	if uint64(budget) > hw {
 		budget = int(hw)
 	}
+	drop := expireReq{idle: true, idleBefore: now - int64(DropEntryIdle)}
+	dropOn := t.pr.dropEntryOn.Load()
 	start := t.cursor.Add(uint64(budget)) - uint64(budget)
 	for i := range uint64(budget) {
 		idx := uint32((start+i)%hw) + 1
-		if t.expire(idx, now, expireReq{}) {
+		switch {
+		case t.expire(idx, now, expireReq{}):
+			expired++
+		case dropOn && t.expire(idx, now, drop):
+			t.pr.droppedEntry.Add(1)
 			expired++
 		}
 	}

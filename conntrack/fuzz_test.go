@@ -2,7 +2,9 @@ package conntrack
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -14,11 +16,23 @@ import (
 // invariants after every step: counters never negative and equal to what
 // the live entries imply, Len equal to the number of live entries, every
 // live connection reachable by both keys, the index exactly the live keys.
+//
+// Only the first maxFuzzOps bytes are operations. The invariant check walks
+// the table several times per step, so one input costs O(len²); Go's
+// fuzzer minimises every input that finds new coverage by removing bytes
+// and subsets of bytes (O(len²) runs) before it counts executions again.
+// Unbounded, a 200-byte input took minutes of minimisation at 0 execs/s,
+// which was the "stall" of issue #15 (the per-input watchdog below never
+// fired: no single input hung). Capped, the minimiser cuts the ignored
+// tail in a few runs and one input costs a few milliseconds at most.
 func FuzzOps(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7})
 	f.Add([]byte{0, 0x12, 0x40, 0x81, 0x22, 0x03, 0xf4, 0x05, 0x16, 0x27})
 	f.Add([]byte("\x00\x10\x20\x30\x01\x11\x21\x31\x05\x05\x05\x06\x06\x07"))
+	// Full of SYN_RECV (evictions), then drop_entry and drop_packet.
+	f.Add([]byte("\x00\x08\x10\x18\x20\x28\x30\x38\x40\x48\xfc\x04\x05\x05\x00\x08\xe5\x2d\x05"))
 	f.Fuzz(func(t *testing.T, ops []byte) {
+		defer watchdog(ops)()
 		tb, err := New(Config{Capacity: 8, Shards: 2, Seed: 1})
 		if err != nil {
 			t.Fatal(err)
@@ -32,6 +46,9 @@ func FuzzOps(f *testing.F) {
 		flagsOf := []uint8{TCPSyn, TCPAck, TCPFin | TCPAck, TCPRst, 0, TCPSyn | TCPAck}
 		now := int64(0)
 		var c Conn
+		if len(ops) > maxFuzzOps {
+			ops = ops[:maxFuzzOps]
+		}
 		for i, op := range ops {
 			arg := int(op >> 3)
 			proto := ProtoTCP
@@ -49,7 +66,7 @@ func FuzzOps(f *testing.F) {
 					nc.Local = EndpointFrom(netip.AddrPortFrom(netip.MustParseAddr("10.2.0.1"), uint16(5000+arg)))
 				}
 				err := tb.Create(&nc, flagsOf[arg%len(flagsOf)], now, &c)
-				if err != nil && !errors.Is(err, ErrFull) && !errors.Is(err, ErrExists) {
+				if err != nil && !errors.Is(err, ErrFull) && !errors.Is(err, ErrExists) && !errors.Is(err, ErrDropped) {
 					t.Fatal(err)
 				}
 			case 2:
@@ -59,6 +76,13 @@ func FuzzOps(f *testing.F) {
 					tb.Track(outKeyOf(&c), flagsOf[arg%len(flagsOf)], now, &c)
 				}
 			case 4:
+				if arg >= 28 { // the defence levels (occupancy of 6 of 8 entries switches them)
+					lvl := arg & 3
+					if err := tb.SetDefense(Defense{DropEntry: lvl, DropPacket: 3 - lvl, SecureTCP: lvl, AmemThresh: 2, AmDropRate: 2}); err != nil {
+						t.Fatal(err)
+					}
+					break
+				}
 				now += int64(arg) * int64(7*time.Second)
 			case 5:
 				tb.Reap(now, 1+arg%9)
@@ -130,4 +154,28 @@ func checkInvariants(t *testing.T, tb *Table, dests []*sched.Dest, step int) {
 			t.Fatalf("step %d: template n_control %d, %d conns point at it", step, l.NControl, want)
 		}
 	}
+}
+
+// maxFuzzOps bounds the operations one FuzzOps input runs: 64 steps on an
+// 8-entry table fill, expire and refill it many times over.
+const maxFuzzOps = 64
+
+// inputDeadline is how long one fuzz input may run before watchdog calls
+// it a hang: the slowest seed takes well under a millisecond, so 5 s is a
+// hang even on a loaded machine.
+const inputDeadline = 5 * time.Second
+
+// watchdog arms a timer that panics, with every goroutine's stack and the
+// input, if the returned stop function is not called within
+// inputDeadline. Go's fuzzer has no per-input timeout: a hung input shows
+// as 0 execs/s and the run still ends in PASS. A panic on the timer's
+// goroutine kills the worker process, so the fuzzer reports the input as
+// a crasher and saves it under testdata/fuzz.
+func watchdog(input []byte) (stop func()) {
+	tm := time.AfterFunc(inputDeadline, func() {
+		buf := make([]byte, 1<<20)
+		n := runtime.Stack(buf, true)
+		panic(fmt.Sprintf("fuzz input ran longer than %v (a hang): input %x\n%s", inputDeadline, input, buf[:n]))
+	})
+	return func() { tm.Stop() }
 }

@@ -145,6 +145,9 @@ func TestIndexOverflowAndWrap(t *testing.T) {
 					t.Fatalf("step %d: create %v (present %v, %d live): %v", step, k.SrcAddrPort(), ok, len(live), err)
 				case err == nil:
 					live[k] = conn.Handle
+					// A reply, so that the connection is not half-open
+					// (a full table would evict it, see pressure_test.go).
+					tb.Track(outKeyOf(&conn), 0, 0, &conn)
 				}
 			case 1:
 				found := tb.Lookup(k, 0, &conn)

@@ -53,7 +53,7 @@ func (t *Table) Range(now int64, fn func(*Listing) bool) {
 		}
 		l = Listing{
 			Handle: mkHandle(idx, e.gen()), Proto: e.proto, Template: e.tmpl,
-			State: e.state, Flags: e.flags &^ flagUnhashed, Fwd: spec.Fwd(e.fwd),
+			State: e.state, Flags: e.flags &^ flagsInternal, Fwd: spec.Fwd(e.fwd),
 			Remaining: rem, Timeout: time.Duration(e.timeout) * time.Millisecond,
 			Client: addrPort(e.caddr, e.cport), Virtual: addrPort(e.vaddr, e.vport),
 			Real: addrPort(e.daddr, e.dport), Dest: t.dests.get(e.dest),

@@ -346,7 +346,7 @@ func (t *Table) createSync(s *SyncConn, di uint32, now int64) error {
 		return err
 	}
 	e.lock()
-	e.flags = FlagHashed | syncFlags(s, di != 0)
+	e.flags = FlagHashed | flagReplied | syncFlags(s, di != 0) // replied: the master saw it through
 	e.state, e.inPkts = s.State, s.InPkts
 	setTimer(e, t.syncTimeout(s), now)
 	if d := t.dests.get(di); d != nil {

@@ -3,6 +3,7 @@ package conntrack
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"math/rand/v2"
 	"runtime"
@@ -56,6 +57,11 @@ const (
 	// the index so it can no longer match (the kernel re-hashes it with
 	// ports 0xffff instead).
 	flagUnhashed Flags = 0x8000
+	// flagReplied marks a connection that has seen a reply (DirOut)
+	// packet: a UDP connection without it is half-open (pressure.go).
+	flagReplied Flags = 0x4000
+	// flagsInternal are never shown outside the table.
+	flagsInternal = flagUnhashed | flagReplied
 )
 
 // Handle names one live entry; it goes stale when the entry is freed.
@@ -200,6 +206,8 @@ type Table struct {
 	expireQuiescent atomic.Bool
 
 	dests destReg
+
+	pr pressure // defence levels and pressure counters (pressure.go)
 }
 
 // New allocates a table.
@@ -239,7 +247,8 @@ func New(cfg Config) (*Table, error) {
 	}
 	t.udpTO.Store(int64(DefaultUDPTimeout))
 	t.SetTimeouts(cfg.TCP, cfg.TCPFin, cfg.UDP)
-	t.secure.Store(cfg.SecureTCP)
+	t.pr.lastCheck.Store(math.MinInt64)
+	t.SetSecureTCP(cfg.SecureTCP)
 	t.expireQuiescent.Store(cfg.ExpireQuiescentTemplate)
 	return t, nil
 }
@@ -271,9 +280,6 @@ func (t *Table) Timeouts() (tcp, tcpfin, udp time.Duration) {
 		time.Duration(t.tcpTO[StateFinWait].Load()),
 		time.Duration(t.udpTO.Load())
 }
-
-// SetSecureTCP switches between the normal and the secure_tcp state table.
-func (t *Table) SetSecureTCP(on bool) { t.secure.Store(on) }
 
 // SetExpireQuiescentTemplate sets sysctl expire_quiescent_template.
 func (t *Table) SetExpireQuiescentTemplate(on bool) { t.expireQuiescent.Store(on) }
