@@ -12,7 +12,17 @@
 //	UVS_NO_AUTOSTART=1     do not start uvsd when none answers; report
 //	                       "Can't initialize ipvs: ..." and exit 2 instead
 //	UVS_CONTROL_SOCKET=@x  talk to the director on this socket
-//	                       (default @uvs-control, abstract, per namespace)
+//	                       (default @uvs-control, abstract, per namespace;
+//	                       a name without "@" is a filesystem path)
+//
+// Before sending anything uvsadm checks who holds the socket (SO_PEERCRED):
+// it talks only to a director running as root, or as its own user when
+// it is not root. A socket held by anyone else (a process that took the
+// name first) is reported with its pid and uid, exit status 2, and no
+// director is started beside it. A user that is not root may list
+// services (-L, -S); changes and the connection listing (-Lc) are root's,
+// "Permission denied (you must be root)", exit status 255, as with the
+// kernel.
 //
 // When no director answers and autostart is on, uvsadm starts uvsd (found
 // next to uvsadm, else on PATH) detached, with no rules, on every up,

@@ -3,6 +3,9 @@
 // (package wire), and the autostart of a director when none answers. It
 // links no part of the data plane: commands are parsed here only to answer
 // -h, -v and usage errors locally, and executed by the director.
+//
+// The socket's name proves nothing (see package wire): Client.Dial checks
+// the credentials of the process holding it before a byte is sent.
 package client
 
 import (
