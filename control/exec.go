@@ -45,6 +45,9 @@ type Env struct {
 	// Checkers lists the health checkers of uvsd --keepalived for
 	// --list-checkers; nil (no keepalived file) lists none.
 	Checkers func() []ipvsadm.CheckerView
+	// LaddrConflicts returns how many FULLNAT connections found no free
+	// local port on a local address (-G's CONFLICTS); nil shows zeros.
+	LaddrConflicts func(laddr netip.Addr) uint64
 }
 
 // Run executes one ipvsadm 1.31 invocation against st, exactly as ipvsadm
@@ -448,8 +451,9 @@ func (r *runner) conns() []ipvsadm.ConnView {
 //	10.0.0.1:80          2
 //	                              192.168.0.200        0          3
 //
-// CONFLICTS (DPVS counts local-port allocation clashes) is always 0 in
-// uvs. A firewall-mark service is named "FWM  <mark>".
+// CONFLICTS is, as in DPVS, how many new connections found no free local
+// port on that address (env.LaddrConflicts). A firewall-mark service is
+// named "FWM  <mark>".
 func (r *runner) getLaddr(c *ipvsadm.Command) (int, bool) {
 	var svc *spec.Service
 	for _, si := range r.st.Services() {
@@ -488,7 +492,12 @@ func (r *runner) getLaddr(c *ipvsadm.Command) (int, bool) {
 	}
 	b.WriteString(pad(name, 20) + " " + pad(strconv.Itoa(len(svc.LocalAddrs)), 8) + " \n")
 	for _, a := range svc.LocalAddrs {
-		b.WriteString(pad("", 20) + " " + pad("", 8) + " " + pad(a.String(), 20) + " " + pad("0", 10) + " " +
+		var conflicts uint64
+		if r.env.LaddrConflicts != nil {
+			conflicts = r.env.LaddrConflicts(a)
+		}
+		b.WriteString(pad("", 20) + " " + pad("", 8) + " " + pad(a.String(), 20) + " " +
+			pad(strconv.FormatUint(conflicts, 10), 10) + " " +
 			pad(strconv.FormatUint(counts[a.Unmap()], 10), 10) + "\n")
 	}
 	if _, err := io.WriteString(r.out, b.String()); err != nil {

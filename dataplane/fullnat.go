@@ -1,6 +1,8 @@
 package dataplane
 
 import (
+	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,6 +60,11 @@ type PortAllocator struct {
 	Min, Max uint16
 	span     uint32
 	next     atomic.Uint32 // next block's first offset in the range
+
+	// cursors are the cursors that counted a conflict (registered at
+	// their first), for Conflicts.
+	mu      sync.Mutex
+	cursors []*PortCursor
 }
 
 // NewPortAllocator returns an allocator over [min, max] (0 or an empty
@@ -77,7 +84,23 @@ type PortCursor struct {
 	left uint32 // ports left in the current block
 	rr   uint32 // next local address of a pool
 	cn   conntrack.Conn
+
+	// Conflicts of this cursor's worker: failed allocations per local
+	// address (DPVS's per-laddr "conflicts"), written by the worker only
+	// and read by Conflicts. conflicts[:nconf] are published; addresses
+	// beyond the array are not counted apart (CntFullNATNoPort still
+	// counts them).
+	reg       bool
+	nconf     atomic.Int32
+	conflicts [maxConflictAddrs]struct {
+		addr [16]byte
+		n    atomic.Uint64
+	}
 }
+
+// maxConflictAddrs is how many local addresses a cursor counts conflicts
+// for separately.
+const maxConflictAddrs = 16
 
 // Allocate returns a local port for a connection to rs from lip, or false
 // when none was free within the bounded number of tries. now is on t's
@@ -98,6 +121,48 @@ func (a *PortAllocator) Allocate(c *PortCursor, t *conntrack.Table, proto uint8,
 		}
 	}
 	return 0, false
+}
+
+// conflict counts a failed allocation from lip. It runs only when
+// allocation failed, never on the path of a successful one.
+func (a *PortAllocator) conflict(c *PortCursor, lip [16]byte) {
+	if !c.reg {
+		c.reg = true
+		a.mu.Lock()
+		a.cursors = append(a.cursors, c)
+		a.mu.Unlock()
+	}
+	n := int(c.nconf.Load())
+	for i := range n {
+		if c.conflicts[i].addr == lip {
+			c.conflicts[i].n.Add(1)
+			return
+		}
+	}
+	if n == maxConflictAddrs {
+		return
+	}
+	c.conflicts[n].addr = lip
+	c.conflicts[n].n.Add(1)
+	c.nconf.Store(int32(n + 1))
+}
+
+// Conflicts returns how many FULLNAT allocations from local address lip
+// found no free port (each is also counted as CntFullNATNoPort), summed
+// over the workers: what -G shows in its CONFLICTS column.
+func (a *PortAllocator) Conflicts(lip netip.Addr) uint64 {
+	k := lip.As16() // IPv4 mapped, as the connection table keeps it
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var sum uint64
+	for _, c := range a.cursors {
+		for i := range int(c.nconf.Load()) {
+			if c.conflicts[i].addr == k {
+				sum += c.conflicts[i].n.Load()
+			}
+		}
+	}
+	return sum
 }
 
 // free reports whether the reply tuple k is unused, taking it over from a
@@ -138,6 +203,7 @@ func (w *Worker) fullnatLocal(nc *conntrack.NewConn, svc *snapshot.Service, d *s
 				nc.Local = lip
 				return true
 			}
+			a.conflict(c, lip.Addr)
 		}
 		return false
 	}
@@ -148,6 +214,7 @@ func (w *Worker) fullnatLocal(nc *conntrack.NewConn, svc *snapshot.Service, d *s
 	lip.Addr = hop.Src.As16()
 	port, ok := a.Allocate(c, w.env.Conns, nc.In.Proto, nc.Real, lip, now)
 	if !ok {
+		a.conflict(c, lip.Addr)
 		return false
 	}
 	lip.Port = port

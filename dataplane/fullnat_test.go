@@ -202,3 +202,31 @@ func TestFullNATLocalAddrRoundRobin(t *testing.T) {
 		}
 	}
 }
+
+// TestFullNATConflictsPerLocalAddr: with one local port and a pool of two
+// addresses, a third connection to the same real server finds no port on
+// either address: it is dropped, counted as fullnat-no-port, and each
+// address counts one conflict (what -G shows).
+func TestFullNATConflictsPerLocalAddr(t *testing.T) {
+	r := newRig(t, "-A -t 10.0.1.100:80 -s rr\n-a -t 10.0.1.100:80 -r 10.0.2.11:80 -b\n"+
+		"-P -t 10.0.1.100:80 -z 10.0.2.201\n-P -t 10.0.1.100:80 -z 10.0.2.202\n")
+	a := dataplane.NewPortAllocator(5000, 5000)
+	r.env.Ports = a
+	for i := range 3 {
+		out := r.run(t, tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", uint16(50000+i), 80, true, false))
+		if want := min(1, 2-i); len(out) != want {
+			t.Fatalf("SYN %d: %d frames sent, want %d", i, len(out), want)
+		}
+	}
+	if n := r.w.Counters.Load(dataplane.CntFullNATNoPort); n != 1 {
+		t.Fatalf("fullnat-no-port %d, want 1", n)
+	}
+	for _, la := range []string{"10.0.2.201", "10.0.2.202"} {
+		if n := a.Conflicts(netip.MustParseAddr(la)); n != 1 {
+			t.Errorf("conflicts of %s: %d, want 1", la, n)
+		}
+	}
+	if n := a.Conflicts(netip.MustParseAddr("10.0.2.1")); n != 0 {
+		t.Errorf("conflicts of an address not in the pool: %d", n)
+	}
+}
