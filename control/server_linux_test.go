@@ -637,3 +637,64 @@ func TestServerUnprivilegedConns(t *testing.T) {
 		t.Errorf("%d services after uid 65534's -A", n)
 	}
 }
+
+// FuzzServerHandle feeds arbitrary bytes to the server as a peer that is
+// not root: it never panics, answers with frames ending in an exit frame
+// (or closes), and changes nothing.
+func FuzzServerHandle(f *testing.F) {
+	req := func(r wire.Request) []byte {
+		r.Version = wire.Version
+		p, _ := json.Marshal(r)
+		var b bytes.Buffer
+		_ = wire.WriteFrame(&b, wire.FrameRequest, p)
+		return b.Bytes()
+	}
+	f.Add(req(wire.Request{Prog: "ipvsadm", Args: []string{"-Ln"}}))
+	f.Add(req(wire.Request{Prog: "ipvsadm", Args: []string{"-Lnc"}}))
+	f.Add(req(wire.Request{Prog: "ipvsadm", Args: []string{"-C"}}))
+	f.Add(req(wire.Request{Prog: "ipvsadm-restore", Stdin: []byte("-A -t 1.2.3.4:80\n")}))
+	f.Add([]byte{wire.FrameRequest, 0, 1, 0, 0})
+	f.Add([]byte{'Z', 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		st := New(Options{})
+		mustRun(t, st, "-A -t 10.0.0.1:80 -s rr")
+		before := runCLI(st, root, "", "-S", "-n").out
+		srv := NewServer(st, Env{})
+		srv.ReadTimeout = time.Second
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn := func(fd int) *net.UnixConn {
+			f := os.NewFile(uintptr(fd), "socketpair")
+			defer f.Close()
+			c, err := net.FileConn(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c.(*net.UnixConn)
+		}
+		sc, cc := conn(fds[0]), conn(fds[1])
+		defer cc.Close()
+		done := make(chan struct{})
+		go func() { defer close(done); srv.handle(sc, wire.Cred{UID: 65534}) }()
+		_, _ = cc.Write(in)
+		_ = cc.CloseWrite()
+		_ = cc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		exited := false
+		for {
+			typ, _, err := wire.ReadFrame(cc, wire.MaxReplyRead)
+			if err != nil {
+				break
+			}
+			if exited {
+				t.Fatalf("a frame %q after the exit frame", typ)
+			}
+			exited = typ == wire.FrameExit
+		}
+		<-done
+		if after := runCLI(st, root, "", "-S", "-n").out; after != before {
+			t.Fatalf("a peer that is not root changed the table:\n%s", after)
+		}
+	})
+}
