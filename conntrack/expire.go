@@ -11,7 +11,7 @@ type expireReq struct {
 	gen      uint32 //
 	dest     uint32 // if non-zero, only entries of this destination slot
 	tmpl     int8   // 0 any, 1 templates only, -1 connections only
-	halfOpen bool   // only half-open connections (eviction)
+	evictable bool  // only entries Create may evict (evictClass)
 	// idle, if set, also selects half-open connections not timed out
 	// whose last packet was at or before idleBefore (drop_entry).
 	idle       bool
@@ -24,7 +24,7 @@ func (r *expireReq) selects(e *entry, now int64) bool {
 		(r.checkGen && e.gen() != r.gen) ||
 		(r.dest != 0 && e.dest != r.dest) ||
 		(r.tmpl == 1 && !e.tmpl) || (r.tmpl == -1 && e.tmpl) ||
-		(r.halfOpen && !halfOpen(e)) {
+		(r.evictable && evictClass(e) == evictNever) {
 		return false
 	}
 	if r.force || e.expires <= now {

@@ -79,8 +79,9 @@ type Stats struct {
 	// Reclaimed: timed-out entries freed by Create finding the table
 	// full (before the reaper reached them).
 	Reclaimed uint64
-	// Evicted: half-open connections (see Defense) removed by Create to
-	// make room for a new one, the oldest of those it examined.
+	// Evicted: half-open connections (see Defense), or else replied
+	// datagram flows, removed by Create to make room for a new one, the
+	// oldest of those it examined.
 	Evicted uint64
 	// Full: Create refused with ErrFull: no free entry and none it
 	// examined timed out or half-open.
@@ -271,6 +272,30 @@ func halfOpen(e *entry) bool {
 	return e.flags&flagReplied == 0
 }
 
+// Eviction classes (evictClass), the lower the sooner evicted.
+const (
+	evictNever    = 0
+	evictHalfOpen = 1 // halfOpen
+	evictIdleUDP  = 2 // a UDP (or other non-TCP) flow that has seen a reply
+)
+
+// evictClass says whether and how readily Create may evict a live entry
+// (entry lock held). Half-open connections go first. Then datagram flows
+// that have seen a reply, least recently used first: a UDP server answers
+// spoofed requests too (DNS does), so a UDP flood's entries are replied,
+// and a datagram flow has no connection to break: its next packet is
+// scheduled afresh (persistence lives in templates, never evicted).
+// ESTABLISHED and closing TCP connections and templates are never evicted.
+func evictClass(e *entry) int {
+	switch {
+	case halfOpen(e):
+		return evictHalfOpen
+	case !e.tmpl && e.nControl == 0 && e.proto != ProtoTCP:
+		return evictIdleUDP
+	}
+	return evictNever
+}
+
 // lastSeen returns the clock reading of the entry's last packet (entry
 // lock held): its timer was armed then for timeout.
 func lastSeen(e *entry) int64 { return e.expires - int64(e.timeout)*int64(time.Millisecond) }
@@ -278,12 +303,14 @@ func lastSeen(e *entry) int64 { return e.expires - int64(e.timeout)*int64(time.M
 // reclaim frees one entry for Create, which found none free. From a clock
 // hand shared by all callers it examines at least reclaimMinScan entries
 // and at most reclaimMaxScan: the first timed-out entry it meets is freed
-// at once (the reaper would have freed it later); otherwise the half-open
-// connection seen last the longest ago among those examined is evicted.
-// Established connections and templates are never evicted. It reports
-// whether an entry was freed; the caller then allocates again (another
-// creator may take the entry first, or evict the same victim, hence the
-// caller's bounded retries).
+// at once (the reaper would have freed it later); otherwise it evicts,
+// among those examined, a half-open connection if there is one, else a
+// replied datagram flow (evictClass), the one whose last packet is the
+// oldest. It stops after reclaimMinScan entries once it has a half-open
+// candidate. Established connections and templates are never evicted. It
+// reports whether an entry was freed; the caller then allocates again
+// (another creator may take the entry first, or evict the same victim,
+// hence the caller's bounded retries).
 //
 // It takes the locks expire takes, one entry lock at a time while
 // examining, with no other lock held.
@@ -300,9 +327,9 @@ func (t *Table) reclaim(now int64) bool {
 	// at again.
 	start := p.hand.Add(reclaimMinScan) - reclaimMinScan
 	var victim, vgen uint32
-	vseen := int64(math.MaxInt64)
+	vclass, vseen := evictNever, int64(math.MaxInt64)
 	for i := range uint64(reclaimMaxScan) {
-		if victim != 0 && i >= reclaimMinScan {
+		if vclass == evictHalfOpen && i >= reclaimMinScan {
 			break
 		}
 		idx := uint32((start+i)%hw) + 1
@@ -321,14 +348,14 @@ func (t *Table) reclaim(now int64) bool {
 			}
 			continue
 		}
-		if halfOpen(e) {
-			if s := lastSeen(e); s < vseen {
-				victim, vgen, vseen = idx, gen, s
+		if c := evictClass(e); c != evictNever {
+			if s := lastSeen(e); vclass == evictNever || c < vclass || c == vclass && s < vseen {
+				victim, vgen, vclass, vseen = idx, gen, c, s
 			}
 		}
 		e.unlock()
 	}
-	if victim != 0 && t.expire(victim, now, expireReq{force: true, checkGen: true, gen: vgen, halfOpen: true}) {
+	if victim != 0 && t.expire(victim, now, expireReq{force: true, checkGen: true, gen: vgen, evictable: true}) {
 		p.evicted.Add(1)
 		return true
 	}

@@ -119,13 +119,33 @@ func TestCreateEvictsHalfOpen(t *testing.T) {
 			t.Errorf("confirmed %v %v evicted", ProtoName(k.Proto), k.SrcAddrPort())
 		}
 	}
+	// Then the replied UDP flows, the one idle the longest first; never
+	// an established TCP connection.
+	var udp []Key
+	for k := range keep {
+		if k.Proto == ProtoUDP {
+			udp = append(udp, k)
+		}
+	}
+	for i := range udp {
+		in := tcpKey("10.0.0.11:1", "192.0.2.1:80")
+		in.SrcPort = uint16(3000 + i)
+		if err := tb.Create(&NewConn{In: in, Fwd: spec.FwdMasq, Dest: d}, TCPAck, now, &c); err != nil {
+			t.Fatalf("create %d after the half-open: %v (stats %v)", i, err, tb.Stats())
+		}
+	}
+	for k := range keep {
+		if found := tb.Lookup(k, now, &c); found == (k.Proto == ProtoUDP) {
+			t.Errorf("%v %v: in the table %v after the UDP flows' evictions", ProtoName(k.Proto), k.SrcAddrPort(), found)
+		}
+	}
 	in := tcpKey("10.0.0.10:1", "192.0.2.1:80")
 	if err := tb.Create(natConn(in), TCPSyn, now, &c); !errors.Is(err, ErrFull) {
-		t.Fatalf("create in a table of confirmed connections: %v, want ErrFull", err)
+		t.Fatalf("create in a table of established connections: %v, want ErrFull", err)
 	}
 	s := tb.Stats()
-	if s.Evicted != uint64(len(halfOpen)) || s.Full != 1 || s.Reclaimed != 0 {
-		t.Fatalf("stats %v, want %d evicted and 1 full", s, len(halfOpen))
+	if want := uint64(len(halfOpen) + len(udp)); s.Evicted != want || s.Full != 1 || s.Reclaimed != 0 {
+		t.Fatalf("stats %v, want %d evicted and 1 full", s, want)
 	}
 	recount(t, tb, d)
 	checkIndex(t, tb)
