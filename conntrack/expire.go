@@ -6,12 +6,12 @@ import (
 
 // expireReq selects what expire may remove.
 type expireReq struct {
-	force    bool   // ignore the expiry time (expire_now)
-	checkGen bool   // gen must match (handle-based)
-	gen      uint32 //
-	dest     uint32 // if non-zero, only entries of this destination slot
-	tmpl     int8   // 0 any, 1 templates only, -1 connections only
-	evictable bool  // only entries Create may evict (evictClass)
+	force     bool   // ignore the expiry time (expire_now)
+	checkGen  bool   // gen must match (handle-based)
+	gen       uint32 //
+	dest      uint32 // if non-zero, only entries of this destination slot
+	tmpl      int8   // 0 any, 1 templates only, -1 connections only
+	evictable bool   // only entries Create may evict (evictClass)
 	// idle, if set, also selects half-open connections not timed out
 	// whose last packet was at or before idleBefore (drop_entry).
 	idle       bool
