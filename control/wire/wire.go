@@ -27,12 +27,14 @@
 //     first, then at most MaxUnprivRequest bytes from a non-root peer and
 //     MaxRequest from root, all within a short read deadline.
 //
-// A filesystem path under a root-only directory would stop a squatter
-// from even denying service, but it must be named per network namespace
-// (ip netns exec does not remount /run), it outlives a killed director
-// and namespace inode numbers are reused, so a stale file could answer
-// for the wrong namespace. A path remains available through SocketEnv or
-// uvsd --control for those who want one; the same checks apply to it.
+// A filesystem path under a directory only root may write would also
+// stop a squatter from denying service (here uvsd refuses to start until
+// the squatter is stopped), but it must be named per network namespace
+// (ip netns exec does not remount /run: by the namespace's inode number,
+// which the kernel reuses), and it outlives a director killed with
+// SIGKILL, so the next director must tell a stale file from a live one
+// and replace it without racing another. A path remains available
+// through SocketEnv or uvsd --control; the same checks apply to it.
 package wire
 
 import (
