@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -23,12 +24,15 @@ const (
 	// redirects only owned frames (one socket per interface and queue;
 	// queue q of every interface goes to worker q mod workers, so there
 	// are at most as many workers as the busiest interface has queues).
-	// It serves the interfaces present at start. The nftables hooks stay
+	// When the served interfaces change (one appears, goes away, goes up
+	// or down, changes its MTU) the sockets and workers are closed and
+	// opened again for the new set (reopenXDP). The nftables hooks stay
 	// installed: redundant while the program is attached, they cover
-	// start-up and shut-down.
+	// start-up, shut-down and those reopenings.
 	IOAFXDP = "afxdp"
-	// IOAuto uses AF_XDP when it can be set up on every served interface,
-	// and AF_PACKET otherwise.
+	// IOAuto uses AF_XDP when it can be set up on every interface served
+	// at start, and AF_PACKET otherwise (an interface that appears later
+	// and refuses AF_XDP stays unserved: the choice is made once).
 	IOAuto = "auto"
 )
 
@@ -64,7 +68,10 @@ func (d *Director) openIO() ([]dataplane.PacketIO, error) {
 }
 
 // openAFPacket opens one AF_PACKET socket per worker, all in one fanout
-// group receiving from every interface.
+// group receiving from every interface: an interface that appears later is
+// read by the same sockets (the workers serve it once refreshHost lists
+// it), so nothing is opened or closed when interfaces come and go. With no
+// interface at start there is one socket.
 func (d *Director) openAFPacket() ([]dataplane.PacketIO, error) {
 	n := d.cfg.Workers
 	if n <= 0 {
@@ -76,7 +83,7 @@ func (d *Director) openAFPacket() ([]dataplane.PacketIO, error) {
 			}
 			n += q
 		}
-		n = min(n, runtime.NumCPU())
+		n = max(1, min(n, runtime.NumCPU()))
 	}
 	filter, exact, err := afpacket.FilterFor(d.owned)
 	if err != nil {
@@ -113,9 +120,12 @@ const xdpMaxFrameSize = 4096
 // openAFXDP loads the XDP program, opens one AF_XDP socket per served
 // interface and RX queue, spreads the queues over the workers (queue q of
 // every interface to worker q mod n) and attaches the program to every
-// interface. On error nothing stays open or attached.
+// interface. With no interface it loads the program and opens nothing
+// (reopenXDP opens the sockets once one appears). On error nothing stays
+// open or attached.
 func (d *Director) openAFXDP() (ios []dataplane.PacketIO, err error) {
 	host := d.host.Load()
+	d.xdpLayout = xdpLayout(host)
 	idx := make([]int, 0, len(host.Ifaces))
 	for i := range host.Ifaces {
 		idx = append(idx, i)
@@ -146,6 +156,9 @@ func (d *Director) openAFXDP() (ios []dataplane.PacketIO, err error) {
 		n = min(d.cfg.Workers, maxQ)
 	} else {
 		n = min(n, runtime.NumCPU())
+	}
+	if len(idx) == 0 {
+		n = 0
 	}
 	prog, err := afxdp.NewProgram(afxdp.ProgramConfig{})
 	if err != nil {
@@ -204,6 +217,45 @@ func (d *Director) openAFXDP() (ios []dataplane.PacketIO, err error) {
 	d.log.Info("io backend", zap.String("backend", IOAFXDP), zap.Strings("xdp", modes),
 		zap.Int("frame size", cfg.FrameSize))
 	return ios, nil
+}
+
+// xdpLayout describes what the AF_XDP sockets depend on: the served
+// interfaces' indexes, names and MTUs.
+func xdpLayout(h *dataplane.Host) string {
+	idx := make([]int, 0, len(h.Ifaces))
+	for i := range h.Ifaces {
+		idx = append(idx, i)
+	}
+	slices.Sort(idx)
+	var b strings.Builder
+	for _, i := range idx {
+		ifc := h.Ifaces[i]
+		fmt.Fprintf(&b, "%d:%s:%d,", i, ifc.Name, ifc.MTU)
+	}
+	return b.String()
+}
+
+// reopenXDP follows a change of the served interfaces on the AF_XDP
+// backend: it closes the sockets, waits for their workers, unloads the
+// program and opens everything again for the new set (the program attached
+// to the interfaces now served, a socket per RX queue, new workers). The
+// kernel hooks drop owned traffic in between. Runs on Run's goroutine.
+func (d *Director) reopenXDP() {
+	if d.backend != IOAFXDP || xdpLayout(d.host.Load()) == d.xdpLayout {
+		return
+	}
+	d.logIOStats()
+	d.closeIO()
+	d.stopWorkers()
+	d.releaseIO()
+	d.xios = nil
+	ios, err := d.openAFXDP()
+	if err != nil {
+		d.log.Error("AF_XDP cannot serve the interfaces: their owned traffic is dropped until they change again", zap.String("error", oneLine(err)))
+		return
+	}
+	d.startWorkers(ios)
+	d.log.Info("serving", zap.Strings("interfaces", d.servedNames()), zap.Int("workers", len(ios)), zap.String("io", d.backend))
 }
 
 // closeIO detaches the XDP program (frames go back to the kernel, whose

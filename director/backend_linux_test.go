@@ -1,13 +1,17 @@
 package director
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/uvs-lb/uvs/dataplane"
+	"github.com/uvs-lb/uvs/dataplane/khook"
 	"github.com/uvs-lb/uvs/internal/netnstest"
 	"github.com/uvs-lb/uvs/internal/testbin"
 	"github.com/uvs-lb/uvs/internal/wait"
@@ -129,4 +133,81 @@ func TestXDPLifetime(t *testing.T) {
 		t.Fatalf("not in generic mode: %q", a)
 	}
 	stop(p, syscall.SIGTERM)
+}
+
+// failingIO is packet I/O whose reads fail after the first one.
+type failingIO struct {
+	dataplane.PacketIO
+	reads int
+}
+
+func (f *failingIO) ReadBatch(frames []dataplane.Frame) (int, error) {
+	if f.reads++; f.reads > 1 {
+		return 0, errors.New("injected read failure")
+	}
+	return f.PacketIO.ReadBatch(frames)
+}
+
+// workerFailsEnv makes TestWorkerFailsHelper run uvsd (director.Main) with
+// failing workers; TestWorkerFailureStopsUVSD sets it in a child process.
+const workerFailsEnv = "UVS_TEST_WORKER_FAILS"
+
+// TestWorkerFailsHelper is TestWorkerFailureStopsUVSD's child process: it
+// runs Main with every worker's reads failing after the first, and exits
+// with Main's status.
+func TestWorkerFailsHelper(t *testing.T) {
+	if os.Getenv(workerFailsEnv) == "" {
+		t.Skip("the child process of TestWorkerFailureStopsUVSD")
+	}
+	testWorkerIO = func(io dataplane.PacketIO) dataplane.PacketIO { return &failingIO{PacketIO: io} }
+	os.Exit(Main(strings.Fields(os.Getenv(workerFailsEnv)), os.Stdout, os.Stderr))
+}
+
+// TestWorkerFailureStopsUVSD: a packet worker that stops with an error
+// stops uvsd on both backends: exit status 1, one log line naming the
+// worker and its error (no stack trace), and the kernel hooks removed.
+func TestWorkerFailureStopsUVSD(t *testing.T) {
+	netnstest.SkipIfNotRoot(t)
+	netnstest.RequireTool(t, "nft")
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := filepath.Join(t.TempDir(), "rules")
+	if err := os.WriteFile(rules, []byte("-A -t 10.9.1.100:80 -s rr\n-a -t 10.9.1.100:80 -r 10.9.1.3:80 -g -w 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, io := range []string{IOAFPacket, IOAFXDP} {
+		t.Run(io, func(t *testing.T) {
+			cli, dir := netnstest.New(t, "wcli"), netnstest.New(t, "wdir")
+			netnstest.Veth(t, cli, "c0", dir, "d0")
+			dir.AddrAdd(t, "d0", "10.9.1.1/24")
+			args := "--rules " + rules + " --control= --iface d0 --io " + io
+			p := dir.Start(t, "env", workerFailsEnv+"="+args, self, "-test.run=^TestWorkerFailsHelper$")
+			select {
+			case <-p.Done():
+			case <-time.After(20 * time.Second):
+				t.Fatalf("uvsd still runs 20s after its worker failed:\n%s", p.Output())
+			}
+			var ee *exec.ExitError
+			if err := p.Err(); !errors.As(err, &ee) || ee.ExitCode() != 1 {
+				t.Fatalf("exit: %v, want status 1\n%s", err, p.Output())
+			}
+			var failed []string
+			for _, line := range strings.Split(p.Output(), "\n") {
+				if strings.Contains(line, "injected read failure") {
+					failed = append(failed, line)
+				}
+				if strings.HasPrefix(line, "\t") || strings.HasPrefix(line, "goroutine ") {
+					t.Errorf("stack trace in the log: %q", line)
+				}
+			}
+			if len(failed) != 1 || !strings.Contains(failed[0], "packet worker 0 ("+io+") stopped") {
+				t.Fatalf("want one line naming worker 0 and its error, got %q\n%s", failed, p.Output())
+			}
+			if out := dir.Exec(t, "nft", "list", "tables"); strings.Contains(out, khook.TableName) {
+				t.Fatalf("nftables table left after the failure: %s", out)
+			}
+		})
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,8 @@ type Config struct {
 	// RulesFile is an ipvsadm-save format file applied at start ("" = none).
 	RulesFile string
 	// Interfaces to serve; empty means every up, non-loopback interface.
+	// Named interfaces need not exist yet: each is served while it exists
+	// and is up.
 	Interfaces []string
 	// Workers is the number of packet workers (0: one per RX queue of the
 	// served interfaces, at most the number of CPUs).
@@ -88,8 +91,23 @@ type Director struct {
 	xdp     *afxdp.Program
 	xios    []*afxdp.IO
 	backend string
-	workers []*dataplane.Worker
 	epoch   time.Time
+	// xdpLayout is the interface set the AF_XDP sockets were opened for
+	// (reopenXDP).
+	xdpLayout string
+
+	// The packet workers: env is what they share; gen the running ones,
+	// retired those of closed AF_XDP sockets (kept for their counters).
+	// wmu guards workers and retired; failed takes the first worker error.
+	env     *dataplane.Env
+	wmu     sync.Mutex
+	workers []*dataplane.Worker
+	retired []*dataplane.Worker
+	gen     sync.WaitGroup
+	failed  chan error
+	// links is signalled by the rtnetlink watcher when links or
+	// addresses change.
+	links chan struct{}
 
 	changed chan struct{}
 	// ka runs the checkers of Config.Keepalived (nil without it).
@@ -150,6 +168,7 @@ func LoadRules(path string) ([]ipvsadm.Command, error) {
 // and connection table, but touches no socket or kernel state yet.
 func New(cfg Config, log *zap.Logger) (*Director, error) {
 	d := &Director{cfg: cfg, log: log, epoch: time.Now(), changed: make(chan struct{}, 1),
+		failed: make(chan error, 1), links: make(chan struct{}, 1),
 		haChanged: make(chan struct{}, 1), addrs: newAddrWatcher(), newSender: openSender, garpDelay: garpDelay, sysctls: DefaultSysctls()}
 	if cfg.Sysctls != nil {
 		d.sysctls = *cfg.Sysctls
@@ -204,8 +223,20 @@ func New(cfg Config, log *zap.Logger) (*Director, error) {
 	return d, nil
 }
 
-// Run serves until ctx is done, then removes everything it installed.
+// Run serves until ctx is done, then removes everything it installed. It
+// starts with whatever interfaces are there, none included, and follows
+// them as they come and go. A packet worker that stops with an error stops
+// the director: Run removes everything and returns that error.
 func (d *Director) Run(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			err = oneLineError{err}
+		}
+	}()
+	// Whatever Run started stops when it returns, a worker's failure
+	// included.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	d.hops, err = neigh.New(neigh.Options{})
 	if err != nil {
 		return fmt.Errorf("next-hop resolver: %w", err)
@@ -225,7 +256,9 @@ func (d *Director) Run(ctx context.Context) (err error) {
 		return err
 	}
 	if len(d.host.Load().Ifaces) == 0 {
-		return errors.New("no interface to serve (none up, or --iface names none)")
+		// ipvsadm-restore at boot runs before the network is up: take
+		// the rules now and serve the interfaces when they come.
+		d.log.Warn("no interface to serve yet (none up, or none of --iface): waiting for one", zap.Strings("iface", d.cfg.Interfaces))
 	}
 	// serve starts answering the control socket; Run calls it once the
 	// workers run, so a director that answers uvsadm forwards packets.
@@ -256,11 +289,8 @@ func (d *Director) Run(ctx context.Context) (err error) {
 		}
 	}
 	d.hooks = khook.New(khook.Options{})
-	names := make([]string, 0)
-	for _, ifc := range d.host.Load().Ifaces {
-		names = append(names, ifc.Name)
-	}
-	slices.Sort(names)
+	// Interfaces that appear later inherit conf.default's settings.
+	names := d.servedNames()
 	if err := d.hooks.SetSysctls(khook.RecommendedSysctls(names...)...); err != nil {
 		d.log.Warn("sysctls", zap.Error(err))
 	}
@@ -276,7 +306,7 @@ func (d *Director) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	env := &dataplane.Env{
+	d.env = &dataplane.Env{
 		Marks: &d.marks,
 		Snap:  &d.snap,
 		Host:  &d.host,
@@ -288,34 +318,20 @@ func (d *Director) Run(ctx context.Context) (err error) {
 		Trace: d.cfg.Trace,
 		Sync:  d.tap,
 	}
-	defer d.setupLocalNode(env)()
+	defer d.setupLocalNode(d.env)()
 	ios, err := d.openIO()
 	if err != nil {
 		return err
 	}
 	defer d.releaseIO()
-	for _, io := range ios {
-		d.workers = append(d.workers, dataplane.NewWorker(io, env))
-	}
-	n := len(d.workers)
-	d.log.Info("serving", zap.Strings("interfaces", names), zap.Int("workers", n),
+	d.startWorkers(ios)
+	d.log.Info("serving", zap.Strings("interfaces", names), zap.Int("workers", len(ios)),
 		zap.Int("services", len(d.State.Services())), zap.String("io", d.backend))
-
-	var wg sync.WaitGroup
-	for i, w := range d.workers {
-		wg.Add(1)
-		go func(i int, w *dataplane.Worker) {
-			defer wg.Done()
-			if n > 1 {
-				if err := nic.PinToCPU(i % runtime.NumCPU()); err != nil {
-					d.log.Debug("pin", zap.Error(err))
-				}
-			}
-			if err := w.Run(); err != nil {
-				d.log.Error("worker stopped", zap.Int("worker", i), zap.Error(err))
-			}
-		}(i, w)
-	}
+	go func() {
+		if err := watchLinks(ctx, d.linksChanged); err != nil && ctx.Err() == nil {
+			d.log.Warn("not notified of interface changes, following them every 2s", zap.String("error", oneLine(err)))
+		}
+	}()
 	if watchVRRP != nil {
 		go watchVRRP(ctx)
 	}
@@ -325,25 +341,126 @@ func (d *Director) Run(ctx context.Context) (err error) {
 	if d.cfg.Ready != nil {
 		d.cfg.Ready(d)
 	}
-	d.housekeeping(ctx)
+	werr := d.housekeeping(ctx)
 	checkers()
 	d.logIOStats()
 	d.closeIO()
-	wg.Wait()
+	d.stopWorkers()
 	d.logCounters()
+	if werr != nil {
+		return werr // logged once by the caller, after the hooks are removed
+	}
 	d.log.Info("stopped")
 	return nil
 }
 
-// Workers returns the packet workers (for counters).
-func (d *Director) Workers() []*dataplane.Worker { return d.workers }
+// startWorkers starts one packet worker per io. Worker numbers continue
+// over the AF_XDP reopenings, so a log line names one worker. The first
+// worker to stop with an error stops the director (housekeeping returns
+// it).
+func (d *Director) startWorkers(ios []dataplane.PacketIO) {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	n, backend := len(ios), d.backend
+	for i, io := range ios {
+		if testWorkerIO != nil {
+			io = testWorkerIO(io)
+		}
+		w := dataplane.NewWorker(io, d.env)
+		id := len(d.retired) + len(d.workers)
+		d.workers = append(d.workers, w)
+		d.gen.Add(1)
+		go func() {
+			defer d.gen.Done()
+			if n > 1 {
+				if err := nic.PinToCPU(i % runtime.NumCPU()); err != nil {
+					d.log.Debug("pin", zap.Error(err))
+				}
+			}
+			if err := w.Run(); err != nil {
+				select {
+				case d.failed <- fmt.Errorf("packet worker %d (%s) stopped: %w", id, backend, err):
+				default: // another worker failed first
+				}
+			}
+		}()
+	}
+}
+
+// testWorkerIO, set only by tests, wraps each worker's packet I/O (to make
+// a worker fail).
+var testWorkerIO func(dataplane.PacketIO) dataplane.PacketIO
+
+// stopWorkers waits for the running workers, whose packet I/O closeIO
+// closed, and retires them.
+func (d *Director) stopWorkers() {
+	d.gen.Wait()
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	d.retired = append(d.retired, d.workers...)
+	d.workers = nil
+}
+
+// Workers returns the packet workers, those running and those stopped
+// when the AF_XDP sockets were reopened (for counters).
+func (d *Director) Workers() []*dataplane.Worker {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	return append(slices.Clip(d.retired), d.workers...)
+}
+
+// linksChanged tells housekeeping that links or addresses changed.
+func (d *Director) linksChanged() {
+	select {
+	case d.links <- struct{}{}:
+	default:
+	}
+}
+
+// servedNames returns the names of the served interfaces, sorted.
+func (d *Director) servedNames() []string {
+	names := []string{}
+	for _, ifc := range d.host.Load().Ifaces {
+		names = append(names, ifc.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// followHost lists the interfaces and addresses again and applies them:
+// the kernel hooks and packet filters first (they cover a new interface
+// at once), then the AF_XDP sockets.
+func (d *Director) followHost(why string) {
+	before := d.servedNames()
+	if err := d.refreshHost(); err != nil {
+		d.log.Warn("refreshing interfaces", zap.String("error", oneLine(err)))
+	}
+	if err := d.publish(); err != nil {
+		d.log.Error("applying the director's "+why+" to the kernel hooks and packet filters", zap.String("error", oneLine(err)))
+	}
+	if after := d.servedNames(); !slices.Equal(before, after) {
+		d.log.Info("served interfaces changed", zap.Strings("interfaces", after))
+	}
+	d.reopenXDP()
+}
+
+// oneLine returns err's message on one line (errors.Join separates with
+// newlines): what an operator reads is one log line.
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+// oneLineError is an error whose message is on one line.
+type oneLineError struct{ err error }
+
+func (e oneLineError) Error() string { return oneLine(e.err) }
+func (e oneLineError) Unwrap() error { return e.err }
 
 // Epoch anchors the connection table's clock.
 func (d *Director) Epoch() time.Time { return d.epoch }
 
 // housekeeping reaps connections, ticks the schedulers, follows
-// configuration changes and interface changes until ctx is done.
-func (d *Director) housekeeping(ctx context.Context) {
+// configuration changes and interface changes until ctx is done or a
+// worker fails (whose error it returns).
+func (d *Director) housekeeping(ctx context.Context) error {
 	reap := time.NewTicker(100 * time.Millisecond)
 	defer reap.Stop()
 	slow := time.NewTicker(2 * time.Second)
@@ -351,7 +468,11 @@ func (d *Director) housekeeping(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
+		case err := <-d.failed:
+			return err
+		case <-d.links:
+			d.followHost("interfaces and addresses")
 		case <-reap.C:
 			now := int64(time.Since(d.epoch))
 			budget := max(1024, d.Conns.Capacity()/50)
@@ -368,12 +489,7 @@ func (d *Director) housekeeping(ctx context.Context) {
 			// A VRRP role or backup_only changed: the new Host (Standby,
 			// BackupOnly), then what uvsd owns, then the GARPs of the
 			// VIPs taken over, once their traffic is uvsd's.
-			if err := d.refreshHost(); err != nil {
-				d.log.Warn("refreshing interfaces", zap.Error(err))
-			}
-			if err := d.publish(); err != nil {
-				d.log.Error("applying the VRRP roles to the kernel hooks and packet filters", zap.Error(err))
-			}
+			d.followHost("VRRP roles")
 			d.announce(ctx, d.takeGARPs())
 		case <-slow.C:
 			if d.refreshMarks(ctx) {
@@ -385,13 +501,9 @@ func (d *Director) housekeeping(ctx context.Context) {
 			for _, svc := range d.snap.Load().Services() {
 				svc.Sched.Tick(now)
 			}
-			if err := d.refreshHost(); err != nil {
-				d.log.Warn("refreshing interfaces", zap.Error(err))
-			}
-			// The director's own addresses or interfaces may have changed.
-			if err := d.publish(); err != nil {
-				d.log.Error("applying the director's addresses to the kernel hooks and packet filters", zap.Error(err))
-			}
+			// The director's own addresses or interfaces may have
+			// changed (a safety net for the rtnetlink watcher).
+			d.followHost("addresses and interfaces")
 		}
 	}
 }
@@ -410,9 +522,10 @@ func (d *Director) prefetch() {
 // logCounters logs the workers' non-zero counters, summed over the workers.
 func (d *Director) logCounters() {
 	var fields []zap.Field
+	ws := d.Workers()
 	for k := dataplane.Counter(0); k < dataplane.NumCounters; k++ {
 		var sum uint64
-		for _, w := range d.workers {
+		for _, w := range ws {
 			sum += w.Counters.Load(k)
 		}
 		if sum > 0 {
@@ -421,7 +534,7 @@ func (d *Director) logCounters() {
 	}
 	for r := header.Reason(1); r < header.NumReasons; r++ {
 		var sum uint64
-		for _, w := range d.workers {
+		for _, w := range ws {
 			sum += w.Counters.LoadMalformed(r)
 		}
 		if sum > 0 {
