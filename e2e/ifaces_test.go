@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -130,6 +132,54 @@ func TestIfaceNotYetThere(t *testing.T) {
 	l.linkClient(t)
 	l.waitServed(t, u, "after the named links appeared")
 	u.stop(t)
+}
+
+// TestBootOrderRestore is the boot order of issue #15: ipvsadm-restore
+// (here uvsadm -R, which starts uvsd when none answers) runs before the
+// network is up, in a namespace where only lo is up. The restore succeeds,
+// -Ln lists the rules, and the VIP is served once the links come up.
+func TestBootOrderRestore(t *testing.T) {
+	l := newIfLab(t)
+	t.Cleanup(func() { endNetnsProcs(l.dir.Name) }) // the uvsd uvsadm started
+	rules := filepath.Join(t.TempDir(), "rules")
+	if err := os.WriteFile(rules, []byte("-A -t "+ifVIP+" -s rr\n-a -t "+ifVIP+" -r 10.0.2.11:80 -m -w 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"sh", "-c", `"$0" -R < "$1"`, binary("uvsadm"), rules}
+	if io := os.Getenv("UVS_E2E_IO"); io != "" {
+		args = append([]string{"env", "UVS_IO=" + io}, args...) // the autostarted uvsd's --io
+	}
+	if out, err := l.dir.Run(args...); err != nil {
+		t.Fatalf("uvsadm -R with only lo up: %v: %s", err, out)
+	}
+	if got := mustUVSADM(t, l.dir, "-Ln"); !strings.Contains(got, "TCP  10.0.1.100:80 rr") || !strings.Contains(got, "-> 10.0.2.11:80") {
+		t.Fatalf("-Ln after the restore:\n%s", got)
+	}
+	l.linkServer(t)
+	l.linkClient(t)
+	var last string
+	wait.For(t, ifServeTimeout, func() bool {
+		out, err := l.cli.Run("curl", "-sS", "--max-time", "2", "http://"+ifVIP+"/")
+		last = strings.TrimSpace(out)
+		return err == nil && last == "rs1"
+	}, "the VIP to be served once the links came up (last answer: %q)", wait.Lazy(func() any { return last }))
+}
+
+// endNetnsProcs ends the processes of a named namespace: SIGINT, then
+// SIGKILL for those still there after 5 s.
+func endNetnsProcs(name string) {
+	signal := func(sig os.Signal) {
+		pids, _ := netnsPIDs(name)
+		for _, p := range pids {
+			if proc, err := os.FindProcess(p); err == nil {
+				_ = proc.Signal(sig)
+			}
+		}
+	}
+	signal(os.Interrupt)
+	if !wait.Until(5*time.Second, func() bool { pids, _ := netnsPIDs(name); return len(pids) == 0 }) {
+		signal(os.Kill)
+	}
 }
 
 // loggedServing reports whether uvsd logged that the served interfaces
