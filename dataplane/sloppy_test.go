@@ -88,7 +88,8 @@ func TestRunReturnsPanic(t *testing.T) {
 	r := newRig(t, mhRules)
 	r.env.Trace = func(*snapshot.Service, netip.AddrPort, *sched.Dest, *sched.Reason) {
 		var m map[int]int
-		m[1] = 1 // a runtime error on the packet path
+		//lint:ignore SA5000 a deliberate runtime error on the packet path
+		m[1] = 1
 	}
 	r.w = dataplane.NewWorker(r.io, r.env)
 	done := make(chan error, 1)
