@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
+	"golang.org/x/net/bpf"
 
 	"github.com/uvs-lb/uvs/dataplane"
 	"github.com/uvs-lb/uvs/dataplane/afpacket"
@@ -70,21 +71,9 @@ func (d *Director) openIO() ([]dataplane.PacketIO, error) {
 // openAFPacket opens one AF_PACKET socket per worker, all in one fanout
 // group receiving from every interface: an interface that appears later is
 // read by the same sockets (the workers serve it once refreshHost lists
-// it), so nothing is opened or closed when interfaces come and go. With no
-// interface at start there is one socket.
+// it). With no interface at start there is one socket; growAFPacket adds
+// sockets when interfaces with more queues appear.
 func (d *Director) openAFPacket() ([]dataplane.PacketIO, error) {
-	n := d.cfg.Workers
-	if n <= 0 {
-		n = 0
-		for _, ifc := range d.host.Load().Ifaces {
-			q, err := nic.NumRXQueues(ifc.Name)
-			if err != nil || q < 1 {
-				q = 1
-			}
-			n += q
-		}
-		n = max(1, min(n, runtime.NumCPU()))
-	}
 	filter, exact, err := afpacket.FilterFor(d.owned)
 	if err != nil {
 		return nil, err
@@ -92,6 +81,38 @@ func (d *Director) openAFPacket() ([]dataplane.PacketIO, error) {
 	if !exact {
 		d.log.Warn("packet filter: the exact filter exceeds 4096 instructions, the sockets use an address filter")
 	}
+	ios, err := d.addPacketSockets(d.packetWorkers(), filter)
+	if err != nil {
+		d.closeIO()
+		d.sockets = nil
+		return nil, err
+	}
+	d.backend = IOAFPacket
+	d.log.Info("io backend", zap.String("backend", IOAFPacket), zap.Int("sockets", len(ios)))
+	return ios, nil
+}
+
+// packetWorkers is the number of AF_PACKET workers for the served
+// interfaces: --workers, else one per RX queue, at most one per CPU, at
+// least one.
+func (d *Director) packetWorkers() int {
+	if d.cfg.Workers > 0 {
+		return d.cfg.Workers
+	}
+	n := 0
+	for _, ifc := range d.host.Load().Ifaces {
+		q, err := nic.NumRXQueues(ifc.Name)
+		if err != nil || q < 1 {
+			q = 1
+		}
+		n += q
+	}
+	return max(1, min(n, runtime.NumCPU()))
+}
+
+// addPacketSockets opens n more AF_PACKET sockets in uvsd's fanout group
+// and returns them.
+func (d *Director) addPacketSockets(n int, filter []bpf.RawInstruction) ([]dataplane.PacketIO, error) {
 	group := uint16(os.Getpid()&0x7fff) + 1
 	var ios []dataplane.PacketIO
 	for i := 0; i < n; i++ {
@@ -101,16 +122,37 @@ func (d *Director) openAFPacket() ([]dataplane.PacketIO, error) {
 			Filter:      filter,
 		})
 		if err != nil {
-			d.closeIO()
-			d.sockets = nil
-			return nil, fmt.Errorf("packet socket: %w", err)
+			return ios, fmt.Errorf("packet socket: %w", err)
 		}
 		d.sockets = append(d.sockets, s)
 		ios = append(ios, s)
 	}
-	d.backend = IOAFPacket
-	d.log.Info("io backend", zap.String("backend", IOAFPacket), zap.Int("sockets", n))
 	return ios, nil
+}
+
+// growAFPacket follows interfaces that appeared on the AF_PACKET backend:
+// when they call for more workers than run (a director started with no
+// interface has one), it adds sockets to the fanout group and starts
+// their workers. It never closes sockets: fewer interfaces leave the
+// workers idle. Runs on Run's goroutine.
+func (d *Director) growAFPacket() {
+	if d.backend != IOAFPacket {
+		return
+	}
+	more := d.packetWorkers() - len(d.sockets)
+	if more <= 0 {
+		return
+	}
+	filter, _, err := afpacket.FilterFor(d.owned)
+	if err == nil {
+		var ios []dataplane.PacketIO
+		ios, err = d.addPacketSockets(more, filter)
+		d.startWorkers(ios)
+	}
+	if err != nil {
+		d.log.Warn("adding packet sockets for the new interfaces", zap.String("error", oneLine(err)))
+	}
+	d.log.Info("io backend", zap.String("backend", IOAFPacket), zap.Int("sockets", len(d.sockets)))
 }
 
 // xdpMaxFrameSize is the largest UMEM frame: a page (frames larger than a

@@ -355,25 +355,28 @@ func (d *Director) Run(ctx context.Context) (err error) {
 }
 
 // startWorkers starts one packet worker per io. Worker numbers continue
-// over the AF_XDP reopenings, so a log line names one worker. The first
+// over the AF_XDP reopenings, so a log line names one worker; the k-th
+// running worker is pinned to CPU k mod CPUs when there are several (as
+// AF_XDP spreads queue q to worker q mod n). The first
 // worker to stop with an error stops the director (housekeeping returns
 // it).
 func (d *Director) startWorkers(ios []dataplane.PacketIO) {
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
 	n, backend := len(ios), d.backend
-	for i, io := range ios {
+	for _, io := range ios {
 		if testWorkerIO != nil {
 			io = testWorkerIO(io)
 		}
 		w := dataplane.NewWorker(io, d.env)
-		id := len(d.retired) + len(d.workers)
+		pos := len(d.workers) // the position among the running workers
+		id := len(d.retired) + pos
 		d.workers = append(d.workers, w)
 		d.gen.Add(1)
 		go func() {
 			defer d.gen.Done()
-			if n > 1 {
-				if err := nic.PinToCPU(i % runtime.NumCPU()); err != nil {
+			if n > 1 || pos > 0 {
+				if err := nic.PinToCPU(pos % runtime.NumCPU()); err != nil {
 					d.log.Debug("pin", zap.Error(err))
 				}
 			}
@@ -442,6 +445,7 @@ func (d *Director) followHost(why string) {
 		d.log.Info("served interfaces changed", zap.Strings("interfaces", after))
 	}
 	d.reopenXDP()
+	d.growAFPacket()
 }
 
 // oneLine returns err's message on one line (errors.Join separates with

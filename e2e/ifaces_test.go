@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -96,6 +97,13 @@ func TestStartWithoutInterfaces(t *testing.T) {
 	l.linkServer(t)
 	l.linkClient(t)
 	l.waitServed(t, u, "after the links appeared")
+	if io := os.Getenv("UVS_E2E_IO"); (io == "" || io == "afpacket") && runtime.NumCPU() >= 2 {
+		// Started with one packet socket, for want of queues; the two
+		// veths (one RX queue each) call for two.
+		wait.For(t, ifServeTimeout, func() bool {
+			return strings.Contains(u.proc.Output(), `"backend": "afpacket", "sockets": 2}`)
+		}, "a second packet socket for the second interface:\n%v", wait.Lazy(func() any { return u.proc.Output() }))
+	}
 	u.stop(t)
 }
 
