@@ -63,7 +63,7 @@ func (d *Director) openIO() ([]dataplane.PacketIO, error) {
 		if err == nil {
 			return ios, nil
 		}
-		d.log.Warn("AF_XDP cannot be set up, using AF_PACKET", zap.Error(err))
+		d.log.Warn("AF_XDP cannot be set up, using AF_PACKET", errField(err))
 	}
 	return d.openAFPacket()
 }
@@ -150,7 +150,7 @@ func (d *Director) growAFPacket() {
 		d.startWorkers(ios)
 	}
 	if err != nil {
-		d.log.Warn("adding packet sockets for the new interfaces", zap.String("error", oneLine(err)))
+		d.log.Warn("adding packet sockets for the new interfaces", errField(err))
 	}
 	d.log.Info("io backend", zap.String("backend", IOAFPacket), zap.Int("sockets", len(d.sockets)))
 }
@@ -293,7 +293,7 @@ func (d *Director) reopenXDP() {
 	d.xios = nil
 	ios, err := d.openAFXDP()
 	if err != nil {
-		d.log.Error("AF_XDP cannot serve the interfaces: their owned traffic is dropped until they change again", zap.String("error", oneLine(err)))
+		d.log.Error("AF_XDP cannot serve the interfaces: their owned traffic is dropped until they change again", errField(err))
 		return
 	}
 	d.startWorkers(ios)
@@ -306,7 +306,7 @@ func (d *Director) reopenXDP() {
 func (d *Director) closeIO() {
 	if d.xdp != nil {
 		if err := d.xdp.Detach(); err != nil {
-			d.log.Error("detaching the XDP program", zap.Error(err))
+			d.log.Error("detaching the XDP program", errField(err))
 		}
 	}
 	for _, s := range d.sockets {
@@ -321,7 +321,7 @@ func (d *Director) closeIO() {
 func (d *Director) releaseIO() {
 	if d.xdp != nil {
 		if err := d.xdp.Close(); err != nil {
-			d.log.Error("closing the XDP program", zap.Error(err))
+			d.log.Error("closing the XDP program", errField(err))
 		}
 		d.xdp = nil
 	}

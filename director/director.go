@@ -283,7 +283,7 @@ func (d *Director) Run(ctx context.Context) (err error) {
 		serve = func() {
 			go func() {
 				if err := srv.ServeListener(ctx, ln); err != nil && ctx.Err() == nil {
-					d.log.Error("control socket", zap.Error(err))
+					d.log.Error("control socket", errField(err))
 				}
 			}()
 		}
@@ -292,11 +292,11 @@ func (d *Director) Run(ctx context.Context) (err error) {
 	// Interfaces that appear later inherit conf.default's settings.
 	names := d.servedNames()
 	if err := d.hooks.SetSysctls(khook.RecommendedSysctls(names...)...); err != nil {
-		d.log.Warn("sysctls", zap.Error(err))
+		d.log.Warn("sysctls", errField(err))
 	}
 	defer func() {
 		if rerr := d.hooks.Remove(); rerr != nil {
-			d.log.Error("removing kernel hooks", zap.Error(rerr))
+			d.log.Error("removing kernel hooks", errField(rerr))
 			err = errors.Join(err, rerr)
 		}
 	}()
@@ -329,7 +329,7 @@ func (d *Director) Run(ctx context.Context) (err error) {
 		zap.Int("services", len(d.State.Services())), zap.String("io", d.backend))
 	go func() {
 		if err := watchLinks(ctx, d.linksChanged); err != nil && ctx.Err() == nil {
-			d.log.Warn("not notified of interface changes, following them every 2s", zap.String("error", oneLine(err)))
+			d.log.Warn("not notified of interface changes, following them every 2s", errField(err))
 		}
 	}()
 	if watchVRRP != nil {
@@ -377,7 +377,7 @@ func (d *Director) startWorkers(ios []dataplane.PacketIO) {
 			defer d.gen.Done()
 			if n > 1 || pos > 0 {
 				if err := nic.PinToCPU(pos % runtime.NumCPU()); err != nil {
-					d.log.Debug("pin", zap.Error(err))
+					d.log.Debug("pin", errField(err))
 				}
 			}
 			if err := w.Run(); err != nil {
@@ -436,10 +436,10 @@ func (d *Director) servedNames() []string {
 func (d *Director) followHost(why string) {
 	before := d.servedNames()
 	if err := d.refreshHost(); err != nil {
-		d.log.Warn("refreshing interfaces", zap.String("error", oneLine(err)))
+		d.log.Warn("refreshing interfaces", errField(err))
 	}
 	if err := d.publish(); err != nil {
-		d.log.Error("applying the director's "+why+" to the kernel hooks and packet filters", zap.String("error", oneLine(err)))
+		d.log.Error("applying the director's "+why+" to the kernel hooks and packet filters", errField(err))
 	}
 	if after := d.servedNames(); !slices.Equal(before, after) {
 		d.log.Info("served interfaces changed", zap.Strings("interfaces", after))
@@ -451,6 +451,9 @@ func (d *Director) followHost(why string) {
 // oneLine returns err's message on one line (errors.Join separates with
 // newlines): what an operator reads is one log line.
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+// errField is zap.Error with the message on one line.
+func errField(err error) zap.Field { return zap.String("error", oneLine(err)) }
 
 // oneLineError is an error whose message is on one line.
 type oneLineError struct{ err error }
@@ -487,7 +490,7 @@ func (d *Director) housekeeping(ctx context.Context) error {
 			d.prefetch()
 			d.refreshMarks(ctx)
 			if err := d.sync(); err != nil {
-				d.log.Error("applying configuration to the kernel hooks and packet filters", zap.Error(err))
+				d.log.Error("applying configuration to the kernel hooks and packet filters", errField(err))
 			}
 		case <-d.haChanged:
 			// A VRRP role or backup_only changed: the new Host (Standby,
@@ -498,7 +501,7 @@ func (d *Director) housekeeping(ctx context.Context) error {
 		case <-slow.C:
 			if d.refreshMarks(ctx) {
 				if err := d.sync(); err != nil {
-					d.log.Error("applying firewall-mark rules to the kernel hooks and packet filters", zap.Error(err))
+					d.log.Error("applying firewall-mark rules to the kernel hooks and packet filters", errField(err))
 				}
 			}
 			now := time.Now()
