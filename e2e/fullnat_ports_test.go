@@ -1,11 +1,18 @@
 package e2e
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"net"
+	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/uvs-lb/uvs/internal/netnstest"
+	"github.com/uvs-lb/uvs/internal/wait"
 )
 
 // TestFullNATPortsSustained: one client opens sequential TCP connections
@@ -94,4 +101,116 @@ func echoOnce(addr string) error {
 		return err
 	}
 	return nil
+}
+
+// TestFullNATLaddrPool: a FULLNAT service with two local addresses
+// (--add-laddr, -P) and one local port: its first two connections leave
+// from each address in turn, a third finds no port on either and is
+// refused, -G counts one connection on each address; once the second
+// connection is closed (client first), a new connection takes its
+// address and port again, as soon as the port has been quiet in
+// TIME_WAIT for a second, although round-robin would start at the first,
+// still busy, address.
+func TestFullNATLaddrPool(t *testing.T) {
+	l := newFullNATLab(t)
+	l.dir.AddrAdd(t, "d1", "10.0.11.201/24")
+	l.dir.AddrAdd(t, "d1", "10.0.11.202/24")
+	startWhoAmI(t, l.rs[0], "10.0.11.11:9000")
+	startUVSD(t, l.dir, "-A -t 10.0.1.100:9000 -s rr\n-a -t 10.0.1.100:9000 -r 10.0.11.11:9000 -b -w 1\n"+
+		"-P -t 10.0.1.100:9000 -z 10.0.11.201\n-P -t 10.0.1.100:9000 -z 10.0.11.202\n",
+		"--lport-min", "61000", "--lport-max", "61000")
+
+	a, fromA := dialWhoAmI(t, l.cli, "10.0.1.100:9000")
+	defer a.Close()
+	b, fromB := dialWhoAmI(t, l.cli, "10.0.1.100:9000")
+	if fromA != "10.0.11.201:61000" || fromB != "10.0.11.202:61000" {
+		t.Fatalf("two connections came from %s and %s, want 10.0.11.201:61000 and 10.0.11.202:61000 (pool round-robin)", fromA, fromB)
+	}
+	if c, err := dialIn(l.cli, "10.0.1.100:9000"); err == nil {
+		c.Close()
+		t.Fatal("a third connection got through with both local addresses' only port in use")
+	}
+	g := mustUVSADM(t, l.dir, "-G", "-t", "10.0.1.100:9000")
+	for _, la := range []string{"10.0.11.201", "10.0.11.202"} {
+		// LADDR, CONFLICTS, CONNS.
+		if !regexp.MustCompile(regexp.QuoteMeta(la) + `\s+\d+\s+1(\s|$)`).MatchString(g) {
+			t.Errorf("-G does not show one connection on %s:\n%s", la, g)
+		}
+	}
+	b.Close()
+	var from string
+	wait.For(t, 15*time.Second, func() bool {
+		c, err := dialIn(l.cli, "10.0.1.100:9000")
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		from, err = readLine(c)
+		return err == nil
+	}, "a connection after the second closed (its port quiet in TIME_WAIT)")
+	if from != "10.0.11.202:61000" {
+		t.Fatalf("the connection after the second closed came from %s, want 10.0.11.202:61000", from)
+	}
+}
+
+// startWhoAmI serves, on addr inside ns, a line with the peer's address
+// to each connection, then an echo until the peer closes.
+func startWhoAmI(t *testing.T, ns *netnstest.NS, addr string) {
+	t.Helper()
+	var ln net.Listener
+	if err := ns.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", addr)
+		return err
+	}); err != nil {
+		t.Fatalf("whoami server: %v", err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := fmt.Fprintln(c, c.RemoteAddr()); err == nil {
+					_, _ = io.Copy(c, c)
+				}
+			}()
+		}
+	}()
+}
+
+// dialIn connects to addr from ns, giving up after one SYN retransmission.
+func dialIn(ns *netnstest.NS, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := ns.Do(func() error {
+		var err error
+		c, err = net.DialTimeout("tcp", addr, 1500*time.Millisecond)
+		return err
+	})
+	return c, err
+}
+
+// dialWhoAmI connects to a whoami server and returns the connection and
+// the address the server saw.
+func dialWhoAmI(t *testing.T, ns *netnstest.NS, addr string) (net.Conn, string) {
+	t.Helper()
+	c, err := dialIn(ns, addr)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	from, err := readLine(c)
+	if err != nil {
+		c.Close()
+		t.Fatalf("read from %s: %v", addr, err)
+	}
+	return c, from
+}
+
+func readLine(c net.Conn) (string, error) {
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	s, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(s), err
 }
