@@ -26,10 +26,12 @@ const (
 	// queue q of every interface goes to worker q mod workers, so there
 	// are at most as many workers as the busiest interface has queues).
 	// When the served interfaces change (one appears, goes away, goes up
-	// or down, changes its MTU) the sockets and workers are closed and
-	// opened again for the new set (reopenXDP). The nftables hooks stay
-	// installed: redundant while the program is attached, they cover
-	// start-up, shut-down and those reopenings.
+	// or down, changes its MTU) the program is attached to a new one and
+	// its sockets opened with new workers; the sockets of one that goes
+	// away are closed, with those opened together with it, which are
+	// opened again (followXDP). The nftables hooks stay installed:
+	// redundant while the program is attached, they cover start-up,
+	// shut-down and those changes.
 	IOAFXDP = "afxdp"
 	// IOAuto uses AF_XDP when it can be set up on every interface served
 	// at start, and AF_PACKET otherwise (an interface that appears later
@@ -159,20 +161,74 @@ func (d *Director) growAFPacket() {
 // page need XDP multi-buffer, which uvsd does not use).
 const xdpMaxFrameSize = 4096
 
-// openAFXDP loads the XDP program, opens one AF_XDP socket per served
-// interface and RX queue, spreads the queues over the workers (queue q of
-// every interface to worker q mod n) and attaches the program to every
-// interface. With no interface it loads the program and opens nothing
-// (reopenXDP opens the sockets once one appears). On error nothing stays
-// open or attached.
-func (d *Director) openAFXDP() (ios []dataplane.PacketIO, err error) {
+// openAFXDP loads the XDP program and opens the sockets of the interfaces
+// served at start as one group (openXDPGroup). With no interface it loads
+// the program and opens nothing (followXDP opens the sockets once one
+// appears). On error nothing stays open or attached.
+func (d *Director) openAFXDP() ([]dataplane.PacketIO, error) {
+	prog, err := afxdp.NewProgram(afxdp.ProgramConfig{})
+	if err != nil {
+		return nil, err
+	}
+	d.xdp = prog
+	if err := prog.SetOwnership(d.owned); err != nil {
+		d.releaseIO()
+		return nil, err
+	}
 	host := d.host.Load()
-	d.xdpLayout = xdpLayout(host)
-	idx := make([]int, 0, len(host.Ifaces))
-	for i := range host.Ifaces {
-		idx = append(idx, i)
+	g, err := d.openXDPGroup(host, sortedIfindexes(host, nil))
+	if err != nil {
+		d.releaseIO()
+		return nil, err
+	}
+	var ios []dataplane.PacketIO
+	if g != nil {
+		d.xgroups = append(d.xgroups, g)
+		d.xios = append(d.xios, g.ios...)
+		for _, x := range g.ios {
+			ios = append(ios, x)
+		}
+	}
+	d.backend = IOAFXDP
+	return ios, nil
+}
+
+// xdpGroup is a set of interfaces whose AF_XDP sockets were opened
+// together: each of its workers reads queue q of every interface of the
+// group (q mod workers) and transmits on them through their sockets (on
+// other interfaces through its AF_PACKET fallback). The interfaces served
+// at start form one group; each change adds a group for the interfaces it
+// brings, and closes only the groups whose interfaces went away or
+// changed, so the others' traffic is not disturbed.
+type xdpGroup struct {
+	ifs map[int]string // ifindex → ifaceKey when opened
+	ios []*afxdp.IO
+}
+
+// ifaceKey is what a group's sockets depend on besides the ifindex.
+func ifaceKey(ifc dataplane.Iface) string { return fmt.Sprintf("%s mtu %d", ifc.Name, ifc.MTU) }
+
+// sortedIfindexes returns the served interfaces not in skip, sorted.
+func sortedIfindexes(h *dataplane.Host, skip map[int]bool) []int {
+	idx := make([]int, 0, len(h.Ifaces))
+	for i := range h.Ifaces {
+		if !skip[i] {
+			idx = append(idx, i)
+		}
 	}
 	slices.Sort(idx)
+	return idx
+}
+
+// openXDPGroup opens one AF_XDP socket per interface of idx and RX queue,
+// spreads the queues over the workers (queue q of every interface to
+// worker q mod n), registers them with the program and attaches it to
+// each interface. It returns nil for no interface. On error nothing of
+// the group stays open or attached.
+func (d *Director) openXDPGroup(host *dataplane.Host, idx []int) (_ *xdpGroup, err error) {
+	if len(idx) == 0 {
+		return nil, nil
+	}
 	queues := map[int]int{}
 	maxQ, maxMTU := 1, 0
 	for _, i := range idx {
@@ -199,28 +255,18 @@ func (d *Director) openAFXDP() (ios []dataplane.PacketIO, err error) {
 	} else {
 		n = min(n, runtime.NumCPU())
 	}
-	if len(idx) == 0 {
-		n = 0
-	}
-	prog, err := afxdp.NewProgram(afxdp.ProgramConfig{})
-	if err != nil {
-		return nil, err
-	}
-	d.xdp = prog
+	prog := d.xdp
+	g := &xdpGroup{ifs: map[int]string{}}
 	defer func() {
 		if err != nil {
-			d.closeIO()
-			d.releaseIO()
-			d.xios, ios = nil, nil
+			d.closeXDPGroup(g)
 		}
 	}()
-	if err := prog.SetOwnership(d.owned); err != nil {
-		return nil, err
-	}
 	for _, i := range idx {
 		if err := prog.AddInterface(i, queues[i]); err != nil {
 			return nil, err
 		}
+		g.ifs[i] = ifaceKey(host.Ifaces[i])
 	}
 	for w := 0; w < n; w++ {
 		var binds []afxdp.Bind
@@ -233,8 +279,7 @@ func (d *Director) openAFXDP() (ios []dataplane.PacketIO, err error) {
 		if err != nil {
 			return nil, err
 		}
-		d.xios = append(d.xios, x)
-		ios = append(ios, x)
+		g.ios = append(g.ios, x)
 		for _, s := range x.Sockets() {
 			if err := prog.Register(s); err != nil {
 				return nil, err
@@ -255,49 +300,92 @@ func (d *Director) openAFXDP() (ios []dataplane.PacketIO, err error) {
 				zap.String("interface", host.Ifaces[i].Name), zap.Int("max frame", cfg.MaxFrameLen()))
 		}
 	}
-	d.backend = IOAFXDP
 	d.log.Info("io backend", zap.String("backend", IOAFXDP), zap.Strings("xdp", modes),
 		zap.Int("frame size", cfg.FrameSize))
-	return ios, nil
+	return g, nil
 }
 
-// xdpLayout describes what the AF_XDP sockets depend on: the served
-// interfaces' indexes, names and MTUs.
-func xdpLayout(h *dataplane.Host) string {
-	idx := make([]int, 0, len(h.Ifaces))
-	for i := range h.Ifaces {
-		idx = append(idx, i)
+// closeXDPGroup detaches the program from the group's interfaces (their
+// frames go back to the kernel, whose hooks drop owned traffic), closes its
+// sockets and waits for their workers.
+func (d *Director) closeXDPGroup(g *xdpGroup) {
+	for i := range g.ifs {
+		if err := d.xdp.RemoveInterface(i); err != nil {
+			d.log.Warn("detaching the XDP program", errField(err))
+		}
 	}
-	slices.Sort(idx)
-	var b strings.Builder
+	ios := make([]dataplane.PacketIO, 0, len(g.ios))
+	for _, x := range g.ios {
+		if st, err := x.Stats(); err == nil {
+			d.xstatsClosed = d.xstatsClosed.Add(st)
+		}
+		_ = x.Close()
+		ios = append(ios, x)
+	}
+	d.retireWorkers(ios)
+}
+
+// followXDP follows a change of the served interfaces on the AF_XDP
+// backend: the groups with an interface gone or changed (name, MTU) are
+// closed, and the served interfaces in no group (new ones, and the
+// remaining ones of closed groups) are opened as a new group with new
+// workers. An interface set that failed to open is not tried again until
+// it changes. Runs on Run's goroutine.
+func (d *Director) followXDP() {
+	if d.backend != IOAFXDP || d.xdp == nil {
+		return
+	}
+	host := d.host.Load()
+	var keep []*xdpGroup
+	for _, g := range d.xgroups {
+		ok := true
+		for i, k := range g.ifs {
+			if ifc, there := host.Ifaces[i]; !there || ifaceKey(ifc) != k {
+				ok = false
+			}
+		}
+		if ok {
+			keep = append(keep, g)
+			continue
+		}
+		d.closeXDPGroup(g)
+	}
+	changed := len(keep) != len(d.xgroups)
+	d.xgroups = keep
+	grouped := map[int]bool{}
+	for _, g := range keep {
+		for i := range g.ifs {
+			grouped[i] = true
+		}
+	}
+	idx := sortedIfindexes(host, grouped)
+	var want strings.Builder
 	for _, i := range idx {
-		ifc := h.Ifaces[i]
-		fmt.Fprintf(&b, "%d:%s:%d,", i, ifc.Name, ifc.MTU)
+		fmt.Fprintf(&want, "%d %s,", i, ifaceKey(host.Ifaces[i]))
 	}
-	return b.String()
-}
-
-// reopenXDP follows a change of the served interfaces on the AF_XDP
-// backend: it closes the sockets, waits for their workers, unloads the
-// program and opens everything again for the new set (the program attached
-// to the interfaces now served, a socket per RX queue, new workers). The
-// kernel hooks drop owned traffic in between. Runs on Run's goroutine.
-func (d *Director) reopenXDP() {
-	if d.backend != IOAFXDP || xdpLayout(d.host.Load()) == d.xdpLayout {
-		return
+	if len(idx) > 0 && (changed || want.String() != d.xdpFailed) {
+		g, err := d.openXDPGroup(host, idx)
+		if err != nil {
+			d.xdpFailed = want.String()
+			d.log.Error("AF_XDP cannot serve the interfaces: their owned traffic is dropped until they change", errField(err))
+		} else {
+			d.xdpFailed = ""
+			d.xgroups = append(d.xgroups, g)
+			ios := make([]dataplane.PacketIO, 0, len(g.ios))
+			for _, x := range g.ios {
+				ios = append(ios, x)
+			}
+			d.startWorkers(ios)
+			changed = true
+		}
 	}
-	d.logIOStats()
-	d.closeIO()
-	d.stopWorkers()
-	d.releaseIO()
-	d.xios = nil
-	ios, err := d.openAFXDP()
-	if err != nil {
-		d.log.Error("AF_XDP cannot serve the interfaces: their owned traffic is dropped until they change again", errField(err))
-		return
+	if changed {
+		d.xios = nil
+		for _, g := range d.xgroups {
+			d.xios = append(d.xios, g.ios...)
+		}
+		d.log.Info("serving", zap.Strings("interfaces", d.servedNames()), zap.Int("workers", len(d.xios)), zap.String("io", d.backend))
 	}
-	d.startWorkers(ios)
-	d.log.Info("serving", zap.Strings("interfaces", d.servedNames()), zap.Int("workers", len(ios)), zap.String("io", d.backend))
 }
 
 // closeIO detaches the XDP program (frames go back to the kernel, whose

@@ -92,16 +92,22 @@ type Director struct {
 	xios    []*afxdp.IO
 	backend string
 	epoch   time.Time
-	// xdpLayout is the interface set the AF_XDP sockets were opened for
-	// (reopenXDP).
-	xdpLayout string
+	// xgroups are the AF_XDP socket groups (followXDP); xdpFailed the
+	// interface set that failed to open last.
+	xgroups   []*xdpGroup
+	xdpFailed string
+	// xstatsClosed sums the counters of the AF_XDP sockets closed so far.
+	xstatsClosed afxdp.Stats
 
-	// The packet workers: env is what they share; gen the running ones,
-	// retired those of closed AF_XDP sockets (kept for their counters).
-	// wmu guards workers and retired; failed takes the first worker error.
+	// The packet workers: env is what they share; workers the running
+	// ones, running their I/O and end, retired those of closed AF_XDP
+	// sockets (kept for their counters); gen counts the running. wmu
+	// guards workers, running and retired; failed takes the first worker
+	// error.
 	env     *dataplane.Env
 	wmu     sync.Mutex
 	workers []*dataplane.Worker
+	running map[dataplane.PacketIO]runningWorker
 	retired []*dataplane.Worker
 	gen     sync.WaitGroup
 	failed  chan error
@@ -168,7 +174,7 @@ func LoadRules(path string) ([]ipvsadm.Command, error) {
 // and connection table, but touches no socket or kernel state yet.
 func New(cfg Config, log *zap.Logger) (*Director, error) {
 	d := &Director{cfg: cfg, log: log, epoch: time.Now(), changed: make(chan struct{}, 1),
-		failed: make(chan error, 1), links: make(chan struct{}, 1),
+		failed: make(chan error, 1), links: make(chan struct{}, 1), running: map[dataplane.PacketIO]runningWorker{},
 		haChanged: make(chan struct{}, 1), addrs: newAddrWatcher(), newSender: openSender, garpDelay: garpDelay, sysctls: DefaultSysctls()}
 	if cfg.Sysctls != nil {
 		d.sysctls = *cfg.Sysctls
@@ -355,7 +361,7 @@ func (d *Director) Run(ctx context.Context) (err error) {
 }
 
 // startWorkers starts one packet worker per io. Worker numbers continue
-// over the AF_XDP reopenings, so a log line names one worker; the k-th
+// over the AF_XDP socket groups, so a log line names one worker; the k-th
 // running worker is pinned to CPU k mod CPUs when there are several (as
 // AF_XDP spreads queue q to worker q mod n). The first
 // worker to stop with an error stops the director (housekeeping returns
@@ -365,16 +371,20 @@ func (d *Director) startWorkers(ios []dataplane.PacketIO) {
 	defer d.wmu.Unlock()
 	n, backend := len(ios), d.backend
 	for _, io := range ios {
+		wio := io
 		if testWorkerIO != nil {
-			io = testWorkerIO(io)
+			wio = testWorkerIO(io)
 		}
-		w := dataplane.NewWorker(io, d.env)
+		w := dataplane.NewWorker(wio, d.env)
 		pos := len(d.workers) // the position among the running workers
 		id := len(d.retired) + pos
 		d.workers = append(d.workers, w)
+		end := make(chan struct{})
+		d.running[io] = runningWorker{w: w, end: end}
 		d.gen.Add(1)
 		go func() {
 			defer d.gen.Done()
+			defer close(end)
 			if n > 1 || pos > 0 {
 				if err := nic.PinToCPU(pos % runtime.NumCPU()); err != nil {
 					d.log.Debug("pin", errField(err))
@@ -394,6 +404,31 @@ func (d *Director) startWorkers(ios []dataplane.PacketIO) {
 // a worker fail).
 var testWorkerIO func(dataplane.PacketIO) dataplane.PacketIO
 
+// runningWorker is a running worker and what is closed when it returns.
+type runningWorker struct {
+	w   *dataplane.Worker
+	end chan struct{}
+}
+
+// retireWorkers waits for the workers of ios, which the caller closed, and
+// retires them.
+func (d *Director) retireWorkers(ios []dataplane.PacketIO) {
+	for _, io := range ios {
+		d.wmu.Lock()
+		rw, ok := d.running[io]
+		d.wmu.Unlock()
+		if !ok {
+			continue
+		}
+		<-rw.end
+		d.wmu.Lock()
+		delete(d.running, io)
+		d.workers = slices.DeleteFunc(d.workers, func(w *dataplane.Worker) bool { return w == rw.w })
+		d.retired = append(d.retired, rw.w)
+		d.wmu.Unlock()
+	}
+}
+
 // stopWorkers waits for the running workers, whose packet I/O closeIO
 // closed, and retires them.
 func (d *Director) stopWorkers() {
@@ -402,6 +437,7 @@ func (d *Director) stopWorkers() {
 	defer d.wmu.Unlock()
 	d.retired = append(d.retired, d.workers...)
 	d.workers = nil
+	clear(d.running)
 }
 
 // Workers returns the packet workers, those running and those stopped
@@ -444,7 +480,7 @@ func (d *Director) followHost(why string) {
 	if after := d.servedNames(); !slices.Equal(before, after) {
 		d.log.Info("served interfaces changed", zap.Strings("interfaces", after))
 	}
-	d.reopenXDP()
+	d.followXDP()
 	d.growAFPacket()
 }
 
@@ -552,10 +588,11 @@ func (d *Director) logCounters() {
 }
 
 // logIOStats logs the packet-I/O counters, summed over the workers (ring
-// drops, transmit retries and drops), before the sockets are closed.
+// drops, transmit retries and drops) and the AF_XDP sockets closed when
+// interfaces changed, before the sockets are closed.
 func (d *Director) logIOStats() {
-	if len(d.xios) > 0 {
-		var t afxdp.Stats
+	if len(d.xios) > 0 || d.xstatsClosed != (afxdp.Stats{}) {
+		t := d.xstatsClosed
 		for _, x := range d.xios {
 			if st, err := x.Stats(); err == nil {
 				t = t.Add(st)

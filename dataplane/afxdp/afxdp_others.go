@@ -33,6 +33,9 @@ func (*Program) Attach(int, Mode) (Mode, error) { return 0, errUnsupported }
 // Mode reports nothing attached.
 func (*Program) Mode(int) (Mode, bool) { return 0, false }
 
+// RemoveInterface does nothing.
+func (*Program) RemoveInterface(int) error { return nil }
+
 // Detach does nothing.
 func (*Program) Detach() error { return nil }
 

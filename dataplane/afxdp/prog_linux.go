@@ -204,6 +204,30 @@ func (p *Program) detachLocked() error {
 	return errors.Join(errs...)
 }
 
+// RemoveInterface detaches the interface's program instance (if attached)
+// and frees it and its XSKMAP: the interface went away, or its sockets are
+// to be opened again (AddInterface then loads a new instance). The link of
+// an interface the kernel deleted is already detached; closing it only
+// releases it. Removing an interface not added is a no-op.
+func (p *Program) RemoveInterface(ifindex int) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a, ok := p.ifs[ifindex]
+	if !ok {
+		return nil
+	}
+	delete(p.ifs, ifindex)
+	var err error
+	if a.link != nil {
+		if cerr := a.link.Close(); cerr != nil {
+			err = fmt.Errorf("afxdp: detaching from interface %d: %w", ifindex, cerr)
+		}
+	}
+	a.prog.Close()
+	a.xsks.Close()
+	return err
+}
+
 // Update makes the ownership maps hold s. New and changed entries are
 // written before stale ones are deleted, so an entry present before and
 // after never disappears in between. The program is not reloaded.

@@ -2,8 +2,11 @@ package afxdp
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -308,6 +311,58 @@ func TestProgramUpdate(t *testing.T) {
 	bad := ownership.Set{LocalRanges: []ownership.PortRange{{Addr: dir4, Proto: spec.ProtoTCP, First: 1, Last: 3}, {Addr: dir4, Proto: spec.ProtoTCP, First: 5, Last: 9}}}
 	if err := p.Update(bad); err == nil {
 		t.Fatal("disjoint ranges of one address accepted")
+	}
+}
+
+// TestRemoveInterface: a removed interface's program instance is gone (its
+// attachment detached), another's stays, and the interface can be added
+// again.
+func TestRemoveInterface(t *testing.T) {
+	netnstest.SkipIfNotRoot(t)
+	ns := netnstest.New(t, "xrm")
+	peer := netnstest.New(t, "xrmp")
+	netnstest.Veth(t, ns, "a0", peer, "a1")
+	netnstest.Veth(t, ns, "b0", peer, "b1")
+	ia, ib := ns.Interface(t, "a0").Index, ns.Interface(t, "b0").Index
+	err := ns.Do(func() error {
+		p, err := NewProgram(ProgramConfig{})
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		for _, i := range []int{ia, ib} {
+			if err := p.AddInterface(i, 1); err != nil {
+				return err
+			}
+			if _, err := p.Attach(i, ModeGeneric); err != nil {
+				return err
+			}
+		}
+		if err := p.RemoveInterface(ia); err != nil {
+			return err
+		}
+		if _, ok := p.Mode(ia); ok {
+			return errors.New("a0 still attached after RemoveInterface")
+		}
+		if _, ok := p.Mode(ib); !ok {
+			return errors.New("b0 detached by removing a0")
+		}
+		if err := p.RemoveInterface(ia); err != nil {
+			return fmt.Errorf("removing twice: %w", err)
+		}
+		if out, err := ns.Run("ip", "link", "show", "a0"); err != nil || strings.Contains(out, "xdp") {
+			return fmt.Errorf("a0 keeps an XDP program (%v): %s", err, out)
+		}
+		if out, err := ns.Run("ip", "link", "show", "b0"); err != nil || !strings.Contains(out, "xdp") {
+			return fmt.Errorf("b0 lost its XDP program (%v): %s", err, out)
+		}
+		if err := p.AddInterface(ia, 1); err != nil {
+			return fmt.Errorf("adding again: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
