@@ -183,6 +183,12 @@ func New(cfg Config, log *zap.Logger) (*Director, error) {
 	if vc == nil {
 		vc = cfg.Keepalived
 	}
+	lo, hi, err := localPorts(cfg.LocalPortMin, cfg.LocalPortMax)
+	if err != nil {
+		return nil, err
+	}
+	d.cfg.LocalPortMin, d.cfg.LocalPortMax = lo, hi
+	log.Info("FULLNAT local ports", zap.Uint16("min", lo), zap.Uint16("max", hi))
 	d.vrrp = newVRRPRoles(vc)
 	if vc != nil {
 		ls, err := newLVSSync(vc.SyncDaemon, vc.VRRP)
@@ -275,7 +281,7 @@ func (d *Director) Run(ctx context.Context) (err error) {
 		// that arrive before serve wait in the listen backlog.
 		ln, err := control.Listen(d.cfg.ControlSocket)
 		if err != nil {
-			return fmt.Errorf("control socket %s (is another uvsd running in this namespace?): %w", d.cfg.ControlSocket, err)
+			return err // it names the socket and who holds it
 		}
 		defer ln.Close() // serve takes it over; this covers an early return
 		est := control.NewEstimator(d.State)
@@ -284,7 +290,13 @@ func (d *Director) Run(ctx context.Context) (err error) {
 			Rates:    est,
 			Conns:    func() []conntrack.Listing { return d.Conns.Snapshot(int64(time.Since(d.epoch)), nil) },
 			Checkers: d.Checkers,
-			Daemons:  d.syncd,
+			LaddrConflicts: func(a netip.Addr) uint64 {
+				if e := d.env; e != nil && e.Ports != nil {
+					return e.Ports.Conflicts(a)
+				}
+				return 0
+			},
+			Daemons: d.syncd,
 		})
 		serve = func() {
 			go func() {
@@ -311,6 +323,9 @@ func (d *Director) Run(ctx context.Context) (err error) {
 	if err := d.sync(); err != nil {
 		return err
 	}
+	if err := d.hooks.Fallback(); err != nil {
+		d.log.Warn("kernel hooks not owned by the process: after a crash, uvsd --cleanup removes them", errField(err))
+	}
 
 	d.env = &dataplane.Env{
 		Marks: &d.marks,
@@ -323,6 +338,12 @@ func (d *Director) Run(ctx context.Context) (err error) {
 		Ports: dataplane.NewPortAllocator(d.cfg.LocalPortMin, d.cfg.LocalPortMax),
 		Trace: d.cfg.Trace,
 		Sync:  d.tap,
+		// sloppy_tcp/sloppy_sctp from --sysctl.
+		SloppyTCP:  d.sysctls.SloppyTCP,
+		SloppySCTP: d.sysctls.SloppySCTP,
+		// The kernel's ICMP limit is for the host; the workers share it
+		// (there is at most one worker per CPU).
+		ICMPLimit: dataplane.ICMPLimit{Workers: runtime.NumCPU()},
 	}
 	defer d.setupLocalNode(d.env)()
 	ios, err := d.openIO()

@@ -28,13 +28,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("uvsd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	rules := fs.String("rules", "", "rules `file` in ipvsadm-save format (uvsadm -S -n / ipvsadm -S -n)")
-	ifaces := fs.String("iface", "", "comma-separated `interfaces` to serve (default: every up, non-loopback interface)")
+	ifaces := fs.String("iface", "", "comma-separated `interfaces` to serve (default: every up, non-loopback interface); they need not exist yet: each is served while it exists and is up")
 	workers := fs.Int("workers", 0, "packet workers (default: one per RX queue, at most one per CPU)")
 	conns := fs.Int("conns", 1<<20, "connection table capacity")
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
-	cleanup := fs.Bool("cleanup", false, "remove kernel hooks a crashed uvsd left in this namespace, then exit")
-	lportMin := fs.Uint("lport-min", 61000, "FULLNAT local ports: lowest (keep the range outside net.ipv4.ip_local_port_range)")
-	lportMax := fs.Uint("lport-max", 65535, "FULLNAT local ports: highest")
+	cleanup := fs.Bool("cleanup", false, "remove kernel hooks a crashed uvsd left in this namespace and restore the sysctls it changed, then exit")
+	lportMin := fs.Uint("lport-min", 0, "FULLNAT local ports: lowest (0 with --lport-max 0: the longest run in 1024-65535 outside net.ipv4.ip_local_port_range and the ports listened on; a range overlapping ip_local_port_range is refused)")
+	lportMax := fs.Uint("lport-max", 0, "FULLNAT local ports: highest")
 	check := fs.Bool("check", false, "validate the rules file (or the --keepalived file) and exit")
 	kaFile := fs.String("keepalived", "", "keepalived.conf `file`: install its IPVS table and run its health checkers, "+
 		"adding and removing real servers as they pass and fail (with --check: print its warnings and the table keepalived would install at start)")
@@ -53,7 +53,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	vrrpFile := fs.String("vrrp", "", "keepalived.conf `file` whose vrrp_instance VIPs uvsd follows (for --rules; with --keepalived its own file is followed): "+
 		"such a VIP is served only while it is configured on its device, as keepalived --vrrp does on MASTER, and its lvs_sync_daemon drives the sync daemons")
 	sysctls := DefaultSysctls()
-	fs.Var(sysctlFlag{&sysctls}, "sysctl", "kernel IPVS sysctl `NAME=VALUE` (repeatable): backup_only=0|1, sync_threshold=\"T P\", sync_persist_mode=0|1, sync_version=0|1")
+	fs.Var(sysctlFlag{&sysctls}, "sysctl", "kernel IPVS sysctl `NAME=VALUE` (repeatable): backup_only=0|1, sync_threshold=\"T P\", sync_persist_mode=0|1, sync_version=0|1, sloppy_tcp=0|1, sloppy_sctp=0|1")
 	sock := fs.String("control", defSock, "unix socket `name` for uvsadm: @NAME is abstract (this network namespace's), "+
 		"else a filesystem path (made connectable by all; put it in a directory only root can write); empty: no control socket. "+
 		"uvsd refuses to start when a process that is not root holds it")
@@ -122,7 +122,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	if *lportMin == 0 || *lportMax > 65535 || *lportMin > *lportMax {
+	if (*lportMin == 0) != (*lportMax == 0) || *lportMax > 65535 || *lportMin > *lportMax {
 		fmt.Fprintf(stderr, "uvsd: bad FULLNAT local port range %d-%d\n", *lportMin, *lportMax)
 		return 2
 	}

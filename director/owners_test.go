@@ -51,7 +51,7 @@ func TestOwnershipInput(t *testing.T) {
 		t.Errorf("NAT replies %v, want %v", s.NATReplies, want)
 	}
 	for _, la := range []string{"10.9.0.1", "10.9.0.200"} {
-		r := ownership.PortRange{Addr: a(la), Proto: tcp, First: dataplane.DefaultLocalPortMin, Last: dataplane.DefaultLocalPortMax}
+		r := ownership.PortRange{Addr: a(la), Proto: tcp, First: d.cfg.LocalPortMin, Last: d.cfg.LocalPortMax}
 		if !slices.Contains(s.LocalRanges, r) {
 			t.Errorf("local ranges %v lack %v", s.LocalRanges, r)
 		}
