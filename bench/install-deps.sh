@@ -15,6 +15,9 @@ have iperf3    || need+=(iperf3)
 have conntrack || need+=(conntrack)
 have ethtool   || need+=(ethtool)
 have taskset   || need+=(util-linux)
+# hping3 (a spoofed SYN / UDP flood) for the flood e2e test and the bench's
+# flood figure; it lives in /usr/sbin too.
+{ have hping3 || [ -x /usr/sbin/hping3 ]; } || need+=(hping3)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "bench: missing packages: ${need[*]} (run as root, or install them yourself)" >&2

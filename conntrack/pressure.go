@@ -69,7 +69,7 @@ const defenseCheckEvery = int64(time.Second)
 // for one to free.
 const (
 	reclaimMinScan = 8
-	reclaimMaxScan = 64
+	reclaimMaxScan = 32
 	reclaimTries   = 4
 )
 
@@ -79,9 +79,9 @@ type Stats struct {
 	// Reclaimed: timed-out entries freed by Create finding the table
 	// full (before the reaper reached them).
 	Reclaimed uint64
-	// Evicted: half-open connections (see Defense), or else replied
-	// datagram flows, removed by Create to make room for a new one, the
-	// oldest of those it examined.
+	// Evicted: half-open TCP connections, or else datagram flows,
+	// removed by Create to make room for a new one, the oldest of those
+	// it examined.
 	Evicted uint64
 	// Full: Create refused with ErrFull: no free entry and none it
 	// examined timed out or half-open.
@@ -275,23 +275,28 @@ func halfOpen(e *entry) bool {
 // Eviction classes (evictClass), the lower the sooner evicted.
 const (
 	evictNever    = 0
-	evictHalfOpen = 1 // halfOpen
-	evictIdleUDP  = 2 // a UDP (or other non-TCP) flow that has seen a reply
+	evictHalfOpen = 1 // a TCP connection before ESTABLISHED
+	evictDatagram = 2 // a UDP (or other non-TCP) flow
 )
 
 // evictClass says whether and how readily Create may evict a live entry
-// (entry lock held). Half-open connections go first. Then datagram flows
-// that have seen a reply, least recently used first: a UDP server answers
-// spoofed requests too (DNS does), so a UDP flood's entries are replied,
-// and a datagram flow has no connection to break: its next packet is
-// scheduled afresh (persistence lives in templates, never evicted).
-// ESTABLISHED and closing TCP connections and templates are never evicted.
+// (entry lock held). Half-open TCP connections go first. Then datagram
+// flows, least recently used first, whether they have seen a reply or
+// not: a UDP server answers spoofed requests too (DNS does), so a flood's
+// flows are replied as a legitimate client's are, and preferring the
+// unreplied would evict the newest flows, the client's waiting for its
+// answer among them; a datagram flow has no handshake to break, its next
+// packet is scheduled afresh (persistence lives in templates, never
+// evicted). ESTABLISHED and closing TCP connections and templates are
+// never evicted.
 func evictClass(e *entry) int {
 	switch {
+	case e.tmpl || e.nControl > 0:
+		return evictNever
+	case e.proto != ProtoTCP:
+		return evictDatagram
 	case halfOpen(e):
 		return evictHalfOpen
-	case !e.tmpl && e.nControl == 0 && e.proto != ProtoTCP:
-		return evictIdleUDP
 	}
 	return evictNever
 }
@@ -300,15 +305,26 @@ func evictClass(e *entry) int {
 // lock held): its timer was armed then for timeout.
 func lastSeen(e *entry) int64 { return e.expires - int64(e.timeout)*int64(time.Millisecond) }
 
-// reclaim frees one entry for Create, which found none free. From a clock
-// hand shared by all callers it examines at least reclaimMinScan entries
-// and at most reclaimMaxScan: the first timed-out entry it meets is freed
-// at once (the reaper would have freed it later); otherwise it evicts,
-// among those examined, a half-open connection if there is one, else a
-// replied datagram flow (evictClass), the one whose last packet is the
-// oldest. It stops after reclaimMinScan entries once it has a half-open
-// candidate. Established connections and templates are never evicted. It
-// reports whether an entry was freed; the caller then allocates again
+// reclaim frees one entry for Create, which found none free. It examines
+// the reclaimMinScan entries after a clock hand shared by all callers
+// (and further, up to reclaimMaxScan, only until it finds a candidate):
+// the first timed-out entry it meets is freed at once (the reaper would
+// have freed it later); otherwise it evicts, among those examined, a
+// half-open TCP connection if there is one, else a datagram flow
+// (evictClass), the one whose last packet is the oldest. Established
+// connections and templates are never evicted.
+//
+// The hand moves by reclaimMinScan a call, and the new connection takes
+// the slot just freed, behind the hand: it is examined again only after a
+// revolution, Capacity/reclaimMinScan new connections later, and evicted
+// then only if it is the oldest of its class in its window (under a flood
+// of its own class, after about Capacity new connections). That is the
+// time a handshake has to complete under a flood, and why the preference
+// between classes is per window, not table-wide: looking ahead for a
+// better class would free slots ahead of the hand, whose new connections
+// the next calls would examine at once.
+//
+// It reports whether an entry was freed; the caller then allocates again
 // (another creator may take the entry first, or evict the same victim,
 // hence the caller's bounded retries).
 //
@@ -320,16 +336,11 @@ func (t *Table) reclaim(now int64) bool {
 	if hw == 0 {
 		return false
 	}
-	// The hand moves by the minimum scan: the next caller examines the
-	// next entries, so that over a revolution each window of
-	// reclaimMinScan gives up its oldest, and a connection just created
-	// (in the slot just freed, behind the hand) is the last to be looked
-	// at again.
 	start := p.hand.Add(reclaimMinScan) - reclaimMinScan
 	var victim, vgen uint32
 	vclass, vseen := evictNever, int64(math.MaxInt64)
 	for i := range uint64(reclaimMaxScan) {
-		if vclass == evictHalfOpen && i >= reclaimMinScan {
+		if victim != 0 && i >= reclaimMinScan {
 			break
 		}
 		idx := uint32((start+i)%hw) + 1

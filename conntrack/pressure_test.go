@@ -53,10 +53,9 @@ func TestCreateReclaimsExpired(t *testing.T) {
 	}
 }
 
-// A full table evicts the half-open connection idle the longest (TCP
-// before ESTABLISHED, UDP without a reply), never an established
-// connection, a replied UDP flow or a template; with nothing evictable
-// Create fails with ErrFull as before.
+// A full table evicts the half-open TCP connection idle the longest, then
+// the UDP flow idle the longest, never an established connection or a
+// template; with nothing evictable Create fails with ErrFull as before.
 func TestCreateEvictsHalfOpen(t *testing.T) {
 	const n = 32
 	tb := newTable(t, n)
@@ -88,10 +87,9 @@ func TestCreateEvictsHalfOpen(t *testing.T) {
 				t.Fatal(err)
 			}
 			tb.Track(outKeyOf(&c), 0, now, &c)
-		case 3: // UDP without: half-open
-			in.Proto = ProtoUDP
+		case 3: // SYN_RECV too
 			halfOpen = append(halfOpen, in)
-			if err := tb.Create(natConn(in), 0, now, &c); err != nil {
+			if err := tb.Create(&NewConn{In: in, Fwd: spec.FwdMasq, Dest: d}, TCPSyn, now, &c); err != nil {
 				t.Fatal(err)
 			}
 		}

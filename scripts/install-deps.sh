@@ -14,6 +14,9 @@ have ping     || need+=(iputils-ping)
 # keepalived's VRRP half (keepalived --vrrp) for the HA e2e test and labs;
 # it lives in /usr/sbin, which a user's PATH may lack.
 { have keepalived || [ -x /usr/sbin/keepalived ]; } || need+=(keepalived)
+# hping3 (a spoofed SYN / UDP flood) for the flood e2e test and the bench's
+# flood figure; it lives in /usr/sbin too.
+{ have hping3 || [ -x /usr/sbin/hping3 ]; } || need+=(hping3)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing packages: ${need[*]} (run as root, or install them yourself)" >&2
