@@ -65,6 +65,16 @@ type Config struct {
 	SyncRate             float64
 	SyncFlows            int
 	SyncWarm, SyncWindow time.Duration
+	// FloodRounds is how many rounds of the table-pressure figure (a SYN
+	// flood and a UDP new-flow flood) to run (0 skips it; uvs-bench
+	// --flood); FloodOnly measures nothing else. FloodConns is uvsd's
+	// table capacity, FloodTime the flood's length, FloodDrain the most
+	// it waits for the table to drain after.
+	FloodRounds int
+	FloodOnly   bool
+	FloodConns  int
+	FloodTime   time.Duration
+	FloodDrain  time.Duration
 	// Log receives progress lines.
 	Log io.Writer
 }
@@ -78,6 +88,7 @@ func DefaultConfig(quick bool) Config {
 		GateWait: 5 * time.Second, GateSettle: 500 * time.Millisecond, MaxForeign: 0.10, MaxSteal: 0.05,
 		Reruns: true, Budget: 20 * time.Minute, Micro: "./...", MicroTime: "200ms", RPSDir: "2",
 		SyncRate: 10_000, SyncFlows: 40_000, SyncWarm: time.Second, SyncWindow: 4 * time.Second,
+		FloodConns: 131_072, FloodTime: 10 * time.Second, FloodDrain: 150 * time.Second,
 	}
 	if quick {
 		c.Quick = true
@@ -117,6 +128,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("table flows %d: need at least 2000", c.TableFlows)
 	case c.FillRate <= 0:
 		return fmt.Errorf("fill rate %v: must be positive", c.FillRate)
+	case c.FloodRounds < 0:
+		return fmt.Errorf("flood rounds %d: must not be negative", c.FloodRounds)
+	case c.FloodRounds > 0 && (c.FloodConns < 1024 || c.FloodTime < time.Second):
+		return fmt.Errorf("flood figure: table %d, flood %v: need at least 1024 entries and 1s", c.FloodConns, c.FloodTime)
 	case c.SyncRounds < 0:
 		return fmt.Errorf("sync rounds %d: must not be negative", c.SyncRounds)
 	case c.SyncRounds > 0 && c.SyncRate <= 0:

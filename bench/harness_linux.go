@@ -105,7 +105,7 @@ func Benchmark(ctx context.Context, cfg Config) (*Report, error) {
 	cands := h.candidates()
 	var avail []*candidate
 	for _, c := range cands {
-		if cfg.SyncOnly || (len(cfg.Only) > 0 && !slices.Contains(cfg.Only, c.name) && !c.ceiling) || slices.Contains(cfg.Skip, c.name) {
+		if cfg.SyncOnly || cfg.FloodOnly || (len(cfg.Only) > 0 && !slices.Contains(cfg.Only, c.name) && !c.ceiling) || slices.Contains(cfg.Skip, c.name) {
 			continue
 		}
 		row := Row{Name: c.name, Kind: c.kind, Desc: c.desc, Available: c.unavailable == "", Note: c.note}
@@ -123,6 +123,9 @@ func Benchmark(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if err == nil && cfg.SyncRounds > 0 {
 		err = h.syncScale(ctx)
+	}
+	if err == nil && cfg.FloodRounds > 0 {
+		err = h.floodScale(ctx)
 	}
 	h.rep.Seconds = time.Since(h.started).Seconds()
 	if len(h.leftovers) > 0 {

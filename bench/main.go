@@ -43,6 +43,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	budget := fs.Duration("budget", 0, "time after which dirty runs are no longer re-run (default 20m; quick: no re-runs)")
 	syncFig := fs.Bool("sync", false, "also measure the connection-sync figure: the master sync daemon's director CPU and sync traffic at 10 k new connections/s (about 1.5 min)")
 	syncOnly := fs.Bool("sync-only", false, "measure only the connection-sync figure (implies --sync, --no-table and, unless given, --micro none)")
+	floodFig := fs.Bool("flood", false, "also measure the table-pressure figure: a SYN flood and a UDP new-flow flood (hping3) with a control client (about 3 min a round)")
+	floodOnly := fs.Bool("flood-only", false, "measure only the table-pressure figure (implies --flood, --no-table and, unless given, --micro none)")
 	rps := fs.String("rps-dir", "", "RPS CPU `mask` of the director's and real servers' interfaces (default 2: CPU1; 1 puts their receive on the generator's CPU)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: uvs-bench [flags]        (as root; `make bench` builds and runs it)\n"+
@@ -98,6 +100,17 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	if *syncFig || *syncOnly {
 		cfg.SyncRounds = cfg.Runs
+	}
+	if *floodFig || *floodOnly {
+		cfg.FloodRounds = cfg.Runs
+	}
+	if *floodOnly {
+		cfg.FloodOnly, cfg.TableRounds = true, 0
+		microSet := false
+		fs.Visit(func(f *flag.Flag) { microSet = microSet || f.Name == "micro" })
+		if !microSet {
+			cfg.Micro = ""
+		}
 	}
 	if *syncOnly {
 		cfg.SyncOnly, cfg.TableRounds = true, 0

@@ -59,7 +59,7 @@ func (r *Report) Markdown(svgName string) string {
 		p("| %s | %s |\n", k, mdEscape(r.Machine[k]))
 	}
 	if len(r.Rows) == 0 {
-		p("\n## Results\n\nNo candidate was measured in this run (uvs-bench --sync-only).\n")
+		p("\n## Results\n\nNo candidate was measured in this run (uvs-bench --sync-only or --flood-only).\n")
 	} else {
 		p("\n## Results\n\nMedian [min–max] over the clean runs (n=used/all when some dirty ones were left out), or over all runs, marked (dirty), when fewer than %d were clean. ", MinClean)
 		p("Generator ceiling row: **%s kpps** (frames dropped at the director's d0 ingress, same CPU layout; not an upper bound for every path: "+
@@ -117,6 +117,7 @@ func (r *Report) Markdown(svgName string) string {
 	if r.Sync != nil {
 		r.Sync.markdown(&b)
 	}
+	floodMarkdown(r, &b)
 	p("\n## Targets\n\n| target | want | got | |\n| --- | --- | --- | --- |\n")
 	for _, t := range r.Targets {
 		p("| %s | %s | %s | %s |\n", t.Name, mdEscape(t.Want), mdEscape(t.Got), t.Met)
