@@ -80,6 +80,10 @@ type Conn struct {
 	// included (the kernel's cp->in_pkts, which the sync daemon's
 	// sync_threshold rule reads). It wraps at 2^32.
 	InPkts uint32
+	// Evicted is set by Create when it made room by evicting a live
+	// connection (a half-open TCP connection or an idle datagram flow,
+	// see Stats.Evicted): the data plane's CntTableEvicted.
+	Evicted bool
 }
 
 // StateName returns the state as ipvsadm prints it.
@@ -109,6 +113,7 @@ func (t *Table) fill(idx uint32, e *entry, dir Dir, out *Conn) {
 	out.Timeout = time.Duration(e.timeout) * time.Millisecond
 	out.Expires = e.expires
 	out.InPkts = e.inPkts
+	out.Evicted = false
 }
 
 // setTimer sets the entry's timeout and re-arms its expiry.
@@ -272,8 +277,9 @@ func (t *Table) Create(p *NewConn, tcpFlags uint8, now int64, out *Conn) error {
 		return ErrTooManyDests
 	}
 	idx := t.allocEntry()
+	evicted := false
 	for try := 0; idx == 0 && try < reclaimTries; try++ {
-		t.reclaim(now)
+		evicted = t.reclaim(now) == reclaimEvicted || evicted
 		idx = t.allocEntry()
 	}
 	if idx == 0 {
@@ -329,6 +335,7 @@ func (t *Table) Create(p *NewConn, tcpFlags uint8, now int64, out *Conn) error {
 	if out != nil {
 		t.fill(idx, e, DirIn, out)
 		out.OldState = StateNone
+		out.Evicted = evicted
 	}
 	t.insert(hi, idx<<1)
 	t.insert(ho, idx<<1|1)

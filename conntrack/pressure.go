@@ -324,17 +324,17 @@ func lastSeen(e *entry) int64 { return e.expires - int64(e.timeout)*int64(time.M
 // better class would free slots ahead of the hand, whose new connections
 // the next calls would examine at once.
 //
-// It reports whether an entry was freed; the caller then allocates again
+// It reports what it freed, if anything; the caller then allocates again
 // (another creator may take the entry first, or evict the same victim,
 // hence the caller's bounded retries).
 //
 // It takes the locks expire takes, one entry lock at a time while
 // examining, with no other lock held.
-func (t *Table) reclaim(now int64) bool {
+func (t *Table) reclaim(now int64) reclaimed {
 	p := &t.pr
 	hw := uint64(t.highWater() - 1)
 	if hw == 0 {
-		return false
+		return reclaimNone
 	}
 	start := p.hand.Add(reclaimMinScan) - reclaimMinScan
 	var victim, vgen uint32
@@ -355,7 +355,7 @@ func (t *Table) reclaim(now int64) bool {
 			e.unlock()
 			if t.expire(idx, now, expireReq{checkGen: true, gen: gen}) {
 				p.reclaimed.Add(1)
-				return true
+				return reclaimExpired
 			}
 			continue
 		}
@@ -368,7 +368,16 @@ func (t *Table) reclaim(now int64) bool {
 	}
 	if victim != 0 && t.expire(victim, now, expireReq{force: true, checkGen: true, gen: vgen, evictable: true}) {
 		p.evicted.Add(1)
-		return true
+		return reclaimEvicted
 	}
-	return false
+	return reclaimNone
 }
+
+// reclaimed is what reclaim freed.
+type reclaimed uint8
+
+const (
+	reclaimNone    reclaimed = iota
+	reclaimExpired           // a timed-out entry
+	reclaimEvicted           // a live one (evictClass)
+)

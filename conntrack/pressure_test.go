@@ -45,6 +45,9 @@ func TestCreateReclaimsExpired(t *testing.T) {
 			t.Fatalf("create %d in a table of timed-out entries: %v", i, err)
 		}
 	}
+	if c.Evicted {
+		t.Error("reclaiming a timed-out entry set Conn.Evicted")
+	}
 	if s := tb.Stats(); s.Reclaimed != 64 || s.Evicted != 0 || s.Full != 0 {
 		t.Fatalf("stats %v, want 64 reclaimed", s)
 	}
@@ -102,6 +105,12 @@ func TestCreateEvictsHalfOpen(t *testing.T) {
 		in.SrcPort = uint16(2000 + i)
 		if err := tb.Create(&NewConn{In: in, Fwd: spec.FwdMasq, Dest: d}, TCPAck, now, &c); err != nil {
 			t.Fatalf("create %d: %v (stats %v)", i, err, tb.Stats())
+		}
+		if !c.Evicted {
+			t.Errorf("create %d evicted a connection but Conn.Evicted is false", i)
+		}
+		if tb.Track(in, TCPAck, now, &c); c.Evicted {
+			t.Errorf("Track left Conn.Evicted set")
 		}
 		if i == 0 && tb.Lookup(halfOpen[0], now, &c) {
 			t.Errorf("the oldest half-open connection (%v) survived the first eviction", halfOpen[0].SrcAddrPort())
