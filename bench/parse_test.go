@@ -2,9 +2,12 @@ package bench
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 )
 
 const wrkOut = `Running 2s test @ http://198.18.0.10/
@@ -162,6 +165,7 @@ func FuzzParsers(f *testing.F) {
 	f.Add("pkg: x\nBenchmarkA-2 10 5 ns/op 0 B/op\n")
 	f.Add("  -> 1.2.3.4:80 Masq 1 2 3\n")
 	f.Fuzz(func(t *testing.T, s string) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %.200q", len(s), s) })()
 		if r, err := ParseWrk(s); err == nil && r.RequestsPerSec != r.RequestsPerSec {
 			t.Fatalf("NaN rate accepted from %q", s)
 		}

@@ -3,6 +3,7 @@ package bench
 import (
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"math"
 	"net"
 	"net/netip"
@@ -14,6 +15,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/uvs-lb/uvs/connsync/wire"
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 )
 
 // syncMessage builds a version 1 sync message with n UDP entries.
@@ -111,6 +113,7 @@ func FuzzSyncTally(f *testing.F) {
 	f.Add(udpFrame(f, 53, []byte("x")))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, frame []byte) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %.200q", len(frame), frame) })()
 		var tl SyncTally
 		tl.Add(frame, wire.DefaultPort)
 		if tl.Frames != 1 || tl.Datagrams > 1 || tl.Bad > tl.Datagrams {

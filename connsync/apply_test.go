@@ -1,6 +1,7 @@
 package connsync_test
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"github.com/uvs-lb/uvs/connsync/wire"
 	"github.com/uvs-lb/uvs/conntrack"
 	"github.com/uvs-lb/uvs/control"
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 	"github.com/uvs-lb/uvs/ipvsadm"
 	"github.com/uvs-lb/uvs/sched"
 	"github.com/uvs-lb/uvs/snapshot"
@@ -317,6 +319,7 @@ func FuzzTableApply(f *testing.F) {
 	f.Add([]byte{2, 0x10, 0x03, 0, 2, 0, 0x22, 0x21, 60, 3, 0})
 	f.Add([]byte{1, 0, 0x05, 0, 3, 1, 0x10, 0x10, 200, 4, 7})
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %.200q", len(data), data) })()
 		b := newBackup(t, fuzzRules)
 		for i := 0; i+11 <= len(data) && i < 11*64; i += 11 {
 			e := fuzzEntry(data[i : i+11])

@@ -3,6 +3,7 @@ package connsync
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/uvs-lb/uvs/connsync/wire"
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 	"github.com/uvs-lb/uvs/internal/wait"
 )
 
@@ -435,6 +437,7 @@ func FuzzBackupHandle(f *testing.F) {
 	f.Add(m52)
 	f.Add([]byte{0, 51, 0, 4})
 	f.Fuzz(func(t *testing.T, msg []byte) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %.200q", len(msg), msg) })()
 		rec := &countApplier{}
 		cfg := Config{State: "backup", Interface: "eth1", SyncID: 51}.WithDefaults(1500)
 		b := newBackup(cfg, rec, zap.NewNop(), nil)

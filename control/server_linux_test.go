@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/uvs-lb/uvs/control/client"
 	"github.com/uvs-lb/uvs/control/wire"
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 	"github.com/uvs-lb/uvs/internal/netnstest"
 	"github.com/uvs-lb/uvs/internal/wait"
 )
@@ -656,6 +658,7 @@ func FuzzServerHandle(f *testing.F) {
 	f.Add([]byte{wire.FrameRequest, 0, 1, 0, 0})
 	f.Add([]byte{'Z', 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, in []byte) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %.200q", len(in), in) })()
 		st := New(Options{})
 		mustRun(t, st, "-A -t 10.0.0.1:80 -s rr")
 		before := runCLI(st, root, "", "-S", "-n").out

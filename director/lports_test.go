@@ -1,10 +1,13 @@
 package director
 
 import (
+	"fmt"
 	"os"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 )
 
 var linuxDefault = portRange{32768, 60999}
@@ -125,6 +128,7 @@ func FuzzLocalPortsParse(f *testing.F) {
 	f.Add("8080,10000-10005", []byte("x\n 0: 0:0 0:0 0A"))
 	f.Add("", []byte(""))
 	f.Fuzz(func(t *testing.T, s string, b []byte) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %.200q, %d bytes %.200q", len(s), s, len(b), b) })()
 		if r, err := parsePortRange(s); err == nil && r.lo > r.hi {
 			t.Fatalf("%q: range %v", s, r)
 		}

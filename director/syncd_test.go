@@ -18,6 +18,7 @@ import (
 
 	"github.com/uvs-lb/uvs/connsync"
 	"github.com/uvs-lb/uvs/control"
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 	"github.com/uvs-lb/uvs/ipvsadm"
 	"github.com/uvs-lb/uvs/keepalived"
 )
@@ -435,6 +436,7 @@ func FuzzSysctlsSet(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, arg string) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %.200q", len(arg), arg) })()
 		s := DefaultSysctls()
 		before := s
 		if err := s.Set(arg); err != nil {

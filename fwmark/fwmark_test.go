@@ -2,9 +2,12 @@ package fwmark
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 )
 
 // v4Save is iptables-save v1.8.9 (nf_tables) output captured from a netns
@@ -376,6 +379,7 @@ func FuzzParse(f *testing.F) {
 	f.Add("*mangle\n-A PREROUTING -s 10.0.0.0/255.0.255.0 -m comment --comment \"x\\\"y\" -j RETURN\nCOMMIT\n", false)
 	f.Add("*mangle\n-A PREROUTING -d ::/0 -p udp -m multiport --ports 1,2:3,: -j MARK --and-mark 1\nCOMMIT\n", true)
 	f.Fuzz(func(t *testing.T, text string, ipv6 bool) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("ipv6 %t, %d bytes %.200q", ipv6, len(text), text) })()
 		rules, unsup, err := ParseFamily(text, ipv6)
 		if err != nil {
 			if len(rules)+len(unsup) != 0 {

@@ -1,9 +1,11 @@
 package header_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/uvs-lb/uvs/header"
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 )
 
 // FuzzParse checks that Parse never panics, that every offset of an
@@ -20,6 +22,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(make([]byte, 14))
 	out := make([]byte, 1600)
 	f.Fuzz(func(t *testing.T, frame []byte) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %.200q", len(frame), frame) })()
 		var p header.Parsed
 		p.Parse(frame)
 		if int(p.Reason) >= header.NumReasons {

@@ -2,6 +2,7 @@ package healthcheck
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 )
 
 // dnsTestServer answers queries on 127.0.0.1 with answer(query), which
@@ -198,6 +201,7 @@ func FuzzDNSReplyVerdict(f *testing.F) {
 	f.Add(uint16(7), []byte{0, 7, 0x81, 0x82, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Add(uint16(1), []byte{0, 1, 0x01})
 	f.Fuzz(func(t *testing.T, id uint16, b []byte) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("id %d, %d bytes %.200q", id, len(b), b) })()
 		v := DNSReplyVerdict(id, b)
 		// Reference: keepalived reads the raw header.
 		want := DNSReplyIgnore

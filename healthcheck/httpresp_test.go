@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"crypto/md5"
 	"encoding/hex"
+	"fmt"
 	"reflect"
 	"testing"
+
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 )
 
 func TestParseResponse(t *testing.T) {
@@ -73,6 +76,7 @@ func FuzzParseResponse(f *testing.F) {
 		f.Add([]byte(s), uint8(3))
 	}
 	f.Fuzz(func(t *testing.T, data []byte, n uint8) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("n %d, %d bytes %.200q", n, len(data), data) })()
 		const keep = 64
 		whole := ParseResponse(data, keep)
 		if got := chunked(data, int(n)+1, keep); !reflect.DeepEqual(got, whole) {

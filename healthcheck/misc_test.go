@@ -1,9 +1,12 @@
 package healthcheck
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 )
 
 func TestSplitMiscPath(t *testing.T) {
@@ -43,6 +46,7 @@ func FuzzSplitMiscPath(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %.200q", len(s), s) })()
 		argv, err := SplitMiscPath(s)
 		if err != nil {
 			return

@@ -2,13 +2,17 @@ package healthcheck
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
+
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 )
 
 func FuzzPingReplyMatches(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 0, 0, 9, 0, 5}, 1, true)
 	f.Add(append([]byte{129, 0, 0, 0, 0, 9, 0, 5}, pingPayload...), 58, false)
 	f.Fuzz(func(t *testing.T, b []byte, proto int, checkID bool) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("proto %d, checkID %t, %d bytes %.200q", proto, checkID, len(b), b) })()
 		if proto != 1 && proto != 58 {
 			return
 		}

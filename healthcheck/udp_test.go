@@ -3,12 +3,15 @@ package healthcheck
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 )
 
 // udpTestServer listens on addr ("127.0.0.1:0") and calls reply for each
@@ -222,6 +225,7 @@ func FuzzParseHexMask(f *testing.F) {
 		f.Add(s, true)
 	}
 	f.Fuzz(func(t *testing.T, s string, wildcards bool) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("wildcards %t, %d bytes %.200q", wildcards, len(s), s) })()
 		m, err := ParseHexMask(s, wildcards)
 		if err != nil {
 			return

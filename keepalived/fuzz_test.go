@@ -1,11 +1,14 @@
 package keepalived
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 )
 
 // FuzzParse feeds arbitrary text to the reader and the model: it must not
@@ -32,6 +35,7 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, src string) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %.200q", len(src), src) })()
 		fsys := fstest.MapFS{"inc.conf": {Data: []byte("virtual_server 10.0.0.9 80 {\n}\n")}}
 		cfg, diags, err := Parse("fuzz.conf", strings.NewReader(src), Options{FS: fsys, ConfigID: "x", AlsoID: "uvs"})
 		for _, d := range diags {

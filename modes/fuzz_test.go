@@ -1,6 +1,9 @@
 package modes_test
 
 import (
+	"fmt"
+
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 	"github.com/uvs-lb/uvs/internal/pkttest"
 
 	"testing"
@@ -30,6 +33,7 @@ func FuzzRewrite(f *testing.F) {
 	}
 	buf := make([]byte, 4096)
 	f.Fuzz(func(t *testing.T, frame []byte, partial bool) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("partial %t, %d bytes %.200q", partial, len(frame), frame) })()
 		if len(frame) > len(buf)-64 {
 			return
 		}

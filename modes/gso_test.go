@@ -10,6 +10,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/uvs-lb/uvs/header"
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 	"github.com/uvs-lb/uvs/internal/pkttest"
 	"github.com/uvs-lb/uvs/modes"
 )
@@ -272,6 +273,7 @@ func FuzzSegment(f *testing.F) {
 	}
 	buf := make([]byte, 1<<17)
 	f.Fuzz(func(t *testing.T, frame []byte, size uint16) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("size %d, %d bytes %.200q", size, len(frame), frame) })()
 		var p header.Parsed
 		p.Parse(frame)
 		var s modes.Segmenter

@@ -3,6 +3,7 @@ package ownership_test
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/uvs-lb/uvs/dataplane/afxdp"
 	"github.com/uvs-lb/uvs/dataplane/khook"
 	"github.com/uvs-lb/uvs/header"
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 	"github.com/uvs-lb/uvs/internal/netnstest"
 	"github.com/uvs-lb/uvs/internal/wait"
 	"github.com/uvs-lb/uvs/ownership"
@@ -275,6 +277,7 @@ func FuzzBackends(f *testing.F) {
 		x = newXDP(f, s)
 	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %.200q", len(frame), frame) })()
 		if len(frame) > 3000 {
 			return // the kernel's test run takes less than a page
 		}

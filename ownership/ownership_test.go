@@ -1,11 +1,13 @@
 package ownership_test
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 	"github.com/uvs-lb/uvs/ownership"
 	"github.com/uvs-lb/uvs/spec"
 )
@@ -133,6 +135,7 @@ func FuzzNormalizeRanges(f *testing.F) {
 	addrs := [2]netip.Addr{a("198.18.0.1"), a("2001:db8::1")}
 	protos := [2]spec.Proto{spec.ProtoTCP, spec.ProtoUDP}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %.200q", len(b), b) })()
 		var in ownership.Set
 		for ; len(b) >= 6 && len(in.LocalRanges) < 16; b = b[6:] {
 			lo, hi := uint16(b[2])<<8|uint16(b[3]), uint16(b[4])<<8|uint16(b[5])

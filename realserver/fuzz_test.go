@@ -2,7 +2,10 @@ package realserver
 
 import (
 	"encoding/binary"
+	"fmt"
 	"testing"
+
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 )
 
 // FuzzDecap feeds arbitrary bytes to both decapsulators. Whatever they
@@ -17,6 +20,7 @@ func FuzzDecap(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %.200q", len(data), data) })()
 		for _, kind := range []Encap{EncapIPIP, EncapGUE} {
 			orig := append([]byte(nil), data...)
 			var inner []byte

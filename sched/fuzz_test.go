@@ -1,10 +1,12 @@
 package sched
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 	"github.com/uvs-lb/uvs/spec"
 )
 
@@ -18,6 +20,7 @@ func FuzzServiceOps(f *testing.F) {
 	f.Add(uint8(13), []byte{0, 5, 0, 6, 0, 7, 5, 5, 5, 4, 0, 9, 9, 7, 7})
 	f.Add(uint8(5), []byte{0, 1, 1, 6, 1, 200, 9, 9, 1, 1, 9, 9})
 	f.Fuzz(func(t *testing.T, sel uint8, ops []byte) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("sel %d, %d ops %.200q", sel, len(ops), ops) })()
 		names := allNames()
 		name := names[int(sel)%len(names)]
 		clk := newClock()

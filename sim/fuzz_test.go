@@ -2,8 +2,11 @@ package sim
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 )
 
 func FuzzParseEvents(f *testing.F) {
@@ -14,6 +17,7 @@ func FuzzParseEvents(f *testing.F) {
 	f.Add("1s edit -t 10.0.0.1:80 -r 10.0.0.2:80 -x 10 -y 5\n")
 	f.Add("x\n1s\n1s weight\n-1s del\n1e300 add\n")
 	f.Fuzz(func(t *testing.T, in string) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %.200q", len(in), in) })()
 		evs, err := ParseEvents(strings.NewReader(in), "f.events")
 		if err != nil {
 			var ie *InputError
@@ -42,6 +46,7 @@ func FuzzParseTrace(f *testing.F) {
 	f.Add("time,proto,client,vip,duration\nNaN,tcp,1.2.3.4:5,5.6.7.8:9,Inf\n")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, in string) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %.200q", len(in), in) })()
 		arr, err := ParseTrace(strings.NewReader(in), "f.csv")
 		if err != nil {
 			var ie *InputError
@@ -69,6 +74,7 @@ func FuzzParseDist(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %.200q", len(in), in) })()
 		d, err := ParseDist(in)
 		if err != nil {
 			return

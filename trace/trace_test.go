@@ -3,6 +3,7 @@ package trace
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/netip"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 	"github.com/uvs-lb/uvs/sched"
 	"github.com/uvs-lb/uvs/snapshot"
 	"github.com/uvs-lb/uvs/spec"
@@ -155,6 +157,7 @@ func FuzzRead(f *testing.F) {
 	f.Add([]byte(`{"time":"2025-01-01T00:00:00Z","dropped":3}` + "\n{}\n"))
 	f.Add([]byte("\n\n{\"client\":\"[fd00::1]:80\"}"))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %.200q", len(b), b) })()
 		recs, err := Read(bytes.NewReader(b))
 		if err != nil {
 			return

@@ -3,7 +3,10 @@ package wire
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"testing"
+
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 )
 
 // msgV1 builds a version 1 message of syncid 51 from raw entries: each is
@@ -258,6 +261,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(msgV1(rawV1(1, 0x45, 2, 9, 9), rawV1(2, OptPEName, 1, 'x'), with(rawV1(3), 0, 2)))
 	f.Add(msgV1(rawV1(1, OptFullNAT, 5, 1, 2, 3, 4, 5)))
 	f.Fuzz(func(t *testing.T, msg []byte) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %.200q", len(msg), msg) })()
 		orig := bytes.Clone(msg)
 		es, r := decodeAll(msg)
 		if !bytes.Equal(orig, msg) {

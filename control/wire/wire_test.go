@@ -3,10 +3,13 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 )
 
 func TestReadFrameLimits(t *testing.T) {
@@ -66,6 +69,7 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add([]byte{FrameExit, 0, 0, 0, 4, 0, 0, 0, 1}, 4)
 	f.Add([]byte{}, 0)
 	f.Fuzz(func(t *testing.T, in []byte, limit int) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("limit %d, %d bytes %.200q", limit, len(in), in) })()
 		limit %= 1 << 20
 		typ, p, err := ReadFrame(bytes.NewReader(in), limit)
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/bpf"
 
 	"github.com/uvs-lb/uvs/header"
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 	"github.com/uvs-lb/uvs/ownership"
 	"github.com/uvs-lb/uvs/spec"
 )
@@ -425,6 +426,7 @@ func FuzzFilter(f *testing.F) {
 	}
 	v := vm(f, raw)
 	f.Fuzz(func(t *testing.T, frame []byte) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %.200q", len(frame), frame) })()
 		if got, want := accepts(t, v, frame), s.Classify(frame) != ownership.Kernel; got != want {
 			t.Fatalf("filter %v, Classify %v for % x", got, want, frame)
 		}
@@ -674,6 +676,7 @@ func FuzzAddressFilter(f *testing.F) {
 		progs[full] = vm(f, raw)
 	}
 	f.Fuzz(func(t *testing.T, frame []byte, full bool) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("full %t, %d bytes %.200q", full, len(frame), frame) })()
 		if got, want := accepts(t, progs[full], frame), refAddress(specFor(full), frame); got != want {
 			t.Fatalf("filter %v, reference %v for % x", got, want, frame)
 		}

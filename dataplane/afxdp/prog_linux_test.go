@@ -14,6 +14,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/sys/unix"
 
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 	"github.com/uvs-lb/uvs/internal/netnstest"
 	"github.com/uvs-lb/uvs/internal/pkttest"
 	"github.com/uvs-lb/uvs/ownership"
@@ -395,6 +396,7 @@ func FuzzProgram(f *testing.F) {
 	}
 	prog, _ := testProgram(f, testSpec)
 	f.Fuzz(func(t *testing.T, frame []byte) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %.200q", len(frame), frame) })()
 		if len(frame) < 14 || len(frame) > 1600 {
 			return // the kernel's test run wants at least an Ethernet header
 		}
