@@ -67,21 +67,20 @@
 //
 //   - Reclaim on allocation: Create finding no free entry frees one it
 //     finds timed out, instead of waiting for the reaper.
-//   - Eviction that prefers half-open connections: otherwise Create evicts
-//     the half-open TCP connection (NONE, SYN_SENT, SYN_RECV or SYNACK)
-//     whose last packet is the oldest among the 8 to 32 entries after a
-//     clock hand, or, if none of those is half-open, the UDP flow idle the
-//     longest. A legitimate handshake completes in one round trip, and a
-//     spoofed one never, so evicting the oldest half-open entry costs a
+//   - Eviction that prefers half-open connections: otherwise Create evicts,
+//     among the 8 to 32 entries after a clock hand, the half-open TCP
+//     connection (NONE, SYN_SENT, SYN_RECV or SYNACK) or UDP flow whose
+//     last packet is the oldest. A legitimate handshake completes in one
+//     round trip, and a spoofed one never, so evicting the oldest costs a
 //     flood its entries and no legitimate client its connection unless a
 //     whole table of new flows arrives within one round trip. UDP flows
-//     go least recently used first, replied or not: a UDP server answers
-//     spoofed requests too, so a flood's flows look like a client's, and
-//     a datagram flow has no handshake to break (its next packet is
-//     scheduled afresh). Established and closing TCP connections and
-//     templates are never evicted: a table full of them still refuses new
-//     flows (ErrFull). The work is bounded (32 entry locks at most, each
-//     taken alone) and allocates nothing.
+//     are evictable replied or not: a UDP server answers spoofed requests
+//     too, so a flood's flows look like a client's, and a datagram flow
+//     has no handshake to break (its next packet is scheduled afresh).
+//     Established and closing TCP connections and templates are never
+//     evicted: a table full of them still refuses new flows (ErrFull).
+//     The work is bounded (32 entry locks at most, each taken alone) and
+//     allocates nothing.
 //   - The kernel's defence levels (drop_entry, drop_packet, secure_tcp,
 //     with amemthresh and am_droprate; Defense, SetDefense), driven by
 //     the table's occupancy instead of free memory and re-evaluated once

@@ -272,23 +272,25 @@ func halfOpen(e *entry) bool {
 	return e.flags&flagReplied == 0
 }
 
-// Eviction classes (evictClass), the lower the sooner evicted.
+// Eviction classes (evictClass).
 const (
 	evictNever    = 0
 	evictHalfOpen = 1 // a TCP connection before ESTABLISHED
 	evictDatagram = 2 // a UDP (or other non-TCP) flow
 )
 
-// evictClass says whether and how readily Create may evict a live entry
-// (entry lock held). Half-open TCP connections go first. Then datagram
-// flows, least recently used first, whether they have seen a reply or
-// not: a UDP server answers spoofed requests too (DNS does), so a flood's
-// flows are replied as a legitimate client's are, and preferring the
-// unreplied would evict the newest flows, the client's waiting for its
-// answer among them; a datagram flow has no handshake to break, its next
-// packet is scheduled afresh (persistence lives in templates, never
-// evicted). ESTABLISHED and closing TCP connections and templates are
-// never evicted.
+// evictClass says whether Create may evict a live entry (entry lock
+// held): a half-open TCP connection, or a datagram flow whether it has
+// seen a reply or not (a UDP server answers spoofed requests too, DNS
+// does, so a flood's flows are replied as a legitimate client's are; a
+// datagram flow has no handshake to break, its next packet is scheduled
+// afresh, and persistence lives in templates, never evicted).
+// ESTABLISHED and closing TCP connections and templates are never
+// evicted. The victim among the evictable is the one idle the longest,
+// whatever its class: preferring half-open TCP connections to older UDP
+// flows would evict a client's handshake within Capacity/8 new flows
+// under a UDP flood (measured: half the control requests of the bench's
+// UDP flood failed), where oldest-first gives it about Capacity.
 func evictClass(e *entry) int {
 	switch {
 	case e.tmpl || e.nControl > 0:
@@ -309,20 +311,16 @@ func lastSeen(e *entry) int64 { return e.expires - int64(e.timeout)*int64(time.M
 // the reclaimMinScan entries after a clock hand shared by all callers
 // (and further, up to reclaimMaxScan, only until it finds a candidate):
 // the first timed-out entry it meets is freed at once (the reaper would
-// have freed it later); otherwise it evicts, among those examined, a
-// half-open TCP connection if there is one, else a datagram flow
-// (evictClass), the one whose last packet is the oldest. Established
-// connections and templates are never evicted.
+// have freed it later); otherwise it evicts, among those examined, the
+// half-open TCP connection or datagram flow (evictClass) whose last
+// packet is the oldest. Established connections and templates are never
+// evicted.
 //
 // The hand moves by reclaimMinScan a call, and the new connection takes
 // the slot just freed, behind the hand: it is examined again only after a
 // revolution, Capacity/reclaimMinScan new connections later, and evicted
-// then only if it is the oldest of its class in its window (under a flood
-// of its own class, after about Capacity new connections). That is the
-// time a handshake has to complete under a flood, and why the preference
-// between classes is per window, not table-wide: looking ahead for a
-// better class would free slots ahead of the hand, whose new connections
-// the next calls would examine at once.
+// only once it is the oldest of its window, after about Capacity new
+// connections under a flood. That is the time a handshake has to complete.
 //
 // It reports what it freed, if anything; the caller then allocates again
 // (another creator may take the entry first, or evict the same victim,
@@ -338,7 +336,7 @@ func (t *Table) reclaim(now int64) reclaimed {
 	}
 	start := p.hand.Add(reclaimMinScan) - reclaimMinScan
 	var victim, vgen uint32
-	vclass, vseen := evictNever, int64(math.MaxInt64)
+	vseen := int64(math.MaxInt64)
 	for i := range uint64(reclaimMaxScan) {
 		if victim != 0 && i >= reclaimMinScan {
 			break
@@ -359,9 +357,9 @@ func (t *Table) reclaim(now int64) reclaimed {
 			}
 			continue
 		}
-		if c := evictClass(e); c != evictNever {
-			if s := lastSeen(e); vclass == evictNever || c < vclass || c == vclass && s < vseen {
-				victim, vgen, vclass, vseen = idx, gen, c, s
+		if evictClass(e) != evictNever {
+			if s := lastSeen(e); s < vseen {
+				victim, vgen, vseen = idx, gen, s
 			}
 		}
 		e.unlock()
