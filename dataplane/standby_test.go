@@ -1,10 +1,12 @@
 package dataplane_test
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 	"testing"
 
+	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/uvs-lb/uvs/conntrack"
@@ -180,5 +182,124 @@ func TestStandbyNoAllocs(t *testing.T) {
 	}
 	if allocs != 0 {
 		t.Fatalf("per-packet path with standby VIPs allocates %.1f times", allocs)
+	}
+}
+
+// icmpFrame4 is an IPv4 ICMP message (typ, code; an error quotes a TCP
+// packet from dst to src) from src to dst.
+func icmpFrame4(t *testing.T, src, dst string, typ, code uint8) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(macCli[:]), DstMAC: net.HardwareAddr(macDir0[:]), EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: net.ParseIP(src), DstIP: net.ParseIP(dst)}
+	ic := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(typ, code), Id: 1, Seq: 1}
+	var payload []byte
+	if typ == layers.ICMPv4TypeDestinationUnreachable {
+		quoted := tcpFrame(t, macDir0, macCli, dst, src, 80, 40000, true, true)
+		payload = quoted[14 : 14+20+8]
+	}
+	return serialize(t, eth, ip, ic, gopacket.Payload(payload))
+}
+
+// A frame to a standby VIP that uvsd owns (its service's traffic, an ICMP
+// error to it) is handed to the director's own stack unchanged, as the
+// kernel would have received it from the wire: not forwarded, no
+// connection made or touched, counted as standby and as delivered. Frames
+// to the VIP that the hooks leave to the kernel (another port, an echo
+// request) are not delivered a second time.
+func TestStandbyToLocalNode(t *testing.T) {
+	ln := &fakeLocal{}
+	r := localRig(t, dualRules, ln)
+	if out := r.run(t, tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, true, false)); len(out) != 1 {
+		t.Fatalf("master: SYN sent %d frames", len(out))
+	}
+	r.setHost(func(h *dataplane.Host) { h.Standby = standbySet("10.0.1.100", "2001:db8:1::100") })
+	owned := [][]byte{
+		tcpFrame(t, macCli, macDir0, "10.0.1.3", "10.0.1.100", 40001, 80, true, false), // new flow
+		tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, false, true), // existing connection
+		fuzzTCP6(t, macCli, macDir0, "2001:db8:1::2", "2001:db8:1::100", 40002, 80, true),
+		icmpFrame4(t, "10.0.1.2", "10.0.1.100", layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodePort),
+	}
+	notOwned := [][]byte{
+		tcpFrame(t, macCli, macDir0, "10.0.1.3", "10.0.1.100", 40003, 22, true, false),
+		fuzzTCP6(t, macCli, macDir0, "2001:db8:1::2", "2001:db8:1::100", 40004, 22, true),
+		icmpFrame4(t, "10.0.1.2", "10.0.1.100", layers.ICMPv4TypeEchoRequest, 0),
+	}
+	out := r.run(t, append(append([][]byte{}, owned...), notOwned...)...)
+	if len(out) != 0 {
+		t.Fatalf("standby VIP: forwarded %d frames", len(out))
+	}
+	if len(ln.pkts) != len(owned) {
+		t.Fatalf("delivered %d packets to the local stack, want %d", len(ln.pkts), len(owned))
+	}
+	for i, f := range owned {
+		if !bytes.Equal(ln.pkts[i], ipOf(f)) {
+			t.Errorf("delivered packet %d changed:\n got %x\nwant %x", i, ln.pkts[i], ipOf(f))
+		}
+	}
+	c := &r.w.Counters
+	if got, want := c.Load(dataplane.CntStandby), uint64(len(owned)+len(notOwned)); got != want {
+		t.Errorf("standby counter %d, want %d", got, want)
+	}
+	if got := c.Load(dataplane.CntLocalDelivered); got != uint64(len(owned)) {
+		t.Errorf("local-delivered counter %d, want %d", got, len(owned))
+	}
+	if r.conns.Len() != 1 || c.Load(dataplane.CntNewConn) != 1 {
+		t.Errorf("standby frames made connections: %d", r.conns.Len())
+	}
+	// No answer to ARP for the standby VIP (the master answers).
+	if out := r.run(t, arpRequest(t, "10.0.1.100")); len(out) != 0 {
+		t.Errorf("ARP for a standby VIP answered")
+	}
+	// Held again: served at once.
+	r.setHost(func(h *dataplane.Host) { h.Standby = nil })
+	if out := r.run(t, tcpFrame(t, macCli, macDir0, "10.0.1.4", "10.0.1.100", 40005, 80, true, false)); len(out) != 1 {
+		t.Fatalf("master again: SYN sent %d frames", len(out))
+	}
+	if len(ln.pkts) != len(owned) {
+		t.Fatalf("a held VIP's frame was delivered locally")
+	}
+}
+
+// A partial checksum (AF_XDP: unknown, looks partial) is completed before
+// a standby VIP's frame is delivered: the local stack verifies it.
+func TestStandbyToLocalNodePartial(t *testing.T) {
+	ln := &fakeLocal{}
+	r := localRig(t, dualRules, ln)
+	r.setHost(func(h *dataplane.Host) { h.Standby = standbySet("10.0.1.100") })
+	f := partialTCP(t)
+	buf := make([]byte, 64+len(f))
+	copy(buf[64:], f)
+	r.w.ProcessBatch([]dataplane.Frame{{Buf: buf, Off: 64, Len: len(f), Ifindex: 1, CsumUnknown: true}})
+	if len(ln.pkts) != 1 {
+		t.Fatalf("delivered %d packets", len(ln.pkts))
+	}
+	want := tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, true, false)
+	if !bytes.Equal(ln.pkts[0], ipOf(want)) {
+		t.Fatalf("delivered %x\nwant %x (checksum completed)", ln.pkts[0], ipOf(want))
+	}
+}
+
+// Delivering a standby VIP's frames locally does not allocate.
+func TestStandbyToLocalNodeNoAllocs(t *testing.T) {
+	ln := &fakeLocal{count: true}
+	r := localRig(t, dualRules, ln)
+	r.setHost(func(h *dataplane.Host) { h.Standby = standbySet("10.0.1.100", "2001:db8:1::100") })
+	v4 := tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, true, false)
+	v6 := fuzzTCP6(t, macCli, macDir0, "2001:db8:1::2", "2001:db8:1::100", 40002, 80, true)
+	w := dataplane.NewWorker(discardIO{}, r.env)
+	bufs := [2][]byte{make([]byte, 64+len(v4)), make([]byte, 64+len(v6))}
+	frames := make([]dataplane.Frame, 2)
+	allocs := testing.AllocsPerRun(200, func() {
+		copy(bufs[0][64:], v4)
+		copy(bufs[1][64:], v6)
+		frames[0] = dataplane.Frame{Buf: bufs[0], Off: 64, Len: len(v4), Ifindex: 1}
+		frames[1] = dataplane.Frame{Buf: bufs[1], Off: 64, Len: len(v6), Ifindex: 1}
+		w.ProcessBatch(frames)
+	})
+	if ln.n == 0 {
+		t.Fatal("the measured path delivered nothing")
+	}
+	if allocs != 0 {
+		t.Fatalf("standby local delivery allocates %.1f times per batch", allocs)
 	}
 }

@@ -652,10 +652,18 @@ func (w *Worker) forward(pc *pktCtx, c *conntrack.Conn) {
 // kernel's backup_only check at the top of ip_vs_in; replies, addressed to
 // clients, still pass). It counts what it leaves. Checked before the
 // connection lookup, so that such a frame changes no connection.
+//
+// A standby VIP's services stay owned while there is a local-delivery
+// device (the director's choice: director/owners.go), so that nothing
+// changes in the hooks when keepalived moves the VIP here; the frames the
+// hooks kept from the kernel are handed to it unchanged (toStandbyLocal).
 func (w *Worker) standby(pc *pktCtx) bool {
 	dst, host := pc.p.Dst, pc.host
 	if len(host.Standby) > 0 && host.Standby[dst] {
 		w.Counters.inc(CntStandby)
+		if w.env.LocalNode != nil {
+			w.toStandbyLocal(pc)
+		}
 		return true
 	}
 	if host.BackupOnly && (pc.snap.IsVIP(dst) || host.Marked[dst]) {
@@ -663,6 +671,44 @@ func (w *Worker) standby(pc *pktCtx) bool {
 		return true
 	}
 	return false
+}
+
+// toStandbyLocal hands a frame to a standby VIP to the director's own
+// stack through Env.LocalNode, exactly as the kernel would have received
+// it from the wire, when it is one the hooks keep from the kernel
+// (package ownership): TCP, UDP or SCTP to a service, or an ICMP error.
+// Anything else to the VIP (an echo request, a port without a service)
+// reaches the kernel by itself and is left alone.
+func (w *Worker) toStandbyLocal(pc *pktCtx) {
+	f, p := pc.f, pc.p
+	switch p.Proto {
+	case header.ProtoTCP, header.ProtoUDP, header.ProtoSCTP:
+		var mark uint32
+		if pc.snap.HasFWMark() && w.env.Marks != nil {
+			if cl := w.env.Marks.Load(); cl != nil {
+				w.mp = fwmark.Packet{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort,
+					Ifindex: f.Ifindex, Proto: p.Proto, IPv6: p.IPVersion == 6}
+				mark = cl.Mark(&w.mp)
+			}
+		}
+		if pc.snap.Lookup(spec.Proto(p.Proto), p.Dst, p.DstPort, mark, p.IPVersion == 6) == nil {
+			return
+		}
+		if f.CsumUnknown && !f.CsumPartial && p.Proto != header.ProtoSCTP && header.LooksPartial(f.Data(), p) {
+			f.CsumPartial = true
+		}
+	case header.ProtoICMPv4, header.ProtoICMPv6:
+		if !p.IsICMPError() {
+			return
+		}
+	default:
+		return
+	}
+	csum, ok := w.csumState(pc)
+	if !ok {
+		return
+	}
+	w.toLocal(pc, csum)
 }
 
 // clientHop fills h with the next hop towards connection c's client, for a

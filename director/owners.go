@@ -35,16 +35,24 @@ func (d *Director) ownershipInput() ownership.Input {
 	host := d.host.Load()
 	in := ownership.Input{RouteSources: d.routeSources}
 	// Under backup_only uvsd owns no service at all (the kernel's input
-	// hook returns at once); a standby VIP's services are left out
-	// entirely, so its traffic reaches this node's own stack (a backup
-	// that is also a real server gets the master's forwarded packets).
+	// hook returns at once). A standby VIP's services stay owned, so that
+	// nothing changes in the hooks and filters when keepalived moves the
+	// VIP here: the workers hand their frames to this node's own stack
+	// through the local-delivery device (a backup that is also a real
+	// server gets the master's forwarded packets) until the VIP is held,
+	// then serve them at once. Without that device (standbyOwned false)
+	// they are left out entirely, so that the kernel gets them.
+	standby := host.Standby
+	if d.standbyOwned() {
+		standby = nil
+	}
 	for _, mt := range d.markInput() {
-		if !host.BackupOnly && !host.Standby[mt.Addr.As16()] {
+		if !host.BackupOnly && !standby[mt.Addr.As16()] {
 			in.Marks = append(in.Marks, mt)
 		}
 	}
 	for _, svc := range d.State.Services() {
-		if host.BackupOnly || (!svc.Config.Key.IsFWMark() && host.Standby[svc.Config.Key.Addr.As16()]) {
+		if host.BackupOnly || (!svc.Config.Key.IsFWMark() && standby[svc.Config.Key.Addr.As16()]) {
 			continue
 		}
 		s := ownership.Service{Config: svc.Config}
@@ -63,12 +71,33 @@ func (d *Director) ownershipInput() ownership.Input {
 	return in
 }
 
+// standbyOwned reports whether the services of standby VIPs are owned:
+// the workers can hand their frames to the director's own stack
+// (Env.LocalNode), as the kernel would have received them.
+func (d *Director) standbyOwned() bool {
+	return d.env != nil && d.env.LocalNode != nil
+}
+
+// ownershipSet computes what uvsd owns now. A standby VIP is not a
+// neighbour: the VRRP master answers ARP and NDP for it (and the worker
+// would not answer: dataplane.Host.Standby), so its requests stay the
+// kernel's alone.
+func (d *Director) ownershipSet() (*ownership.Set, error) {
+	host := d.host.Load()
+	set, err := ownership.Compute(d.ownershipInput())
+	if err != nil || len(host.Standby) == 0 {
+		return set, err
+	}
+	set.Neighbours = slices.DeleteFunc(set.Neighbours, func(a netip.Addr) bool { return host.Standby[a.As16()] })
+	return set, nil
+}
+
 // publish computes what uvsd owns and, when it or the served interfaces
 // changed, hands it to every owner. An owner that fails gets it again at
 // the next publish; a packet filter that fell back to a coarser program
 // is a warning.
 func (d *Director) publish() error {
-	set, err := ownership.Compute(d.ownershipInput())
+	set, err := d.ownershipSet()
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package director
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -26,15 +27,23 @@ type heldAddr struct {
 	dev  string
 }
 
+// addrEvent is one address added to or removed from a device, as an
+// rtnetlink event tells it.
+type addrEvent struct {
+	heldAddr
+	added bool
+}
+
 // addrWatcher lists the namespace's addresses and reports changes.
 type addrWatcher interface {
 	// List returns every address configured on every device.
 	List() (map[heldAddr]bool, error)
 	// Watch calls changed after each address change (possibly for
-	// several at once, possibly spuriously) until ctx is done; it
-	// returns an error when it can no longer watch (the caller lists
-	// again and watches anew).
-	Watch(ctx context.Context, changed func()) error
+	// several at once, possibly spuriously) until ctx is done, with the
+	// events it could read (nil when it cannot tell what changed: the
+	// caller lists again); it returns an error when it can no longer
+	// watch (the caller lists again and watches anew).
+	Watch(ctx context.Context, changed func(evs []addrEvent)) error
 }
 
 // vrrpVIP is one followed address of an instance.
@@ -217,6 +226,16 @@ func (r *vrrpRoles) inherit(old *vrrpRoles) {
 	}
 }
 
+// follows reports whether v is a followed VIP on its device.
+func (r *vrrpRoles) follows(v vrrpVIP) bool {
+	for _, in := range r.insts {
+		if slices.Contains(in.vips, v) {
+			return true
+		}
+	}
+	return false
+}
+
 // isMaster reports whether the named instance is MASTER (false for an
 // unknown name).
 func (r *vrrpRoles) isMaster(name string) bool {
@@ -314,7 +333,10 @@ func (d *Director) followVRRP(w addrWatcher) (run func(ctx context.Context), err
 	d.applyAddrs(present)
 	return func(ctx context.Context) {
 		for ctx.Err() == nil {
-			err := w.Watch(ctx, func() {
+			err := w.Watch(ctx, func(evs []addrEvent) {
+				// The event first, so that the workers switch within its
+				// latency; the list is the consistency check.
+				d.applyAddrEvents(evs)
 				if p, err := w.List(); err != nil {
 					d.log.Warn("listing addresses for the VRRP instances", zap.Error(err))
 				} else {
@@ -346,12 +368,59 @@ func (d *Director) applyAddrs(present map[heldAddr]bool) {
 	d.applyAddrsLocked(present)
 }
 
-// applyAddrsLocked is applyAddrs with applyMu held.
+// applyAddrEvents applies address events to the followed VIPs held now,
+// without listing the addresses (applyAddrs with the held VIPs changed by
+// evs); it does nothing when no event is about a followed VIP.
+func (d *Director) applyAddrEvents(evs []addrEvent) {
+	if len(evs) == 0 {
+		return
+	}
+	d.applyMu.Lock()
+	defer d.applyMu.Unlock()
+	d.haMu.Lock()
+	if d.vrrp == nil {
+		d.haMu.Unlock()
+		return
+	}
+	present := make(map[heldAddr]bool, len(d.vrrp.held)+1)
+	for v := range d.vrrp.held {
+		present[heldAddr(v)] = true
+	}
+	changed := false
+	for _, e := range evs {
+		if !d.vrrp.follows(vrrpVIP(e.heldAddr)) || present[e.heldAddr] == e.added {
+			continue
+		}
+		changed = true
+		if e.added {
+			present[e.heldAddr] = true
+		} else {
+			delete(present, e.heldAddr)
+		}
+	}
+	d.haMu.Unlock()
+	if changed {
+		d.applyAddrsLocked(present)
+	}
+}
+
+// applyAddrsLocked is applyAddrs with applyMu held. The workers get the
+// new standby set at once, in a copy of the current Host (the fast flip:
+// nothing else in the Host depends on the roles); refreshHost, which
+// housekeeping runs next, builds the complete one.
 func (d *Director) applyAddrsLocked(present map[heldAddr]bool) {
 	d.haMu.Lock()
 	changes, taken := d.vrrp.update(present)
 	d.standby = d.vrrp.standby()
 	d.garpPending = append(d.garpPending, taken...)
+	if h := d.host.Load(); h != nil && !maps.Equal(h.Standby, d.standby) {
+		nh := *h
+		nh.Standby = d.standby
+		d.host.Store(&nh)
+		if len(changes) > 0 {
+			d.log.Debug("VRRP: workers switched", zap.Int("standby VIPs", len(nh.Standby)))
+		}
+	}
 	d.haMu.Unlock()
 	for _, c := range changes {
 		d.log.Info(c.String())

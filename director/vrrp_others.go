@@ -15,4 +15,4 @@ func newAddrWatcher() addrWatcher { return noAddrs{} }
 
 func (noAddrs) List() (map[heldAddr]bool, error) { return nil, errNoRtnetlink }
 
-func (noAddrs) Watch(ctx context.Context, changed func()) error { return errNoRtnetlink }
+func (noAddrs) Watch(ctx context.Context, changed func([]addrEvent)) error { return errNoRtnetlink }

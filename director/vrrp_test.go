@@ -127,9 +127,11 @@ func TestNewVRRPRolesNone(t *testing.T) {
 	}
 }
 
-// TestOwnershipStandby: the services of a standby VIP (and MARK targets
-// that are one) are left out of what uvsd owns; under backup_only
-// nothing is.
+// TestOwnershipStandby: with local delivery, the services of a standby
+// VIP (and MARK targets that are one) stay owned — nothing changes in the
+// hooks when keepalived moves the VIP — but the VIP is no neighbour (the
+// master answers ARP); without local delivery they are left out of what
+// uvsd owns, so that the kernel gets them; under backup_only nothing is.
 func TestOwnershipStandby(t *testing.T) {
 	rules := filepath.Join(t.TempDir(), "rules")
 	if err := os.WriteFile(rules, []byte(`-A -t 192.168.0.239:8898 -s rr -p 50
@@ -150,7 +152,7 @@ func TestOwnershipStandby(t *testing.T) {
 	compute := func(h *dataplane.Host) *ownership.Set {
 		t.Helper()
 		d.host.Store(h)
-		s, err := ownership.Compute(d.ownershipInput())
+		s, err := d.ownershipSet()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,25 +162,44 @@ func TestOwnershipStandby(t *testing.T) {
 	vip := ownership.Endpoint{Addr: a("192.168.0.239"), Proto: tcp, Port: 8898}
 	other := ownership.Endpoint{Addr: a("10.9.0.101"), Proto: tcp, Port: 80}
 	mark := ownership.Endpoint{Addr: a("192.168.0.239"), Proto: tcp, Port: 443}
+	standby := &dataplane.Host{Standby: map[[16]byte]bool{a("192.168.0.239").As16(): true}}
 
-	s := compute(&dataplane.Host{})
-	for _, e := range []ownership.Endpoint{vip, other, mark} {
-		if !slices.Contains(s.Services, e) {
-			t.Errorf("serving: services %v lack %v", s.Services, e)
+	for _, local := range []bool{true, false} {
+		d.env = nil
+		if local {
+			d.env = &dataplane.Env{LocalNode: nopLocalNode{}}
+		}
+		s := compute(&dataplane.Host{})
+		for _, e := range []ownership.Endpoint{vip, other, mark} {
+			if !slices.Contains(s.Services, e) {
+				t.Errorf("local delivery %v, serving: services %v lack %v", local, s.Services, e)
+			}
+		}
+		if !slices.Contains(s.Neighbours, a("192.168.0.239")) {
+			t.Errorf("local delivery %v, serving: neighbours %v lack the VIP", local, s.Neighbours)
+		}
+		s = compute(standby)
+		owned := slices.Contains(s.Services, vip) && slices.Contains(s.Services, mark)
+		none := !slices.Contains(s.Services, vip) && !slices.Contains(s.Services, mark)
+		if !slices.Contains(s.Services, other) || (local && !owned) || (!local && !none) {
+			t.Errorf("local delivery %v, standby 192.168.0.239: services %v", local, s.Services)
+		}
+		if local && !slices.Contains(s.VIPs, a("192.168.0.239")) {
+			t.Errorf("standby VIP not among the VIPs whose ICMP errors uvsd takes: %v", s.VIPs)
+		}
+		if slices.Contains(s.Neighbours, a("192.168.0.239")) {
+			t.Errorf("local delivery %v: standby VIP among the neighbours uvsd answers for: %v", local, s.Neighbours)
+		}
+		s = compute(&dataplane.Host{BackupOnly: true, Standby: standby.Standby})
+		if len(s.Services) != 0 || len(s.NATReplies) != 0 {
+			t.Errorf("local delivery %v, backup_only: services %v, NAT replies %v; want none", local, s.Services, s.NATReplies)
 		}
 	}
-	s = compute(&dataplane.Host{Standby: map[[16]byte]bool{a("192.168.0.239").As16(): true}})
-	if slices.Contains(s.Services, vip) || slices.Contains(s.Services, mark) || !slices.Contains(s.Services, other) {
-		t.Errorf("standby 192.168.0.239: services %v, want only %v", s.Services, other)
-	}
-	if slices.Contains(s.Neighbours, a("192.168.0.239")) {
-		t.Errorf("standby VIP among the neighbours uvsd answers for: %v", s.Neighbours)
-	}
-	s = compute(&dataplane.Host{BackupOnly: true})
-	if len(s.Services) != 0 || len(s.NATReplies) != 0 {
-		t.Errorf("backup_only: services %v, NAT replies %v; want none", s.Services, s.NATReplies)
-	}
 }
+
+type nopLocalNode struct{}
+
+func (nopLocalNode) Deliver([]byte) error { return nil }
 
 // fakeAddrs is an addrWatcher over a map the test changes.
 type fakeAddrs struct {
@@ -186,6 +207,8 @@ type fakeAddrs struct {
 	present map[heldAddr]bool
 	listErr error
 	changed chan func()
+	events  chan func([]addrEvent)
+	lists   int
 }
 
 func (f *fakeAddrs) set(m map[heldAddr]bool) {
@@ -197,13 +220,14 @@ func (f *fakeAddrs) set(m map[heldAddr]bool) {
 func (f *fakeAddrs) List() (map[heldAddr]bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.lists++
 	if f.listErr != nil {
 		return nil, f.listErr
 	}
-	return maps(f.present), nil
+	return copyHeld(f.present), nil
 }
 
-func maps(m map[heldAddr]bool) map[heldAddr]bool {
+func copyHeld(m map[heldAddr]bool) map[heldAddr]bool {
 	out := map[heldAddr]bool{}
 	for k, v := range m {
 		out[k] = v
@@ -211,8 +235,13 @@ func maps(m map[heldAddr]bool) map[heldAddr]bool {
 	return out
 }
 
-func (f *fakeAddrs) Watch(ctx context.Context, changed func()) error {
-	f.changed <- changed
+// Watch hands the test a function reporting a change without events
+// (changed), and, when events is set, the one taking events.
+func (f *fakeAddrs) Watch(ctx context.Context, changed func([]addrEvent)) error {
+	f.changed <- func() { changed(nil) }
+	if f.events != nil {
+		f.events <- changed
+	}
 	<-ctx.Done()
 	return ctx.Err()
 }
@@ -287,5 +316,64 @@ func TestFollowVRRP(t *testing.T) {
 	changed()
 	if g := d.takeGARPs(); !slices.Equal(g, []netip.Addr{a("10.1.0.1")}) {
 		t.Errorf("GARPs %v, want 10.1.0.1 (taken over on eth1, not served)", g)
+	}
+}
+
+// TestVRRPEventFlip: an address event for a followed VIP flips the
+// workers' Host.Standby at once, from the event alone (no list of the
+// addresses first), and logs the role change; an event about another
+// address changes nothing.
+func TestVRRPEventFlip(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	d, err := New(Config{VRRP: vrrpConf("")}, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fa := &fakeAddrs{present: held("10.1.0.1", "eth1"), changed: make(chan func(), 1), events: make(chan func([]addrEvent), 1)}
+	run, err := d.followVRRP(fa)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What refreshHost published before (its own fields must survive).
+	d.host.Store(&dataplane.Host{Ifaces: map[int]dataplane.Iface{2: {Index: 2, Name: "eth0"}}, Standby: d.standby})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go run(ctx)
+	<-fa.changed
+	events := <-fa.events
+	a := netip.MustParseAddr
+	vip := a("192.168.0.239").As16()
+	if !d.host.Load().Standby[vip] {
+		t.Fatalf("start: 192.168.0.239 not standby: %v", d.host.Load().Standby)
+	}
+	// The list is left unchanged, so that only the event can flip.
+	fa.mu.Lock()
+	fa.listErr = errors.New("not listed")
+	fa.mu.Unlock()
+	events([]addrEvent{{heldAddr: heldAddr{addr: a("10.0.0.7"), dev: "eth0"}, added: true}})
+	if h := d.host.Load(); !h.Standby[vip] {
+		t.Fatalf("an unfollowed address flipped the standby set: %v", h.Standby)
+	}
+	events([]addrEvent{{heldAddr: heldAddr{addr: a("192.168.0.239"), dev: "eth0"}, added: true}})
+	h := d.host.Load()
+	if h.Standby[vip] || !h.Standby[a("10.1.0.2").As16()] {
+		t.Fatalf("after the add event: standby %v, want only 10.1.0.2", h.Standby)
+	}
+	if _, ok := h.Ifaces[2]; !ok {
+		t.Errorf("the flip lost the Host's interfaces: %v", h.Ifaces)
+	}
+	if !slices.ContainsFunc(logs.All(), func(e observer.LoggedEntry) bool {
+		return e.Message == "VRRP instance VI_1: MASTER (192.168.0.239 added on eth0)"
+	}) {
+		t.Errorf("no MASTER line from the event")
+	}
+	// Same VIP on another device: not the followed one.
+	events([]addrEvent{{heldAddr: heldAddr{addr: a("192.168.0.239"), dev: "lo"}, added: false}})
+	if d.host.Load().Standby[vip] {
+		t.Fatal("a removal from another device made the VIP standby")
+	}
+	events([]addrEvent{{heldAddr: heldAddr{addr: a("192.168.0.239"), dev: "eth0"}, added: false}})
+	if !d.host.Load().Standby[vip] {
+		t.Fatalf("after the remove event: standby %v", d.host.Load().Standby)
 	}
 }
