@@ -303,3 +303,14 @@ func TestStandbyToLocalNodeNoAllocs(t *testing.T) {
 		t.Fatalf("standby local delivery allocates %.1f times per batch", allocs)
 	}
 }
+
+// Under backup_only nothing is owned, so the kernel gets a standby VIP's
+// frames by itself: they are not delivered a second time.
+func TestStandbyBackupOnlyNotDelivered(t *testing.T) {
+	ln := &fakeLocal{}
+	r := localRig(t, dualRules, ln)
+	r.setHost(func(h *dataplane.Host) { h.Standby, h.BackupOnly = standbySet("10.0.1.100"), true })
+	if out := r.run(t, tcpFrame(t, macCli, macDir0, "10.0.1.3", "10.0.1.100", 40001, 80, true, false)); len(out) != 0 || len(ln.pkts) != 0 {
+		t.Fatalf("backup_only: sent %d frames, delivered %d", len(out), len(ln.pkts))
+	}
+}

@@ -65,8 +65,9 @@ type Host struct {
 	// (16-byte, IPv4 mapped): uvsd answers ARP/NDP for them like for VIPs.
 	Marked map[[16]byte]bool
 	// Standby holds the VIPs this node does not serve now (VRRP backup:
-	// keepalived has not put them on this node). Frames to them are left
-	// to the kernel and ARP/NDP for them is not answered.
+	// keepalived has not put them on this node). Frames to them go to the
+	// kernel unchanged — those the hooks keep from it through
+	// Env.LocalNode — and ARP/NDP for them is not answered.
 	Standby map[[16]byte]bool
 	// BackupOnly is the kernel's backup_only: while set (sysctl on and a
 	// backup sync daemon running) the director function is off — no
@@ -661,7 +662,8 @@ func (w *Worker) standby(pc *pktCtx) bool {
 	dst, host := pc.p.Dst, pc.host
 	if len(host.Standby) > 0 && host.Standby[dst] {
 		w.Counters.inc(CntStandby)
-		if w.env.LocalNode != nil {
+		if w.env.LocalNode != nil && !host.BackupOnly {
+			// (Under backup_only nothing is owned: the kernel has it.)
 			w.toStandbyLocal(pc)
 		}
 		return true

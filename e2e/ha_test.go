@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -278,6 +279,126 @@ func (k *haConn) get(path string, timeout time.Duration) (string, error) {
 	return strings.TrimSpace(string(b)), err
 }
 
+// haProbeEvery is how often the failover's probe opens a connection,
+// and haProbeAfter how many more it sees answered once a user got
+// through the new master.
+const (
+	haProbeEvery = 20 * time.Millisecond
+	haProbeAfter = 20
+)
+
+// haProbe opens a connection to a VIP every haProbeEvery, as users keep
+// arriving during a failover, and counts how each attempt ended: answered
+// (the handshake completed), refused (a RST: some kernel answered for the
+// VIP) or neither (timed out, unreachable: the VIP was nowhere yet).
+type haProbe struct {
+	mu                 sync.Mutex
+	ok, refused, other int
+	firstRefused       time.Time
+	stop               chan struct{}
+	loop, dials        sync.WaitGroup
+}
+
+func startHAProbe(t *testing.T, ns *netnstest.NS, src, dst string) *haProbe {
+	t.Helper()
+	p := &haProbe{stop: make(chan struct{})}
+	p.loop.Add(1)
+	go func() {
+		defer p.loop.Done()
+		tick := time.NewTicker(haProbeEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-tick.C:
+			}
+			p.dials.Add(1)
+			go func() {
+				defer p.dials.Done()
+				err := ns.Do(func() error {
+					d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+					c, err := d.Dial("tcp", dst)
+					if err == nil {
+						c.Close()
+					}
+					return err
+				})
+				p.mu.Lock()
+				defer p.mu.Unlock()
+				switch {
+				case err == nil:
+					p.ok++
+				case errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET):
+					if p.refused == 0 {
+						p.firstRefused = time.Now()
+					}
+					p.refused++
+				default:
+					p.other++
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() { p.halt() })
+	return p
+}
+
+// answered returns how many probe connections were answered so far.
+func (p *haProbe) answered() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ok
+}
+
+// halt stops the probe, waits for the attempts under way and returns the
+// counts.
+func (p *haProbe) halt() (ok, refused, other int) {
+	select {
+	case <-p.stop:
+	default:
+		close(p.stop)
+	}
+	p.loop.Wait()
+	p.dials.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ok, p.refused, p.other
+}
+
+// userConnect opens a connection to dst and sends one request, as a user
+// would, trying again while attempts time out (within bound); a refused
+// connection fails the test at once. It returns the real server that
+// answered.
+func userConnect(t *testing.T, ns *netnstest.NS, src, dst string, bound time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for {
+		var c net.Conn
+		err := ns.Do(func() error {
+			d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+			var err error
+			c, err = d.Dial("tcp", dst)
+			return err
+		})
+		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("connect %s -> %s after the VIP moved: %v", src, dst, err)
+		}
+		if err == nil {
+			k := &haConn{conn: c, br: bufio.NewReader(c), local: c.LocalAddr().String()}
+			name, err := k.get("/", 5*time.Second)
+			c.Close()
+			if err != nil {
+				t.Fatalf("request on a new connection %s -> %s after the VIP moved: %v", k.local, dst, err)
+			}
+			return name
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connect %s -> %s after the VIP moved: %v (for %v)", src, dst, err, bound)
+		}
+	}
+}
+
 // haFlows is how many established connections the failover test carries
 // over.
 const haFlows = 24
@@ -378,13 +499,35 @@ func testHAFailover(t *testing.T, nat bool) {
 		}
 	}
 
-	// The master's cable is pulled.
+	// The master's cable is pulled while new users keep arriving: a
+	// connection opened every haProbeEvery throughout the failover.
+	probe := startHAProbe(t, l.cli, haClient, haVIP+":80")
 	pulled := time.Now()
 	for _, c := range l.cables[0] {
 		c.sw.IP(t, "link", "set", c.name, "down")
 	}
 	wait.For(t, haMoveBound, func() bool { return l.holds(b) }, "dirb to take %s over after dira's cable was pulled", haVIP)
 	t.Logf("VIP moved to the backup %v after the cable pull (master-down interval 3.613 s)", time.Since(pulled).Round(10*time.Millisecond))
+
+	// A user connects as soon as the VIP has moved: a connection that
+	// times out (the client may not have heard the gratuitous ARP yet)
+	// is tried again; one refused is the bug this test is for.
+	user := userConnect(t, l.cli, haClient, haVIP+":80", haMoveBound)
+	t.Logf("a new connection answered by %s %v after the cable pull", user, time.Since(pulled).Round(10*time.Millisecond))
+	// The probe keeps going until it has seen the new master answer a
+	// few more times.
+	base := probe.answered()
+	wait.For(t, 20*time.Second, func() bool { return probe.answered() >= base+haProbeAfter },
+		"%d more probe connections answered through the new master", haProbeAfter)
+	ok, refused, other := probe.halt()
+	t.Logf("connections opened during the failover: %d answered, %d refused (RST), %d timed out or unreachable", ok, refused, other)
+	if refused > 0 {
+		t.Errorf("%d connections to %s refused during the failover (first at %v after the cable pull): the new master's kernel answered for the VIP",
+			refused, haVIP, probe.firstRefused.Sub(pulled).Round(time.Millisecond))
+	}
+	if ok == 0 {
+		t.Errorf("no connection opened during the failover was answered")
+	}
 
 	// Every flow answers through the new master, from its real server.
 	var wg sync.WaitGroup
