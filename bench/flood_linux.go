@@ -20,7 +20,7 @@ import (
 // poll of the table while it drains, and the UDP timeout of the UDP run.
 const (
 	floodRequests   = 100
-	floodStreams    = 10
+	floodStreams    = 25
 	floodAfter      = 10
 	floodDrainPoll  = 2 * time.Second
 	floodUDPTimeout = 30 // seconds (uvsadm --set 900 120 30): the UDP run's flows drain in a bench's time
