@@ -114,13 +114,14 @@ func (h *harness) floodRun(ctx context.Context, fig string, args []string) (r Ru
 	deadline := began.Add(h.cfg.FloodTime)
 
 	// Fill: until the services have created as many connections as the
-	// table holds, within the flood's time.
+	// table holds (counting those made before the flood, still live),
+	// within the flood's time.
 	for {
 		n, err := h.floodCreated()
 		if err != nil {
 			return fail("uvsadm --stats", err)
 		}
-		if n-conns0 >= uint64(h.cfg.FloodConns) {
+		if n >= uint64(h.cfg.FloodConns) {
 			x["fill_s"] = time.Since(began).Seconds()
 			break
 		}
