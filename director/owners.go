@@ -82,13 +82,20 @@ func (d *Director) standbyOwned() bool {
 // neighbour: the VRRP master answers ARP and NDP for it (and the worker
 // would not answer: dataplane.Host.Standby), so its requests stay the
 // kernel's alone.
+//
+// The standby set is the roles' own (haState), which may be newer than
+// the Host's: a Host built while a followed VIP was being removed can
+// lack it in both Local and Standby.
 func (d *Director) ownershipSet() (*ownership.Set, error) {
 	host := d.host.Load()
+	live, _ := d.haState()
 	set, err := ownership.Compute(d.ownershipInput())
-	if err != nil || len(host.Standby) == 0 {
+	if err != nil || len(host.Standby)+len(live) == 0 {
 		return set, err
 	}
-	set.Neighbours = slices.DeleteFunc(set.Neighbours, func(a netip.Addr) bool { return host.Standby[a.As16()] })
+	set.Neighbours = slices.DeleteFunc(set.Neighbours, func(a netip.Addr) bool {
+		return host.Standby[a.As16()] || live[a.As16()]
+	})
 	return set, nil
 }
 
