@@ -654,7 +654,6 @@ func (d *Director) refreshHost() error {
 		return fmt.Errorf("listing interfaces: %w", err)
 	}
 	h := &dataplane.Host{Ifaces: map[int]dataplane.Iface{}, Local: map[[16]byte]bool{}, Marked: map[[16]byte]bool{}}
-	h.Standby, h.BackupOnly = d.haState()
 	if p := d.markTargets.Load(); p != nil {
 		for _, mt := range *p {
 			h.Marked[mt.addr.As16()] = true
@@ -673,7 +672,13 @@ func (d *Director) refreshHost() error {
 		}
 		h.Ifaces[ifc.Index] = dataplane.Iface{Index: ifc.Index, Name: ifc.Name, MAC: ifc.MAC, MTU: ifc.MTU}
 	}
+	// The VRRP roles and the store under one lock: an address event's
+	// fast flip (applyAddrsLocked) between reading them and storing
+	// would otherwise be undone until the next refresh.
+	d.haMu.Lock()
+	h.Standby, h.BackupOnly = d.standby, d.backupOnly
 	d.host.Store(h)
+	d.haMu.Unlock()
 	return nil
 }
 
