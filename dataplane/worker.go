@@ -608,8 +608,15 @@ func (w *Worker) create(pc *pktCtx, nc *conntrack.NewConn, svc *snapshot.Service
 	}
 	c := &w.cn
 	if err := w.env.Conns.Create(nc, pc.p.TCPFlags, pc.mono, c); err != nil {
-		w.Counters.inc(CntNoConnSpace)
+		if err == conntrack.ErrDropped {
+			w.Counters.inc(CntDefenseDrop) // drop_packet
+		} else {
+			w.Counters.inc(CntNoConnSpace)
+		}
 		return
+	}
+	if c.Evicted {
+		w.Counters.inc(CntTableEvicted)
 	}
 	w.b.changed = true
 	w.Counters.inc(CntNewConn)

@@ -207,6 +207,9 @@ func New(cfg Config, log *zap.Logger) (*Director, error) {
 		return nil, fmt.Errorf("connection table: %w", err)
 	}
 	d.Conns = ct
+	if err := ct.SetDefense(d.sysctls.Defense); err != nil {
+		return nil, fmt.Errorf("--sysctl: %w", err)
+	}
 	d.State = control.New(control.Options{
 		Publish: func(s *snapshot.Snapshot) {
 			d.snap.Store(s)
@@ -606,6 +609,10 @@ func (d *Director) logCounters() {
 		}
 	}
 	d.log.Info("worker counters", fields...)
+	st := d.Conns.Stats()
+	d.log.Info("connection table", zap.Int("live", d.Conns.Len()), zap.Int("capacity", d.Conns.Capacity()),
+		zap.Uint64("reclaimed", st.Reclaimed), zap.Uint64("evicted", st.Evicted), zap.Uint64("full", st.Full),
+		zap.Uint64("drop-entry", st.DropEntry), zap.Uint64("drop-packet", st.DropPacket))
 }
 
 // logIOStats logs the packet-I/O counters, summed over the workers (ring

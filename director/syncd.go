@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/uvs-lb/uvs/connsync"
+	"github.com/uvs-lb/uvs/conntrack"
 	"github.com/uvs-lb/uvs/control"
 	"github.com/uvs-lb/uvs/ipvsadm"
 	"github.com/uvs-lb/uvs/keepalived"
@@ -34,6 +35,10 @@ type Sysctls struct {
 	// SloppyTCP and SloppySCTP are sloppy_tcp and sloppy_sctp
 	// (dataplane.Env.SloppyTCP, SloppySCTP).
 	SloppyTCP, SloppySCTP bool
+	// Defense is drop_entry, drop_packet, secure_tcp (levels 0-3),
+	// amemthresh and am_droprate, driven by the connection table's
+	// occupancy instead of free memory (conntrack.Defense).
+	Defense conntrack.Defense
 }
 
 // DefaultSysctls are the kernel's defaults.
@@ -107,8 +112,30 @@ func (s *Sysctls) Set(arg string) error {
 			return fmt.Errorf("sysctl %s: bad value %q (want THRESHOLD PERIOD, THRESHOLD < PERIOD unless PERIOD is 0)", name, val)
 		}
 		s.Policy.Threshold, s.Policy.Period = uint32(t), uint32(p)
+	case "drop_entry", "drop_packet", "secure_tcp", "amemthresh", "am_droprate":
+		n, err := strconv.ParseInt(val, 10, 32)
+		if err != nil || n < 0 {
+			return fmt.Errorf("sysctl %s: bad value %q (want a non-negative number)", name, val)
+		}
+		d := s.Defense
+		switch short {
+		case "drop_entry":
+			d.DropEntry = int(n)
+		case "drop_packet":
+			d.DropPacket = int(n)
+		case "secure_tcp":
+			d.SecureTCP = int(n)
+		case "amemthresh":
+			d.AmemThresh = int(n)
+		case "am_droprate":
+			d.AmDropRate = int(n)
+		}
+		if (short == "drop_entry" || short == "drop_packet" || short == "secure_tcp") && n > 3 {
+			return fmt.Errorf("sysctl %s: bad value %q (want a level 0..3)", name, val)
+		}
+		s.Defense = d
 	default:
-		return fmt.Errorf("sysctl %q: unknown (uvsd knows backup_only, sloppy_tcp, sloppy_sctp, sync_threshold, sync_persist_mode, sync_version)", name)
+		return fmt.Errorf("sysctl %q: unknown (uvsd knows backup_only, sloppy_tcp, sloppy_sctp, sync_threshold, sync_persist_mode, sync_version, drop_entry, drop_packet, secure_tcp, amemthresh, am_droprate)", name)
 	}
 	return nil
 }
