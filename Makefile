@@ -43,13 +43,15 @@ bench: ## (root) uvs vs kernel forwarding, nftables, iptables, HAProxy into benc
 
 FUZZTIME ?= 20s
 FUZZPARALLEL ?= 2
-FUZZMINTIME ?= 5s
+FUZZMINTIME ?= 1000x
 FUZZPKGS ?= ./...
 .PHONY: fuzz fuzz-keep
 # Each target runs with at most FUZZPARALLEL workers. FUZZMINTIME bounds
-# how long the fuzzer minimises each new input (interesting or failing):
+# how much the fuzzer minimises each new input (interesting or failing):
 # Go's default of 60 s per input, quadratic in its length, stalled the
-# campaigns at 0 execs/s. New inputs stay in $$(go env GOCACHE)/fuzz;
+# campaigns at 0 execs/s. It is a count, not a time: a time limit kills a
+# worker that hangs while minimising before the per-input watchdog
+# (internal/fuzzwatch) can report it, and the run passes. New inputs stay in $$(go env GOCACHE)/fuzz;
 # `make fuzz-keep` copies them into the packages' testdata/fuzz.
 fuzz: ## run every fuzz target for FUZZTIME each (default 20s; FUZZPKGS, FUZZPARALLEL, FUZZMINTIME)
 	@set -e; for pkg in $$($(GO) list $(FUZZPKGS)); do \
