@@ -212,7 +212,10 @@ func TestStandbyToLocalNode(t *testing.T) {
 	if out := r.run(t, tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, true, false)); len(out) != 1 {
 		t.Fatalf("master: SYN sent %d frames", len(out))
 	}
-	r.setHost(func(h *dataplane.Host) { h.Standby = standbySet("10.0.1.100", "2001:db8:1::100") })
+	r.setHost(func(h *dataplane.Host) {
+		h.Standby = standbySet("10.0.1.100", "2001:db8:1::100")
+		h.Loopback = standbySet("10.0.1.100", "2001:db8:1::100") // on lo: a backup that is also a real server
+	})
 	owned := [][]byte{
 		tcpFrame(t, macCli, macDir0, "10.0.1.3", "10.0.1.100", 40001, 80, true, false), // new flow
 		tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, false, true), // existing connection
@@ -265,7 +268,7 @@ func TestStandbyToLocalNode(t *testing.T) {
 func TestStandbyToLocalNodePartial(t *testing.T) {
 	ln := &fakeLocal{}
 	r := localRig(t, dualRules, ln)
-	r.setHost(func(h *dataplane.Host) { h.Standby = standbySet("10.0.1.100") })
+	r.setHost(func(h *dataplane.Host) { h.Standby, h.Local = standbySet("10.0.1.100"), standbySet("10.0.1.100") })
 	f := partialTCP(t)
 	buf := make([]byte, 64+len(f))
 	copy(buf[64:], f)
@@ -283,7 +286,10 @@ func TestStandbyToLocalNodePartial(t *testing.T) {
 func TestStandbyToLocalNodeNoAllocs(t *testing.T) {
 	ln := &fakeLocal{count: true}
 	r := localRig(t, dualRules, ln)
-	r.setHost(func(h *dataplane.Host) { h.Standby = standbySet("10.0.1.100", "2001:db8:1::100") })
+	r.setHost(func(h *dataplane.Host) {
+		h.Standby = standbySet("10.0.1.100", "2001:db8:1::100")
+		h.Local = standbySet("10.0.1.100", "2001:db8:1::100")
+	})
 	v4 := tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, true, false)
 	v6 := fuzzTCP6(t, macCli, macDir0, "2001:db8:1::2", "2001:db8:1::100", 40002, 80, true)
 	w := dataplane.NewWorker(discardIO{}, r.env)
@@ -312,5 +318,30 @@ func TestStandbyBackupOnlyNotDelivered(t *testing.T) {
 	r.setHost(func(h *dataplane.Host) { h.Standby, h.BackupOnly = standbySet("10.0.1.100"), true })
 	if out := r.run(t, tcpFrame(t, macCli, macDir0, "10.0.1.3", "10.0.1.100", 40001, 80, true, false)); len(out) != 0 || len(ln.pkts) != 0 {
 		t.Fatalf("backup_only: sent %d frames, delivered %d", len(out), len(ln.pkts))
+	}
+}
+
+// A standby VIP that is not a host address (a pure backup director): its
+// owned frames are dropped, not delivered — the kernel could only forward
+// them, or, when keepalived has just added the VIP and uvsd has not yet
+// learnt it, reset them (a client's connection refused at takeover) —
+// and ARP for it is not answered.
+func TestStandbyNotLocalDropped(t *testing.T) {
+	ln := &fakeLocal{}
+	r := localRig(t, dualRules, ln)
+	r.setHost(func(h *dataplane.Host) { h.Standby = standbySet("10.0.1.100", "2001:db8:1::100") })
+	out := r.run(t, tcpFrame(t, macCli, macDir0, "10.0.1.3", "10.0.1.100", 40001, 80, true, false),
+		fuzzTCP6(t, macCli, macDir0, "2001:db8:1::2", "2001:db8:1::100", 40002, 80, true))
+	if len(out) != 0 || len(ln.pkts) != 0 {
+		t.Fatalf("standby VIP, not a host address: forwarded %d, delivered %d", len(out), len(ln.pkts))
+	}
+	if got := r.w.Counters.Load(dataplane.CntStandby); got != 2 {
+		t.Errorf("standby counter %d, want 2", got)
+	}
+	if r.conns.Len() != 0 {
+		t.Errorf("standby frames made %d connections", r.conns.Len())
+	}
+	if out := r.run(t, arpRequest(t, "10.0.1.100")); len(out) != 0 {
+		t.Errorf("ARP for a standby VIP answered")
 	}
 }

@@ -61,13 +61,18 @@ type Host struct {
 	// Local holds the director's own addresses (16-byte, IPv4 mapped). The
 	// kernel answers ARP/NDP for them; uvsd answers for VIPs not in here.
 	Local map[[16]byte]bool
+	// Loopback holds the addresses on loopback interfaces (a VIP on lo, as
+	// on a real server): not in Local, which lists the served kind.
+	Loopback map[[16]byte]bool
 	// Marked holds destinations the firewall-mark rules send to a service
 	// (16-byte, IPv4 mapped): uvsd answers ARP/NDP for them like for VIPs.
 	Marked map[[16]byte]bool
 	// Standby holds the VIPs this node does not serve now (VRRP backup:
 	// keepalived has not put them on this node). Frames to them go to the
 	// kernel unchanged — those the hooks keep from it through
-	// Env.LocalNode — and ARP/NDP for them is not answered.
+	// Env.LocalNode, when the VIP is a host address (in Local or
+	// Loopback), else they
+	// are dropped — and ARP/NDP for them is not answered.
 	Standby map[[16]byte]bool
 	// BackupOnly is the kernel's backup_only: while set (sysctl on and a
 	// backup sync daemon running) the director function is off — no
@@ -664,12 +669,18 @@ func (w *Worker) forward(pc *pktCtx, c *conntrack.Conn) {
 // A standby VIP's services stay owned while there is a local-delivery
 // device (the director's choice: director/owners.go), so that nothing
 // changes in the hooks when keepalived moves the VIP here; the frames the
-// hooks kept from the kernel are handed to it unchanged (toStandbyLocal).
+// hooks kept from the kernel are handed to it unchanged (toStandbyLocal)
+// when the VIP is a host address (a backup that is also a real server,
+// the VIP on lo: its own server answers what the master forwards to it).
+// When it is not, they are dropped: the kernel could only forward them
+// or — keepalived having added the VIP a moment before uvsd learnt it —
+// answer them with a reset; dropped, a client retransmits to the new
+// master.
 func (w *Worker) standby(pc *pktCtx) bool {
 	dst, host := pc.p.Dst, pc.host
 	if len(host.Standby) > 0 && host.Standby[dst] {
 		w.Counters.inc(CntStandby)
-		if w.env.LocalNode != nil && !host.BackupOnly {
+		if w.env.LocalNode != nil && !host.BackupOnly && (host.Local[dst] || host.Loopback[dst]) {
 			// (Under backup_only nothing is owned: the kernel has it.)
 			w.toStandbyLocal(pc)
 		}

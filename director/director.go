@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -660,7 +661,8 @@ func (d *Director) refreshHost() error {
 	if err != nil {
 		return fmt.Errorf("listing interfaces: %w", err)
 	}
-	h := &dataplane.Host{Ifaces: map[int]dataplane.Iface{}, Local: map[[16]byte]bool{}, Marked: map[[16]byte]bool{}}
+	h := &dataplane.Host{Ifaces: map[int]dataplane.Iface{}, Local: map[[16]byte]bool{}, Marked: map[[16]byte]bool{},
+		Loopback: loopbackAddrs()}
 	if p := d.markTargets.Load(); p != nil {
 		for _, mt := range *p {
 			h.Marked[mt.addr.As16()] = true
@@ -739,4 +741,33 @@ func (h hopAdapter) Lookup(dst netip.Addr) (dataplane.Hop, bool) {
 func Cleanup() error {
 	_, xerr := afxdp.Cleanup()
 	return errors.Join(khook.CleanupNetNS(-1), xerr)
+}
+
+// loopbackAddrs returns the addresses on the loopback interfaces (a VIP
+// on lo, as on a real server; seed 004's directors are real servers too).
+// An error leaves the set empty: those frames are then dropped while the
+// VIP is standby, which a retransmission to the master recovers.
+func loopbackAddrs() map[[16]byte]bool {
+	m := map[[16]byte]bool{}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return m
+	}
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagLoopback == 0 {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(n.IP); ok {
+					m[ip.Unmap().As16()] = true
+				}
+			}
+		}
+	}
+	return m
 }
