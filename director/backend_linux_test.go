@@ -148,19 +148,20 @@ func (f *failingIO) ReadBatch(frames []dataplane.Frame) (int, error) {
 	return f.PacketIO.ReadBatch(frames)
 }
 
-// workerFailsEnv makes TestWorkerFailsHelper run uvsd (director.Main) with
-// failing workers; TestWorkerFailureStopsUVSD sets it in a child process.
+// workerFailsEnv makes the test binary run uvsd (director.Main) with
+// failing workers instead of the tests (TestMain);
+// TestWorkerFailureStopsUVSD sets it in a child process.
 const workerFailsEnv = "UVS_TEST_WORKER_FAILS"
 
-// TestWorkerFailsHelper is TestWorkerFailureStopsUVSD's child process: it
-// runs Main with every worker's reads failing after the first, and exits
-// with Main's status.
-func TestWorkerFailsHelper(t *testing.T) {
-	if os.Getenv(workerFailsEnv) == "" {
-		t.Skip("the child process of TestWorkerFailureStopsUVSD")
+// TestMain runs the tests, or, in TestWorkerFailureStopsUVSD's child
+// process, Main with every worker's reads failing after the first, and
+// exits with Main's status.
+func TestMain(m *testing.M) {
+	if args := os.Getenv(workerFailsEnv); args != "" {
+		testWorkerIO = func(io dataplane.PacketIO) dataplane.PacketIO { return &failingIO{PacketIO: io} }
+		os.Exit(Main(strings.Fields(args), os.Stdout, os.Stderr))
 	}
-	testWorkerIO = func(io dataplane.PacketIO) dataplane.PacketIO { return &failingIO{PacketIO: io} }
-	os.Exit(Main(strings.Fields(os.Getenv(workerFailsEnv)), os.Stdout, os.Stderr))
+	os.Exit(m.Run())
 }
 
 // TestWorkerFailureStopsUVSD: a packet worker that stops with an error
@@ -183,7 +184,7 @@ func TestWorkerFailureStopsUVSD(t *testing.T) {
 			netnstest.Veth(t, cli, "c0", dir, "d0")
 			dir.AddrAdd(t, "d0", "10.9.1.1/24")
 			args := "--rules " + rules + " --control= --iface d0 --io " + io
-			p := dir.Start(t, "env", workerFailsEnv+"="+args, self, "-test.run=^TestWorkerFailsHelper$")
+			p := dir.Start(t, "env", workerFailsEnv+"="+args, self)
 			select {
 			case <-p.Done():
 			case <-time.After(20 * time.Second):
