@@ -526,14 +526,7 @@ func (w *Worker) tracked(pc *pktCtx, key *conntrack.Key, found bool, c *conntrac
 			return
 		}
 	}
-	var mark uint32
-	if pc.snap.HasFWMark() && w.env.Marks != nil {
-		if cl := w.env.Marks.Load(); cl != nil {
-			w.mp = fwmark.Packet{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort,
-				Ifindex: pc.f.Ifindex, Proto: p.Proto, IPv6: p.IPVersion == 6}
-			mark = cl.Mark(&w.mp)
-		}
-	}
+	mark := w.markOf(pc)
 	svc := pc.snap.Lookup(spec.Proto(p.Proto), key.Dst, p.DstPort, mark, p.IPVersion == 6)
 	if svc == nil {
 		w.Counters.inc(CntNotOurs)
@@ -693,6 +686,22 @@ func (w *Worker) standby(pc *pktCtx) bool {
 	return false
 }
 
+// markOf returns the firewall mark the namespace's mangle MARK rules
+// would give the frame of pc (0 without firewall-mark services).
+func (w *Worker) markOf(pc *pktCtx) uint32 {
+	if !pc.snap.HasFWMark() || w.env.Marks == nil {
+		return 0
+	}
+	cl := w.env.Marks.Load()
+	if cl == nil {
+		return 0
+	}
+	p := pc.p
+	w.mp = fwmark.Packet{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort,
+		Ifindex: pc.f.Ifindex, Proto: p.Proto, IPv6: p.IPVersion == 6}
+	return cl.Mark(&w.mp)
+}
+
 // toStandbyLocal hands a frame to a standby VIP to the director's own
 // stack through Env.LocalNode, exactly as the kernel would have received
 // it from the wire, when it is one the hooks keep from the kernel
@@ -703,15 +712,7 @@ func (w *Worker) toStandbyLocal(pc *pktCtx) {
 	f, p := pc.f, pc.p
 	switch p.Proto {
 	case header.ProtoTCP, header.ProtoUDP, header.ProtoSCTP:
-		var mark uint32
-		if pc.snap.HasFWMark() && w.env.Marks != nil {
-			if cl := w.env.Marks.Load(); cl != nil {
-				w.mp = fwmark.Packet{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort,
-					Ifindex: f.Ifindex, Proto: p.Proto, IPv6: p.IPVersion == 6}
-				mark = cl.Mark(&w.mp)
-			}
-		}
-		if pc.snap.Lookup(spec.Proto(p.Proto), p.Dst, p.DstPort, mark, p.IPVersion == 6) == nil {
+		if pc.snap.Lookup(spec.Proto(p.Proto), p.Dst, p.DstPort, w.markOf(pc), p.IPVersion == 6) == nil {
 			return
 		}
 		if f.CsumUnknown && !f.CsumPartial && p.Proto != header.ProtoSCTP && header.LooksPartial(f.Data(), p) {
