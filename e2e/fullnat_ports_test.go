@@ -156,30 +156,11 @@ func TestFullNATLaddrPool(t *testing.T) {
 // startWhoAmI serves, on addr inside ns, a line with the peer's address
 // to each connection, then an echo until the peer closes.
 func startWhoAmI(t *testing.T, ns *netnstest.NS, addr string) {
-	t.Helper()
-	var ln net.Listener
-	if err := ns.Do(func() error {
-		var err error
-		ln, err = net.Listen("tcp", addr)
-		return err
-	}); err != nil {
-		t.Fatalf("whoami server: %v", err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				if _, err := fmt.Fprintln(c, c.RemoteAddr()); err == nil {
-					_, _ = io.Copy(c, c)
-				}
-			}()
+	serveTCP(t, ns, addr, func(c net.Conn) {
+		if _, err := fmt.Fprintln(c, c.RemoteAddr()); err == nil {
+			_, _ = io.Copy(c, c)
 		}
-	}()
+	})
 }
 
 // dialIn connects to addr from ns, giving up after one SYN retransmission.

@@ -113,6 +113,12 @@ func sysctl(t *testing.T, ns *netnstest.NS, key string) string {
 
 // startEcho serves a TCP echo on addr inside ns until the test ends.
 func startEcho(t *testing.T, ns *netnstest.NS, addr string) {
+	serveTCP(t, ns, addr, func(c net.Conn) { _, _ = io.Copy(c, c) })
+}
+
+// serveTCP listens on addr inside ns until the test ends and runs handle
+// on each connection (which it closes afterwards).
+func serveTCP(t *testing.T, ns *netnstest.NS, addr string, handle func(net.Conn)) {
 	t.Helper()
 	var ln net.Listener
 	if err := ns.Do(func() error {
@@ -120,7 +126,7 @@ func startEcho(t *testing.T, ns *netnstest.NS, addr string) {
 		ln, err = net.Listen("tcp", addr)
 		return err
 	}); err != nil {
-		t.Fatalf("echo server: %v", err)
+		t.Fatalf("server on %s: %v", addr, err)
 	}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
@@ -131,7 +137,7 @@ func startEcho(t *testing.T, ns *netnstest.NS, addr string) {
 			}
 			go func() {
 				defer c.Close()
-				_, _ = io.Copy(c, c)
+				handle(c)
 			}()
 		}
 	}()

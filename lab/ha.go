@@ -347,20 +347,7 @@ func haDirectors(b *builder, h *haSpec, sync bool) {
 	}
 	b.note("keepalived runs its VRRP half only (--vrrp; its checker half needs the ip_vs module): in the foreground (-n), " +
 		"logging to its output (-l -D), with its own pid files (-p, -r) so that two run on one host")
-	for i, d := range h.directors {
-		st := keepalivedStep(d.Role, h.confPath(d.Role))
-		if i == len(h.directors)-1 {
-			// up is done when VRRP has elected a master.
-			st.started = func(ctx context.Context, s *session, p Proc) error {
-				if err := keepalivedStarted(ctx, s, p); err != nil {
-					return err
-				}
-				_, err := s.waitMaster(ctx, h)
-				return err
-			}
-		}
-		b.steps = append(b.steps, st)
-	}
+	keepalivedSteps(b, h)
 }
 
 // haRules is the ipvsadm way's table (ipvsadm-save format).
@@ -410,6 +397,12 @@ func haDirectorsIPVSADM(b *builder, h *haSpec, backupOnly bool) {
 	}
 	b.cmd(m.Role, true, "ipvsadm", "--start-daemon", "master", "--mcast-interface", h.syncDev, "--syncid", haSyncID(h))
 	b.cmd(bk.Role, true, "ipvsadm", "--start-daemon", "backup", "--mcast-interface", h.syncDev, "--syncid", haSyncID(h))
+	keepalivedSteps(b, h)
+}
+
+// keepalivedSteps starts keepalived on every director; up is done when
+// VRRP has elected a master.
+func keepalivedSteps(b *builder, h *haSpec) {
 	for i, d := range h.directors {
 		st := keepalivedStep(d.Role, h.confPath(d.Role))
 		if i == len(h.directors)-1 {
