@@ -50,18 +50,18 @@ const (
 	CntTableEvicted    // a half-open connection evicted to make room (table pressure)
 	CntDefenseDrop     // new flow dropped by the table-pressure defence (drop_entry/drop_packet)
 	// Issue #16: every packet IPVS would carry.
-	CntFragIn        // IP fragment received for the director (queued for reassembly)
-	CntReassembled   // datagram reassembled from fragments
-	CntFragTimeout   // fragments dropped: datagram not complete in time (ipfrag_time)
-	CntFragOverflow  // fragments dropped: reassembly memory or queue limit (ipfrag_high_thresh)
-	CntFragBad       // fragments dropped: overlapping, oversized or inconsistent
-	CntFragmented    // packet fragmented in software for the egress MTU
-	CntFragOut       // fragments sent
-	CntPMTULearned   // path MTU learnt from an ICMP error about the director's own packet (TUN)
-	CntVLAN          // frame received with an 802.1Q tag
-	CntOnePacket     // datagram scheduled without a connection (one-packet scheduling, -o)
-	CntSCTPBadCsum   // SCTP packet whose CRC32c does not verify
-	CntFamilyXlate   // packet translated between IPv4 and IPv6 (FULLNAT across families)
+	CntFragIn       // IP fragment received for the director (queued for reassembly)
+	CntReassembled  // datagram reassembled from fragments
+	CntFragTimeout  // fragments dropped: datagram not complete in time (ipfrag_time)
+	CntFragOverflow // fragments dropped: reassembly memory or queue limit (ipfrag_high_thresh)
+	CntFragBad      // fragments dropped: overlapping, oversized or inconsistent
+	CntFragmented   // packet fragmented in software for the egress MTU
+	CntFragOut      // fragments sent
+	CntPMTULearned  // path MTU learnt from an ICMP error about the director's own packet (TUN)
+	CntVLAN         // frame received with an 802.1Q tag
+	CntOnePacket    // datagram scheduled without a connection (one-packet scheduling, -o)
+	CntSCTPBadCsum  // SCTP packet whose CRC32c does not verify
+	CntFamilyXlate  // packet translated between IPv4 and IPv6 (FULLNAT across families)
 	NumCounters
 )
 
