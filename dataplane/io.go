@@ -49,6 +49,13 @@ type Frame struct {
 	// the checksum field within that header. Backends without Offload
 	// leave them zero.
 	CsumStart, CsumOffset uint16
+
+	// FragMax is set on a datagram the worker reassembled from fragments:
+	// the size of the largest fragment it came in (the kernel's
+	// IPCB(skb)->frag_max_size / IP6CB(skb)->frag_max_size). A packet
+	// leaving with it is fragmented again to no more than that. Zero
+	// for a frame received whole.
+	FragMax uint16
 }
 
 // GSO is the segmentation-offload description of a super-frame, as in
