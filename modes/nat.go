@@ -105,7 +105,11 @@ func translate(frame []byte, p *header.Parsed, setSrc bool, src netip.AddrPort, 
 	l4 := frame[p.L4Off:p.End]
 	co := header.L4ChecksumOffset(p.Proto)
 	check := binary.BigEndian.Uint16(l4[co:])
-	full := csum == CsumPartial || (csum == CsumComplete && p.Proto == header.ProtoUDP && v == 4 && check == 0)
+	// A UDP checksum of 0 means "none" (IPv4, and IPv6 tunnels under RFC
+	// 6935): the incremental update would turn it into a wrong value.
+	// udp_snat_handler / udp_dnat_handler (ip_vs_proto_udp.c) compute the
+	// full checksum instead, for both families, and send 0 as 0xffff.
+	full := csum == CsumPartial || (csum == CsumComplete && p.Proto == header.ProtoUDP && check == 0)
 	srcOff, dstOff := ipOffsets(v)
 	alen := p.AddrLen()
 
