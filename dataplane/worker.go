@@ -570,6 +570,10 @@ func (w *Worker) schedule(pc *pktCtx, key *conntrack.Key, svc *snapshot.Service,
 		return
 	}
 	d := dec.Dest
+	if onePacketApplies(svc, p.Proto, d) {
+		w.onePacket(pc, key, svc, &dec, mark) // -o: no connection (ops.go)
+		return
+	}
 	nc := conntrack.NewConn{
 		In:      *key,
 		Fwd:     d.Fwd(),
