@@ -217,7 +217,7 @@ func TestEncap(t *testing.T) {
 						}
 						wantDF := !v6
 						if outer.SrcIP.String() != "172.16.0.1" || outer.DstIP.String() != "172.16.0.2" || outer.TTL != 16 ||
-							outer.Protocol != wantProto || outer.Id != 77 || (outer.Flags&layers.IPv4DontFragment != 0) != wantDF ||
+							outer.Protocol != wantProto || (outer.Id == 77) == wantDF || (outer.Flags&layers.IPv4DontFragment != 0) != wantDF ||
 							outer.TOS != 0xba || int(outer.Length) != tun.Overhead()+inner.IPLen {
 							t.Errorf("outer header %+v", outer)
 						}
@@ -286,7 +286,9 @@ func TestEncapRefusals(t *testing.T) {
 		{"no-headroom", big, 19, modes.Tunnel{Src: tun.Src, Dst: tun.Dst}, modes.Result{Verdict: modes.NoHeadroom}},
 		{"tiny-mtu", big, 64, modes.Tunnel{Src: tun.Src, Dst: tun.Dst, MTU: 87}, modes.Result{Verdict: modes.Unsupported}},
 		{"ttl", pkttest.Flow{Proto: layers.IPProtocolUDP, Src: "10.0.0.1", Dst: "10.0.0.2", Sport: 1, Dport: 2, TTL: 1}, 64, tun, modes.Result{Verdict: modes.TTLExceeded}},
-		{"v6-outer", big, 64, modes.Tunnel{Src: netip.MustParseAddr("::1"), Dst: netip.MustParseAddr("::2")}, modes.Result{Verdict: modes.Unsupported}},
+		{"mixed-outer", big, 64, modes.Tunnel{Src: netip.MustParseAddr("172.16.0.1"), Dst: netip.MustParseAddr("::2")}, modes.Result{Verdict: modes.Unsupported}},
+		{"v6-outer-below-1280", big, 64, modes.Tunnel{Src: netip.MustParseAddr("::1"), Dst: netip.MustParseAddr("::2"), MTU: 1319}, modes.Result{Verdict: modes.Unsupported}},
+		{"v6-outer-df-too-big", big, 64, modes.Tunnel{Src: netip.MustParseAddr("::1"), Dst: netip.MustParseAddr("::2"), MTU: 1500, GRE: true, Csum: true}, modes.Result{Verdict: modes.TooBig, MTU: 1452}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
