@@ -130,6 +130,12 @@ var rules = []rule{
 		must: []string{"header", "spec", "control/wire", "connsync/wire"},
 	},
 	{
+		name: "ipfrag imports only wire formats",
+		from: is("ipfrag"),
+		to:   not(is("header")),
+		must: []string{"ipfrag"},
+	},
+	{
 		name: "the compiled configuration links neither the control plane nor the data plane",
 		from: is("snapshot"),
 		to:   not(is("sched", "spec")),
