@@ -279,6 +279,11 @@ func (s *State) apply(c *ipvsadm.Command) error {
 		if x == nil {
 			return strerror(c.Kind, syscall.ESRCH)
 		}
+		if c.Kind != ipvsadm.CmdDelServer {
+			if err := laddrFamilyCheck(x.cfg.Key, x.cfg.LocalAddrs, c.Dest); err != nil {
+				return err
+			}
+		}
 		var err error
 		switch c.Kind {
 		case ipvsadm.CmdAddServer:
@@ -358,7 +363,13 @@ func (s *State) apply(c *ipvsadm.Command) error {
 			return strerror(c.Kind, syscall.ENOENT)
 		}
 		l := append([]netip.Addr(nil), x.cfg.LocalAddrs[:idx]...)
-		x.cfg.LocalAddrs = append(l, x.cfg.LocalAddrs[idx+1:]...)
+		l = append(l, x.cfg.LocalAddrs[idx+1:]...)
+		for _, d := range x.sched.Dests() {
+			if err := laddrFamilyCheck(x.cfg.Key, l, d.Config()); err != nil {
+				return err
+			}
+		}
+		x.cfg.LocalAddrs = l
 		return nil
 	}
 	return &Error{Errno: syscall.EINVAL, Msg: fmt.Sprintf("command %d does not change the configuration", c.Kind)}
@@ -441,4 +452,33 @@ func (s *State) Services() []ServiceInfo {
 		out = append(out, ServiceInfo{Config: x.cfg, Dests: x.sched.Dests(), Stats: x.stats})
 	}
 	return out
+}
+
+// laddrFamilyCheck refuses a FULLNAT real server d of service key that
+// the local-address pool laddrs cannot serve: a non-empty pool serves a
+// real server from its addresses of the real server's family only (an
+// IPv4 real server of an IPv6 service, DPVS's NAT64, needs IPv4 local
+// addresses), and a pool with none of them would leave every connection
+// to it without a local address. An empty pool is served by the route's
+// source address towards the real server, which is of its family.
+// Adding a local address is never refused for this: a pool is built one
+// address at a time, and until it holds one of each family in use such
+// connections are counted as without a local address.
+func laddrFamilyCheck(key spec.ServiceKey, laddrs []netip.Addr, d spec.Dest) error {
+	if d.Fwd != spec.FwdFullNAT || len(laddrs) == 0 {
+		return nil
+	}
+	rs4 := d.Addr.Unmap().Is4()
+	for _, a := range laddrs {
+		if a.Unmap().Is4() == rs4 {
+			return nil
+		}
+	}
+	fam := "IPv6"
+	if rs4 {
+		fam = "IPv4"
+	}
+	return &Error{Errno: syscall.EAFNOSUPPORT, Msg: fmt.Sprintf(
+		"real server %v of service %v is %s and the service has no %s local address (--add-laddr): FULLNAT reaches a real server from a local address of its family",
+		d.AddrPort(), key, fam, fam)}
 }

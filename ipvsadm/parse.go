@@ -690,7 +690,12 @@ func (p *parser) finish() *Error {
 		if p.fwmark == 0 && (p.fwd == spec.FwdTunnel || p.fwd == spec.FwdRoute) {
 			p.dport = p.port
 		}
-		if p.destAF != p.svcAF && p.fwd != spec.FwdTunnel {
+		// ipvsadm allows a real server of the other family only for
+		// tunnelling; DPVS's ipvsadm also for FULLNAT (-b), whose
+		// connections translate between IPv4 and IPv6 (NAT64): its
+		// local addresses are then of the real server's family
+		// (control.State checks the pool).
+		if p.destAF != p.svcAF && p.fwd != spec.FwdTunnel && p.fwd != spec.FwdFullNAT {
 			return usageErr(p.tok[optServer], "Different address family is allowed only for tunneling servers")
 		}
 		tunOpts := []optIdx{optTunType, optTunPort, optTunNoCsum, optTunCsum, optTunRemCsum}
