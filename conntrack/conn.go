@@ -127,6 +127,9 @@ func setTimer(e *entry, d time.Duration, now int64) {
 // active/inactive accounting and the timer. It reports whether the
 // controlling template must be marked ASSURED.
 func (t *Table) transition(e *entry, dir Dir, tcpFlags uint8, now int64) (assure bool) {
+	if e.proto == ProtoSCTP {
+		return t.sctpTransition(e, dir, tcpFlags, now) // tcpFlags is the SCTPEvent (sctp.go)
+	}
 	if e.proto != ProtoTCP {
 		// UDP and any other protocol: one state, always inactive; a
 		// reply assures the template (and makes the connection no

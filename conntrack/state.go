@@ -66,6 +66,8 @@ func StateName(proto uint8, template bool, s State) string {
 		return "ERR!"
 	case proto == ProtoUDP:
 		return "UDP"
+	case proto == ProtoSCTP:
+		return sctpStateName(s) // sctp.go
 	}
 	return "NONE"
 }

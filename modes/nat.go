@@ -90,6 +90,10 @@ func decTTL(ip []byte, v uint8, delta uint32) uint32 {
 // translate is the common NAT/FULLNAT rewrite: optionally the source and/or
 // the destination address and port, plus the TTL decrement.
 func translate(frame []byte, p *header.Parsed, setSrc bool, src netip.AddrPort, setDst bool, dst netip.AddrPort, csum Csum) Result {
+	if (p.Kind == header.KindIPv4 || p.Kind == header.KindIPv6) && p.Reason == header.ReasonNone &&
+		p.Proto == header.ProtoSCTP && p.End <= len(frame) {
+		return translateSCTP(frame, p, setSrc, src, setDst, dst, csum) // sctp.go
+	}
 	if (p.Kind != header.KindIPv4 && p.Kind != header.KindIPv6) || p.Reason != header.ReasonNone ||
 		(p.Proto != header.ProtoTCP && p.Proto != header.ProtoUDP) || p.End > len(frame) {
 		return verdict(Unsupported)
