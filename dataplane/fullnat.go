@@ -186,7 +186,11 @@ func (a *PortAllocator) free(c *PortCursor, t *conntrack.Table, k *conntrack.Key
 
 // fullnatLocal picks the local address (the service's pool round-robin,
 // moving on to the next address when one has no free port, or the
-// route's source address towards the real server) and a local port.
+// route's source address towards the real server) and a local port. The
+// local address is always of the real server's family, which may differ
+// from the client's (FULLNAT across families): the connection's reply
+// tuple RIP:rport → LIP:lport is then one of that family, the table's
+// 16-byte keys holding either.
 func (w *Worker) fullnatLocal(nc *conntrack.NewConn, svc *snapshot.Service, d *sched.Dest) bool {
 	a := w.env.Ports
 	if a == nil {
@@ -195,9 +199,18 @@ func (w *Worker) fullnatLocal(nc *conntrack.NewConn, svc *snapshot.Service, d *s
 	c, now := &w.lports, w.pc.mono
 	var lip conntrack.Endpoint
 	if n := uint32(len(svc.LocalAddrs)); n > 0 {
+		// Only the pool's addresses of the real server's family serve it
+		// (DPVS: an IPv4 real server of an IPv6 service is reached from
+		// the pool's IPv4 addresses, NAT64); none of them: no local
+		// address, counted as CntFullNATNoPort.
+		rs4 := is4Mapped(&nc.Real.Addr)
 		for range n {
-			lip.Addr = svc.LocalAddrs[c.rr%n].As16()
+			la := svc.LocalAddrs[c.rr%n]
 			c.rr++
+			if la.Is4() != rs4 {
+				continue
+			}
+			lip.Addr = la.As16()
 			if port, ok := a.Allocate(c, w.env.Conns, nc.In.Proto, nc.Real, lip, now); ok {
 				lip.Port = port
 				nc.Local = lip
