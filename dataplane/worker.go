@@ -118,11 +118,13 @@ type Env struct {
 	// connection starts where the state table takes NONE on that packet:
 	// ESTABLISHED on an ACK. Counted CntSloppy.
 	SloppyTCP bool
-	// SloppySCTP is sloppy_sctp (off by default): an SCTP packet
-	// whose first chunk is not an INIT and that matches no connection
-	// is scheduled too (sctp_conn_schedule), for the same reasons as
-	// SloppyTCP. Counted CntSloppy.
+	// SloppySCTP is sloppy_sctp. uvs forwards no SCTP yet, so it
+	// changes nothing today; it is kept so that the kernel's sysctl
+	// set is accepted whole.
 	SloppySCTP bool
+	// tunPMTU holds the path MTUs learnt for TUN real servers, shared by
+	// the workers of this Env (tunicmp.go); NewWorker creates it.
+	tunPMTU *pmtuTable
 }
 
 // BatchSize is how many frames a worker reads and writes at once.
@@ -170,6 +172,7 @@ type Worker struct {
 	b       batch
 	pq      neighQueue
 	ingress ingress
+	tunIDs  tunIdents // outer IPv4 IDs of tunnelled packets (tunicmp.go)
 	// Counters are this worker's counters.
 	Counters Counters
 }
@@ -203,6 +206,9 @@ func NewWorker(io PacketIO, env *Env) *Worker {
 	}
 	w.slab = make([]byte, segSlabSize)
 	w.tmpl = conntrack.NewSchedTemplates(env.Conns, env.Epoch)
+	if env.tunPMTU == nil { // the first worker of env, before any runs
+		env.tunPMTU = &pmtuTable{}
+	}
 	timeout := env.NeighTimeout
 	if timeout <= 0 {
 		timeout = DefaultNeighTimeout
@@ -485,11 +491,6 @@ func (w *Worker) classify(pc *pktCtx) action {
 			f.CsumPartial = true
 		}
 		return actTrack
-	case header.ProtoSCTP:
-		if !w.sctpClassify(pc) { // sctp.go
-			return actNone
-		}
-		return actTrack
 	case header.ProtoICMPv4, header.ProtoICMPv6:
 		if p.IPVersion == 6 && p.ICMPType == header.ICMPv6NeighborSolicit {
 			return actNDP
@@ -516,8 +517,7 @@ func (w *Worker) tracked(pc *pktCtx, key *conntrack.Key, found bool, c *conntrac
 	if found {
 		if c.Dir == conntrack.DirIn && p.Proto == header.ProtoTCP &&
 			p.TCPFlags&header.TCPFlagSYN != 0 && p.TCPFlags&header.TCPFlagACK == 0 &&
-			(c.OldState == conntrack.StateTimeWait || c.OldState == conntrack.StateClose) && !c.Controlled ||
-			sctpReuse(p, c) {
+			(c.OldState == conntrack.StateTimeWait || c.OldState == conntrack.StateClose) && !c.Controlled {
 			// conn_reuse_mode: a new SYN on a closing connection is scheduled afresh.
 			w.env.Conns.ExpireNow(c.Handle, pc.mono)
 			w.b.noteExpired(c.Handle)
@@ -552,9 +552,6 @@ func (w *Worker) tracked(pc *pktCtx, key *conntrack.Key, found bool, c *conntrac
 		// without SYN only with sloppy_tcp.
 		w.Counters.inc(CntNotSyn)
 		return
-	}
-	if p.Proto == header.ProtoSCTP && !w.sctpSchedules(p) {
-		return // sctp_conn_schedule: INIT only, unless sloppy_sctp
 	}
 	w.schedule(pc, key, svc, mark)
 }
@@ -635,9 +632,8 @@ func (w *Worker) create(pc *pktCtx, nc *conntrack.NewConn, svc *snapshot.Service
 	}
 	w.b.changed = true
 	w.Counters.inc(CntNewConn)
-	if pc.p.Proto == header.ProtoTCP && pc.p.TCPFlags&header.TCPFlagSYN == 0 ||
-		pc.p.Proto == header.ProtoSCTP && pc.p.TCPFlags != conntrack.SCTPEvInit {
-		w.Counters.inc(CntSloppy) // only sloppy_tcp / sloppy_sctp schedule these
+	if pc.p.Proto == header.ProtoTCP && pc.p.TCPFlags&header.TCPFlagSYN == 0 {
+		w.Counters.inc(CntSloppy) // only sloppy_tcp schedules these
 	}
 	svc.Stats.Conns.Add(1)
 	d.Stats.Conns.Add(1)

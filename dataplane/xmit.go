@@ -127,6 +127,9 @@ func (w *Worker) toLocal(pc *pktCtx, csum modes.Csum) {
 // its reversed tuple is a key of the connection, whose direction says
 // which side the error comes from.
 func (w *Worker) related(pc *pktCtx) {
+	if w.tunICMP(pc) { // about a tunnelled packet of the director's (tunicmp.go)
+		return
+	}
 	in := &pc.p.Inner
 	if in.Proto != header.ProtoTCP && in.Proto != header.ProtoUDP {
 		return

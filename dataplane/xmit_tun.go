@@ -8,8 +8,12 @@ import (
 )
 
 // tunXmit is the tunnelling (-i) transmitter: the packet is encapsulated
-// in IPIP, or GUE when the destination says so, towards the real server
-// (net/netfilter/ipvs/ip_vs_xmit.c, ip_vs_tunnel_xmit). A GSO super-frame
+// in IPIP, or GUE or GRE when the destination says so (--tun-type, with
+// --tun-csum), under an outer IPv4 header or, for an IPv6 real server, an
+// outer IPv6 one, towards the real server (net/netfilter/ipvs/ip_vs_xmit.c,
+// ip_vs_tunnel_xmit, ip_vs_tunnel_xmit_v6). The path MTU is the route's,
+// lowered by ICMP errors about the director's tunnelled packets
+// (tunicmp.go). A GSO super-frame
 // is cut into segments first (tunnelGSO, see offload.go). A real server
 // that is one of the director's addresses gets the packet unchanged, not
 // encapsulated, through the director's own stack (toLocal), as from
@@ -26,10 +30,21 @@ func (tunXmit) request(w *Worker, pc *pktCtx, c *conntrack.Conn) {
 		return
 	}
 	f, p := pc.f, pc.p
-	t := modes.Tunnel{Src: pc.hop.Src, Dst: header.AddrFrom16(c.Real.Addr), MTU: pc.hop.MTU}
-	if cfg := c.Dest.Config(); cfg.TunType == spec.TunGUE {
+	t := modes.Tunnel{Src: pc.hop.Src, Dst: header.AddrFrom16(c.Real.Addr), MTU: w.tunnelMTU(pc, &c.Real.Addr)}
+	cfg := c.Dest.Config()
+	switch cfg.TunType {
+	case spec.TunGUE:
 		t.GUEPort = cfg.TunPort
 		t.GUESrcPort = modes.FlowSourcePort(p)
+		t.Csum = cfg.TunCsum&spec.TunCsumOn != 0
+	case spec.TunGRE:
+		t.GRE = true
+		t.Csum = cfg.TunCsum&spec.TunCsumOn != 0
+	}
+	if !t.Outer6() && (p.Kind != header.KindIPv4 || !p.DF) {
+		// An outer IPv4 header without DF gets an identification
+		// (ip_select_ident → __ip_select_ident); with DF it is 0.
+		t.ID = w.tunIDs.next(&c.Real.Addr, header.ProtoIPIP)
 	}
 	if f.GSO.IsGSO() {
 		w.tunnelGSO(pc, &t)

@@ -7,10 +7,27 @@ import (
 )
 
 // IP protocol numbers of the encapsulations a director sends (ip_vs_xmit.c,
-// ip_vs_tunnel_xmit): IPIP carries an IPv4 packet, protocol 41 an IPv6 packet.
+// ip_vs_tunnel_xmit, ip_vs_tunnel_xmit_v6): IPIP carries an IPv4 packet,
+// protocol 41 an IPv6 packet, GRE either (--tun-type gre).
 const (
 	ProtoIPIP = 4
 	ProtoIPv6 = 41
+	ProtoGRE  = 47
+)
+
+// GRE header (RFC 2784, RFC 2890) as the kernel's gre_parse_header reads
+// it: C, K and S add a 4-byte field each, in that order; a packet with the
+// routing bit or a version other than 0 is refused.
+const (
+	greHeaderLen    = 4
+	greFlagCsum     = 0x8000
+	greFlagRouting  = 0x4000
+	greFlagKey      = 0x2000
+	greFlagSeq      = 0x1000
+	greVersionMask  = 0x0007
+	etherTypeIPv4   = 0x0800
+	etherTypeIPv6   = 0x86dd
+	greOptFieldSize = 4
 )
 
 // GUE (draft-ietf-intarea-gue) header layout. The first 32-bit word is
@@ -52,6 +69,11 @@ const (
 	ReasonECN                          // outer CE on a not-ECT inner packet (RFC 6040 §4.2: drop)
 	ReasonNotVIP                       // inner destination is not one of our VIPs
 	ReasonWrite                        // the TUN device refused the inner packet
+	ReasonGREShort                     // shorter than its GRE header
+	ReasonGREVersion                   // GRE version not 0, or the routing bit set
+	ReasonGREProto                     // GRE protocol neither IPv4 nor IPv6
+	ReasonGREChecksum                  // GRE checksum present and wrong
+	ReasonOuter6Proto                  // IPv6 outer next header neither 4, 41 nor 47
 	NumReasons                         // number of reasons, for counter arrays
 )
 
@@ -77,6 +99,11 @@ var reasonNames = [NumReasons]string{
 	ReasonECN:            "ecn",
 	ReasonNotVIP:         "not-vip",
 	ReasonWrite:          "write",
+	ReasonGREShort:       "gre-short",
+	ReasonGREVersion:     "gre-version",
+	ReasonGREProto:       "gre-proto",
+	ReasonGREChecksum:    "gre-checksum",
+	ReasonOuter6Proto:    "outer6-proto",
 }
 
 // String returns the reason's short kebab-case name.
@@ -87,9 +114,10 @@ func (r Reason) String() string {
 	return "unknown"
 }
 
-// DecapIPIP decapsulates a packet as a raw IPv4 socket for protocol 4 or 41
-// returns it: the outer IPv4 header followed by the inner IPv4 (protocol 4)
-// or IPv6 (protocol 41) packet. It returns the inner packet, a sub-slice of
+// DecapIPIP decapsulates a packet as a raw IPv4 socket for protocol 4, 41
+// or 47 returns it: the outer IPv4 header followed by the inner IPv4
+// (protocol 4) or IPv6 (protocol 41) packet, or by a GRE header and the
+// inner packet (protocol 47, DecapGRE). It returns the inner packet, a sub-slice of
 // pkt trimmed to the inner header's own length, and ReasonOK; or nil and the
 // reason the packet is unusable. Congestion Experienced in the outer header
 // is copied into the inner one in place (RFC 6040 normal mode, as the
@@ -112,16 +140,18 @@ func DecapIPIP(pkt []byte) ([]byte, Reason) {
 	if binary.BigEndian.Uint16(pkt[6:])&0x3fff != 0 {
 		return nil, ReasonOuterFragment
 	}
-	var want byte
+	var inner []byte
+	var r Reason
 	switch pkt[9] {
 	case ProtoIPIP:
-		want = 4
+		inner, r = validateInner(pkt[ihl:total], 4)
 	case ProtoIPv6:
-		want = 6
+		inner, r = validateInner(pkt[ihl:total], 6)
+	case ProtoGRE:
+		inner, r = DecapGRE(pkt[ihl:total])
 	default:
 		return nil, ReasonOuterProto
 	}
-	inner, r := validateInner(pkt[ihl:total], want)
 	if r != ReasonOK {
 		return nil, r
 	}
@@ -129,6 +159,57 @@ func DecapIPIP(pkt []byte) ([]byte, Reason) {
 		return nil, r
 	}
 	return inner, ReasonOK
+}
+
+// DecapGRE decapsulates a GRE packet (the payload of an outer IP header):
+// version 0 without routing, its optional checksum, key and sequence
+// fields skipped, the checksum verified when present (RFC 2784 §2.5),
+// protocol IPv4 or IPv6. It never allocates.
+func DecapGRE(b []byte) ([]byte, Reason) {
+	if len(b) < greHeaderLen {
+		return nil, ReasonGREShort
+	}
+	flags := binary.BigEndian.Uint16(b)
+	if flags&(greVersionMask|greFlagRouting) != 0 {
+		return nil, ReasonGREVersion
+	}
+	hl := greHeaderLen
+	for _, f := range [...]uint16{greFlagCsum, greFlagKey, greFlagSeq} {
+		if flags&f != 0 {
+			hl += greOptFieldSize
+		}
+	}
+	if len(b) < hl {
+		return nil, ReasonGREShort
+	}
+	if flags&greFlagCsum != 0 && header.Checksum(b, 0) != 0xffff {
+		return nil, ReasonGREChecksum
+	}
+	switch binary.BigEndian.Uint16(b[2:]) {
+	case etherTypeIPv4:
+		return validateInner(b[hl:], 4)
+	case etherTypeIPv6:
+		return validateInner(b[hl:], 6)
+	}
+	return nil, ReasonGREProto
+}
+
+// DecapIPv6Payload decapsulates what a raw IPv6 socket for protocol next
+// returns: the payload after the outer IPv6 header (which a raw IPv6
+// socket does not hand over), an inner IPv4 (4) or IPv6 (41) packet or a
+// GRE packet (47), as ip_vs_tunnel_xmit_v6 sends them. The outer traffic
+// class is not visible here, so no ECN is propagated. It never
+// allocates.
+func DecapIPv6Payload(next byte, payload []byte) ([]byte, Reason) {
+	switch next {
+	case ProtoIPIP:
+		return validateInner(payload, 4)
+	case ProtoIPv6:
+		return validateInner(payload, 6)
+	case ProtoGRE:
+		return DecapGRE(payload)
+	}
+	return nil, ReasonOuter6Proto
 }
 
 // DecapGUE decapsulates the payload of a UDP datagram received on the GUE

@@ -15,20 +15,33 @@ type Encap uint8
 
 // Encapsulations.
 const (
-	// EncapIPIP: whole IPv4 packets of protocol 4 or 41, as a raw socket
-	// returns them (outer header included).
+	// EncapIPIP: whole IPv4 packets of protocol 4, 41 or 47 (GRE), as a
+	// raw IPv4 socket returns them (outer header included).
 	EncapIPIP Encap = iota
-	// EncapGUE: UDP payloads received on the GUE port.
+	// EncapGUE: UDP payloads received on the GUE port (over IPv4 or
+	// IPv6).
 	EncapGUE
+	// EncapIPv6IPIP, EncapIPv6IPv6 and EncapIPv6GRE: payloads of IPv6
+	// packets of protocol 4, 41 and 47, as raw IPv6 sockets return them
+	// (outer header removed).
+	EncapIPv6IPIP
+	EncapIPv6IPv6
+	EncapIPv6GRE
 )
 
-// String returns "ipip" or "gue".
+// String returns the encapsulation's short name.
 func (e Encap) String() string {
 	switch e {
 	case EncapIPIP:
 		return "ipip"
 	case EncapGUE:
 		return "gue"
+	case EncapIPv6IPIP:
+		return "ipv6-ipip"
+	case EncapIPv6IPv6:
+		return "ipv6-ipv6"
+	case EncapIPv6GRE:
+		return "ipv6-gre"
 	}
 	return "unknown"
 }
@@ -98,9 +111,16 @@ func (d *Decapsulator) Counters() *Counters { return &d.counters }
 func (d *Decapsulator) Handle(kind Encap, pkt []byte) ([]byte, Reason) {
 	var inner []byte
 	var r Reason
-	if kind == EncapGUE {
+	switch kind {
+	case EncapGUE:
 		inner, r = DecapGUE(pkt)
-	} else {
+	case EncapIPv6IPIP:
+		inner, r = DecapIPv6Payload(ProtoIPIP, pkt)
+	case EncapIPv6IPv6:
+		inner, r = DecapIPv6Payload(ProtoIPv6, pkt)
+	case EncapIPv6GRE:
+		inner, r = DecapIPv6Payload(ProtoGRE, pkt)
+	default:
 		inner, r = DecapIPIP(pkt)
 	}
 	if r == ReasonOK && !d.isVIP(inner) {

@@ -219,10 +219,14 @@ type source struct {
 	r    io.ReadCloser
 }
 
-// openRaw opens a raw IPv4 socket for proto as a pollable *os.File.
-func openRaw(proto int) (*os.File, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, proto)
+// openRaw opens a raw socket of family (AF_INET or AF_INET6) for proto
+// as a pollable *os.File.
+func openRaw(family, proto int) (*os.File, error) {
+	fd, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, proto)
 	if err != nil {
+		if family == unix.AF_INET6 {
+			return nil, fmt.Errorf("raw IPv6 socket for protocol %d: %w", proto, err)
+		}
 		return nil, fmt.Errorf("raw socket for protocol %d: %w", proto, err)
 	}
 	// A large receive buffer absorbs bursts while the TUN write runs.
@@ -260,19 +264,46 @@ func setupDecap(sys Sysctls, o *Options) (*decapState, error) {
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fail(fmt.Errorf("TUN %s up: %w", tun.Name(), err))
 	}
-	for _, p := range []int{ProtoIPIP, ProtoIPv6} {
-		f, err := openRaw(p)
+	// IPIP, IPv6-in-IPv4 and GRE under an outer IPv4 header; the
+	// same three under an outer IPv6 header (ip_vs_tunnel_xmit_v6). The
+	// kernel reassembles fragmented outer packets before it hands them
+	// to a raw socket (ip_local_deliver → ip_defrag; ipv6_frag_rcv runs
+	// before rawv6_rcv), so each read is a whole tunnelled packet.
+	for _, p := range []int{ProtoIPIP, ProtoIPv6, ProtoGRE} {
+		f, err := openRaw(unix.AF_INET, p)
 		if err != nil {
 			return fail(err)
 		}
 		ds.sources = append(ds.sources, &source{kind: EncapIPIP, r: f})
 	}
+	for _, s := range []struct {
+		proto int
+		kind  Encap
+	}{{ProtoIPIP, EncapIPv6IPIP}, {ProtoIPv6, EncapIPv6IPv6}, {ProtoGRE, EncapIPv6GRE}} {
+		f, err := openRaw(unix.AF_INET6, s.proto)
+		if errors.Is(err, unix.EAFNOSUPPORT) {
+			break // IPv6 disabled: IPv4 outer headers only
+		}
+		if err != nil {
+			return fail(err)
+		}
+		ds.sources = append(ds.sources, &source{kind: s.kind, r: f})
+	}
 	if o.GUEPort != 0 {
-		c, err := net.ListenUDP("udp", &net.UDPAddr{Port: int(o.GUEPort)})
+		// A dual-stack socket: GUE over IPv4 and IPv6. The director
+		// sends a zero UDP checksum over IPv6 without --tun-csum (RFC
+		// 6935, udp6_set_csum), which an IPv6 UDP socket drops unless
+		// told otherwise.
+		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+			return c.Control(func(fd uintptr) {
+				_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_NO_CHECK6_RX, 1)
+			})
+		}}
+		pc, err := lc.ListenPacket(context.Background(), "udp", ":"+strconv.Itoa(int(o.GUEPort)))
 		if err != nil {
 			return fail(fmt.Errorf("GUE port %d: %w", o.GUEPort, err))
 		}
-		ds.sources = append(ds.sources, &source{kind: EncapGUE, r: c})
+		ds.sources = append(ds.sources, &source{kind: EncapGUE, r: pc.(*net.UDPConn)})
 	}
 	return ds, nil
 }
