@@ -118,9 +118,10 @@ type Env struct {
 	// connection starts where the state table takes NONE on that packet:
 	// ESTABLISHED on an ACK. Counted CntSloppy.
 	SloppyTCP bool
-	// SloppySCTP is sloppy_sctp. uvs forwards no SCTP yet, so it
-	// changes nothing today; it is kept so that the kernel's sysctl
-	// set is accepted whole.
+	// SloppySCTP is sloppy_sctp (off by default): an SCTP packet
+	// whose first chunk is not an INIT and that matches no connection
+	// is scheduled too (sctp_conn_schedule), for the same reasons as
+	// SloppyTCP. Counted CntSloppy.
 	SloppySCTP bool
 	// tunPMTU holds the path MTUs learnt for TUN real servers, shared by
 	// the workers of this Env (tunicmp.go); NewWorker creates it.
@@ -491,6 +492,11 @@ func (w *Worker) classify(pc *pktCtx) action {
 			f.CsumPartial = true
 		}
 		return actTrack
+	case header.ProtoSCTP:
+		if !w.sctpClassify(pc) { // sctp.go
+			return actNone
+		}
+		return actTrack
 	case header.ProtoICMPv4, header.ProtoICMPv6:
 		if p.IPVersion == 6 && p.ICMPType == header.ICMPv6NeighborSolicit {
 			return actNDP
@@ -517,7 +523,8 @@ func (w *Worker) tracked(pc *pktCtx, key *conntrack.Key, found bool, c *conntrac
 	if found {
 		if c.Dir == conntrack.DirIn && p.Proto == header.ProtoTCP &&
 			p.TCPFlags&header.TCPFlagSYN != 0 && p.TCPFlags&header.TCPFlagACK == 0 &&
-			(c.OldState == conntrack.StateTimeWait || c.OldState == conntrack.StateClose) && !c.Controlled {
+			(c.OldState == conntrack.StateTimeWait || c.OldState == conntrack.StateClose) && !c.Controlled ||
+			sctpReuse(p, c) {
 			// conn_reuse_mode: a new SYN on a closing connection is scheduled afresh.
 			w.env.Conns.ExpireNow(c.Handle, pc.mono)
 			w.b.noteExpired(c.Handle)
@@ -552,6 +559,9 @@ func (w *Worker) tracked(pc *pktCtx, key *conntrack.Key, found bool, c *conntrac
 		// without SYN only with sloppy_tcp.
 		w.Counters.inc(CntNotSyn)
 		return
+	}
+	if p.Proto == header.ProtoSCTP && !w.sctpSchedules(p) {
+		return // sctp_conn_schedule: INIT only, unless sloppy_sctp
 	}
 	w.schedule(pc, key, svc, mark)
 }
@@ -632,8 +642,9 @@ func (w *Worker) create(pc *pktCtx, nc *conntrack.NewConn, svc *snapshot.Service
 	}
 	w.b.changed = true
 	w.Counters.inc(CntNewConn)
-	if pc.p.Proto == header.ProtoTCP && pc.p.TCPFlags&header.TCPFlagSYN == 0 {
-		w.Counters.inc(CntSloppy) // only sloppy_tcp schedules these
+	if pc.p.Proto == header.ProtoTCP && pc.p.TCPFlags&header.TCPFlagSYN == 0 ||
+		pc.p.Proto == header.ProtoSCTP && pc.p.TCPFlags != conntrack.SCTPEvInit {
+		w.Counters.inc(CntSloppy) // only sloppy_tcp / sloppy_sctp schedule these
 	}
 	svc.Stats.Conns.Add(1)
 	d.Stats.Conns.Add(1)
