@@ -669,6 +669,9 @@ func (w *Worker) forward(pc *pktCtx, c *conntrack.Conn) {
 		}
 		return
 	}
+	if !w.replyFits(pc, c) { // ip_forward's MTU check (fragout.go)
+		return
+	}
 	if d != nil {
 		d.Stats.OutPkts.Add(1)
 		d.Stats.OutBytes.Add(uint64(pc.p.IPLen))

@@ -150,18 +150,21 @@ func (w *Worker) related(pc *pktCtx) {
 }
 
 // toHop sends a rewritten frame (r: the rewrite's result; csum: how it
-// treated the L4 checksum) to the next hop pc.hop.
+// treated the L4 checksum) to the next hop pc.hop, in fragments if it
+// exceeds the hop's MTU (output: IPVS transmits with ignore_df, the
+// transmitter having checked DF before the rewrite).
 func (w *Worker) toHop(pc *pktCtx, r modes.Result, csum modes.Csum) {
 	if !w.verdict(pc, r) {
 		return
 	}
 	w.sent(pc.f, csum)
-	h := &pc.hop
-	w.transmit(pc.f, &h.DstMAC, &h.SrcMAC, h.Ifindex)
+	w.output(pc, &pc.hop, true)
 }
 
-// toClient sends a rewritten frame to connection c's client, by the
-// interface the connection arrived on and the MAC it came from.
+// toClient sends a rewritten frame to connection c's client through its
+// next hop (clientHop), in fragments if it exceeds the MTU there and may
+// be fragmented (output; replyFits refused the DF ones before the
+// rewrite).
 func (w *Worker) toClient(pc *pktCtx, c *conntrack.Conn, r modes.Result, csum modes.Csum) {
 	if !w.verdict(pc, r) {
 		return
@@ -171,7 +174,7 @@ func (w *Worker) toClient(pc *pktCtx, c *conntrack.Conn, r modes.Result, csum mo
 	if !w.clientHop(pc, c, h) {
 		return
 	}
-	w.transmit(pc.f, &h.DstMAC, &h.SrcMAC, h.Ifindex)
+	w.output(pc, h, false)
 }
 
 // transmit addresses f to the link-layer destination dst from src, the one

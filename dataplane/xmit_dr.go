@@ -36,7 +36,7 @@ func (drXmit) request(w *Worker, pc *pktCtx, _ *conntrack.Conn) {
 		return
 	}
 	p, data := pc.p, pc.f.Data()
-	r := modes.CheckMTU(p, pc.hop.MTU, pc.f.GSO.Size)
+	r := w.checkMTU(pc, pc.hop.MTU)
 	if r.OK() {
 		if csum == modes.CsumPartial {
 			header.SetL4Checksum(data, p)

@@ -28,7 +28,7 @@ func (natXmit) request(w *Worker, pc *pktCtx, c *conntrack.Conn) {
 		return
 	}
 	p := pc.p
-	r := modes.CheckMTU(p, pc.hop.MTU, pc.f.GSO.Size)
+	r := w.checkMTU(pc, pc.hop.MTU)
 	if r.OK() {
 		r = modes.NATRequest(pc.f.Data(), p, addrPort(&c.Real), csum)
 	}

@@ -52,13 +52,31 @@ func verdict(v Verdict) Result { return Result{Verdict: v} }
 // error is TooBig; an IPv6 packet that exceeds it is always TooBig. For a
 // GSO super-frame (gsoSize, the payload per segment, non-zero) the size
 // checked is that of its largest segment, as skb_gso_validate_network_len
-// does: the super-frame itself may be up to 64 KB.
+// does: the super-frame itself may be up to 64 KB. A packet that exceeds
+// the MTU and is not TooBig is to be fragmented by the sender (Fragmenter).
 func CheckMTU(p *header.Parsed, mtu int, gsoSize uint16) Result {
+	return CheckMTUFrag(p, mtu, gsoSize, 0)
+}
+
+// CheckMTUFrag is CheckMTU for a datagram that may have been reassembled
+// from fragments: fragMax, when non-zero, is the size of the largest
+// fragment it arrived in (IPCB(skb)->frag_max_size, IP6CB for IPv6). Such
+// a datagram is fragmented again to no more than fragMax on its way out,
+// so what must fit the MTU is that fragment, not the datagram: it is
+// TooBig when fragMax exceeds the MTU and the packet may not be
+// fragmented by the director (IPv6, or IPv4 with DF), as
+// __mtu_check_toobig_v6 (net/netfilter/ipvs/ip_vs_xmit.c), ip_exceeds_mtu
+// (net/ipv4/ip_forward.c) and ip6_pkt_too_big (net/ipv6/ip6_output.c)
+// decide.
+func CheckMTUFrag(p *header.Parsed, mtu int, gsoSize uint16, fragMax int) Result {
 	if mtu <= 0 {
 		return verdict(OK)
 	}
 	size := p.IPLen
-	if gsoSize > 0 {
+	switch {
+	case fragMax > 0:
+		size = fragMax
+	case gsoSize > 0:
 		size = min(size, p.PayloadOff-p.L3Off+int(gsoSize))
 	}
 	if size <= mtu {
