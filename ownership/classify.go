@@ -44,8 +44,9 @@ func (v Verdict) String() string {
 // header; a frame with more is the kernel's.
 const MaxExtHeaders = 4
 
-// Classify returns the verdict for frame, an untagged Ethernet frame, as
-// the package documentation defines it. Every backend implements exactly
+// Classify returns the verdict for frame, an Ethernet frame as it is on the
+// wire (with its VLAN tag, if any), as the package documentation defines
+// it. Every backend implements exactly
 // this function (with the exceptions the documentation lists).
 func (s *Set) Classify(frame []byte) Verdict { return s.classify(frame, MaxExtHeaders) }
 
@@ -54,7 +55,18 @@ func (s *Set) classify(f []byte, maxExt int) Verdict {
 	if len(f) < header.EthernetMinSize {
 		return Kernel
 	}
-	switch binary.BigEndian.Uint16(f[header.EthernetTypeOff:]) {
+	et := binary.BigEndian.Uint16(f[header.EthernetTypeOff:])
+	if et == header.EtherTypeVLAN {
+		// One 802.1Q tag: the frame is classified by what it carries, as
+		// if untagged. f[4:] is such a frame (its MAC addresses shifted,
+		// which nothing reads).
+		if len(f) < header.EthernetVLANSize {
+			return Kernel
+		}
+		f = f[header.EthernetVLANSize-header.EthernetMinSize:]
+		et = binary.BigEndian.Uint16(f[header.EthernetTypeOff:])
+	}
+	switch et {
 	case header.EtherTypeARP:
 		return s.arp(f[header.EthernetMinSize:])
 	case header.EtherTypeIPv4:
@@ -96,11 +108,13 @@ func (s *Set) ipv4(b []byte) Verdict {
 	if hl < header.IPv4MinSize || tl < hl || tl > len(b) {
 		return Kernel
 	}
-	frag := binary.BigEndian.Uint16(b[header.IPv4FlagsFragOff:])&header.IPv4FragOffMask != 0
 	src, dst := addr4(b[header.IPv4SrcOff:]), addr4(b[header.IPv4DstOff:])
 	proto := b[header.IPv4ProtoOff]
+	if binary.BigEndian.Uint16(b[header.IPv4FlagsFragOff:])&(header.IPv4FlagMF|header.IPv4FragOffMask) != 0 {
+		return s.fragment(proto, header.ProtoICMPv4, src, dst)
+	}
 	if proto == header.ProtoICMPv4 {
-		if frag || len(b) < hl+header.ICMPv4MinSize {
+		if len(b) < hl+header.ICMPv4MinSize {
 			return Kernel
 		}
 		switch b[hl] {
@@ -109,7 +123,7 @@ func (s *Set) ipv4(b []byte) Verdict {
 		}
 		return Kernel
 	}
-	return s.l4(b[min(hl, len(b)):], proto, frag, src, dst)
+	return s.l4(b[min(hl, len(b)):], proto, false, src, dst)
 }
 
 // ipv6 classifies b, the IPv6 packet of a frame: the payload length must
@@ -122,9 +136,12 @@ func (s *Set) ipv6(b []byte, maxExt int) Verdict {
 		return Kernel
 	}
 	src, dst := addr16(b[header.IPv6SrcOff:]), addr16(b[header.IPv6DstOff:])
-	nh, off, frag, ok := walk6(b, maxExt)
+	nh, off, frag, fragmented, ok := walk6(b, maxExt)
 	if !ok {
 		return Kernel
+	}
+	if fragmented {
+		return s.fragment(nh, header.ProtoICMPv6, src, dst)
 	}
 	if nh == header.ProtoICMPv6 {
 		if frag || len(b) < off+header.ICMPv6MinSize {
@@ -145,45 +162,83 @@ func (s *Set) ipv6(b []byte, maxExt int) Verdict {
 	return s.l4(b[min(off, len(b)):], nh, frag, src, dst)
 }
 
-// walk6 returns the upper-layer protocol of b, its offset and whether the
-// packet is a non-first fragment; ok is false when the chain is truncated,
+// walk6 returns the upper-layer protocol of b, its offset, whether the
+// packet is a non-first fragment and whether it is a fragment at all: the
+// first fragment header has a fragment offset or the M flag (an atomic
+// fragment, with neither, is a whole packet: RFC 6946, as in
+// ipv6_frag_rcv); ok is false when the chain is truncated,
 // a non-first fragment is followed by another extension header, or more
 // than maxExt extension headers precede the protocol (maxExt < 0: no
 // limit). The offset may lie beyond b: the transport header may be missing.
-func walk6(b []byte, maxExt int) (nh uint8, off int, frag, ok bool) {
+func walk6(b []byte, maxExt int) (nh uint8, off int, frag, fragmented, ok bool) {
 	nh, off = b[header.IPv6NextHeaderOff], header.IPv6Size
+	seen := false // a fragment header was walked
 	for n := 0; ; n++ {
 		switch nh {
 		case header.ProtoHopByHop, header.ProtoDstOpts, header.ProtoRouting, header.ProtoFragment:
 		default:
 			// The protocol, or AH and "no next header", where
 			// ipv6_find_hdr stops too.
-			return nh, off, false, true
+			return nh, off, false, fragmented, true
 		}
 		if maxExt >= 0 && n == maxExt {
-			return 0, 0, false, false
+			return 0, 0, false, false, false
 		}
 		need := 2 // struct ipv6_opt_hdr
 		if nh == header.ProtoRouting || nh == header.ProtoFragment {
 			need = 4 // struct ipv6_rt_hdr; the fragment offset
 		}
 		if off+need > len(b) {
-			return 0, 0, false, false
+			return 0, 0, false, false, false
 		}
 		if nh == header.ProtoFragment {
 			next := b[off]
-			if binary.BigEndian.Uint16(b[off+header.IPv6FragOffOff:])&header.IPv6FragOffMask != 0 {
+			fo := binary.BigEndian.Uint16(b[off+header.IPv6FragOffOff:])
+			if !seen {
+				// nftables' exthdr expression finds the first one
+				// (ipv6_find_hdr with the fragment header as target).
+				seen, fragmented = true, fo&(header.IPv6FragOffMask|ipv6FragMore) != 0
+			}
+			if fo&header.IPv6FragOffMask != 0 {
 				switch next {
 				case header.ProtoHopByHop, header.ProtoDstOpts, header.ProtoRouting, header.ProtoFragment, header.ProtoAH:
-					return 0, 0, false, false
+					return 0, 0, false, false, false
 				}
-				return next, off, true, true
+				return next, off, true, fragmented, true
 			}
 			nh, off = next, off+header.IPv6FragSize
 			continue
 		}
 		nh, off = b[off], off+(int(b[off+1])+1)*8
 	}
+}
+
+// ipv6FragMore is the M flag of the IPv6 fragment header's offset field.
+const ipv6FragMore = 0x0001
+
+// fragment classifies a fragment (first or not) of protocol proto from src
+// to dst by what every fragment of the datagram carries: its addresses and
+// protocol. icmp is the family's ICMP protocol.
+func (s *Set) fragment(proto, icmp uint8, src, dst netip.Addr) Verdict {
+	if proto == icmp {
+		if has(s.VIPs, dst) {
+			return Director
+		}
+		return Kernel
+	}
+	if !IsL4(proto) {
+		return Kernel
+	}
+	p := spec.Proto(proto)
+	if hasAddrProto(s.Services, dst, p) || slices.ContainsFunc(s.LocalRanges, func(r PortRange) bool {
+		return sameProto(r.Proto, p) && sameAddr(r.Addr, dst)
+	}) {
+		return Director
+	}
+	if hasAddrProto(s.NATReplies, src, p) && !has(s.Local, dst) {
+		return Director
+	}
+	return Kernel
 }
 
 // l4 classifies a TCP, UDP or SCTP packet whose transport header starts b
@@ -204,7 +259,7 @@ func (s *Set) l4(b []byte, proto uint8, frag bool, src, dst netip.Addr) Verdict 
 	if hasEndpoint(s.Services, dst, p, dport) || inRange(s.LocalRanges, dst, p, dport) {
 		return Director
 	}
-	if hasEndpoint(s.NATReplies, src, p, sport) && !has(s.Local, dst) {
+	if natReply(s.NATReplies, src, p, sport) && !has(s.Local, dst) {
 		return Director
 	}
 	return Kernel
@@ -250,7 +305,7 @@ func (s *Set) icmpError(b []byte, dst netip.Addr, v6 bool) Verdict {
 	}
 	// About a NAT connection: the quoted packet went to a real server's
 	// NAT port (a NAT reply would come from there).
-	if hasEndpoint(s.NATReplies, idst, p, dport) && !has(s.Local, dst) {
+	if natReply(s.NATReplies, idst, p, dport) && !has(s.Local, dst) {
 		return Director
 	}
 	return Kernel
@@ -276,6 +331,17 @@ func hasEndpoint(es []Endpoint, a netip.Addr, p spec.Proto, port uint16) bool {
 	return slices.ContainsFunc(es, func(e Endpoint) bool {
 		return e.Port == port && sameProto(e.Proto, p) && sameAddr(e.Addr, a)
 	})
+}
+
+// hasAddrProto reports whether an entry of es is a and p, on any port.
+func hasAddrProto(es []Endpoint, a netip.Addr, p spec.Proto) bool {
+	return slices.ContainsFunc(es, func(e Endpoint) bool { return sameProto(e.Proto, p) && sameAddr(e.Addr, a) })
+}
+
+// natReply reports whether a, p and port are a NAT reply entry's: its port,
+// or any port for an entry of port 0.
+func natReply(es []Endpoint, a netip.Addr, p spec.Proto, port uint16) bool {
+	return hasEndpoint(es, a, p, port) || hasEndpoint(es, a, p, 0)
 }
 
 func inRange(rs []PortRange, a netip.Addr, p spec.Proto, port uint16) bool {

@@ -46,13 +46,14 @@ type Input struct {
 //   - Services: every non-fwmark service's (VIP, protocol, port), and for
 //     every firewall-mark service the (address, protocol, port) of each
 //     MARK rule target with its mark, port 0 when the rule names no port.
-//   - NATReplies: for each NAT (-m) real server of a non-fwmark service
-//     whose port and real-server port are both non-zero, (real server,
-//     protocol, real-server port); for firewall-mark services, for each NAT
-//     real server and each port a MARK rule names, (real server, rule
-//     protocol or TCP, port). Replies of port-0 NAT services can come from
-//     any port and are not owned: the kernel would forward them
-//     untranslated as well (use DR, TUN or FULLNAT there).
+//   - NATReplies: for each NAT (-m) real server of a non-fwmark service,
+//     (real server, protocol, real-server port) when the service's port
+//     and the real server's are both non-zero, (real server, protocol, 0:
+//     every source port) when the service's port is 0 (persistent port-0
+//     services: replies come from whatever port the client asked for); for
+//     firewall-mark services, for each NAT real server and each port a
+//     MARK rule names, (real server, rule protocol or TCP, port), and for a
+//     MARK rule that names no port (real server, rule protocol, 0).
 //   - LocalRanges: every pool address (--add-laddr) of every service and
 //     every route source, with the local port range, for TCP, UDP and SCTP.
 //   - VIPs: the non-fwmark services' addresses and the MARK rule targets.
@@ -68,7 +69,11 @@ func Compute(in Input) (*Set, error) {
 		s.VIPs = append(s.VIPs, k.Addr)
 		s.Services = append(s.Services, Endpoint{k.Addr, k.Proto, k.Port})
 		for _, d := range svc.Dests {
-			if d.Fwd == spec.FwdMasq && k.Port != 0 && d.Port != 0 {
+			switch {
+			case d.Fwd != spec.FwdMasq:
+			case k.Port == 0:
+				s.NATReplies = append(s.NATReplies, Endpoint{d.Addr, k.Proto, 0})
+			case d.Port != 0:
 				s.NATReplies = append(s.NATReplies, Endpoint{d.Addr, k.Proto, d.Port})
 			}
 		}
@@ -89,11 +94,8 @@ func Compute(in Input) (*Set, error) {
 			}
 			for _, port := range ports {
 				s.Services = append(s.Services, Endpoint{mt.Addr, mt.Proto, port})
-				if port == 0 {
-					continue
-				}
 				proto := mt.Proto
-				if proto == spec.ProtoIP {
+				if proto == spec.ProtoIP && port != 0 {
 					proto = spec.ProtoTCP
 				}
 				for _, d := range svc.Dests {

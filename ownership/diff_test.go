@@ -1,14 +1,17 @@
 package ownership_test
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 
 	"golang.org/x/net/bpf"
 
 	"github.com/uvs-lb/uvs/dataplane/afpacket"
+	"github.com/uvs-lb/uvs/header"
 	"github.com/uvs-lb/uvs/ownership"
 )
 
@@ -55,10 +58,16 @@ func diffFrames(t testing.TB) []diffFrame {
 }
 
 // cbpf is the exact filter of a Set in golang.org/x/net/bpf's VM. The VM
-// implements no ancillary load but the length: a frame given to it carries
-// its VLAN tag in its bytes, so the program's load of
-// SKF_AD_VLAN_TAG_PRESENT (the tag in skb metadata) becomes the constant 0.
-type cbpf struct{ vm *bpf.VM }
+// implements no ancillary load but the length, so the frame is given to it
+// as the kernel gives it to a packet socket's filter: an outer 802.1Q or
+// 802.1ad tag moved to skb metadata (skb_vlan_untag in
+// __netif_receive_skb_core, net/core/dev.c), and the program's loads of
+// SKF_AD_VLAN_TAG_PRESENT and SKF_AD_VLAN_TPID replaced by the constants
+// that metadata gives (one VM per tag protocol).
+type cbpf struct {
+	insns []bpf.Instruction
+	vms   map[uint32]*bpf.VM // by tag protocol, 0: untagged
+}
 
 func newCBPF(t testing.TB, s *ownership.Set) *cbpf {
 	t.Helper()
@@ -70,28 +79,71 @@ func newCBPF(t testing.TB, s *ownership.Set) *cbpf {
 	if !ok {
 		t.Fatal("the filter does not disassemble")
 	}
-	var vlan int
-	for i, in := range insns {
+	var present int
+	for _, in := range insns {
 		if e, ok := in.(bpf.LoadExtension); ok && e.Num == bpf.ExtVLANTagPresent {
-			insns[i] = bpf.LoadConstant{Dst: bpf.RegA, Val: 0}
-			vlan++
+			present++
 		}
 	}
-	if vlan != 1 {
-		t.Fatalf("%d loads of SKF_AD_VLAN_TAG_PRESENT, want 1", vlan)
+	if present != 1 {
+		t.Fatalf("%d loads of SKF_AD_VLAN_TAG_PRESENT, want 1", present)
+	}
+	t.Logf("classic BPF filter: %d instructions", len(raw))
+	c := &cbpf{insns: insns, vms: map[uint32]*bpf.VM{}}
+	for _, tpid := range []uint32{0, header.EtherTypeVLAN, header.EtherTypeQinQ} {
+		c.vm(t, tpid)
+	}
+	return c
+}
+
+// vm returns the VM for frames whose tag (in metadata) has protocol tpid,
+// 0 for untagged frames.
+func (c *cbpf) vm(t testing.TB, tpid uint32) *bpf.VM {
+	if vm := c.vms[tpid]; vm != nil {
+		return vm
+	}
+	insns := slices.Clone(c.insns)
+	for i, in := range insns {
+		e, ok := in.(bpf.LoadExtension)
+		if !ok {
+			continue
+		}
+		switch e.Num {
+		case bpf.ExtVLANTagPresent:
+			insns[i] = bpf.LoadConstant{Dst: bpf.RegA, Val: uint32(btoi(tpid != 0))}
+		case bpf.ExtVLANProto:
+			insns[i] = bpf.LoadConstant{Dst: bpf.RegA, Val: tpid}
+		case bpf.ExtVLANTag:
+			insns[i] = bpf.LoadConstant{Dst: bpf.RegA, Val: 42}
+		}
 	}
 	vm, err := bpf.NewVM(insns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("classic BPF filter: %d instructions", len(raw))
-	return &cbpf{vm}
+	c.vms[tpid] = vm
+	return vm
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // accepts reports whether the filter accepts frame (whole: a shorter snap
 // length would truncate it).
 func (c *cbpf) accepts(t testing.TB, frame []byte) bool {
-	n, err := c.vm.Run(frame)
+	var tpid uint32
+	if len(frame) >= header.EthernetVLANSize {
+		switch et := uint32(binary.BigEndian.Uint16(frame[header.EthernetTypeOff:])); et {
+		case header.EtherTypeVLAN, header.EtherTypeQinQ:
+			tpid = et
+			frame = slices.Concat(frame[:header.EthernetTypeOff], frame[header.EthernetVLANSize-2:])
+		}
+	}
+	n, err := c.vm(t, tpid).Run(frame)
 	if err != nil {
 		t.Fatalf("VM: %v", err)
 	}

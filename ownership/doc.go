@@ -29,10 +29,12 @@
 //   - TCP, UDP or SCTP to a service: the destination address, protocol and
 //     destination port are a Services entry, or the address and protocol
 //     are an entry with port 0 (every port). A port-0 entry also matches a
-//     non-first fragment, and a packet too short to hold its ports.
+//     packet too short to hold its ports.
 //   - A NAT reply: TCP, UDP or SCTP from a NATReplies entry (source
-//     address, protocol, source port), unless the destination is a Local
-//     address (a health check's reply, for example).
+//     address, protocol, source port; an entry of port 0, the real server
+//     of a port-0 NAT service, matches every source port), unless the
+//     destination is a Local address (a health check's reply, for
+//     example).
 //   - A FULLNAT reply: TCP, UDP or SCTP to a LocalRanges address with its
 //     protocol and the destination port within the range.
 //   - An ICMP error (IPv4 types 3, 4, 11, 12; ICMPv6 types 1 to 4) that is
@@ -40,27 +42,55 @@
 //     from the error's destination address, a LocalRanges address, with a
 //     source port in its range (a real server's error about a FULLNAT
 //     connection); or that quotes a packet sent to a NATReplies entry
-//     (destination address, protocol, destination port), unless the error
-//     is addressed to a Local address.
+//     (destination address, protocol, destination port, any for an entry
+//     of port 0), unless the error is addressed to a Local address.
+//   - A fragment, first or not (IPv4: the MF flag or a fragment offset;
+//     IPv6: the first fragment header has an offset or the M flag, an
+//     atomic fragment being a whole packet as for ipv6_frag_rcv), judged
+//     by what every fragment of the datagram carries, its addresses and
+//     protocol, so that all of them go the same way: TCP, UDP or SCTP to
+//     the address of a Services entry of that protocol (any port) or of a
+//     LocalRanges entry of that protocol (a FULLNAT local address, also
+//     when it is a Local address: a route source); TCP, UDP or SCTP from
+//     the address of a NATReplies entry of that protocol, unless to a
+//     Local address; ICMP or ICMPv6 to a VIP (a non-first fragment does
+//     not say whether it is an error). A fragmented ICMP error about a NAT
+//     or FULLNAT connection that is not addressed to a VIP stays the
+//     kernel's (errors quote at most 576 bytes, IPv6 1280: they are not
+//     fragmented on the way).
 //
+// # Fragments that turn out not to be uvsd's
+//
+// The worker reassembles the fragments it gets (package dataplane,
+// frag.go) and handles the datagram as one frame. A reassembled datagram
+// that the rules above, applied to the whole datagram, call Kernel (a UDP
+// datagram to a port of a VIP without a service, a fragmented reply to a
+// director address that is a FULLNAT route source from a port outside the
+// local range, an ICMP echo to a VIP) is the kernel's: the worker hands it
+// to the director's stack as LOCALNODE does (Env.LocalNode), which is what
+// the kernel would have received had the hooks let the fragments pass;
+// without a LocalNode it is dropped and counted.
 // A frame is Shared when it is an Ethernet/IPv4 ARP request or an IPv6
 // neighbour solicitation whose target is a Neighbours address. Every other
 // frame is Kernel.
 //
 // Parsing is that of nf_tables at netdev ingress, so that the nftables
-// rules can match exactly: the EtherType is read at offset 12 of an
-// untagged Ethernet frame (a frame that carried an 802.1Q or 802.1ad tag
-// is Kernel, even when the NIC or the kernel removed the tag before the
-// hook); an IPv4 header must have version 4, an IHL of at least 5 and a
+// rules can match exactly: the EtherType is read at offset 12 of the
+// Ethernet frame; a frame with one 802.1Q tag (EtherType 0x8100) is
+// classified by what it carries, the EtherType after the tag and the
+// packet after that, whatever its VLAN ID (the kernel and the NIC may
+// remove the tag before the hooks: the backends see it where it went); a
+// frame whose outer tag is 802.1ad (0x88a8), or with two tags, is Kernel;
+// an IPv4 header must have version 4, an IHL of at least 5 and a
 // total length that covers the header and fits in the frame; an IPv6
 // header must have version 6 and a payload length that fits in the frame,
 // and its transport header is found as ipv6_find_hdr finds it (AH and "no
 // next header" end the walk, a non-first fragment header ends it with the
 // fragment's next header), walking at most MaxExtHeaders (4) extension
 // headers. A packet is a non-first fragment when its fragment offset is
-// not zero; only port-0 services match those. An ICMP message must carry
-// its whole 8-byte header and not be a non-first fragment; the quoted
-// packet of an error must carry its IP header and its first four
+// not zero (after an atomic fragment header, such a packet matches only
+// port-0 services). An ICMP message that is not a fragment must carry its
+// whole 8-byte header; the quoted packet of an error must carry its IP header and its first four
 // transport bytes, and an IPv6 one the transport header right after its
 // fixed header. Addresses of an IPv6 packet are IPv6 addresses, also when
 // IPv4-mapped. Bytes past the end of the IP packet (Ethernet padding) are
@@ -74,9 +104,17 @@
 //     dropped by the rules although Classify, the BPF filter and the XDP
 //     program call it Kernel: such a frame reaches neither the kernel nor
 //     uvsd when the hooks are installed.
-//   - The XDP program runs before the kernel removes a VLAN tag, but a NIC
-//     with receive VLAN offload (rxvlan) hands it the frame already
-//     untagged: turn rxvlan off on interfaces carrying tagged traffic.
+//   - VLAN tags: the nftables rules see a tag the kernel moved to skb
+//     metadata (skb_vlan_untag, before the ingress hook) through meta
+//     protocol and the link-layer header with the tag put back; the classic
+//     BPF filter sees the frame untagged and the tag through the
+//     SKF_AD_VLAN_TAG_PRESENT and SKF_AD_VLAN_TPID ancillary loads; the XDP
+//     program sees the tag in the frame. A NIC with receive VLAN offload
+//     (rxvlan) hands XDP the frame already untagged, the tag in its
+//     receive descriptor, which the XDP program does not read: such a frame
+//     is classified as untagged (what it carries), which is the same
+//     verdict, but the AF_XDP socket then gets it without its tag: turn
+//     rxvlan off on interfaces carrying tagged traffic served with AF_XDP.
 //   - The XDP program keeps one local port range per address and protocol;
 //     a Set with two disjoint ranges for one address and protocol is
 //     refused.

@@ -102,6 +102,8 @@ type pkt struct {
 	l4       []byte  // transport header and payload
 	opts     int     // IPv4: option words (IHL 5+opts)
 	fragOff  uint16  // fragment offset in 8-byte units
+	mf       bool    // IPv4: the MF flag
+	lastFrag bool    // IPv6: the fragment header's M flag clear
 	frag6    bool    // IPv6: a fragment header right before l4
 	exts     []uint8 // IPv6: extension headers before the fragment header and l4
 	fix      func(ip []byte)
@@ -136,7 +138,11 @@ func (p pkt) ip() []byte {
 			switch t {
 			case header.ProtoFragment:
 				e = make([]byte, 8)
-				binary.BigEndian.PutUint16(e[2:], p.fragOff<<3|1)
+				m := uint16(1)
+				if p.lastFrag {
+					m = 0
+				}
+				binary.BigEndian.PutUint16(e[2:], p.fragOff<<3|m)
 				binary.BigEndian.PutUint32(e[4:], 0xabcd)
 			case header.ProtoAH:
 				e = make([]byte, 12)
@@ -161,7 +167,11 @@ func (p pkt) ip() []byte {
 		}
 		b[header.IPv4TTLOff] = 64
 		b[header.IPv4ProtoOff] = p.proto
-		binary.BigEndian.PutUint16(b[header.IPv4FlagsFragOff:], p.fragOff&header.IPv4FragOffMask)
+		ff := p.fragOff & header.IPv4FragOffMask
+		if p.mf {
+			ff |= header.IPv4FlagMF
+		}
+		binary.BigEndian.PutUint16(b[header.IPv4FlagsFragOff:], ff)
 		s, d := a(p.src).As4(), a(p.dst).As4()
 		copy(b[header.IPv4SrcOff:], s[:])
 		copy(b[header.IPv4DstOff:], d[:])

@@ -121,14 +121,16 @@ func (g *frameGen) headers(p *pkt) {
 			if g.chance(0.6) {
 				p.fragOff = uint16(1 + g.pick(200))
 			}
+			p.lastFrag = g.chance(0.3)
 		}
 		return
 	}
 	if g.chance(0.15) {
 		p.opts = g.pick(11)
 	}
-	if g.chance(0.1) {
+	if g.chance(0.15) {
 		p.fragOff = uint16(g.pick(3) * 50)
+		p.mf = g.chance(0.5)
 	}
 }
 
@@ -187,11 +189,28 @@ func (g *frameGen) frame() []byte {
 		p := g.flow(g.chance(0.5))
 		p.tpid = []uint16{header.EtherTypeVLAN, header.EtherTypeQinQ}[g.pick(2)]
 		f = p.frame()
+		return g.mutate(f)
 	default:
 		f = make([]byte, 14+g.pick(80))
 		for i := range f {
 			f[i] = byte(g.r.Uint32())
 		}
+		return g.mutate(f)
+	}
+	if g.chance(0.12) {
+		// Tagged: one 802.1Q tag (uvsd's when what it carries is), now
+		// and then an 802.1ad one or two tags (the kernel's).
+		tags := [][]byte{{0x81, 0, 0, byte(g.pick(8))}, {0x81, 0, 0x0f, 0xff}}
+		switch g.pick(6) {
+		case 0:
+			tags = append(tags, []byte{0x88, 0xa8, 0, 7})
+		case 1:
+			tags = append(tags, []byte{0x88, 0xa8, 0, 7, 0x81, 0, 0, 9})
+		case 2:
+			tags = append(tags, []byte{0x81, 0, 0, 7, 0x81, 0, 0, 9})
+		}
+		tag := tags[g.pick(len(tags))]
+		f = slices.Concat(f[:header.EthernetTypeOff], tag, f[header.EthernetTypeOff:])
 	}
 	return g.mutate(f)
 }

@@ -48,6 +48,9 @@ func TestCompute(t *testing.T) {
 		NATReplies: []ownership.Endpoint{
 			ep(rs4, tcp, 8080), ep(rs4, tcp, 8443), ep(rs4, udp, 5353), ep(rs4, sctp, 9000), ep(rs4b, tcp, 8000), ep(rs4b, tcp, 8001),
 			ep(rs6, tcp, 8080),
+			// Real servers of port-0 NAT services, and of a MARK
+			// target with no port: every source port.
+			ep(rs4, udp, 0), ep(rs4b, spec.ProtoIP, 0),
 		},
 		LocalRanges: []ownership.PortRange{
 			rng(lip4, tcp), rng(lip4, udp), rng(lip4, sctp),
@@ -115,7 +118,7 @@ func TestNormalize(t *testing.T) {
 	}{
 		{ownership.Set{VIPs: []netip.Addr{{}}}, "ownership: VIP #0: invalid address"},
 		{ownership.Set{Services: []ownership.Endpoint{{v4, 1, 80}}}, "ownership: service 10.0.0.1:80: unsupported protocol 1"},
-		{ownership.Set{NATReplies: []ownership.Endpoint{{v4, spec.ProtoTCP, 0}}}, "ownership: nat reply 10.0.0.1/TCP: port 0"},
+		{ownership.Set{NATReplies: []ownership.Endpoint{{v4, 1, 0}}}, "ownership: nat reply 10.0.0.1:0: unsupported protocol 1"},
 		{ownership.Set{LocalRanges: []ownership.PortRange{{v4, spec.ProtoTCP, 5, 3}}}, "ownership: local range 10.0.0.1: ports 5-3"},
 		{ownership.Set{LocalRanges: []ownership.PortRange{{Proto: spec.ProtoTCP}}}, "ownership: local range #0: invalid address"},
 		{ownership.Set{Local: []netip.Addr{v4, {}}}, "ownership: local address #1: invalid address"},

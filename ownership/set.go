@@ -33,7 +33,8 @@ type Set struct {
 	Services []Endpoint
 	// NATReplies are the real servers (address, protocol, port) of NAT
 	// services: frames from them are replies uvsd translates back, unless
-	// addressed to a director address. Port 0 is rejected.
+	// addressed to a director address. Port 0 means every source port
+	// (the real servers of a port-0 NAT service).
 	NATReplies []Endpoint
 	// LocalRanges are the FULLNAT local addresses with the ports uvsd
 	// allocates on them: frames to them are replies from real servers.
@@ -73,7 +74,7 @@ func IsL4(p uint8) bool {
 // duplicates, and overlapping or adjacent local ranges of one address and
 // protocol merged. Two Sets with the same meaning normalize to equal Sets.
 // It fails, naming the entry, on an invalid address, an unsupported
-// protocol, a NAT reply on port 0 or a range whose first port is above its
+// protocol or a range whose first port is above its
 // last. A nil s normalizes to an empty Set.
 func (s *Set) Normalize() (*Set, error) {
 	out := &Set{}
@@ -81,10 +82,10 @@ func (s *Set) Normalize() (*Set, error) {
 		return out, nil
 	}
 	var err error
-	if out.Services, err = normEndpoints("service", s.Services, false); err != nil {
+	if out.Services, err = normEndpoints("service", s.Services); err != nil {
 		return nil, err
 	}
-	if out.NATReplies, err = normEndpoints("nat reply", s.NATReplies, true); err != nil {
+	if out.NATReplies, err = normEndpoints("nat reply", s.NATReplies); err != nil {
 		return nil, err
 	}
 	if out.LocalRanges, err = normRanges(s.LocalRanges); err != nil {
@@ -142,16 +143,13 @@ func compareEndpoints(x, y Endpoint) int {
 	return cmp.Compare(x.Port, y.Port)
 }
 
-func normEndpoints(what string, in []Endpoint, needPort bool) ([]Endpoint, error) {
+func normEndpoints(what string, in []Endpoint) ([]Endpoint, error) {
 	out := make([]Endpoint, 0, len(in))
 	for i, e := range in {
 		if !e.Addr.IsValid() {
 			return nil, fmt.Errorf("ownership: %s #%d: invalid address", what, i)
 		}
 		a := canon(e.Addr)
-		if needPort && e.Port == 0 {
-			return nil, fmt.Errorf("ownership: %s %s/%s: port 0", what, a, e.Proto)
-		}
 		ps, err := Protos(e.Proto)
 		if err != nil {
 			return nil, fmt.Errorf("ownership: %s %s: %w", what, netip.AddrPortFrom(a, e.Port), err)

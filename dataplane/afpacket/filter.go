@@ -36,11 +36,14 @@ var ErrFilterTooLong = errors.New("afpacket: filter exceeds 4096 instructions")
 // when that takes more than 4096 instructions (FilterFor then falls back
 // to a coarser filter).
 //
-// A frame that carried a VLAN tag is rejected through the
-// SKF_AD_VLAN_TAG_PRESENT ancillary load: on receive the kernel moves the
-// tag into skb metadata before the packet taps run (skb_vlan_untag in
-// __netif_receive_skb_core, net/core/dev.c), so the filter sees such a
-// frame untagged. Loads past the end of a frame end the program with 0
+// On receive the kernel moves a frame's outer VLAN tag into skb metadata
+// before the packet taps run (skb_vlan_untag in __netif_receive_skb_core,
+// net/core/dev.c), so the filter sees every frame untagged: a frame that
+// carried one 802.1Q tag is classified by what it carries (ownership
+// classifies it so), one whose outer tag was 802.1ad is rejected, through
+// the SKF_AD_VLAN_TAG_PRESENT and SKF_AD_VLAN_TPID ancillary loads; a
+// second tag stays in the frame, whose EtherType is then 802.1Q and is
+// rejected too. Loads past the end of a frame end the program with 0
 // (reject), which is what ownership does with a frame too short for what
 // it would need next.
 func Filter(s *ownership.Set) ([]bpf.RawInstruction, error) {
@@ -125,6 +128,7 @@ func (g Group) SetOwnership(s *ownership.Set) error {
 const (
 	mProto   = iota // transport protocol (of the quoted packet in an ICMP error)
 	mFrag           // IPv6: 1 for a non-first fragment
+	mFragd          // IPv6: 1 for a fragment, 2 for an atomic fragment (the first fragment header decides)
 	mL4             // IPv6: offset of the transport header
 	mNext           // IPv6: next header during the extension-header walk
 	mSKey           // protocol and source port
@@ -144,6 +148,13 @@ type rule struct {
 }
 
 func (r *rule) key(port uint16) uint32 { return uint32(r.proto)<<16 | uint32(port) }
+
+// fragKey is the key of a fragment of protocol p, which carries no port
+// (or, the first, one that other fragments do not): every rule of the
+// protocol matches it. It is above every port's key.
+func fragKey(p spec.Proto) uint32 { return fragBit | uint32(p) }
+
+const fragBit = 1 << 24
 
 // group is the rules of one address.
 type group struct {
@@ -211,7 +222,12 @@ func families(s *ownership.Set) [2]family {
 	}
 	for _, e := range s.NATReplies {
 		r := nat.rule(e.Addr, e.Proto)
-		r.ports = append(r.ports, e.Port)
+		if e.Port == 0 {
+			// Every source port: the keys of the protocol.
+			r.ranges = append(r.ranges, [2]uint16{0, 0xffff})
+		} else {
+			r.ports = append(r.ports, e.Port)
+		}
 	}
 	var out [2]family
 	for i, v6 := range []bool{false, true} {
@@ -248,8 +264,12 @@ func (g *gen) program(s *ownership.Set) ([]bpf.Instruction, error) {
 	a := &g.a
 	g.reject, g.accept = a.label(), a.label()
 	arp, ip4, ip6 := a.label(), a.label(), a.label()
+	untagged := a.label()
 	a.op(bpf.LoadExtension{Num: bpf.ExtVLANTagPresent})
-	a.jmp(bpf.JumpNotEqual, 0, g.reject, next)
+	a.jmp(bpf.JumpEqual, 0, untagged, next)
+	a.op(bpf.LoadExtension{Num: bpf.ExtVLANProto})
+	a.jmp(bpf.JumpNotEqual, header.EtherTypeVLAN, g.reject, next)
+	a.place(untagged)
 	// The kernel refuses a program that may read a slot before writing
 	// it (check_load_and_stores in net/core/filter.c).
 	a.op(bpf.LoadConstant{Dst: bpf.RegA, Val: 0})
@@ -401,6 +421,11 @@ func (g *gen) dispatch(ld loader, gs []group, slot int, ok, fail label, check fu
 				a.jmp(bpf.JumpEqual, uint32(r.proto), to, next)
 				continue
 			}
+			if slot != mSKey {
+				// A fragment's key (see fragKey); never in mSKey when
+				// this dispatch runs.
+				a.jmp(bpf.JumpEqual, fragKey(r.proto), to, next)
+			}
 			for _, p := range r.ports {
 				a.jmp(bpf.JumpEqual, r.key(p), to, next)
 			}
@@ -520,20 +545,31 @@ func (g *gen) ipv4(f *family) {
 	zeroDone := a.label()
 	g.dispatch(dst, f.anyPort, mProto, g.accept, zeroDone, nil)
 	a.place(zeroDone)
+	// A fragment, first or not, by its addresses and protocol: fragment
+	// keys; otherwise the ports.
+	whole, keyed := a.label(), a.label()
 	a.op(bpf.LoadAbsolute{Off: ip + header.IPv4FlagsFragOff, Size: 2})
-	a.jmp(bpf.JumpBitsSet, header.IPv4FragOffMask, g.reject, next)
+	a.jmp(bpf.JumpBitsSet, ipv4Fragment, next, whole)
+	g.fragKeys()
+	a.ja(keyed)
+	a.place(whole)
 	g.keys(ip)
+	a.place(keyed)
 	toNAT := a.label()
 	g.dispatch(dst, f.dstPort, mDKey, g.accept, toNAT, nil)
 	a.place(toNAT)
 	g.toNAT(src, 1, mSKey, nat)
 
 	if len(f.vips) > 0 || f.icmp() {
-		// ICMP errors: not a non-first fragment, the whole 8-byte
-		// header, types 3, 4, 11 and 12 (with bit 3 cleared: 3 and 4).
+		// ICMP: a fragment addressed to a VIP; an error, with the
+		// whole 8-byte header, types 3, 4, 11 and 12 (with bit 3
+		// cleared: 3 and 4).
 		a.place(icmp)
+		whole := a.label()
 		a.op(bpf.LoadAbsolute{Off: ip + header.IPv4FlagsFragOff, Size: 2})
-		a.jmp(bpf.JumpBitsSet, header.IPv4FragOffMask, g.reject, next)
+		a.jmp(bpf.JumpBitsSet, ipv4Fragment, next, whole)
+		g.member(dst, f.vips, g.accept, g.reject)
+		a.place(whole)
 		a.op(
 			bpf.LoadIndirect{Off: ip + header.ICMPv4MinSize - 1, Size: 1},
 			bpf.LoadIndirect{Off: ip, Size: 1},
@@ -568,6 +604,26 @@ func (g *gen) ipv4(f *family) {
 	}
 	a.place(nat)
 	g.nat(f, dst)
+}
+
+// ipv4Fragment are the bits of the IPv4 flags and fragment offset field
+// set in a fragment: MF and the offset.
+const ipv4Fragment = header.IPv4FlagMF | header.IPv4FragOffMask
+
+// ipv6FragMore is the M flag of the IPv6 fragment header's offset field.
+const ipv6FragMore = 0x0001
+
+// fragKeys stores the fragment key of the protocol in mProto in mSKey and
+// mDKey: a TCP, UDP or SCTP fragment, first or not, is owned by what every
+// fragment carries, its addresses and protocol (to a service's or a local
+// range's address, from a NAT reply's), whatever the ports.
+func (g *gen) fragKeys() {
+	g.a.op(
+		bpf.LoadScratch{Dst: bpf.RegA, N: mProto},
+		bpf.ALUOpConstant{Op: bpf.ALUOpOr, Val: fragBit},
+		bpf.StoreScratch{Src: bpf.RegA, N: mSKey},
+		bpf.StoreScratch{Src: bpf.RegA, N: mDKey},
+	)
 }
 
 // icmpQuoted checks an ICMP error by its quoted packet (protocol in
@@ -632,6 +688,19 @@ func (g *gen) ipv6(f *family) {
 		)
 		a.ja(nx)
 		a.place(frag)
+		// The first fragment header says whether this is a fragment
+		// (mFragd 1) or a whole packet (2: an atomic fragment).
+		decided, isFrag, atomic := a.label(), a.label(), a.label()
+		a.op(bpf.LoadScratch{Dst: bpf.RegA, N: mFragd})
+		a.jmp(bpf.JumpNotEqual, 0, decided, next)
+		a.op(bpf.LoadIndirect{Off: header.IPv6FragOffOff, Size: 2})
+		a.jmp(bpf.JumpBitsSet, header.IPv6FragOffMask|ipv6FragMore, isFrag, atomic)
+		a.place(isFrag)
+		a.op(bpf.LoadConstant{Dst: bpf.RegA, Val: 1}, bpf.StoreScratch{Src: bpf.RegA, N: mFragd})
+		a.ja(decided)
+		a.place(atomic)
+		a.op(bpf.LoadConstant{Dst: bpf.RegA, Val: 2}, bpf.StoreScratch{Src: bpf.RegA, N: mFragd})
+		a.place(decided)
 		a.op(
 			bpf.LoadIndirect{Off: header.IPv6FragOffOff, Size: 2},
 			bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: header.IPv6FragOffMask},
@@ -671,19 +740,31 @@ func (g *gen) ipv6(f *family) {
 	zeroDone := a.label()
 	g.dispatch(dst, f.anyPort, mProto, g.accept, zeroDone, nil)
 	a.place(zeroDone)
+	whole, keyed := a.label(), a.label()
+	a.op(bpf.LoadScratch{Dst: bpf.RegA, N: mFragd})
+	a.jmp(bpf.JumpEqual, 1, next, whole)
+	g.fragKeys()
+	a.ja(keyed)
+	a.place(whole)
 	a.op(bpf.LoadScratch{Dst: bpf.RegA, N: mFrag})
 	a.jmp(bpf.JumpNotEqual, 0, g.reject, next)
 	a.op(bpf.LoadScratch{Dst: bpf.RegX, N: mL4})
 	g.keys(0)
+	a.place(keyed)
 	toNAT := a.label()
 	g.dispatch(dst, f.dstPort, mDKey, g.accept, toNAT, nil)
 	a.place(toNAT)
 	g.toNAT(src, 4, mSKey, nat)
 
 	if len(f.vips) > 0 || len(f.neigh) > 0 || f.icmp() {
-		// ICMPv6: not in a non-first fragment, the whole 8-byte header.
-		ns := a.label()
+		// ICMPv6: a fragment addressed to a VIP; otherwise the whole
+		// 8-byte header.
+		ns, whole := a.label(), a.label()
 		a.place(icmp)
+		a.op(bpf.LoadScratch{Dst: bpf.RegA, N: mFragd})
+		a.jmp(bpf.JumpEqual, 1, next, whole)
+		g.member(dst, f.vips, g.accept, g.reject)
+		a.place(whole)
 		a.op(bpf.LoadScratch{Dst: bpf.RegA, N: mFrag})
 		a.jmp(bpf.JumpNotEqual, 0, g.reject, next)
 		a.op(bpf.LoadIndirect{Off: header.ICMPv6MinSize - 1, Size: 1}, bpf.LoadIndirect{Off: 0, Size: 1})

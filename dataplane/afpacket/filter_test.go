@@ -148,6 +148,30 @@ func arpFor(t testing.TB, op uint16, target netip.Addr) []byte {
 
 func arp(t testing.TB) []byte { return arpFor(t, layers.ARPRequest, vip4) }
 
+// tag8021Q inserts an 802.1Q tag (VLAN 7) after the MAC addresses.
+func tag8021Q(f []byte) []byte {
+	return slices.Concat(f[:header.EthernetTypeOff], []byte{0x81, 0, 0, 7}, f[header.EthernetTypeOff:])
+}
+
+// qinq makes the outer tag of a tagged frame an 802.1ad one.
+func qinq(f []byte) []byte {
+	f = slices.Clone(f)
+	binary.BigEndian.PutUint16(f[header.EthernetTypeOff:], header.EtherTypeQinQ)
+	return f
+}
+
+// frag4 makes an IPv4 frame a fragment: the MF flag and the offset (in
+// 8-byte units).
+func frag4(f []byte, more bool, off uint16) []byte {
+	f = slices.Clone(f)
+	ff := off & header.IPv4FragOffMask
+	if more {
+		ff |= header.IPv4FlagMF
+	}
+	binary.BigEndian.PutUint16(f[header.EthernetMinSize+header.IPv4FlagsFragOff:], ff)
+	return f
+}
+
 func vlanUDP4(t testing.TB, dst netip.Addr) []byte {
 	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: cli4.AsSlice(), DstIP: dst.AsSlice()}
 	u := &layers.UDP{SrcPort: 1234, DstPort: 80}
@@ -156,37 +180,80 @@ func vlanUDP4(t testing.TB, dst netip.Addr) []byte {
 		&layers.Dot1Q{VLANIdentifier: 7, Type: layers.EthernetTypeIPv4}, ip, u)
 }
 
-// vm loads a filter into golang.org/x/net/bpf's VM. The VM implements no
-// ancillary load but the length; a frame given to it carries its VLAN tag
-// in its bytes, as the program sees none in skb metadata, so the load of
-// SKF_AD_VLAN_TAG_PRESENT is replaced by the constant 0.
-func vm(t testing.TB, raw []bpf.RawInstruction) *bpf.VM {
+// tagVM is a filter in golang.org/x/net/bpf's VM, fed frames as the
+// kernel feeds a packet socket's filter. The VM implements no ancillary
+// load but the length: an outer 802.1Q or 802.1ad tag of a frame is taken
+// out of its bytes, as skb_vlan_untag (net/core/dev.c) moves it to skb
+// metadata before the packet taps run, and the program's loads of
+// SKF_AD_VLAN_TAG_PRESENT, SKF_AD_VLAN_TPID and SKF_AD_VLAN_TAG are replaced
+// by the constants that metadata gives: one VM per tag protocol.
+type tagVM struct {
+	t     testing.TB
+	insns []bpf.Instruction
+	vms   map[uint32]*bpf.VM
+}
+
+// vm loads a filter into tagVMs.
+func vm(t testing.TB, raw []bpf.RawInstruction) *tagVM {
 	t.Helper()
 	insns, ok := bpf.Disassemble(raw)
 	if !ok {
 		t.Fatalf("filter does not disassemble")
 	}
-	for i, in := range insns {
-		if e, ok := in.(bpf.LoadExtension); ok && e.Num == bpf.ExtVLANTagPresent {
-			insns[i] = bpf.LoadConstant{Dst: bpf.RegA, Val: 0}
-		}
-	}
-	v, err := bpf.NewVM(insns)
-	if err != nil {
-		t.Fatalf("NewVM: %v", err)
+	v := &tagVM{t: t, insns: insns, vms: map[uint32]*bpf.VM{}}
+	for _, tpid := range []uint32{0, header.EtherTypeVLAN, header.EtherTypeQinQ} {
+		v.vm(tpid)
 	}
 	return v
 }
 
+func (v *tagVM) vm(tpid uint32) *bpf.VM {
+	if m := v.vms[tpid]; m != nil {
+		return m
+	}
+	insns := slices.Clone(v.insns)
+	for i, in := range insns {
+		if e, ok := in.(bpf.LoadExtension); ok {
+			switch e.Num {
+			case bpf.ExtVLANTagPresent:
+				insns[i] = bpf.LoadConstant{Dst: bpf.RegA, Val: min(tpid, 1)}
+			case bpf.ExtVLANProto:
+				insns[i] = bpf.LoadConstant{Dst: bpf.RegA, Val: tpid}
+			case bpf.ExtVLANTag:
+				insns[i] = bpf.LoadConstant{Dst: bpf.RegA, Val: 7}
+			}
+		}
+	}
+	m, err := bpf.NewVM(insns)
+	if err != nil {
+		v.t.Fatalf("NewVM: %v", err)
+	}
+	v.vms[tpid] = m
+	return m
+}
+
+// kernelView returns frame as a packet socket's filter sees it: without
+// its outer VLAN tag, whose protocol is tpid (0: untagged).
+func kernelView(frame []byte) (tpid uint32, f []byte) {
+	if len(frame) >= header.EthernetVLANSize {
+		switch et := uint32(binary.BigEndian.Uint16(frame[header.EthernetTypeOff:])); et {
+		case header.EtherTypeVLAN, header.EtherTypeQinQ:
+			return et, slices.Concat(frame[:header.EthernetTypeOff], frame[header.EthernetVLANSize-2:])
+		}
+	}
+	return 0, frame
+}
+
 // accepts runs frame through v, failing on a truncating snap length.
-func accepts(t testing.TB, v *bpf.VM, frame []byte) bool {
+func accepts(t testing.TB, v *tagVM, frame []byte) bool {
 	t.Helper()
-	n, err := v.Run(frame)
+	tpid, f := kernelView(frame)
+	n, err := v.vm(tpid).Run(f)
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if n > 0 && n < len(frame) {
-		t.Fatalf("accepted %d bytes of %d: frame truncated", n, len(frame))
+	if n > 0 && n < len(f) {
+		t.Fatalf("accepted %d bytes of %d: frame truncated", n, len(f))
 	}
 	return n > 0
 }
@@ -248,7 +315,19 @@ func filterCases(t testing.TB) []filterCase {
 		{"ARP reply", arpFor(t, layers.ARPReply, vip4), false},
 		{"NS for VIP", ns(t, vip6), true},
 		{"NS for another address", ns(t, other6), false},
-		{"802.1Q udp4 to VIP", vlanUDP4(t, vip4), false},
+		{"802.1Q udp4 to VIP:80 (a TCP VIP)", vlanUDP4(t, vip4), false},
+		{"802.1Q tcp4 to VIP:80", tag8021Q(l4(t, tcp, cli4, 1, vip4, 80)), true},
+		{"802.1Q tcp6 to VIP:80", tag8021Q(l4(t, tcp, cli6, 1, vip6, 80)), true},
+		{"802.1Q tcp4 to VIP:81", tag8021Q(l4(t, tcp, cli4, 1, vip4, 81)), false},
+		{"802.1ad tcp4 to VIP:80", qinq(tag8021Q(l4(t, tcp, cli4, 1, vip4, 80))), false},
+		{"802.1Q in 802.1Q tcp4 to VIP:80", tag8021Q(tag8021Q(l4(t, tcp, cli4, 1, vip4, 80))), false},
+		{"tcp4 first fragment to VIP:81 (a TCP VIP)", frag4(l4(t, tcp, cli4, 1, vip4, 81), true, 0), true},
+		{"tcp4 non-first fragment to VIP", frag4(l4(t, tcp, cli4, 1, vip4, 80), false, 10), true},
+		{"udp4 first fragment to VIP:80 (a TCP VIP)", frag4(udp4(t, cli4, vip4), true, 0), false},
+		{"udp4 first fragment to a client", frag4(udp4(t, cli4, cli4), true, 0), false},
+		{"udp4 non-first fragment to a local range", frag4(l4(t, udp, rs4, 53, local4, 1), false, 10), true},
+		{"tcp4 non-first fragment from RS", frag4(l4(t, tcp, rs4, 8080, netip.MustParseAddr("203.0.113.1"), 1), false, 10), true},
+		{"tcp4 non-first fragment from RS to a director address", frag4(l4(t, tcp, rs4, 8080, cli4, 1), false, 10), false},
 		{"short frame", []byte{1, 2, 3}, false},
 		{"truncated ipv4", udp4(t, cli4, vip4)[:20], false},
 	}
@@ -302,7 +381,7 @@ func TestFilterEmpty(t *testing.T) {
 func TestFilterFarJumps(t *testing.T) {
 	s := exactSet()
 	frames := filterCases(t)
-	check := func(v *bpf.VM, what string, cs []filterCase) {
+	check := func(v *tagVM, what string, cs []filterCase) {
 		t.Helper()
 		for _, c := range cs {
 			if got := accepts(t, v, c.frame); got != c.want {
@@ -318,7 +397,7 @@ func TestFilterFarJumps(t *testing.T) {
 		if i%10 == 0 {
 			s.NATReplies = append(s.NATReplies, ownership.Endpoint{Addr: a6, Proto: spec.ProtoUDP, Port: uint16(i + 1)})
 		}
-		if i == 100 || i == 300 || i == 500 {
+		if i == 100 || i == 300 || i == 450 {
 			raw, err := Filter(s)
 			if err != nil {
 				t.Fatalf("%d services: %v", i+1, err)
@@ -532,14 +611,14 @@ func TestAddressFilter(t *testing.T) {
 		{"icmp6 neighbour advertisement", icmp6(t, other6, cli6, 136), true, false},
 		{"icmp6 router solicitation", icmp6(t, other6, netip.MustParseAddr("ff02::2"), 133), false, false},
 		{"arp", arp(t), true, false},
-		{"802.1Q udp4 to VIP", vlanUDP4(t, vip4), false, false},
+		{"802.1Q udp4 to VIP", vlanUDP4(t, vip4), true, true},
 		{"short frame", []byte{1, 2, 3}, false, false},
 		{"truncated ipv4", udp4(t, cli4, vip4)[:20], false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, c := range []struct {
-				v    *bpf.VM
+				v    *tagVM
 				spec FilterSpec
 				want bool
 			}{{full, testSpec(), tt.want}, {bare, noARP, tt.bare}} {
@@ -595,6 +674,7 @@ func TestAddressFilterEmptyAndErrors(t *testing.T) {
 // refAddress is the reference the address filter is checked against: the
 // same rules written plainly in Go.
 func refAddress(spec FilterSpec, f []byte) bool {
+	_, f = kernelView(f) // the kernel's: see tagVM
 	if len(f) < 14 {
 		return false
 	}
@@ -667,7 +747,7 @@ func FuzzAddressFilter(f *testing.F) {
 		s.ARP, s.NDP = full, full
 		return s
 	}
-	progs := map[bool]*bpf.VM{}
+	progs := map[bool]*tagVM{}
 	for _, full := range []bool{true, false} {
 		raw, err := AddressFilter(specFor(full))
 		if err != nil {

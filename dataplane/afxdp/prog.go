@@ -38,6 +38,7 @@ const (
 	stPorts    = -48 // the L4 header's first word: source port, destination port
 	stFrag     = -44 // non-zero for a non-first fragment
 	stFlags    = -52 // flags of an ICMP error's destination
+	stFragd    = -56 // 1 for a fragment (first or not), classified by addresses and protocol
 	stProto    = stPortKey + 16
 	stKind     = stPortKey + 17
 	stKeyPort  = stPortKey + 18
@@ -223,11 +224,24 @@ func programInstructions() asm.Instructions {
 		asm.Mov.Reg(asm.R6, asm.R1),
 		asm.LoadMem(asm.R7, asm.R6, mdData, asm.Word),
 		asm.LoadMem(asm.R8, asm.R6, mdDataEnd, asm.Word),
-		// Ports and fragment flag start at zero.
+		// Ports and fragment flags start at zero.
 		asm.StoreImm(asm.R10, stPorts, 0, asm.Word),
 		asm.StoreImm(asm.R10, stFrag, 0, asm.Word),
+		asm.StoreImm(asm.R10, stFragd, 0, asm.Word),
 	)
 	b.need(asm.R7, ethLen)
+	// One 802.1Q tag: classify what it carries. R7 then points 4 bytes
+	// further, so that the untagged frame's offsets (EtherType at 12,
+	// network header at 14) read the inner EtherType and packet; nothing
+	// after reads the MAC addresses. A NIC with receive VLAN offload has
+	// removed the tag before XDP runs (see ownership's documentation).
+	b.emit(
+		asm.LoadMem(asm.R2, asm.R7, ethType, asm.Half),
+		asm.JNE.Imm(asm.R2, ne16(header.EtherTypeVLAN), "untagged"),
+	)
+	b.need(asm.R7, header.EthernetVLANSize)
+	b.emit(asm.Add.Imm(asm.R7, header.EthernetVLANSize-ethLen))
+	b.label("untagged")
 	b.emit(
 		asm.LoadMem(asm.R2, asm.R7, ethType, asm.Half),
 		asm.JEq.Imm(asm.R2, ne16(0x0800), "ipv4"),
@@ -294,10 +308,15 @@ func (b *builder) ipv4() {
 		asm.Mov.Reg(asm.R9, asm.R7),
 		asm.Add.Imm(asm.R9, ethLen),
 		asm.Add.Reg(asm.R9, asm.R2),
-		// Fragment offset: non-zero for all but the first fragment.
+		// A fragment: MF or a fragment offset.
 		asm.LoadMem(asm.R4, asm.R7, ipv4Frag, asm.Half),
-		asm.And.Imm(asm.R4, ne16(header.IPv4FragOffMask)),
+		asm.And.Imm(asm.R4, ne16(header.IPv4FlagMF|header.IPv4FragOffMask)),
 		asm.StoreMem(asm.R10, stFrag, asm.R4, asm.Word),
+		asm.JEq.Imm(asm.R4, 0, "whole4"),
+		asm.StoreImm(asm.R10, stFragd, 1, asm.Word),
+	)
+	b.label("whole4")
+	b.emit(
 		asm.LoadMem(asm.R5, asm.R7, ipv4Proto, asm.Byte),
 		asm.StoreMem(asm.R10, stProto, asm.R5, asm.Byte),
 		asm.JEq.Imm(asm.R5, protoICMP, "icmp4"),
@@ -305,7 +324,7 @@ func (b *builder) ipv4() {
 	b.l4(false)
 
 	b.label("icmp4")
-	b.emit(asm.JNE.Imm(asm.R4, 0, "pass"))
+	b.emit(asm.JNE.Imm(asm.R4, 0, "icmpfrag4"))
 	b.need(asm.R9, icmpHdrLen)
 	b.emit(
 		asm.LoadMem(asm.R2, asm.R9, 0, asm.Byte),
@@ -316,6 +335,22 @@ func (b *builder) ipv4() {
 	)
 	b.label("icmperr4")
 	b.icmpError(false)
+
+	b.label("icmpfrag4")
+	b.icmpFragment(false)
+}
+
+// icmpFragment emits the check of an ICMP fragment: it is uvsd's when
+// addressed to a VIP.
+func (b *builder) icmpFragment(v6 bool) {
+	dstOff := int16(ipv4Dst)
+	if v6 {
+		dstOff = ipv6Dst
+	}
+	b.addr(v6, stAddrKey, asm.R7, dstOff)
+	b.lookup(mapAddrs, stAddrKey, "pass")
+	b.flagTest(v6, flagVIP, "redirect")
+	b.emit(asm.Ja.Label("pass"))
 }
 
 // ipv6 emits the IPv6 section, labelled "ipv6": the payload length must
@@ -339,11 +374,15 @@ func (b *builder) ipv6() {
 		asm.Mov.Reg(asm.R9, asm.R7),
 		asm.Add.Imm(asm.R9, ethLen+ipv6Len),
 		asm.Mov.Imm(asm.R4, 0),
+		asm.Mov.Imm(asm.R3, 0),
 	)
 	// Walk up to maxExtHdrs extension headers; R5 is the next header, R4
-	// is set for a non-first fragment, whose header ends the walk.
+	// is set for a non-first fragment, whose header ends the walk; R3 is
+	// what the first fragment header says: 1 a fragment (an offset or the
+	// M flag), 2 a whole packet (an atomic fragment), 0 no such header.
 	for range maxExtHdrs {
 		ext, rt, frag, nonFirst, next := b.fresh("ext"), b.fresh("rt"), b.fresh("frag"), b.fresh("nonfirst"), b.fresh("next")
+		isFrag, decided := b.fresh("isfrag"), b.fresh("decided")
 		b.emit(
 			asm.JEq.Imm(asm.R5, extHopByHop, ext),
 			asm.JEq.Imm(asm.R5, extDestOpts, ext),
@@ -369,6 +408,15 @@ func (b *builder) ipv6() {
 		b.emit(
 			asm.LoadMem(asm.R5, asm.R9, 0, asm.Byte),
 			asm.LoadMem(asm.R2, asm.R9, header.IPv6FragOffOff, asm.Half),
+			asm.JNE.Imm(asm.R3, 0, decided),
+			asm.Mov.Imm(asm.R3, 2),
+			asm.JSet.Imm(asm.R2, ne16(header.IPv6FragOffMask|ipv6FragMore), isFrag),
+			asm.Ja.Label(decided),
+		)
+		b.label(isFrag)
+		b.emit(asm.Mov.Imm(asm.R3, 1))
+		b.label(decided)
+		b.emit(
 			asm.And.Imm(asm.R2, ne16(header.IPv6FragOffMask)),
 			asm.JNE.Imm(asm.R2, 0, nonFirst),
 			asm.Add.Imm(asm.R9, header.IPv6FragSize),
@@ -390,6 +438,11 @@ func (b *builder) ipv6() {
 	)
 	b.label("exts_done")
 	b.emit(
+		asm.JNE.Imm(asm.R3, 1, "whole6"),
+		asm.StoreImm(asm.R10, stFragd, 1, asm.Word),
+	)
+	b.label("whole6")
+	b.emit(
 		asm.StoreMem(asm.R10, stFrag, asm.R4, asm.Word),
 		asm.StoreMem(asm.R10, stProto, asm.R5, asm.Byte),
 		asm.JEq.Imm(asm.R5, protoICMPv6, "icmp6"),
@@ -397,7 +450,10 @@ func (b *builder) ipv6() {
 	b.l4(true)
 
 	b.label("icmp6")
-	b.emit(asm.JNE.Imm(asm.R4, 0, "pass"))
+	b.emit(
+		asm.JEq.Imm(asm.R3, 1, "icmpfrag6"),
+		asm.JNE.Imm(asm.R4, 0, "pass"),
+	)
 	b.need(asm.R9, icmpHdrLen)
 	b.emit(
 		asm.LoadMem(asm.R2, asm.R9, 0, asm.Byte),
@@ -414,6 +470,9 @@ func (b *builder) ipv6() {
 	b.lookup(mapAddrs, stAddrKey, "pass")
 	b.flagTest(true, flagNeigh, "redirect")
 	b.emit(asm.Ja.Label("pass"))
+
+	b.label("icmpfrag6")
+	b.icmpFragment(true)
 }
 
 // l4 emits the TCP/UDP/SCTP lookups. On entry R5 holds the protocol (also
@@ -425,7 +484,12 @@ func (b *builder) l4(v6 bool) {
 		srcOff, dstOff = ipv6Src, ipv6Dst
 	}
 	withPort, notRange, natReply := b.fresh("withport"), b.fresh("notrange"), b.fresh("natreply")
+	natAny, natOK, frag, fragNAT := b.fresh("natany"), b.fresh("natok"), b.fresh("frag"), b.fresh("fragnat")
 	b.l4Proto(asm.R5)
+	b.emit(
+		asm.LoadMem(asm.R2, asm.R10, stFragd, asm.Word),
+		asm.JNE.Imm(asm.R2, 0, frag),
+	)
 	// A service on every port: any fragment, the ports need not be there.
 	b.addr(v6, stPortKey, asm.R7, dstOff)
 	b.kind(v6, kindService)
@@ -463,7 +527,34 @@ func (b *builder) l4(v6 bool) {
 		asm.LoadMem(asm.R2, asm.R10, stSrcPort, asm.Half),
 		asm.StoreMem(asm.R10, stKeyPort, asm.R2, asm.Half),
 	)
+	b.lookup(mapPorts, stPortKey, natAny)
+	b.emit(asm.Ja.Label(natOK))
+	// Or from any port of a real server of a port-0 NAT service.
+	b.label(natAny)
+	b.emit(asm.StoreImm(asm.R10, stKeyPort, 0, asm.Half))
 	b.lookup(mapPorts, stPortKey, "pass")
+	b.label(natOK)
+	b.notLocal(v6, dstOff)
+
+	// A fragment, first or not: to a service's or a local range's
+	// address with its protocol, or from a NAT real server's address
+	// with its protocol and not to a director address.
+	b.label(frag)
+	b.addr(v6, stPortKey, asm.R7, dstOff)
+	b.kind(v6, kindFragDst)
+	b.emit(asm.StoreImm(asm.R10, stKeyPort, 0, asm.Half))
+	b.lookup(mapPorts, stPortKey, fragNAT)
+	b.emit(asm.Ja.Label("redirect"))
+	b.label(fragNAT)
+	b.addr(v6, stPortKey, asm.R7, srcOff)
+	b.kind(v6, kindFragSrc)
+	b.lookup(mapPorts, stPortKey, "pass")
+	b.notLocal(v6, dstOff)
+}
+
+// notLocal redirects the frame unless its destination (at dstOff) is a
+// director address.
+func (b *builder) notLocal(v6 bool, dstOff int16) {
 	b.addr(v6, stAddrKey, asm.R7, dstOff)
 	b.lookup(mapAddrs, stAddrKey, "redirect")
 	b.flagTest(v6, flagLocal, "pass")
@@ -587,6 +678,15 @@ func (b *builder) icmpError(v6 bool) {
 		asm.LoadMem(asm.R2, asm.R10, stDstPort, asm.Half),
 		asm.StoreMem(asm.R10, stKeyPort, asm.R2, asm.Half),
 	)
+	natAny := b.fresh("icmpnatany")
+	b.lookup(mapPorts, stPortKey, natAny)
+	b.emit(asm.Ja.Label("redirect"))
+	// Or to any port of a real server of a port-0 NAT service.
+	b.label(natAny)
+	b.emit(asm.StoreImm(asm.R10, stKeyPort, 0, asm.Half))
 	b.lookup(mapPorts, stPortKey, "pass")
 	b.emit(asm.Ja.Label("redirect"))
 }
+
+// ipv6FragMore is the M flag of the IPv6 fragment header's offset field.
+const ipv6FragMore = 0x0001

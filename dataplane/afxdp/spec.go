@@ -22,8 +22,10 @@ const (
 // flagShift6).
 const (
 	kindService    = 1 // destination address, protocol, destination port (0: any)
-	kindNATReply   = 2 // source address, protocol, source port
+	kindNATReply   = 2 // source address, protocol, source port (0: any)
 	kindLocalRange = 3 // destination address, protocol, port 0; value: first | last<<16
+	kindFragDst    = 4 // destination address, protocol, port 0: of a service or a local range (fragments)
+	kindFragSrc    = 5 // source address, protocol, port 0: of a NAT reply (fragments)
 	kindV6         = 0x10
 )
 
@@ -98,6 +100,11 @@ func compile(s *ownership.Set) (tables, error) {
 		for _, e := range l.es {
 			k, _, v6 := keyOf(e.Addr)
 			t.ports[makePortKey(k, uint8(e.Proto), l.kind|v6, e.Port)] = 1
+			frag := uint8(kindFragDst)
+			if l.kind == kindNATReply {
+				frag = kindFragSrc
+			}
+			t.ports[makePortKey(k, uint8(e.Proto), frag|v6, 0)] = 1
 		}
 	}
 	for i, r := range n.LocalRanges {
@@ -108,6 +115,7 @@ func compile(s *ownership.Set) (tables, error) {
 		}
 		k, _, v6 := keyOf(r.Addr)
 		t.ports[makePortKey(k, uint8(r.Proto), kindLocalRange|v6, 0)] = uint32(r.First) | uint32(r.Last)<<16
+		t.ports[makePortKey(k, uint8(r.Proto), kindFragDst|v6, 0)] = 1
 	}
 	return t, nil
 }

@@ -15,7 +15,7 @@ func TestCompile(t *testing.T) {
 	a6 := netip.MustParseAddr("fd00::1%eth0")
 	s := &ownership.Set{
 		Services:   []ownership.Endpoint{{Addr: a4, Port: 80}, {Addr: mapped, Proto: spec.ProtoTCP}},
-		NATReplies: []ownership.Endpoint{{Addr: a6, Proto: spec.ProtoUDP, Port: 53}},
+		NATReplies: []ownership.Endpoint{{Addr: a6, Proto: spec.ProtoUDP, Port: 53}, {Addr: a6, Proto: spec.ProtoTCP}},
 		LocalRanges: []ownership.PortRange{
 			{Addr: a4, Proto: spec.ProtoTCP, First: 100, Last: 199}, {Addr: a4, Proto: spec.ProtoTCP, First: 200, Last: 300},
 			{Addr: a4, Proto: spec.ProtoTCP, First: 150, Last: 160},
@@ -47,6 +47,16 @@ func TestCompile(t *testing.T) {
 		makePortKey(k4b, 6, kindService, 0):          1,
 		makePortKey(k6, 17, kindNATReply|kindV6, 53): 1,
 		makePortKey(k4, 6, kindLocalRange, 0):        100 | 300<<16,
+		// Every source port of a real server of a port-0 NAT service.
+		makePortKey(k6, 6, kindNATReply|kindV6, 0): 1,
+		// Fragments: by destination (services, local ranges) and by
+		// source (NAT replies), with the protocol.
+		makePortKey(k4, 6, kindFragDst, 0):         1,
+		makePortKey(k4, 17, kindFragDst, 0):        1,
+		makePortKey(k4, 132, kindFragDst, 0):       1,
+		makePortKey(k4b, 6, kindFragDst, 0):        1,
+		makePortKey(k6, 17, kindFragSrc|kindV6, 0): 1,
+		makePortKey(k6, 6, kindFragSrc|kindV6, 0):  1,
 	}
 	if len(tb.ports) != len(wantPorts) {
 		t.Fatalf("ports %v, want %v", tb.ports, wantPorts)
@@ -69,7 +79,7 @@ func TestCompileErrors(t *testing.T) {
 	}{
 		{ownership.Set{VIPs: []netip.Addr{{}}}, "afxdp: ownership: VIP #0: invalid address"},
 		{ownership.Set{Services: []ownership.Endpoint{{Addr: a, Proto: 1, Port: 80}}}, "service 10.0.0.1:80: unsupported protocol 1"},
-		{ownership.Set{NATReplies: []ownership.Endpoint{{Addr: a, Proto: spec.ProtoTCP}}}, "nat reply 10.0.0.1/TCP: port 0"},
+		{ownership.Set{NATReplies: []ownership.Endpoint{{Addr: a, Proto: 1}}}, "nat reply 10.0.0.1:0: unsupported protocol 1"},
 		{ownership.Set{LocalRanges: []ownership.PortRange{{Addr: a, Proto: spec.ProtoTCP, First: 9, Last: 3}}}, "local range 10.0.0.1: ports 9-3"},
 		{ownership.Set{LocalRanges: []ownership.PortRange{{Addr: a, Proto: spec.ProtoTCP, First: 1, Last: 3}, {Addr: a, Proto: spec.ProtoTCP, First: 5, Last: 9}}},
 			"local range 10.0.0.1/TCP: disjoint port ranges 1-3 and 5-9"},

@@ -27,8 +27,8 @@ func TestCompileRejectsBadSpecs(t *testing.T) {
 			"interface d0: ownership: service #0: invalid address"},
 		{"bad proto", Interface{Name: "d0", Owned: &ownership.Set{Services: []ownership.Endpoint{{Addr: a, Proto: 1, Port: 1}}}},
 			"interface d0: ownership: service 198.18.0.1:1: unsupported protocol 1"},
-		{"nat port 0", Interface{Name: "d0", Owned: &ownership.Set{NATReplies: []ownership.Endpoint{{Addr: a, Proto: spec.ProtoTCP}}}},
-			"interface d0: ownership: nat reply 198.18.0.1/TCP: port 0"},
+		{"nat bad proto", Interface{Name: "d0", Owned: &ownership.Set{NATReplies: []ownership.Endpoint{{Addr: a, Proto: 1}}}},
+			"interface d0: ownership: nat reply 198.18.0.1:0: unsupported protocol 1"},
 		{"reversed range", Interface{Name: "d0", Owned: &ownership.Set{LocalRanges: []ownership.PortRange{{Addr: a, Proto: spec.ProtoTCP, First: 9, Last: 8}}}},
 			"interface d0: ownership: local range 198.18.0.1: ports 9-8"},
 	} {
@@ -56,7 +56,7 @@ func TestCompileElements(t *testing.T) {
 			{Addr: mapped, Proto: spec.ProtoTCP, Port: 80}, // same VIP once unmapped
 			{Addr: v6, Proto: spec.ProtoIP, Port: 0},
 		},
-		NATReplies: []ownership.Endpoint{{Addr: rs, Proto: spec.ProtoUDP, Port: 53}},
+		NATReplies: []ownership.Endpoint{{Addr: rs, Proto: spec.ProtoUDP, Port: 53}, {Addr: rs, Proto: spec.ProtoTCP, Port: 0}},
 		LocalRanges: []ownership.PortRange{
 			{Addr: v4, Proto: spec.ProtoTCP, First: 100, Last: 200},
 			{Addr: v4, Proto: spec.ProtoTCP, First: 150, Last: 300},
@@ -86,21 +86,30 @@ func TestCompileElements(t *testing.T) {
 			{Key: []byte{198, 18, 0, 10, 6, 0, 0, 0, 0, 100, 0, 0}, End: []byte{198, 18, 0, 10, 6, 0, 0, 0, 1, 54, 0, 0}},
 			{Key: []byte{198, 18, 0, 10, 6, 0, 0, 0, 1, 144, 0, 0}, End: []byte{198, 18, 0, 10, 6, 0, 0, 0, 1, 244, 0, 0}},
 		},
+		// NAT replies from every port: the real servers of port-0 NAT
+		// services.
+		"naa4_d0": {{Key: []byte{198, 18, 0, 20, 6, 0, 0, 0}}},
+		// Fragments: by destination (services, local ranges) and by
+		// source (NAT replies) with the protocol, once each.
+		"fds4_d0": {{Key: slices.Concat(ip, tcp)}},
+		"fsr4_d0": {{Key: []byte{198, 18, 0, 20, 6, 0, 0, 0}}, {Key: []byte{198, 18, 0, 20, 17, 0, 0, 0}}},
 		"fic4_d0": {
 			{Key: slices.Concat(ip, ip, tcp, []byte{0, 100, 0, 0}), End: slices.Concat(ip, ip, tcp, []byte{1, 54, 0, 0})},
 			{Key: slices.Concat(ip, ip, tcp, []byte{1, 144, 0, 0}), End: slices.Concat(ip, ip, tcp, []byte{1, 244, 0, 0})},
 		},
 	}
-	any6 := got["any6_d0"]
-	if len(any6) != 3 {
-		t.Fatalf("any6: %d elements, want TCP, UDP and SCTP", len(any6))
-	}
-	for i, pr := range []byte{6, 17, 132} {
-		if !bytes.Equal(any6[i].Key, append(v6.AsSlice(), pr, 0, 0, 0)) {
-			t.Errorf("any6[%d] = %x", i, any6[i].Key)
+	for _, name := range []string{"any6_d0", "fds6_d0"} {
+		any6 := got[name]
+		if len(any6) != 3 {
+			t.Fatalf("%s: %d elements, want TCP, UDP and SCTP", name, len(any6))
 		}
+		for i, pr := range []byte{6, 17, 132} {
+			if !bytes.Equal(any6[i].Key, append(v6.AsSlice(), pr, 0, 0, 0)) {
+				t.Errorf("%s[%d] = %x", name, i, any6[i].Key)
+			}
+		}
+		delete(got, name)
 	}
-	delete(got, "any6_d0")
 	if len(got) != len(want) {
 		t.Errorf("sets with elements: %v", got)
 	}

@@ -284,10 +284,13 @@ const (
 	kVIP        // destination: VIPs (ICMP errors)
 	kLoc        // destination: director addresses
 	kFIC        // destination . quoted source . protocol . port range: ICMP errors about FULLNAT connections
+	kNAA        // source . protocol: NAT replies from every port (port-0 NAT services)
+	kFDS        // destination . protocol: services and local ranges, for fragments
+	kFSR        // source . protocol: NAT replies, for fragments
 	numKinds
 )
 
-var kindNames = [numKinds]string{"any", "svc", "lip", "nat", "vip", "loc", "fic"}
+var kindNames = [numKinds]string{"any", "svc", "lip", "nat", "vip", "loc", "fic", "naa", "fds", "fsr"}
 
 // family describes where IPv4 and IPv6 keep what the rules load.
 type family struct {
@@ -334,6 +337,12 @@ func famOf(a netip.Addr) int {
 		return 0
 	}
 	return 1
+}
+
+// addrProto is an address and a protocol: a fragment set's key.
+type addrProto struct {
+	Addr  netip.Addr
+	Proto spec.Proto
 }
 
 // Key fields as nftables lays concatenations out: each field padded to a
@@ -402,6 +411,24 @@ func (h *Hooks) compile(s Spec) (*plan, error) {
 			f := famOf(a)
 			elems[f][kind] = append(elems[f][kind], nftables.SetElement{Key: first, KeyEnd: last})
 		}
+		// What every fragment of a datagram carries: addresses and
+		// protocol (nftables' concatenations do not deduplicate: the
+		// keys are collected first).
+		fragKeys := [numKinds]map[addrProto]bool{kFDS: {}, kFSR: {}}
+		for _, e := range o.Services {
+			fragKeys[kFDS][addrProto{e.Addr, e.Proto}] = true
+		}
+		for _, r := range o.LocalRanges {
+			fragKeys[kFDS][addrProto{r.Addr, r.Proto}] = true
+		}
+		for _, e := range o.NATReplies {
+			fragKeys[kFSR][addrProto{e.Addr, e.Proto}] = true
+		}
+		for _, kind := range []int{kFDS, kFSR} {
+			for k := range fragKeys[kind] {
+				add(k.Addr, kind, protoField(k.Proto))
+			}
+		}
 		for _, e := range o.Services {
 			if e.Port == 0 {
 				add(e.Addr, kAny, protoField(e.Proto))
@@ -410,7 +437,11 @@ func (h *Hooks) compile(s Spec) (*plan, error) {
 			}
 		}
 		for _, e := range o.NATReplies {
-			add(e.Addr, kNAT, protoField(e.Proto), portField(e.Port))
+			if e.Port == 0 {
+				add(e.Addr, kNAA, protoField(e.Proto))
+			} else {
+				add(e.Addr, kNAT, protoField(e.Proto), portField(e.Port))
+			}
 		}
 		for _, r := range o.LocalRanges {
 			a := r.Addr.AsSlice()
@@ -433,7 +464,7 @@ func (h *Hooks) compile(s Spec) (*plan, error) {
 				switch kind {
 				case kSvc, kNAT, kLIP:
 					kt = nftables.MustConcatSetType(fam.addrType, nftables.TypeInetProto, nftables.TypeInetService)
-				case kAny:
+				case kAny, kNAA, kFDS, kFSR:
 					kt = nftables.MustConcatSetType(fam.addrType, nftables.TypeInetProto)
 				case kFIC:
 					kt = nftables.MustConcatSetType(fam.addrType, fam.addrType, nftables.TypeInetProto, nftables.TypeInetService)
@@ -504,15 +535,48 @@ func cat(parts ...[]expr.Any) []expr.Any { return slices.Concat(parts...) }
 
 var drop = []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}}
 
-// is loads the EtherType from the link-layer header (with a VLAN tag the
-// kernel moved to skb metadata put back: nft_payload_copy_vlan in
-// net/netfilter/nft_payload.c) and compares it with the family's.
+// is matches the family's frames, untagged or with one 802.1Q tag. The
+// kernel has moved the outer tag of a tagged frame to skb metadata before
+// the hook (skb_vlan_untag in __netif_receive_skb_core) and set
+// skb->protocol to the EtherType after it: meta protocol is the family's
+// for an untagged frame and for a frame whose one tag was removed. The
+// EtherType at offset 12 of the link-layer header, read with the removed
+// tag put back (nft_payload_copy_vlan in net/netfilter/nft_payload.c), is
+// then the family's, 802.1Q or 802.1ad: the last is the kernel's (QinQ
+// stays so too: its skb->protocol is the inner tag's).
 func (r *ruler) is() []expr.Any {
 	return []expr.Any{
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseLLHeader, Offset: header.EthernetTypeOff, Len: 2},
+		&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.BigEndian.AppendUint16(nil, r.f.ethertype)},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseLLHeader, Offset: header.EthernetTypeOff, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binary.BigEndian.AppendUint16(nil, header.EtherTypeQinQ)},
 	}
 }
+
+// fragment matches a fragment, first or not: for IPv4 the MF flag or a
+// fragment offset; for IPv6 the first fragment header (ipv6_find_hdr
+// finds it for the exthdr expression) with an offset or the M flag, an
+// atomic fragment being a whole packet (ipv6_frag_rcv).
+func (r *ruler) fragment() []expr.Any {
+	reg := r.f.scratchReg
+	if r.f.quotedVersion == 4 {
+		return []expr.Any{
+			&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: header.IPv4FlagsFragOff, Len: 2},
+			&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 2,
+				Mask: binary.BigEndian.AppendUint16(nil, header.IPv4FlagMF|header.IPv4FragOffMask), Xor: []byte{0, 0}},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg, Data: []byte{0, 0}},
+		}
+	}
+	return []expr.Any{
+		&expr.Exthdr{Op: expr.ExthdrOpIpv6, Type: header.ProtoFragment, Offset: header.IPv6FragOffOff, Len: 2, DestRegister: reg},
+		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 2,
+			Mask: binary.BigEndian.AppendUint16(nil, header.IPv6FragOffMask|ipv6FragMore), Xor: []byte{0, 0}},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg, Data: []byte{0, 0}},
+	}
+}
+
+// ipv6FragMore is the M flag of the IPv6 fragment header's offset field.
+const ipv6FragMore = 0x0001
 
 func (r *ruler) addr(reg, off uint32) expr.Any {
 	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: r.f.addrLen}
@@ -543,10 +607,24 @@ func (r *ruler) ports() expr.Any { return th(r.f.scratchReg, 1, 3) }
 func (r *ruler) base(icmpChain string) [][]expr.Any {
 	f := r.f
 	return [][]expr.Any{
+		// Fragments, by their addresses and protocol; those not
+		// uvsd's go on to the kernel, whatever the rules below say.
+		cat(r.is(), r.fragment(), []expr.Any{r.addr(1, f.daddrOff), r.l4(), r.lookup(kFDS, false)}, drop),
+		cat(r.is(), r.fragment(), []expr.Any{r.addr(1, f.saddrOff), r.l4(), r.lookup(kFSR, false),
+			r.addr(1, f.daddrOff), r.lookup(kLoc, true)}, drop),
+		cat(r.is(), r.fragment(), []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{f.icmpProto}},
+			r.addr(1, f.daddrOff), r.lookup(kVIP, false),
+		}, drop),
+		cat(r.is(), r.fragment(), []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}),
+
 		cat(r.is(), []expr.Any{r.addr(1, f.daddrOff), r.l4(), r.lookup(kAny, false)}, drop),
 		cat(r.is(), []expr.Any{r.addr(1, f.daddrOff), r.l4(), r.ports(), th(f.portReg, header.L4DstPortOff, 2), r.lookup(kSvc, false)}, drop),
 		cat(r.is(), []expr.Any{r.addr(1, f.daddrOff), r.l4(), r.ports(), th(f.portReg, header.L4DstPortOff, 2), r.lookup(kLIP, false)}, drop),
 		cat(r.is(), []expr.Any{r.addr(1, f.saddrOff), r.l4(), r.ports(), th(f.portReg, header.L4SrcPortOff, 2), r.lookup(kNAT, false),
+			r.addr(1, f.daddrOff), r.lookup(kLoc, true)}, drop),
+		cat(r.is(), []expr.Any{r.addr(1, f.saddrOff), r.l4(), r.ports(), r.lookup(kNAA, false),
 			r.addr(1, f.daddrOff), r.lookup(kLoc, true)}, drop),
 		// An ICMP error with its whole 8-byte header (the load of 8
 		// bytes fails on a shorter one) in a first fragment.
@@ -618,6 +696,16 @@ func (r *ruler) icmp() [][]expr.Any {
 			th(f.protoReg, q+protoOff, 1),
 			th(f.portReg, q+l+header.L4DstPortOff, 2),
 			r.lookup(kNAT, false),
+		}, drop))
+	}
+	// Or to a real server of a port-0 NAT service, on any port (loaded:
+	// the quote must hold it).
+	for _, l := range lens {
+		out = append(out, cat(quoted(f.quotedVersion, byte(l/4)), []expr.Any{
+			th(1, q+dstOff, f.addrLen),
+			th(f.protoReg, q+protoOff, 1),
+			th(f.scratchReg, q+l+header.L4DstPortOff, 2),
+			r.lookup(kNAA, false),
 		}, drop))
 	}
 	return out

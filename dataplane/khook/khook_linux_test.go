@@ -451,10 +451,11 @@ func TestIfindexAndNFTListing(t *testing.T) {
 	if chain.Name != "in_d0" || chain.Hook != "ingress" || chain.Prio != DefaultPriority {
 		t.Fatalf("chain %+v", chain)
 	}
-	// Per family 5 rules in the base chain; ICMP errors: for IPv4 a VIP
-	// rule, 11 FULLNAT rules (one per quoted header length), a return and
-	// 11 NAT rules, for IPv6 one of each.
-	if want := 5*2 + 1 + 11 + 1 + 11 + 4; rules != want {
+	// Per family 10 rules in the base chain (4 for fragments, 6 for
+	// whole packets); ICMP errors: for IPv4 a VIP rule, 11 FULLNAT rules
+	// (one per quoted header length), a return, 11 NAT rules and 11 NAT
+	// rules for every port, for IPv6 one of each.
+	if want := 10*2 + 1 + 11 + 1 + 11 + 11 + 5; rules != want {
 		t.Fatalf("%d rules, want %d", rules, want)
 	}
 	text := run(t, "ip", "netns", "exec", tp.dir.name, "nft", "list", "table", "netdev", TableName)
