@@ -2,7 +2,11 @@ package director
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
+	"os/exec"
+	"slices"
 
 	"go.uber.org/zap"
 
@@ -20,23 +24,44 @@ type markTarget struct {
 	ports []uint16
 }
 
-// refreshMarks re-reads the namespace's mangle PREROUTING rules (iptables
-// and ip6tables) and, when they changed, compiles a new classifier. uvsd
-// sees frames before netfilter, so it evaluates the MARK rules itself.
-// It reports whether anything changed.
+// refreshMarks re-reads the namespace's prerouting rules — iptables and
+// ip6tables mangle PREROUTING (iptables-save) and the native nftables base
+// chains hooked at prerouting (netlink) — and, when they changed, compiles
+// a new classifier. uvsd sees frames before netfilter, so it evaluates the
+// MARK rules itself. It reports whether anything changed.
 func (d *Director) refreshMarks(ctx context.Context) bool {
 	if !d.hasFWMark() {
 		return false
 	}
+	var errs []error
 	t, err := fwmark.Read(ctx, fwmark.ExecRunner)
-	if err != nil {
-		if d.markErr == "" || d.markErr != err.Error() {
-			d.log.Warn("reading the mangle table for firewall-mark services", zap.Error(err))
-			d.markErr = err.Error()
-		}
-		return false
+	if errors.Is(err, exec.ErrNotFound) {
+		// An nft-only host: its rules are read below.
+		errs = append(errs, err)
+		t, err = fwmark.Tables{}, nil
 	}
-	d.markErr = ""
+	if err != nil {
+		errs = append(errs, err)
+	}
+	n, nerr := fwmark.ReadNft(nil)
+	if errors.Is(nerr, fwmark.ErrNftUnsupported) {
+		n, nerr = nil, nil
+	}
+	if nerr != nil {
+		errs = append(errs, nerr)
+	}
+	if msg := errors.Join(errs...); msg != nil {
+		if d.markErr != msg.Error() {
+			d.log.Warn("reading the prerouting rules for firewall-mark services", zap.Error(msg))
+			d.markErr = msg.Error()
+		}
+		if err != nil || nerr != nil {
+			return false
+		}
+	} else {
+		d.markErr = ""
+	}
+	t.Nft = n.Key()
 	if t == d.markTables && d.marks.Load() != nil {
 		return false
 	}
@@ -44,27 +69,32 @@ func (d *Director) refreshMarks(ctx context.Context) bool {
 	for _, ifc := range d.host.Load().Ifaces {
 		ifaces[ifc.Name] = ifc.Index
 	}
-	c, unsupported, err := fwmark.Parse(t, ifaces)
+	ipt4, u4, err := fwmark.ParseFamily(t.IPv4, false)
 	if err != nil {
-		d.log.Error("parsing the mangle table", zap.Error(err))
+		d.log.Error("parsing the mangle table", zap.String("family", "ipv4"), zap.Error(err))
 		return false
 	}
+	ipt6, u6, err := fwmark.ParseFamily(t.IPv6, true)
+	if err != nil {
+		d.log.Error("parsing the mangle table", zap.String("family", "ipv6"), zap.Error(err))
+		return false
+	}
+	m := fwmark.Merge(ipt4, ipt6, t, n)
+	c := fwmark.Compile(m.V4, m.V6, ifaces)
+	unsupported := slices.Concat(u4, u6, m.Unsupported)
 	for _, u := range unsupported {
-		d.log.Warn("mangle rule uvsd cannot evaluate (ignored: frames it would mark get no mark)",
+		d.log.Warn("prerouting rule uvsd cannot evaluate (ignored: frames it would mark get no mark)",
 			zap.String("rule", u.String()))
 	}
-	v4, _, _ := fwmark.ParseFamily(t.IPv4, false)
-	v6, _, _ := fwmark.ParseFamily(t.IPv6, true)
 	var targets []markTarget
-	for _, r := range append(v4, v6...) {
-		if r.Verdict != fwmark.VerdictMark || !r.Dst.IsValid() || r.DstNeg || !r.Dst.IsSingleIP() {
-			if r.Verdict == fwmark.VerdictMark {
-				d.log.Warn("MARK rule without a single destination address: uvsd's packet filter cannot select its traffic",
-					zap.String("rule", r.Text))
-			}
+	for _, r := range slices.Concat(m.Marks4, m.Marks6) {
+		addrs := markAddrs(r)
+		if len(addrs) == 0 {
+			d.log.Warn("MARK rule without a single destination address: uvsd's packet filter cannot select its traffic",
+				zap.String("rule", markRuleText(r)))
 			continue
 		}
-		mt := markTarget{mark: r.Value, addr: r.Dst.Addr()}
+		mt := markTarget{mark: r.Value}
 		if r.HasProto && !r.ProtoNeg {
 			mt.proto = spec.Proto(r.Proto)
 		}
@@ -80,7 +110,10 @@ func (d *Director) refreshMarks(ctx context.Context) bool {
 				}
 			}
 		}
-		targets = append(targets, mt)
+		for _, a := range addrs {
+			mt.addr = a
+			targets = append(targets, mt)
+		}
 	}
 	d.markTables = t
 	d.markTargets.Store(&targets)
@@ -90,6 +123,34 @@ func (d *Director) refreshMarks(ctx context.Context) bool {
 	}
 	d.log.Info("firewall-mark rules loaded", zap.Int("rules", len(targets)), zap.Int("unsupported", len(unsupported)))
 	return true
+}
+
+// maxMarkPrefixAddrs bounds the addresses taken from one MARK rule's
+// destination prefix (an nft rule may name its VIPs as a range).
+const maxMarkPrefixAddrs = 256
+
+// markAddrs returns the destination addresses of a MARK rule: its
+// destination host, or every address of a small destination prefix.
+func markAddrs(r fwmark.Rule) []netip.Addr {
+	if r.Verdict != fwmark.VerdictMark || !r.Dst.IsValid() || r.DstNeg || r.DstMask.IsValid() {
+		return nil
+	}
+	p := r.Dst.Masked()
+	if host := p.Addr().BitLen() - p.Bits(); host > 8 || (host > 0 && 1<<host > maxMarkPrefixAddrs) {
+		return nil
+	}
+	var out []netip.Addr
+	for a := p.Addr(); a.IsValid() && p.Contains(a); a = a.Next() {
+		out = append(out, a)
+	}
+	return out
+}
+
+func markRuleText(r fwmark.Rule) string {
+	if r.Text != "" {
+		return r.Text
+	}
+	return fmt.Sprintf("%+v", r)
 }
 
 func (d *Director) hasFWMark() bool {

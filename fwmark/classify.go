@@ -52,6 +52,7 @@ type compiled struct {
 	ports    []PortMatch
 	value    uint32
 	mask     uint32
+	next     int // VerdictGoto target, always > the rule's own index
 }
 
 // Classifier evaluates compiled mangle PREROUTING rules. It is immutable and
@@ -73,6 +74,10 @@ func compileFamily(rules []Rule, ifaces map[string]int) []compiled {
 	for i := range rules {
 		r := &rules[i]
 		c := compiled{verdict: r.Verdict, value: r.Value, mask: r.Mask}
+		if r.Verdict == VerdictGoto {
+			// Only forward branches: evaluation always ends.
+			c.next = min(max(r.Next, i+1), len(rules))
+		}
 		if r.Src.IsValid() {
 			c.flags |= fSrc
 			c.src = makeAddrMatch(r.Src, r.SrcMask, r.SrcNeg)
@@ -146,8 +151,9 @@ func (c *Classifier) Len() (v4, v6 int) {
 
 // Mark returns the mark the packet would carry after mangle PREROUTING,
 // starting from mark 0 and evaluating the rules in order: MARK rules update
-// the mark and continue, ACCEPT and RETURN stop. A nil Classifier returns 0.
-// It does not allocate.
+// the mark and continue, ACCEPT and RETURN stop, GOTO continues at a later
+// rule (Merge's lists use it for nft verdicts and chain boundaries). A nil
+// Classifier returns 0. It does not allocate.
 func (c *Classifier) Mark(p *Packet) uint32 {
 	if c == nil {
 		return 0
@@ -157,7 +163,7 @@ func (c *Classifier) Mark(p *Packet) uint32 {
 		rules = c.v6
 	}
 	var mark uint32
-	for i := range rules {
+	for i := 0; i < len(rules); i++ {
 		r := &rules[i]
 		if !r.matches(p, mark) {
 			continue
@@ -167,6 +173,8 @@ func (c *Classifier) Mark(p *Packet) uint32 {
 			mark = (mark &^ r.mask) ^ r.value
 		case VerdictAccept, VerdictReturn:
 			return mark
+		case VerdictGoto:
+			i = r.next - 1
 		}
 	}
 	return mark

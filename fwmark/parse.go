@@ -10,8 +10,9 @@
 // output of "iptables-save -t mangle" and "ip6tables-save -t mangle"
 // (legacy or nf_tables backend alike), compiles the PREROUTING chain of the
 // *mangle table into a Classifier, and evaluates it per packet without
-// allocating. Native nft rules ("nft list ruleset", "meta mark set") are not
-// read.
+// allocating. Native nftables rules ("meta mark set" in base chains hooked
+// at prerouting) are read over netlink by ReadNft and merged with the
+// iptables rules in hook order by Merge; see nft.go.
 //
 // Only rules this package can evaluate exactly are compiled. Every other
 // PREROUTING rule is returned as an Unsupported entry and skipped: it is
@@ -48,6 +49,11 @@ const (
 	VerdictMark                  // MARK: mark = (mark &^ Mask) ^ Value, evaluation continues
 	VerdictAccept                // ACCEPT: stop evaluating the chain
 	VerdictReturn                // RETURN from PREROUTING: stop evaluating the chain
+	// VerdictGoto continues at rule Next of the same list when the rule
+	// matches. Next is always after the rule (a forward branch), so
+	// evaluation ends; the nftables reader uses it for accept, return,
+	// jump and goto, and to chain several base chains into one list.
+	VerdictGoto
 )
 
 // PortRange is an inclusive range of L4 ports.
@@ -98,10 +104,12 @@ type Rule struct {
 
 	Verdict     Verdict
 	Value, Mask uint32 // VerdictMark: mark = (mark &^ Mask) ^ Value
+	Next        int    // VerdictGoto: index of the next rule to evaluate
 }
 
 // Unsupported is a PREROUTING rule that was skipped.
 type Unsupported struct {
+	Nft    string // nftables "family table chain" of the rule ("" for iptables)
 	IPv6   bool   // from the ip6tables text
 	Line   int    // 1-based line in that text
 	Rule   string // the rule as it appeared
@@ -110,6 +118,9 @@ type Unsupported struct {
 
 // String formats u as "ipv4 line N: reason: rule".
 func (u Unsupported) String() string {
+	if u.Nft != "" {
+		return fmt.Sprintf("nft %s handle %d: %s: %s", u.Nft, u.Line, u.Reason, u.Rule)
+	}
 	fam := "ipv4"
 	if u.IPv6 {
 		fam = "ipv6"

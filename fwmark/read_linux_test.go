@@ -113,7 +113,7 @@ func TestReadNetns(t *testing.T) {
 		t.Fatal(err)
 	}
 	if again != tables {
-		t.Errorf("unchanged rules read differently:\n%q\n%q", tables, again)
+		t.Errorf("unchanged rules read differently:\n%+v\n%+v", tables, again)
 	}
 	c2, _, err := Parse(again, nil)
 	if err != nil {
