@@ -325,6 +325,29 @@ func TestFullNATAcrossFamiliesTooBig(t *testing.T) {
 	}
 }
 
+// TestFullNATAcrossFamiliesReplyTooBig: an IPv4 real server's 1500-byte
+// DF reply would be 1520 bytes of IPv6 towards the client's 1500-byte
+// link: the real server gets "fragmentation needed" with MTU 1480 from
+// the director, nothing goes to the client.
+func TestFullNATAcrossFamiliesReplyTooBig(t *testing.T) {
+	n := xnat64
+	r := n.rig(t)
+	cli, vip := netip.AddrPortFrom(n.cli, 40000), netip.AddrPortFrom(n.vip, 5300)
+	fwd := checkSent(t, only(t, r.run(t, xframe(t, macCli, macDir0, cli, vip, "", []byte("query"))), 2, "request"), "request")
+	big := make([]byte, 1500-20-8)
+	got := only(t, r.run(t, xframe(t, macRS1, macDir1, fwd.dst, fwd.src, "", big)), 2, "frag needed")
+	var p header.Parsed
+	p.Parse(got)
+	if p.ICMPType != 3 || p.ICMPCode != 4 || binary.BigEndian.Uint16(got[p.L4Off+6:]) != 1480 || p.DstAddr() != n.rs {
+		t.Fatalf("sent %d/%d mtu %d to %v, want 3/4 mtu 1480 to the real server", p.ICMPType, p.ICMPCode, binary.BigEndian.Uint16(got[p.L4Off+6:]), p.DstAddr())
+	}
+	// 1480 bytes fit.
+	back := checkSent(t, only(t, r.run(t, xframe(t, macRS1, macDir1, fwd.dst, fwd.src, "", big[:1480-28])), 1, "reply"), "reply")
+	if back.dst != cli {
+		t.Fatalf("reply to %v", back.dst)
+	}
+}
+
 // captureIO keeps the frames written with their offload metadata.
 type captureIO struct{ out []dataplane.Frame }
 

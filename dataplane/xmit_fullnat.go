@@ -42,7 +42,7 @@ func (fullnatXmit) request(w *Worker, pc *pktCtx, c *conntrack.Conn) {
 	}
 	p := pc.p
 	if crossFamily(p, &c.Real) {
-		r := modes.XlateCheckMTU(p, pc.hop.MTU, pc.f.GSO.Size)
+		r := xlateFits(pc, pc.hop.MTU)
 		if r.OK() {
 			r = w.xlate(pc, addrPort(&c.Local), addrPort(&c.Real), csum)
 		}
@@ -62,7 +62,13 @@ func (fullnatXmit) reply(w *Worker, pc *pktCtx, c *conntrack.Conn) {
 		return
 	}
 	if crossFamily(pc.p, &c.Client) {
-		w.toClient(pc, c, w.xlate(pc, addrPort(&c.Virtual), addrPort(&c.Client), csum), csum)
+		// The reply's MTU check (replyFits) leaves translated replies
+		// to the transmitter: the size that counts is the translated one.
+		r := xlateFits(pc, w.clientMTU(pc, c))
+		if r.OK() {
+			r = w.xlate(pc, addrPort(&c.Virtual), addrPort(&c.Client), csum)
+		}
+		w.toClient(pc, c, r, csum)
 		return
 	}
 	r := modes.FullNATReply(pc.f.Data(), pc.p, addrPort(&c.Virtual), addrPort(&c.Client), csum)
@@ -106,6 +112,20 @@ func crossFamily(p *header.Parsed, to *conntrack.Endpoint) bool {
 // address (IPv4-mapped, as the connection table keeps them).
 func is4Mapped(a *[16]byte) bool {
 	return a[10] == 0xff && a[11] == 0xff && [10]byte(a[:10]) == [10]byte{}
+}
+
+// xlateFits checks the packet of pc against the MTU towards where it goes
+// once translated (modes.XlateCheckMTU: TooBig, with the MTU in the
+// sender's family, for what does not fit; the verdict's ICMP error goes
+// to the sender untranslated). A datagram reassembled here (FragMax) is
+// not checked: output fragments it again in the new family, as RFC 7915
+// section 4.1 has a translator fragment what its IPv4 sender let be
+// fragmented.
+func xlateFits(pc *pktCtx, mtu int) modes.Result {
+	if pc.f.FragMax > 0 {
+		return modes.Result{Verdict: modes.OK}
+	}
+	return modes.XlateCheckMTU(pc.p, mtu, pc.f.GSO.Size)
 }
 
 // xlate translates the TCP or UDP packet of pc to the other family, from
