@@ -269,6 +269,9 @@ func halfOpen(e *entry) bool {
 		}
 		return false
 	}
+	if e.proto == ProtoSCTP {
+		return sctpHalfOpen(e.state) // sctp.go
+	}
 	return e.flags&flagReplied == 0
 }
 
@@ -295,7 +298,7 @@ func evictClass(e *entry) int {
 	switch {
 	case e.tmpl || e.nControl > 0:
 		return evictNever
-	case e.proto != ProtoTCP:
+	case e.proto != ProtoTCP && e.proto != ProtoSCTP:
 		return evictDatagram
 	case halfOpen(e):
 		return evictHalfOpen

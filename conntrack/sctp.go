@@ -218,3 +218,12 @@ func (t *Table) sctpTransition(e *entry, dir Dir, ev SCTPEvent, now int64) (assu
 	setTimer(e, sctpTimeouts[ns], now)
 	return assure
 }
+
+// sctpHalfOpen reports whether an SCTP connection in state s is one
+// nothing has confirmed yet, an association being set up (the SCTP
+// counterpart of TCP before ESTABLISHED, pressure.go): the table may
+// evict it for a new connection; an ESTABLISHED or closing association is
+// never evicted, as a TCP one is not.
+func sctpHalfOpen(s State) bool {
+	return s < SCTPEstablished
+}

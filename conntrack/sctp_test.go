@@ -218,3 +218,62 @@ func TestSCTPEventOf(t *testing.T) {
 		t.Errorf("out-of-range state prints %q", got)
 	}
 }
+
+// TestSCTPEviction: a full table evicts an SCTP association being set up
+// for a new connection, never an ESTABLISHED one (which a datagram flow's
+// rule would have evicted).
+func TestSCTPEviction(t *testing.T) {
+	tb := newTable(t, 2)
+	d := newDest("10.1.0.1", 80, spec.FwdMasq)
+	est := KeyFrom(ProtoSCTP, ap("10.0.0.1:1000"), ap("192.0.2.1:80"))
+	setup := KeyFrom(ProtoSCTP, ap("10.0.0.1:1001"), ap("192.0.2.1:80"))
+	var c Conn
+	if err := tb.Create(&NewConn{In: est, Fwd: spec.FwdMasq, Dest: d}, SCTPEvInit, 0, &c); err != nil {
+		t.Fatal(err)
+	}
+	tb.Track(outKeyOf(&c), SCTPEvInitAck, 0, &c)
+	tb.Track(est, SCTPEvCookieEcho, 0, &c)
+	tb.Track(outKeyOf(&c), SCTPEvCookieAck, 0, &c)
+	if c.StateName() != "ESTABLISHED" {
+		t.Fatalf("handshake ended in %s", c.StateName())
+	}
+	if err := tb.Create(&NewConn{In: setup, Fwd: spec.FwdMasq, Dest: d}, SCTPEvInit, sec, &c); err != nil {
+		t.Fatal(err)
+	}
+	// Both entries used: the third connection must evict the INIT1 one.
+	third := KeyFrom(ProtoSCTP, ap("10.0.0.1:1002"), ap("192.0.2.1:80"))
+	if err := tb.Create(&NewConn{In: third, Fwd: spec.FwdMasq, Dest: d}, SCTPEvInit, 2*sec, &c); err != nil || !c.Evicted {
+		t.Fatalf("create on a full table: %v (evicted %v)", err, c.Evicted)
+	}
+	if !tb.Lookup(est, 2*sec, &c) || tb.Lookup(setup, 2*sec, &c) {
+		t.Fatal("the ESTABLISHED association was evicted, or the half-open one kept")
+	}
+	// Now only the ESTABLISHED association and a new one: nothing evictable
+	// but the new INIT1.
+	fourth := KeyFrom(ProtoSCTP, ap("10.0.0.1:1003"), ap("192.0.2.1:80"))
+	_ = tb.Create(&NewConn{In: fourth, Fwd: spec.FwdMasq, Dest: d}, SCTPEvInit, 3*sec, &c)
+	if !tb.Lookup(est, 3*sec, &c) {
+		t.Fatal("the ESTABLISHED association was evicted")
+	}
+	recount(t, tb, d)
+}
+
+// TestSCTPApplySync: a synced SCTP connection is accepted with its state
+// and the state's timeout when the message carries none; an unknown
+// state is refused.
+func TestSCTPApplySync(t *testing.T) {
+	tb := newTable(t, 16)
+	d := newDest("10.2.0.10", 3868, spec.FwdRoute)
+	s := syncDR(d)
+	s.Proto, s.State, s.Timeout = ProtoSCTP, SCTPEstablished, 0
+	applyOK(t, tb, &s, 0, SyncCreated)
+	if l := one(t, tb, 0); l.StateName() != "ESTABLISHED" || l.Timeout != 900*time.Second || l.ProtoName() != "SCTP" {
+		t.Fatalf("synced SCTP connection: %s %s %v", l.ProtoName(), l.StateName(), l.Timeout)
+	}
+	bad := syncDR(d)
+	bad.Proto, bad.State = ProtoSCTP, NumSCTPStates
+	bad.Client.Port++
+	if _, err := tb.ApplySync(&bad, 0); err == nil {
+		t.Fatal("an SCTP state out of range was accepted")
+	}
+}

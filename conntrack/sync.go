@@ -131,6 +131,10 @@ func (s *SyncConn) check() error {
 		if s.State != StateNormal {
 			return fmt.Errorf("%w: UDP state %d", ErrSyncState, s.State)
 		}
+	case ProtoSCTP:
+		if s.State >= NumSCTPStates {
+			return fmt.Errorf("%w: SCTP state %d", ErrSyncState, s.State)
+		}
 	default:
 		return fmt.Errorf("%w: protocol %d", ErrSyncProto, s.Proto)
 	}
@@ -151,6 +155,8 @@ func (t *Table) syncTimeout(s *SyncConn) time.Duration {
 		return time.Duration(t.tcpTO[s.State].Load())
 	case s.Proto == ProtoUDP:
 		return time.Duration(t.udpTO.Load())
+	case s.Proto == ProtoSCTP:
+		return DefaultSCTPTimeout(s.State)
 	}
 	return templateSyncTimeout
 }

@@ -311,7 +311,8 @@ func TestApplySyncRejects(t *testing.T) {
 	}{
 		{"tcp state", func(s *SyncConn) { s.State = NumTCPStates }, ErrSyncState},
 		{"udp state", func(s *SyncConn) { s.Proto, s.State = ProtoUDP, 1 }, ErrSyncState},
-		{"sctp", func(s *SyncConn) { s.Proto = 132 }, ErrSyncProto},
+		{"sctp state", func(s *SyncConn) { s.Proto, s.State = ProtoSCTP, NumSCTPStates }, ErrSyncState},
+		{"other protocol", func(s *SyncConn) { s.Proto = 33 }, ErrSyncProto},
 		{"fullnat without local", func(s *SyncConn) { s.Fwd = spec.FwdFullNAT }, ErrSyncLocal},
 	} {
 		s := syncDR(d)
