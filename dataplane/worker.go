@@ -123,6 +123,10 @@ type Env struct {
 	// is scheduled too (sctp_conn_schedule), for the same reasons as
 	// SloppyTCP. Counted CntSloppy.
 	SloppySCTP bool
+	// FragMemory is each worker's reassembly memory in bytes, its share
+	// of the kernel's ipfrag_high_thresh (0: DefaultFragMemory; see
+	// frag.go).
+	FragMemory int
 	// tunPMTU holds the path MTUs learnt for TUN real servers, shared by
 	// the workers of this Env (tunicmp.go); NewWorker creates it.
 	tunPMTU *pmtuTable
@@ -173,6 +177,7 @@ type Worker struct {
 	b       batch
 	pq      neighQueue
 	ingress ingress
+	frag    fragState // reassembly (frag.go)
 	tunIDs  tunIdents // outer IPv4 IDs of tunnelled packets (tunicmp.go)
 	// Counters are this worker's counters.
 	Counters Counters
@@ -215,6 +220,7 @@ func NewWorker(io PacketIO, env *Env) *Worker {
 		timeout = DefaultNeighTimeout
 	}
 	w.pq.init(timeout)
+	w.frag.init(env)
 	w.pts, _ = io.(PollTimeoutSetter)
 	if env.Sync != nil {
 		w.ring = env.Sync.NewRing()
@@ -256,6 +262,9 @@ func (w *Worker) Run() (err error) {
 				return nil
 			}
 			return err
+		}
+		if n == 0 {
+			w.expireFrags()
 		}
 		switch {
 		case n > 0:
@@ -300,6 +309,7 @@ func (w *Worker) ProcessBatch(frames []Frame) {
 		frames = frames[n:]
 	}
 	w.flush()
+	w.fragRelease()
 	pc.f, pc.p = nil, nil // keep no frame alive
 }
 
