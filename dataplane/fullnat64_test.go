@@ -9,6 +9,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
+	"github.com/uvs-lb/uvs/connsync"
 	"github.com/uvs-lb/uvs/dataplane"
 	"github.com/uvs-lb/uvs/header"
 )
@@ -345,6 +346,26 @@ func TestFullNATAcrossFamiliesReplyTooBig(t *testing.T) {
 	back := checkSent(t, only(t, r.run(t, xframe(t, macRS1, macDir1, fwd.dst, fwd.src, "", big[:1480-28])), 1, "reply"), "reply")
 	if back.dst != cli {
 		t.Fatalf("reply to %v", back.dst)
+	}
+}
+
+// TestFullNATAcrossFamiliesNotSynced: a sync entry is IPv4 or IPv6 as a
+// whole and cannot carry a connection across families: none is queued,
+// where a connection of one family is (the third datagram, sync_threshold
+// 3).
+func TestFullNATAcrossFamiliesNotSynced(t *testing.T) {
+	for _, n := range []*xnet{&xnat64, &xnat46} {
+		t.Run(n.name, func(t *testing.T) {
+			r := n.rig(t)
+			tap := r.withSync(connsync.DefaultPolicy)
+			req := xframe(t, macCli, macDir0, netip.AddrPortFrom(n.cli, 40000), netip.AddrPortFrom(n.vip, 5300), "", []byte("q"))
+			for range 5 {
+				only(t, r.run(t, req), 2, "request")
+			}
+			if es := drain(tap); len(es) != 0 {
+				t.Fatalf("%d sync entries queued for a connection across families: %+v", len(es), es)
+			}
+		})
 	}
 }
 

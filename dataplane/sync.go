@@ -26,6 +26,12 @@ import (
 // the sync daemon as the kernel's ip_vs_sync_conn does. It does not
 // allocate.
 func (w *Worker) syncConn(pc *pktCtx, c *conntrack.Conn) {
+	if c.Fwd == spec.FwdFullNAT && c.Client.Is4() != c.Real.Is4() {
+		// FULLNAT across families (xmit_fullnat.go) is not synced: a sync
+		// entry is IPv4 or IPv6 as a whole (struct ip_vs_sync_v4 and
+		// ip_vs_sync_v6), so it cannot carry the real server's address.
+		return
+	}
 	pol := w.env.Sync.Policy()
 	v0 := pol.Version == 0
 	sent := false
