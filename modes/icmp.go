@@ -163,7 +163,9 @@ func putPort(b []byte, port uint16, acc uint32) uint32 {
 
 // fixQuotedL4 applies delta to the TCP or UDP checksum of a quoted packet
 // whose L4 header starts at l4, if the quote holds the field. A UDP
-// checksum of 0 over IPv4 ("none") stays 0.
+// checksum of 0 ("none": IPv4, and IPv6 tunnels under RFC 6935) stays 0:
+// the quote is too short to compute a real one, and an incremental update
+// of 0 would be a wrong value.
 func fixQuotedL4(l4 []byte, in *header.Inner, delta uint32) {
 	if in.Proto != header.ProtoTCP && in.Proto != header.ProtoUDP {
 		return
@@ -173,7 +175,7 @@ func fixQuotedL4(l4 []byte, in *header.Inner, delta uint32) {
 		return // the quote stops before the checksum (RFC 792: 8 bytes suffice)
 	}
 	old := binary.BigEndian.Uint16(l4[co:])
-	if in.Proto == header.ProtoUDP && in.IPVersion == 4 && old == 0 {
+	if in.Proto == header.ProtoUDP && old == 0 {
 		return
 	}
 	c := header.ApplyDelta(old, delta)
