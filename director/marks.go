@@ -125,25 +125,15 @@ func (d *Director) refreshMarks(ctx context.Context) bool {
 	return true
 }
 
-// maxMarkPrefixAddrs bounds the addresses taken from one MARK rule's
-// destination prefix (an nft rule may name its VIPs as a range).
-const maxMarkPrefixAddrs = 256
-
-// markAddrs returns the destination addresses of a MARK rule: its
-// destination host, or every address of a small destination prefix.
+// markAddrs returns the destination address of a MARK rule when it names
+// a single host: uvsd answers ARP for it and hooks its traffic, which it
+// must not do for a whole prefix of other hosts' addresses. (The nft
+// reader gives a small range of a set's VIPs as single addresses.)
 func markAddrs(r fwmark.Rule) []netip.Addr {
-	if r.Verdict != fwmark.VerdictMark || !r.Dst.IsValid() || r.DstNeg || r.DstMask.IsValid() {
+	if r.Verdict != fwmark.VerdictMark || !r.Dst.IsValid() || r.DstNeg || r.DstMask.IsValid() || !r.Dst.IsSingleIP() {
 		return nil
 	}
-	p := r.Dst.Masked()
-	if host := p.Addr().BitLen() - p.Bits(); host > 8 || (host > 0 && 1<<host > maxMarkPrefixAddrs) {
-		return nil
-	}
-	var out []netip.Addr
-	for a := p.Addr(); a.IsValid() && p.Contains(a); a = a.Next() {
-		out = append(out, a)
-	}
-	return out
+	return []netip.Addr{r.Dst.Addr()}
 }
 
 func markRuleText(r fwmark.Rule) string {

@@ -1006,7 +1006,7 @@ func (e *emitter) lookup(v regVal, x *expr.Lookup) ([]Rule, string) {
 		for _, r := range ranges {
 			lo, _ := netip.AddrFromSlice(r[0])
 			hi, _ := netip.AddrFromSlice(r[1])
-			for _, p := range rangePrefixes(lo, hi, maxNftAlts+1-len(opts)) {
+			for _, p := range setPrefixes(lo, hi, maxNftAlts+1-len(opts)) {
 				o := Rule{}
 				if v.kind == rkSrc {
 					o.Src, o.SrcNeg = p, neg
@@ -1098,6 +1098,25 @@ func decrement(b []byte) []byte {
 		if out[i] != 0xff {
 			break
 		}
+	}
+	return out
+}
+
+// smallRange is the size up to which an address range of a set is taken
+// address by address: the daemon claims (answers ARP for) the single
+// destination addresses of MARK rules only, and nft merges adjacent
+// elements of an interval set ({ VIP1, VIP2 }) into one range.
+const smallRange = 16
+
+// setPrefixes returns the addresses of [lo, hi] as host prefixes when
+// there are at most smallRange of them, else rangePrefixes.
+func setPrefixes(lo, hi netip.Addr, limit int) []netip.Prefix {
+	var out []netip.Prefix
+	for a := lo; a.IsValid() && a.Compare(hi) <= 0; a = a.Next() {
+		if len(out) == smallRange || len(out) == limit {
+			return rangePrefixes(lo, hi, limit)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
 	return out
 }

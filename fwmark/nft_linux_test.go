@@ -504,3 +504,13 @@ func FuzzNftTranslate(f *testing.F) {
 		}
 	})
 }
+
+func TestNftSetPrefixes(t *testing.T) {
+	a := netip.MustParseAddr
+	if p := setPrefixes(a("10.0.1.200"), a("10.0.1.201"), 100); fmt.Sprint(p) != "[10.0.1.200/32 10.0.1.201/32]" {
+		t.Errorf("small range: %v", p)
+	}
+	if p := setPrefixes(a("10.0.1.0"), a("10.0.1.255"), 100); fmt.Sprint(p) != "[10.0.1.0/24]" {
+		t.Errorf("large range: %v", p)
+	}
+}

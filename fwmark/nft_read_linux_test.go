@@ -93,7 +93,7 @@ func TestReadNftNetns(t *testing.T) {
 			dsts = append(dsts, s.Dst.String())
 		}
 	}
-	if strings.Join(dsts, " ") != "2001:db8::100/127" {
+	if strings.Join(dsts, " ") != "2001:db8::100/128 2001:db8::101/128" {
 		t.Errorf("IPv6 MARK summaries' destinations = %v", dsts)
 	}
 
