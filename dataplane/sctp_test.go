@@ -221,3 +221,31 @@ func TestSCTPNoAllocs(t *testing.T) {
 		t.Fatalf("SCTP path allocates %.1f times", allocs)
 	}
 }
+
+// TestSCTPICMPRelated: an ICMP error from the real server about a packet
+// of an SCTP association (ip_vs_out_icmp relates errors for SCTP as for
+// TCP and UDP) reaches the client translated: from the VIP, quoting the
+// packet the client sent to VIP:vport.
+func TestSCTPICMPRelated(t *testing.T) {
+	r := newRig(t, sctpRules)
+	fwd := r.run(t, sctpFrame(t, macCli, macDir0, "10.0.0.1", "10.0.1.100", 40000, 3868, sctpChunk(1)))
+	if len(fwd) != 1 {
+		t.Fatalf("INIT: sent %d frames", len(fwd))
+	}
+	rsIP := netip.MustParseAddr("10.0.2.11")
+	icmp := fullnat4.portUnreach(t, macRS1, macDir1, rsIP, netip.MustParseAddr("10.0.0.1"), 64, fwd[0].Data()[14:])
+	out := r.run(t, icmp)
+	if len(out) != 1 || r.w.Counters.Load(dataplane.CntICMPRelated) != 1 {
+		t.Fatalf("ICMP error: sent %d frames, related %d\n%s", len(out), r.w.Counters.Load(dataplane.CntICMPRelated), r.dump(t))
+	}
+	p := gopacket.NewPacket(out[0].Data(), layers.LayerTypeEthernet, gopacket.Default)
+	ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	ic, _ := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+	if ip == nil || ic == nil || ip.SrcIP.String() != "10.0.1.100" || ip.DstIP.String() != "10.0.0.1" {
+		t.Fatalf("ICMP error out: %v", p)
+	}
+	q := ic.Payload
+	if len(q) < 24 || net.IP(q[16:20]).String() != "10.0.1.100" || binary.BigEndian.Uint16(q[22:]) != 3868 {
+		t.Fatalf("quoted packet not the client's to VIP:3868: %x", q)
+	}
+}

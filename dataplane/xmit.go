@@ -131,7 +131,7 @@ func (w *Worker) related(pc *pktCtx) {
 		return
 	}
 	in := &pc.p.Inner
-	if in.Proto != header.ProtoTCP && in.Proto != header.ProtoUDP {
+	if in.Proto != header.ProtoTCP && in.Proto != header.ProtoUDP && in.Proto != header.ProtoSCTP {
 		return
 	}
 	key := conntrack.Key{Src: in.Dst, Dst: in.Src, SrcPort: in.DstPort, DstPort: in.SrcPort, Proto: in.Proto}
