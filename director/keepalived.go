@@ -609,7 +609,7 @@ func (k *kaRunner) scriptUser(user, group string) (string, string) {
 
 // destFor is the destination of rs in service key with weight w, as
 // keepalived.Config.Commands builds it; false for a real server of the
-// other family.
+// other family (unless tunnelled, or FULLNAT, which translates).
 func destFor(rs *keepalived.RealServer, key spec.ServiceKey, w uint32) (spec.Dest, bool) {
 	d := spec.Dest{Addr: rs.Addr, Port: rs.Port, Fwd: rs.Method.Fwd, Weight: w,
 		UThreshold: rs.UThreshold, LThreshold: rs.LThreshold,
@@ -624,7 +624,7 @@ func destFor(rs *keepalived.RealServer, key spec.ServiceKey, w uint32) (spec.Des
 	if key.IsFWMark() {
 		is4 = !key.IPv6
 	}
-	if d.Addr.Is4() != is4 && d.Fwd != spec.FwdTunnel {
+	if d.Addr.Is4() != is4 && d.Fwd != spec.FwdTunnel && d.Fwd != spec.FwdFullNAT {
 		return spec.Dest{}, false
 	}
 	return d, true

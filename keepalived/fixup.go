@@ -70,7 +70,10 @@ func (p *parser) fixVS(n *node, vs *VirtualServer, protoSet, methodSet, schedSet
 	seen := map[[2]any]bool{}
 	for _, rs := range vs.RealServers {
 		p.fixRS(vs, rs)
-		if vs.Addr.IsValid() && rs.Addr.Is4() != vs.Addr.Is4() && rs.Method.Fwd != spec.FwdTunnel {
+		// keepalived lets only tunnelled real servers differ; FULLNAT
+		// (DPVS's FNAT, uvs's extension) translates between the
+		// families as DPVS does (NAT64).
+		if vs.Addr.IsValid() && rs.Addr.Is4() != vs.Addr.Is4() && rs.Method.Fwd != spec.FwdTunnel && rs.Method.Fwd != spec.FwdFullNAT {
 			p.diags = append(p.diags, diag(rs.Pos, SevError, "Virtual server %s: address family of real server [%s] does not match - skipping (only tunnelled real servers may differ)", vsName(vs), rs.Addr))
 			continue
 		}

@@ -380,3 +380,38 @@ virtual_server 10.0.0.1 53 {
 	}
 	wantDiag(t, diags, "test.conf:14: DNS_CHECK: unknown type 'BOGUS'")
 }
+
+// TestFullNATAcrossFamilies: keepalived keeps only tunnelled real servers
+// of the other family; FNAT ones are kept too (DPVS's NAT64), a NAT one
+// is still skipped with keepalived's error.
+func TestFullNATAcrossFamilies(t *testing.T) {
+	src := `virtual_server 2001:db8::4 8080 {
+  lb_algo rr
+  lb_kind FNAT
+  protocol TCP
+  laddr_group_name L
+  real_server 192.168.88.151 80 {
+  }
+  real_server 192.168.88.152 80 {
+    lb_kind NAT
+  }
+}
+local_address_group L {
+  192.168.88.10 eth0
+}
+`
+	cfg, diags := parseString(t, src, Options{})
+	got := listing(t, cfg.Commands())
+	want := `IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  [2001:db8::4]:8080 rr
+  -> 192.168.88.151:80            FullNat 1      0          0         
+`
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s\ndiags %v", got, want, diags)
+	}
+	if len(diags) != 1 || !strings.Contains(diags[0].String(), "[192.168.88.152] does not match") {
+		t.Errorf("diags %v, want one about the NAT real server", diags)
+	}
+}

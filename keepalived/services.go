@@ -163,7 +163,7 @@ func (c *Config) Commands() []ipvsadm.Command {
 				if dst.Fwd != spec.FwdTunnel {
 					dst.TunType, dst.TunPort, dst.TunCsum = 0, 0, 0
 				}
-				if dst.Addr.Is4() != keyIs4(k) && dst.Fwd != spec.FwdTunnel {
+				if dst.Addr.Is4() != keyIs4(k) && dst.Fwd != spec.FwdTunnel && dst.Fwd != spec.FwdFullNAT {
 					continue // a group entry of the other family
 				}
 				if dests[dst.AddrPort()] {
