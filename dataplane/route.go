@@ -25,7 +25,7 @@ func (w *Worker) clientHop(pc *pktCtx, c *conntrack.Conn, h *Hop) bool {
 			w.Counters.inc(CntNeighMiss)
 			return false
 		}
-		h.Ifindex, h.DstMAC, h.SrcMAC = int(c.Ifindex), c.MAC, ifc.MAC
+		h.Ifindex, h.DstMAC, h.SrcMAC, h.MTU = int(c.Ifindex), c.MAC, ifc.MAC, ifc.MTU
 		return true
 	}
 	client := header.AddrFrom16(c.Client.Addr)
