@@ -281,3 +281,48 @@ func TestTunNoAllocs(t *testing.T) {
 		t.Errorf("%v allocations per packet", n)
 	}
 }
+
+// outerFrags checks out is the fragments of one outer IPv4 packet of
+// protocol 4 (same non-DF ID, offsets in order, none above mtu) and
+// returns how many bytes of the outer payload they carry.
+func outerFrags(t *testing.T, out []dataplane.Frame, mtu int) int {
+	t.Helper()
+	if len(out) < 2 {
+		t.Fatalf("sent %d frames, want fragments", len(out))
+	}
+	id := binary.BigEndian.Uint16(out[0].Data()[18:])
+	off := 0
+	for i, f := range out {
+		d := f.Data()
+		ip := d[14:]
+		ff := binary.BigEndian.Uint16(ip[6:])
+		tot := int(binary.BigEndian.Uint16(ip[2:]))
+		if ip[9] != 4 || binary.BigEndian.Uint16(ip[4:]) != id || ff&0x4000 != 0 || int(ff&0x1fff)*8 != off ||
+			(ff&0x2000 != 0) != (i < len(out)-1) || tot > mtu || sum16(ip[:20]) != 0xffff {
+			t.Fatalf("fragment %d: % x", i, ip[:20])
+		}
+		off += tot - 20
+	}
+	return off
+}
+
+// TestTunNonDFFragmented: a client's packet without DF that no longer
+// fits once encapsulated is sent in outer fragments (ip_vs_tunnel_xmit
+// sends it with DF clear and ip_local_out fragments it), at the interface
+// MTU and, once learnt, at the path MTU.
+func TestTunNonDFFragmented(t *testing.T) {
+	r := newRig(t, tunUDPRules)
+	h := *r.env.Host.Load()
+	h.Local = map[[16]byte]bool{netip.MustParseAddr("10.0.2.1").As16(): true}
+	r.env.Host.Store(&h)
+	// 1490 bytes: 1510 once encapsulated.
+	if n := outerFrags(t, r.run(t, tunFrame(t, "10.0.1.2", "10.0.1.100", 40000, true, false, false, 1490-28)), 1500); n != 1510-20 {
+		t.Fatalf("fragments carry %d bytes", n)
+	}
+	// A DF packet of the same flow teaches the director the path MTU.
+	sent := oneOut(t, r.run(t, tunFrame(t, "10.0.1.2", "10.0.1.100", 40001, true, true, false, 1000)))
+	r.run(t, fragNeededAbout(t, sent, 1400))
+	if n := outerFrags(t, r.run(t, tunFrame(t, "10.0.1.2", "10.0.1.100", 40000, true, false, false, 1450-28)), 1400); n != 1470-20 {
+		t.Fatalf("fragments carry %d bytes", n)
+	}
+}

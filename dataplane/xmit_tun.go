@@ -41,6 +41,9 @@ func (tunXmit) request(w *Worker, pc *pktCtx, c *conntrack.Conn) {
 		t.GRE = true
 		t.Csum = cfg.TunCsum&spec.TunCsumOn != 0
 	}
+	// Output fragments what exceeds the route's MTU, the learnt one
+	// included (ip_local_out on the route to the real server).
+	pc.hop.MTU = t.MTU
 	if !t.Outer6() && (p.Kind != header.KindIPv4 || !p.DF) {
 		// An outer IPv4 header without DF gets an identification
 		// (ip_select_ident → __ip_select_ident); with DF it is 0.

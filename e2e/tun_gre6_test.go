@@ -1,9 +1,15 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/uvs-lb/uvs/internal/netnstest"
 )
@@ -98,5 +104,53 @@ func TestTUNIPv6(t *testing.T) {
 	}
 	if got := curlSum(t, l.cli, "http://[fd00:3::100]/big"); got != bigSum {
 		t.Fatalf("IP6IP6 download sha256 %s, want %s", got, bigSum)
+	}
+}
+
+// TestTUNNonDFFragmented: a client's 1500-byte datagram without DF no
+// longer fits the 1500-byte link once tunnelled; the director sends the
+// outer packet in fragments (as ip_vs_tunnel_xmit with DF clear and
+// ip_local_out do), the real server's kernel reassembles them before its
+// raw socket hands them to uvs-rs, and the client gets the echo. Before,
+// the datagram was lost.
+func TestTUNNonDFFragmented(t *testing.T) {
+	l := newRoutedLab(t)
+	uvsRS(t, l.rs[0], "tun", "10.0.3.100")
+	startUVSD(t, l.dir, `-A -u 10.0.3.100:5353 -s rr
+-a -u 10.0.3.100:5353 -r 10.0.4.11 -i -w 1
+`)
+	// Unconnected: the echo server's unbound socket answers from the real
+	// server's own address, not the VIP.
+	var c net.PacketConn
+	if err := l.cli.Do(func() error {
+		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DONT)
+			})
+			if err != nil {
+				return err
+			}
+			return serr
+		}}
+		var err error
+		c, err = lc.ListenPacket(context.Background(), "udp4", ":0")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	payload := strings.Repeat("f", 1500-28)
+	if _, err := c.WriteTo([]byte(payload), &net.UDPAddr{IP: net.IPv4(10, 0, 3, 100), Port: 5353}); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(udpTimeout))
+	buf := make([]byte, 4096)
+	n, _, err := c.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("no echo of the 1500-byte datagram: %v", err)
+	}
+	if got := string(buf[:n]); got != "rs1:"+payload {
+		t.Fatalf("echo of %d bytes, want %d", len(got), len(payload)+4)
 	}
 }
