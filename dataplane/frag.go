@@ -26,20 +26,22 @@ import (
 // datagrams.
 //
 // All fragments of a datagram must reach the same worker:
-//   - AF_PACKET fanout (PACKET_FANOUT_HASH, the default mode) spreads by
-//     skb_get_hash, the flow dissector's hash. For a fragment the
-//     dissector stops at the IP header (FLOW_DIS_IS_FRAGMENT: no ports,
-//     for the first fragment too, since the flow keys of a fragment never
-//     include L4), so every fragment of a datagram hashes on its
-//     addresses (and IPv6 flow label) alike and lands on one socket.
-//     PACKET_FANOUT_LB and _CPU would scatter them; uvsd uses HASH.
-//   - AF_XDP binds one socket per RX queue; the NIC's RSS hash (Toeplitz
-//     over addresses and, for TCP/UDP, ports) takes ports only from
-//     unfragmented packets (the "frag" bit in the RSS input selection of
-//     every common NIC), so fragments of one datagram share a queue too.
-//     A NIC configured to hash UDP ports of fragments would split them
-//     (the first fragment on one queue, the rest on another): the
-//     datagram then times out and is counted CntFragTimeout.
+//   - AF_PACKET: uvsd joins its sockets with PACKET_FANOUT_HASH
+//     (director/backend.go), which picks a socket by
+//     __skb_get_hash_symmetric (fanout_demux_hash). Its flow dissector
+//     stops at the IP header of every fragment, the first included
+//     (FLOW_DIS_IS_FRAGMENT; ports are parsed from a first fragment only
+//     with FLOW_DISSECTOR_F_PARSE_1ST_FRAG, which that hash does not
+//     pass), so all fragments of a datagram hash on its addresses (IPv6:
+//     and flow label) alike: e2e TestFragFanout. PACKET_FANOUT_LB or
+//     _CPU would scatter them (the same test fails with LB).
+//   - AF_XDP binds one socket per RX queue and the NIC's RSS picks the
+//     queue. The RSS hash of the common NICs and of the kernel's
+//     software fallback takes ports only from unfragmented TCP/UDP
+//     packets, so fragments of one datagram share a queue too. A NIC
+//     configured to hash the ports of first fragments would split them;
+//     such a datagram then times out (CntFragTimeout). Not testable on
+//     veth (no RSS).
 
 // Reassembly sizes, per worker.
 const (

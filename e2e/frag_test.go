@@ -3,7 +3,9 @@
 package e2e
 
 import (
+	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"testing"
@@ -11,7 +13,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/uvs-lb/uvs/dataplane"
+	"github.com/uvs-lb/uvs/dataplane/afpacket"
+	"github.com/uvs-lb/uvs/header"
 	"github.com/uvs-lb/uvs/internal/netnstest"
+	"github.com/uvs-lb/uvs/internal/wait"
 )
 
 const fragInRules = `-A -u 10.0.1.100:7100 -s rr
@@ -172,4 +178,100 @@ func fragLinkMTU(t *testing.T, ns *netnstest.NS, dev string) int {
 		t.Fatalf("interface %s: %v", dev, err)
 	}
 	return mtu
+}
+
+// TestFragFanout: the fragments of one datagram reach one worker. The
+// AF_PACKET hash fanout uvsd uses (PACKET_FANOUT_HASH) picks a socket by
+// __skb_get_hash_symmetric, whose flow dissector stops at the IP header of
+// any fragment, the first included (no FLOW_DISSECTOR_F_PARSE_1ST_FRAG),
+// so the first fragment, which has the ports, hashes like the others.
+// Sixteen fragmented datagrams to as many addresses: each one's three
+// fragments on one socket, and both sockets used.
+func TestFragFanout(t *testing.T) {
+	a, b := netnstest.New(t, "ffa"), netnstest.New(t, "ffb")
+	netnstest.Veth(t, a, "va", b, "vb")
+	a.AddrAdd(t, "va", "10.9.0.1/24")
+	b.AddrAdd(t, "vb", "10.9.0.2/24")
+	va := a.Interface(t, "va")
+	const datagrams, port = 16, 9100
+	for i := range datagrams {
+		b.NeighAdd(t, "vb", fmt.Sprintf("10.9.0.%d", 100+i), va.HardwareAddr)
+	}
+	cfg := afpacket.Config{Interface: "va", FanoutGroup: 0x7f16, FanoutMode: afpacket.FanoutHash, PollTimeout: 10 * time.Millisecond}
+	var socks []*afpacket.Socket
+	for range 2 {
+		if err := a.Do(func() error {
+			s, err := afpacket.Open(cfg)
+			if err == nil {
+				socks = append(socks, s)
+			}
+			return err
+		}); err != nil {
+			t.Fatalf("open: %v", err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, s := range socks {
+			_ = s.Close()
+		}
+	})
+	var c *net.UDPConn
+	if err := b.Do(func() error {
+		var err error
+		c, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(10, 9, 0, 2)})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	fragAllowFragments(t, c)
+	buf := make([]byte, 3000)
+	for i := range datagrams {
+		dst := &net.UDPAddr{IP: net.IPv4(10, 9, 0, byte(100+i)), Port: port}
+		if _, err := c.WriteTo(buf, dst); err != nil {
+			t.Fatalf("send to %v: %v", dst, err)
+		}
+	}
+	type dgram struct {
+		dst netip.Addr
+		id  uint16
+	}
+	owner := map[dgram]int{}
+	count := map[dgram]int{}
+	perSock := make([]int, len(socks))
+	total := 0
+	frames := make([]dataplane.Frame, 64)
+	var p header.Parsed
+	wait.ForBlocking(t, 10*time.Second, func() bool {
+		for si, s := range socks {
+			n, err := s.ReadBatch(frames)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range frames[:n] {
+				data := f.Data()
+				p.Parse(data)
+				if p.Kind != header.KindIPv4 || p.Reason != header.ReasonFragment {
+					continue
+				}
+				d := dgram{p.DstAddr(), header.IPv4(data[p.L3Off:]).ID()}
+				if o, ok := owner[d]; ok && o != si {
+					t.Errorf("datagram %v id %d: fragments on sockets %d and %d (this one at offset %d)", d.dst, d.id, o, si, p.FragOffset)
+				}
+				owner[d] = si
+				count[d]++
+				perSock[si]++
+				total++
+			}
+		}
+		return total == 3*datagrams
+	}, "%d fragments, read %v", 3*datagrams, wait.Lazy(func() any { return total }))
+	for d, n := range count {
+		if n != 3 {
+			t.Errorf("datagram %v id %d: %d fragments, want 3", d.dst, d.id, n)
+		}
+	}
+	if perSock[0] == 0 || perSock[1] == 0 {
+		t.Errorf("fragments per socket %v: the hash fanout did not spread %d datagrams", perSock, datagrams)
+	}
 }
