@@ -563,13 +563,12 @@ func (g *gen) ipv4(f *family) {
 	if len(f.vips) > 0 || f.icmp() {
 		// ICMP: a fragment addressed to a VIP; an error, with the
 		// whole 8-byte header, types 3, 4, 11 and 12 (with bit 3
-		// cleared: 3 and 4).
+		// cleared: 3 and 4), addressed to a VIP or about a connection.
+		// Both test the VIPs once.
 		a.place(icmp)
-		whole := a.label()
+		vip := a.label()
 		a.op(bpf.LoadAbsolute{Off: ip + header.IPv4FlagsFragOff, Size: 2})
-		a.jmp(bpf.JumpBitsSet, ipv4Fragment, next, whole)
-		g.member(dst, f.vips, g.accept, g.reject)
-		a.place(whole)
+		a.jmp(bpf.JumpBitsSet, ipv4Fragment, vip, next)
 		a.op(
 			bpf.LoadIndirect{Off: ip + header.ICMPv4MinSize - 1, Size: 1},
 			bpf.LoadIndirect{Off: ip, Size: 1},
@@ -577,7 +576,10 @@ func (g *gen) ipv4(f *family) {
 		)
 		a.jmp(bpf.JumpLessThan, header.ICMPv4DestUnreachable, g.reject, next)
 		a.jmp(bpf.JumpGreaterThan, header.ICMPv4SourceQuench, g.reject, next)
+		a.place(vip)
 		g.member(dst, f.vips, g.accept, next)
+		a.op(bpf.LoadAbsolute{Off: ip + header.IPv4FlagsFragOff, Size: 2})
+		a.jmp(bpf.JumpBitsSet, ipv4Fragment, g.reject, next)
 		if f.icmp() {
 			// The quoted IPv4 header and the four bytes after it.
 			const q = ip + header.ICMPv4MinSize
@@ -759,12 +761,10 @@ func (g *gen) ipv6(f *family) {
 	if len(f.vips) > 0 || len(f.neigh) > 0 || f.icmp() {
 		// ICMPv6: a fragment addressed to a VIP; otherwise the whole
 		// 8-byte header.
-		ns, whole := a.label(), a.label()
+		ns, vip := a.label(), a.label()
 		a.place(icmp)
 		a.op(bpf.LoadScratch{Dst: bpf.RegA, N: mFragd})
-		a.jmp(bpf.JumpEqual, 1, next, whole)
-		g.member(dst, f.vips, g.accept, g.reject)
-		a.place(whole)
+		a.jmp(bpf.JumpEqual, 1, vip, next)
 		a.op(bpf.LoadScratch{Dst: bpf.RegA, N: mFrag})
 		a.jmp(bpf.JumpNotEqual, 0, g.reject, next)
 		a.op(bpf.LoadIndirect{Off: header.ICMPv6MinSize - 1, Size: 1}, bpf.LoadIndirect{Off: 0, Size: 1})
@@ -773,7 +773,10 @@ func (g *gen) ipv6(f *family) {
 		}
 		a.jmp(bpf.JumpLessThan, header.ICMPv6DestUnreachable, g.reject, next)
 		a.jmp(bpf.JumpGreaterThan, header.ICMPv6ParamProblem, g.reject, next)
+		a.place(vip)
 		g.member(dst, f.vips, g.accept, next)
+		a.op(bpf.LoadScratch{Dst: bpf.RegA, N: mFragd})
+		a.jmp(bpf.JumpEqual, 1, g.reject, next)
 		if f.icmp() {
 			// The quoted IPv6 header and the four bytes after it.
 			const q = header.ICMPv6MinSize

@@ -27,27 +27,39 @@
 // (Cleanup) deletes what a crashed uvsd left.
 //
 // The ruleset, per served interface (IPv4 shown; IPv6 is the same with ip6,
-// ICMPv6 types 1-4 and the quoted IPv6 header's fixed offsets). The
-// EtherType is read from the link-layer header, where a VLAN tag the kernel
-// moved into skb metadata is seen again (nft_payload_copy_vlan), so tagged
-// frames never match; "meta l4proto" and "th" need the header valid as
-// nft_set_pktinfo_ipv4_validate sees it. "ports" is a 3-byte load of the
-// transport header that only checks that both ports are there and that the
-// packet is not a non-first fragment: the fast path of 1, 2 and 4-byte
-// loads checks neither (nft_payload_fast_eval).
+// ICMPv6 types 1-4, the quoted IPv6 header's fixed offsets, and for a
+// fragment the first fragment header's offset and M flag, "exthdr frag").
+// "is" matches the family's frames untagged or with one 802.1Q tag: meta
+// protocol (skb->protocol, the EtherType after a tag the kernel moved to
+// skb metadata before the hook) is the family's, and the EtherType read
+// from the link-layer header, where that tag is seen again
+// (nft_payload_copy_vlan), is not 802.1ad. "meta l4proto" and "th" need
+// the header valid as nft_set_pktinfo_ipv4_validate sees it. "ports" is a
+// 3-byte load of the transport header that only checks that both ports
+// are there and that the packet is not a non-first fragment: the fast path
+// of 1, 2 and 4-byte loads checks neither (nft_payload_fast_eval).
+// Fragments, first or not, are decided by the first four rules, by their
+// addresses and protocol alone (what every fragment carries); those not
+// uvsd's are accepted there, so that no rule below sees a fragment.
 //
 //	chain in_IF {
-//	  ether type ip  ip daddr . meta l4proto @any4_IF counter drop                   # port-0 services
-//	  ether type ip  ip daddr . meta l4proto ports . th dport @svc4_IF counter drop  # services
-//	  ether type ip  ip daddr . meta l4proto ports . th dport @lip4_IF counter drop  # FULLNAT replies
-//	  ether type ip  ip saddr . meta l4proto ports . th sport @nat4_IF ip daddr != @loc4_IF counter drop  # NAT replies
-//	  ether type ip  meta l4proto icmp  @th,0,64 (type & 0xf7 in 3-4: 3, 4, 11, 12) jump icmp4_IF
+//	  is ip  fragment  ip daddr . meta l4proto @fds4_IF counter drop                 # to a service's or local range's address
+//	  is ip  fragment  ip saddr . meta l4proto @fsr4_IF ip daddr != @loc4_IF counter drop  # from a NAT real server
+//	  is ip  fragment  meta l4proto icmp  ip daddr @vip4_IF counter drop             # ICMP to a VIP
+//	  is ip  fragment  accept
+//	  is ip  ip daddr . meta l4proto @any4_IF counter drop                           # port-0 services
+//	  is ip  ip daddr . meta l4proto ports . th dport @svc4_IF counter drop          # services
+//	  is ip  ip daddr . meta l4proto ports . th dport @lip4_IF counter drop          # FULLNAT replies
+//	  is ip  ip saddr . meta l4proto ports . th sport @nat4_IF ip daddr != @loc4_IF counter drop  # NAT replies
+//	  is ip  ip saddr . meta l4proto ports @naa4_IF ip daddr != @loc4_IF counter drop  # NAT replies, any port (port-0 services)
+//	  is ip  meta l4proto icmp  @th,0,64 (type & 0xf7 in 3-4: 3, 4, 11, 12) jump icmp4_IF
 //	}
 //	chain icmp4_IF {
 //	  ip daddr @vip4_IF counter drop                                   # errors to a VIP
 //	  @th,64,8 0x4N  ip daddr . quoted saddr . quoted protocol . quoted sport @fic4_IF counter drop  # about FULLNAT
 //	  ip daddr @loc4_IF return
 //	  @th,64,8 0x4N  quoted daddr . quoted protocol . quoted dport @nat4_IF counter drop  # about NAT
+//	  @th,64,8 0x4N  quoted daddr . quoted protocol (dport loaded) @naa4_IF counter drop  # about NAT, any port
 //	}
 //
 // The quoted IPv4 header's length N (5 to 15) fixes the offset of its
