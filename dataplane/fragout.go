@@ -53,9 +53,15 @@ func (w *Worker) checkMTU(pc *pktCtx, mtu int) modes.Result {
 // transmitters checked DF before the rewrite), clear for forwarded
 // replies.
 func (w *Worker) output(pc *pktCtx, h *Hop, ignoreDF bool) {
-	f := pc.f
-	if limit := fragLimit(f, h.MTU); oversize(f, pc.p, limit) {
-		w.fragment(pc, h, limit, ignoreDF)
+	w.outputFrame(pc.f, pc.p, h, ignoreDF)
+}
+
+// outputFrame is output for a rewritten frame f parsed into p (as far as
+// its L4 header and GSO go: a frame the neighbour queue kept, with the
+// parse it kept).
+func (w *Worker) outputFrame(f *Frame, p *header.Parsed, h *Hop, ignoreDF bool) {
+	if limit := fragLimit(f, h.MTU); oversize(f, p, limit) {
+		w.fragment(f, p, h, limit, ignoreDF)
 		return
 	}
 	w.transmit(f, &h.DstMAC, &h.SrcMAC, h.Ifindex)
@@ -117,22 +123,21 @@ func ipLen(data []byte, l3 int) int {
 	return 0
 }
 
-// fragment sends the frame of pc, which exceeds limit, in fragments to h,
+// fragment sends f (parsed into p), which exceeds limit, in fragments to h,
 // or drops it (CntTooBig) when it may not be fragmented: IPv4 with DF
 // forwarded (ip_fragment sends no fragments then), IPv6 not reassembled
 // here and not transmitted by IPVS, a super-frame of IPv6 (ip6_finish_output
 // does not fragment GSO).
-func (w *Worker) fragment(pc *pktCtx, h *Hop, limit int, ignoreDF bool) {
-	f := pc.f
+func (w *Worker) fragment(f *Frame, p *header.Parsed, h *Hop, limit int, ignoreDF bool) {
 	if f.GSO.IsGSO() {
-		w.fragmentGSO(pc, h, limit, ignoreDF)
+		w.fragmentGSO(f, p, h, limit, ignoreDF)
 		return
 	}
 	if f.CsumPartial {
 		// Left partial (CsumKeepPartial) for the device: fragments carry
 		// no offload, so complete it. The parse describes the frame (an
 		// encapsulation completes the checksum itself).
-		if !header.SetL4Checksum(f.Data(), pc.p) {
+		if !header.SetL4Checksum(f.Data(), p) {
 			w.Counters.inc(CntRewriteFail)
 			return
 		}
@@ -229,8 +234,7 @@ func (w *Worker) queueFragments(fr *modes.Fragmenter, f *Frame, h *Hop, slabEnd,
 // segments (modes.Segmenter, complete checksums) and fragments each, as
 // ip_finish_output_gso does. Each segment is written at the end of the
 // slab, its fragments in front of it.
-func (w *Worker) fragmentGSO(pc *pktCtx, h *Hop, limit int, ignoreDF bool) {
-	f, p := pc.f, pc.p
+func (w *Worker) fragmentGSO(f *Frame, p *header.Parsed, h *Hop, limit int, ignoreDF bool) {
 	if p.IPVersion != 4 || (p.DF && !ignoreDF) {
 		w.Counters.inc(CntTooBig)
 		return

@@ -6,13 +6,16 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/ip4defrag"
 	"github.com/gopacket/gopacket/ip6defrag"
 	"github.com/gopacket/gopacket/layers"
 
+	"github.com/uvs-lb/uvs/conntrack"
 	"github.com/uvs-lb/uvs/dataplane"
+	"github.com/uvs-lb/uvs/spec"
 )
 
 // The egress MTU as a router applies it (issue #16): software
@@ -469,4 +472,40 @@ func BenchmarkMTUFragment(b *testing.B) {
 		frames[0] = dataplane.Frame{Buf: buf, Off: 64, Len: len(data), Ifindex: 1}
 		w.ProcessBatch(frames)
 	}
+}
+
+// TestMTUQueuedReply: a reply that waited in the neighbour queue for the
+// client's next hop (a synchronised connection, which holds no client
+// MAC) is checked against that hop's MTU when it leaves, and fragmented.
+func TestMTUQueuedReply(t *testing.T) {
+	r := newRig(t, mtuRules)
+	hops := &switchHops{m: testHops()}
+	r.withHops(hops, time.Second)
+	svc := r.env.Snap.Load().Services()[0]
+	d := svc.Sched.Dest(netip.MustParseAddrPort("10.0.2.11:5353"))
+	s := conntrack.SyncConn{Proto: 17, State: conntrack.StateNormal,
+		Client:  conntrack.EndpointFrom(netip.MustParseAddrPort("10.0.1.2:40000")),
+		Virtual: conntrack.EndpointFrom(netip.MustParseAddrPort("10.0.1.100:53")),
+		Real:    conntrack.EndpointFrom(netip.MustParseAddrPort("10.0.2.11:5353")),
+		Timeout: 300 * time.Second, Dest: d, Fwd: spec.FwdMasq, Service: svc.ID}
+	if _, err := r.conns.ApplySync(&s, int64(r.clock.Sub(time.Unix(0, 0)))); err != nil {
+		t.Fatal(err)
+	}
+	reply := mtuUDPFrame(t, macRS1, macDir1, "10.0.2.11", cliV4, 5353, 40000, 3000, false)
+	if out := r.run(t, reply); len(out) != 0 {
+		t.Fatalf("unresolved client: sent %d", len(out))
+	}
+	gw := [6]byte{2, 0, 0, 0, 1, 0xfe}
+	hops.mu.Lock()
+	hops.m[netip.MustParseAddr(cliV4)] = dataplane.Hop{Ifindex: 1, SrcMAC: macDir0, DstMAC: gw, MTU: 1500}
+	hops.mu.Unlock()
+	out := r.retry()
+	if len(out) != 3 {
+		t.Fatalf("after resolution: sent %d frames, want 3 fragments", len(out))
+	}
+	ip, udp := reassemble4(t, out, 1, 1500, macDir0, gw)
+	if ip.SrcIP.String() != "10.0.1.100" || udp.SrcPort != 53 {
+		t.Fatalf("reply from %s:%d", ip.SrcIP, udp.SrcPort)
+	}
+	payloadOK(t, udp.Payload, 3000)
 }

@@ -106,5 +106,5 @@ const pendToClient = pendReprocess + 1
 // replayToClient sends a queued pendToClient frame through hop, now
 // resolved. (neighqueue.go's replay dispatches to it.)
 func (w *Worker) replayToClient(e *pending, hop *Hop) {
-	w.transmit(&e.f, &hop.DstMAC, &hop.SrcMAC, hop.Ifindex)
+	w.outputFrame(&e.f, &e.p, hop, false) // fragmented for hop's MTU if need be (fragout.go)
 }
