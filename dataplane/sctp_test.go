@@ -249,3 +249,28 @@ func TestSCTPICMPRelated(t *testing.T) {
 		t.Fatalf("quoted packet not the client's to VIP:3868: %x", q)
 	}
 }
+
+// TestSCTPFullNAT: FULLNAT translates both ends of an SCTP packet, with a
+// valid CRC32c, and the real server's reply back to the client.
+func TestSCTPFullNAT(t *testing.T) {
+	r := newRig(t, "-A --sctp-service 10.0.1.100:3870 -s rr\n-a --sctp-service 10.0.1.100:3870 -r 10.0.2.11:3871 -b\n")
+	out := r.run(t, sctpFrame(t, macCli, macDir0, "10.0.0.1", "10.0.1.100", 40000, 3870, sctpChunk(1)))
+	if len(out) != 1 {
+		t.Fatalf("INIT: sent %d frames\n%s", len(out), r.dump(t))
+	}
+	src, dst, ok := sctpOut(t, out[0].Data())
+	if !ok || src.Addr() != netip.MustParseAddr("10.0.2.1") || dst != netip.MustParseAddrPort("10.0.2.11:3871") {
+		t.Fatalf("INIT out %v -> %v (crc ok %v)", src, dst, ok)
+	}
+	back := r.run(t, sctpFrame(t, macRS1, macDir1, "10.0.2.11", "10.0.2.1", 3871, src.Port(), sctpChunk(2)))
+	if len(back) != 1 {
+		t.Fatalf("INIT ACK: sent %d frames\n%s", len(back), r.dump(t))
+	}
+	src, dst, ok = sctpOut(t, back[0].Data())
+	if !ok || src != netip.MustParseAddrPort("10.0.1.100:3870") || dst != netip.MustParseAddrPort("10.0.0.1:40000") {
+		t.Fatalf("INIT ACK out %v -> %v (crc ok %v)", src, dst, ok)
+	}
+	if got := sctpState(t, r); got != "C-SENT" {
+		t.Fatalf("state %s", got)
+	}
+}
