@@ -66,10 +66,13 @@
 // that the rules above, applied to the whole datagram, call Kernel (a UDP
 // datagram to a port of a VIP without a service, a fragmented reply to a
 // director address that is a FULLNAT route source from a port outside the
-// local range, an ICMP echo to a VIP) is the kernel's: the worker hands it
-// to the director's stack as LOCALNODE does (Env.LocalNode), which is what
-// the kernel would have received had the hooks let the fragments pass;
-// without a LocalNode it is dropped and counted.
+// local range, an ICMP echo to a VIP) is the kernel's, which never saw its
+// fragments: the worker is to hand it to the director's stack as LOCALNODE
+// does (Env.LocalNode), which is what the kernel would have received had
+// the hooks let the fragments pass, and to drop it, counted, without a
+// LocalNode. Today the worker counts such a datagram not-ours and drops it,
+// as it does a whole frame it does not own (which the kernel did see).
+//
 // A frame is Shared when it is an Ethernet/IPv4 ARP request or an IPv6
 // neighbour solicitation whose target is a Neighbours address. Every other
 // frame is Kernel.
