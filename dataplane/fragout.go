@@ -108,17 +108,16 @@ func l3Of(data []byte) int {
 // ipLen returns the length of the IP packet at data[l3:] as its header
 // states it (0 when it is not IPv4 or IPv6).
 func ipLen(data []byte, l3 int) int {
-	if len(data) < l3+header.IPv6Size {
-		if len(data) >= l3+header.IPv4MinSize && data[l3]>>4 == 4 {
-			return int(binary.BigEndian.Uint16(data[l3+header.IPv4TotalLenOff:]))
-		}
+	if len(data) < l3+header.IPv4MinSize {
 		return 0
 	}
 	switch data[l3] >> 4 {
 	case 4:
 		return int(binary.BigEndian.Uint16(data[l3+header.IPv4TotalLenOff:]))
 	case 6:
-		return header.IPv6Size + int(binary.BigEndian.Uint16(data[l3+header.IPv6PayloadLenOff:]))
+		if len(data) >= l3+header.IPv6Size {
+			return header.IPv6Size + int(binary.BigEndian.Uint16(data[l3+header.IPv6PayloadLenOff:]))
+		}
 	}
 	return 0
 }

@@ -388,6 +388,25 @@ func TestMTUReply(t *testing.T) {
 	if q.SrcIP.String() != "10.0.2.11" || q.TTL != 64 {
 		t.Fatalf("quoted %s ttl %d: not the reply as received", q.SrcIP, q.TTL)
 	}
+
+	// IPv6: packet too big to the real server (ip6_forward).
+	if out := process(w, rec, frameOf(mtuUDPFrame(t, macCli, macDir0, cli6, vip6, 40000, 53, 10, false), 1)); len(out) != 1 {
+		t.Fatalf("IPv6 request: sent %d frames", len(out))
+	}
+	out = process(w, rec, frameOf(mtuUDPFrame(t, macRS1, macDir1, rs6.String(), cli6, 5353, 40000, 3000, false), 2))
+	if len(out) != 1 || out[0].Ifindex != 2 {
+		t.Fatalf("IPv6 reply: sent %d frames, want one packet too big to the real server", len(out))
+	}
+	p := gopacket.NewPacket(out[0].Data(), layers.LayerTypeEthernet, gopacket.Default)
+	ip6, _ := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+	ic6, _ := p.Layer(layers.LayerTypeICMPv6).(*layers.ICMPv6)
+	if ip6 == nil || ic6 == nil || ic6.TypeCode.Type() != layers.ICMPv6TypePacketTooBig || ip6.DstIP.String() != rs6.String() ||
+		binary.BigEndian.Uint32(ic6.Payload[:4]) != 1500 {
+		t.Fatalf("not a packet too big (MTU 1500) to the real server: %v", p)
+	}
+	if w.Counters.Load(dataplane.CntTooBig) != 2 {
+		t.Fatalf("too-big %d, want 2", w.Counters.Load(dataplane.CntTooBig))
+	}
 }
 
 // TestMTUGSO: super-frames are checked per segment. A TCP super-frame
