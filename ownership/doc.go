@@ -59,19 +59,26 @@
 //     kernel's (errors quote at most 576 bytes, IPv6 1280: they are not
 //     fragmented on the way).
 //
-// # Fragments that turn out not to be uvsd's
+// # Frames that turn out not to be uvsd's
 //
-// The worker reassembles the fragments it gets (package dataplane,
-// frag.go) and handles the datagram as one frame. A reassembled datagram
-// that the rules above, applied to the whole datagram, call Kernel (a UDP
-// datagram to a port of a VIP without a service, a fragmented reply to a
-// director address that is a FULLNAT route source from a port outside the
-// local range, an ICMP echo to a VIP) is the kernel's, which never saw its
-// fragments: the worker is to hand it to the director's stack as LOCALNODE
-// does (Env.LocalNode), which is what the kernel would have received had
-// the hooks let the fragments pass, and to drop it, counted, without a
-// LocalNode. Today the worker counts such a datagram not-ours and drops it,
-// as it does a whole frame it does not own (which the kernel did see).
+// Two kinds of owned frames may belong to nobody in uvsd, and the kernel
+// never saw them:
+//
+//   - A datagram the worker reassembled (package dataplane, frag.go) that
+//     the rules above, applied to the whole datagram, call Kernel: a UDP
+//     datagram to a port of a VIP without a service, a fragmented reply to
+//     a director address that is a FULLNAT route source from a port
+//     outside the local range, an ICMP echo to a VIP.
+//   - A packet from a real server of a port-0 NAT service that belongs to
+//     no connection: traffic the real server starts itself through the
+//     director (its default gateway in NAT), which IPVS lets the kernel
+//     forward (ip_vs_out returns NF_ACCEPT without a connection).
+//
+// The worker is to hand such a packet to the director's stack as LOCALNODE
+// does (Env.LocalNode), which is what the kernel would have received
+// without the hooks, and to drop it, counted, without a LocalNode. Today
+// the worker counts it not-ours and drops it, as it does a whole frame it
+// does not own (which the kernel did see).
 //
 // A frame is Shared when it is an Ethernet/IPv4 ARP request or an IPv6
 // neighbour solicitation whose target is a Neighbours address. Every other
