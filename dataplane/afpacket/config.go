@@ -1,6 +1,13 @@
 // Package afpacket is the AF_PACKET packet-I/O backend of the data plane: a
-// TPACKET_V3 receive ring read in place and batched transmit with sendmmsg,
+// receive ring read in place and batched transmit with sendmmsg,
 // implementing dataplane.PacketIO.
+//
+// The receive ring is TPACKET_V2 by default (RingFrame): the kernel hands
+// every frame to userspace as soon as it has written it, so a frame waits
+// for no timer at low rates, and a reader that keeps up reads every ready
+// slot in one batch without sleeping. RingBlock selects TPACKET_V3, whose
+// blocks reach userspace when full or when their timer (at least 1 ms)
+// retires them: up to a millisecond per frame at low rates.
 //
 // One Socket serves one worker. Open several sockets with the same
 // FanoutGroup on an interface (one per RX queue, see nic.NumRXQueues) and run
@@ -8,9 +15,11 @@
 // receives from every interface of its network namespace, and any socket can
 // transmit on any interface: WriteBatch sends each frame by its Ifindex.
 //
-// The frames ReadBatch returns alias the receive ring. They stay valid, and
-// may be rewritten in place and passed to WriteBatch, until the next
-// ReadBatch, which hands the ring blocks they live in back to the kernel.
+// The frames ReadBatch returns alias the receive ring (or, for frames
+// longer than a RingFrame slot, buffers of the socket). They stay valid,
+// and may be rewritten in place and passed to WriteBatch, until the next
+// ReadBatch, which hands the ring slots or blocks they live in back to the
+// kernel.
 //
 // A classic BPF filter (see Filter) is attached before the socket is
 // bound, so no frame outside the filter ever reaches the ring.
@@ -32,9 +41,10 @@ import (
 	"golang.org/x/net/bpf"
 )
 
-// Default ring geometry and batch sizes used for zero Config fields.
+// Default ring geometry and batch sizes used for zero Config fields. A
+// RingFrame ring of the defaults has 8192 slots of 2 KB (16 MB).
 //
-// A block reaches userspace when it is full or its timeout passes, so the
+// A RingBlock block reaches userspace when it is full or its timeout passes, so the
 // block size bounds the latency the ring adds under load: 256 KB (four 64
 // KB super-frames) keeps a single TCP stream's round trip short, where 1
 // MB blocks halved its throughput. The ring still holds 16 MB.
@@ -47,7 +57,39 @@ const (
 	DefaultTxBatch      = 64
 	DefaultHeadroom     = 64
 	DefaultSendBuffer   = 8 << 20
+	// DefaultReceiveBuffer holds the frames longer than a RingFrame slot
+	// until ReadBatch reads them: about forty 64 KB super-frames.
+	DefaultReceiveBuffer = 8 << 20
 )
+
+// RingMode selects the layout of the receive ring.
+type RingMode uint8
+
+// Ring modes.
+const (
+	// RingFrame is a TPACKET_V2 ring of fixed slots that the kernel hands
+	// to userspace one frame at a time: a frame is readable as soon as it
+	// has arrived, at any rate, and a busy reader takes a batch of every
+	// ready slot without sleeping. Frames longer than a slot (GSO
+	// super-frames) come through the socket's receive queue, whole. The
+	// default.
+	RingFrame RingMode = iota
+	// RingBlock is a TPACKET_V3 ring of blocks that the kernel hands to
+	// userspace when one is full or its BlockTimeout (at least 1 ms)
+	// passes: denser, but at low rates each frame waits for the timer.
+	RingBlock
+)
+
+// String returns the mode's name.
+func (m RingMode) String() string {
+	switch m {
+	case RingFrame:
+		return "frame"
+	case RingBlock:
+		return "block"
+	}
+	return "unknown"
+}
 
 // FanoutMode is the PACKET_FANOUT algorithm of a fanout group.
 type FanoutMode uint16
@@ -90,7 +132,16 @@ type Config struct {
 	FanoutGroup uint16
 	FanoutMode  FanoutMode
 
-	// Receive ring (TPACKET_V3). BlockSize must be a multiple of the page
+	// Ring is the receive ring's layout; the zero value is RingFrame
+	// (TPACKET_V2).
+	Ring RingMode
+
+	// Receive ring. With RingFrame the ring has BlockSize / FrameSize
+	// slots per block of FrameSize bytes each: a frame that does not fit
+	// its slot behind the headroom (a GSO super-frame, a jumbo frame) is
+	// read whole from the socket's receive queue instead (ReceiveBuffer),
+	// up to 64 KB; BlockTimeout is not used. With RingBlock (TPACKET_V3):
+	// BlockSize must be a multiple of the page
 	// size (a power of two wastes no kernel memory); FrameSize a multiple
 	// of 16 that fits the frame header plus Headroom (TPACKET_V3 packs
 	// frames of any length into a block, so FrameSize only sizes the
@@ -133,6 +184,14 @@ type Config struct {
 	// rest of the batch; after EAGAIN it first waits up to 2 ms for
 	// room. Zero selects 4; negative disables retries.
 	TxRetries int
+
+	// ReceiveBuffer is the socket's receive buffer in bytes
+	// (SO_RCVBUFFORCE, or SO_RCVBUF within net.core.rmem_max) with
+	// RingFrame: the frames longer than a slot waiting to be read; a
+	// frame that finds it full arrives truncated and is dropped
+	// (Stats.Truncated). Zero selects DefaultReceiveBuffer; negative
+	// keeps the kernel's default.
+	ReceiveBuffer int
 
 	// SendBuffer is the socket's send buffer in bytes (SO_SNDBUFFORCE,
 	// or SO_SNDBUF within net.core.wmem_max without CAP_NET_ADMIN): the
@@ -188,4 +247,11 @@ type Stats struct {
 	// kernel accepted (offload on).
 	GSORead uint64
 	GSOSent uint64
+
+	// RingFrame only: FramesCopied counts frames longer than a slot read
+	// whole from the receive queue; Truncated counts frames dropped
+	// because the kernel could only give their head (the receive queue
+	// was full). FreezeQCount and BlocksRead stay 0.
+	FramesCopied uint64
+	Truncated    uint64
 }

@@ -31,6 +31,8 @@ const (
 	hdrSnaplen = 12 // tp_snaplen
 	hdrStatus  = 20 // tp_status
 	hdrMac     = 24 // tp_mac
+	hdrVLANTCI = 32 // hv1.tp_vlan_tci
+	hdrVLANTPI = 36 // hv1.tp_vlan_tpid
 	hdrSize    = 48 // TPACKET_ALIGN(sizeof(struct tpacket3_hdr))
 
 	// struct sockaddr_ll follows the header.
@@ -98,6 +100,10 @@ type Socket struct {
 	unmapLater bool
 	pfd        [2]unix.PollFd
 
+	// frames is the TPACKET_V2 ring's state (RingFrame); nil with a
+	// TPACKET_V3 ring (RingBlock).
+	frames *frameRing
+
 	// vnet is set when PACKET_VNET_HDR is on: a virtio_net_hdr precedes
 	// each frame read and each frame written.
 	vnet bool
@@ -164,6 +170,9 @@ func Open(cfg Config) (*Socket, error) {
 		cur:        -1,
 		vnet:       !c.DisableOffload,
 	}
+	if c.Ring == RingFrame {
+		s.frames = &frameRing{} // setupFrameRing fills it
+	}
 	s.pollNow.Store(int32(s.pollMs))
 	if err := s.setup(&c); err != nil {
 		s.release()
@@ -185,7 +194,11 @@ func (s *Socket) SetPollTimeout(d time.Duration) {
 
 func (s *Socket) setup(c *Config) error {
 	fd := s.fd
-	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
+	version := unix.TPACKET_V3
+	if s.frames != nil {
+		version = unix.TPACKET_V2
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, version); err != nil {
 		return opError("setsockopt PACKET_VERSION", err)
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_RESERVE, c.Headroom); err != nil {
@@ -199,15 +212,21 @@ func (s *Socket) setup(c *Config) error {
 			return opError("setsockopt PACKET_VNET_HDR", err)
 		}
 	}
-	req := unix.TpacketReq3{
-		Block_size:     uint32(c.BlockSize),
-		Block_nr:       uint32(c.BlockCount),
-		Frame_size:     uint32(c.FrameSize),
-		Frame_nr:       uint32(c.BlockSize / c.FrameSize * c.BlockCount),
-		Retire_blk_tov: uint32((c.BlockTimeout + time.Millisecond - 1) / time.Millisecond),
-	}
-	if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
-		return opError("setsockopt PACKET_RX_RING", err)
+	if s.frames != nil {
+		if err := s.setupFrameRing(c); err != nil {
+			return err
+		}
+	} else {
+		req := unix.TpacketReq3{
+			Block_size:     uint32(c.BlockSize),
+			Block_nr:       uint32(c.BlockCount),
+			Frame_size:     uint32(c.FrameSize),
+			Frame_nr:       uint32(c.BlockSize / c.FrameSize * c.BlockCount),
+			Retire_blk_tov: uint32((c.BlockTimeout + time.Millisecond - 1) / time.Millisecond),
+		}
+		if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
+			return opError("setsockopt PACKET_RX_RING", err)
+		}
 	}
 	ring, err := unix.Mmap(fd, 0, c.BlockSize*c.BlockCount, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
 	if err != nil {
@@ -319,6 +338,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.SendBuffer == 0 {
 		c.SendBuffer = DefaultSendBuffer
 	}
+	if c.ReceiveBuffer == 0 {
+		c.ReceiveBuffer = DefaultReceiveBuffer
+	}
 	switch {
 	case c.TxRetries == 0:
 		c.TxRetries = defaultTxRetries
@@ -343,6 +365,10 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("afpacket: open: frame size %d is not a multiple of %d up to the block size", c.FrameSize, tpacketAlign)
 	case c.Headroom < 0 || c.FrameSize < hdrLen+c.Headroom:
 		return c, fmt.Errorf("afpacket: open: headroom %d does not fit a frame of %d bytes", c.Headroom, c.FrameSize)
+	case c.Ring == RingFrame && c.FrameSize < v2MacOff(c.Headroom, !c.DisableOffload)+60:
+		return c, fmt.Errorf("afpacket: open: a frame slot of %d bytes does not hold a 60-byte frame behind %d bytes of headroom", c.FrameSize, c.Headroom)
+	case c.Ring != RingFrame && c.Ring != RingBlock:
+		return c, fmt.Errorf("afpacket: open: unknown ring mode %d", c.Ring)
 	case c.BlockTimeout < 0:
 		return c, errors.New("afpacket: open: negative block timeout")
 	case c.TxBatch < 0:
@@ -426,6 +452,23 @@ func (s *Socket) ReadBatch(frames []dataplane.Frame) (int, error) {
 	if s.closed.Load() {
 		return s.closedRead()
 	}
+	var n int
+	var err error
+	if s.frames != nil {
+		n, err = s.readFrames(frames)
+	} else {
+		n, err = s.readBlocks(frames)
+	}
+	if errors.Is(err, dataplane.ErrClosed) {
+		return s.closedRead()
+	}
+	s.framesRead.Add(uint64(n))
+	s.lent = n > 0
+	return n, err
+}
+
+// readBlocks is ReadBatch on a RingBlock socket.
+func (s *Socket) readBlocks(frames []dataplane.Frame) (int, error) {
 	s.returnHeld()
 	n := 0
 	var deadline time.Time
@@ -435,9 +478,6 @@ func (s *Socket) ReadBatch(frames []dataplane.Frame) (int, error) {
 				break
 			}
 			ok, err := s.wait(&deadline)
-			if errors.Is(err, dataplane.ErrClosed) {
-				return s.closedRead()
-			}
 			if err != nil || !ok {
 				return 0, err
 			}
@@ -445,8 +485,6 @@ func (s *Socket) ReadBatch(frames []dataplane.Frame) (int, error) {
 		}
 		n += s.fill(frames[n:])
 	}
-	s.framesRead.Add(uint64(n))
-	s.lent = n > 0
 	return n, nil
 }
 
@@ -535,6 +573,13 @@ func (s *Socket) fill(frames []dataplane.Frame) int {
 			f.CsumPartial = status&unix.TP_STATUS_CSUMNOTREADY != 0
 			f.Offload, f.GSO, f.CsumStart, f.CsumOffset = false, dataplane.GSO{}, 0, 0
 		}
+		if status&unix.TP_STATUS_VLAN_VALID != 0 {
+			tpid := uint16(0x8100)
+			if status&unix.TP_STATUS_VLAN_TPID_VALID != 0 {
+				tpid = binary.NativeEndian.Uint16(s.ring[h+hdrVLANTPI:])
+			}
+			s.putTag(f, tpid, uint16(s.u32(h+hdrVLANTCI)))
+		}
 		n++
 		s.curLeft--
 		if s.curLeft > 0 && next == 0 {
@@ -547,6 +592,34 @@ func (s *Socket) fill(frames []dataplane.Frame) int {
 		s.finishBlock()
 	}
 	return n
+}
+
+// putTag puts back in front of the EtherType of frame f the VLAN tag the
+// kernel took off into the ring's frame header (skb_vlan_untag on receive:
+// TP_STATUS_VLAN_VALID with tp_vlan_tci, and tp_vlan_tpid when
+// TP_STATUS_VLAN_TPID_VALID, else 802.1Q), tpid and tci, so that the worker sees the
+// frame as it was on the wire (dataplane.Frame). The MAC addresses move 4
+// bytes into the headroom, which the ring's layout always leaves (tp_mac
+// is at least TPACKET_ALIGN(TPACKET3_HDRLEN + 16) - 14, 14 bytes past
+// the headroom's start; the virtio_net_hdr in front, read already, is
+// overwritten). The csum_start of a partial checksum, which the kernel
+// counts from the untagged frame (tpacket_rcv passes no VLAN length to
+// virtio_net_hdr_from_skb), moves with the L4 header.
+func (s *Socket) putTag(f *dataplane.Frame, tpid, tci uint16) {
+	const tagLen = 4
+	if f.Off < tagLen || f.Len < 12 {
+		f.Len = 0 // cannot happen (see above); never served untagged
+		return
+	}
+	f.Off -= tagLen
+	f.Len += tagLen
+	d := f.Buf[f.Off : f.Off+f.Len]
+	copy(d[:12], d[tagLen:tagLen+12])
+	binary.BigEndian.PutUint16(d[12:], tpid)
+	binary.BigEndian.PutUint16(d[14:], tci)
+	if f.CsumPartial && f.Offload {
+		f.CsumStart += tagLen
+	}
 }
 
 // minMac is the smallest valid tp_mac: the frame header, plus the
@@ -777,6 +850,10 @@ func (s *Socket) Stats() (Stats, error) {
 	st.TxErrors = s.txErrors.Load()
 	st.GSORead = s.gsoRead.Load()
 	st.GSOSent = s.gsoSent.Load()
+	if s.frames != nil {
+		st.FramesCopied = s.frames.copied.Load()
+		st.Truncated = s.frames.truncated.Load()
+	}
 	return st, nil
 }
 
