@@ -30,9 +30,10 @@
 // address never matches an IPv4 entry. The tests run the program in the
 // kernel (TestRunner, BPF_PROG_TEST_RUN) against Classify.
 //
-// The limits are ownership's: untagged Ethernet only (802.1Q frames are
-// passed; a NIC with receive VLAN offload hands the program tagged frames
-// untagged, so turn rxvlan off on interfaces with tagged traffic), at most
+// The limits are ownership's: untagged Ethernet or one 802.1Q tag, which
+// is classified by what it carries (802.1ad and QinQ frames are passed; a
+// NIC with receive VLAN offload hands the program tagged frames untagged,
+// so turn rxvlan off on interfaces with tagged traffic), at most
 // ownership.MaxExtHeaders IPv6 extension headers, the quoted packet of an
 // ICMPv6 error with its transport header right after its IPv6 header. The
 // maps hold one local port range per address and protocol: a Set with two
@@ -63,8 +64,4 @@
 // whole; they do not fit and the kernel drops them (KernelRxDropped), so
 // generic mode needs GRO off on the interface and TSO/GSO off on senders in
 // the same host.
-//
-// Like the kernel hooks, the program does not redirect the replies of a
-// port-0 (or port-less firewall-mark) NAT service, which can come from any
-// port: use DR, TUN or FULLNAT there.
 package afxdp
