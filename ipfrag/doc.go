@@ -67,7 +67,10 @@
 //   - An IPv6 first fragment must hold the upper-layer header (RFC 7112,
 //     ipv6frag_thdr_truncated). An atomic fragment (offset 0, M clear,
 //     RFC 6946) is returned at once without its fragment header and never
-//     meets a queue.
+//     meets a queue. A first fragment whose chain holds a second fragment
+//     header is dropped (RFC 8200 4.1; it would stay a fragment).
+//     header.Parse reports the last fragment header of a chain, Add the
+//     first: with one per packet they are the same.
 //   - The reassembled datagram takes the first fragment's headers; the
 //     ECN codepoints of the fragments are combined as ip_frag_ecn_table
 //     does (CE wins; Not-ECT mixed with ECT drops the datagram); an IPv4

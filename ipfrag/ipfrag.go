@@ -277,6 +277,7 @@ type frag struct {
 	ipLen     int
 	k         key
 	truncated bool // IPv6 first fragment without its upper-layer header
+	nested    bool // IPv6 fragment header followed by another one
 }
 
 // parse fills fr from frame and p; false if frame is not an IP fragment.
@@ -346,6 +347,11 @@ func (fr *frag) parse(frame []byte, p *header.Parsed) bool {
 				copy(fr.k.src[:], b[l3+8:l3+24])
 				copy(fr.k.dst[:], b[l3+24:l3+40])
 				fr.truncated = false
+				// A second fragment header in the chain would leave a
+				// fragment after reassembly (RFC 8200 4.1: one fragment
+				// header per packet). The first fragment shows the
+				// chain; later ones carry only data.
+				fr.nested = fr.offset == 0 && nestedFrag(b, off+header.IPv6FragSize, fr.nextHdr)
 				if fr.offset == 0 && fr.mf {
 					// ipv6frag_thdr_truncated: the upper-layer header must
 					// be in the first fragment (RFC 7112).
@@ -368,6 +374,36 @@ func (fr *frag) parse(frame []byte, p *header.Parsed) bool {
 	return false
 }
 
+// nestedFrag reports whether the extension-header chain of pkt starting at
+// off with next header nh holds a fragment header.
+func nestedFrag(pkt []byte, off int, nh uint8) bool {
+	for range 8 {
+		var n int
+		switch nh {
+		case header.ProtoFragment:
+			return true
+		case header.ProtoHopByHop, header.ProtoRouting, header.ProtoDstOpts:
+			if off+2 > len(pkt) {
+				return false
+			}
+			n = (int(pkt[off+1]) + 1) * 8
+		case header.ProtoAH:
+			if off+2 > len(pkt) {
+				return false
+			}
+			n = (int(pkt[off+1]) + 2) * 4
+		default:
+			return false
+		}
+		nh = pkt[off]
+		off += n
+		if off > len(pkt) {
+			return false
+		}
+	}
+	return false
+}
+
 // Add takes one IP fragment: frame holds it, p is its parse (header.Parse
 // or anything filling L3Off, End, IPVersion and, for IPv6, Proto and L4Off
 // alike). now is a monotonic clock reading in nanoseconds. When the
@@ -381,6 +417,9 @@ func (r *Reassembler) Add(frame []byte, p *header.Parsed, now int64, dst []byte)
 		return NotFragment, Datagram{}
 	}
 	r.Expire(now)
+	if fr.nested {
+		return r.badOne()
+	}
 	if fr.v6 && fr.offset == 0 && !fr.mf {
 		return r.atomic(frame, &fr, dst)
 	}

@@ -576,3 +576,20 @@ func FuzzAdd(f *testing.F) {
 		}
 	})
 }
+
+// TestNestedFragmentHeader: a second fragment header in the chain (here
+// an atomic fragment header followed by a real one) is dropped: removing
+// the first would leave a fragment (found by FuzzAdd).
+func TestNestedFragmentHeader(t *testing.T) {
+	f := split(datagram(t, "2001:db8::1", "2001:db8::2", 100, 16), 2000, 1)[0]
+	const fh = 14 + 40
+	inner := []byte{f[fh], 0, 0, 1, 0, 0, 0, 2} // next header as the outer had, offset 0, M set
+	g := append(append(append([]byte(nil), f[:fh+8]...), inner...), f[fh+8:]...)
+	g[fh] = header.ProtoFragment
+	binary.BigEndian.PutUint16(g[14+4:], uint16(len(g)-14-40))
+	r := newR(t, ipfrag.Config{})
+	var p header.Parsed
+	if res, _ := add(r, &p, g, 1, make([]byte, 70000)); res != ipfrag.Bad {
+		t.Fatalf("nested fragment header: %v, want bad", res)
+	}
+}
