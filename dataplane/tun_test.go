@@ -326,3 +326,36 @@ func TestTunNonDFFragmented(t *testing.T) {
 		t.Fatalf("fragments carry %d bytes", n)
 	}
 }
+
+// TestTunICMPOtherRelayed: another error about the director's IPIP packet
+// (a host unreachable from a router on the way) reaches the client with
+// its type and code, about the client's own packet, from the VIP; no
+// path MTU is learnt.
+func TestTunICMPOtherRelayed(t *testing.T) {
+	r := newRig(t, tunRules)
+	h := *r.env.Host.Load()
+	h.Local = map[[16]byte]bool{netip.MustParseAddr("10.0.2.1").As16(): true}
+	r.env.Host.Store(&h)
+	in := tunFrame(t, "10.0.1.2", "10.0.1.100", 40000, false, true, true, 100)
+	sent := oneOut(t, r.run(t, in))
+	icmp := fragNeededAbout(t, sent, 0)
+	icmp[14+20] = 3  // destination unreachable
+	icmp[14+20+1] = 1 // host unreachable
+	binary.BigEndian.PutUint16(icmp[14+22:], 0)
+	binary.BigEndian.PutUint16(icmp[14+22:], ^sum16(icmp[14+20:]))
+	out := oneOut(t, r.run(t, icmp))
+	pkt := gopacket.NewPacket(out, layers.LayerTypeEthernet, gopacket.Default)
+	ip, _ := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	ic, _ := pkt.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+	if ip == nil || ic == nil || ip.SrcIP.String() != "10.0.1.100" || ip.DstIP.String() != "10.0.1.2" ||
+		ic.TypeCode != layers.CreateICMPv4TypeCode(3, 1) || [6]byte(out[:6]) != macCli {
+		t.Fatalf("relayed error %v", pkt)
+	}
+	// The quote is the client's packet as sent (TTL already lowered by one).
+	if q := out[14+28:]; binary.BigEndian.Uint16(q[20:]) != 40000 || q[12] != 10 || q[15] != 2 {
+		t.Errorf("quote % x", q[:24])
+	}
+	if n := r.w.Counters.Load(dataplane.CntPMTULearned); n != 0 {
+		t.Errorf("pmtu-learned %d", n)
+	}
+}
