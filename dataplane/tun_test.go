@@ -339,7 +339,7 @@ func TestTunICMPOtherRelayed(t *testing.T) {
 	in := tunFrame(t, "10.0.1.2", "10.0.1.100", 40000, false, true, true, 100)
 	sent := oneOut(t, r.run(t, in))
 	icmp := fragNeededAbout(t, sent, 0)
-	icmp[14+20] = 3  // destination unreachable
+	icmp[14+20] = 3   // destination unreachable
 	icmp[14+20+1] = 1 // host unreachable
 	binary.BigEndian.PutUint16(icmp[14+22:], 0)
 	binary.BigEndian.PutUint16(icmp[14+22:], ^sum16(icmp[14+20:]))
