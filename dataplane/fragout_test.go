@@ -28,6 +28,8 @@ const mtuRules = `-A -u 10.0.1.100:53 -s rr
 -a -u 10.0.1.101:53 -r 10.0.2.11:53 -g
 -A -u [2001:db8:1::100]:53 -s rr
 -a -u [2001:db8:1::100]:53 -r [2001:db8:2::11]:5353 -m
+-A -u [2001:db8:1::102]:53 -s rr
+-a -u [2001:db8:1::102]:53 -r [2001:db8:2::11]:53 -b
 `
 
 var (
@@ -527,4 +529,23 @@ func TestMTUQueuedReply(t *testing.T) {
 		t.Fatalf("reply from %s:%d", ip.SrcIP, udp.SrcPort)
 	}
 	payloadOK(t, udp.Payload, 3000)
+}
+
+// TestMTUReassembledFullNAT: an IPv6 datagram reassembled from fragments
+// of at most 1280 bytes leaves a FULLNAT service in fragments again (the
+// FragMax check), not refused with packet too big as a whole 3000-byte
+// packet would be.
+func TestMTUReassembledFullNAT(t *testing.T) {
+	_, w, rec := mtuRig(t)
+	f := frameOf(mtuUDPFrame(t, macCli, macDir0, cli6, "2001:db8:1::102", 40000, 53, 3000, false), 1)
+	f.FragMax = 1280
+	out := process(w, rec, f)
+	if len(out) != 3 {
+		t.Fatalf("sent %d frames, want 3 fragments of at most 1280 bytes", len(out))
+	}
+	for i, o := range out {
+		if len(o.Data())-14 > 1280 || o.Ifindex != 2 {
+			t.Fatalf("fragment %d: %d bytes on interface %d", i, len(o.Data()), o.Ifindex)
+		}
+	}
 }

@@ -49,7 +49,7 @@ func (fullnatXmit) request(w *Worker, pc *pktCtx, c *conntrack.Conn) {
 		w.toHop(pc, r, csum)
 		return
 	}
-	r := modes.CheckMTU(p, pc.hop.MTU, pc.f.GSO.Size)
+	r := w.checkMTU(pc, pc.hop.MTU)
 	if r.OK() {
 		r = modes.FullNATRequest(pc.f.Data(), p, addrPort(&c.Local), addrPort(&c.Real), csum)
 	}
