@@ -218,9 +218,15 @@ func TestTunPMTULearned(t *testing.T) {
 			if [6]byte(out[:6]) != macRS1 || len(out) != 14+1400 {
 				t.Errorf("fitting packet: %d bytes to %x", len(out), out[:6])
 			}
-			// A second worker of the same director knows it too.
-			w2 := dataplane.NewWorker(r.io, r.env)
-			_ = w2
+			// Another worker of the same director, which saw no error,
+			// knows it too.
+			rec := &recordIO{}
+			w2 := dataplane.NewWorker(rec, r.env)
+			big := tunFrame(t, "10.0.1.2", "10.0.1.100", 40000, false, true, false, 1360)
+			buf := make([]byte, 64+len(big))
+			copy(buf[64:], big)
+			w2.ProcessBatch([]dataplane.Frame{{Buf: buf, Off: 64, Len: len(big), Ifindex: 1}})
+			checkFragNeeded(t, oneOut(t, rec.out), uint16(1400-tc.ov))
 			// The same error again lowers nothing.
 			r.run(t, icmp)
 			if n := r.w.Counters.Load(dataplane.CntPMTULearned); n != 1 {
