@@ -54,8 +54,11 @@ func NewEstimator(st *State) *Estimator {
 	return &Estimator{st: st, ests: make(map[*sched.Stats]*estimate)}
 }
 
+// load reads s: the sum of the workers' counter blocks less the zero point
+// (sched.Stats.Load), as ip_vs_chain_estimation sums the per-CPU counters.
 func load(s *sched.Stats) [numEst]uint64 {
-	return [numEst]uint64{s.Conns.Load(), s.InPkts.Load(), s.OutPkts.Load(), s.InBytes.Load(), s.OutBytes.Load()}
+	c := s.Load()
+	return [numEst]uint64{c.Conns, c.InPkts, c.OutPkts, c.InBytes, c.OutBytes}
 }
 
 // Sample takes one estimator sample of every service and destination

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/uvs-lb/uvs/ipvsadm"
+	"github.com/uvs-lb/uvs/sched"
 )
 
 func TestEstimatorKernelArithmetic(t *testing.T) {
@@ -18,7 +19,7 @@ func TestEstimatorKernelArithmetic(t *testing.T) {
 
 	// Traffic before the first sample is not a rate: the estimator starts
 	// from the counters it first sees.
-	svc.Conns.Store(5000)
+	svc.Add(sched.Counts{Conns: 5000})
 	e.Sample()
 	if got := e.Rate(svc); got != (ipvsadm.RateView{}) {
 		t.Fatalf("first sample: %+v", got)
@@ -26,12 +27,8 @@ func TestEstimatorKernelArithmetic(t *testing.T) {
 	// One interval of 1000 conns, 4000/2000 packets, 2e6/1e6 bytes
 	// (per second: 500 cps, 2000/1000 pps, 1e6/5e5 Bps).
 	step := func() {
-		svc.Conns.Add(1000)
-		svc.InPkts.Add(4000)
-		svc.OutPkts.Add(2000)
-		svc.InBytes.Add(2000000)
-		svc.OutBytes.Add(1000000)
-		d.Stats.Conns.Add(1000)
+		svc.Add(sched.Counts{Conns: 1000, InPkts: 4000, OutPkts: 2000, InBytes: 2000000, OutBytes: 1000000})
+		d.Stats.Add(sched.Counts{Conns: 1000})
 		e.Sample()
 	}
 	step()
@@ -65,7 +62,7 @@ func TestEstimatorKernelArithmetic(t *testing.T) {
 
 	// Counters zeroed without Reset (a -Z racing a sample) restart the
 	// estimator instead of producing a wrapped, huge rate.
-	svc.Conns.Store(0)
+	svc.Zero()
 	e.Sample()
 	if got := e.Rate(svc); got.CPS != 0 {
 		t.Errorf("after counters went backwards: %+v", got)
@@ -93,7 +90,7 @@ func TestEstimatorRun(t *testing.T) {
 	svc := findStats(t, st, tcp80)
 	e := NewEstimator(st)
 	e.Sample() // baseline
-	svc.Conns.Add(1000)
+	svc.Add(sched.Counts{Conns: 1000})
 	tick := make(chan time.Time)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -90,11 +90,8 @@ var (
 )
 
 func setStats(s *sched.Stats, v [5]uint64) {
-	s.Conns.Store(v[0])
-	s.InPkts.Store(v[1])
-	s.OutPkts.Store(v[2])
-	s.InBytes.Store(v[3])
-	s.OutBytes.Store(v[4])
+	s.Zero()
+	s.Add(sched.Counts{Conns: v[0], InPkts: v[1], OutPkts: v[2], InBytes: v[3], OutBytes: v[4]})
 }
 
 // newFixture builds the fixture table with some connection counters and
@@ -524,7 +521,7 @@ func TestRunPermission(t *testing.T) {
 	if after := runCLI(st, user, "", "-S").out; after != before {
 		t.Errorf("non-root changed the table")
 	}
-	if got := findStats(t, st, tcp80).Conns.Load(); got != 1234 {
+	if got := findStats(t, st, tcp80).Load().Conns; got != 1234 {
 		t.Errorf("non-root -Z zeroed counters: %d", got)
 	}
 	// -R as non-root: every line is refused, the restore goes on, the
@@ -552,10 +549,11 @@ func TestRunZero(t *testing.T) {
 	svc := findStats(t, st, tcp80)
 	d := findDest(t, st, tcp80, "192.168.1.2:80")
 	est.Sample()
-	svc.Conns.Add(1000)
-	d.Stats.Conns.Add(1000)
+	svc.Add(sched.Counts{Conns: 1000})
+	d.Stats.Add(sched.Counts{Conns: 1000})
 	d53 := findDest(t, st, udp53, "192.168.1.2:53")
-	d53.Stats.InPkts.Store(77)
+	d53.Stats.Zero()
+	d53.Stats.Add(sched.Counts{InPkts: 77})
 	est.Sample()
 	if est.Rate(svc).CPS == 0 {
 		t.Fatal("no rate before -Z")
@@ -564,10 +562,10 @@ func TestRunZero(t *testing.T) {
 	if r := runCLI(st, env, "", "-Z", "-t", "10.0.0.1:80"); r.code != 0 {
 		t.Fatalf("-Z -t: %+v", r)
 	}
-	if svc.Conns.Load() != 0 || d.Stats.Conns.Load() != 0 || est.Rate(svc) != (ipvsadm.RateView{}) || est.Rate(&d.Stats) != (ipvsadm.RateView{}) {
-		t.Errorf("-Z -t left counters %d/%d rates %+v/%+v", svc.Conns.Load(), d.Stats.Conns.Load(), est.Rate(svc), est.Rate(&d.Stats))
+	if svc.Load().Conns != 0 || d.Stats.Load().Conns != 0 || est.Rate(svc) != (ipvsadm.RateView{}) || est.Rate(&d.Stats) != (ipvsadm.RateView{}) {
+		t.Errorf("-Z -t left counters %d/%d rates %+v/%+v", svc.Load().Conns, d.Stats.Load().Conns, est.Rate(svc), est.Rate(&d.Stats))
 	}
-	if d53.Stats.InPkts.Load() != 77 {
+	if d53.Stats.Load().InPkts != 77 {
 		t.Errorf("-Z -t zeroed another service")
 	}
 	est.Sample()
@@ -577,8 +575,8 @@ func TestRunZero(t *testing.T) {
 	if r := runCLI(st, env, "", "-Z"); r.code != 0 {
 		t.Fatalf("-Z: %+v", r)
 	}
-	if d53.Stats.InPkts.Load() != 0 {
-		t.Errorf("-Z left %d", d53.Stats.InPkts.Load())
+	if d53.Stats.Load().InPkts != 0 {
+		t.Errorf("-Z left %d", d53.Stats.Load().InPkts)
 	}
 }
 

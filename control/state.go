@@ -127,6 +127,9 @@ type State struct {
 	timeouts Timeouts
 	opts     sched.Options
 	snap     *snapshot.Snapshot
+	// stats gives every service's and destination's counters a slot in
+	// the workers' counter blocks (sched.StatsRegistry).
+	stats *sched.StatsRegistry
 
 	// Publish receives every new snapshot (called with the state locked).
 	publish func(*snapshot.Snapshot)
@@ -150,6 +153,7 @@ func New(o Options) *State {
 		publish:    o.Publish,
 		onTimeouts: o.OnTimeouts,
 		nextID:     1,
+		stats:      sched.NewStatsRegistry(),
 	}
 	s.mu.Lock()
 	s.commit()
@@ -186,8 +190,18 @@ func (s *State) commit() {
 			Stats:      x.stats,
 		})
 	}
+	for _, x := range s.services {
+		// Slots for the new services and destinations before a worker
+		// can see them in the snapshot (a destination added meanwhile
+		// counts in shared atomics until then).
+		s.stats.Assign(x.stats, nil)
+		for _, d := range x.sched.Dests() {
+			s.stats.Assign(&d.Stats, x.stats)
+		}
+	}
 	s.version++
 	s.snap = snapshot.New(s.version, svcs)
+	s.snap.Stats = s.stats
 	if s.publish != nil {
 		s.publish(s.snap)
 	}
@@ -375,13 +389,9 @@ func (s *State) apply(c *ipvsadm.Command) error {
 	return &Error{Errno: syscall.EINVAL, Msg: fmt.Sprintf("command %d does not change the configuration", c.Kind)}
 }
 
-func zeroStats(st *sched.Stats) {
-	st.Conns.Store(0)
-	st.InPkts.Store(0)
-	st.OutPkts.Store(0)
-	st.InBytes.Store(0)
-	st.OutBytes.Store(0)
-}
+// zeroStats is ip_vs_zero_stats: the current counters become the zero
+// point.
+func zeroStats(st *sched.Stats) { st.Zero() }
 
 func (s *State) addService(cfg spec.Service) error {
 	if s.byKey[cfg.Key] != nil {

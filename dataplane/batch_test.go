@@ -111,9 +111,9 @@ func (r *rig) dump(t *testing.T) string {
 	}
 	for _, svc := range r.env.Snap.Load().Services() {
 		for _, d := range svc.Sched.Dests() {
-			s := &d.Stats
-			fmt.Fprintf(&b, "%v conns=%d in=%d out=%d inb=%d outb=%d active=%d inact=%d\n", d.AddrPort(), s.Conns.Load(),
-				s.InPkts.Load(), s.OutPkts.Load(), s.InBytes.Load(), s.OutBytes.Load(), d.ActiveConns(), d.InactConns())
+			s := d.Stats.Load()
+			fmt.Fprintf(&b, "%v conns=%d in=%d out=%d inb=%d outb=%d active=%d inact=%d\n", d.AddrPort(), s.Conns,
+				s.InPkts, s.OutPkts, s.InBytes, s.OutBytes, d.ActiveConns(), d.InactConns())
 		}
 	}
 	return b.String()

@@ -141,7 +141,7 @@ func equalSeqs(a, b []uint32) bool {
 func destIn(r *rig) uint64 {
 	var n uint64
 	for _, d := range r.env.Snap.Load().Services()[0].Sched.Dests() {
-		n += d.Stats.InPkts.Load()
+		n += d.Stats.Load().InPkts
 	}
 	return n
 }
@@ -190,7 +190,7 @@ func TestNeighQueueHoldsUntilResolved(t *testing.T) {
 	if n := destIn(r); n != 4 {
 		t.Errorf("destination InPkts %d, want 4 (each frame once)", n)
 	}
-	if n := r.env.Snap.Load().Services()[0].Stats.Conns.Load(); n != 1 {
+	if n := r.env.Snap.Load().Services()[0].Stats.Load().Conns; n != 1 {
 		t.Errorf("service connections %d, want 1", n)
 	}
 }

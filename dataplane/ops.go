@@ -51,9 +51,7 @@ func (w *Worker) onePacket(pc *pktCtx, key *conntrack.Key, svc *snapshot.Service
 		InPkts:  1,
 	}
 	w.Counters.inc(CntOnePacket)
-	svc.Stats.Conns.Add(1)
-	d.Stats.Conns.Add(1)
-	d.Stats.InPkts.Add(1)
-	d.Stats.InBytes.Add(uint64(pc.p.IPLen))
+	w.stats.blk.Conn(svc.Stats, d)
+	w.stats.blk.In(d, pc.p.IPLen)
 	w.toReal(pc, c, pendRequest)
 }

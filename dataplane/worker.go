@@ -181,6 +181,9 @@ type Worker struct {
 	tunIDs  tunIdents // outer IPv4 IDs of tunnelled packets (tunicmp.go)
 	// Counters are this worker's counters.
 	Counters Counters
+
+	// stats counts the traffic of services and destinations (stats.go).
+	stats workerStats
 }
 
 // pktCtx is what handling one frame needs, passed down the pipeline
@@ -300,6 +303,7 @@ func (w *Worker) ProcessBatch(frames []Frame) {
 	pc.host = w.env.Host.Load()
 	pc.now = w.env.Now()
 	pc.mono = int64(pc.now.Sub(w.env.Epoch))
+	w.stats.sync(pc.snap)
 	if w.pq.n > 0 {
 		w.retryQueued(pc)
 	}
@@ -310,6 +314,7 @@ func (w *Worker) ProcessBatch(frames []Frame) {
 	}
 	w.flush()
 	w.fragRelease()
+	w.stats.publish()
 	pc.f, pc.p = nil, nil // keep no frame alive
 }
 
@@ -656,8 +661,7 @@ func (w *Worker) create(pc *pktCtx, nc *conntrack.NewConn, svc *snapshot.Service
 		pc.p.Proto == header.ProtoSCTP && pc.p.TCPFlags != conntrack.SCTPEvInit {
 		w.Counters.inc(CntSloppy) // only sloppy_tcp / sloppy_sctp schedule these
 	}
-	svc.Stats.Conns.Add(1)
-	d.Stats.Conns.Add(1)
+	w.stats.blk.Conn(svc.Stats, d) // ip_vs_conn_stats
 	w.forward(pc, c)
 }
 
@@ -670,8 +674,7 @@ func (w *Worker) forward(pc *pktCtx, c *conntrack.Conn) {
 			w.Counters.inc(CntDestGone)
 			return
 		}
-		d.Stats.InPkts.Add(1)
-		d.Stats.InBytes.Add(uint64(pc.p.IPLen))
+		w.stats.blk.In(d, pc.p.IPLen) // ip_vs_in_stats
 		w.toReal(pc, c, pendRequest)
 		if w.ring != nil && w.env.Sync.Sending() {
 			// ip_vs_in: after the transmitter, ip_vs_sync_conn.
@@ -682,9 +685,10 @@ func (w *Worker) forward(pc *pktCtx, c *conntrack.Conn) {
 	if !w.replyFits(pc, c) { // ip_forward's MTU check (fragout.go)
 		return
 	}
-	if d != nil {
-		d.Stats.OutPkts.Add(1)
-		d.Stats.OutBytes.Add(uint64(pc.p.IPLen))
+	if d != nil && d.Available() {
+		// ip_vs_out_stats: replies of a destination that was deleted
+		// (in the trash) are not counted.
+		w.stats.blk.Out(d, pc.p.IPLen)
 	}
 	xmitFor(c.Fwd).reply(w, pc, c)
 }

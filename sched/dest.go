@@ -211,13 +211,3 @@ func (d *Dest) SetActive(active bool) {
 		d.inactConns.Add(1)
 	}
 }
-
-// Stats are 64-bit traffic counters (struct ip_vs_kstats), updated with
-// atomics by the workers.
-type Stats struct {
-	Conns    atomic.Uint64
-	InPkts   atomic.Uint64
-	OutPkts  atomic.Uint64
-	InBytes  atomic.Uint64
-	OutBytes atomic.Uint64
-}

@@ -51,6 +51,12 @@ type Snapshot struct {
 	vips     map[[16]byte]struct{}
 	// Version counts snapshots; it only grows.
 	Version uint64
+	// Stats is the registry that gave the services and destinations of
+	// this snapshot their counter slots (nil: none, every count goes to
+	// shared atomics). Set before publication; a worker registers its
+	// StatsBlock in it and grows the block when a snapshot brings new
+	// slots (sched.Stats).
+	Stats *sched.StatsRegistry
 }
 
 // New indexes services for lookup. The slice is kept as given (the
