@@ -3,6 +3,7 @@ package dataplane_test
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/uvs-lb/uvs/dataplane"
 	"github.com/uvs-lb/uvs/header"
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 	"github.com/uvs-lb/uvs/internal/wait"
 	"github.com/uvs-lb/uvs/ipfrag"
 )
@@ -587,4 +589,74 @@ func BenchmarkDefragNAT(b *testing.B) {
 	if w.Counters.Load(dataplane.CntReassembled) < uint64(b.N) {
 		b.Fatalf("reassembled %d of %d", w.Counters.Load(dataplane.CntReassembled), b.N)
 	}
+}
+
+// FuzzDefrag feeds sequences of frames (each a 2-byte length and the
+// bytes; a zero length ends a batch and moves the clock 10 s on) to a
+// worker serving dfrRules: nothing panics, every frame sent is an IP
+// packet that parses, no more datagrams are reassembled than fragments
+// came in, and the worker sends at most two frames per frame received.
+func FuzzDefrag(f *testing.F) {
+	var seeds [][]byte
+	for _, tc := range [][2]string{{"10.0.1.2", "10.0.1.100"}, {"2001:db8:1::2", "2001:db8:1::100"}, {"10.0.1.2", "10.0.1.101"}} {
+		frags := dfrSplit(dfrUDP(f, macCli, macDir0, tc[0], tc[1], 40000, 53, 3000), 1448, 7)
+		var s []byte
+		for _, i := range []int{1, 2, 0} {
+			s = binary.BigEndian.AppendUint16(s, uint16(len(frags[i])))
+			s = append(s, frags[i]...)
+		}
+		seeds = append(seeds, s)
+	}
+	for _, s := range seeds {
+		f.Add(s)
+		f.Add(append(append([]byte(nil), s...), 0, 0))
+	}
+	f.Add(append(append([]byte(nil), seeds[0][:len(seeds[0])/2]...), append([]byte{0, 0}, seeds[1]...)...))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %x", len(in), in) })()
+		if len(in) > 1<<16 {
+			return
+		}
+		r, w, rec := dfrRig(t, ipfrag.MinMemory)
+		var batch [][]byte
+		rx := 0
+		flush := func() {
+			if len(batch) > 0 {
+				dfrFeed(w, batch...)
+				rx += len(batch)
+				batch = batch[:0]
+			}
+			r.clock = r.clock.Add(10 * time.Second)
+		}
+		for len(in) >= 2 {
+			n := int(binary.BigEndian.Uint16(in))
+			in = in[2:]
+			if n == 0 {
+				flush()
+				continue
+			}
+			n = min(n, len(in))
+			if n >= header.EthernetMinSize {
+				batch = append(batch, in[:n])
+			}
+			in = in[n:]
+			if len(batch) == 8 {
+				flush()
+			}
+		}
+		flush()
+		var p header.Parsed
+		for _, o := range rec.out {
+			p.Parse(o.Data())
+			if p.Kind != header.KindIPv4 && p.Kind != header.KindIPv6 && p.Kind != header.KindARP {
+				t.Fatalf("sent a frame that is not IP: %v (%x)", p.Reason, o.Data()[:min(o.Len, 64)])
+			}
+		}
+		if len(rec.out) > 2*rx {
+			t.Fatalf("sent %d frames for %d received", len(rec.out), rx)
+		}
+		if re, in := w.Counters.Load(dataplane.CntReassembled), w.Counters.Load(dataplane.CntFragIn); re > in {
+			t.Fatalf("reassembled %d datagrams from %d fragments", re, in)
+		}
+	})
 }
