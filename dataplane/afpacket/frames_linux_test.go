@@ -1,6 +1,7 @@
 package afpacket
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -8,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/uvs-lb/uvs/dataplane"
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 	"github.com/uvs-lb/uvs/internal/wait"
 )
 
@@ -236,4 +240,36 @@ func benchRTT(b *testing.B, ring RingMode) {
 	b.ReportMetric(float64(rtts[len(rtts)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(rtts[len(rtts)*99/100].Microseconds()), "p99-µs")
 	b.ReportMetric(float64(b.N-len(rtts)), "lost")
+}
+
+// FuzzFrameSlot feeds arbitrary TPACKET_V2 slot contents (header, headroom
+// and frame) to the slot parser: it never panics, and a frame it serves
+// lies inside its buffer behind at least the headroom the VLAN tag needs.
+func FuzzFrameSlot(f *testing.F) {
+	const frameSize = 512
+	seed := make([]byte, frameSize)
+	binary.NativeEndian.PutUint32(seed[v2Len:], 60)
+	binary.NativeEndian.PutUint32(seed[v2Snaplen:], 60)
+	binary.NativeEndian.PutUint16(seed[v2Mac:], uint16(v2MacOff(DefaultHeadroom, true)))
+	f.Add(seed, uint32(unix.TP_STATUS_USER), true)
+	f.Add(seed, uint32(unix.TP_STATUS_USER|unix.TP_STATUS_VLAN_VALID|unix.TP_STATUS_VLAN_TPID_VALID), true)
+	f.Add(seed, uint32(unix.TP_STATUS_USER|unix.TP_STATUS_CSUMNOTREADY), false)
+	f.Add(seed, uint32(unix.TP_STATUS_USER|unix.TP_STATUS_COPY), true)
+	f.Add(seed[:40], uint32(unix.TP_STATUS_USER), true)
+	f.Fuzz(func(t *testing.T, slot []byte, status uint32, vnet bool) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string {
+			return fmt.Sprintf("status %#x vnet %t slot %d bytes %.200q", status, vnet, len(slot), slot)
+		})()
+		// fd -1: the receive-queue read of a TP_STATUS_COPY slot fails.
+		s := &Socket{fd: -1, vnet: vnet, blockSize: 2 * frameSize, ring: make([]byte, 2*frameSize),
+			frames: &frameRing{frameSize: frameSize, perBlock: 2, slots: 2, big: [][]byte{make([]byte, bigHeadroom+vnetHdrLen+bigFrameLen)}}}
+		copy(s.ring, slot)
+		var fr dataplane.Frame
+		if !s.frameAt(&fr, 0, status) {
+			return
+		}
+		if fr.Off < 0 || fr.Len < 0 || fr.Off+fr.Len > len(fr.Buf) {
+			t.Fatalf("frame Off %d Len %d outside its %d-byte buffer", fr.Off, fr.Len, len(fr.Buf))
+		}
+	})
 }
