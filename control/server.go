@@ -53,6 +53,13 @@ type Server struct {
 	// (8 if zero); more are refused.
 	MaxUnprivConns int
 
+	// Audit, when set, is told of every request that may change the
+	// configuration (Changes: not the listings, -h or -v), after it ran,
+	// with the peer's credentials and the exit status, so that the daemon
+	// logs who changed what, and whether it took. It is called from the
+	// request's goroutine.
+	Audit func(cred wire.Cred, prog string, args []string, code int)
+
 	// peer returns the connected peer's credentials; tests replace it.
 	// Default: wire.PeerCred (SO_PEERCRED).
 	peer func(*net.UnixConn) (wire.Cred, error)
@@ -282,6 +289,9 @@ func (s *Server) handle(c *net.UnixConn, cred wire.Cred) {
 		env.Prog = req.Prog
 		env.Privileged = privileged
 		code = Run(s.st, env, req.Args, bytes.NewReader(req.Stdin), out, errw)
+		if s.Audit != nil && Changes(req.Prog, req.Args) {
+			s.Audit(cred, req.Prog, req.Args, code)
+		}
 	}
 	_ = wire.WriteFrame(c, wire.FrameExit, wire.ExitPayload(code))
 }

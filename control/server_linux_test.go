@@ -701,3 +701,33 @@ func FuzzServerHandle(f *testing.F) {
 		}
 	})
 }
+
+// TestServerAudit checks that the daemon is told of each change with the
+// peer and its outcome, and of nothing else.
+func TestServerAudit(t *testing.T) {
+	st := newFixture(t)
+	srv := NewServer(st, Env{})
+	srv.peer = fakePeer(false)
+	type entry struct {
+		uid  uint32
+		args string
+		code int
+	}
+	var mu sync.Mutex
+	var got []entry
+	srv.Audit = func(c wire.Cred, prog string, args []string, code int) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, entry{c.UID, prog + " " + strings.Join(args, " "), code})
+	}
+	name := startServer(t, srv)
+	for _, args := range [][]string{{"-Ln"}, {"--counters"}, {"-C"}, {"-S"}, {"-x"}} {
+		do(t, name, wire.Request{Prog: "ipvsadm", Args: args})
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []entry{{65534, "ipvsadm -C", 255}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("audited %v, want %v", got, want)
+	}
+}

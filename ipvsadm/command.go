@@ -53,6 +53,7 @@ const (
 	CmdDelLaddr             // -Q / --del-laddr
 	CmdGetLaddr             // -G / --get-laddr
 	CmdListCheckers         // --list-checkers (uvs: the keepalived checkers of uvsd --keepalived)
+	CmdCounters             // --counters (uvs: uvsd's drop and health counters, per worker)
 	CmdHelp                 // -h
 	CmdVersion              // -v
 )
@@ -92,6 +93,7 @@ type ListOptions struct {
 	NoSort         bool // --nosort
 	Timeout        bool // --timeout
 	Daemon         bool // --daemon
+	JSON           bool // --json (uvs, with --counters)
 }
 
 // DaemonConfig is the sync-daemon part of --start-daemon/--stop-daemon.

@@ -2,7 +2,7 @@ package ipvsadm
 
 // optIdx indexes ipvsadm's option table (OPTC_* in ipvsadm.c); the order
 // decides which legality error is reported first. optLaddr is the DPVS
-// FULLNAT addition.
+// FULLNAT addition, optJSON uvs's (--counters --json).
 type optIdx uint8
 
 const (
@@ -41,6 +41,7 @@ const (
 	optTunCsum
 	optTunRemCsum
 	optLaddr
+	optJSON
 	numOpts
 )
 
@@ -52,7 +53,7 @@ var optNames = [numOpts]string{
 	"thresholds", "persistent-conn", "nosort", "syncid", "exact", "ops", "pe",
 	"sched-flags", "mcast-group", "mcast-port", "mcast-ttl", "sync-maxlen",
 	"tun-info", "tun-type", "tun-port", "tun-nocsum", "tun-csum",
-	"tun-remcsum", "laddr",
+	"tun-remcsum", "laddr", "json",
 }
 
 // cmdNames are the command names used in legality messages.
@@ -94,6 +95,8 @@ func cmdName(k CmdKind) string {
 		return "get-laddr"
 	case CmdListCheckers:
 		return "list-checkers"
+	case CmdCounters:
+		return "counters"
 	case CmdHelp:
 		return "help"
 	case CmdVersion:
@@ -162,6 +165,8 @@ func legality(k CmdKind) (legalRow, bool) {
 		return row([]optIdx{optService}, []optIdx{optNumeric, optLaddr}, nil), true
 	case CmdListCheckers:
 		return row(nil, []optIdx{optNumeric}, nil), true
+	case CmdCounters:
+		return row(nil, []optIdx{optJSON}, nil), true
 	}
 	return legalRow{}, false
 }
@@ -201,6 +206,7 @@ const (
 	idDelLaddr
 	idGetLaddr
 	idListCheckers
+	idCounters
 	// options
 	idTCP
 	idUDP
@@ -245,6 +251,7 @@ const (
 	idTunCsum
 	idTunRemCsum
 	idLaddr
+	idJSON
 )
 
 // optDef is one entry of the option table.
@@ -280,6 +287,7 @@ var optTable = [...]optDef{
 	{"del-laddr", 'Q', argNone, idDelLaddr},
 	{"get-laddr", 'G', argNone, idGetLaddr},
 	{"list-checkers", 0, argNone, idListCheckers},
+	{"counters", 0, argNone, idCounters},
 	{"tcp-service", 't', argRequired, idTCP},
 	{"udp-service", 'u', argRequired, idUDP},
 	{"sctp-service", 0, argRequired, idSCTP},
@@ -323,6 +331,7 @@ var optTable = [...]optDef{
 	{"tun-csum", 0, argNone, idTunCsum},
 	{"tun-remcsum", 0, argNone, idTunRemCsum},
 	{"laddr", 'z', argRequired, idLaddr},
+	{"json", 0, argNone, idJSON},
 }
 
 // fullnatShort is the meaning of "-b" on the real-server commands.

@@ -33,7 +33,7 @@ const (
 // method on -a/-e/-d (elsewhere -b is --sched-flags), and -P/--add-laddr,
 // -Q/--del-laddr, -G/--get-laddr manage a service's local addresses, given
 // with -z/--laddr. --list-checkers (uvs) lists the health checkers of
-// uvsd --keepalived.
+// uvsd --keepalived; --counters [--json] (uvs) prints uvsd's counters.
 func Parse(args []string) (Command, error) { return ParseAs(DefaultProg, args) }
 
 // ParseAs is Parse with the program name used in "Try `prog -h' ..."
@@ -253,6 +253,8 @@ func (p *parser) parse() (Command, error) {
 		p.kind = CmdGetLaddr
 	case idListCheckers:
 		p.kind = CmdListCheckers
+	case idCounters:
+		p.kind = CmdCounters
 	case idStartDaemon, idStopDaemon:
 		p.kind = CmdStartDaemon
 		if first.def.id == idStopDaemon {
@@ -514,6 +516,8 @@ func (p *parser) option(o scanned) *Error {
 		p.daemon.SyncMaxLen = uint16(n)
 	case idTunInfo:
 		return p.setOpt(optTunInfo, o)
+	case idJSON:
+		return p.setOpt(optJSON, o)
 	case idTunType:
 		if err := p.setOpt(optTunType, o); err != nil {
 			return err
@@ -838,6 +842,7 @@ func (p *parser) command() Command {
 		NoSort:         s[optNoSort],
 		Timeout:        s[optTimeout],
 		Daemon:         s[optDaemon],
+		JSON:           s[optJSON],
 	}
 	return c
 }

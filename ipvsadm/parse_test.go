@@ -94,6 +94,8 @@ func TestParseSuccess(t *testing.T) {
 		{"-G -t 10.0.0.100:80", Command{Kind: CmdGetLaddr, HasService: true, Service: svc(spec.ProtoTCP, v4, 80)}},
 		{"--list-checkers", Command{Kind: CmdListCheckers}},
 		{"--list-checkers -n", Command{Kind: CmdListCheckers, List: ListOptions{Numeric: true}}},
+		{"--counters", Command{Kind: CmdCounters}},
+		{"--counters --json", Command{Kind: CmdCounters, List: ListOptions{JSON: true}}},
 		{"-D --sctp-service 10.0.0.100:9", Command{Kind: CmdDelService, HasService: true, Service: svc(spec.ProtoSCTP, v4, 9)}},
 		{"-C", Command{Kind: CmdFlush}},
 		{"-Z", Command{Kind: CmdZero}},
@@ -262,26 +264,27 @@ func TestParseErrors(t *testing.T) {
 // cTable is commands_v_options from ipvsadm 1.31, transcribed column by
 // column (-n -c svc -s -p -M -r fwd -w -x -y -mc tot dmn -st -rt thr -pc
 // srt sid -ex ops -pe -b grp port ttl size tinf type tprt nocs csum remc),
-// plus the laddr column uvs adds.
+// plus the laddr and json columns uvs adds.
 var cTable = map[CmdKind]string{
-	CmdAddService:   "xx+   xxxxxxxxxxxxxxx   xxxxxxxxxx" + "x",
-	CmdEditService:  "xx+   xxxxxxxxxxxxxxx   xxxxxxxxxx" + "x",
-	CmdDelService:   "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x",
-	CmdFlush:        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x",
-	CmdList:         " 11xxxxxxxxx11       xxxxxxx xxxxx" + "x",
-	CmdAddServer:    "xx+xxx+    xxxxxxxxxxxxxxxxxx     " + "x",
-	CmdDelServer:    "xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x",
-	CmdEditServer:   "xx+xxx+    xxxxxxxxxxxxxxxxxx     " + "x",
-	CmdSetTimeout:   "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x",
-	CmdStartDaemon:  "xxxxxxxxxxx xxxxxxx xxxx    xxxxxx" + "x",
-	CmdStopDaemon:   "xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxx" + "x",
-	CmdRestore:      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x",
-	CmdSave:         " xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x",
-	CmdZero:         "xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x",
-	CmdAddLaddr:     "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "+",
-	CmdDelLaddr:     "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "+",
-	CmdGetLaddr:     " x+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + " ",
-	CmdListCheckers: " xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x",
+	CmdAddService:   "xx+   xxxxxxxxxxxxxxx   xxxxxxxxxx" + "x" + "x",
+	CmdEditService:  "xx+   xxxxxxxxxxxxxxx   xxxxxxxxxx" + "x" + "x",
+	CmdDelService:   "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x" + "x",
+	CmdFlush:        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x" + "x",
+	CmdList:         " 11xxxxxxxxx11       xxxxxxx xxxxx" + "x" + "x",
+	CmdAddServer:    "xx+xxx+    xxxxxxxxxxxxxxxxxx     " + "x" + "x",
+	CmdDelServer:    "xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x" + "x",
+	CmdEditServer:   "xx+xxx+    xxxxxxxxxxxxxxxxxx     " + "x" + "x",
+	CmdSetTimeout:   "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x" + "x",
+	CmdStartDaemon:  "xxxxxxxxxxx xxxxxxx xxxx    xxxxxx" + "x" + "x",
+	CmdStopDaemon:   "xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxx" + "x" + "x",
+	CmdRestore:      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x" + "x",
+	CmdSave:         " xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x" + "x",
+	CmdZero:         "xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x" + "x",
+	CmdAddLaddr:     "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "+" + "x",
+	CmdDelLaddr:     "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "+" + "x",
+	CmdGetLaddr:     " x+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + " " + "x",
+	CmdListCheckers: " xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x" + "x",
+	CmdCounters:     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" + "x" + " ",
 }
 
 // optSample gives, per option, arguments that set it.
@@ -297,7 +300,7 @@ var optSample = [numOpts][]string{
 	optMcastPort: {"--mcast-port", "9000"}, optMcastTTL: {"--mcast-ttl", "2"}, optSyncMaxLen: {"--sync-maxlen", "1000"},
 	optTunInfo: {"--tun-info"}, optTunType: {"--tun-type", "ipip"}, optTunPort: {"--tun-port", "6080"},
 	optTunNoCsum: {"--tun-nocsum"}, optTunCsum: {"--tun-csum"}, optTunRemCsum: {"--tun-remcsum"},
-	optLaddr: {"-z", "10.0.0.9"},
+	optLaddr: {"-z", "10.0.0.9"}, optJSON: {"--json"},
 }
 
 func TestLegalityMatrix(t *testing.T) {
@@ -307,7 +310,7 @@ func TestLegalityMatrix(t *testing.T) {
 		CmdSetTimeout: {"--set", "1", "2", "3"}, CmdStartDaemon: {"--start-daemon", "master"},
 		CmdStopDaemon: {"--stop-daemon", "master"}, CmdRestore: {"-R"}, CmdSave: {"-S"}, CmdZero: {"-Z"},
 		CmdAddLaddr: {"-P"}, CmdDelLaddr: {"-Q"}, CmdGetLaddr: {"-G"},
-		CmdListCheckers: {"--list-checkers"},
+		CmdListCheckers: {"--list-checkers"}, CmdCounters: {"--counters"},
 	}
 	for k, want := range cTable {
 		r, ok := legality(k)

@@ -32,6 +32,8 @@ func UsageFor(prog string) string {
 		"--stop-daemon {master|backup}",
 		"-P|Q virtual-service -z local-address",
 		"-G virtual-service",
+		"--list-checkers [-n]",
+		"--counters [--json]",
 		"-h",
 	} {
 		b.WriteString("  " + prog + " " + l + "\n")
@@ -57,6 +59,7 @@ Either long or short options are allowed.
   --del-laddr       -Q        delete a FULLNAT local address from a service
   --get-laddr       -G        list the FULLNAT local addresses of a service
   --list-checkers             list the health checkers of uvsd --keepalived
+  --counters                  print uvsd's drop and health counters, per worker
   --help            -h        display this help message
 
 virtual-service:
@@ -88,6 +91,7 @@ Options:
   --u-threshold  -x uthreshold        upper threshold of connections
   --l-threshold  -y lthreshold        lower threshold of connections
   --laddr        -z local-address     FULLNAT local address (with -P/-Q/-G)
+  --json                              JSON output (with --counters)
   --connection   -c                   output of current IPVS connections
   --timeout                           output of timeout (tcp tcpfin udp)
   --daemon                            output of daemon information
