@@ -48,10 +48,6 @@ type Env struct {
 	// LaddrConflicts returns how many FULLNAT connections found no free
 	// local port on a local address (-G's CONFLICTS); nil shows zeros.
 	LaddrConflicts func(laddr netip.Addr) uint64
-	// Counters reads uvsd's run-time counters for --counters (a uvs
-	// extension, open to every user as /proc/net/ip_vs_stats is); nil
-	// prints the header alone.
-	Counters func() Counters
 }
 
 // Run executes one ipvsadm 1.31 invocation against st, exactly as ipvsadm
@@ -165,8 +161,6 @@ func (r *runner) invoke(args []string, stdin io.Reader, inRestore bool) (code in
 			return ipvsadm.ExitList, true
 		}
 		return ipvsadm.ExitOK, false
-	case ipvsadm.CmdCounters:
-		return r.counters(&cmd)
 	case ipvsadm.CmdStartDaemon, ipvsadm.CmdStopDaemon:
 		return r.daemon(&cmd), false
 	}
@@ -391,6 +385,14 @@ func nonNeg(v int32) uint32 {
 		return 0
 	}
 	return uint32(v)
+}
+
+// Views is what uvsadm -Ln --stats lists: the services in insertion
+// order with their real servers, counters and (with est, which may be nil)
+// rates. The metrics endpoint reads it, so that its figures are the
+// listing's.
+func Views(st *State, est *Estimator) []ipvsadm.ServiceView {
+	return (&runner{st: st, env: Env{Rates: est}}).views()
 }
 
 // views snapshots the State (and the estimator) for the formatters.

@@ -76,6 +76,10 @@ type Config struct {
 	// Sysctls are the kernel IPVS sysctls uvsd honours (nil: the
 	// kernel's defaults).
 	Sysctls *Sysctls
+	// Metrics, when set, is the listener of the Prometheus endpoint
+	// (--metrics; metrics.go): Run serves /metrics, /healthz and
+	// /readyz on it once the workers run, and closes it.
+	Metrics net.Listener
 }
 
 // Director is a running uvsd.
@@ -159,6 +163,9 @@ type Director struct {
 	syncFactory syncFactory
 	lvsSync     *lvsSync
 	lvsActive   bool
+
+	// ready is set once Run serves (/readyz), stopping once it stops.
+	ready, stopping atomic.Bool
 }
 
 // LoadRules parses a rules file (ipvsadm save format).
@@ -368,11 +375,15 @@ func (d *Director) Run(ctx context.Context) (err error) {
 	}
 	d.startLVSSync()
 	serve()
+	stopMetrics := d.serveMetrics(ctx)
+	defer stopMetrics()
 	checkers := d.startKeepalived(ctx)
+	d.ready.Store(true)
 	if d.cfg.Ready != nil {
 		d.cfg.Ready(d)
 	}
 	werr := d.housekeeping(ctx)
+	d.stopping.Store(true)
 	checkers()
 	d.logIOStats()
 	d.closeIO()

@@ -19,6 +19,7 @@ import (
 	"github.com/uvs-lb/uvs/dataplane/afxdp"
 	"github.com/uvs-lb/uvs/ipvsadm"
 	"github.com/uvs-lb/uvs/keepalived"
+	"github.com/uvs-lb/uvs/metrics"
 	"github.com/uvs-lb/uvs/trace"
 )
 
@@ -52,6 +53,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	dataFile := fs.String("data-file", DefaultDataFile, "`file` SIGUSR1 writes the health checkers' status to (uvsadm --list-checkers's table)")
 	vrrpFile := fs.String("vrrp", "", "keepalived.conf `file` whose vrrp_instance VIPs uvsd follows (for --rules; with --keepalived its own file is followed): "+
 		"such a VIP is served only while it is configured on its device, as keepalived --vrrp does on MASTER, and its lvs_sync_daemon drives the sync daemons")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on `HOST:PORT` (/metrics, with node_exporter's node_ipvs_* series; /healthz and /readyz for orchestration)")
 	sysctls := DefaultSysctls()
 	fs.Var(sysctlFlag{&sysctls}, "sysctl", "kernel IPVS sysctl `NAME=VALUE` (repeatable): backup_only=0|1, sync_threshold=\"T P\", sync_persist_mode=0|1, sync_version=0|1, sloppy_tcp=0|1, sloppy_sctp=0|1")
 	sock := fs.String("control", defSock, "unix socket `name` for uvsadm: @NAME is abstract (this network namespace's), "+
@@ -174,6 +176,17 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			printVRRP(stderr, cfg.VRRP)
 		}
 		return 0
+	}
+	if *metricsAddr != "" {
+		// Bound before anything starts: a bad or taken address stops
+		// uvsd here.
+		ln, err := metrics.Listen(*metricsAddr)
+		if err != nil {
+			fmt.Fprintf(stderr, "uvsd: %v\n", err)
+			return 2
+		}
+		defer ln.Close()
+		d.cfg.Metrics = ln
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -178,6 +178,18 @@ var rules = []rule{
 		must: []string{"connsync", "connsync/wire"},
 	},
 	{
+		name: "the data plane (and the models and control plane it is built on) links no metrics endpoint: scrapes read, they are never called",
+		from: or(in(dataPlane...), in("control", "sched", "snapshot", "connsync", "healthcheck")),
+		to:   in("metrics"),
+		must: []string{"dataplane", "conntrack", "dataplane/afpacket", "dataplane/afxdp", "control", "sched"},
+	},
+	{
+		name: "the metrics endpoint links no daemon: uvsd hands it its readers",
+		from: in("metrics"),
+		to:   in("director", "lab", "cmd"),
+		must: []string{"metrics"},
+	},
+	{
 		name:   "nothing imports a command",
 		from:   func(string) bool { return true },
 		to:     in("cmd"),

@@ -1,0 +1,247 @@
+package director
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/uvs-lb/uvs/connsync"
+	"github.com/uvs-lb/uvs/connsync/wire"
+	"github.com/uvs-lb/uvs/control"
+	"github.com/uvs-lb/uvs/dataplane"
+	"github.com/uvs-lb/uvs/dataplane/afpacket"
+	"github.com/uvs-lb/uvs/dataplane/afxdp"
+	"github.com/uvs-lb/uvs/ipvsadm"
+	"github.com/uvs-lb/uvs/metrics"
+)
+
+// serveMetrics serves --metrics (Config.Metrics) until the returned stop
+// is called (or ctx is done); without it, it does nothing. Run calls it
+// once the workers run: every reader below reads what Run has set up.
+func (d *Director) serveMetrics(ctx context.Context) (stop func()) {
+	ln := d.cfg.Metrics
+	if ln == nil {
+		return func() {}
+	}
+	src := d.metricsSources()
+	h := metrics.Handler(metrics.NewRegistry(src), src)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := metrics.Serve(ctx, ln, h); err != nil && ctx.Err() == nil {
+			d.log.Error("metrics endpoint "+ln.Addr().String(), errField(err))
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// metricsSources are the readers of the metrics endpoint: where uvsadm,
+// the shutdown log lines and --list-checkers read the same figures.
+func (d *Director) metricsSources() metrics.Sources {
+	src := metrics.Sources{
+		// The listing uvsadm -Ln --stats prints (no rates: Prometheus
+		// computes its own).
+		Services: func() []ipvsadm.ServiceView { return control.Views(d.State, nil) },
+		Workers:  d.workerCounters,
+		Conns:    d.Conns,
+		ConnsNow: func() int64 { return int64(time.Since(d.epoch)) },
+		IO:       d.ioCounters,
+		Checkers: d.Checkers,
+		VRRP:     d.vrrpInstances,
+		Sync:     d.syncCounters,
+		Healthy:  d.healthy,
+		Ready:    d.readyErr,
+	}
+	if d.env != nil {
+		src.Ports = d.env.Ports
+	}
+	return src
+}
+
+// workerCounters returns the counters of every worker, those stopped
+// when AF_XDP sockets were reopened first (Workers).
+func (d *Director) workerCounters() []*dataplane.Counters {
+	ws := d.Workers()
+	out := make([]*dataplane.Counters, len(ws))
+	for i, w := range ws {
+		out[i] = &w.Counters
+	}
+	return out
+}
+
+// ioCounters sums the counters of the running workers' sockets, as
+// logIOStats does at shutdown (the sockets of retired workers are closed
+// and count no more).
+func (d *Director) ioCounters() []metrics.IOCounter {
+	d.wmu.Lock()
+	ios := make([]dataplane.PacketIO, 0, len(d.running))
+	for io := range d.running {
+		ios = append(ios, io)
+	}
+	d.wmu.Unlock()
+	var pk afpacket.Stats
+	var xs afxdp.Stats
+	var npk, nxs int
+	for _, io := range ios {
+		switch x := io.(type) {
+		case *afpacket.Socket:
+			st, err := x.Stats()
+			if err != nil {
+				continue
+			}
+			npk++
+			pk.Packets += st.Packets
+			pk.Drops += st.Drops
+			pk.FreezeQCount += st.FreezeQCount
+			pk.FramesRead += st.FramesRead
+			pk.FramesSent += st.FramesSent
+			pk.TxBusy += st.TxBusy
+			pk.TxDropped += st.TxDropped
+			pk.TxErrors += st.TxErrors
+		case *afxdp.IO:
+			st, err := x.Stats()
+			if err != nil {
+				continue
+			}
+			nxs++
+			xs = xs.Add(st)
+		}
+	}
+	var out []metrics.IOCounter
+	add := func(backend, name string, v uint64) {
+		out = append(out, metrics.IOCounter{Backend: backend, Name: name, Value: v})
+	}
+	if npk > 0 {
+		add(IOAFPacket, "packets", pk.Packets)
+		add(IOAFPacket, "ring-drops", pk.Drops)
+		add(IOAFPacket, "ring-frozen", pk.FreezeQCount)
+		add(IOAFPacket, "read", pk.FramesRead)
+		add(IOAFPacket, "sent", pk.FramesSent)
+		add(IOAFPacket, "tx-busy", pk.TxBusy)
+		add(IOAFPacket, "tx-dropped", pk.TxDropped)
+		add(IOAFPacket, "tx-errors", pk.TxErrors)
+	}
+	if nxs > 0 {
+		add(IOAFXDP, "read", xs.RxFrames)
+		add(IOAFXDP, "sent", xs.TxFrames)
+		add(IOAFXDP, "tx-busy", xs.TxBusy)
+		add(IOAFXDP, "tx-ring-full", xs.TxRingFull)
+		add(IOAFXDP, "tx-fallback", xs.TxFallback)
+		add(IOAFXDP, "tx-errors", xs.TxErrors)
+		add(IOAFXDP, "kernel-rx-dropped", xs.KernelRxDropped)
+		add(IOAFXDP, "kernel-rx-ring-full", xs.KernelRxRingFull)
+		add(IOAFXDP, "kernel-fill-ring-empty", xs.KernelRxFillRingEmpty)
+	}
+	return out
+}
+
+// vrrpInstances are the followed VRRP instances with their roles.
+func (d *Director) vrrpInstances() []metrics.VRRPInstance {
+	d.haMu.Lock()
+	defer d.haMu.Unlock()
+	if d.vrrp == nil {
+		return nil
+	}
+	out := make([]metrics.VRRPInstance, 0, len(d.vrrp.insts))
+	for _, in := range d.vrrp.insts {
+		mi := metrics.VRRPInstance{Name: in.name, Master: in.master}
+		for _, v := range in.vips {
+			mi.VIPs = append(mi.VIPs, metrics.VRRPVIP{Addr: v.addr.String(), Device: v.dev, Held: d.vrrp.held[v]})
+		}
+		out = append(out, mi)
+	}
+	return out
+}
+
+// syncCounters are the running sync daemons' counters.
+func (d *Director) syncCounters() []metrics.SyncDaemon {
+	if d.syncd == nil {
+		return nil
+	}
+	s := d.syncd
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []metrics.SyncDaemon
+	for _, rd := range []*runningDaemon{s.master, s.backup} {
+		if rd == nil {
+			continue
+		}
+		sd := metrics.SyncDaemon{State: rd.cfg.State, Ifname: rd.cfg.McastIfn, SyncID: rd.cfg.SyncID}
+		c := func(name string, v uint64) {
+			sd.Counters = append(sd.Counters, metrics.SyncCounter{Name: name, Value: v})
+		}
+		switch x := rd.r.(type) {
+		case *connsync.Master:
+			st := x.Stats()
+			c("messages", st.Messages)
+			c("entries", st.Entries)
+			c("bytes", st.Bytes)
+			c("send-errors", st.SendErrors)
+			c("skipped", st.Skipped)
+			c("discarded", st.Discarded)
+			c("ring-drops", st.RingDrops)
+		case *connsync.Backup:
+			st := x.Stats()
+			c("messages", st.Messages)
+			c("applied", st.Applied)
+			c("wrong-syncid", st.WrongSyncID)
+			c("read-errors", st.ReadErrors)
+			for r, v := range st.Rejected {
+				if r == int(wire.ReasonNone) {
+					continue
+				}
+				sd.Counters = append(sd.Counters, metrics.SyncCounter{Name: "rejected", Reason: wire.Reason(r).String(), Value: v})
+			}
+		}
+		out = append(out, sd)
+	}
+	return out
+}
+
+// healthy is /healthz: the process answers and no packet worker has
+// stopped on its own (a worker that stops with an error stops uvsd).
+func (d *Director) healthy() error {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	if d.stopping.Load() {
+		return errors.New("stopping")
+	}
+	for _, rw := range d.running {
+		select {
+		case <-rw.end:
+			return errors.New("a packet worker stopped")
+		default:
+		}
+	}
+	return nil
+}
+
+// readyErr is /readyz: the kernel hooks are installed, the configuration
+// is loaded (a snapshot published), and at least one interface is served
+// by a running worker.
+func (d *Director) readyErr() error {
+	if !d.ready.Load() {
+		return errors.New("starting")
+	}
+	if d.stopping.Load() {
+		return errors.New("stopping")
+	}
+	if d.snap.Load() == nil {
+		return errors.New("no configuration loaded")
+	}
+	if h := d.host.Load(); h == nil || len(h.Ifaces) == 0 {
+		return errors.New("no interface served")
+	}
+	d.wmu.Lock()
+	n := len(d.running)
+	d.wmu.Unlock()
+	if n == 0 {
+		return fmt.Errorf("no packet worker running")
+	}
+	return d.healthy()
+}
