@@ -48,6 +48,10 @@ type Env struct {
 	// LaddrConflicts returns how many FULLNAT connections found no free
 	// local port on a local address (-G's CONFLICTS); nil shows zeros.
 	LaddrConflicts func(laddr netip.Addr) uint64
+	// Counters reads uvsd's run-time counters for --counters (a uvs
+	// extension, open to every user as /proc/net/ip_vs_stats is); nil
+	// prints the header alone.
+	Counters func() Counters
 }
 
 // Run executes one ipvsadm 1.31 invocation against st, exactly as ipvsadm
@@ -161,6 +165,8 @@ func (r *runner) invoke(args []string, stdin io.Reader, inRestore bool) (code in
 			return ipvsadm.ExitList, true
 		}
 		return ipvsadm.ExitOK, false
+	case ipvsadm.CmdCounters:
+		return r.counters(&cmd)
 	case ipvsadm.CmdStartDaemon, ipvsadm.CmdStopDaemon:
 		return r.daemon(&cmd), false
 	}
