@@ -17,6 +17,10 @@ have ping     || need+=(iputils-ping)
 # hping3 (a spoofed SYN / UDP flood) for the flood e2e test and the bench's
 # flood figure; it lives in /usr/sbin too.
 { have hping3 || [ -x /usr/sbin/hping3 ]; } || need+=(hping3)
+# Prometheus (the server and promtool) for the metrics tests: promtool
+# check metrics on uvsd's /metrics, and a real server scraping uvsd in the
+# metrics e2e test.
+{ have prometheus && have promtool; } || need+=(prometheus)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing packages: ${need[*]} (run as root, or install them yourself)" >&2
