@@ -33,6 +33,7 @@ func (w *Worker) arp(pc *pktCtx) {
 	}
 	if header.ARPReplyInPlace(f.Data(), p, ifc.MAC) {
 		w.Counters.inc(CntARPReply)
+		f.VLAN = vlanOf(p) // back on the VLAN it came from (vlan.go)
 		w.emit(f, f.Ifindex)
 	}
 }

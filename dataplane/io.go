@@ -6,6 +6,11 @@ package dataplane
 //
 // Buf[Off:Off+Len] holds the frame; Buf[:Off] is headroom the worker may use
 // to prepend an encapsulation header (it then lowers Off and raises Len).
+//
+// An 802.1Q tag is in-line in both directions, as on the wire: a backend
+// whose kernel took it off into metadata (AF_PACKET: tp_vlan_tci) puts it
+// back in front of the EtherType before handing the frame to the worker
+// (adjusting CsumStart), and sends the frames it is given as they are.
 type Frame struct {
 	Buf []byte
 	Off int
@@ -56,6 +61,13 @@ type Frame struct {
 	// leaving with it is fragmented again to no more than that. Zero
 	// for a frame received whole.
 	FragMax uint16
+
+	// VLAN is the worker's own: the 802.1Q VLAN id a frame it transmits
+	// must leave with (0: untagged). The worker (emit, vlan.go) retags
+	// the frame in-line to match before handing it to the backend.
+	// Backends neither read nor set it: a received frame's tag is the one
+	// in its bytes.
+	VLAN uint16
 }
 
 // GSO is the segmentation-offload description of a super-frame, as in

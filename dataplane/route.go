@@ -7,33 +7,70 @@ import (
 	"github.com/uvs-lb/uvs/header"
 )
 
+// Routed replies (issue 16).
+//
+// The kernel sends a NAT reply where its routing table says the client
+// is: handle_response (net/netfilter/ipvs/ip_vs_core.c) rewrites the
+// packet and lets it continue through FORWARD and POST_ROUTING, where the
+// route of the rewritten destination — the client — picks the egress
+// device and the neighbour layer the next hop's MAC (ip_finish_output2 →
+// neigh_output). The MAC the request came from plays no part: with two
+// routers on the client side, or ECMP, the reply may leave by another
+// router than the request came in by. clientHop does the same through
+// Env.Hops, which resolves routes and neighbours (package
+// dataplane/neigh).
+//
+// Two cases keep the request's MAC and interface:
+//
+//   - A client on a VLAN (Conn.VLAN): the director serves the VLAN's
+//     parent without a VLAN device, so no route of its table can lead to
+//     that VLAN; the reply goes back on the VLAN, to the MAC, by the
+//     interface its request came from.
+//   - A route not resolved yet (a client whose next hop is looked up for
+//     the first time; the lookup has started its resolution): the reply
+//     goes to the request's MAC, as it did before, rather than wait. The
+//     next replies take the route. A connection without a MAC (created
+//     from a sync message) has no such fallback: its frame waits in the
+//     neighbour queue.
+//
+// Each reply costs one Env.Hops lookup (a map read, no allocation).
+
 // clientHop fills h with the next hop towards connection c's client, for a
-// reply or an ICMP error the director sends it. A connection this director
-// created holds the client's MAC and the interface its first packet came
-// in by; a synchronised one (created from a sync message, FlagSync) holds
-// no MAC, and its client is reached as the kernel reaches it, by route:
-// the next hop of the client's address from Env.Hops. When that is not
-// resolved yet, the frame of pc — already rewritten, ready to go — waits
-// in the neighbour queue and is sent once it resolves (pendToClient); a
-// frame must not overtake others waiting for that address. clientHop
-// reports false when the frame is not to be sent now: queued, or dropped
-// and counted (the connection's interface is gone, the queue is full).
+// reply or an ICMP error the director sends it, and sets the VLAN the frame
+// of pc leaves on (the client's). The next hop is the route's (Env.Hops)
+// but for a client on a VLAN or one whose route is not resolved yet, which
+// are reached by the interface and MAC the connection's first packet came
+// from (see above). A connection without a MAC (created from a sync
+// message, FlagSync) whose route is not resolved yet waits: the frame of pc
+// — already rewritten, ready to go — waits in the neighbour queue and is
+// sent once it resolves (pendToClient); so does a frame for a client others
+// wait for, which it must not overtake. clientHop reports false when the
+// frame is not to be sent now: queued, or dropped and counted (the
+// connection's interface is gone, the queue is full). h.MTU is the egress
+// interface's MTU.
 func (w *Worker) clientHop(pc *pktCtx, c *conntrack.Conn, h *Hop) bool {
-	if c.MAC != ([6]byte{}) {
-		ifc, ok := pc.host.Ifaces[int(c.Ifindex)]
-		if !ok {
-			w.Counters.inc(CntNeighMiss)
+	hasMAC := c.MAC != ([6]byte{})
+	if c.VLAN == 0 || !hasMAC {
+		pc.f.VLAN = 0 // no route of the director's leads to a VLAN
+		client := header.AddrFrom16(c.Client.Addr)
+		if w.hop(client, h) && (!h.Local || !hasMAC) {
+			return true
+		}
+		if !hasMAC || (w.pq.n > 0 && w.pq.blocked(client)) {
+			w.enqueue(pc, pendToClient, client)
 			return false
 		}
-		h.Ifindex, h.DstMAC, h.SrcMAC, h.MTU = int(c.Ifindex), c.MAC, ifc.MAC, ifc.MTU
-		return true
+		// Not resolved yet (or, oddly, one of the director's own
+		// addresses): where the request came from.
 	}
-	client := header.AddrFrom16(c.Client.Addr)
-	if w.hop(client, h) {
-		return true
+	ifc, ok := pc.host.Ifaces[int(c.Ifindex)]
+	if !ok {
+		w.Counters.inc(CntNeighMiss)
+		return false
 	}
-	w.enqueue(pc, pendToClient, client)
-	return false
+	pc.f.VLAN = c.VLAN
+	h.Ifindex, h.DstMAC, h.SrcMAC, h.MTU = int(c.Ifindex), c.MAC, ifc.MAC, ifc.MTU
+	return true
 }
 
 // hop looks up the next hop towards addr (a real server) into h, unless

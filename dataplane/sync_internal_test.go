@@ -47,11 +47,25 @@ func TestClientHop(t *testing.T) {
 	c := conntrack.Conn{Client: conntrack.EndpointFrom(netip.AddrPortFrom(client, 40000)), MAC: [6]byte{2, 0, 0, 0, 1, 2}, Ifindex: 1}
 
 	var h Hop
-	if !w.clientHop(pc, &c, &h) || h.Ifindex != 1 || h.DstMAC != c.MAC || h.SrcMAC != ([6]byte{2, 0, 0, 0, 1, 1}) {
-		t.Fatalf("learnt client: hop %+v", h)
+	// Routed (issue 16): the route's next hop, not the request's MAC.
+	if !w.clientHop(pc, &c, &h) || h != routed {
+		t.Fatalf("learnt client: hop %+v, want the route's %+v", h, routed)
 	}
-	c.Ifindex = 9 // the interface is gone
-	if w.clientHop(pc, &c, &h) || w.Counters.Load(CntNeighMiss) != 1 {
+	// Not resolved yet, or on a VLAN: the request's MAC and interface.
+	unresolved := c
+	unresolved.Client = conntrack.EndpointFrom(netip.MustParseAddrPort("10.1.0.4:40000"))
+	tagged := c
+	tagged.VLAN = 100
+	for _, x := range []*conntrack.Conn{&unresolved, &tagged} {
+		if !w.clientHop(pc, x, &h) || h.Ifindex != 1 || h.DstMAC != c.MAC || h.SrcMAC != ([6]byte{2, 0, 0, 0, 1, 1}) || h.MTU != 1500 {
+			t.Fatalf("learnt client (vlan %d): hop %+v", x.VLAN, h)
+		}
+		if pc.f.VLAN != x.VLAN {
+			t.Fatalf("frame leaves on vlan %d, want %d", pc.f.VLAN, x.VLAN)
+		}
+	}
+	unresolved.Ifindex = 9 // the interface is gone
+	if w.clientHop(pc, &unresolved, &h) || w.Counters.Load(CntNeighMiss) != 1 {
 		t.Fatal("a connection whose interface is gone was not refused and counted")
 	}
 

@@ -462,6 +462,10 @@ func (w *Worker) emit(f *Frame, ifindex int) {
 	o := &w.out[n]
 	*o = *f
 	o.Ifindex = ifindex
+	if !setTag(o) { // on the VLAN of o.VLAN (vlan.go)
+		w.out = w.out[:n]
+		w.Counters.inc(CntTxErr)
+	}
 }
 
 // classify parses the frame into pc.p and says what the batch's last pass
@@ -481,6 +485,10 @@ func (w *Worker) classify(pc *pktCtx) action {
 		return actNone // PACKET_OTHERHOST: addressed to another station on the segment
 	}
 	p.Parse(data)
+	f.VLAN = 0 // set for what goes back on the client's VLAN (vlan.go)
+	if p.VLAN {
+		w.Counters.inc(CntVLAN)
+	}
 	switch p.Kind {
 	case header.KindARP:
 		return actARP
@@ -613,6 +621,7 @@ func (w *Worker) schedule(pc *pktCtx, key *conntrack.Key, svc *snapshot.Service,
 		Real:    conntrack.Endpoint{Addr: d.Addr().As16(), Port: dec.Port},
 		MAC:     header.Ethernet(pc.f.Data()).Src(),
 		Ifindex: int32(pc.f.Ifindex),
+		VLAN:    vlanOf(p),
 		FWMark:  mark,
 		Service: svc.ID,
 	}
