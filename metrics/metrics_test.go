@@ -52,6 +52,7 @@ type rig struct {
 	state *control.State
 	conns *conntrack.Table
 	ports *dataplane.PortAllocator
+	env   *dataplane.Env
 	clock time.Time
 }
 
@@ -73,7 +74,7 @@ func newRig(t testing.TB, rules string) *rig {
 		},
 		Local: map[[16]byte]bool{},
 	})
-	ct, err := conntrack.New(conntrack.Config{Capacity: 1 << 12})
+	ct, err := conntrack.New(conntrack.Config{Capacity: 1 << 15})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,6 +94,7 @@ func newRig(t testing.TB, rules string) *rig {
 			netip.MustParseAddr("10.0.2.12"): {Ifindex: 2, SrcMAC: macDir1, DstMAC: macRS2, Src: netip.MustParseAddr("10.0.2.1"), MTU: 1500},
 		},
 		Now: func() time.Time { return r.clock }, Epoch: time.Unix(0, 0), Ports: r.ports}
+	r.env = env
 	r.w = dataplane.NewWorker(r.io, env)
 	return r
 }
@@ -124,9 +126,17 @@ func (r *rig) sources() metrics.Sources {
 
 func syn(t testing.TB, sport uint16) []byte {
 	t.Helper()
+	return synTo(t, sport, 80, 0)
+}
+
+// synTo is a TCP SYN from client 10.0.1.2+client:sport to the VIP's port
+// dport.
+func synTo(t testing.TB, sport, dport uint16, client int) []byte {
+	t.Helper()
+	src := net.IPv4(10, 0, 1, byte(2+client))
 	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(macCli[:]), DstMAC: net.HardwareAddr(macDir0[:]), EthernetType: layers.EthernetTypeIPv4}
-	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.ParseIP("10.0.1.2"), DstIP: net.ParseIP("10.0.1.100")}
-	tcp := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: 80, SYN: true, Seq: 1000, Window: 65535}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: src, DstIP: net.ParseIP("10.0.1.100")}
+	tcp := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), SYN: true, Seq: 1000, Window: 65535}
 	if err := tcp.SetNetworkLayerForChecksum(ip); err != nil {
 		t.Fatal(err)
 	}
