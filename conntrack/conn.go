@@ -48,10 +48,6 @@ type NewConn struct {
 	// request frame (source MAC, ingress interface).
 	MAC     [6]byte
 	Ifindex int32
-	// VLAN is the 802.1Q VLAN id (1-4094) the request frame was tagged
-	// with, the VLAN the client is on; 0 when untagged (or tagged with
-	// VLAN 0, a priority tag, which belongs to the untagged network).
-	VLAN uint16
 	// FWMark is the packet mark at creation; Service identifies the
 	// service for its statistics.
 	FWMark  uint32
@@ -76,7 +72,6 @@ type Conn struct {
 	Dest       *sched.Dest
 	MAC        [6]byte
 	Ifindex    int32
-	VLAN       uint16 // the client side's VLAN id (NewConn.VLAN); 0: untagged
 	FWMark     uint32
 	Service    uint32
 	Timeout    time.Duration // current timeout (timer re-armed to now+Timeout)
@@ -113,12 +108,6 @@ func (t *Table) fill(idx uint32, e *entry, dir Dir, out *Conn) {
 	out.Dest = t.dests.get(e.dest)
 	out.MAC = e.mac
 	out.Ifindex = e.ifindex
-	out.VLAN = 0
-	if e.flags&flagVLAN != 0 {
-		// Kept beside the entry, which has no room left: read only for
-		// the connections that have one.
-		out.VLAN = t.vlans[idx]
-	}
 	out.FWMark = e.fwmark
 	out.Service = e.svc
 	out.Timeout = time.Duration(e.timeout) * time.Millisecond
@@ -290,11 +279,11 @@ func (t *Table) Create(p *NewConn, tcpFlags uint8, now int64, out *Conn) error {
 	if !ok {
 		return ErrTooManyDests
 	}
-	idx := t.allocEntry()
+	idx := t.allocEntry(freeHint(&p.In.Src, p.In.SrcPort))
 	evicted := false
 	for try := 0; idx == 0 && try < reclaimTries; try++ {
 		evicted = t.reclaim(now) == reclaimEvicted || evicted
-		idx = t.allocEntry()
+		idx = t.allocEntry(freeHint(&p.In.Src, p.In.SrcPort))
 	}
 	if idx == 0 {
 		t.dests.release(di)
@@ -323,8 +312,6 @@ func (t *Table) Create(p *NewConn, tcpFlags uint8, now int64, out *Conn) error {
 	e.proto, e.fwd = p.In.Proto, uint8(p.Fwd)
 	e.dest, e.control = di, ctrl
 	e.mac, e.ifindex, e.fwmark, e.svc = p.MAC, p.Ifindex, p.FWMark, p.Service
-	vlan := p.VLAN & 0x0fff
-	t.vlans[idx] = vlan
 	ik, ok2 := p.In, e.outKey()
 	e.unlock()
 
@@ -340,9 +327,6 @@ func (t *Table) Create(p *NewConn, tcpFlags uint8, now int64, out *Conn) error {
 	e.flags = FlagHashed | FlagInactive
 	if p.Fwd != spec.FwdMasq && p.Fwd != spec.FwdFullNAT {
 		e.flags |= FlagNoOutput
-	}
-	if vlan != 0 {
-		e.flags |= flagVLAN
 	}
 	e.state = StateNone
 	e.inPkts = 1 // the first packet, inbound

@@ -327,7 +327,7 @@ func (t *Table) updateSync(e *entry, s *SyncConn, di uint32, now int64) bool {
 // createSync inserts a new connection from s bound to destination slot di
 // (0: none), taking over its reference on success.
 func (t *Table) createSync(s *SyncConn, di uint32, now int64) error {
-	idx := t.allocEntry()
+	idx := t.allocEntry(freeHint(&s.Client.Addr, s.Client.Port))
 	if idx == 0 {
 		return ErrFull
 	}

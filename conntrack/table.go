@@ -60,11 +60,8 @@ const (
 	// flagReplied marks a connection that has seen a reply (DirOut)
 	// packet: a UDP connection without it is half-open (pressure.go).
 	flagReplied Flags = 0x4000
-	// flagVLAN marks a connection whose client side is on an 802.1Q VLAN:
-	// its VLAN id is in Table.vlans (conn.go).
-	flagVLAN Flags = 0x0010
 	// flagsInternal are never shown outside the table.
-	flagsInternal = flagUnhashed | flagReplied | flagVLAN
+	flagsInternal = flagUnhashed | flagReplied
 )
 
 // Handle names one live entry; it goes stale when the entry is freed.
@@ -127,7 +124,7 @@ type entry struct {
 	lport   uint16
 	mac     [6]byte
 	dest    uint32 // destination registry slot
-	control uint32 // controlling template entry, 0 = none; next free entry while free (guarded by freeMu)
+	control uint32 // controlling template entry, 0 = none; next free entry while free (guarded by its free list, freelist.go)
 	fwmark  uint32
 	svc     uint32
 	ifindex int32
@@ -195,11 +192,8 @@ type Table struct {
 	shards     []shard
 	buckets    []bucket // the index (index.go)
 	ents       []entry  // ents[0] unused
-	vlans      []uint16 // per entry: the client's VLAN id when flagVLAN (conn.go)
 
-	freeMu   sync.Mutex
-	freeHead uint32 // recycled entries, linked through control
-	fresh    uint32 // next never-used entry
+	free freeLists // dead entries (freelist.go)
 
 	live   atomic.Int64
 	cursor atomic.Uint64
@@ -244,8 +238,7 @@ func New(cfg Config) (*Table, error) {
 	t.shards = make([]shard, cfg.Shards)
 	t.buckets = make([]bucket, numBuckets(cfg.Capacity))
 	t.ents = make([]entry, cfg.Capacity+1)
-	t.vlans = make([]uint16, cfg.Capacity+1)
-	t.fresh = 1
+	t.free.init(len(t.ents))
 	t.dests.init(cfg.MaxDests)
 	for s, d := range defaultTCPTimeouts {
 		t.tcpTO[s].Store(int64(d))
@@ -352,35 +345,4 @@ func unlock2(a, b *shard) {
 		b.mu.Unlock()
 	}
 	a.mu.Unlock()
-}
-
-// --- allocation -----------------------------------------------------------
-
-func (t *Table) allocEntry() uint32 {
-	t.freeMu.Lock()
-	idx := t.freeHead
-	if idx != 0 {
-		t.freeHead = t.ents[idx].control
-	} else if int(t.fresh) < len(t.ents) {
-		idx = t.fresh
-		t.fresh++
-	}
-	t.freeMu.Unlock()
-	return idx
-}
-
-// freeEntry returns a dead entry (flags 0) to the free list.
-func (t *Table) freeEntry(idx uint32) {
-	t.freeMu.Lock()
-	t.ents[idx].control = t.freeHead
-	t.freeHead = idx
-	t.freeMu.Unlock()
-}
-
-// highWater returns one past the highest entry index ever used.
-func (t *Table) highWater() uint32 {
-	t.freeMu.Lock()
-	n := t.fresh
-	t.freeMu.Unlock()
-	return n
 }

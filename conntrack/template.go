@@ -153,7 +153,7 @@ func (t *Table) insertTemplate(k Key, d *sched.Dest, dport uint16, timeout time.
 // template.
 func (t *Table) insertTemplateSlot(k Key, di uint32, daddr [16]byte, dport uint16, fwd uint8,
 	timeout time.Duration, now int64, sy *SyncConn) (Handle, error) {
-	idx := t.allocEntry()
+	idx := t.allocEntry(freeHint(&k.Src, k.SrcPort))
 	if idx == 0 {
 		return 0, ErrFull
 	}
