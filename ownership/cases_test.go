@@ -68,6 +68,17 @@ func vlanTag(f []byte, tag ...byte) []byte {
 
 func tagged(p pkt, tpid uint16) pkt { p.tpid = tpid; return p }
 
+// ipip is the director's IPIP packet from src to the real server dst,
+// carrying a client's request to the TUN VIP.
+func ipip(src, dst string) pkt {
+	return pkt{src: src, dst: dst, proto: header.ProtoIPIP, l4: tcp(cli4, 40000, vip4tun, 80).ip()}
+}
+
+// gre is the director's GRE packet (version 0, IPv4, no checksum).
+func gre(src, dst string) pkt {
+	return pkt{src: src, dst: dst, proto: header.ProtoGRE, l4: append([]byte{0, 0, 0x08, 0}, tcp(cli4, 40000, vip4tun, 80).ip()...)}
+}
+
 // cases returns the hand-built table: every class of the package
 // documentation, positive and negative, IPv4 and IPv6.
 func cases() []frameCase {
@@ -229,6 +240,36 @@ func cases() []frameCase {
 		{"icmp6 about a pool address, port outside the range", icmpErr(1, rs6, lip6, tcp(lip6, 80, rs6, 443)).frame(), K, false},
 		{"icmp6 about a FULLNAT connection, quote cut in the ports",
 			trunc(icmpErr(1, rs6, lip6, tcp(lip6, 61000, rs6, 443)), 14+40+8+40+3).frame(), K, false},
+
+		// ICMP errors about the director's own tunnelled packets to TUN
+		// real servers (ip_vs_in_icmp).
+		{"icmp4 frag-needed about an IPIP packet to a TUN RS", icmpErr(3, router4, dir4, ipip(dir4, rs4t)).frame(), D, false},
+		{"icmp4 frag-needed about an IPIP packet, from the RS", icmpErr(3, rs4t, dir4, ipip(dir4, rs4t)).frame(), D, false},
+		{"icmp4 time exceeded about an IPIP packet", icmpErr(11, router4, dir4, ipip(dir4, rs4t)).frame(), D, false},
+		{"icmp4 redirect about an IPIP packet", icmpErr(5, router4, dir4, ipip(dir4, rs4t)).frame(), K, false},
+		{"icmp4 about an IPIP packet to a local VIP's address", icmpErr(3, router4, vip4loc, ipip(vip4loc, rs4t)).frame(), D, false},
+		{"icmp4 about an IPIP packet from another director address", icmpErr(3, router4, dir4, ipip(vip4loc, rs4t)).frame(), K, false},
+		{"icmp4 about an IPIP packet, not to a director address", icmpErr(3, router4, cli4, ipip(cli4, rs4t)).frame(), K, false},
+		{"icmp4 about an IPIP packet to a GRE RS", icmpErr(3, router4, dir4, ipip(dir4, rs4g)).frame(), K, false},
+		{"icmp4 about an IPIP packet to a non-TUN RS", icmpErr(3, router4, dir4, ipip(dir4, rs4)).frame(), K, false},
+		{"icmp4 about a GRE packet to a GRE RS", icmpErr(3, router4, dir4, gre(dir4, rs4g)).frame(), D, false},
+		{"icmp4 about a GRE packet to an IPIP RS", icmpErr(3, router4, dir4, gre(dir4, rs4t)).frame(), K, false},
+		{"icmp4 about a GUE packet to the RS's tunnel port", icmpErr(3, router4, dir4, udp(dir4, 40000, rs4u, gueTunPort)).frame(), D, false},
+		{"icmp4 about a UDP packet to another port of a GUE RS", icmpErr(3, router4, dir4, udp(dir4, 40000, rs4u, gueTunPort+1)).frame(), K, false},
+		{"icmp4 about a TCP packet to a GUE RS's tunnel port", icmpErr(3, router4, dir4, tcp(dir4, 40000, rs4u, gueTunPort)).frame(), K, false},
+		{"icmp4 about a GUE packet to an IPIP RS", icmpErr(3, router4, dir4, udp(dir4, 40000, rs4t, gueTunPort)).frame(), K, false},
+		{"icmp4 about an IPIP packet quoted with IP options",
+			icmpErr(3, router4, dir4, pkt{src: dir4, dst: rs4t, proto: header.ProtoIPIP, opts: 4, l4: tcp(cli4, 1, vip4tun, 80).ip()}).frame(), D, false},
+		{"icmp4 about an IPIP packet, quote with four bytes after its header",
+			trunc(icmpErr(3, router4, dir4, ipip(dir4, rs4t)), 14+20+8+20+4).frame(), D, false},
+		{"icmp4 about an IPIP packet, quote cut three bytes after its header",
+			trunc(icmpErr(3, router4, dir4, ipip(dir4, rs4t)), 14+20+8+20+3).frame(), K, false},
+		{"icmp4 about an IPIP packet, quoted IHL 4",
+			icmpErr(3, router4, dir4, withFix(ipip(dir4, rs4t), setByte(0, 0x44))).frame(), K, false},
+		{"icmp4 about an IPIP packet, first fragment", mf(icmpErr(3, router4, dir4, ipip(dir4, rs4t))).frame(), K, false},
+		{"802.1Q icmp4 about an IPIP packet", tagged(icmpErr(3, router4, dir4, ipip(dir4, rs4t)), header.EtherTypeVLAN).frame(), D, false},
+		{"icmp6 about an IPv6-outer tunnelled packet",
+			icmpErr(2, router6, dir6, pkt{v6: true, src: dir6, dst: rs6, proto: header.ProtoIPIP, l4: tcp(cli4, 1, vip4tun, 80).ip()}).frame(), K, false},
 
 		// ARP and neighbour discovery.
 		{"ARP request for VIP", arpFrame(1, vip4, nil), S, false},

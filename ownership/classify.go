@@ -292,6 +292,14 @@ func (s *Set) icmpError(b []byte, dst netip.Addr, v6 bool) Verdict {
 		isrc, idst = addr4(b[header.IPv4SrcOff:]), addr4(b[header.IPv4DstOff:])
 		ports = b[hl:]
 	}
+	// About the director's own tunnelled packet to a TUN real server
+	// (ip_vs_in_icmp, net/netfilter/ipvs/ip_vs_core.c: the quoted
+	// packet was sent from the error's destination, with IPPROTO_IPIP,
+	// GRE or UDP to the tunnel port). IPv6 has no such case
+	// (ip_vs_in_icmp_v6).
+	if !v6 && isrc == dst && has(s.Local, dst) && s.tunnel(idst, proto, binary.BigEndian.Uint16(ports[header.L4DstPortOff:])) {
+		return Director
+	}
 	if !IsL4(proto) {
 		return Kernel
 	}
@@ -347,5 +355,13 @@ func natReply(es []Endpoint, a netip.Addr, p spec.Proto, port uint16) bool {
 func inRange(rs []PortRange, a netip.Addr, p spec.Proto, port uint16) bool {
 	return slices.ContainsFunc(rs, func(r PortRange) bool {
 		return r.First <= port && port <= r.Last && sameProto(r.Proto, p) && sameAddr(r.Addr, a)
+	})
+}
+
+// tunnel reports whether a is a Tunnels entry of outer protocol proto,
+// with destination port dport for GUE (UDP).
+func (s *Set) tunnel(a netip.Addr, proto uint8, dport uint16) bool {
+	return slices.ContainsFunc(s.Tunnels, func(t Tunnel) bool {
+		return t.Proto == proto && (proto != header.ProtoUDP || t.Port == dport) && sameAddr(t.Addr, a)
 	})
 }

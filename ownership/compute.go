@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/uvs-lb/uvs/header"
 	"github.com/uvs-lb/uvs/spec"
 )
 
@@ -59,6 +60,12 @@ type Input struct {
 //   - VIPs: the non-fwmark services' addresses and the MARK rule targets.
 //   - Neighbours: the VIPs that are not director addresses.
 //   - Local: the director's addresses.
+//   - Tunnels: every tunnelling (-i) real server with an IPv4 address, of
+//     any service: (real server, 4) for ipip, (real server, 47) for gre,
+//     (real server, 17, --tun-port) for gue (a gue real server without a
+//     port is left out: the worker matches errors by that port). An IPv6
+//     real server's packets have an IPv6 outer header, whose ICMPv6 errors
+//     the kernel does not handle (ip_vs_in_icmp_v6 has no tunnel case).
 func Compute(in Input) (*Set, error) {
 	var s Set
 	for _, svc := range in.Services {
@@ -129,5 +136,22 @@ func Compute(in Input) (*Set, error) {
 		}
 	}
 	s.Local = in.Host
+	for _, svc := range in.Services {
+		for _, d := range svc.Dests {
+			if d.Fwd != spec.FwdTunnel || !d.Addr.Unmap().Is4() {
+				continue
+			}
+			switch d.TunType {
+			case spec.TunIPIP:
+				s.Tunnels = append(s.Tunnels, Tunnel{d.Addr, header.ProtoIPIP, 0})
+			case spec.TunGRE:
+				s.Tunnels = append(s.Tunnels, Tunnel{d.Addr, header.ProtoGRE, 0})
+			case spec.TunGUE:
+				if d.TunPort != 0 {
+					s.Tunnels = append(s.Tunnels, Tunnel{d.Addr, header.ProtoUDP, d.TunPort})
+				}
+			}
+		}
+	}
 	return s.Normalize()
 }

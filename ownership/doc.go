@@ -44,6 +44,16 @@
 //     connection); or that quotes a packet sent to a NATReplies entry
 //     (destination address, protocol, destination port, any for an entry
 //     of port 0), unless the error is addressed to a Local address.
+//   - An ICMPv4 error (types 3, 4, 11, 12) about the director's own
+//     tunnelled packet to a TUN real server, as ip_vs_in_icmp handles it
+//     (net/netfilter/ipvs/ip_vs_core.c) to learn the path MTU: addressed
+//     to a Local address D, quoting an IPv4 header from D to a Tunnels
+//     entry's address with its outer protocol, 4 (ipip) or 47 (gre), or 17
+//     (gue) with the entry's port as the quoted destination port. The
+//     quoted packet must carry four bytes after its IP header, as for the
+//     other errors. IPv6 has no such case: ip_vs_in_icmp_v6 has no tunnel
+//     handling, so ICMPv6 errors about IPv6-outer packets stay the
+//     kernel's.
 //   - A fragment, first or not (IPv4: the MF flag or a fragment offset;
 //     IPv6: the first fragment header has an offset or the M flag, an
 //     atomic fragment being a whole packet as for ipv6_frag_rcv), judged
@@ -72,13 +82,21 @@
 //   - A packet from a real server of a port-0 NAT service that belongs to
 //     no connection: traffic the real server starts itself through the
 //     director (its default gateway in NAT), which IPVS lets the kernel
-//     forward (ip_vs_out returns NF_ACCEPT without a connection).
+//     forward (ip_vs_out returns NF_ACCEPT without a connection). The
+//     same holds for a packet from a NAT real server's port (a NATReplies
+//     entry with a port) outside any connection.
 //
-// The worker is to hand such a packet to the director's stack as LOCALNODE
-// does (Env.LocalNode), which is what the kernel would have received
-// without the hooks, and to drop it, counted, without a LocalNode. Today
-// the worker counts it not-ours and drops it, as it does a whole frame it
-// does not own (which the kernel did see).
+// The worker hands such a packet, unchanged, to the director's stack as
+// LOCALNODE does (Env.LocalNode; package dataplane, handback.go), which is
+// what the kernel would have received without the hooks, counted
+// handed-back, and drops it, counted hand-back-dropped, without a
+// LocalNode. It tells these from frames the kernel saw too (the coarse
+// BPF fallback's superset, for one), which it counts not-ours and never
+// delivers again, by these rules applied to its configuration snapshot:
+// a reassembled datagram by the fragment rule, a whole packet by the NAT
+// reply rule. The NAT real servers of firewall-mark services are not
+// recognised (the worker does not know the MARK rules' targets): their
+// packets outside a connection are dropped, counted not-ours.
 //
 // A frame is Shared when it is an Ethernet/IPv4 ARP request or an IPv6
 // neighbour solicitation whose target is a Neighbours address. Every other

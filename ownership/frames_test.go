@@ -26,6 +26,10 @@ var (
 	dir4     = "198.19.0.1"   // director address, FULLNAT route source
 	rs4      = "198.19.0.2"
 	rs4b     = "198.19.0.3"
+	vip4tun  = "198.18.0.40" // TCP 80 TUN -> rs4t (ipip), rs4g (gre), rs4u (gue, port 6080), rs6 (not a Tunnel: IPv6)
+	rs4t     = "198.19.0.7"
+	rs4g     = "198.19.0.8"
+	rs4u     = "198.19.0.9"
 	cli4     = "203.0.113.7"
 	router4  = "203.0.113.254"
 
@@ -60,6 +64,15 @@ func dest(addr string, port uint16, fwd spec.Fwd) spec.Dest {
 	return spec.Dest{Addr: a(addr), Port: port, Fwd: fwd, Weight: 1}
 }
 
+func tunDest(addr string, typ spec.TunType, port uint16) spec.Dest {
+	d := dest(addr, 0, spec.FwdTunnel)
+	d.TunType, d.TunPort = typ, port
+	return d
+}
+
+// gueTunPort is rs4u's --tun-port.
+const gueTunPort = 6080
+
 func fixtureInput() ownership.Input {
 	tcp, udp, sctp := spec.ProtoTCP, spec.ProtoUDP, spec.ProtoSCTP
 	nat, dr, fn := spec.FwdMasq, spec.FwdRoute, spec.FwdFullNAT
@@ -74,6 +87,8 @@ func fixtureInput() ownership.Input {
 			svc(tcp, vip4fn2, 80, nil, dest("198.19.0.6", 80, fn)),
 			svc(tcp, vip4loc, 443, nil, dest(rs4, 8443, nat)),
 			fwm(7, false, dest(rs4b, 0, nat)),
+			svc(tcp, vip4tun, 80, nil, tunDest(rs4t, spec.TunIPIP, 0), tunDest(rs4g, spec.TunGRE, 0),
+				tunDest(rs4u, spec.TunGUE, gueTunPort), tunDest(rs6, spec.TunIPIP, 0)),
 			svc(tcp, vip6, 80, nil, dest(rs6, 8080, nat)),
 			svc(udp, vip6any, 0, nil, dest("2001:db8:1::5", 0, dr)),
 			svc(tcp, vip6fn, 443, []string{lip6}, dest(rs6, 443, fn)),

@@ -27,7 +27,7 @@ func newFrameGen(seed uint64, s *ownership.Set) *frameGen {
 }
 
 var (
-	pool4 = []string{vip4, vip4any, vip4sctp, vip4udp0, vip4fn, vip4fn2, mark4, mark4any, mark4off, vip4loc, lip4, dir4, rs4, rs4b, cli4, router4, "198.19.0.6", "127.0.0.1"}
+	pool4 = []string{vip4, vip4any, vip4sctp, vip4udp0, vip4fn, vip4fn2, mark4, mark4any, mark4off, vip4loc, lip4, dir4, rs4, rs4b, cli4, router4, "198.19.0.6", "127.0.0.1", vip4tun, rs4t, rs4g, rs4u}
 	pool6 = []string{vip6, vip6any, vip6fn, mark6, lip6, dir6, rs6, cli6, router6, "::1", "::ffff:" + vip4, "::ffff:" + rs4}
 	ports = []uint16{0, 1, 22, 53, 80, 443, 5000, 5001, 5353, 7777, 8000, 8001, 8002, 8080, 8443, 9000,
 		60999, 61000, 61001, 61999, 62000, 65535}
@@ -62,7 +62,7 @@ func (g *frameGen) port() uint16 {
 }
 
 func (g *frameGen) proto(v6 bool) uint8 {
-	ps := []uint8{header.ProtoTCP, header.ProtoUDP, header.ProtoSCTP, header.ProtoTCP, header.ProtoUDP, 47}
+	ps := []uint8{header.ProtoTCP, header.ProtoUDP, header.ProtoSCTP, header.ProtoTCP, header.ProtoUDP, header.ProtoGRE, header.ProtoIPIP}
 	if g.chance(0.05) {
 		return uint8(g.r.Uint32())
 	}
@@ -77,7 +77,7 @@ func (g *frameGen) flow(v6 bool) pkt {
 	src, dst, sport, dport := g.addr(v6), g.addr(v6), g.port(), g.port()
 	if g.chance(0.5) {
 		fam := func(a netip.Addr) bool { return a.Is6() == v6 }
-		switch g.pick(3) {
+		switch g.pick(4) {
 		case 0:
 			es := slices.DeleteFunc(slices.Clone(g.s.Services), func(e ownership.Endpoint) bool { return !fam(e.Addr) })
 			if len(es) > 0 {
@@ -99,6 +99,16 @@ func (g *frameGen) flow(v6 bool) pkt {
 				r := rs[g.pick(len(rs))]
 				dst, p = r.Addr.String(), uint8(r.Proto)
 				dport = r.First + uint16(g.pick(int(r.Last-r.First)+1))
+			}
+		case 3:
+			// To a TUN real server, as the director's encapsulated
+			// packets go (ICMP errors quote them).
+			if ts := g.s.Tunnels; !v6 && len(ts) > 0 {
+				t := ts[g.pick(len(ts))]
+				dst, p = t.Addr.String(), t.Proto
+				if t.Port != 0 {
+					dport = t.Port
+				}
 			}
 		}
 	}
@@ -159,8 +169,31 @@ func (g *frameGen) icmp(v6 bool) pkt {
 			q.src = []string{lip4, dir4, cli4}[g.pick(3)]
 		}
 	}
+	tun := !v6 && !qv6 && len(g.s.Tunnels) > 0 && g.chance(0.25)
+	if tun {
+		// About the director's own tunnelled packet: from one of its
+		// addresses (or not) to a TUN real server (or another host),
+		// with the outer protocol and GUE port of one (or another).
+		t := g.s.Tunnels[g.pick(len(g.s.Tunnels))]
+		q.dst, q.proto = t.Addr.String(), t.Proto
+		if g.chance(0.2) {
+			q.dst = g.addr(false)
+		}
+		if g.chance(0.2) {
+			q.proto = g.proto(false)
+		}
+		dport := t.Port
+		if dport == 0 || g.chance(0.2) {
+			dport = g.port()
+		}
+		q.l4 = l4H(q.proto, g.port(), dport)
+		local := slices.DeleteFunc(slices.Clone(g.s.Local), netip.Addr.Is6)
+		if len(local) > 0 && g.chance(0.8) {
+			q.src = local[g.pick(len(local))].String()
+		}
+	}
 	p := icmpErr(typ, g.addr(v6), g.addr(v6), q)
-	if qv6 == v6 && g.chance(0.4) {
+	if qv6 == v6 && g.chance(0.4) || tun && g.chance(0.8) {
 		p.dst = q.src // errors go back to the sender of the quoted packet
 	}
 	g.headers(&p)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/uvs-lb/uvs/header"
 	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 	"github.com/uvs-lb/uvs/ownership"
 	"github.com/uvs-lb/uvs/spec"
@@ -42,7 +43,7 @@ func TestCompute(t *testing.T) {
 			ep(vip4, tcp, 80), ep(vip4, udp, 53), ep(vip4any, tcp, 0), ep(vip4sctp, sctp, 9000), ep(vip4udp0, udp, 0),
 			ep(mark4, tcp, 8000), ep(mark4, tcp, 8001),
 			ep(mark4any, tcp, 0), ep(mark4any, udp, 0), ep(mark4any, sctp, 0),
-			ep(vip4fn, tcp, 80), ep(vip4fn2, tcp, 80), ep(vip4loc, tcp, 443),
+			ep(vip4fn, tcp, 80), ep(vip4fn2, tcp, 80), ep(vip4loc, tcp, 443), ep(vip4tun, tcp, 80),
 			ep(vip6, tcp, 80), ep(vip6any, udp, 0), ep(mark6, udp, 5000), ep(vip6fn, tcp, 443),
 		},
 		NATReplies: []ownership.Endpoint{
@@ -58,9 +59,14 @@ func TestCompute(t *testing.T) {
 			rng(dir6, tcp), rng(dir6, udp), rng(dir6, sctp),
 			rng(lip6, tcp), rng(lip6, udp), rng(lip6, sctp),
 		},
-		VIPs:       addrs(vip4, vip4any, vip4sctp, vip4udp0, mark4, mark4any, vip4fn, vip4fn2, vip4loc, vip6, vip6any, mark6, vip6fn),
-		Neighbours: addrs(vip4, vip4any, vip4sctp, vip4udp0, mark4, mark4any, vip4fn, vip4fn2, vip6, vip6any, mark6, vip6fn),
+		VIPs:       addrs(vip4, vip4any, vip4sctp, vip4udp0, mark4, mark4any, vip4fn, vip4fn2, vip4loc, vip4tun, vip6, vip6any, mark6, vip6fn),
+		Neighbours: addrs(vip4, vip4any, vip4sctp, vip4udp0, mark4, mark4any, vip4fn, vip4fn2, vip4tun, vip6, vip6any, mark6, vip6fn),
 		Local:      addrs("127.0.0.1", vip4loc, dir4, "::1", dir6),
+		// The IPv4 TUN real servers; rs6 has an IPv6 outer header.
+		Tunnels: []ownership.Tunnel{
+			{Addr: a(rs4t), Proto: header.ProtoIPIP}, {Addr: a(rs4g), Proto: header.ProtoGRE},
+			{Addr: a(rs4u), Proto: header.ProtoUDP, Port: gueTunPort},
+		},
 	}
 	want, err := want.Normalize()
 	if err != nil {
@@ -93,6 +99,7 @@ func TestNormalize(t *testing.T) {
 		Services:    []ownership.Endpoint{{a("::ffff:10.0.0.1"), spec.ProtoTCP, 80}, {v4, spec.ProtoIP, 80}, {a("fe80::1%eth0"), spec.ProtoUDP, 0}},
 		LocalRanges: []ownership.PortRange{{v4, spec.ProtoTCP, 100, 200}, {v4, spec.ProtoTCP, 201, 300}, {v4, spec.ProtoTCP, 150, 160}, {v4, spec.ProtoTCP, 400, 500}},
 		VIPs:        []netip.Addr{a("::ffff:10.0.0.1"), v4},
+		Tunnels:     []ownership.Tunnel{{v4, header.ProtoUDP, 6080}, {a("::ffff:10.0.0.1"), header.ProtoIPIP, 0}, {v4, header.ProtoIPIP, 0}},
 	}
 	n, err := s.Normalize()
 	if err != nil {
@@ -102,6 +109,7 @@ func TestNormalize(t *testing.T) {
 		Services:    []ownership.Endpoint{{v4, spec.ProtoTCP, 80}, {v4, spec.ProtoUDP, 80}, {v4, spec.ProtoSCTP, 80}, {a("fe80::1"), spec.ProtoUDP, 0}},
 		LocalRanges: []ownership.PortRange{{v4, spec.ProtoTCP, 100, 300}, {v4, spec.ProtoTCP, 400, 500}},
 		VIPs:        []netip.Addr{v4},
+		Tunnels:     []ownership.Tunnel{{v4, header.ProtoIPIP, 0}, {v4, header.ProtoUDP, 6080}},
 	}
 	if !n.Equal(want) {
 		t.Errorf("Normalize:\n got %+v\nwant %+v", n, want)
@@ -122,6 +130,11 @@ func TestNormalize(t *testing.T) {
 		{ownership.Set{LocalRanges: []ownership.PortRange{{v4, spec.ProtoTCP, 5, 3}}}, "ownership: local range 10.0.0.1: ports 5-3"},
 		{ownership.Set{LocalRanges: []ownership.PortRange{{Proto: spec.ProtoTCP}}}, "ownership: local range #0: invalid address"},
 		{ownership.Set{Local: []netip.Addr{v4, {}}}, "ownership: local address #1: invalid address"},
+		{ownership.Set{Tunnels: []ownership.Tunnel{{Proto: header.ProtoIPIP}}}, "ownership: tunnel #0: invalid address"},
+		{ownership.Set{Tunnels: []ownership.Tunnel{{a("2001:db8::1"), header.ProtoIPIP, 0}}}, "ownership: tunnel 2001:db8::1: not an IPv4 address"},
+		{ownership.Set{Tunnels: []ownership.Tunnel{{v4, header.ProtoTCP, 0}}}, "ownership: tunnel 10.0.0.1: protocol 6 is not IPIP, GRE or GUE (UDP)"},
+		{ownership.Set{Tunnels: []ownership.Tunnel{{v4, header.ProtoUDP, 0}}}, "ownership: tunnel 10.0.0.1: GUE without a port"},
+		{ownership.Set{Tunnels: []ownership.Tunnel{{v4, header.ProtoGRE, 5}}}, "ownership: tunnel 10.0.0.1: port 5 for protocol 47 (only GUE has one)"},
 	} {
 		if _, err := c.s.Normalize(); err == nil || err.Error() != c.want {
 			t.Errorf("%+v: error %v, want %q", c.s, err, c.want)
@@ -205,7 +218,8 @@ func TestClassifyUnnormalized(t *testing.T) {
 		LocalRanges: []ownership.PortRange{{a(lip4), spec.ProtoIP, lportMin, lportMax}},
 		VIPs:        []netip.Addr{a("::ffff:" + vip4)},
 		Neighbours:  []netip.Addr{a(vip6 + "%eth0")},
-		Local:       []netip.Addr{a(dir4)},
+		Local:       []netip.Addr{a("::ffff:" + dir4)},
+		Tunnels:     []ownership.Tunnel{{a("::ffff:" + rs4g), header.ProtoGRE, 0}, {a(rs4u), header.ProtoUDP, gueTunPort}},
 	}
 	norm, err := raw.Normalize()
 	if err != nil {

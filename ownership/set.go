@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/uvs-lb/uvs/header"
 	"github.com/uvs-lb/uvs/spec"
 )
 
@@ -23,6 +24,17 @@ type PortRange struct {
 	Addr        netip.Addr
 	Proto       spec.Proto
 	First, Last uint16
+}
+
+// Tunnel is a tunnelling real server as the director's encapsulated
+// packets reach it: its IPv4 address, the outer protocol (header.ProtoIPIP
+// for ipip, header.ProtoGRE for gre, header.ProtoUDP for gue) and, for gue
+// only, the destination port (--tun-port). ICMP errors about those packets
+// are the director's (see the package documentation).
+type Tunnel struct {
+	Addr  netip.Addr
+	Proto uint8
+	Port  uint16
 }
 
 // Set is everything uvsd owns. Compute returns it normalized (see
@@ -48,6 +60,9 @@ type Set struct {
 	// Local are the director's own addresses: NAT replies and ICMP errors
 	// about NAT connections addressed to them are the kernel's.
 	Local []netip.Addr
+	// Tunnels are the IPv4 TUN real servers: ICMPv4 errors about the
+	// director's own encapsulated packets to them are uvsd's.
+	Tunnels []Tunnel
 }
 
 // Protos expands spec.ProtoIP to the protocols IPVS serves (TCP, UDP and
@@ -100,6 +115,9 @@ func (s *Set) Normalize() (*Set, error) {
 			return nil, err
 		}
 	}
+	if out.Tunnels, err = normTunnels(s.Tunnels); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
@@ -115,7 +133,8 @@ func (s *Set) Equal(o *Set) bool {
 	}
 	return slices.Equal(s.Services, o.Services) && slices.Equal(s.NATReplies, o.NATReplies) &&
 		slices.Equal(s.LocalRanges, o.LocalRanges) && slices.Equal(s.VIPs, o.VIPs) &&
-		slices.Equal(s.Neighbours, o.Neighbours) && slices.Equal(s.Local, o.Local)
+		slices.Equal(s.Neighbours, o.Neighbours) && slices.Equal(s.Local, o.Local) &&
+		slices.Equal(s.Tunnels, o.Tunnels)
 }
 
 // canon returns a as the Set holds it.
@@ -207,4 +226,42 @@ func mergeRanges(rs []PortRange) []PortRange {
 		out = append(out, r)
 	}
 	return out
+}
+
+// IsTunnelProto reports whether p is an outer protocol of a Tunnel: IPIP,
+// GRE or UDP (GUE).
+func IsTunnelProto(p uint8) bool {
+	return p == header.ProtoIPIP || p == header.ProtoGRE || p == header.ProtoUDP
+}
+
+func normTunnels(in []Tunnel) ([]Tunnel, error) {
+	out := make([]Tunnel, 0, len(in))
+	for i, t := range in {
+		if !t.Addr.IsValid() {
+			return nil, fmt.Errorf("ownership: tunnel #%d: invalid address", i)
+		}
+		a := canon(t.Addr)
+		switch {
+		case !a.Is4():
+			// ip_vs_in_icmp_v6 has no tunnel handling.
+			return nil, fmt.Errorf("ownership: tunnel %s: not an IPv4 address", a)
+		case !IsTunnelProto(t.Proto):
+			return nil, fmt.Errorf("ownership: tunnel %s: protocol %d is not IPIP, GRE or GUE (UDP)", a, t.Proto)
+		case t.Proto == header.ProtoUDP && t.Port == 0:
+			return nil, fmt.Errorf("ownership: tunnel %s: GUE without a port", a)
+		case t.Proto != header.ProtoUDP && t.Port != 0:
+			return nil, fmt.Errorf("ownership: tunnel %s: port %d for protocol %d (only GUE has one)", a, t.Port, t.Proto)
+		}
+		out = append(out, Tunnel{a, t.Proto, t.Port})
+	}
+	slices.SortFunc(out, func(x, y Tunnel) int {
+		if c := x.Addr.Compare(y.Addr); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(x.Proto, y.Proto); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.Port, y.Port)
+	})
+	return slices.Compact(out), nil
 }

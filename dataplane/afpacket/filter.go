@@ -195,17 +195,21 @@ func (g grouper) groups(v6 bool) []group {
 
 // family is a normalized Set's content for one IP version.
 type family struct {
-	anyPort []group // port-0 services, by destination
-	dstPort []group // services with a port and local ranges, by destination
-	nat     []group // NAT replies, by source
-	ranges  []group // local ranges, by local address
+	anyPort []group      // port-0 services, by destination
+	dstPort []group      // services with a port and local ranges, by destination
+	nat     []group      // NAT replies, by source
+	ranges  []group      // local ranges, by local address
+	ipip    []netip.Addr // TUN real servers of IPIP
+	gre     []netip.Addr // TUN real servers of GRE
+	gue     []group      // TUN real servers of GUE, with their ports
 	vips    []netip.Addr
 	neigh   []netip.Addr
 	local   []netip.Addr
 }
 
 func families(s *ownership.Set) [2]family {
-	anyPort, dstPort, nat, ranges := grouper{}, grouper{}, grouper{}, grouper{}
+	anyPort, dstPort, nat, ranges, gue := grouper{}, grouper{}, grouper{}, grouper{}, grouper{}
+	var ipip, gre []netip.Addr
 	for _, e := range s.Services {
 		if e.Port == 0 {
 			anyPort.rule(e.Addr, e.Proto).all = true
@@ -229,6 +233,17 @@ func families(s *ownership.Set) [2]family {
 			r.ports = append(r.ports, e.Port)
 		}
 	}
+	for _, t := range s.Tunnels { // sorted by address
+		switch t.Proto {
+		case header.ProtoIPIP:
+			ipip = append(ipip, t.Addr)
+		case header.ProtoGRE:
+			gre = append(gre, t.Addr)
+		default:
+			r := gue.rule(t.Addr, spec.ProtoUDP)
+			r.ports = append(r.ports, t.Port)
+		}
+	}
 	var out [2]family
 	for i, v6 := range []bool{false, true} {
 		of := func(as []netip.Addr) []netip.Addr {
@@ -236,6 +251,7 @@ func families(s *ownership.Set) [2]family {
 		}
 		out[i] = family{
 			anyPort: anyPort.groups(v6), dstPort: dstPort.groups(v6), nat: nat.groups(v6), ranges: ranges.groups(v6),
+			ipip: of(ipip), gre: of(gre), gue: gue.groups(v6),
 			vips: of(s.VIPs), neigh: of(s.Neighbours), local: of(s.Local),
 		}
 	}
@@ -245,12 +261,16 @@ func families(s *ownership.Set) [2]family {
 // ip reports whether the family owns any IP frame (neighbours of IPv4
 // are ARP targets, those of IPv6 neighbour solicitation targets).
 func (f *family) ip(v6 bool) bool {
-	return len(f.anyPort)+len(f.dstPort)+len(f.nat)+len(f.vips) > 0 || v6 && len(f.neigh) > 0
+	return len(f.anyPort)+len(f.dstPort)+len(f.nat)+len(f.vips) > 0 || v6 && len(f.neigh) > 0 || f.tunnel()
 }
 
 // icmp reports whether the family owns any ICMP error beyond those to a
 // VIP.
-func (f *family) icmp() bool { return len(f.ranges)+len(f.nat) > 0 }
+func (f *family) icmp() bool { return len(f.ranges)+len(f.nat) > 0 || f.tunnel() }
+
+// tunnel reports whether the family owns ICMP errors about the director's
+// tunnelled packets (IPv4 only: ownership.Set.Normalize refuses others).
+func (f *family) tunnel() bool { return len(f.ipip)+len(f.gre)+len(f.gue) > 0 && len(f.local) > 0 }
 
 // gen generates the exact filter.
 type gen struct {
@@ -587,6 +607,9 @@ func (g *gen) ipv4(f *family) {
 			a.jmp(bpf.JumpNotEqual, 0x40, g.reject, next)
 			a.op(bpf.LoadIndirect{Off: q + header.IPv4VerIHLOff, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0x0f})
 			a.jmp(bpf.JumpLessThan, header.IPv4MinSize/4, g.reject, next)
+			if f.tunnel() {
+				g.tunnelQuoted(f, dst, reloadX)
+			}
 			a.op(bpf.LoadIndirect{Off: q + header.IPv4ProtoOff, Size: 1})
 			g.l4Proto(g.reject)
 			// X = outer + quoted header lengths, for the quoted ports.
@@ -606,6 +629,71 @@ func (g *gen) ipv4(f *family) {
 	}
 	a.place(nat)
 	g.nat(f, dst)
+}
+
+// tunnelQuoted accepts an ICMPv4 error about the director's own tunnelled
+// packet (ip_vs_in_icmp): addressed to a director address, quoting an IPv4
+// header sent from there to a TUN real server with its outer protocol, and
+// for GUE its port. X holds the outer header length on entry and on exit
+// (reloadX reloads it); the quoted header's version and length are
+// checked. An IPIP or GRE real server costs one comparison.
+func (g *gen) tunnelQuoted(f *family, dst loader, reloadX bpf.Instruction) {
+	a := &g.a
+	const q = ethLen + header.ICMPv4MinSize
+	isLocal, ipip, gre, gue, doneX, done := a.label(), a.label(), a.label(), a.label(), a.label(), a.label()
+	g.member(dst, f.local, isLocal, done)
+	a.place(isLocal)
+	// The quoted source is the error's destination.
+	a.op(
+		bpf.LoadAbsolute{Off: ethLen + header.IPv4DstOff, Size: 4},
+		bpf.StoreScratch{Src: bpf.RegA, N: mAddr},
+		bpf.LoadIndirect{Off: q + header.IPv4SrcOff, Size: 4},
+		bpf.LoadScratch{Dst: bpf.RegX, N: mAddr},
+	)
+	a.jmpX(bpf.JumpNotEqual, doneX, next)
+	// The four bytes after the quoted header (a load past the frame
+	// rejects it, as every quoted packet needs them): the key of a GUE
+	// packet, UDP<<16 | its destination port.
+	a.op(
+		reloadX,
+		bpf.LoadIndirect{Off: q + header.IPv4VerIHLOff, Size: 1},
+		bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0x0f},
+		bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 2},
+		bpf.ALUOpX{Op: bpf.ALUOpAdd},
+		bpf.TAX{},
+		bpf.LoadIndirect{Off: q, Size: 4},
+		bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xffff},
+		bpf.ALUOpConstant{Op: bpf.ALUOpOr, Val: header.ProtoUDP << 16},
+		bpf.StoreScratch{Src: bpf.RegA, N: mKey},
+		reloadX,
+		bpf.LoadIndirect{Off: q + header.IPv4ProtoOff, Size: 1},
+	)
+	qdst := ind(q + header.IPv4DstOff)
+	for _, c := range []struct {
+		proto uint32
+		to    label
+		n     int
+	}{{header.ProtoIPIP, ipip, len(f.ipip)}, {header.ProtoGRE, gre, len(f.gre)}, {header.ProtoUDP, gue, len(f.gue)}} {
+		if c.n > 0 {
+			a.jmp(bpf.JumpEqual, c.proto, c.to, next)
+		}
+	}
+	a.ja(done)
+	if len(f.ipip) > 0 {
+		a.place(ipip)
+		g.member(qdst, f.ipip, g.accept, done)
+	}
+	if len(f.gre) > 0 {
+		a.place(gre)
+		g.member(qdst, f.gre, g.accept, done)
+	}
+	if len(f.gue) > 0 {
+		a.place(gue)
+		g.dispatch(qdst, f.gue, mKey, g.accept, done, nil)
+	}
+	a.place(doneX)
+	a.op(reloadX)
+	a.place(done)
 }
 
 // ipv4Fragment are the bits of the IPv4 flags and fragment offset field

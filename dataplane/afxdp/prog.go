@@ -629,6 +629,12 @@ func (b *builder) icmpError(v6 bool) {
 			asm.And.Imm(asm.R2, 0x0f),
 			asm.LSh.Imm(asm.R2, 2),
 			asm.JLT.Imm(asm.R2, ipv4Min, "pass"),
+		)
+		b.tunnelQuoted()
+		b.emit(
+			asm.LoadMem(asm.R2, asm.R9, q, asm.Byte),
+			asm.And.Imm(asm.R2, 0x0f),
+			asm.LSh.Imm(asm.R2, 2),
 			asm.LoadMem(asm.R5, asm.R9, q+header.IPv4ProtoOff, asm.Byte),
 		)
 		b.l4Proto(asm.R5)
@@ -686,6 +692,53 @@ func (b *builder) icmpError(v6 bool) {
 	b.emit(asm.StoreImm(asm.R10, stKeyPort, 0, asm.Half))
 	b.lookup(mapPorts, stPortKey, "pass")
 	b.emit(asm.Ja.Label("redirect"))
+}
+
+// tunnelQuoted emits the check of an ICMPv4 error about the director's own
+// tunnelled packet (ip_vs_in_icmp): addressed to a director address (its
+// flags are on the stack), quoting an IPv4 header sent from there to a TUN
+// real server with its outer protocol and, for GUE, its port. On entry R9
+// points to the ICMP header, R2 holds the quoted header's length (checked)
+// and the quoted header is within the packet; a miss goes on after it,
+// with R0-R5 clobbered.
+func (b *builder) tunnelQuoted() {
+	const q = icmpHdrLen
+	local, done, gue, keyed := b.fresh("tunlocal"), b.fresh("tundone"), b.fresh("tungue"), b.fresh("tunkeyed")
+	b.emit(
+		asm.LoadMem(asm.R1, asm.R10, stFlags, asm.Word),
+		asm.JSet.Imm(asm.R1, int32(flagLocal), local),
+		asm.Ja.Label(done),
+	)
+	b.label(local)
+	b.emit(
+		asm.LoadMem(asm.R3, asm.R9, q+header.IPv4SrcOff, asm.Word),
+		asm.LoadMem(asm.R4, asm.R7, ipv4Dst, asm.Word),
+		asm.JNE.Reg(asm.R3, asm.R4, done),
+		// The four bytes after the quoted header must be there, as for
+		// every quoted packet (a GUE packet's ports).
+		asm.Mov.Reg(asm.R3, asm.R9),
+		asm.Add.Imm(asm.R3, q),
+		asm.Add.Reg(asm.R3, asm.R2),
+		asm.Mov.Reg(asm.R4, asm.R3),
+		asm.Add.Imm(asm.R4, 4),
+		asm.JGT.Reg(asm.R4, asm.R8, "pass"),
+		asm.LoadMem(asm.R5, asm.R9, q+header.IPv4ProtoOff, asm.Byte),
+		asm.StoreMem(asm.R10, stProto, asm.R5, asm.Byte),
+		asm.StoreImm(asm.R10, stKind, kindTunnel, asm.Byte),
+		asm.StoreImm(asm.R10, stKeyPort, 0, asm.Half),
+		asm.JEq.Imm(asm.R5, protoUDP, gue),
+		asm.Ja.Label(keyed),
+	)
+	b.label(gue)
+	b.emit(
+		asm.LoadMem(asm.R4, asm.R3, header.L4DstPortOff, asm.Half),
+		asm.StoreMem(asm.R10, stKeyPort, asm.R4, asm.Half),
+	)
+	b.label(keyed)
+	b.addr4(stPortKey, asm.R9, q+header.IPv4DstOff)
+	b.lookup(mapPorts, stPortKey, done)
+	b.emit(asm.Ja.Label("redirect"))
+	b.label(done)
 }
 
 // ipv6FragMore is the M flag of the IPv6 fragment header's offset field.

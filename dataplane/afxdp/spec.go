@@ -26,6 +26,7 @@ const (
 	kindLocalRange = 3 // destination address, protocol, port 0; value: first | last<<16
 	kindFragDst    = 4 // destination address, protocol, port 0: of a service or a local range (fragments)
 	kindFragSrc    = 5 // source address, protocol, port 0: of a NAT reply (fragments)
+	kindTunnel     = 6 // TUN real server, outer protocol (IPIP, GRE, UDP), GUE port (0 for IPIP and GRE); IPv4 only
 	kindV6         = 0x10
 )
 
@@ -116,6 +117,10 @@ func compile(s *ownership.Set) (tables, error) {
 		k, _, v6 := keyOf(r.Addr)
 		t.ports[makePortKey(k, uint8(r.Proto), kindLocalRange|v6, 0)] = uint32(r.First) | uint32(r.Last)<<16
 		t.ports[makePortKey(k, uint8(r.Proto), kindFragDst|v6, 0)] = 1
+	}
+	for _, tn := range n.Tunnels {
+		k, _, _ := keyOf(tn.Addr)
+		t.ports[makePortKey(k, tn.Proto, kindTunnel, tn.Port)] = 1
 	}
 	return t, nil
 }

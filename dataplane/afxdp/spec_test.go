@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/uvs-lb/uvs/header"
 	"github.com/uvs-lb/uvs/ownership"
 	"github.com/uvs-lb/uvs/spec"
 )
@@ -23,6 +24,7 @@ func TestCompile(t *testing.T) {
 		VIPs:       []netip.Addr{a4, a6},
 		Neighbours: []netip.Addr{a4, mapped},
 		Local:      []netip.Addr{a6},
+		Tunnels:    []ownership.Tunnel{{Addr: mapped, Proto: header.ProtoGRE}, {Addr: a4, Proto: header.ProtoUDP, Port: 6080}},
 	}
 	tb, err := compile(s)
 	if err != nil {
@@ -57,6 +59,9 @@ func TestCompile(t *testing.T) {
 		makePortKey(k4b, 6, kindFragDst, 0):        1,
 		makePortKey(k6, 17, kindFragSrc|kindV6, 0): 1,
 		makePortKey(k6, 6, kindFragSrc|kindV6, 0):  1,
+		// TUN real servers: outer protocol, GUE port.
+		makePortKey(k4b, 47, kindTunnel, 0):   1,
+		makePortKey(k4, 17, kindTunnel, 6080): 1,
 	}
 	if len(tb.ports) != len(wantPorts) {
 		t.Fatalf("ports %v, want %v", tb.ports, wantPorts)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/uvs-lb/uvs/header"
 	"github.com/uvs-lb/uvs/ownership"
 	"github.com/uvs-lb/uvs/spec"
 )
@@ -50,6 +51,7 @@ func TestCompileElements(t *testing.T) {
 	v6 := netip.MustParseAddr("2001:db8::10")
 	mapped := netip.MustParseAddr("::ffff:198.18.0.10")
 	rs := netip.MustParseAddr("198.18.0.20")
+	tun := netip.MustParseAddr("198.18.0.30")
 	p, err := New(Options{}).compile(Spec{Interfaces: []Interface{{Name: "d0"}}, Owned: &ownership.Set{
 		Services: []ownership.Endpoint{
 			{Addr: v4, Proto: spec.ProtoTCP, Port: 80},
@@ -63,8 +65,9 @@ func TestCompileElements(t *testing.T) {
 			{Addr: v4, Proto: spec.ProtoTCP, First: 301, Last: 310},
 			{Addr: v4, Proto: spec.ProtoTCP, First: 400, Last: 500},
 		},
-		VIPs:  []netip.Addr{v4, v6},
-		Local: []netip.Addr{rs},
+		VIPs:    []netip.Addr{v4, v6},
+		Local:   []netip.Addr{rs, v6},
+		Tunnels: []ownership.Tunnel{{Addr: tun, Proto: header.ProtoUDP, Port: 6080}, {Addr: tun, Proto: header.ProtoIPIP}},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +85,12 @@ func TestCompileElements(t *testing.T) {
 		"vip4_d0": {{Key: ip}},
 		"vip6_d0": {{Key: v6.AsSlice()}},
 		"loc4_d0": {{Key: []byte{198, 18, 0, 20}}},
+		"loc6_d0": {{Key: v6.AsSlice()}},
+		// ICMP errors about tunnelled packets: a director address
+		// twice (IPv4 only), the TUN real servers with their outer
+		// protocol and GUE port.
+		"slf4_d0": {{Key: []byte{198, 18, 0, 20, 198, 18, 0, 20}}},
+		"tun4_d0": {{Key: []byte{198, 18, 0, 30, 4, 0, 0, 0, 0, 0, 0, 0}}, {Key: []byte{198, 18, 0, 30, 17, 0, 0, 0, 0x17, 0xc0, 0, 0}}},
 		"lip4_d0": {
 			{Key: []byte{198, 18, 0, 10, 6, 0, 0, 0, 0, 100, 0, 0}, End: []byte{198, 18, 0, 10, 6, 0, 0, 0, 1, 54, 0, 0}},
 			{Key: []byte{198, 18, 0, 10, 6, 0, 0, 0, 1, 144, 0, 0}, End: []byte{198, 18, 0, 10, 6, 0, 0, 0, 1, 244, 0, 0}},

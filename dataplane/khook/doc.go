@@ -57,6 +57,8 @@
 //	chain icmp4_IF {
 //	  ip daddr @vip4_IF counter drop                                   # errors to a VIP
 //	  @th,64,8 0x4N  ip daddr . quoted saddr . quoted protocol . quoted sport @fic4_IF counter drop  # about FULLNAT
+//	  @th,64,8 0x4N  ip daddr . quoted saddr @slf4_IF  quoted daddr . quoted protocol . 0 (4 bytes after the quote loaded) @tun4_IF counter drop  # about the director's IPIP/GRE packet
+//	  @th,64,8 0x4N  ip daddr . quoted saddr @slf4_IF  quoted daddr . quoted protocol . quoted dport @tun4_IF counter drop  # about its GUE packet
 //	  ip daddr @loc4_IF return
 //	  @th,64,8 0x4N  quoted daddr . quoted protocol . quoted dport @nat4_IF counter drop  # about NAT
 //	  @th,64,8 0x4N  quoted daddr . quoted protocol (dport loaded) @naa4_IF counter drop  # about NAT, any port
@@ -64,5 +66,10 @@
 //
 // The quoted IPv4 header's length N (5 to 15) fixes the offset of its
 // ports, so each quoted-packet rule exists once per N. The fic set holds,
-// for each local range, local . local . protocol . first-last.
+// for each local range, local . local . protocol . first-last; the slf set
+// each IPv4 director address twice (nftables compares a loaded field with
+// another only through a concatenated set key: the quoted source is the
+// error's destination); the tun set each TUN real server . outer protocol
+// . GUE port (0 for IPIP and GRE). IPv6 has no tunnel rules
+// (ip_vs_in_icmp_v6 has no tunnel handling).
 package khook

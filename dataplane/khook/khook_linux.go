@@ -287,10 +287,12 @@ const (
 	kNAA        // source . protocol: NAT replies from every port (port-0 NAT services)
 	kFDS        // destination . protocol: services and local ranges, for fragments
 	kFSR        // source . protocol: NAT replies, for fragments
+	kSLF        // destination . quoted source: a director address twice (IPv4 ICMP errors about its tunnelled packets)
+	kTUN        // quoted destination . protocol . port: TUN real servers (IPv4; port 0 but for GUE)
 	numKinds
 )
 
-var kindNames = [numKinds]string{"any", "svc", "lip", "nat", "vip", "loc", "fic", "naa", "fds", "fsr"}
+var kindNames = [numKinds]string{"any", "svc", "lip", "nat", "vip", "loc", "fic", "naa", "fds", "fsr", "slf", "tun"}
 
 // family describes where IPv4 and IPv6 keep what the rules load.
 type family struct {
@@ -455,6 +457,12 @@ func (h *Hooks) compile(s Spec) (*plan, error) {
 		}
 		for _, a := range o.Local {
 			add(a, kLoc)
+			if a.Is4() {
+				add(a, kSLF, a.AsSlice())
+			}
+		}
+		for _, t := range o.Tunnels {
+			add(t.Addr, kTUN, protoField(spec.Proto(t.Proto)), portField(t.Port))
 		}
 
 		ip := ifPlan{name: name}
@@ -462,7 +470,7 @@ func (h *Hooks) compile(s Spec) (*plan, error) {
 			for kind := range numKinds {
 				var kt nftables.SetDatatype
 				switch kind {
-				case kSvc, kNAT, kLIP:
+				case kSvc, kNAT, kLIP, kTUN:
 					kt = nftables.MustConcatSetType(fam.addrType, nftables.TypeInetProto, nftables.TypeInetService)
 				case kAny, kNAA, kFDS, kFSR:
 					kt = nftables.MustConcatSetType(fam.addrType, nftables.TypeInetProto)
@@ -470,6 +478,8 @@ func (h *Hooks) compile(s Spec) (*plan, error) {
 					kt = nftables.MustConcatSetType(fam.addrType, fam.addrType, nftables.TypeInetProto, nftables.TypeInetService)
 				case kVIP, kLoc:
 					kt = fam.addrType
+				case kSLF:
+					kt = nftables.MustConcatSetType(fam.addrType, fam.addrType)
 				}
 				set := &nftables.Set{
 					Table:         table(),
@@ -686,7 +696,11 @@ func (r *ruler) icmp() [][]expr.Any {
 			r.lookup(kFIC, false),
 		}, drop))
 	}
-	// Errors to a director address are the kernel's, unless about FULLNAT.
+	if f.quotedVersion == 4 {
+		out = append(out, r.tunnelRules(lens)...)
+	}
+	// Errors to a director address are the kernel's, unless about FULLNAT
+	// or the director's tunnelled packets.
 	out = append(out, []expr.Any{r.addr(1, f.daddrOff), r.lookup(kLoc, false), &expr.Verdict{Kind: expr.VerdictReturn}})
 	// About a NAT connection: quoted destination . protocol . destination
 	// port is a NAT reply.
@@ -707,6 +721,40 @@ func (r *ruler) icmp() [][]expr.Any {
 			th(f.scratchReg, q+l+header.L4DstPortOff, 2),
 			r.lookup(kNAA, false),
 		}, drop))
+	}
+	return out
+}
+
+// tunnelRules returns the IPv4 ICMP chain's rules for errors about the
+// director's own tunnelled packets (ip_vs_in_icmp): the error's
+// destination . quoted source is a director address twice, and the quoted
+// destination . protocol . port a TUN real server's, the port 0 for IPIP
+// and GRE (an immediate: the quote's four bytes after its header are
+// loaded to check that they are there) and the quoted destination port
+// for GUE.
+func (r *ruler) tunnelRules(lens []uint32) [][]expr.Any {
+	f := r.f
+	const q = header.ICMPv4MinSize
+	var out [][]expr.Any
+	for _, l := range lens {
+		self := cat(quoted(4, byte(l/4)), []expr.Any{
+			r.addr(1, f.daddrOff),
+			th(f.ficSrcReg, q+header.IPv4SrcOff, f.addrLen),
+			r.lookup(kSLF, false),
+			th(1, q+header.IPv4DstOff, f.addrLen),
+			th(f.protoReg, q+header.IPv4ProtoOff, 1),
+		})
+		out = append(out,
+			cat(self, []expr.Any{
+				th(f.scratchReg, q+l, 4),
+				&expr.Immediate{Register: f.portReg, Data: []byte{0, 0, 0, 0}},
+				r.lookup(kTUN, false),
+			}, drop),
+			cat(self, []expr.Any{
+				th(f.portReg, q+l+header.L4DstPortOff, 2),
+				r.lookup(kTUN, false),
+			}, drop),
+		)
 	}
 	return out
 }

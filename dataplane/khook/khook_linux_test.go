@@ -453,9 +453,11 @@ func TestIfindexAndNFTListing(t *testing.T) {
 	}
 	// Per family 10 rules in the base chain (4 for fragments, 6 for
 	// whole packets); ICMP errors: for IPv4 a VIP rule, 11 FULLNAT rules
-	// (one per quoted header length), a return, 11 NAT rules and 11 NAT
-	// rules for every port, for IPv6 one of each.
-	if want := 10*2 + 1 + 11 + 1 + 11 + 11 + 5; rules != want {
+	// (one per quoted header length), 22 rules about the director's
+	// tunnelled packets (IPIP/GRE and GUE, per quoted header length), a
+	// return, 11 NAT rules and 11 NAT rules for every port, for IPv6 one
+	// of each but the tunnel rules.
+	if want := 10*2 + 1 + 11 + 22 + 1 + 11 + 11 + 5; rules != want {
 		t.Fatalf("%d rules, want %d", rules, want)
 	}
 	text := run(t, "ip", "netns", "exec", tp.dir.name, "nft", "list", "table", "netdev", TableName)
