@@ -66,7 +66,8 @@ const (
 	vnetNeedsCsum = 1
 )
 
-// Socket is an AF_PACKET socket with a TPACKET_V3 receive ring. It
+// Socket is an AF_PACKET socket with a TPACKET_V2 (RingFrame) or TPACKET_V3
+// (RingBlock) receive ring. It
 // implements dataplane.PacketIO.
 //
 // ReadBatch and WriteBatch may each be called by one goroutine at a time (the
@@ -439,12 +440,13 @@ func (s *Socket) blockStatus(block int) *uint32 {
 	return (*uint32)(unsafe.Pointer(&s.ring[block*s.blockSize+bdStatus]))
 }
 
-// ReadBatch implements dataplane.PacketIO. It first hands the ring blocks
-// the previous batch's frames live in back to the kernel, then fills frames
-// from ready blocks, waiting up to the poll timeout if there are none. Each
-// frame's Buf starts after the ring's frame header: Buf[:Off] is headroom
-// (at least Config.Headroom bytes) and Buf extends to the end of the frame's
-// slot. Frames are in arrival order.
+// ReadBatch implements dataplane.PacketIO. It first hands the ring slots or
+// blocks the previous batch's frames live in back to the kernel, then fills
+// frames from ready slots or blocks, waiting up to the poll timeout only if
+// there are none. Each frame's Buf starts after the ring's frame header:
+// Buf[:Off] is headroom (at least Config.Headroom bytes) and Buf extends to
+// the end of the frame's slot (for a frame longer than a RingFrame slot,
+// its own buffer). Frames are in arrival order.
 func (s *Socket) ReadBatch(frames []dataplane.Frame) (int, error) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
