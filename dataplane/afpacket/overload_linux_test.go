@@ -37,14 +37,8 @@ func BenchmarkOverload(b *testing.B) {
 
 func benchOverload(b *testing.B, ring RingMode) {
 	tp := newTopo(b, true)
-	for _, x := range []struct {
-		ns interface {
-			Exec(testing.TB, ...string) string
-		}
-		dev string
-	}{{tp.a, "va"}, {tp.b, "vb2"}} {
-		x.ns.Exec(b, "sh", "-c", "echo 2 > /sys/class/net/"+x.dev+"/queues/rx-0/rps_cpus")
-	}
+	tp.a.Exec(b, "sh", "-c", "echo 2 > /sys/class/net/va/queues/rx-0/rps_cpus")
+	tp.b.Exec(b, "sh", "-c", "echo 2 > /sys/class/net/vb2/queues/rx-0/rps_cpus")
 	prog, err := AddressFilter(FilterSpec{VIPs: []netip.Addr{ipOwned}})
 	if err != nil {
 		b.Fatal(err)
