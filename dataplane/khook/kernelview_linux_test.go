@@ -384,3 +384,51 @@ func TestKernelSeesNoPort0NATReply(t *testing.T) {
 }
 
 func (f kvFrame) String() string { return fmt.Sprintf("%s (% x)", f.name, f.frame) }
+
+// TestKernelSeesNoTunnelICMP: an ICMPv4 error about the director's own
+// IPIP, GRE or GUE packet to a TUN real server (a router's
+// fragmentation-needed, addressed to the director's own address) is uvsd's,
+// which learns the path MTU from it as ip_vs_in_icmp does (before: the
+// kernel's, and uvsd never saw it); errors about other packets the
+// director sent stay the kernel's.
+func TestKernelSeesNoTunnelICMP(t *testing.T) {
+	ipip, gre, gue := netip.MustParseAddr("198.18.9.1"), netip.MustParseAddr("198.18.9.2"), netip.MustParseAddr("198.18.9.3")
+	tun := func(a netip.Addr, typ spec.TunType, port uint16) spec.Dest {
+		return spec.Dest{Addr: a, Fwd: spec.FwdTunnel, Weight: 1, TunType: typ, TunPort: port}
+	}
+	s, err := ownership.Compute(ownership.Input{
+		Services: []ownership.Service{{
+			Config: spec.Service{Key: spec.ServiceKey{Proto: spec.ProtoTCP, Addr: vip4, Port: 80}},
+			Dests:  []spec.Dest{tun(ipip, spec.TunIPIP, 0), tun(gre, spec.TunGRE, 0), tun(gue, spec.TunGUE, 6080)},
+		}},
+		Host: []netip.Addr{dirIP4, vip4, dirIP6, vip6},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := newKView(t, s)
+	router := netip.MustParseAddr("198.18.7.254")
+	// The client's request as the director tunnels it.
+	inner := kvIPv4(kvCli4, vip4, header.ProtoTCP, 0, kvPorts(40000, 80, 12))
+	fragNeeded := func(src, dst netip.Addr, proto uint8, encap []byte) kvFrame {
+		q := kvIPv4(src, dst, proto, 0, append(encap, inner...))
+		icmp := append([]byte{header.ICMPv4DestUnreachable, header.ICMPv4CodeFragNeeded, 0, 0, 0, 0, 0x05, 0x78}, q[:min(len(q), 28+20)]...)
+		return kvFrame{fmt.Sprintf("frag-needed about %s→%s protocol %d", src, dst, proto), v4Frame(kvIPv4(router, dirIP4, header.ProtoICMPv4, 0, icmp))}
+	}
+	gueHdr := func(dport uint16) []byte {
+		return append(kvPorts(50000, dport, 0)[:8], 0, header.ProtoIPIP, 0, 0)
+	}
+	greHdr := []byte{0, 0, 0x08, 0}
+	owned := []kvFrame{
+		fragNeeded(dirIP4, ipip, header.ProtoIPIP, nil),
+		fragNeeded(dirIP4, gre, header.ProtoGRE, greHdr),
+		fragNeeded(dirIP4, gue, header.ProtoUDP, gueHdr(6080)),
+	}
+	kernel := []kvFrame{
+		fragNeeded(dirIP4, gre, header.ProtoIPIP, nil),                               // not the real server's tunnel type
+		fragNeeded(dirIP4, gue, header.ProtoUDP, gueHdr(6081)),                       // not its tunnel port
+		fragNeeded(dirIP4, netip.MustParseAddr("198.18.9.9"), header.ProtoIPIP, nil), // not a real server
+		fragNeeded(netip.MustParseAddr("198.18.7.9"), ipip, header.ProtoIPIP, nil),   // not sent by the director
+	}
+	k.check(t, owned, kernel)
+}
