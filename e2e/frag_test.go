@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -114,6 +115,30 @@ func TestFragIn(t *testing.T) {
 				t.Fatalf("reply %q, %v; want %q", reply[:n], err, strconv.Itoa(payload))
 			}
 		})
+	}
+
+	// uvsd did the reassembling: its workers count the fragments and the
+	// datagrams (uvsadm --counters).
+	out, err := l.dir.Run("env", "UVS_NO_AUTOSTART=1", binary("uvsadm"), "--counters", "--json")
+	if err != nil {
+		t.Fatalf("uvsadm --counters --json: %v\n%s", err, out)
+	}
+	var cs struct {
+		Counters []struct {
+			Name  string
+			Total uint64
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &cs); err != nil {
+		t.Fatalf("--counters --json: %v\n%s", err, out)
+	}
+	totals := map[string]uint64{}
+	for _, c := range cs.Counters {
+		totals[c.Name] = c.Total
+	}
+	if totals["dataplane.reassembled"] < 3 || totals["dataplane.frag-in"] < 9 || totals["dataplane.frag-bad"] != 0 {
+		t.Errorf("counters: reassembled %d, frag-in %d, frag-bad %d; want at least 3 datagrams from 9 fragments, none bad",
+			totals["dataplane.reassembled"], totals["dataplane.frag-in"], totals["dataplane.frag-bad"])
 	}
 }
 
