@@ -100,6 +100,7 @@ func (d *Director) ioCounters() []metrics.IOCounter {
 			pk.FreezeQCount += st.FreezeQCount
 			pk.FramesRead += st.FramesRead
 			pk.FramesSent += st.FramesSent
+			pk.Truncated += st.Truncated
 			pk.TxBusy += st.TxBusy
 			pk.TxDropped += st.TxDropped
 			pk.TxErrors += st.TxErrors
@@ -122,6 +123,7 @@ func (d *Director) ioCounters() []metrics.IOCounter {
 		add(IOAFPacket, "ring-frozen", pk.FreezeQCount)
 		add(IOAFPacket, "read", pk.FramesRead)
 		add(IOAFPacket, "sent", pk.FramesSent)
+		add(IOAFPacket, "truncated", pk.Truncated)
 		add(IOAFPacket, "tx-busy", pk.TxBusy)
 		add(IOAFPacket, "tx-dropped", pk.TxDropped)
 		add(IOAFPacket, "tx-errors", pk.TxErrors)

@@ -11,7 +11,7 @@ import (
 var (
 	descIO = prometheus.NewDesc("uvs_packet_io_total",
 		"Packet-I/O counters summed over the open sockets, by backend and counter: for afpacket the kernel's packets and ring-drops "+
-			"(PACKET_STATISTICS), ring-frozen, read, sent, tx-busy, tx-dropped, tx-errors; for afxdp read, sent, tx-busy, tx-ring-full, "+
+			"(PACKET_STATISTICS), ring-frozen, read, sent, truncated, tx-busy, tx-dropped, tx-errors; for afxdp read, sent, tx-busy, tx-ring-full, "+
 			"tx-fallback, tx-errors and the kernel's rx-dropped, rx-ring-full, fill-ring-empty (XDP_STATISTICS).",
 		[]string{"backend", "counter"}, nil)
 
