@@ -87,14 +87,25 @@ cross: ## build and vet every package (tests too) for non-Linux systems, so the 
 	@set -e; for os in $(CROSS_GOOS); do echo "GOOS=$$os go build ./... && GOOS=$$os go vet ./..."; \
 	  GOOS=$$os $(GO) build ./... && GOOS=$$os $(GO) vet ./...; done
 
-PREFIX ?= /usr/local
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+# systemd reads units from /lib/systemd/system and /usr/local/lib/systemd/system.
+UNITDIR    ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
 .PHONY: install
-install: build ## install the commands into $(PREFIX)/bin, with ipvsadm names where none exist
+install: build ## install the commands into $(PREFIX)/bin (ipvsadm names where none exist), uvsd.service into $(UNITDIR), and, if absent, $(SYSCONFDIR)/default/uvsd and $(SYSCONFDIR)/uvs/uvsd.rules; DESTDIR honoured
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(addprefix $(BIN)/,$(CMDS)) $(DESTDIR)$(PREFIX)/bin/
 	@cd $(DESTDIR)$(PREFIX)/bin && for n in uvsadm-save uvsadm-restore ipvsadm ipvsadm-save ipvsadm-restore; do \
 	  if command -v $$n >/dev/null 2>&1 && [ "$$(readlink -f $$(command -v $$n))" != "$$(readlink -f uvsadm)" ]; then \
 	    echo "keeping the existing $$n"; else ln -sf uvsadm $$n; echo "$$n -> uvsadm"; fi; done
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/default $(DESTDIR)$(SYSCONFDIR)/uvs
+	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' dist/uvsd.service > $(DESTDIR)$(UNITDIR)/uvsd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/uvsd.service
+	@# The configuration is the operator's: never overwritten.
+	@[ -e $(DESTDIR)$(SYSCONFDIR)/default/uvsd ] && echo "keeping the existing $(SYSCONFDIR)/default/uvsd" || { \
+	  sed -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' dist/uvsd.default > $(DESTDIR)$(SYSCONFDIR)/default/uvsd; chmod 0644 $(DESTDIR)$(SYSCONFDIR)/default/uvsd; }
+	@[ -e $(DESTDIR)$(SYSCONFDIR)/uvs/uvsd.rules ] && echo "keeping the existing $(SYSCONFDIR)/uvs/uvsd.rules" || \
+	  install -m 0644 dist/uvsd.rules $(DESTDIR)$(SYSCONFDIR)/uvs/uvsd.rules
 
 .PHONY: clean
 clean: ## remove build output

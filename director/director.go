@@ -307,8 +307,10 @@ func (d *Director) Run(ctx context.Context) (err error) {
 				}
 				return 0
 			},
-			Daemons: d.syncd,
+			Daemons:  d.syncd,
+			Counters: d.counters,
 		})
+		srv.Audit = auditControl(d.log)
 		serve = func() {
 			go func() {
 				if err := srv.ServeListener(ctx, ln); err != nil && ctx.Err() == nil {

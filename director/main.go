@@ -12,7 +12,6 @@ import (
 	"syscall"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/uvs-lb/uvs/control"
 	"github.com/uvs-lb/uvs/control/wire"
@@ -33,6 +32,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	workers := fs.Int("workers", 0, "packet workers (default: one per RX queue, at most one per CPU)")
 	conns := fs.Int("conns", 1<<20, "connection table capacity")
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+	logFormat := fs.String("log-format", LogConsole, "log `format`: console (one line per entry) or json (one JSON object per line); "+
+		"repeated warnings are rate-limited per message (5 per 10 s, then 1 in 1000)")
 	cleanup := fs.Bool("cleanup", false, "remove kernel hooks a crashed uvsd left in this namespace and restore the sysctls it changed, then exit")
 	lportMin := fs.Uint("lport-min", 0, "FULLNAT local ports: lowest (0 with --lport-max 0: the longest run in 1024-65535 outside net.ipv4.ip_local_port_range and the ports listened on; a range overlapping ip_local_port_range is refused)")
 	lportMax := fs.Uint("lport-max", 0, "FULLNAT local ports: highest")
@@ -97,24 +98,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return checkKeepalived(*kaFile, *vrrpFile, stdout, stderr)
 		}
 	}
-	var lvl zapcore.Level
-	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
-		fmt.Fprintf(stderr, "uvsd: bad --log-level %q\n", *level)
+	lg, err := newLogger(*logFormat, *level, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "uvsd: %v\n", err)
 		return 2
 	}
-	zc := zap.NewProductionConfig()
-	zc.Level = zap.NewAtomicLevelAt(lvl)
-	zc.Encoding = "console"
-	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	zc.OutputPaths = []string{"stderr"}
-	// An error an operator reads is one line: the production config would
-	// append a goroutine's stack trace to every Error.
-	zc.DisableStacktrace = true
-	log, err := zc.Build()
-	if err != nil {
-		fmt.Fprintf(stderr, "uvsd: logger: %v\n", err)
-		return 1
-	}
+	log := lg.Logger
 	defer func() { _ = log.Sync() }()
 
 	if *cleanup {
@@ -190,6 +179,24 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// Under systemd (Type=notify): READY=1 once uvsd serves, STOPPING=1
+	// when told to stop (notify.go).
+	notifySock := os.Getenv(NotifySocketEnv)
+	d.cfg.Ready = func(d *Director) {
+		if err := notify(notifySock, readyState(d)); err != nil {
+			log.Warn("telling systemd uvsd is ready", errField(err))
+		}
+	}
+	defer context.AfterFunc(ctx, func() {
+		if err := notify(notifySock, "STOPPING=1"); err != nil {
+			log.Warn("telling systemd uvsd stops", errField(err))
+		}
+	})()
+	defer func() {
+		if n := lg.suppressed.Load(); n > 0 {
+			log.Info("repeated warnings suppressed by the rate limit", zap.Uint64("suppressed", n))
+		}
+	}()
 	if *traceFile != "" {
 		tw, err := trace.Create(*traceFile)
 		if err != nil {

@@ -21,6 +21,10 @@ have ping     || need+=(iputils-ping)
 # check metrics on uvsd's /metrics, and a real server scraping uvsd in the
 # metrics e2e test.
 { have prometheus && have promtool; } || need+=(prometheus)
+# systemd-analyze (systemd-analyze verify on the unit make install
+# installs, e2e/systemd_test.go); procps's /bin/kill is the unit's reload.
+have systemd-analyze || need+=(systemd)
+[ -x /bin/kill ] || need+=(procps)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing packages: ${need[*]} (run as root, or install them yourself)" >&2
