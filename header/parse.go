@@ -307,6 +307,11 @@ func walkIPv6(pkt []byte, off int, nh uint8) (proto uint8, l4 int, frag uint16, 
 			hasFrag = true
 			nh = pkt[off]
 			off += 8
+			if frag&IPv6FragOffMask != 0 {
+				// A non-first fragment: what follows is data, not the
+				// next header (ipv6_find_hdr stops here too).
+				return nh, off, frag, hasFrag, ReasonNone
+			}
 		default:
 			return nh, off, frag, hasFrag, ReasonNone
 		}

@@ -234,6 +234,16 @@ func TestParseIPv6Fragment(t *testing.T) {
 	if p.Reason != header.ReasonFragment || p.FragOffset != 8 || p.SrcPort != 0 {
 		t.Fatalf("second fragment: %+v", p)
 	}
+	// A non-first fragment whose next header is an extension header of
+	// the fragmentable part: its data is not that header (ipv6_find_hdr
+	// stops at a non-first fragment), whatever it looks like — here a
+	// "destination options" length running past the packet.
+	frame[54] = header.ProtoDstOpts
+	frame[62], frame[63] = header.ProtoUDP, 0xff
+	p.Parse(frame)
+	if p.Reason != header.ReasonFragment || p.FragOffset != 8 || p.Proto != header.ProtoDstOpts {
+		t.Fatalf("non-first fragment after an extension header: %+v", p)
+	}
 }
 
 func TestParseARP(t *testing.T) {
