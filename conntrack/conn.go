@@ -48,6 +48,10 @@ type NewConn struct {
 	// request frame (source MAC, ingress interface).
 	MAC     [6]byte
 	Ifindex int32
+	// VLAN is the 802.1Q VLAN id (1-4094) the request frame was tagged
+	// with, the VLAN the client is on; 0 when untagged (or tagged with
+	// VLAN 0, a priority tag, which belongs to the untagged network).
+	VLAN uint16
 	// FWMark is the packet mark at creation; Service identifies the
 	// service for its statistics.
 	FWMark  uint32
@@ -72,6 +76,7 @@ type Conn struct {
 	Dest       *sched.Dest
 	MAC        [6]byte
 	Ifindex    int32
+	VLAN       uint16 // the client side's VLAN id (NewConn.VLAN); 0: untagged
 	FWMark     uint32
 	Service    uint32
 	Timeout    time.Duration // current timeout (timer re-armed to now+Timeout)
@@ -108,6 +113,12 @@ func (t *Table) fill(idx uint32, e *entry, dir Dir, out *Conn) {
 	out.Dest = t.dests.get(e.dest)
 	out.MAC = e.mac
 	out.Ifindex = e.ifindex
+	out.VLAN = 0
+	if e.flags&flagVLAN != 0 {
+		// Kept beside the entry, which has no room left: read only for
+		// the connections that have one.
+		out.VLAN = t.vlans[idx]
+	}
 	out.FWMark = e.fwmark
 	out.Service = e.svc
 	out.Timeout = time.Duration(e.timeout) * time.Millisecond
@@ -312,6 +323,8 @@ func (t *Table) Create(p *NewConn, tcpFlags uint8, now int64, out *Conn) error {
 	e.proto, e.fwd = p.In.Proto, uint8(p.Fwd)
 	e.dest, e.control = di, ctrl
 	e.mac, e.ifindex, e.fwmark, e.svc = p.MAC, p.Ifindex, p.FWMark, p.Service
+	vlan := p.VLAN & 0x0fff
+	t.vlans[idx] = vlan
 	ik, ok2 := p.In, e.outKey()
 	e.unlock()
 
@@ -327,6 +340,9 @@ func (t *Table) Create(p *NewConn, tcpFlags uint8, now int64, out *Conn) error {
 	e.flags = FlagHashed | FlagInactive
 	if p.Fwd != spec.FwdMasq && p.Fwd != spec.FwdFullNAT {
 		e.flags |= FlagNoOutput
+	}
+	if vlan != 0 {
+		e.flags |= flagVLAN
 	}
 	e.state = StateNone
 	e.inPkts = 1 // the first packet, inbound

@@ -60,8 +60,11 @@ const (
 	// flagReplied marks a connection that has seen a reply (DirOut)
 	// packet: a UDP connection without it is half-open (pressure.go).
 	flagReplied Flags = 0x4000
+	// flagVLAN marks a connection whose client side is on an 802.1Q VLAN:
+	// its VLAN id is in Table.vlans (conn.go).
+	flagVLAN Flags = 0x0010
 	// flagsInternal are never shown outside the table.
-	flagsInternal = flagUnhashed | flagReplied
+	flagsInternal = flagUnhashed | flagReplied | flagVLAN
 )
 
 // Handle names one live entry; it goes stale when the entry is freed.
@@ -192,6 +195,7 @@ type Table struct {
 	shards     []shard
 	buckets    []bucket // the index (index.go)
 	ents       []entry  // ents[0] unused
+	vlans      []uint16 // per entry: the client's VLAN id when flagVLAN (conn.go)
 
 	free freeLists // dead entries (freelist.go)
 
@@ -238,6 +242,7 @@ func New(cfg Config) (*Table, error) {
 	t.shards = make([]shard, cfg.Shards)
 	t.buckets = make([]bucket, numBuckets(cfg.Capacity))
 	t.ents = make([]entry, cfg.Capacity+1)
+	t.vlans = make([]uint16, cfg.Capacity+1)
 	t.free.init(len(t.ents))
 	t.dests.init(cfg.MaxDests)
 	for s, d := range defaultTCPTimeouts {
