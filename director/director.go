@@ -30,6 +30,7 @@ import (
 	"github.com/uvs-lb/uvs/dataplane/nic"
 	"github.com/uvs-lb/uvs/fwmark"
 	"github.com/uvs-lb/uvs/header"
+	"github.com/uvs-lb/uvs/ipfrag"
 	"github.com/uvs-lb/uvs/ipvsadm"
 	"github.com/uvs-lb/uvs/keepalived"
 	"github.com/uvs-lb/uvs/ownership"
@@ -357,6 +358,9 @@ func (d *Director) Run(ctx context.Context) (err error) {
 		// The kernel's ICMP limit is for the host; the workers share it
 		// (there is at most one worker per CPU).
 		ICMPLimit: dataplane.ICMPLimit{Workers: runtime.NumCPU()},
+		// ipfrag_high_thresh is for the host too: each worker
+		// reassembles in its share (clamped to hold a whole datagram).
+		FragMemory: ipfrag.DefaultMemory / runtime.NumCPU(),
 	}
 	defer d.setupLocalNode(d.env)()
 	ios, err := d.openIO()
