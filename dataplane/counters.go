@@ -62,6 +62,8 @@ const (
 	CntOnePacket    // datagram scheduled without a connection (one-packet scheduling, -o)
 	CntSCTPBadCsum  // SCTP packet whose CRC32c does not verify
 	CntFamilyXlate  // packet translated between IPv4 and IPv6 (FULLNAT across families)
+	CntHandedBack   // not uvsd's, kept from the kernel by the hooks: handed to it through Env.LocalNode (handback.go)
+	CntHandBackDrop // not uvsd's, kept from the kernel by the hooks, and no Env.LocalNode to hand it to: dropped
 	NumCounters
 )
 
@@ -74,6 +76,7 @@ var counterNames = [NumCounters]string{
 	"icmp-rate-limited", "sloppy", "local-delivered", "table-evicted", "defense-drop",
 	"frag-in", "reassembled", "frag-timeout", "frag-overflow", "frag-bad", "fragmented", "frag-out",
 	"pmtu-learned", "vlan", "one-packet", "sctp-bad-csum", "family-translated",
+	"handed-back", "hand-back-dropped",
 }
 
 // String returns the counter's metric name.

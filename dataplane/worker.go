@@ -179,6 +179,9 @@ type Worker struct {
 	ingress ingress
 	frag    fragState // reassembly (frag.go)
 	tunIDs  tunIdents // outer IPv4 IDs of tunnelled packets (tunicmp.go)
+	// addrs holds ownership's address facts for frames that are not
+	// uvsd's (handback.go).
+	addrs snapshot.AddrIndex
 	// Counters are this worker's counters.
 	Counters Counters
 
@@ -527,6 +530,9 @@ func (w *Worker) classify(pc *pktCtx) action {
 		if p.IsICMPError() {
 			return actICMPError
 		}
+		if f.FragMax != 0 {
+			w.fragICMP(pc) // an echo reassembled, kept from the kernel (handback.go)
+		}
 		return actNone
 	}
 	w.Counters.inc(CntNotOurs)
@@ -569,7 +575,7 @@ func (w *Worker) tracked(pc *pktCtx, key *conntrack.Key, found bool, c *conntrac
 	mark := w.markOf(pc)
 	svc := pc.snap.Lookup(spec.Proto(p.Proto), key.Dst, p.DstPort, mark, p.IPVersion == 6)
 	if svc == nil {
-		w.Counters.inc(CntNotOurs)
+		w.notOurs(pc) // or handed back to the kernel (handback.go)
 		return
 	}
 	if pc.host.BackupOnly {
