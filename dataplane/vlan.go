@@ -42,23 +42,28 @@ func vlanOf(p *header.Parsed) uint16 {
 // remove one; CsumStart, counted from the start of the frame, follows.
 // It reports false for a frame it cannot retag (no headroom left), which
 // is not to be sent. The common case, an untagged frame leaving untagged,
-// costs one test.
+// costs two tests.
 func setTag(f *Frame) bool {
+	if f.VLAN == 0 && f.Buf[f.Off+12] != 0x81 {
+		// Untagged (no EtherType 0x81xx), stays so: the common case,
+		// inlined. Every frame emitted has its Ethernet header (transmit
+		// addresses it).
+		return true
+	}
+	return retag(f)
+}
+
+// retag is setTag's work for a frame that is tagged or must be.
+func retag(f *Frame) bool {
+	const tagLen = header.EthernetVLANSize - header.EthernetMinSize
 	if f.Len < header.EthernetMinSize {
 		return true
 	}
 	eth := f.Buf[f.Off : f.Off+f.Len]
 	tagged := binary.BigEndian.Uint16(eth[12:]) == header.EtherTypeVLAN
-	if f.VLAN == 0 && !tagged {
-		return true
-	}
-	return retag(f, eth, tagged)
-}
-
-// retag is setTag's work for a frame whose tag changes.
-func retag(f *Frame, eth []byte, tagged bool) bool {
-	const tagLen = header.EthernetVLANSize - header.EthernetMinSize
 	switch {
+	case f.VLAN == 0 && !tagged:
+		return true
 	case f.VLAN != 0 && tagged:
 		if len(eth) < header.EthernetVLANSize {
 			return false
