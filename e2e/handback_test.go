@@ -57,6 +57,17 @@ func TestHandBackRealServerTraffic(t *testing.T) {
 			t.Fatalf("rs1 echo through %s: %d bytes differ", addr, len(payload))
 		}
 	}
+	// They went through uvsd's hand-back, not around it.
+	counters := mustUVSADM(t, l.dir, "--counters")
+	handed := ""
+	for _, line := range strings.Split(counters, "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "dataplane.handed-back" {
+			handed = f[1]
+		}
+	}
+	if handed == "" || handed == "0" {
+		t.Fatalf("dataplane.handed-back is %q after the real server's connections:\n%s", handed, counters)
+	}
 	// The service still works, and its connections are uvsd's.
 	if got := curl(t, l.cli, "http://10.0.1.100:443/"); got != "rs1" {
 		t.Fatalf("GET :443 = %q, want rs1", got)
