@@ -28,9 +28,10 @@ type freeList struct {
 // the new connection's client address and port: two workers creating
 // connections meet on a list 1 time in numFreeLists, and the same calls
 // allocate the same entries, which keeps tables reproducible); when that
-// list is empty it takes over the recycled entries of another list it can
-// lock without waiting, else a chunk of never-used entries, else waits for
-// the other lists. A freed entry goes to the list of its index.
+// list is empty it takes over the recycled entries of one of the next
+// stealNear lists it can lock without waiting, else a chunk of never-used
+// entries, else those of any other list. A freed entry goes to the list of
+// its index.
 type freeLists struct {
 	lists [numFreeLists]freeList
 	fresh atomic.Uint32 // next never-used entry
@@ -60,20 +61,14 @@ func (t *Table) allocEntry(hint uint32) uint32 {
 		return idx
 	}
 	// Recycled entries before never-used ones, so that a table in steady
-	// state keeps reusing the same (cached) entries: the whole list of
-	// another, taken in O(1) (its entries become this list's), skipping a
-	// list another allocation holds (TryLock: no lock order to keep).
-	for k := uint32(1); k < numFreeLists; k++ {
-		v := &f.lists[(i+k)&(numFreeLists-1)]
-		if !v.mu.TryLock() {
-			continue
-		}
-		idx := v.head
-		v.head = 0
-		v.mu.Unlock()
-		if idx != 0 {
-			l.head = t.ents[idx].control
-			l.mu.Unlock()
+	// state keeps reusing the same (cached) entries: those of one of the
+	// next few lists, all of them, taken over in O(1) (they become this
+	// list's), skipping a list another allocation holds (TryLock: no lock
+	// order to keep). Only a few: with a small pool of recycled entries
+	// spread over the lists, a full search per allocation costs more than
+	// touching a never-used entry.
+	for k := uint32(1); k <= stealNear; k++ {
+		if idx := t.takeOver(l, (i+k)&(numFreeLists-1)); idx != 0 {
 			return idx
 		}
 	}
@@ -89,6 +84,11 @@ func (t *Table) allocEntry(hint uint32) uint32 {
 			return start
 		}
 	}
+	for k := uint32(stealNear + 1); k < numFreeLists; k++ {
+		if idx := t.takeOver(l, (i+k)&(numFreeLists-1)); idx != 0 {
+			return idx
+		}
+	}
 	l.mu.Unlock()
 	for k := uint32(1); k < numFreeLists; k++ {
 		if idx := t.popFree((i + k) & (numFreeLists - 1)); idx != 0 {
@@ -96,6 +96,29 @@ func (t *Table) allocEntry(hint uint32) uint32 {
 		}
 	}
 	return 0
+}
+
+// stealNear is how many other lists an allocation whose list is empty
+// searches before it takes never-used entries.
+const stealNear = 2
+
+// takeOver moves the entries of list j, if it can lock it without
+// waiting, to list l (locked, empty) and returns the first of them,
+// unlocking l; it returns 0, l still locked, if there are none.
+func (t *Table) takeOver(l *freeList, j uint32) uint32 {
+	v := &t.free.lists[j]
+	if !v.mu.TryLock() {
+		return 0
+	}
+	idx := v.head
+	v.head = 0
+	v.mu.Unlock()
+	if idx == 0 {
+		return 0
+	}
+	l.head = t.ents[idx].control
+	l.mu.Unlock()
+	return idx
 }
 
 func (t *Table) popFree(i uint32) uint32 {
