@@ -102,8 +102,9 @@ func (g GSO) IsGSO() bool { return g.Type != GSONone }
 // Data returns the frame's bytes.
 func (f *Frame) Data() []byte { return f.Buf[f.Off : f.Off+f.Len] }
 
-// PacketIO is a packet-I/O backend serving one worker: AF_PACKET (TPACKET_V3
-// ring + batched send), AF_XDP, or the in-memory fake used by tests.
+// PacketIO is a packet-I/O backend serving one worker: AF_PACKET (a
+// TPACKET_V2 frame ring + batched send), AF_XDP, or the in-memory fake
+// used by tests.
 type PacketIO interface {
 	// ReadBatch fills frames[:n] with received frames. It blocks until at
 	// least one frame is available, the backend's poll timeout passes (n ==
