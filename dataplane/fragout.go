@@ -307,7 +307,8 @@ func (w *Worker) replyFits(pc *pktCtx, c *conntrack.Conn) bool {
 // in by. (A client on a VLAN is reached by that interface, whose MTU is
 // its parent's, as the route's normally is.)
 func (w *Worker) clientMTU(pc *pktCtx, c *conntrack.Conn) int {
-	if h, ok := w.env.Hops.Lookup(header.AddrFrom16(c.Client.Addr)); ok && !h.Local {
+	var h Hop // from the next-hop cache, as clientHop will take it (hopcache.go)
+	if w.hc.lookup(w.env.Hops, header.AddrFrom16(c.Client.Addr), &h) && !h.Local {
 		return h.MTU
 	}
 	if c.MAC != ([6]byte{}) {

@@ -33,7 +33,9 @@ import (
 //     from a sync message) has no such fallback: its frame waits in the
 //     neighbour queue.
 //
-// Each reply costs one Env.Hops lookup (a map read, no allocation).
+// Each reply costs one next-hop lookup: in the worker's cache while the
+// resolver's table and the host facts are unchanged (hopcache.go), else
+// one Env.Hops lookup (map reads, no allocation).
 
 // clientHop fills h with the next hop towards connection c's client, for a
 // reply or an ICMP error the director sends it, and sets the VLAN the frame
@@ -73,15 +75,14 @@ func (w *Worker) clientHop(pc *pktCtx, c *conntrack.Conn, h *Hop) bool {
 	return true
 }
 
-// hop looks up the next hop towards addr (a real server) into h, unless
-// frames wait for it in the neighbour queue: a frame must not overtake
-// them. (Filled in place: a Hop copied from call to call costs more than
-// the lookup.)
+// hop looks up the next hop towards addr (a real server, or a client)
+// into h, unless frames wait for it in the neighbour queue: a frame must
+// not overtake them. The answer comes from the worker's next-hop cache
+// when Env.Hops has generations (hopcache.go). (Filled in place: a Hop
+// copied from call to call costs more than the lookup.)
 func (w *Worker) hop(addr netip.Addr, h *Hop) bool {
 	if w.pq.n > 0 && w.pq.blocked(addr) {
 		return false
 	}
-	var ok bool
-	*h, ok = w.env.Hops.Lookup(addr)
-	return ok
+	return w.hc.lookup(w.env.Hops, addr, h)
 }

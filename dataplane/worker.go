@@ -176,6 +176,7 @@ type Worker struct {
 	tc      conntrack.Conn
 	b       batch
 	pq      neighQueue
+	hc      hopCache // next hops (hopcache.go)
 	ingress ingress
 	frag    fragState // reassembly (frag.go)
 	tunIDs  tunIdents // outer IPv4 IDs of tunnelled packets (tunicmp.go)
@@ -307,6 +308,7 @@ func (w *Worker) ProcessBatch(frames []Frame) {
 	pc.now = w.env.Now()
 	pc.mono = int64(pc.now.Sub(w.env.Epoch))
 	w.stats.sync(pc.snap)
+	w.hc.sync(w.env.Hops)
 	if w.pq.n > 0 {
 		w.retryQueued(pc)
 	}

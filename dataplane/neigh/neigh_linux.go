@@ -26,6 +26,9 @@ type Resolver struct {
 	opts  Options
 	nl    *netlink.Handle
 	table atomic.Pointer[map[netip.Addr]Hop]
+	// gen counts the table's changes (Generation): bumped after each
+	// store of a table that differs from the one before.
+	gen atomic.Uint64
 
 	mu       sync.Mutex // guards everything below and every table store
 	closed   bool
@@ -228,8 +231,22 @@ func (r *Resolver) storeLocked(m map[netip.Addr]Hop) {
 	for d := range m {
 		r.nexthops[r.resolved[d]] = struct{}{}
 	}
+	if cur := r.table.Load(); cur != nil && maps.Equal(*cur, m) {
+		return // a refresh that changed nothing: the readers' caches stay
+	}
 	r.table.Store(&m)
+	// After the store: a reader that sees the new generation sees the new
+	// table (one that fills a cache from the new table under the old
+	// generation only drops it a batch early).
+	r.gen.Add(1)
 }
+
+// Generation returns a number that changes whenever Lookup may answer
+// differently than before (a hop added, changed or removed). A reader that
+// caches Lookup's answers checks it before using them: answers taken after
+// it read generation g are valid as long as Generation still returns g.
+// It takes no lock and allocates nothing.
+func (r *Resolver) Generation() uint64 { return r.gen.Load() }
 
 // usable reports whether a neighbour state carries a link-layer address that
 // may be used to send.

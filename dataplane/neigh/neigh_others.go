@@ -13,6 +13,9 @@ func New(Options) (*Resolver, error) { return nil, ErrUnsupported }
 // Lookup always misses.
 func (*Resolver) Lookup(netip.Addr) (Hop, bool) { return Hop{}, false }
 
+// Generation is always 0.
+func (*Resolver) Generation() uint64 { return 0 }
+
 // Prefetch does nothing.
 func (*Resolver) Prefetch(...netip.Addr) {}
 
