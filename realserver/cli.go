@@ -37,6 +37,7 @@ type Options struct {
 	Foreground     bool         // --foreground
 	ForceUserspace bool         // --force-userspace
 	NoSysctl       bool         // --no-sysctl
+	NoOffload      bool         // --no-offload
 	Log            string       // --log
 	ReadyFD        int          // --ready-fd (internal: daemon readiness pipe)
 }
@@ -49,7 +50,8 @@ const Usage = `usage:
   uvs-rs dr up    --vip VIP [--vip VIP ...] [--dev lo] [--no-sysctl]
   uvs-rs dr down  [--vip VIP ...]            (no --vip: every DR VIP)
   uvs-rs tun up   --vip VIP [--vip VIP ...] [--dev uvstun0] [--gue-port P]
-                  [--foreground] [--force-userspace] [--no-sysctl] [--log FILE]
+                  [--foreground] [--force-userspace] [--no-sysctl] [--no-offload]
+                  [--log FILE]
   uvs-rs tun down [--vip VIP ...]            (no --vip: the whole tunnel)
   uvs-rs status
 every subcommand takes --state-dir DIR (default /run/uvs-rs); state is kept
@@ -113,6 +115,7 @@ func parse(name string, args []string, o *Options, tun, up bool) error {
 		fs.UintVar(port, "gue-port", 0, "GUE UDP port (0: none)")
 		fs.BoolVar(&o.Foreground, "foreground", false, "do not daemonise")
 		fs.BoolVar(&o.ForceUserspace, "force-userspace", false, "decapsulate in userspace even with the ipip module")
+		fs.BoolVar(&o.NoOffload, "no-offload", false, "TUN device without virtio_net_hdr: one write per decapsulated packet, no coalescing")
 		fs.StringVar(&o.Log, "log", "", "daemon log file")
 		fs.IntVar(&o.ReadyFD, "ready-fd", -1, "internal")
 	case up:

@@ -61,7 +61,7 @@ func TestServeDecapsulatesAndCounts(t *testing.T) {
 		t.Fatalf("counters %v", c.Snapshot())
 	}
 	snap := c.Snapshot()
-	if snap["decapsulated"] != 3 || snap["not-vip"] != 1 || snap["outer-short"] != 1 || len(snap) != 3 {
+	if snap["decapsulated"] != 3 || snap["not-vip"] != 1 || snap["outer-short"] != 1 || snap["tun-writes"] != 3 || len(snap) != 4 {
 		t.Fatalf("snapshot %v", snap)
 	}
 
