@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -111,5 +112,44 @@ func TestTUNVnetRoundTrip(t *testing.T) {
 	}
 	if binary.NativeEndian.Uint16(frames[0][4:]) != 1400 {
 		t.Fatalf("gso_size %d", binary.NativeEndian.Uint16(frames[0][4:]))
+	}
+}
+
+// TestTUNPlainFallback: without vnet (--no-offload, or a kernel refusing
+// IFF_VNET_HDR) the device takes bare packets, and ServeBatch writes each
+// decapsulated packet as it is.
+func TestTUNPlainFallback(t *testing.T) {
+	netnstest.SkipIfNotRoot(t)
+	ns := netnstest.New(t, "rsplain")
+	var tun *tunDev
+	if err := ns.Do(func() (err error) { tun, err = openTUN("uvsplain0", false); return err }); err != nil {
+		t.Fatalf("open TUN: %v", err)
+	}
+	t.Cleanup(func() { tun.Close() })
+	if tun.vnet {
+		t.Fatal("vnet set on a device opened without it")
+	}
+	ns.AddrAdd(t, tun.Name(), "198.18.0.10/32")
+	ns.LinkUp(t, tun.Name())
+	ns.Sysctl(t, "net.ipv4.conf.all.rp_filter", "0")
+	ns.Sysctl(t, "net.ipv4.conf."+tun.Name()+".rp_filter", "0")
+	var ln *net.UDPConn
+	if err := ns.Do(func() (err error) {
+		ln, err = net.ListenUDP("udp4", &net.UDPAddr{IP: vipIP, Port: 80})
+		return err
+	}); err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	pkt, _ := ipip(t, 0, innerUDP4("plain", 0)...)
+	d := NewDecapsulator([]netip.Addr{netip.MustParseAddr("198.18.0.10")})
+	if err := d.ServeBatch(EncapIPIP, &fakeBatch{pkts: [][]byte{pkt}, left: 1}, tun, tun.vnet, NewBatch(4)); err != nil {
+		t.Fatalf("ServeBatch: %v", err)
+	}
+	buf := make([]byte, 100)
+	_ = ln.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := ln.Read(buf)
+	if err != nil || string(buf[:n]) != "plain" {
+		t.Fatalf("read %q, %v: want the datagram", buf[:n], err)
 	}
 }
