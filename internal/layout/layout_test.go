@@ -190,6 +190,12 @@ var rules = []rule{
 		must: []string{"metrics"},
 	},
 	{
+		name: "the content syncer (uvs-sync) links no data plane, control plane or daemon: it only runs rsync",
+		from: in("contentsync", "cmd/uvs-sync"),
+		to:   or(is("control", "snapshot", "sched", "spec"), in(append(dataPlane, "director", "lab", "trace", "ownership", "control", "connsync", "healthcheck", "keepalived", "metrics")...)),
+		must: []string{"contentsync", "cmd/uvs-sync"},
+	},
+	{
 		name:   "nothing imports a command",
 		from:   func(string) bool { return true },
 		to:     in("cmd"),
