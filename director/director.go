@@ -19,6 +19,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/uvs-lb/uvs/bgp"
 	"github.com/uvs-lb/uvs/connsync"
 	"github.com/uvs-lb/uvs/conntrack"
 	"github.com/uvs-lb/uvs/control"
@@ -81,6 +82,15 @@ type Config struct {
 	// (--metrics; metrics.go): Run serves /metrics, /healthz and
 	// /readyz on it once the workers run, and closes it.
 	Metrics net.Listener
+	// BGP, when set, announces the served VIPs to routers (bgp.go);
+	// BGPGrace is how long the workers keep forwarding after the
+	// withdrawal on shutdown.
+	BGP      *bgp.Config
+	BGPGrace time.Duration
+	// SortHashDests builds mh and sh tables from the real servers
+	// sorted by address and port (sched.Options.SortHashDests), so
+	// directors agree whatever order the real servers were added in.
+	SortHashDests bool
 }
 
 // Director is a running uvsd.
@@ -167,6 +177,9 @@ type Director struct {
 
 	// ready is set once Run serves (/readyz), stopping once it stops.
 	ready, stopping atomic.Bool
+
+	// bgp announces the VIPs (bgp.go).
+	bgp bgpState
 }
 
 // LoadRules parses a rules file (ipvsadm save format).
@@ -220,6 +233,7 @@ func New(cfg Config, log *zap.Logger) (*Director, error) {
 		return nil, fmt.Errorf("--sysctl: %w", err)
 	}
 	d.State = control.New(control.Options{
+		Sched: sched.Options{SortHashDests: cfg.SortHashDests},
 		Publish: func(s *snapshot.Snapshot) {
 			d.snap.Store(s)
 			select {
@@ -341,6 +355,14 @@ func (d *Director) Run(ctx context.Context) (err error) {
 		d.log.Warn("kernel hooks not owned by the process: after a crash, uvsd --cleanup removes them", errField(err))
 	}
 
+	// The BGP sessions come up now; the VIPs are announced once the
+	// workers serve.
+	stopBGP, err := d.startBGP(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopBGP()
+
 	d.env = &dataplane.Env{
 		Marks: &d.marks,
 		Snap:  &d.snap,
@@ -385,11 +407,15 @@ func (d *Director) Run(ctx context.Context) (err error) {
 	defer stopMetrics()
 	checkers := d.startKeepalived(ctx)
 	d.ready.Store(true)
+	d.syncBGP()
 	if d.cfg.Ready != nil {
 		d.cfg.Ready(d)
 	}
 	werr := d.housekeeping(ctx)
 	d.stopping.Store(true)
+	// Withdraw first and keep forwarding while the routers move the
+	// flows elsewhere.
+	stopBGP()
 	checkers()
 	d.logIOStats()
 	d.closeIO()
@@ -570,12 +596,14 @@ func (d *Director) housekeeping(ctx context.Context) error {
 			if err := d.sync(); err != nil {
 				d.log.Error("applying configuration to the kernel hooks and packet filters", errField(err))
 			}
+			d.syncBGP()
 		case <-d.haChanged:
 			// A VRRP role or backup_only changed: the new Host (Standby,
 			// BackupOnly), then what uvsd owns, then the GARPs of the
 			// VIPs taken over, once their traffic is uvsd's.
 			d.followHost("VRRP roles")
 			d.announce(ctx, d.takeGARPs())
+			d.syncBGP()
 		case <-slow.C:
 			if d.refreshMarks(ctx) {
 				if err := d.sync(); err != nil {

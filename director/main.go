@@ -55,6 +55,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	vrrpFile := fs.String("vrrp", "", "keepalived.conf `file` whose vrrp_instance VIPs uvsd follows (for --rules; with --keepalived its own file is followed): "+
 		"such a VIP is served only while it is configured on its device, as keepalived --vrrp does on MASTER, and its lvs_sync_daemon drives the sync daemons")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on `HOST:PORT` (/metrics, with node_exporter's node_ipvs_* series; /healthz and /readyz for orchestration)")
+	var bgpf bgpFlags
+	bgpf.register(fs)
+	bgpGrace := fs.Duration("bgp-grace", DefaultBGPGrace, "on SIGTERM with --bgp-as: keep forwarding this `long` after withdrawing the VIPs, while the routers move their flows")
+	drainTimeout := fs.Duration("drain-timeout", DefaultDrainTimeout, "SIGUSR2 (drain) stops uvsd at the latest this `long` after withdrawing the VIPs")
+	hashOrder := fs.String("hash-order", HashSorted, "`order` mh and sh build their tables in: sorted (by real-server address and port: directors with the same real servers agree on every flow) or list (the kernel's: newest real server first)")
 	sysctls := DefaultSysctls()
 	fs.Var(sysctlFlag{&sysctls}, "sysctl", "kernel IPVS sysctl `NAME=VALUE` (repeatable): backup_only=0|1, sync_threshold=\"T P\", sync_persist_mode=0|1, sync_version=0|1, sloppy_tcp=0|1, sloppy_sctp=0|1")
 	sock := fs.String("control", defSock, "unix socket `name` for uvsadm: @NAME is abstract (this network namespace's), "+
@@ -69,7 +74,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			"Signals: SIGINT and SIGTERM stop uvsd; SIGHUP re-reads the --keepalived file\n"+
 			"(a file with a fatal error is refused and nothing changes; unchanged virtual\n"+
 			"and real servers keep their checkers' state and their connections); SIGUSR1\n"+
-			"writes the checkers' status (uvsadm --list-checkers) to --data-file.\n\n"+
+			"writes the checkers' status (uvsadm --list-checkers) to --data-file; SIGUSR2\n"+
+			"drains: withdraws the BGP announcements, keeps serving, and exits once no\n"+
+			"connection is active (or after --drain-timeout).\n\n"+
+			"Scale-out: with --bgp-as, --bgp-router-id and --bgp-peer uvsd announces each\n"+
+			"VIP with a live real server to the routers by BGP (next hop self) and\n"+
+			"withdraws it when it has none, on drain and on SIGTERM.\n\n"+
 			"High availability: with --keepalived (or --vrrp FILE) uvsd follows the file's\n"+
 			"vrrp_instance blocks as keepalived --vrrp runs them: a virtual_ipaddress is\n"+
 			"served only while it is configured on its device (on MASTER); an instance is\n"+
@@ -97,6 +107,19 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		if *check {
 			return checkKeepalived(*kaFile, *vrrpFile, stdout, stderr)
 		}
+	}
+	bgpCfg, err := bgpf.config()
+	if err != nil {
+		fmt.Fprintf(stderr, "uvsd: %v\n", err)
+		return 2
+	}
+	if *bgpGrace < 0 || *drainTimeout <= 0 {
+		fmt.Fprintf(stderr, "uvsd: --bgp-grace %v / --drain-timeout %v: want a positive duration\n", *bgpGrace, *drainTimeout)
+		return 2
+	}
+	if *hashOrder != HashSorted && *hashOrder != HashList {
+		fmt.Fprintf(stderr, "uvsd: --hash-order %q: want sorted or list\n", *hashOrder)
+		return 2
 	}
 	lg, err := newLogger(*logFormat, *level, stderr)
 	if err != nil {
@@ -128,7 +151,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg := Config{RulesFile: *rules, Workers: *workers, ConnCapacity: *conns, ControlSocket: *sock,
-		LocalPortMin: uint16(*lportMin), LocalPortMax: uint16(*lportMax), IO: backend, XDPMode: mode, Sysctls: &sysctls}
+		LocalPortMin: uint16(*lportMin), LocalPortMax: uint16(*lportMax), IO: backend, XDPMode: mode, Sysctls: &sysctls,
+		BGP: bgpCfg, BGPGrace: *bgpGrace, SortHashDests: *hashOrder == HashSorted}
 	if *ifaces != "" {
 		cfg.Interfaces = strings.Split(*ifaces, ",")
 	}
@@ -179,6 +203,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// A drain (SIGUSR2) ends by cancelling: uvsd then stops as on SIGTERM.
+	ctx, drained := context.WithCancel(ctx)
+	defer drained()
 	// Under systemd (Type=notify): READY=1 once uvsd serves, STOPPING=1
 	// when told to stop (notify.go).
 	notifySock := os.Getenv(NotifySocketEnv)
@@ -211,9 +238,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}()
 	}
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
-	go handleSignals(ctx, d, log, sigs, *kaFile, *dataFile)
+	drain := func() {
+		d.Drain(ctx, *drainTimeout)
+		drained()
+	}
+	go handleSignals(ctx, d, log, sigs, *kaFile, *dataFile, drain)
 	if err := d.Run(ctx); err != nil {
 		log.Error("uvsd failed", zap.Error(err))
 		return 1
@@ -221,13 +252,21 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// --hash-order's values.
+const (
+	HashSorted = "sorted"
+	HashList   = "list"
+)
+
 // DefaultDataFile is where SIGUSR1 writes the checkers' status, after
 // keepalived's /tmp/keepalived.data.
 const DefaultDataFile = "/tmp/uvsd.data"
 
-// handleSignals serves SIGHUP (reload the keepalived file) and SIGUSR1
-// (write the checkers' status to dataFile) until ctx is done.
-func handleSignals(ctx context.Context, d *Director, log *zap.Logger, sigs <-chan os.Signal, kaFile, dataFile string) {
+// handleSignals serves SIGHUP (reload the keepalived file), SIGUSR1
+// (write the checkers' status to dataFile) and SIGUSR2 (drain, once)
+// until ctx is done.
+func handleSignals(ctx context.Context, d *Director, log *zap.Logger, sigs <-chan os.Signal, kaFile, dataFile string, drain func()) {
+	draining := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -236,6 +275,14 @@ func handleSignals(ctx context.Context, d *Director, log *zap.Logger, sigs <-cha
 			switch sig {
 			case syscall.SIGHUP:
 				reloadKeepalived(d, log, kaFile)
+			case syscall.SIGUSR2:
+				if draining {
+					log.Info("SIGUSR2: already draining")
+					continue
+				}
+				draining = true
+				log.Info("SIGUSR2: draining")
+				go drain()
 			case syscall.SIGUSR1:
 				if err := writeDataFile(d, dataFile); err != nil {
 					log.Error("SIGUSR1: checker status", zap.Error(err))

@@ -34,6 +34,7 @@ func mhKey(addr uint32, port uint16, k uint64, offset uint32) uint32 {
 }
 
 func newMH(o *Options, dests []*Dest) scheduler {
+	dests = hashOrder(o, dests)
 	m := uint32(o.MHTableSize)
 	s := &mh{tab: make([]*Dest, m)}
 	if len(dests) > int(m) {

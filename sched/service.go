@@ -38,6 +38,12 @@ type Options struct {
 	// primes (251 509 1021 2039 4093 8191 16381 32749 65521 131071).
 	// 0 means 4093 (CONFIG_IP_VS_MH_TAB_INDEX=12).
 	MHTableSize int
+	// SortHashDests makes mh and sh build their tables from the
+	// destinations sorted by address and port instead of the list order
+	// (newest first, as ip_vs_ctl.c's __ip_vs_update_dest list_add_rcu
+	// keeps them), so that directors with the same destinations agree
+	// on every flow whatever order they were added in (hashorder.go).
+	SortHashDests bool
 	// LBLCExpiration is sysctl lblc_expiration / lblcr_expiration. 0 means
 	// 24 h.
 	LBLCExpiration time.Duration

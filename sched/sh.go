@@ -20,7 +20,8 @@ type sh struct {
 	tab [shBuckets]*Dest
 }
 
-func newSH(_ *Options, dests []*Dest) scheduler {
+func newSH(o *Options, dests []*Dest) scheduler {
+	dests = hashOrder(o, dests)
 	s := &sh{}
 	if len(dests) == 0 {
 		return s

@@ -23,6 +23,9 @@ have ping     || need+=(iputils-ping)
 { have prometheus && have promtool; } || need+=(prometheus)
 # systemd-analyze (systemd-analyze verify on the unit make install
 # installs, e2e/systemd_test.go); procps's /bin/kill is the unit's reload.
+# BIRD 2 (bird, birdc: the router with ECMP in e2e/bgp_test.go, which
+# learns the VIPs from uvsd's GoBGP); it lives in /usr/sbin.
+{ have bird || [ -x /usr/sbin/bird ]; } || need+=(bird2)
 have systemd-analyze || need+=(systemd)
 [ -x /bin/kill ] || need+=(procps)
 [ ${#need[@]} -eq 0 ] && exit 0
