@@ -190,6 +190,18 @@ var rules = []rule{
 		must: []string{"metrics"},
 	},
 	{
+		name: "the data plane (and the models and control plane it is built on) links no BGP speaker",
+		from: or(in(dataPlane...), in("control", "sched", "snapshot", "connsync", "healthcheck", "keepalived")),
+		to:   in("bgp"),
+		must: []string{"dataplane", "conntrack", "modes", "dataplane/afpacket", "dataplane/afxdp", "control", "sched"},
+	},
+	{
+		name: "the BGP announcer links nothing of the module: the daemon hands it the VIPs",
+		from: in("bgp"),
+		to:   func(string) bool { return true },
+		must: []string{"bgp"},
+	},
+	{
 		name: "the content syncer (uvs-sync) links no data plane, control plane or daemon: it only runs rsync",
 		from: in("contentsync", "cmd/uvs-sync"),
 		to:   or(is("control", "snapshot", "sched", "spec"), in(append(dataPlane, "director", "lab", "trace", "ownership", "control", "connsync", "healthcheck", "keepalived", "metrics")...)),
