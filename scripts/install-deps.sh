@@ -28,6 +28,9 @@ have ping     || need+=(iputils-ping)
 { have bird || [ -x /usr/sbin/bird ]; } || need+=(bird2)
 have systemd-analyze || need+=(systemd)
 [ -x /bin/kill ] || need+=(procps)
+# rsync (Debian's) for uvs-sync: the client it runs and the daemons of the
+# content-sync e2e test and lab (e2e/contentsync_test.go, uvs-lab run sync).
+have rsync || need+=(rsync)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing packages: ${need[*]} (run as root, or install them yourself)" >&2
