@@ -188,7 +188,9 @@ func TestContentSync(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "old", "sub", "a.html"), []byte("a"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	wait.For(t, 10*time.Second, func() bool { return rs[0].has("old/sub/a.html", []byte("a")) && rs[1].has("old/sub/a.html", []byte("a")) },
+	wait.For(t, 10*time.Second, func() bool {
+		return rs[0].has("old/sub/a.html", []byte("a")) && rs[1].has("old/sub/a.html", []byte("a"))
+	},
 		"old/sub/a.html on both")
 	if err := os.RemoveAll(filepath.Join(root, "old")); err != nil {
 		t.Fatal(err)
