@@ -23,6 +23,7 @@ import (
 	"github.com/uvs-lb/uvs/connsync"
 	"github.com/uvs-lb/uvs/conntrack"
 	"github.com/uvs-lb/uvs/control"
+	"github.com/uvs-lb/uvs/control/wire"
 	"github.com/uvs-lb/uvs/dataplane"
 	"github.com/uvs-lb/uvs/dataplane/afpacket"
 	"github.com/uvs-lb/uvs/dataplane/afxdp"
@@ -132,6 +133,9 @@ type Director struct {
 	links chan struct{}
 
 	changed chan struct{}
+	// gate holds a new snapshot until its ownership is published
+	// (applied.go).
+	gate applyGate
 	// ka runs the checkers of Config.Keepalived (nil without it).
 	ka *kaRunner
 	// routeSources are the FULLNAT local addresses of services without
@@ -235,7 +239,7 @@ func New(cfg Config, log *zap.Logger) (*Director, error) {
 	d.State = control.New(control.Options{
 		Sched: sched.Options{SortHashDests: cfg.SortHashDests},
 		Publish: func(s *snapshot.Snapshot) {
-			d.snap.Store(s)
+			d.offerSnapshot(s)
 			select {
 			case d.changed <- struct{}{}:
 			default:
@@ -325,7 +329,14 @@ func (d *Director) Run(ctx context.Context) (err error) {
 			Daemons:  d.syncd,
 			Counters: d.counters,
 		})
-		srv.Audit = auditControl(d.log)
+		audit := auditControl(d.log)
+		srv.Audit = func(c wire.Cred, prog string, args []string, code int) {
+			// uvsadm returns once the change reaches the workers.
+			if !d.waitApplied() {
+				d.log.Warn("uvsadm answered before its change reached the workers", zap.Duration("waited", applyWait))
+			}
+			audit(c, prog, args, code)
+		}
 		serve = func() {
 			go func() {
 				if err := srv.ServeListener(ctx, ln); err != nil && ctx.Err() == nil {
@@ -346,11 +357,15 @@ func (d *Director) Run(ctx context.Context) (err error) {
 			err = errors.Join(err, rerr)
 		}
 	}()
+	d.gateStart()
+	defer d.gateStop()
+	first := d.takeSnapshot()
 	d.prefetch()
 	d.refreshMarks(ctx)
 	if err := d.sync(); err != nil {
 		return err
 	}
+	d.applySnapshot(first)
 	if err := d.hooks.Fallback(); err != nil {
 		d.log.Warn("kernel hooks not owned by the process: after a crash, uvsd --cleanup removes them", errField(err))
 	}
@@ -591,11 +606,15 @@ func (d *Director) housekeeping(ctx context.Context) error {
 		case <-d.changed:
 			// Real servers first: refreshMarks runs iptables-save, and
 			// the first frames to a new real server wait for its next hop.
+			// The workers get the new snapshot once uvsd owns its frames
+			// (applied.go).
+			p := d.takeSnapshot()
 			d.prefetch()
 			d.refreshMarks(ctx)
 			if err := d.sync(); err != nil {
 				d.log.Error("applying configuration to the kernel hooks and packet filters", errField(err))
 			}
+			d.applySnapshot(p)
 			d.syncBGP()
 		case <-d.haChanged:
 			// A VRRP role or backup_only changed: the new Host (Standby,
