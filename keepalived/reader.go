@@ -501,6 +501,12 @@ func (r *reader) substitute(s string, depth int) string {
 	if !changed {
 		return s
 	}
+	// Every pass counts as work (the next budget check stops the
+	// reader): a line whose definitions refer to themselves would
+	// otherwise rebuild maxExpanded bytes maxDepth times per use.
+	if r.work += b.Len(); r.work > maxWork {
+		return s
+	}
 	if b.Len() > maxExpanded {
 		return b.String()[:maxExpanded]
 	}
