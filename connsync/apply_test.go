@@ -206,7 +206,8 @@ func TestApplyRejects(t *testing.T) {
 	for _, mod := range []func(*wire.Entry){
 		func(e *wire.Entry) { e.State = 11 },                                          // beyond TCP's states
 		func(e *wire.Entry) { e.State = 0x100 },                                       // beyond 8 bits
-		func(e *wire.Entry) { e.Proto = 132 },                                         // SCTP: no state machine here
+		func(e *wire.Entry) { e.Proto, e.State = 132, 0x20 },                          // SCTP, beyond its states
+		func(e *wire.Entry) { e.Proto = 47 },                                          // GRE: no state machine
 		func(e *wire.Entry) { e.Flags = e.Flags&^wire.FlagFwdMask | wire.FwdFullNAT }, // FULLNAT without local address (unbound)
 	} {
 		e := drEntry()
@@ -217,7 +218,7 @@ func TestApplyRejects(t *testing.T) {
 	if n := len(b.list()); n != 0 {
 		t.Fatalf("rejected entries left %d connections", n)
 	}
-	b.wantStats(t, connsync.ApplierStats{Failed: 4})
+	b.wantStats(t, connsync.ApplierStats{Failed: 5})
 }
 
 // A persistence template reaches the backup's table under the key its
