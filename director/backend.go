@@ -33,21 +33,48 @@ const (
 	// redundant while the program is attached, they cover start-up,
 	// shut-down and those changes.
 	IOAFXDP = "afxdp"
-	// IOAuto uses AF_XDP when it can be set up on every interface served
-	// at start, and AF_PACKET otherwise (an interface that appears later
-	// and refuses AF_XDP stays unserved: the choice is made once).
+	// IOAuto uses AF_XDP when its program attaches in native (driver)
+	// mode to every interface served at start and the sockets open, and
+	// AF_PACKET otherwise: no interface at start (the choice is made
+	// once, and AF_PACKET serves whatever appears), a driver without
+	// native XDP (generic XDP runs after GRO, drops its super-frames and
+	// costs more than AF_PACKET), or an MTU a UMEM frame cannot hold.
+	// With --xdp-mode native or generic it takes that mode instead of
+	// requiring native. Interfaces that appear later are attached as
+	// --xdp-mode says (auto: native, else generic).
 	IOAuto = "auto"
 )
+
+// DefaultIO is the backend of a uvsd started without --io (and without
+// $UVS_IO): auto, so native AF_XDP where the drivers have it (veth, most
+// NICs) and AF_PACKET elsewhere. Measured on the 2-core VM of the bench
+// (uvs-bench --only kernel-forward,nft-dnat,uvs-nat-afpacket,uvs-nat-afxdp
+// --runs 3, every run dirty: load above 10 from other work), medians:
+//
+//	                     UDP kpps  µs/pkt  conn/s  p50 µs  1 stream Gbit/s
+//	nft-dnat                  225    7.51    2557      84   1.77
+//	kernel-forward            206    7.22    2421     176   3.16
+//	--io afpacket (V2 ring)     7    6.56    3541     124   3.51
+//	--io afxdp (native)       423    6.89    3084     107   1.60
+//
+// AF_PACKET collapses when flooded (receive livelock: the kernel's
+// receive work runs in uvsd's own syscalls on uvsd's core), AF_XDP does
+// not; the rest is within the noise of that run except the single TCP
+// stream, where native XDP on veth strips the sender's TSO and AF_XDP
+// carries 0.5x kernel forwarding against AF_PACKET's 1.1x. A collapse
+// under load is the worse default; --io afpacket remains for bulk TCP
+// through one director.
+const DefaultIO = IOAuto
 
 // IOEnv names the environment variable that sets uvsd's default --io (for
 // a uvsd that uvsadm autostarts, for example).
 const IOEnv = "UVS_IO"
 
-// ParseIO checks a --io value ("" selects IOAFPacket).
+// ParseIO checks a --io value ("" selects DefaultIO).
 func ParseIO(s string) (string, error) {
 	switch s {
 	case "":
-		return IOAFPacket, nil
+		return DefaultIO, nil
 	case IOAFPacket, IOAFXDP, IOAuto:
 		return s, nil
 	}
@@ -57,16 +84,29 @@ func ParseIO(s string) (string, error) {
 // openIO opens the workers' packet I/O with the configured backend and
 // sets d.backend.
 func (d *Director) openIO() ([]dataplane.PacketIO, error) {
-	switch d.cfg.IO {
-	case IOAFXDP:
-		return d.openAFXDP()
-	case IOAuto:
-		ios, err := d.openAFXDP()
-		if err == nil {
-			return ios, nil
-		}
-		d.log.Warn("AF_XDP cannot be set up, using AF_PACKET", errField(err))
+	io := d.cfg.IO
+	if io == "" {
+		io = DefaultIO
 	}
+	switch io {
+	case IOAFXDP:
+		return d.openAFXDP(d.cfg.XDPMode)
+	case IOAFPacket:
+		return d.openAFPacket()
+	}
+	if len(d.host.Load().Ifaces) == 0 {
+		d.log.Info("io auto: no interface to serve yet, using AF_PACKET (it serves the interfaces that appear whatever their driver)")
+		return d.openAFPacket()
+	}
+	mode := d.cfg.XDPMode
+	if mode == afxdp.ModeAuto {
+		mode = afxdp.ModeNative
+	}
+	ios, err := d.openAFXDP(mode)
+	if err == nil {
+		return ios, nil
+	}
+	d.log.Info("io auto: AF_XDP cannot be set up "+mode.String()+", using AF_PACKET", errField(err))
 	return d.openAFPacket()
 }
 
@@ -162,10 +202,10 @@ func (d *Director) growAFPacket() {
 const xdpMaxFrameSize = 4096
 
 // openAFXDP loads the XDP program and opens the sockets of the interfaces
-// served at start as one group (openXDPGroup). With no interface it loads
-// the program and opens nothing (followXDP opens the sockets once one
-// appears). On error nothing stays open or attached.
-func (d *Director) openAFXDP() ([]dataplane.PacketIO, error) {
+// served at start as one group (openXDPGroup), attaching in mode. With no
+// interface it loads the program and opens nothing (followXDP opens the
+// sockets once one appears). On error nothing stays open or attached.
+func (d *Director) openAFXDP(mode afxdp.Mode) ([]dataplane.PacketIO, error) {
 	prog, err := afxdp.NewProgram(afxdp.ProgramConfig{})
 	if err != nil {
 		return nil, err
@@ -176,7 +216,7 @@ func (d *Director) openAFXDP() ([]dataplane.PacketIO, error) {
 		return nil, err
 	}
 	host := d.host.Load()
-	g, err := d.openXDPGroup(host, sortedIfindexes(host, nil))
+	g, err := d.openXDPGroup(host, sortedIfindexes(host, nil), mode)
 	if err != nil {
 		d.releaseIO()
 		return nil, err
@@ -223,9 +263,9 @@ func sortedIfindexes(h *dataplane.Host, skip map[int]bool) []int {
 // openXDPGroup opens one AF_XDP socket per interface of idx and RX queue,
 // spreads the queues over the workers (queue q of every interface to
 // worker q mod n), registers them with the program and attaches it to
-// each interface. It returns nil for no interface. On error nothing of
-// the group stays open or attached.
-func (d *Director) openXDPGroup(host *dataplane.Host, idx []int) (_ *xdpGroup, err error) {
+// each interface in mode. It returns nil for no interface. On error
+// nothing of the group stays open or attached.
+func (d *Director) openXDPGroup(host *dataplane.Host, idx []int, mode afxdp.Mode) (_ *xdpGroup, err error) {
 	if len(idx) == 0 {
 		return nil, nil
 	}
@@ -288,7 +328,7 @@ func (d *Director) openXDPGroup(host *dataplane.Host, idx []int) (_ *xdpGroup, e
 	}
 	var modes []string
 	for _, i := range idx {
-		m, err := prog.Attach(i, d.cfg.XDPMode)
+		m, err := prog.Attach(i, mode)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", host.Ifaces[i].Name, err)
 		}
@@ -364,7 +404,7 @@ func (d *Director) followXDP() {
 		fmt.Fprintf(&want, "%d %s,", i, ifaceKey(host.Ifaces[i]))
 	}
 	if len(idx) > 0 && (changed || want.String() != d.xdpFailed) {
-		g, err := d.openXDPGroup(host, idx)
+		g, err := d.openXDPGroup(host, idx, d.cfg.XDPMode)
 		if err != nil {
 			d.xdpFailed = want.String()
 			d.log.Error("AF_XDP cannot serve the interfaces: their owned traffic is dropped until they change", errField(err))

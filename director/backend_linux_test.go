@@ -18,7 +18,7 @@ import (
 )
 
 func TestParseIO(t *testing.T) {
-	for in, want := range map[string]string{"": IOAFPacket, "afpacket": IOAFPacket, "afxdp": IOAFXDP, "auto": IOAuto} {
+	for in, want := range map[string]string{"": DefaultIO, "afpacket": IOAFPacket, "afxdp": IOAFXDP, "auto": IOAuto} {
 		if got, err := ParseIO(in); err != nil || got != want {
 			t.Errorf("ParseIO(%q) = %q, %v; want %q", in, got, err, want)
 		}
@@ -211,4 +211,58 @@ func TestWorkerFailureStopsUVSD(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestIOAuto: a uvsd started without --io (DefaultIO, auto) serves a veth
+// with AF_XDP attached natively, and an interface whose driver has no
+// native XDP (a bridge) with AF_PACKET, leaving no program behind; with
+// no interface at start it takes AF_PACKET.
+func TestIOAuto(t *testing.T) {
+	netnstest.SkipIfNotRoot(t)
+	uvsd := buildUVSD(t)
+	cli, dir := netnstest.New(t, "acli"), netnstest.New(t, "adir")
+	netnstest.Veth(t, cli, "c0", dir, "d0")
+	netnstest.Veth(t, cli, "c1", dir, "p1")
+	dir.IP(t, "link", "add", "br0", "type", "bridge")
+	dir.IP(t, "link", "set", "p1", "master", "br0")
+	dir.LinkUp(t, "br0")
+	dir.AddrAdd(t, "d0", "10.9.2.1/24")
+	dir.AddrAdd(t, "br0", "10.9.3.1/24")
+	rules := filepath.Join(t.TempDir(), "rules")
+	if err := os.WriteFile(rules, []byte("-A -t 10.9.2.100:80 -s rr\n-a -t 10.9.2.100:80 -r 10.9.2.3:80 -g -w 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	xdpOn := func(dev string) bool { return strings.Contains(dir.IP(t, "-d", "link", "show", dev), "prog/xdp") }
+	run := func(t *testing.T, want string, args ...string) {
+		t.Helper()
+		// No --io and no $UVS_IO: the default.
+		p := dir.Start(t, append([]string{"env", "-u", IOEnv, uvsd, "--rules", rules, "--control", ""}, args...)...)
+		waitOutput(t, p, "serving")
+		if !strings.Contains(p.Output(), `"io": "`+want+`"`) {
+			t.Errorf("want the %s backend:\n%s", want, p.Output())
+		}
+		if want == IOAFXDP && !strings.Contains(p.Output(), `"xdp": ["d0:native"]`) {
+			t.Errorf("want AF_XDP attached natively to d0:\n%s", p.Output())
+		}
+		if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-p.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("uvsd did not exit after SIGTERM:\n%s", p.Output())
+		}
+		if err := p.Err(); err != nil {
+			t.Fatalf("exit: %v\n%s", err, p.Output())
+		}
+		for _, dev := range []string{"d0", "br0"} {
+			if xdpOn(dev) {
+				t.Errorf("an XDP program is left on %s", dev)
+			}
+		}
+	}
+	t.Run("veth", func(t *testing.T) { run(t, IOAFXDP, "--iface", "d0") })
+	t.Run("bridge", func(t *testing.T) { run(t, IOAFPacket, "--iface", "br0") })
+	t.Run("veth and bridge", func(t *testing.T) { run(t, IOAFPacket, "--iface", "d0,br0") })
+	t.Run("no interface", func(t *testing.T) { run(t, IOAFPacket, "--iface", "nosuch0") })
 }

@@ -40,11 +40,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	check := fs.Bool("check", false, "validate the rules file (or the --keepalived file) and exit")
 	kaFile := fs.String("keepalived", "", "keepalived.conf `file`: install its IPVS table and run its health checkers, "+
 		"adding and removing real servers as they pass and fail (with --check: print its warnings and the table keepalived would install at start)")
-	defIO := IOAFPacket
+	defIO := DefaultIO
 	if v := os.Getenv(IOEnv); v != "" {
 		defIO = v
 	}
-	ioName := fs.String("io", defIO, "packet I/O `backend`: afpacket, afxdp, or auto (AF_XDP where it can be set up, else AF_PACKET); default from $"+IOEnv)
+	ioName := fs.String("io", defIO, "packet I/O `backend`: afpacket, afxdp, or auto (AF_XDP where it attaches natively to every interface, else AF_PACKET); default from $"+IOEnv)
 	xdpMode := fs.String("xdp-mode", "auto", "XDP attach `mode` for --io afxdp/auto: native, generic, or auto (native where the driver has it)")
 	traceFile := fs.String("trace", "", "write one JSON line per scheduling decision to `file` (uvs-lab reads it)")
 	defSock := wire.DefaultSocketName
