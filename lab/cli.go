@@ -30,7 +30,8 @@ commands:
   down [SCENARIO|EXERCISE]  remove it (all labs without a name): namespaces,
                             links, rules, processes
   demo                      nat, dr, tun and fullnat with real traffic, one summary table
-  httpd --name NAME         the lab's real server (HTTP answering NAME)
+  httpd --name NAME         the lab's real server (HTTP answering NAME; --root DIR: DIR's
+                            files instead)
 
 flags (up, run, explain):
   --sched S          scheduler: rr wrr lc wlc lblc lblcr dh sh sed nq fo ovf mh twos
@@ -83,7 +84,7 @@ type cliFlags struct {
 	sched, weights, pcap, prefix, stateDir, bin string
 	requests, persist                           int
 	keep, verbose                               bool
-	name, listen, tlsListen, cert, key          string
+	name, listen, tlsListen, cert, key, root    string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -114,6 +115,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.tlsListen, "tls", "", "")
 	fs.StringVar(&f.cert, "cert", "", "")
 	fs.StringVar(&f.key, "key", "", "")
+	fs.StringVar(&f.root, "root", "", "")
 
 	// One positional argument, before or after the flags.
 	var pos []string
@@ -141,7 +143,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"break":   {"keep"},
 		"down":    {},
 		"demo":    {"requests"},
-		"httpd":   {"name", "listen", "tls", "cert", "key"},
+		"httpd":   {"name", "listen", "tls", "cert", "key", "root"},
 	}
 	ok, known := allowed[cmd]
 	if !known {
@@ -224,7 +226,7 @@ func serveCLI(ctx context.Context, f cliFlags) error {
 	if f.name == "" {
 		return usagef("httpd: --name is required")
 	}
-	cfg := ServerConfig{Name: f.name, CertFile: f.cert, KeyFile: f.key}
+	cfg := ServerConfig{Name: f.name, CertFile: f.cert, KeyFile: f.key, Root: f.root}
 	for _, a := range strings.Split(f.listen, ",") {
 		if a = strings.TrimSpace(a); a != "" {
 			cfg.HTTP = append(cfg.HTTP, a)

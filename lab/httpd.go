@@ -30,6 +30,9 @@ type ServerConfig struct {
 	CertFile  string
 	KeyFile   string
 	ReadyFunc func() // called once every listener is open (tests)
+	// Root, if set, is a directory served as files instead of Name (the
+	// sync scenario's web root: "/" is its index.html).
+	Root string
 }
 
 // Serve runs the real server until ctx is done: HTTP answering cfg.Name on
@@ -50,11 +53,16 @@ func Serve(ctx context.Context, cfg ServerConfig) error {
 		}
 		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	files := http.FileServer(http.Dir(cfg.Root))
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("X-Real-Server", cfg.Name)
 			if r.URL.Path == streamPath {
 				serveStream(w, r, cfg.Name) // a long transfer (ha_stream.go)
+				return
+			}
+			if cfg.Root != "" {
+				files.ServeHTTP(w, r)
 				return
 			}
 			fmt.Fprintln(w, cfg.Name)

@@ -62,7 +62,7 @@ type Lab struct {
 }
 
 // binaries the lab runs.
-var binaries = []string{"uvsd", "uvsadm", "uvs-rs", "uvs-lab"}
+var binaries = []string{"uvsd", "uvsadm", "uvs-rs", "uvs-lab", "uvs-sync"}
 
 // New checks the options and returns a Lab.
 func New(opt Options) (*Lab, error) {
@@ -180,6 +180,8 @@ type session struct {
 	health *HealthReport
 	// ha is what an HA scenario or exercise measured.
 	ha *HAReport
+	// sync is what the sync scenario measured (sync.go).
+	sync *SyncReport
 }
 
 func (s *session) ns(role string) string { return nsName(s.l.opt.Prefix, s.st.Instance, role) }
@@ -242,7 +244,7 @@ func (s *session) resolve(st step) []string {
 	case "uvs-rs":
 		argv = append([]string{filepath.Join(bin, "uvs-rs")}, argv[1:]...)
 		argv = append(argv, "--state-dir", filepath.Join(s.dir, "uvs-rs-"+st.role))
-	case "uvsd", "uvs-lab":
+	case "uvsd", "uvs-lab", "uvs-sync":
 		argv[0] = filepath.Join(bin, argv[0])
 	}
 	return argv

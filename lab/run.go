@@ -42,6 +42,8 @@ type Report struct {
 	Health *HealthReport
 	// HA is the HA scenarios' measurements (nil for the others).
 	HA *HAReport
+	// Sync is the sync scenario's measurements (nil for the others).
+	Sync *SyncReport
 }
 
 // PcapFile is one hop's capture.
@@ -102,6 +104,7 @@ func (l *Lab) Run(ctx context.Context, scenario string, o RunOptions) (*Report, 
 		rep.Results = s.results
 		rep.Health = s.health
 		rep.HA = s.ha
+		rep.Sync = s.sync
 		if err == nil {
 			s.summary(rep)
 		}

@@ -261,7 +261,7 @@ var scenarios = append([]*Scenario{
 		},
 		run: runPersistence,
 	},
-}, haScenarios...) // the HA ones: ha.go, ha_break.go
+}, append(haScenarios, syncScenario)...) // the HA ones: ha.go, ha_break.go; sersync: sync.go
 
 // natHops are the NAT and FULLNAT capture points. uvsd sends through a
 // packet socket that bypasses the qdisc, so its output is captured at the
