@@ -461,3 +461,18 @@ func TestParseArgs(t *testing.T) {
 		t.Errorf("-h: %v", err)
 	}
 }
+
+// TestSyncerCrontab: sersync's crontab sends the whole tree to every
+// target periodically, with no event.
+func TestSyncerCrontab(t *testing.T) {
+	c := testConfig(t, destA, destB)
+	c.Crontab = 100 * time.Millisecond
+	f := newFake()
+	r := startSyncer(t, Options{Config: c, StateDir: t.TempDir(), Run: f.run})
+	for _, d := range []string{destA, destB} {
+		wait.For(t, 10*time.Second, func() bool { return f.got(d, "FULL") }, "a full sync of %s", d)
+	}
+	if st := r.s.Stats()[destA]; st.Full < 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
