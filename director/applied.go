@@ -114,12 +114,15 @@ func (d *Director) applySnapshot(p pendingSnapshot) {
 
 // waitApplied waits until every snapshot offered so far is applied, at
 // most applyWait; it reports whether they are.
-func (d *Director) waitApplied() bool {
+func (d *Director) waitApplied() bool { return d.waitAppliedWithin(applyWait) }
+
+// waitAppliedWithin is waitApplied waiting at most limit.
+func (d *Director) waitAppliedWithin(limit time.Duration) bool {
 	g := &d.gate
 	g.mu.Lock()
 	want := g.offered
 	g.mu.Unlock()
-	timer := time.NewTimer(applyWait)
+	timer := time.NewTimer(limit)
 	defer timer.Stop()
 	for {
 		g.mu.Lock()
