@@ -308,7 +308,7 @@ func (w *Worker) replyFits(pc *pktCtx, c *conntrack.Conn) bool {
 // its parent's, as the route's normally is.)
 func (w *Worker) clientMTU(pc *pktCtx, c *conntrack.Conn) int {
 	var h Hop // from the next-hop cache, as clientHop will take it (hopcache.go)
-	if w.hc.lookup(w.env.Hops, header.AddrFrom16(c.Client.Addr), &h) && !h.Local {
+	if (c.VLAN == 0 || c.MAC == ([6]byte{})) && w.clientRoute(c, header.AddrFrom16(c.Client.Addr), &h) && !h.Local {
 		return h.MTU
 	}
 	if c.MAC != ([6]byte{}) {

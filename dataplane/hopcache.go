@@ -109,6 +109,34 @@ func (c *hopCache) lookup(hops NextHops, addr netip.Addr, h *Hop) bool {
 	return ok
 }
 
+// HopPeeker is implemented by NextHops that can answer from what they
+// have resolved without starting a resolution on a miss (Peek). Without
+// it, a peek misses unless the cache holds the answer.
+type HopPeeker interface {
+	Peek(dst netip.Addr) (Hop, bool)
+}
+
+// peek is lookup without starting a resolution on a miss (HopPeeker):
+// for a client that may be a spoofed source (clientHop).
+func (c *hopCache) peek(hops NextHops, addr netip.Addr, h *Hop) bool {
+	if c.src != nil {
+		if e := &c.e[hopSlot(addr)]; e.epoch == c.epoch && e.addr == addr {
+			*h = e.hop
+			return true
+		}
+	}
+	p, ok := hops.(HopPeeker)
+	if !ok {
+		return false
+	}
+	*h, ok = p.Peek(addr)
+	if ok && c.src != nil {
+		e := &c.e[hopSlot(addr)]
+		e.addr, e.epoch, e.hop = addr, c.epoch, *h
+	}
+	return ok
+}
+
 // hopSlot is addr's entry: a multiplicative hash of its 16 bytes (IPv4
 // addresses differ in the low word, IPv6 ones in either).
 func hopSlot(addr netip.Addr) uint {

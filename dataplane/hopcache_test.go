@@ -182,6 +182,7 @@ func TestHopCacheReplies(t *testing.T) {
 	viaB := dataplane.Hop{Ifindex: 1, SrcMAC: macDir0, DstMAC: macRouterB, Src: netip.MustParseAddr("10.0.1.1")}
 	g.set("10.0.1.2", viaB, true)
 	r.run(t, tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, true, false))
+	r.run(t, tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, false, true))
 	rep := tcpFrame(t, macRS2, macDir1, "10.0.2.12", "10.0.1.2", 8080, 40000, false, true)
 	r.run(t, rep)
 	before := g.lookups

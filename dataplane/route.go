@@ -26,8 +26,10 @@ import (
 //     parent without a VLAN device, so no route of its table can lead to
 //     that VLAN; the reply goes back on the VLAN, to the MAC, by the
 //     interface its request came from.
-//   - A route not resolved yet (a client whose next hop is looked up for
-//     the first time; the lookup has started its resolution): the reply
+//   - A route not resolved yet (the lookup has started its resolution,
+//     or, for a client that has sent a single packet so far — a spoofed
+//     source's only packet looks like that — not even started it,
+//     minRoutedInPkts): the reply
 //     goes to the request's MAC, as it did before, rather than wait. The
 //     next replies take the route. A connection without a MAC (created
 //     from a sync message) has no such fallback: its frame waits in the
@@ -36,6 +38,17 @@ import (
 // Each reply costs one next-hop lookup: in the worker's cache while the
 // resolver's table and the host facts are unchanged (hopcache.go), else
 // one Env.Hops lookup (map reads, no allocation).
+
+// minRoutedInPkts is how many packets a client must have sent on a
+// connection before a miss of its route starts resolving it: a spoofed
+// source sends one (a SYN flood, a UDP new-flow flood), and resolving
+// the route and neighbour of every spoofed address cost a resolution
+// (and a goroutine) each and kept up to 65 536 junk entries refreshed
+// every 5 s (a SYN flood grew uvsd from 51 to 525 MiB). Before that a
+// reply takes the route only if it is resolved already (another
+// connection of the same client resolved it), else it goes where the
+// request came from, as the first replies of a new client do anyway.
+const minRoutedInPkts = 2
 
 // clientHop fills h with the next hop towards connection c's client, for a
 // reply or an ICMP error the director sends it, and sets the VLAN the frame
@@ -55,7 +68,7 @@ func (w *Worker) clientHop(pc *pktCtx, c *conntrack.Conn, h *Hop) bool {
 	if c.VLAN == 0 || !hasMAC {
 		pc.f.VLAN = 0 // no route of the director's leads to a VLAN
 		client := header.AddrFrom16(c.Client.Addr)
-		if w.hop(client, h) && (!h.Local || !hasMAC) {
+		if w.clientRoute(c, client, h) && (!h.Local || !hasMAC) {
 			return true
 		}
 		if !hasMAC || (w.pq.n > 0 && w.pq.blocked(client)) {
@@ -73,6 +86,21 @@ func (w *Worker) clientHop(pc *pktCtx, c *conntrack.Conn, h *Hop) bool {
 	pc.f.VLAN = c.VLAN
 	h.Ifindex, h.DstMAC, h.SrcMAC, h.MTU = int(c.Ifindex), c.MAC, ifc.MAC, ifc.MTU
 	return true
+}
+
+// clientRoute looks up the route towards connection c's client into h:
+// resolving it on a miss once the client has sent minRoutedInPkts
+// packets (or the connection has no MAC to fall back on), else only from
+// what is resolved already (HopPeeker), so that a spoofed source starts
+// no resolution.
+func (w *Worker) clientRoute(c *conntrack.Conn, client netip.Addr, h *Hop) bool {
+	if c.InPkts >= minRoutedInPkts || c.MAC == ([6]byte{}) {
+		return w.hop(client, h)
+	}
+	if w.pq.n > 0 && w.pq.blocked(client) {
+		return false
+	}
+	return w.hc.peek(w.env.Hops, client, h)
 }
 
 // hop looks up the next hop towards addr (a real server, or a client)

@@ -27,7 +27,10 @@ func TestReplyRoutedToClient(t *testing.T) {
 	if out := r.run(t, tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, true, false)); len(out) != 1 {
 		t.Fatalf("request: sent %d frames", len(out))
 	}
-	out := r.run(t, tcpFrame(t, macRS2, macDir1, "10.0.2.12", "10.0.1.2", 8080, 40000, true, true))
+	// The client's second packet (its ACK): a client, not a spoofed
+	// source (minRoutedInPkts).
+	r.run(t, tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, false, true))
+	out := r.run(t, tcpFrame(t, macRS2, macDir1, "10.0.2.12", "10.0.1.2", 8080, 40000, false, true))
 	if len(out) != 1 || out[0].Ifindex != 1 {
 		t.Fatalf("reply: sent %d frames, want 1 on ifindex 1", len(out))
 	}
@@ -42,6 +45,7 @@ func TestReplyRoutedToClient(t *testing.T) {
 func TestReplyRouteUnresolved(t *testing.T) {
 	r := newRig(t, natRules)
 	r.run(t, tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, true, false))
+	r.run(t, tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, false, true))
 	out := r.run(t, tcpFrame(t, macRS2, macDir1, "10.0.2.12", "10.0.1.2", 8080, 40000, true, true))
 	if len(out) != 1 {
 		t.Fatalf("reply: sent %d frames", len(out))
@@ -137,5 +141,86 @@ func BenchmarkNATReplyPerPacket(b *testing.B) {
 				b.Fatal("nothing sent")
 			}
 		})
+	}
+}
+
+// TestReplyOnePacketClientNotRouted: until a client has sent a second
+// packet, its replies go where its request came from and its route is
+// not even looked up — a spoofed SYN or new-flow flood would otherwise
+// start one resolution per spoofed address (a SYN flood grew uvsd from
+// 51 to 525 MiB that way). Its ACK makes the next reply take the route.
+func TestReplyOnePacketClientNotRouted(t *testing.T) {
+	r := newRig(t, natRules)
+	g := withGenHops(r)
+	g.set("10.0.1.2", dataplane.Hop{Ifindex: 1, SrcMAC: macDir0, DstMAC: macRouterB, Src: netip.MustParseAddr("10.0.1.1")}, true)
+	r.run(t, tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, true, false))
+	before := g.lookups
+	out := r.run(t, tcpFrame(t, macRS2, macDir1, "10.0.2.12", "10.0.1.2", 8080, 40000, true, true))
+	if len(out) != 1 {
+		t.Fatalf("SYN-ACK: sent %d frames", len(out))
+	}
+	if eth, _, _ := decode(t, out[0].Data()); [6]byte(eth.DstMAC) != macCli {
+		t.Fatalf("SYN-ACK to %v, want the request's MAC %x", eth.DstMAC, macCli)
+	}
+	if n := g.lookups - before; n != 0 {
+		t.Fatalf("the reply to a one-packet client looked its route up %d times", n)
+	}
+	r.run(t, tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, false, true))
+	out = r.run(t, tcpFrame(t, macRS2, macDir1, "10.0.2.12", "10.0.1.2", 8080, 40000, false, true))
+	if len(out) != 1 {
+		t.Fatalf("reply: sent %d frames", len(out))
+	}
+	if eth, _, _ := decode(t, out[0].Data()); [6]byte(eth.DstMAC) != macRouterB {
+		t.Fatalf("reply after the ACK to %v, want router B %x", eth.DstMAC, macRouterB)
+	}
+}
+
+// peekHops is fakeHops that can answer without resolving (HopPeeker) and
+// counts the lookups that would start a resolution on a miss.
+type peekHops struct {
+	fakeHops
+	lookups *int
+}
+
+func (h peekHops) Lookup(dst netip.Addr) (dataplane.Hop, bool) {
+	*h.lookups++
+	return h.fakeHops.Lookup(dst)
+}
+
+func (h peekHops) Peek(dst netip.Addr) (dataplane.Hop, bool) { return h.fakeHops.Lookup(dst) }
+
+// TestReplyOnePacketClientKnownRoute: a client that has sent one packet
+// (a DNS query, say) whose route another of its connections resolved
+// already is answered by that route, without a lookup that could start
+// a resolution; one whose route is unknown starts none.
+func TestReplyOnePacketClientKnownRoute(t *testing.T) {
+	r := newRig(t, natRules+"-A -u 10.0.1.100:53 -s rr\n-a -u 10.0.1.100:53 -r 10.0.2.11:5353 -m\n")
+	routeClientViaB(r, "10.0.1.2")
+	n := 0
+	r.env.Hops = peekHops{fakeHops: r.env.Hops.(fakeHops), lookups: &n}
+	r.run(t, fuzzUDP(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 53))
+	before := n
+	out := r.run(t, fuzzUDP(t, macRS1, macDir1, "10.0.2.11", "10.0.1.2", 5353, 40000))
+	if len(out) != 1 {
+		t.Fatalf("reply: sent %d frames", len(out))
+	}
+	if dst := [6]byte(out[0].Data()[:6]); dst != macRouterB {
+		t.Fatalf("reply to %x, want router B %x (the known route)", dst, macRouterB)
+	}
+	if n != before {
+		t.Fatalf("the reply to a one-packet client asked Env.Hops.Lookup %d times", n-before)
+	}
+	// Another client, route unknown: the request's MAC, no resolution.
+	r.run(t, fuzzUDP(t, macCli, macDir0, "10.0.1.3", "10.0.1.100", 40001, 53))
+	before = n
+	out = r.run(t, fuzzUDP(t, macRS1, macDir1, "10.0.2.11", "10.0.1.3", 5353, 40001))
+	if len(out) != 1 {
+		t.Fatalf("reply 2: sent %d frames", len(out))
+	}
+	if dst := [6]byte(out[0].Data()[:6]); dst != macCli {
+		t.Fatalf("reply 2 to %x, want the request's MAC %x", dst, macCli)
+	}
+	if n != before {
+		t.Fatalf("the reply to an unknown one-packet client asked Env.Hops.Lookup %d times", n-before)
 	}
 }

@@ -44,7 +44,7 @@ func TestClientHop(t *testing.T) {
 	client := netip.MustParseAddr("10.1.0.2")
 	routed := Hop{Ifindex: 1, SrcMAC: [6]byte{2, 0, 0, 0, 1, 1}, DstMAC: [6]byte{2, 0, 0, 0, 9, 9}, Src: netip.MustParseAddr("10.1.0.1"), MTU: 1500}
 	w, pc := clientHopWorker(t, mapHops{client: routed})
-	c := conntrack.Conn{Client: conntrack.EndpointFrom(netip.AddrPortFrom(client, 40000)), MAC: [6]byte{2, 0, 0, 0, 1, 2}, Ifindex: 1}
+	c := conntrack.Conn{Client: conntrack.EndpointFrom(netip.AddrPortFrom(client, 40000)), MAC: [6]byte{2, 0, 0, 0, 1, 2}, Ifindex: 1, InPkts: 2}
 
 	var h Hop
 	// Routed (issue 16): the route's next hop, not the request's MAC.

@@ -793,11 +793,25 @@ func (h hopAdapter) Lookup(dst netip.Addr) (dataplane.Hop, bool) {
 	if !ok {
 		return dataplane.Hop{}, false
 	}
+	return h.hop(x), true
+}
+
+// Peek is Lookup without starting a resolution (dataplane.HopPeeker).
+func (h hopAdapter) Peek(dst netip.Addr) (dataplane.Hop, bool) {
+	x, ok := h.r.Peek(dst)
+	if !ok {
+		return dataplane.Hop{}, false
+	}
+	return h.hop(x), true
+}
+
+// hop is x with the egress interface's MTU.
+func (h hopAdapter) hop(x neigh.Hop) dataplane.Hop {
 	mtu := 0
 	if ifc, ok := h.host.Load().Ifaces[x.Ifindex]; ok {
 		mtu = ifc.MTU
 	}
-	return dataplane.Hop{Ifindex: x.Ifindex, SrcMAC: x.SrcMAC, DstMAC: x.DstMAC, Src: x.Src, MTU: mtu, Local: x.Local}, true
+	return dataplane.Hop{Ifindex: x.Ifindex, SrcMAC: x.SrcMAC, DstMAC: x.DstMAC, Src: x.Src, MTU: mtu, Local: x.Local}
 }
 
 // Cleanup removes what a crashed uvsd left in the current namespace: the

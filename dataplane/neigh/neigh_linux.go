@@ -109,6 +109,14 @@ func (r *Resolver) Lookup(dst netip.Addr) (Hop, bool) {
 	return Hop{}, false
 }
 
+// Peek is Lookup without starting a resolution on a miss: for a
+// destination that may be a spoofed address, whose resolution would be
+// wasted (the replies of a flow whose client has sent one packet).
+func (r *Resolver) Peek(dst netip.Addr) (Hop, bool) {
+	h, ok := (*r.table.Load())[dst]
+	return h, ok
+}
+
 // Prefetch starts resolving addrs (the configured real servers, say) so that
 // the first packets to them usually hit, and keeps them refreshed.
 func (r *Resolver) Prefetch(addrs ...netip.Addr) {

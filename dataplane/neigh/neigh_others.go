@@ -16,6 +16,9 @@ func (*Resolver) Lookup(netip.Addr) (Hop, bool) { return Hop{}, false }
 // Generation is always 0.
 func (*Resolver) Generation() uint64 { return 0 }
 
+// Peek always misses.
+func (*Resolver) Peek(netip.Addr) (Hop, bool) { return Hop{}, false }
+
 // Prefetch does nothing.
 func (*Resolver) Prefetch(...netip.Addr) {}
 
