@@ -246,9 +246,8 @@ func (h *harness) startUVS(fwd, io string, conns int) error {
 	if conns > 0 {
 		args = append(args, "--conns", strconv.Itoa(conns))
 	}
-	if fwd == "-b" {
-		args = append(args, "--lport-min", "10000", "--lport-max", "65535")
-	}
+	// FULLNAT takes uvsd's default local-port range (outside
+	// ip_local_port_range); an explicit range overlapping it is refused.
 	if io != "" {
 		args = append(args, "--io", io)
 	}
