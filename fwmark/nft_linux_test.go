@@ -28,7 +28,6 @@ func cmpOp(op expr.CmpOp, b ...byte) expr.Any { return &expr.Cmp{Op: op, Registe
 func ne32(v uint32) []byte                    { return binary.NativeEndian.AppendUint32(nil, v) }
 func be16(v uint16) []byte                    { return binary.BigEndian.AppendUint16(nil, v) }
 func ip4b(s string) []byte                    { a := netip.MustParseAddr(s).As4(); return a[:] }
-func ip6b(s string) []byte                    { a := netip.MustParseAddr(s).As16(); return a[:] }
 func setMark(v uint32) []expr.Any {
 	return []expr.Any{&expr.Immediate{Register: 1, Data: ne32(v)}, &expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1}}
 }
