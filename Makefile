@@ -60,6 +60,12 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 20s; FUZZPKGS, FUZZPAR
 	      -fuzzminimizetime $(FUZZMINTIME) -parallel $(FUZZPARALLEL) $$pkg; \
 	  done; done
 
+EXECS ?= 10000000
+CAP ?= 600
+.PHONY: fuzz-campaign
+fuzz-campaign: ## run every fuzz target until EXECS executions (10 M) or CAP seconds (600) each, one at a time; prints package, target, executions, seconds, result
+	@EXECS=$(EXECS) CAP=$(CAP) FUZZPARALLEL=$(FUZZPARALLEL) FUZZMINTIME=$(FUZZMINTIME) GO=$(GO) scripts/fuzz-campaign $(FUZZPKGS)
+
 fuzz-keep: ## copy the fuzz corpus the fuzzer found (GOCACHE) into each package's testdata/fuzz (the corpus kept in git)
 	@cache=$$($(GO) env GOCACHE)/fuzz; mod=$$($(GO) list -m); \
 	for pkg in $$($(GO) list $(FUZZPKGS)); do \
