@@ -46,6 +46,8 @@ type BreakResult struct {
 	ARPBroken, ARPFixed []string
 	// HA exercises: the failover while broken and after the fix.
 	HABroken, HAFixed *HAReport
+	// ECMP exercises: the failover while broken and after the fix.
+	ECMPBroken, ECMPFixed *ECMPRound
 }
 
 // Exercises returns the break-it exercises.
@@ -191,7 +193,7 @@ var exercises = append([]*Exercise{
 			})
 		},
 	},
-}, haExercises...) // the HA ones: ha.go, ha_break.go
+}, append(haExercises, ecmpExercises...)...) // the HA ones: ha.go, ha_break.go; ECMP: ecmp_break.go
 
 // LookupExercise finds an exercise by name.
 func LookupExercise(name string) (*Exercise, bool) {

@@ -182,6 +182,8 @@ type session struct {
 	ha *HAReport
 	// sync is what the sync scenario measured (sync.go).
 	sync *SyncReport
+	// ecmp is what the ecmp scenario measured (ecmp_run.go).
+	ecmp *ECMPReport
 }
 
 func (s *session) ns(role string) string { return nsName(s.l.opt.Prefix, s.st.Instance, role) }

@@ -44,6 +44,8 @@ type Report struct {
 	HA *HAReport
 	// Sync is the sync scenario's measurements (nil for the others).
 	Sync *SyncReport
+	// ECMP is the ecmp scenario's measurements (nil for the others).
+	ECMP *ECMPReport
 }
 
 // PcapFile is one hop's capture.
@@ -105,6 +107,7 @@ func (l *Lab) Run(ctx context.Context, scenario string, o RunOptions) (*Report, 
 		rep.Health = s.health
 		rep.HA = s.ha
 		rep.Sync = s.sync
+		rep.ECMP = s.ecmp
 		if err == nil {
 			s.summary(rep)
 		}
