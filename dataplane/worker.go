@@ -185,6 +185,9 @@ type Worker struct {
 	addrs snapshot.AddrIndex
 	// Counters are this worker's counters.
 	Counters Counters
+	// bstats are its batch figures: neighbour-queue depth and batch
+	// sizes (workerstats.go).
+	bstats BatchStats
 
 	// stats counts the traffic of services and destinations (stats.go).
 	stats workerStats
@@ -320,6 +323,7 @@ func (w *Worker) ProcessBatch(frames []Frame) {
 	w.flush()
 	w.fragRelease()
 	w.stats.publish()
+	w.bstats.publishDepth(w.pq.n)
 	pc.f, pc.p = nil, nil // keep no frame alive
 }
 
@@ -391,6 +395,7 @@ func (b *batch) stale(found bool, h conntrack.Handle) bool {
 func (w *Worker) runBatch(pc *pktCtx, frames []Frame) {
 	b := &w.b
 	w.Counters.c[CntRx].Add(uint64(len(frames))) // one atomic add per batch
+	w.bstats.countBatch(len(frames))
 	w.ingress.valid = false
 	for i := range frames {
 		pc.f, pc.p = &frames[i], &b.ps[i]

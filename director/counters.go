@@ -1,6 +1,8 @@
 package director
 
 import (
+	"strconv"
+
 	"github.com/uvs-lb/uvs/control"
 	"github.com/uvs-lb/uvs/dataplane"
 	"github.com/uvs-lb/uvs/dataplane/afpacket"
@@ -11,7 +13,8 @@ import (
 // counters reads what uvsadm --counters prints (control.Counters), the
 // figures logCounters and logIOStats log at shutdown, while uvsd runs:
 // per worker, the data plane's counters by reason, the parse failures by
-// reason and the packet sockets' ring and transmit figures; then the
+// reason, the neighbour-queue depth and batches by size, and the packet
+// sockets' ring and transmit figures; then the
 // connection table's occupancy and pressure, the checkers by state and
 // the followed VIPs by owner. It reads the workers' own counters (no
 // figure is kept for it on the packet path) and may run concurrently with
@@ -47,6 +50,20 @@ func (d *Director) counters() control.Counters {
 	}
 	for r := header.Reason(1); r < header.NumReasons; r++ {
 		perWorker("malformed."+r.String(), func(w *dataplane.Worker) uint64 { return w.Counters.LoadMalformed(r) })
+	}
+	// Batch figures (dataplane.BatchStats): the neighbour queue's depth
+	// after each worker's last batch, and its batches by size; frames
+	// per batch is dataplane.rx / worker.batches.
+	perWorker("worker.neighbour-queue-depth", func(w *dataplane.Worker) uint64 { return uint64(w.BatchStats().NeighQueueDepth()) })
+	perWorker("worker.batches", func(w *dataplane.Worker) uint64 { return w.BatchStats().Batches() })
+	lo := 1
+	for b, hi := range dataplane.BatchBucketBounds() {
+		name := "worker.batches-" + strconv.Itoa(hi)
+		if lo < hi {
+			name = "worker.batches-" + strconv.Itoa(lo) + "-" + strconv.Itoa(hi)
+		}
+		perWorker(name, func(w *dataplane.Worker) uint64 { return w.BatchStats().BatchSizes()[b] })
+		lo = hi + 1
 	}
 	cs.Counters = append(cs.Counters, ioCounters(ios)...)
 

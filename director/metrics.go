@@ -47,7 +47,7 @@ func (d *Director) metricsSources() metrics.Sources {
 		// The listing uvsadm -Ln --stats prints (no rates: Prometheus
 		// computes its own).
 		Services: func() []ipvsadm.ServiceView { return control.Views(d.State, nil) },
-		Workers:  d.workerCounters,
+		Workers:  d.Workers, // those stopped when AF_XDP sockets were reopened first
 		Conns:    d.Conns,
 		ConnsNow: func() int64 { return int64(time.Since(d.epoch)) },
 		IO:       d.ioCounters,
@@ -61,17 +61,6 @@ func (d *Director) metricsSources() metrics.Sources {
 		src.Ports = d.env.Ports
 	}
 	return src
-}
-
-// workerCounters returns the counters of every worker, those stopped
-// when AF_XDP sockets were reopened first (Workers).
-func (d *Director) workerCounters() []*dataplane.Counters {
-	ws := d.Workers()
-	out := make([]*dataplane.Counters, len(ws))
-	for i, w := range ws {
-		out[i] = &w.Counters
-	}
-	return out
 }
 
 // ioCounters sums the counters of the running workers' sockets, as

@@ -52,8 +52,8 @@ func newScrapeRig(b testing.TB, services, dests, conns int) *scrapeRig {
 	}
 	sr.src = metrics.Sources{
 		Services: func() []ipvsadm.ServiceView { return control.Views(r0.state, nil) },
-		Workers: func() []*dataplane.Counters {
-			return []*dataplane.Counters{&r0.w.Counters, &r1.w.Counters}
+		Workers: func() []*dataplane.Worker {
+			return []*dataplane.Worker{r0.w, r1.w}
 		},
 		Conns:    r0.conns,
 		ConnsNow: func() int64 { return 0 },

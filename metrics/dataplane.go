@@ -20,14 +20,23 @@ var (
 	descWorkerPkts = prometheus.NewDesc("uvs_worker_packets_total",
 		"Frames a packet worker received (direction=\"rx\") and sent (\"tx\"); worker is its position in the daemon's list.",
 		[]string{"worker", "direction"}, nil)
-	descWorkers = prometheus.NewDesc("uvs_workers", "Packet workers, running and stopped ones whose counters are kept.", nil, nil)
+	descWorkers    = prometheus.NewDesc("uvs_workers", "Packet workers, running and stopped ones whose counters are kept.", nil, nil)
+	descNeighDepth = prometheus.NewDesc("uvs_neighbour_queue_depth",
+		"Frames waiting in a packet worker's neighbour queue for their next hop to resolve, at the end of its last batch.",
+		[]string{"worker"}, nil)
+	descBatches = prometheus.NewDesc("uvs_worker_batches_total",
+		"Batches of frames a packet worker read (at most 64 frames each); uvs_worker_packets_total{direction=\"rx\"} / this is frames per batch.",
+		[]string{"worker"}, nil)
+	descBatchFrames = prometheus.NewDesc("uvs_worker_batch_frames",
+		"Frames per batch a packet worker read: batches by size (buckets 1, 4, 16, 64); the sum is the frames received.",
+		[]string{"worker"}, nil)
 )
 
 // workerCollector sums the workers' counters at scrape time: each worker
-// counts into its own Counters (no atomic shared with another worker on
-// the packet path); the collector only loads them.
+// counts into its own Counters and BatchStats (no atomic shared with
+// another worker on the packet path); the collector only loads them.
 type workerCollector struct {
-	workers func() []*dataplane.Counters
+	workers func() []*dataplane.Worker
 }
 
 func (c *workerCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -35,10 +44,17 @@ func (c *workerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descMalformed
 	ch <- descWorkerPkts
 	ch <- descWorkers
+	ch <- descNeighDepth
+	ch <- descBatches
+	ch <- descBatchFrames
 }
 
 func (c *workerCollector) Collect(ch chan<- prometheus.Metric) {
-	ws := c.workers()
+	wks := c.workers()
+	ws := make([]*dataplane.Counters, len(wks))
+	for i, w := range wks {
+		ws[i] = &w.Counters
+	}
 	ch <- prometheus.MustNewConstMetric(descWorkers, prometheus.GaugeValue, float64(len(ws)))
 	for k := dataplane.Counter(0); k < dataplane.NumCounters; k++ {
 		var sum uint64
@@ -59,5 +75,23 @@ func (c *workerCollector) Collect(ch chan<- prometheus.Metric) {
 		id := strconv.Itoa(i)
 		ch <- prometheus.MustNewConstMetric(descWorkerPkts, prometheus.CounterValue, float64(w.Load(dataplane.CntRx)), id, "rx")
 		ch <- prometheus.MustNewConstMetric(descWorkerPkts, prometheus.CounterValue, float64(w.Load(dataplane.CntTx)), id, "tx")
+	}
+	bounds := dataplane.BatchBucketBounds()
+	for i, w := range wks {
+		id := strconv.Itoa(i)
+		bs := w.BatchStats()
+		ch <- prometheus.MustNewConstMetric(descNeighDepth, prometheus.GaugeValue, float64(bs.NeighQueueDepth()), id)
+		// The buckets first, then rx: the worker adds to rx before it
+		// counts the batch, so the sum covers every batch counted.
+		sizes := bs.BatchSizes()
+		rx := w.Counters.Load(dataplane.CntRx)
+		var n uint64
+		cum := make(map[float64]uint64, len(sizes))
+		for b, k := range sizes {
+			n += k
+			cum[float64(bounds[b])] = n
+		}
+		ch <- prometheus.MustNewConstMetric(descBatches, prometheus.CounterValue, float64(n), id)
+		ch <- prometheus.MustNewConstHistogram(descBatchFrames, n, float64(rx), cum, id)
 	}
 }

@@ -37,10 +37,10 @@ import (
 type Sources struct {
 	// Services is the listing uvsadm -Ln --stats prints (control.Views).
 	Services func() []ipvsadm.ServiceView
-	// Workers returns the packet workers' counters, running and stopped
-	// ones alike (a stopped worker's counts still happened), each worker
-	// at a stable position while it runs.
-	Workers func() []*dataplane.Counters
+	// Workers returns the packet workers, running and stopped ones alike
+	// (a stopped worker's counts still happened), each at a stable
+	// position while it runs; their Counters and BatchStats are read.
+	Workers func() []*dataplane.Worker
 	// Conns is the connection table; ConnsNow its clock (nanoseconds
 	// since the data plane's epoch).
 	Conns    *conntrack.Table

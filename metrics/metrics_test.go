@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -117,7 +118,7 @@ func (r *rig) run(t testing.TB, frames ...[]byte) {
 func (r *rig) sources() metrics.Sources {
 	return metrics.Sources{
 		Services: func() []ipvsadm.ServiceView { return control.Views(r.state, nil) },
-		Workers:  func() []*dataplane.Counters { return []*dataplane.Counters{&r.w.Counters} },
+		Workers:  func() []*dataplane.Worker { return []*dataplane.Worker{r.w} },
 		Conns:    r.conns,
 		ConnsNow: func() int64 { return int64(r.clock.Sub(time.Unix(0, 0))) },
 		Ports:    r.ports,
@@ -351,6 +352,105 @@ func TestWorkerSeries(t *testing.T) {
 	}
 }
 
+// TestBatchSeries: uvs_neighbour_queue_depth is each worker's count of
+// frames waiting for a next hop, uvs_worker_batches_total its batches and
+// uvs_worker_batch_frames their sizes (cumulative buckets, the frames
+// received as sum).
+func TestBatchSeries(t *testing.T) {
+	r := newRig(t, rules)
+	// Worker 1: the same director, no next hop resolved.
+	env := *r.env
+	env.Hops = hops{}
+	r1 := &rig{io: dataplane.NewFakeIO(64, 0), state: r.state, conns: r.conns, ports: r.ports, env: &env, clock: r.clock}
+	r1.w = dataplane.NewWorker(r1.io, &env)
+	r.run(t, syn(t, 40001))
+	r.run(t, syn(t, 40002), syn(t, 40003), syn(t, 40004), syn(t, 40005), syn(t, 40006))
+	r1.run(t, syn(t, 41001), syn(t, 41002), syn(t, 41003))
+	if q := r1.w.Counters.Load(dataplane.CntNeighQueued); q != 3 {
+		t.Fatalf("worker 1 queued %d frames, want 3", q)
+	}
+	src := r.sources()
+	src.Workers = func() []*dataplane.Worker { return []*dataplane.Worker{r.w, r1.w} }
+	got, hist := gather(t, src)
+	for key, want := range map[string]float64{
+		"uvs_neighbour_queue_depth,worker=0": 0,
+		"uvs_neighbour_queue_depth,worker=1": 3,
+		"uvs_worker_batches_total,worker=0":  2,
+		"uvs_worker_batches_total,worker=1":  1,
+	} {
+		if v, ok := got[key]; !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", key, v, ok, want)
+		}
+	}
+	for key, want := range map[string]histogram{
+		// Worker 0: a batch of 1 and one of 5.
+		"uvs_worker_batch_frames,worker=0": {2, 6, map[float64]uint64{1: 1, 4: 1, 16: 2, 64: 2}},
+		// Worker 1: a batch of 3.
+		"uvs_worker_batch_frames,worker=1": {1, 3, map[float64]uint64{1: 0, 4: 1, 16: 1, 64: 1}},
+	} {
+		h, ok := hist[key]
+		if !ok {
+			t.Errorf("%s missing", key)
+			continue
+		}
+		if h.count != want.count || h.sum != want.sum || !maps.Equal(h.cum, want.cum) {
+			t.Errorf("%s = %+v, want %+v", key, h, want)
+		}
+	}
+	// Once the next hops resolve, the queue empties and the gauge says so.
+	env.Hops = r.env.Hops
+	r1.w.ProcessBatch(nil)
+	if sent := len(r1.io.Sent()); sent != 3 {
+		t.Fatalf("worker 1 sent %d queued frames after resolution, want 3", sent)
+	}
+	got, _ = gather(t, src)
+	if v, ok := got["uvs_neighbour_queue_depth,worker=1"]; !ok || v != 0 {
+		t.Errorf("uvs_neighbour_queue_depth{worker=1} = %v (present %v) after the queue emptied, want 0", v, ok)
+	}
+}
+
+// histogram is a gathered histogram: count, sum and cumulative counts by
+// upper bound.
+type histogram struct {
+	count uint64
+	sum   float64
+	cum   map[float64]uint64
+}
+
+// gather collects src's series (pedantic registry) as "name,label=value,..."
+// → value, histograms apart.
+func gather(t *testing.T, src metrics.Sources) (map[string]float64, map[string]histogram) {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(metrics.Collectors(src)...)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, hist := map[string]float64{}, map[string]histogram{}
+	for _, mf := range mfs {
+		for _, m := range mf.Metric {
+			k := mf.GetName()
+			for _, l := range m.Label {
+				k += "," + l.GetName() + "=" + l.GetValue()
+			}
+			switch {
+			case m.Counter != nil:
+				got[k] = m.Counter.GetValue()
+			case m.Gauge != nil:
+				got[k] = m.Gauge.GetValue()
+			case m.Histogram != nil:
+				h := histogram{count: m.Histogram.GetSampleCount(), sum: m.Histogram.GetSampleSum(), cum: map[float64]uint64{}}
+				for _, b := range m.Histogram.Bucket {
+					h.cum[b.GetUpperBound()] = b.GetCumulativeCount()
+				}
+				hist[k] = h
+			}
+		}
+	}
+	return got, hist
+}
+
 // TestPromtool: what /metrics serves passes promtool check metrics (the
 // Prometheus package's linter).
 func TestPromtool(t *testing.T) {
@@ -374,7 +474,7 @@ func TestPromtool(t *testing.T) {
 	srv := httptest.NewServer(metrics.Handler(metrics.NewRegistry(src), src))
 	defer srv.Close()
 	body := get(t, srv.URL+"/metrics", http.StatusOK)
-	for _, name := range []string{"uvs_checker_up", "uvs_vrrp_vip_held", "uvs_sync_daemon_events_total", "uvs_packet_io_total", "node_ipvs_backend_weight", "go_goroutines"} {
+	for _, name := range []string{"uvs_checker_up", "uvs_vrrp_vip_held", "uvs_neighbour_queue_depth", "uvs_worker_batches_total", "uvs_worker_batch_frames_bucket", "uvs_sync_daemon_events_total", "uvs_packet_io_total", "node_ipvs_backend_weight", "go_goroutines"} {
 		if !strings.Contains(body, "\n"+name) {
 			t.Errorf("/metrics lacks %s", name)
 		}
