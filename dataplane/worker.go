@@ -185,12 +185,14 @@ type Worker struct {
 	addrs snapshot.AddrIndex
 	// Counters are this worker's counters.
 	Counters Counters
-	// bstats are its batch figures: neighbour-queue depth and batch
-	// sizes (workerstats.go).
-	bstats BatchStats
 
 	// stats counts the traffic of services and destinations (stats.go).
 	stats workerStats
+
+	// bstats are its batch figures: neighbour-queue depth and batch
+	// sizes (workerstats.go). Last, so that the other fields keep their
+	// offsets.
+	bstats BatchStats
 }
 
 // pktCtx is what handling one frame needs, passed down the pipeline
