@@ -115,6 +115,9 @@ func buildECMP(b *builder) {
 	}
 	b.node(append(roles, "rs1", "rs2")...)
 	b.client, b.director = "client", ecmpDirectors[0].Role
+	// The services come from rules files on three directors: up must not
+	// reconfigure one director by ipvsadm (it refuses, as for keepalived).
+	b.keepalived = true
 	b.vip, b.port = netip.MustParseAddr(ecmpVIP), 80
 	b.veth("client", "eth0", "router", "eth1")
 	members := [][2]string{{"router", "eth0"}}
@@ -300,6 +303,14 @@ func (s *session) restartDirector(ctx context.Context, role string, sloppy bool)
 		if p.Alive() {
 			fmt.Fprintf(s.out, "[%s]# kill -9 %d    # uvsd\n", role, p.PID)
 			if err := killProc(p); err != nil {
+				return err
+			}
+			// The thread-group leader is a zombie before the other
+			// threads are gone: the control socket is free only when the
+			// last one is.
+			if err := waitFor(ctx, 5*time.Second, func() (bool, error) {
+				return controlAnswers(ctx, s.ns(role)) != nil, nil
+			}, "the killed uvsd's control socket closed in "+role); err != nil {
 				return err
 			}
 			// The router must have seen the old session end before the new
