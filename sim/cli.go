@@ -21,7 +21,7 @@ const (
 
 const usageText = `usage: uvs-sim --rules FILE [--conns N] [--clients N] [--ports N] [--proto tcp|udp|sctp]
                [--rate R] [--hold DIST] [--trace-in CSV] [--events FILE]
-               [--trace [--why]] [--svg FILE] [--seed S]
+               [--trace [--why]] [--svg FILE] [--seed S] [--hash-order sorted|list]
 
 Replays a workload through the uvs scheduling core on a simulated clock and
 prints a summary per destination (or, with --trace, one line per connection).
@@ -42,7 +42,17 @@ The same inputs and seed give byte-identical output.
   --why            with --trace: add the scheduler's reason
   --svg FILE       write a chart of open connections per destination over time
   --seed S         seed of every random choice (default 1)
+  --hash-order O   order mh and sh build their tables in, as uvsd's option:
+                   sorted (by real-server address and port, the default: the
+                   same real servers give the same choices whatever order they
+                   were added in) or list (the kernel's: newest real server first)
 `
+
+// --hash-order's values, the same as uvsd's.
+const (
+	HashSorted = "sorted"
+	HashList   = "list"
+)
 
 // Main is uvs-sim: it parses args (without the program name), runs the
 // simulation and returns the exit status. Input errors name the file, line
@@ -64,6 +74,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	why := fs.Bool("why", false, "")
 	svg := fs.String("svg", "", "")
 	seed := fs.Uint64("seed", 1, "")
+	hashOrder := fs.String("hash-order", HashSorted, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			io.WriteString(stdout, usageText)
@@ -88,6 +99,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		Seed:      *seed,
 		Trace:     *trace || *why,
 		Why:       *why,
+	}
+	switch *hashOrder {
+	case HashSorted:
+	case HashList:
+		cfg.ListHashOrder = true
+	default:
+		return fail("--hash-order %q: want %s or %s", *hashOrder, HashSorted, HashList)
 	}
 	var err error
 	if cfg.Workload.Hold, err = ParseDist(*hold); err != nil {

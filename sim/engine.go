@@ -28,6 +28,13 @@ type Config struct {
 	Workload Workload
 	Seed     uint64
 
+	// ListHashOrder builds mh and sh tables in the kernel's list order
+	// (newest real server first), as uvsd --hash-order list does. The zero
+	// value builds them from the real servers sorted by address and port,
+	// uvsd's default (sched.Options.SortHashDests), so the simulator
+	// answers what uvsd would.
+	ListHashOrder bool
+
 	Trace bool      // print one line per new connection
 	Why   bool      // with Trace: add the scheduler's reason
 	SVG   io.Writer // nil: no chart
@@ -245,12 +252,13 @@ func protoName(p spec.Proto) string {
 	return p.String()
 }
 
-// options returns the scheduler options: the simulated clock and the
-// seeded scheduler RNG.
+// options returns the scheduler options: the simulated clock, the seeded
+// scheduler RNG and the order mh and sh build their tables in.
 func (s *simulator) options() sched.Options {
 	return sched.Options{
-		Now:  func() time.Time { return epoch.Add(s.now) },
-		Rand: func(n uint32) uint32 { return s.srng.Uint32N(n) },
+		Now:           func() time.Time { return epoch.Add(s.now) },
+		Rand:          func(n uint32) uint32 { return s.srng.Uint32N(n) },
+		SortHashDests: !s.cfg.ListHashOrder,
 	}
 }
 
