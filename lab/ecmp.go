@@ -54,8 +54,37 @@ var ecmpScenario = &Scenario{
                           172.16.10.100/32       ├─ rs1 10.0.0.7   lo 172.16.10.100/32  gw 10.0.0.200
                           via dir1, dir2, dir3   └─ rs2 10.0.0.17  lo 172.16.10.100/32  gw 10.0.0.200
   VIP 172.16.10.100:80, announced by all three; the real servers answer the client through the router`,
-	build: buildECMP,
-	run:   runECMP,
+	build: func(b *builder) { buildECMP(b, false) },
+	run:   func(ctx context.Context, s *session, n int) error { return runECMP(ctx, s, n, false) },
+}
+
+// ecmpFullNATScenario is ecmp with FULLNAT: each director makes its own
+// LAN address the source of what it sends to a real server, so the reply
+// comes back to it by plain routing. A flow's FULLNAT identity (local
+// address and port) lives in one director only: a flow the router moves
+// to another director arrives there mid-flow, sloppy_tcp and mh send it
+// to the same real server, but from another local address and port, a
+// connection the real server never saw, and it answers with a RST.
+var ecmpFullNATScenario = &Scenario{
+	Name: "ecmp-fullnat", Seed: "issue 19 (FULLNAT behind ECMP)", Mode: "FULLNAT (-b), BGP + ECMP", Sched: "mh",
+	Title: "ecmp with FULLNAT: replies come back to each flow's director; kill one, the flows that move are reset",
+	Summary: "The ecmp lab with FULLNAT (-b) instead of DR: each director's rules add its own LAN address as the " +
+		"service's local address (-P -z 10.0.0.8 on dir1, .9 on dir2, .10 on dir3), so a real server sees every " +
+		"request coming from the director that carried it and answers that director by plain routing: no policy " +
+		"routing, no VIP on the real servers. Same BGP, ECMP, mh and sloppy_tcp as ecmp. At a failover the flows the " +
+		"router keeps on a surviving director go on; the ones it moves (the dead director's, and with hash-threshold " +
+		"ECMP some of the survivors') reach a director that picks the same real server but a local address and port " +
+		"of its own: the real server has no such connection and resets it. FULLNAT state is per director; the " +
+		"stateless designs (Maglev, Katran) forward by DR or tunnels for this reason.",
+	Diagram: `
+  client 192.168.10.6 ─── [router] ─── [switch] ─┬─ dir1 10.0.0.8   -b, local address 10.0.0.8   ┐
+     gw 192.168.10.200    BIRD 2, AS 65000       ├─ dir2 10.0.0.9   -b, local address 10.0.0.9   ├ each: mh, sloppy_tcp=1, BGP
+                          10.0.0.200             ├─ dir3 10.0.0.10  -b, local address 10.0.0.10  ┘
+                          172.16.10.100/32       ├─ rs1 10.0.0.7   answers the local address (no VIP)
+                          via dir1, dir2, dir3   └─ rs2 10.0.0.17  answers the local address (no VIP)
+  VIP 172.16.10.100:80, announced by all three; every reply goes back through the director that carried the request`,
+	build: func(b *builder) { buildECMP(b, true) },
+	run:   func(ctx context.Context, s *session, n int) error { return runECMP(ctx, s, n, true) },
 }
 
 // ecmpBirdConf is the router's BIRD 2 configuration: one eBGP session per
@@ -75,7 +104,9 @@ func ecmpBirdConf() string {
 
 // ecmpRules is a director's table; odd directors list the real servers
 // in the other order (uvsd's sorted hash order makes the tables agree).
-func ecmpRules(b *builder, i int) string {
+// With fullnat the real servers are FULLNAT ones and the director's own
+// LAN address is the service's local address.
+func ecmpRules(b *builder, i int, fullnat bool) string {
 	var c strings.Builder
 	vs := ecmpVIP + ":80"
 	fmt.Fprintf(&c, "-A -t %s -s %s", vs, b.p.Sched)
@@ -86,12 +117,17 @@ func ecmpRules(b *builder, i int) string {
 		c.WriteString(" -b sh-port")
 	}
 	c.WriteString("\n")
+	fwd := "-g"
+	if fullnat {
+		fwd = "-b"
+		fmt.Fprintf(&c, "-P -t %s -z %s\n", vs, ecmpDirectors[i].Addr)
+	}
 	servers := slices.Clone(b.servers)
 	if i%2 == 1 {
 		slices.Reverse(servers)
 	}
 	for _, rs := range servers {
-		fmt.Fprintf(&c, "-a -t %s -r %s:80 -g -w %s\n", vs, rs.Addr, b.weight(rs.Name))
+		fmt.Fprintf(&c, "-a -t %s -r %s:80 %s -w %s\n", vs, rs.Addr, fwd, b.weight(rs.Name))
 	}
 	return c.String()
 }
@@ -108,7 +144,8 @@ func ecmpUVSDArgv(i int, sloppy bool) []string {
 		"--trace", "@dir/trace-"+d.Role+".jsonl", "--conns", "65536", "--log-level", "info")
 }
 
-func buildECMP(b *builder) {
+// buildECMP builds the ecmp lab, with DR real servers or FULLNAT ones.
+func buildECMP(b *builder, fullnat bool) {
 	roles := []string{"client", "router"}
 	for _, d := range ecmpDirectors {
 		roles = append(roles, d.Role)
@@ -131,11 +168,17 @@ func buildECMP(b *builder) {
 	b.addr("router", "eth0", routerLAN+"/24")
 	b.server("rs1", "rs1", rs1IP)
 	b.server("rs2", "rs2", rs2IP)
-	b.note("real servers: gateway the router; the VIP on lo, ARP-quiet (lvs-dr-rs.sh start)")
+	if fullnat {
+		b.note("real servers: no VIP and no route beyond the LAN: every request comes from a director's own address, the reply goes straight back to it")
+	} else {
+		b.note("real servers: gateway the router; the VIP on lo, ARP-quiet (lvs-dr-rs.sh start)")
+	}
 	for _, rs := range b.servers {
 		b.addr(rs.Role, "eth0", rs.Addr.String()+"/24")
-		b.ipCmd(rs.Role, false, "route", "add", "default", "via", routerLAN)
-		b.drRealServer(rs.Role, ecmpVIP)
+		if !fullnat {
+			b.ipCmd(rs.Role, false, "route", "add", "default", "via", routerLAN)
+			b.drRealServer(rs.Role, ecmpVIP)
+		}
 		b.httpd(rs.Role, rs.Name, false)
 	}
 	b.note("the router forwards and hashes multipath routes on the 5-tuple (L4), not only the addresses")
@@ -149,10 +192,13 @@ func buildECMP(b *builder) {
 	for i, d := range ecmpDirectors {
 		b.addr(d.Role, "eth0", d.Addr+"/24")
 		b.ipCmd(d.Role, false, "route", "add", "default", "via", routerLAN)
-		b.steps = append(b.steps, step{kind: stepFile, role: d.Role, show: i == 0, argv: []string{"@dir/rules-" + d.Role, ecmpRules(b, i)}})
+		b.steps = append(b.steps, step{kind: stepFile, role: d.Role, show: i == 0, argv: []string{"@dir/rules-" + d.Role, ecmpRules(b, i, fullnat)}})
 	}
 	b.note("the same service on every director (rules-dir2 lists the real servers in the other order: --hash-order sorted, the default, "+
 		"builds the same %s table anyway); sloppy_tcp=1 lets a director pick up a flow it never saw the SYN of", b.p.Sched)
+	if fullnat {
+		b.note("FULLNAT: each director's rules add its own LAN address as the local address (-P -z), the source the real servers answer")
+	}
 	for i, d := range ecmpDirectors {
 		st := step{kind: stepDaemon, role: d.Role, show: true, name: "uvsd " + d.Role, argv: ecmpUVSDArgv(i, true), ready: readyServing}
 		if i == len(ecmpDirectors)-1 {
@@ -242,8 +288,10 @@ func hopNames(hops []string) []string {
 
 // ecmpDecisions reads every director's trace: for each client address
 // and port, the director that decided it first and the one that decided
-// it last (another director picks a flow up after a failover).
-func (s *session) ecmpDecisions() (first, last map[netip.AddrPort]string) {
+// it last (another director picks a flow up after a failover), counting
+// only decisions made since since: a client port is reused by later
+// connections, and an earlier connection's director is not this one's.
+func (s *session) ecmpDecisions(since time.Time) (first, last map[netip.AddrPort]string) {
 	type at struct {
 		dir string
 		t   time.Time
@@ -255,7 +303,7 @@ func (s *session) ecmpDecisions() (first, last map[netip.AddrPort]string) {
 			continue
 		}
 		for _, r := range recs {
-			if !r.Client.IsValid() {
+			if !r.Client.IsValid() || r.Time.Before(since) {
 				continue
 			}
 			if x, ok := f[r.Client]; !ok || r.Time.Before(x.t) {
@@ -277,11 +325,12 @@ func (s *session) ecmpDecisions() (first, last map[netip.AddrPort]string) {
 }
 
 // waitDecisions waits (briefly: the trace writer flushes in batches) until
-// every client address and port in want has a decision in some trace.
-func (s *session) waitDecisions(ctx context.Context, want []netip.AddrPort) (first, last map[netip.AddrPort]string) {
+// every client address and port in want has a decision since since in
+// some trace.
+func (s *session) waitDecisions(ctx context.Context, since time.Time, want []netip.AddrPort) (first, last map[netip.AddrPort]string) {
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		first, last = s.ecmpDecisions()
+		first, last = s.ecmpDecisions(since)
 		missing := slices.ContainsFunc(want, func(a netip.AddrPort) bool { _, ok := first[a]; return !ok })
 		if !missing || time.Now().After(deadline) || ctx.Err() != nil {
 			return first, last

@@ -25,6 +25,8 @@ type ECMPReport struct {
 	PerServer   map[string]int
 	// The failovers: uvsd killed on dir1, then dir2's cable pulled.
 	Kill, LinkDown *ECMPRound
+	// FullNAT: the directors forward by FULLNAT (ecmp-fullnat), not DR.
+	FullNAT bool
 }
 
 // ECMPRound is one failover under long-lived connections.
@@ -42,8 +44,12 @@ type ECMPRound struct {
 	// real server that answered it first, without an error.
 	Survived int
 	// Moved: flows that another director picked up (its trace holds a
-	// decision for them after the failover).
-	Moved int
+	// decision for them after the failover); MovedSurvived of them
+	// survived.
+	Moved, MovedSurvived int
+	// Stayed: flows on a surviving director that no other director
+	// picked up; StayedSurvived of them survived.
+	Stayed, StayedSurvived int
 	// Stalled: no answer after the route changed and no error either,
 	// within the round's window.
 	Stalled int
@@ -58,8 +64,8 @@ func (r *ECMPRound) Share() float64 {
 	return float64(r.Survived) / float64(r.Flows)
 }
 
-func runECMP(ctx context.Context, s *session, _ int) error {
-	rep := &ECMPReport{PerDirector: map[string]int{}, PerServer: map[string]int{}}
+func runECMP(ctx context.Context, s *session, _ int, fullnat bool) error {
+	rep := &ECMPReport{PerDirector: map[string]int{}, PerServer: map[string]int{}, FullNAT: fullnat}
 	s.ecmp = rep
 
 	fmt.Fprintf(s.out, "\n== 1. the router's multipath route: one next hop per director that announces the VIP\n")
@@ -85,7 +91,11 @@ func runECMP(ctx context.Context, s *session, _ int) error {
 		return err
 	}
 
-	fmt.Fprintf(s.out, "\n== 3. %d long-lived connections; dir1's uvsd is killed (kill -9): the route shrinks, the connections go on\n", ecmpFlows)
+	goOn := "the connections go on"
+	if fullnat {
+		goOn = "the connections the router keeps on a survivor go on, the ones it moves are reset"
+	}
+	fmt.Fprintf(s.out, "\n== 3. %d long-lived connections; dir1's uvsd is killed (kill -9): the route shrinks, %s\n", ecmpFlows, goOn)
 	first := ecmpDirectors[0]
 	rep.Kill, err = s.ecmpRound(ctx, first.Role, ecmpFlows, 15*time.Second, func() (string, error) {
 		i := s.uvsdProc(first.Role)
@@ -104,6 +114,9 @@ func runECMP(ctx context.Context, s *session, _ int) error {
 	second := ecmpDirectors[1]
 	fmt.Fprintf(s.out, "\n== 4. %d new long-lived connections; %s's cable is pulled: its session ends when the hold timer (%d s) runs out\n",
 		ecmpFlows, second.Role, ecmpHold)
+	if fullnat {
+		s.note("the dead director's own connections are lost with its local address whatever the router does: the cable to it is gone")
+	}
 	rep.LinkDown, err = s.ecmpRound(ctx, second.Role, ecmpFlows, 15*time.Second, func() (string, error) {
 		_, err := s.exec(ctx, "switch", "ip", "link", "set", "p-"+second.Role, "down")
 		return "ip link set p-" + second.Role + " down (the switch port)", err
@@ -117,6 +130,15 @@ func runECMP(ctx context.Context, s *session, _ int) error {
 	for _, r := range []*ECMPRound{rep.Kill, rep.LinkDown} {
 		fmt.Fprintf(s.out, "  %s: route without it after %v; %d of %d connections survived (%.1f %%), %d picked up by another director, %d stalled, %d failed\n",
 			r.How, r.Withdrawn.Round(time.Millisecond), r.Survived, r.Flows, 100*r.Share(), r.Moved, r.Stalled, r.Flows-r.Survived-r.Stalled)
+		fmt.Fprintf(s.out, "    kept on a surviving director: %d of %d survived; moved to another director: %d of %d survived\n",
+			r.StayedSurvived, r.Stayed, r.MovedSurvived, r.Moved)
+	}
+	if fullnat {
+		fmt.Fprintf(s.out, "\nFULLNAT cannot keep a moved flow: the director that takes it over sends it to the same real server (mh)\n"+
+			"but from its own local address and a port of its own, a connection the real server never saw, which it\n"+
+			"resets. A FULLNAT flow lives in one director's state; only the flows the router keeps on their director\n"+
+			"survive a failover. DR (run ecmp), or tunnels, keep every flow: the real server sees the client's own\n"+
+			"addresses whichever director forwards.\n")
 	}
 	fmt.Fprintln(s.out)
 	return nil
@@ -132,6 +154,7 @@ func (s *session) ecmpSpread(ctx context.Context, rep *ECMPReport) error {
 	}
 	s.note("the client: a new connection from a new source port each (by hand: ip netns exec %s curl http://%s/)", s.ns(s.pl.client), ecmpVIP)
 	res := make([]Result, ecmpShort)
+	since := time.Now()
 	stop := s.l.prog.start(fmt.Sprintf("%d requests from the client", ecmpShort))
 	var wg sync.WaitGroup
 	next := make(chan int)
@@ -160,7 +183,7 @@ func (s *session) ecmpSpread(ctx context.Context, rep *ECMPReport) error {
 			want = append(want, r.Client)
 		}
 	}
-	by, _ := s.waitDecisions(ctx, want)
+	by, _ := s.waitDecisions(ctx, since, want)
 	rep.Short = len(res)
 	matrix := map[string]map[string]int{}
 	rows := [][]string{{"#", "client", "router sent it to", "answered by"}}
@@ -226,6 +249,7 @@ func shareString(m map[string]int, total int) string {
 func (s *session) ecmpRound(ctx context.Context, dead string, n int, window time.Duration, fail func() (string, error)) (*ECMPRound, error) {
 	r := &ECMPRound{Director: dead, Flows: n, PerDirector: map[string]int{}}
 	svc := netip.AddrPortFrom(netip.MustParseAddr(ecmpVIP), 80)
+	since := time.Now()
 	stop := s.l.prog.start(fmt.Sprintf("opening %d connections", n))
 	flows, err := openFlows(ctx, s.ns(s.pl.client), s.pl.clients, svc, n)
 	stop()
@@ -253,7 +277,7 @@ func (s *session) ecmpRound(ctx context.Context, dead string, n int, window time
 	for _, f := range flows {
 		srcs = append(srcs, f.Src)
 	}
-	before, _ := s.waitDecisions(ctx, srcs)
+	before, _ := s.waitDecisions(ctx, since, srcs)
 	matrix := map[string]map[string]int{}
 	for _, f := range flows {
 		d := before[f.Src]
@@ -319,12 +343,22 @@ func (s *session) ecmpRound(ctx context.Context, dead string, n int, window time
 		return true, nil
 	}, "every connection answered after the route changed")
 	stop()
+	_, after := s.waitDecisions(ctx, since, srcs)
+	moved := map[string]int{}
 	for _, f := range flows {
+		a, b := before[f.Src], after[f.Src]
+		isMoved := a != "" && b != "" && a != b
+		if isMoved {
+			r.Moved++
+			moved[a+" -> "+b]++
+		} else if a != "" && a != dead {
+			r.Stayed++
+		}
 		f.mu.Lock()
 		switch {
 		case f.err != nil:
 			if len(r.Errors) < 5 {
-				r.Errors = append(r.Errors, fmt.Sprintf("%s (%s): %v", f.Src, f.server, f.err))
+				r.Errors = append(r.Errors, fmt.Sprintf("%s (%s, %s -> %s): %v", f.Src, f.server, a, b, f.err))
 			}
 		case f.other != "":
 			if len(r.Errors) < 5 {
@@ -332,18 +366,16 @@ func (s *session) ecmpRound(ctx context.Context, dead string, n int, window time
 			}
 		case f.lastReq.After(tw):
 			r.Survived++
+			switch {
+			case isMoved:
+				r.MovedSurvived++
+			case a != "" && a != dead:
+				r.StayedSurvived++
+			}
 		default:
 			r.Stalled++
 		}
 		f.mu.Unlock()
-	}
-	_, after := s.waitDecisions(ctx, srcs)
-	moved := map[string]int{}
-	for _, f := range flows {
-		if a, b := before[f.Src], after[f.Src]; a != "" && b != "" && a != b {
-			r.Moved++
-			moved[a+" -> "+b]++
-		}
 	}
 	var mv []string
 	for k, v := range moved {
@@ -366,6 +398,8 @@ func (s *session) ecmpRound(ctx context.Context, dead string, n int, window time
 	}
 	fmt.Fprintf(s.out, "%d of %d connections answered after the route changed, each by the real server it had (%.1f %%); %d stalled, %d failed\n",
 		r.Survived, r.Flows, 100*r.Share(), r.Stalled, r.Flows-r.Survived-r.Stalled)
+	fmt.Fprintf(s.out, "  kept on a surviving director: %d of %d survived; picked up by another director: %d of %d survived\n",
+		r.StayedSurvived, r.Stayed, r.MovedSurvived, r.Moved)
 	for _, e := range r.Errors {
 		fmt.Fprintf(s.out, "  %s\n", e)
 	}

@@ -261,7 +261,7 @@ var scenarios = append([]*Scenario{
 		},
 		run: runPersistence,
 	},
-}, append(haScenarios, syncScenario, ecmpScenario)...) // the HA ones: ha.go, ha_break.go; sersync: sync.go; ECMP: ecmp.go
+}, append(haScenarios, syncScenario, ecmpScenario, ecmpFullNATScenario)...) // the HA ones: ha.go, ha_break.go; sersync: sync.go; ECMP: ecmp.go
 
 // natHops are the NAT and FULLNAT capture points. uvsd sends through a
 // packet socket that bypasses the qdisc, so its output is captured at the
