@@ -44,8 +44,9 @@ func TestECMP(t *testing.T) {
 		if rd == nil {
 			t.Fatal("a failover round is missing")
 		}
-		t.Logf("figure: %s: route without it after %v; %d of %d connections survived (%.1f %%), %d picked up by another director, %d stalled; errors %v",
-			rd.How, rd.Withdrawn, rd.Survived, rd.Flows, 100*rd.Share(), rd.Moved, rd.Stalled, rd.Errors)
+		t.Logf("figure: %s: route without it after %v; %d of %d connections survived (%.1f %%), %d picked up by another director "+
+			"(%d of them survived), %d stalled; errors %v",
+			rd.How, rd.Withdrawn, rd.Survived, rd.Flows, 100*rd.Share(), rd.Moved, rd.MovedSurvived, rd.Stalled, rd.Errors)
 		if rd.PerDirector[rd.Director] == 0 {
 			t.Errorf("%s: the failed director carried none of the connections: %v", rd.How, rd.PerDirector)
 		}
