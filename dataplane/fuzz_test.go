@@ -17,6 +17,7 @@ import (
 	"github.com/uvs-lb/uvs/dataplane"
 	"github.com/uvs-lb/uvs/header"
 	"github.com/uvs-lb/uvs/internal/fuzzwatch"
+	"github.com/uvs-lb/uvs/ipfrag"
 	"github.com/uvs-lb/uvs/ipvsadm"
 	"github.com/uvs-lb/uvs/snapshot"
 )
@@ -221,7 +222,10 @@ func fuzzRig(t *testing.T, hops fakeHops) *rig {
 	}
 	r.env = &dataplane.Env{Snap: &snap, Host: &host, Conns: ct, Hops: hops,
 		Now: func() time.Time { return r.clock }, Epoch: time.Unix(0, 0),
-		Ports: dataplane.NewPortAllocator(0, 0), NeighTimeout: time.Second}
+		Ports: dataplane.NewPortAllocator(0, 0), NeighTimeout: time.Second,
+		// The smallest reassembly memory: a fresh worker per input
+		// zeroes it, and an input holds a few datagrams at most.
+		FragMemory: ipfrag.MinMemory}
 	return r
 }
 
