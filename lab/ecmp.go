@@ -46,7 +46,8 @@ var ecmpScenario = &Scenario{
 		"of 1000 short connections and which real server answered, then opens long-lived connections and kills a " +
 		"director (SIGKILL), then pulls another's cable: the route shrinks and the connections go on through the " +
 		"survivors, each to the real server it had (mh picks it again, sloppy_tcp accepts the mid-flow packet). " +
-		"DR only: with NAT the replies would have to come back through the director that holds the flow (see lab/README.md).",
+		"DR here: with NAT the replies would have to come back through the director that holds the flow (see lab/README.md); " +
+		"ecmp-fullnat is the FULLNAT variant.",
 	Diagram: `
   client 192.168.10.6 ─── [router] ─── [switch] ─┬─ dir1 10.0.0.8   uvsd --bgp-as 65001  ┐
      gw 192.168.10.200    BIRD 2, AS 65000       ├─ dir2 10.0.0.9   uvsd --bgp-as 65001  ├ each: mh, sloppy_tcp=1
