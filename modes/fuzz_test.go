@@ -43,7 +43,15 @@ func FuzzRewrite(f *testing.F) {
 		if p.IPVersion == 6 {
 			a = natV6
 		}
-		l4ok := p.Reason == header.ReasonNone && header.L4ChecksumValid(frame, &p)
+		// SCTP's CRC32c is not an Internet checksum (L4ChecksumValid
+		// knows only TCP, UDP and ICMP).
+		l4valid := func(b []byte, q *header.Parsed) bool {
+			if q.Proto == header.ProtoSCTP {
+				return q.L4Off+header.SCTPHeaderSize <= q.End && q.End <= len(b) && header.SCTPChecksumOK(b[q.L4Off:q.End])
+			}
+			return header.L4ChecksumValid(b, q)
+		}
+		l4ok := p.Reason == header.ReasonNone && l4valid(frame, &p)
 		ipok := p.Kind != header.KindIPv4 || header.IPv4(frame[p.L3Off:]).ChecksumValid()
 		run := func(name string, completes bool, fn func(b []byte, q *header.Parsed) modes.Result) {
 			b := append([]byte(nil), frame...)
@@ -60,7 +68,7 @@ func FuzzRewrite(f *testing.F) {
 			if ipok && q2.Kind == header.KindIPv4 && !header.IPv4(b[q2.L3Off:]).ChecksumValid() {
 				t.Fatalf("%s: IPv4 checksum broken", name)
 			}
-			if (l4ok || completes) && q2.Reason == header.ReasonNone && !header.L4ChecksumValid(b, &q2) {
+			if (l4ok || completes) && q2.Reason == header.ReasonNone && !l4valid(b, &q2) {
 				t.Fatalf("%s: L4 checksum broken", name)
 			}
 		}
