@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/uvs-lb/uvs/connsync"
 	"github.com/uvs-lb/uvs/connsync/wire"
 	"github.com/uvs-lb/uvs/control"
 	"github.com/uvs-lb/uvs/dataplane"
-	"github.com/uvs-lb/uvs/dataplane/afpacket"
-	"github.com/uvs-lb/uvs/dataplane/afxdp"
 	"github.com/uvs-lb/uvs/ipvsadm"
 	"github.com/uvs-lb/uvs/metrics"
 )
@@ -63,9 +62,10 @@ func (d *Director) metricsSources() metrics.Sources {
 	return src
 }
 
-// ioCounters sums the counters of the running workers' sockets, as
-// logIOStats does at shutdown (the sockets of retired workers are closed
-// and count no more).
+// ioCounters are the totals of the running workers' socket counters,
+// as uvsadm --counters prints them (ioCounters in counters.go), with the
+// backend and the counter's name apart (the sockets of retired workers
+// are closed and count no more).
 func (d *Director) ioCounters() []metrics.IOCounter {
 	d.wmu.Lock()
 	ios := make([]dataplane.PacketIO, 0, len(d.running))
@@ -73,60 +73,11 @@ func (d *Director) ioCounters() []metrics.IOCounter {
 		ios = append(ios, io)
 	}
 	d.wmu.Unlock()
-	var pk afpacket.Stats
-	var xs afxdp.Stats
-	var npk, nxs int
-	for _, io := range ios {
-		switch x := io.(type) {
-		case *afpacket.Socket:
-			st, err := x.Stats()
-			if err != nil {
-				continue
-			}
-			npk++
-			pk.Packets += st.Packets
-			pk.Drops += st.Drops
-			pk.FreezeQCount += st.FreezeQCount
-			pk.FramesRead += st.FramesRead
-			pk.FramesSent += st.FramesSent
-			pk.Truncated += st.Truncated
-			pk.TxBusy += st.TxBusy
-			pk.TxDropped += st.TxDropped
-			pk.TxErrors += st.TxErrors
-		case *afxdp.IO:
-			st, err := x.Stats()
-			if err != nil {
-				continue
-			}
-			nxs++
-			xs = xs.Add(st)
-		}
-	}
-	var out []metrics.IOCounter
-	add := func(backend, name string, v uint64) {
-		out = append(out, metrics.IOCounter{Backend: backend, Name: name, Value: v})
-	}
-	if npk > 0 {
-		add(IOAFPacket, "packets", pk.Packets)
-		add(IOAFPacket, "ring-drops", pk.Drops)
-		add(IOAFPacket, "ring-frozen", pk.FreezeQCount)
-		add(IOAFPacket, "read", pk.FramesRead)
-		add(IOAFPacket, "sent", pk.FramesSent)
-		add(IOAFPacket, "truncated", pk.Truncated)
-		add(IOAFPacket, "tx-busy", pk.TxBusy)
-		add(IOAFPacket, "tx-dropped", pk.TxDropped)
-		add(IOAFPacket, "tx-errors", pk.TxErrors)
-	}
-	if nxs > 0 {
-		add(IOAFXDP, "read", xs.RxFrames)
-		add(IOAFXDP, "sent", xs.TxFrames)
-		add(IOAFXDP, "tx-busy", xs.TxBusy)
-		add(IOAFXDP, "tx-ring-full", xs.TxRingFull)
-		add(IOAFXDP, "tx-fallback", xs.TxFallback)
-		add(IOAFXDP, "tx-errors", xs.TxErrors)
-		add(IOAFXDP, "kernel-rx-dropped", xs.KernelRxDropped)
-		add(IOAFXDP, "kernel-rx-ring-full", xs.KernelRxRingFull)
-		add(IOAFXDP, "kernel-fill-ring-empty", xs.KernelRxFillRingEmpty)
+	cs := ioCounters(ios)
+	out := make([]metrics.IOCounter, 0, len(cs))
+	for _, c := range cs {
+		backend, name, _ := strings.Cut(c.Name, ".")
+		out = append(out, metrics.IOCounter{Backend: backend, Name: name, Value: c.Total})
 	}
 	return out
 }
