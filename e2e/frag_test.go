@@ -77,7 +77,7 @@ func TestFragIn(t *testing.T) {
 			c := dialUDP(t, l.cli, tc.addr)
 			defer c.Close()
 			if tc.addr[0] != '[' {
-				fragAllowFragments(t, c.(*net.UDPConn))
+				setPMTUDisc(t, c.(*net.UDPConn), unix.IP_PMTUDISC_DONT)
 			}
 			if mtu := fragLinkMTU(t, l.cli, "c0"); mtu != 1500 {
 				t.Fatalf("client link MTU %d, want 1500 (the datagram must leave in fragments)", mtu)
@@ -142,7 +142,7 @@ func TestFragIn(t *testing.T) {
 	}
 }
 
-// fragSizeServer answers every datagram to addr in ns with its length
+// fragSizeServer (used by the MTU tests too) answers every datagram to addr in ns with its length
 // and reports the length on the returned channel.
 func fragSizeServer(t *testing.T, ns *netnstest.NS, network, addr string) <-chan int {
 	t.Helper()
@@ -171,22 +171,6 @@ func fragSizeServer(t *testing.T, ns *netnstest.NS, network, addr string) <-chan
 		}
 	}()
 	return sizes
-}
-
-// fragAllowFragments lets an IPv4 UDP socket's datagrams be fragmented
-// (IP_PMTUDISC_DONT: DF clear).
-func fragAllowFragments(t *testing.T, c *net.UDPConn) {
-	t.Helper()
-	rc, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DONT)
-	}); err != nil || serr != nil {
-		t.Fatalf("IP_MTU_DISCOVER: %v %v", err, serr)
-	}
 }
 
 // fragLinkMTU returns the MTU of dev in ns.
@@ -249,7 +233,7 @@ func TestFragFanout(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	fragAllowFragments(t, c)
+	setPMTUDisc(t, c, unix.IP_PMTUDISC_DONT)
 	buf := make([]byte, 3000)
 	for i := range datagrams {
 		dst := &net.UDPAddr{IP: net.IPv4(10, 9, 0, byte(100+i)), Port: port}

@@ -40,7 +40,7 @@ func TestMTU(t *testing.T) {
 	}
 	l.cli.IP(t, "link", "set", "c0", "mtu", jumbo)
 	l.dir.IP(t, "link", "set", "d0", "mtu", jumbo)
-	sizes := udpSizeServer(t, l.rs[0], ":7000")
+	sizes := fragSizeServer(t, l.rs[0], "udp", ":7000")
 	startUVSD(t, l.dir, mtuRules)
 
 	const payload = 3000 // 3028 bytes of IPv4
@@ -177,37 +177,6 @@ func bigReplyServer(t *testing.T, ns *netnstest.NS, addr string, size, pmtud int
 			_, _ = pc.WriteTo(reply, from)
 		}
 	}()
-}
-
-// udpSizeServer answers every datagram to addr in ns with its length and
-// reports the length on the returned channel.
-func udpSizeServer(t *testing.T, ns *netnstest.NS, addr string) <-chan int {
-	t.Helper()
-	var pc net.PacketConn
-	if err := ns.Do(func() error {
-		var err error
-		pc, err = net.ListenPacket("udp", addr)
-		return err
-	}); err != nil {
-		t.Fatalf("listen %s: %v", addr, err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
-	sizes := make(chan int, 16)
-	go func() {
-		buf := make([]byte, 65536)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			select {
-			case sizes <- n:
-			default:
-			}
-			_, _ = pc.WriteTo([]byte(strconv.Itoa(n)), from)
-		}
-	}()
-	return sizes
 }
 
 // setPMTUDisc sets IP_MTU_DISCOVER on a UDP socket.
