@@ -41,7 +41,10 @@ func TestFilterInKernel(t *testing.T) {
 	var rx int
 	if err := tp.a.Do(func() error {
 		var err error
-		rx, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		// Protocol 0 until bound: a socket opened with ETH_P_ALL queues
+		// every frame of the namespace (the MLD reports of an interface
+		// coming up, say) from socket() on, before the filter is attached.
+		rx, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return err
 		}
