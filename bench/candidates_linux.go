@@ -91,6 +91,7 @@ func (h *harness) candidates() []*candidate {
 		uvs("uvs-dr", "-g", "", "uvsd direct routing; real servers: `uvs-rs dr up` (VIP on lo, arp_ignore/arp_announce)"),
 		uvs("uvs-tun", "-i", "", "uvsd IPIP tunnelling; real servers: `uvs-rs tun up` (userspace decapsulation into a TUN); UDP counted as IPIP frames at the real server's ingress, before decapsulation"),
 		uvs("uvs-nat-afpacket", "-m", "afpacket", "uvsd NAT with --io afpacket"),
+		uvs("uvs-tun-afpacket", "-i", "afpacket", "uvsd IPIP tunnelling with --io afpacket (the director receives GSO super-frames and segments them); real servers as uvs-tun"),
 		uvs("uvs-nat-afxdp", "-m", "afxdp", "uvsd NAT with --io afxdp"),
 	)
 	// Not a target row: uvs-nat with the director's receive (d0 RPS) on the
