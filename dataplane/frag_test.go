@@ -40,6 +40,13 @@ const dfrRules = `-A -u 10.0.1.100:53 -s rr
 func dfrRig(t testing.TB, fragMem int) (*rig, *dataplane.Worker, *recordIO) {
 	t.Helper()
 	r := newRig(t, dfrRules)
+	rec := dfrEnv(r, fragMem)
+	return r, dataplane.NewWorker(rec, r.env), rec
+}
+
+// dfrEnv sets r's Env up for dfrRig: 9000-byte interfaces and hops, and
+// fragMem of reassembly memory. It returns the recordIO for its worker.
+func dfrEnv(r *rig, fragMem int) *recordIO {
 	h := *r.env.Host.Load()
 	h.Ifaces = map[int]dataplane.Iface{
 		1: {Index: 1, Name: "d0", MAC: macDir0, MTU: 9000},
@@ -56,8 +63,7 @@ func dfrRig(t testing.TB, fragMem int) (*rig, *dataplane.Worker, *recordIO) {
 	hops[netip.MustParseAddr("2001:db8:1::2")] = dataplane.Hop{Ifindex: 1, SrcMAC: macDir0, DstMAC: macCli, Src: netip.MustParseAddr("2001:db8:1::1"), MTU: 9000}
 	r.env.Hops = hops
 	r.env.FragMemory = fragMem
-	rec := &recordIO{}
-	return r, dataplane.NewWorker(rec, r.env), rec
+	return &recordIO{}
 }
 
 // dfrUDP builds a UDP datagram of n payload bytes in an Ethernet frame
@@ -612,12 +618,16 @@ func FuzzDefrag(f *testing.F) {
 		f.Add(append(append([]byte(nil), s...), 0, 0))
 	}
 	f.Add(append(append([]byte(nil), seeds[0][:len(seeds[0])/2]...), append([]byte{0, 0}, seeds[1]...)...))
+	// One worker per fuzzing process, reset for each input (as new).
+	var wc workerCache
 	f.Fuzz(func(t *testing.T, in []byte) {
 		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %x", len(in), in) })()
 		if len(in) > 1<<16 {
 			return
 		}
-		r, w, rec := dfrRig(t, ipfrag.MinMemory)
+		r := wc.rig(t, dfrRules)
+		rec := dfrEnv(r, ipfrag.MinMemory)
+		w := wc.worker(rec, r.env)
 		var batch [][]byte
 		rx := 0
 		flush := func() {

@@ -2,8 +2,12 @@ package dataplane_test
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -132,6 +136,9 @@ type checkIO struct {
 	// in: the worker does not verify it (see the report of #15-F) and
 	// rewrites incrementally, so a frame out may carry it on.
 	badIn bool
+	// keep makes WriteBatch keep a copy of each frame in out.
+	keep bool
+	out  [][]byte
 }
 
 // noteIn records a received frame with a wrong IPv4 header checksum.
@@ -190,13 +197,18 @@ func (c *checkIO) WriteBatch(frames []dataplane.Frame) (int, error) {
 			}
 		}
 	}
+	if c.keep {
+		for i := range frames {
+			c.out = append(c.out, append([]byte(nil), frames[i].Data()...))
+		}
+	}
 	c.written += uint64(len(frames))
 	return len(frames), nil
 }
 
-// fuzzRig is newRig with fuzzRules and hops, without its worker (a
-// worker's buffers were most of an execution's time).
-func fuzzRig(t *testing.T, hops fakeHops) *rig {
+// fuzzRigCmds is newRig with cmds (fuzzRules parsed) and hops, without
+// its worker: a new connection table, control state and Env.
+func fuzzRigCmds(t *testing.T, hops fakeHops, cmds []ipvsadm.Command) *rig {
 	r := &rig{clock: time.Unix(1000, 0)}
 	var snap atomic.Pointer[snapshot.Snapshot]
 	var host atomic.Pointer[dataplane.Host]
@@ -213,10 +225,6 @@ func fuzzRig(t *testing.T, hops fakeHops) *rig {
 	}
 	r.conns = ct
 	r.state = control.New(control.Options{Publish: func(s *snapshot.Snapshot) { snap.Store(s) }})
-	cmds, err := ipvsadm.ParseRules(strings.NewReader(fuzzRules), "rules")
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := r.state.ApplyAll(cmds); err != nil {
 		t.Fatal(err)
 	}
@@ -252,6 +260,128 @@ func (r *fuzzReader) bytes(n int) []byte {
 	return v
 }
 
+// fuzzWorkerRig holds what FuzzWorker builds once per fuzzing process:
+// the frame templates, the configuration changes, the parsed rules, the
+// hops and one set of frame buffers.
+type fuzzWorkerRig struct {
+	tpl     [][]byte
+	changes []ipvsadm.Command
+	cmds    []ipvsadm.Command
+	hops    fakeHops
+	bufs    [dataplane.BatchSize][]byte
+}
+
+const fuzzHeadroom = 64
+
+func newFuzzWorkerRig(t testing.TB) *fuzzWorkerRig {
+	fr := &fuzzWorkerRig{tpl: fuzzTemplates(t), changes: make([]ipvsadm.Command, len(fuzzChanges))}
+	for i, s := range fuzzChanges {
+		c, err := ipvsadm.Parse(strings.Fields(s))
+		if err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+		fr.changes[i] = c
+	}
+	cmds, err := ipvsadm.ParseRules(strings.NewReader(fuzzRules), "rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr.cmds = cmds
+	fr.hops = testHops()
+	fr.hops[netip.MustParseAddr("2001:db8:2::11")] = dataplane.Hop{Ifindex: 2, SrcMAC: macDir1, DstMAC: macRS1, Src: netip.MustParseAddr("2001:db8:2::1"), MTU: 1500}
+	fr.hops[netip.MustParseAddr("2001:db8:2::12")] = dataplane.Hop{Ifindex: 2, SrcMAC: macDir1, DstMAC: macRS2, Src: netip.MustParseAddr("2001:db8:2::1"), MTU: 1500}
+	fr.hops[netip.MustParseAddr("10.0.1.2")] = dataplane.Hop{Ifindex: 1, SrcMAC: macDir0, DstMAC: macCli, Src: netip.MustParseAddr("10.0.1.1"), MTU: 1500}
+	for i := range fr.bufs {
+		fr.bufs[i] = make([]byte, fuzzHeadroom+2048)
+	}
+	return fr
+}
+
+// run executes prog (see FuzzWorker) on w, which serves r and writes to
+// cio, and checks the invariants as it goes.
+func (fr *fuzzWorkerRig) run(t *testing.T, w *dataplane.Worker, r *rig, cio *checkIO, prog []byte) {
+	in := &fuzzReader{b: prog}
+	batch := make([]dataplane.Frame, 0, dataplane.BatchSize)
+	run := func() {
+		w.ProcessBatch(batch)
+		batch = batch[:0]
+		if n := r.conns.Len(); n > 1<<10 {
+			t.Fatalf("connection table holds %d, over its capacity", n)
+		}
+	}
+	for steps := 0; len(in.b) > 0 && steps < 512; steps++ {
+		switch in.byte() % 6 {
+		case 0, 1: // a template with a byte changed, or raw bytes
+			// The frame's buffer is exactly headroom (zeroed) and
+			// frame, as when each frame had a new buffer.
+			b := fr.bufs[len(batch)]
+			var data []byte
+			if prog[len(prog)-len(in.b)-1]%6 == 0 {
+				tp := fr.tpl[int(in.byte())%len(fr.tpl)]
+				data = b[fuzzHeadroom : fuzzHeadroom+len(tp)]
+				copy(data, tp)
+				pos, x := int(in.u16()), in.byte()
+				data[pos%len(data)] ^= x
+				if x&1 == 0 {
+					// Half the changes keep the IPv4 header valid.
+					fixIPv4Checksum(data)
+				}
+			} else {
+				raw := in.bytes(int(in.u16()) % 2048)
+				data = b[fuzzHeadroom : fuzzHeadroom+len(raw)]
+				copy(data, raw)
+			}
+			meta := in.byte()
+			cio.noteIn(data)
+			buf := b[: fuzzHeadroom+len(data) : fuzzHeadroom+len(data)]
+			clear(buf[:fuzzHeadroom])
+			batch = append(batch, dataplane.Frame{Buf: buf, Off: fuzzHeadroom, Len: len(data),
+				Ifindex: 1 + int(meta&3), CsumPartial: meta&4 != 0, CsumUnknown: meta&8 != 0, Offload: meta&16 != 0})
+			if len(batch) == dataplane.BatchSize {
+				run()
+			}
+		case 2: // end of a batch
+			run()
+		case 3: // a configuration change
+			c := fr.changes[int(in.byte())%len(fr.changes)]
+			_ = r.state.Apply(&c)
+		case 4: // the clock moves: up to ~25 s, or ten minutes
+			if d := in.byte(); d == 255 {
+				r.clock = r.clock.Add(10 * time.Minute)
+			} else {
+				r.clock = r.clock.Add(time.Duration(d) * 100 * time.Millisecond)
+			}
+		case 5: // GSO metadata for the last frame
+			g := dataplane.GSO{Type: dataplane.GSOType(in.byte()), Size: in.u16()}
+			cs, co := in.u16(), in.u16()
+			if len(batch) > 0 {
+				fr := &batch[len(batch)-1]
+				fr.GSO, fr.CsumStart, fr.CsumOffset = g, cs, co
+			}
+		}
+	}
+	run()
+	if tx := w.Counters.Load(dataplane.CntTx); tx != cio.written {
+		t.Fatalf("tx counter %d, frames written %d", tx, cio.written)
+	}
+}
+
+// fuzzWorkerSeeds are FuzzWorker's seeds: every template through a
+// batch; a handshake and reply per service; a GSO super-frame; changes
+// between batches.
+func fuzzWorkerSeeds(ntpl int) [][]byte {
+	var seeds [][]byte
+	for i := range ntpl {
+		seeds = append(seeds, []byte{0, byte(i), 0, 0, 0, 0, 2})
+	}
+	return append(seeds,
+		[]byte{0, 0, 0, 0, 0, 0, 2, 0, 1, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 2, 2, 0, 3, 0, 0, 0, 1, 2},
+		[]byte{0, 7, 0, 0, 0, 0x10, 5, byte(dataplane.GSOTCPv6), 0x02, 0x00, 0, 54, 0, 16, 2, 0, 9, 0, 0, 0, 0x10, 2},
+		[]byte{0, 0, 0, 0, 0, 0, 3, 1, 3, 4, 2, 0, 0, 0, 0, 0, 4, 200, 2, 3, 15, 0, 1, 0, 0, 0, 0, 2},
+		[]byte{0, 5, 0, 0, 0, 0, 0, 6, 0, 0, 0, 1, 2, 3, 7, 0, 5, 0, 0, 0, 4, 2},
+		[]byte{1, 0, 60, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 1, 2, 8, 6, 2})
+}
+
 // FuzzWorker drives one worker through ProcessBatch with the input as a
 // program: frames (templates with a byte changed, or raw bytes) with
 // random receive metadata (interface, checksum offload, virtio-net GSO),
@@ -260,97 +390,199 @@ func (r *fuzzReader) bytes(n int) []byte {
 // leaves by a served interface and parses (an IPv4 header checksum that
 // verifies); the tx counter equals the frames written; the connection
 // table stays within its capacity.
+//
+// Each fuzzing process builds one worker and resets it for each input to
+// the state of a new one (Worker.ResetForFuzz, checked by
+// TestResetForFuzz), with a new connection table, control state and Env:
+// a new worker's 1.7 MB of buffers were most of an execution's time.
 func FuzzWorker(f *testing.F) {
-	tpl := fuzzTemplates(f)
-	changes := make([]ipvsadm.Command, len(fuzzChanges))
-	for i, s := range fuzzChanges {
-		c, err := ipvsadm.Parse(strings.Fields(s))
-		if err != nil {
-			f.Fatalf("%s: %v", s, err)
-		}
-		changes[i] = c
+	fr := newFuzzWorkerRig(f)
+	for _, s := range fuzzWorkerSeeds(len(fr.tpl)) {
+		f.Add(s)
 	}
-	// Seeds: every template through a batch; a handshake and reply per
-	// service; a GSO super-frame; changes between batches.
-	for i := range tpl {
-		f.Add([]byte{0, byte(i), 0, 0, 0, 0, 2})
-	}
-	f.Add([]byte{0, 0, 0, 0, 0, 0, 2, 0, 1, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 2, 2, 0, 3, 0, 0, 0, 1, 2})
-	f.Add([]byte{0, 7, 0, 0, 0, 0x10, 5, byte(dataplane.GSOTCPv6), 0x02, 0x00, 0, 54, 0, 16, 2, 0, 9, 0, 0, 0, 0x10, 2})
-	f.Add([]byte{0, 0, 0, 0, 0, 0, 3, 1, 3, 4, 2, 0, 0, 0, 0, 0, 4, 200, 2, 3, 15, 0, 1, 0, 0, 0, 0, 2})
-	f.Add([]byte{0, 5, 0, 0, 0, 0, 0, 6, 0, 0, 0, 1, 2, 3, 7, 0, 5, 0, 0, 0, 4, 2})
-	f.Add([]byte{1, 0, 60, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 1, 2, 8, 6, 2})
-
-	v6hops := testHops()
-	v6hops[netip.MustParseAddr("2001:db8:2::11")] = dataplane.Hop{Ifindex: 2, SrcMAC: macDir1, DstMAC: macRS1, Src: netip.MustParseAddr("2001:db8:2::1"), MTU: 1500}
-	v6hops[netip.MustParseAddr("2001:db8:2::12")] = dataplane.Hop{Ifindex: 2, SrcMAC: macDir1, DstMAC: macRS2, Src: netip.MustParseAddr("2001:db8:2::1"), MTU: 1500}
-	v6hops[netip.MustParseAddr("10.0.1.2")] = dataplane.Hop{Ifindex: 1, SrcMAC: macDir0, DstMAC: macCli, Src: netip.MustParseAddr("10.0.1.1"), MTU: 1500}
-
-	const headroom = 64
+	var (
+		w   *dataplane.Worker
+		cio checkIO
+	)
 	f.Fuzz(func(t *testing.T, prog []byte) {
 		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("program %x", prog) })()
 		if len(prog) > 4096 {
 			return // longer programs cover nothing more and slow minimisation
 		}
-		r := fuzzRig(t, v6hops)
-		cio := &checkIO{t: t}
-		w := dataplane.NewWorker(cio, r.env)
-		in := &fuzzReader{b: prog}
-		var batch []dataplane.Frame
-		run := func() {
-			w.ProcessBatch(batch)
-			batch = batch[:0]
-			if n := r.conns.Len(); n > 1<<10 {
-				t.Fatalf("connection table holds %d, over its capacity", n)
-			}
+		r := fuzzRigCmds(t, fr.hops, fr.cmds)
+		cio = checkIO{t: t}
+		if w == nil {
+			w = dataplane.NewWorker(&cio, r.env)
+		} else {
+			w.ResetForFuzz(&cio, r.env)
 		}
-		for steps := 0; len(in.b) > 0 && steps < 512; steps++ {
-			switch in.byte() % 6 {
-			case 0, 1: // a template with a byte changed, or raw bytes
-				var data []byte
-				if prog[len(prog)-len(in.b)-1]%6 == 0 {
-					data = append([]byte(nil), tpl[int(in.byte())%len(tpl)]...)
-					pos, x := int(in.u16()), in.byte()
-					data[pos%len(data)] ^= x
-					if x&1 == 0 {
-						// Half the changes keep the IPv4 header valid.
-						fixIPv4Checksum(data)
-					}
-				} else {
-					data = append([]byte(nil), in.bytes(int(in.u16())%2048)...)
-				}
-				meta := in.byte()
-				cio.noteIn(data)
-				buf := make([]byte, headroom+len(data))
-				copy(buf[headroom:], data)
-				batch = append(batch, dataplane.Frame{Buf: buf, Off: headroom, Len: len(data),
-					Ifindex: 1 + int(meta&3), CsumPartial: meta&4 != 0, CsumUnknown: meta&8 != 0, Offload: meta&16 != 0})
-				if len(batch) == dataplane.BatchSize {
-					run()
-				}
-			case 2: // end of a batch
-				run()
-			case 3: // a configuration change
-				c := changes[int(in.byte())%len(changes)]
-				_ = r.state.Apply(&c)
-			case 4: // the clock moves: up to ~25 s, or ten minutes
-				if d := in.byte(); d == 255 {
-					r.clock = r.clock.Add(10 * time.Minute)
-				} else {
-					r.clock = r.clock.Add(time.Duration(d) * 100 * time.Millisecond)
-				}
-			case 5: // GSO metadata for the last frame
-				g := dataplane.GSO{Type: dataplane.GSOType(in.byte()), Size: in.u16()}
-				cs, co := in.u16(), in.u16()
-				if len(batch) > 0 {
-					fr := &batch[len(batch)-1]
-					fr.GSO, fr.CsumStart, fr.CsumOffset = g, cs, co
-				}
-			}
-		}
-		run()
-		if tx := w.Counters.Load(dataplane.CntTx); tx != cio.written {
-			t.Fatalf("tx counter %d, frames written %d", tx, cio.written)
-		}
+		fr.run(t, w, r, &cio, prog)
 	})
+}
+
+// fuzzCorpus returns the inputs kept in testdata/fuzz/name (one []byte
+// argument each).
+func fuzzCorpus(t *testing.T, name string) [][]byte {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("testdata", "fuzz", name, "*"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no corpus for %s: %v", name, err)
+	}
+	var progs [][]byte
+	for _, fn := range files {
+		b, err := os.ReadFile(fn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		arg, ok := strings.CutPrefix(lines[len(lines)-1], "[]byte(")
+		if !ok || len(lines) != 2 {
+			t.Fatalf("%s: not one []byte argument", fn)
+		}
+		v, err := strconv.Unquote(strings.TrimSuffix(arg, ")"))
+		if err != nil {
+			t.Fatalf("%s: %v", fn, err)
+		}
+		progs = append(progs, []byte(v))
+	}
+	return progs
+}
+
+// TestResetForFuzz: a worker that ran FuzzWorker's kept corpus (queued
+// frames, fragments held, ICMP credit spent, counters...) and was reset
+// with ResetForFuzz is a new worker: it writes the same frames (lengths and
+// Ethernet headers) and counts the same as a new worker on FuzzWorker's
+// seeds and random programs, and
+// field by field it equals one NewWorker makes for the same Env
+// (WorkerStateDiff).
+func TestResetForFuzz(t *testing.T) {
+	fr := newFuzzWorkerRig(t)
+	dirty := fuzzCorpus(t, "FuzzWorker")
+	rnd := rand.New(rand.NewPCG(15, 15))
+	fixed := fuzzWorkerSeeds(len(fr.tpl))
+	for range 8 {
+		p := make([]byte, 4096)
+		for i := range p {
+			p[i] = byte(rnd.Uint32())
+		}
+		fixed = append(fixed, p)
+	}
+	// run runs progs on w (a new rig and checkIO for each) and returns
+	// the frames written and the counters, program by program.
+	run := func(w *dataplane.Worker, progs [][]byte, reset bool) []string {
+		var res []string
+		for _, prog := range progs {
+			r := fuzzRigCmds(t, fr.hops, fr.cmds)
+			cio := &checkIO{t: t, keep: true}
+			if w == nil {
+				w = dataplane.NewWorker(cio, r.env)
+			} else if reset {
+				w.ResetForFuzz(cio, r.env)
+			}
+			fr.run(t, w, r, cio, prog)
+			var cnt []uint64
+			for c := range dataplane.NumCounters {
+				cnt = append(cnt, w.Counters.Load(c))
+			}
+			// FULLNAT's local ports (and so L4 checksums) are random:
+			// each frame's length and Ethernet header, and the counters.
+			var sum []string
+			for _, o := range cio.out {
+				sum = append(sum, fmt.Sprintf("%d:%x", len(o), o[:min(len(o), header.EthernetMinSize)]))
+			}
+			res = append(res, fmt.Sprintf("%v %v", sum, cnt))
+		}
+		return res
+	}
+	// Without reset between programs: the worker's state from the
+	// last program is there for the next one.
+	r := fuzzRigCmds(t, fr.hops, fr.cmds)
+	cio := &checkIO{t: t}
+	used := dataplane.NewWorker(cio, r.env)
+	for _, prog := range dirty {
+		fr.run(t, used, r, cio, prog)
+	}
+	if used.Counters.Load(dataplane.CntTx) == 0 {
+		t.Fatal("the corpus sent nothing")
+	}
+	want := make([]string, 0, len(fixed))
+	for _, prog := range fixed {
+		want = append(want, run(nil, [][]byte{prog}, false)...)
+	}
+	got := run(used, fixed, true)
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("program %d: a reset worker wrote and counted\n%s\na new one\n%s", i, got[i], want[i])
+		}
+	}
+	// The state itself, once more after the corpus.
+	cio = &checkIO{t: t}
+	used.ResetForFuzz(cio, r.env)
+	for _, prog := range dirty {
+		fr.run(t, used, r, cio, prog)
+	}
+	r = fuzzRigCmds(t, fr.hops, fr.cmds)
+	used.ResetForFuzz(&checkIO{}, r.env)
+	if d := dataplane.WorkerStateDiff(used, dataplane.NewWorker(&checkIO{}, r.env)); d != "" {
+		t.Fatalf("a reset worker differs from a new one in %s", d)
+	}
+}
+
+// workerCache holds what the worker-level fuzz targets build once per
+// fuzzing process: one worker, reset for each input to the state of a new
+// one (Worker.ResetForFuzz, TestResetForFuzz), and the rules they parse.
+type workerCache struct {
+	w      *dataplane.Worker
+	parsed map[string][]ipvsadm.Command
+}
+
+// rig is newRig(t, rules) without its worker (r.w is nil): a new
+// connection table, control state, Env and FakeIO.
+func (c *workerCache) rig(t testing.TB, rules string) *rig {
+	t.Helper()
+	cmds, ok := c.parsed[rules]
+	if !ok {
+		var err error
+		if cmds, err = ipvsadm.ParseRules(strings.NewReader(rules), "rules"); err != nil {
+			t.Fatal(err)
+		}
+		if c.parsed == nil {
+			c.parsed = map[string][]ipvsadm.Command{}
+		}
+		c.parsed[rules] = cmds
+	}
+	r := &rig{io: dataplane.NewFakeIO(64, 10*time.Millisecond), clock: time.Unix(1000, 0)}
+	var snap atomic.Pointer[snapshot.Snapshot]
+	var host atomic.Pointer[dataplane.Host]
+	host.Store(&dataplane.Host{
+		Ifaces: map[int]dataplane.Iface{
+			1: {Index: 1, Name: "d0", MAC: macDir0, MTU: 1500},
+			2: {Index: 2, Name: "d1", MAC: macDir1, MTU: 1500},
+		},
+		Local: map[[16]byte]bool{},
+	})
+	ct, err := conntrack.New(conntrack.Config{Capacity: 1 << 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.conns = ct
+	r.state = control.New(control.Options{Publish: func(s *snapshot.Snapshot) { snap.Store(s) }})
+	if err := r.state.ApplyAll(cmds); err != nil {
+		t.Fatal(err)
+	}
+	r.env = &dataplane.Env{Snap: &snap, Host: &host, Conns: ct, Hops: testHops(),
+		Now: func() time.Time { return r.clock }, Epoch: time.Unix(0, 0),
+		Ports: dataplane.NewPortAllocator(0, 0)}
+	return r
+}
+
+// worker returns the process's worker as NewWorker(io, env) would make
+// it. env must be new (from rig).
+func (c *workerCache) worker(io dataplane.PacketIO, env *dataplane.Env) *dataplane.Worker {
+	if c.w == nil {
+		c.w = dataplane.NewWorker(io, env)
+	} else {
+		c.w.ResetForFuzz(io, env)
+	}
+	return c.w
 }

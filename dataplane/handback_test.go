@@ -39,6 +39,13 @@ const hbRules = `-A -t 10.0.1.100:0 -s rr -p 300
 func hbRig(t testing.TB, ln dataplane.LocalNode) *rig {
 	t.Helper()
 	r := newRig(t, hbRules)
+	hbHost(r, ln)
+	return r
+}
+
+// hbHost makes 10.0.1.1 and 10.0.2.1 r's host addresses and ln, if not
+// nil, its LocalNode.
+func hbHost(r *rig, ln dataplane.LocalNode) {
 	h := *r.env.Host.Load()
 	h.Local = map[[16]byte]bool{
 		netip.MustParseAddr("10.0.1.1").As16(): true,
@@ -48,7 +55,6 @@ func hbRig(t testing.TB, ln dataplane.LocalNode) *rig {
 	if ln != nil {
 		r.env.LocalNode = ln
 	}
-	return r
 }
 
 // hbEcho builds an ICMP (ICMPv6) echo request with n payload bytes.
@@ -349,15 +355,24 @@ func FuzzHandBack(f *testing.F) {
 	f.Add(seed(dfrSplit(dfrUDP(f, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 9999, 2000), 1232, 9)...))
 	f.Add(seed(dfrSplit(hbEcho(f, macCli, macDir0, "2001:db8:1::2", "2001:db8:1::100", 2000), 1232, 9)...))
 	f.Add(seed(dfrSplit(dfrUDP(f, macRS2, macDir1, "10.0.2.12", "10.0.2.1", 53, 7777, 2000), 1232, 9)...))
+	// One worker per fuzzing process, reset for each input (as new);
+	// the ownership oracle of hbRules computed once.
+	var (
+		wc  workerCache
+		set *ownership.Set
+	)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %x", len(in), in) })()
 		if len(in) > 1<<16 {
 			return
 		}
 		ln := &fakeLocal{}
-		r := hbRig(t, ln)
-		set := hbOwnership(t, r)
-		w := dataplane.NewWorker(discardIO{}, r.env)
+		r := wc.rig(t, hbRules)
+		hbHost(r, ln)
+		if set == nil {
+			set = hbOwnership(t, r)
+		}
+		w := wc.worker(discardIO{}, r.env)
 		var batch [][]byte
 		rx, frags := 0, false
 		flush := func() {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/uvs-lb/uvs/dataplane"
 	"github.com/uvs-lb/uvs/internal/fuzzwatch"
+	"github.com/uvs-lb/uvs/ipfrag"
 )
 
 // FuzzTunICMP feeds ICMPv4 errors to the director with arbitrary type,
@@ -23,19 +24,20 @@ import (
 // 552 less the overhead always goes to the real server.
 func FuzzTunICMP(f *testing.F) {
 	for i, opts := range []string{"", " --tun-type gre --tun-csum", " --tun-type gue --tun-port 6080"} {
-		r := tunFuzzRig(f, opts)
+		r := tunFuzzRig(f, nil, opts)
 		sent := oneOutTB(f, r.run(f, tunFrameTB(f, 40000, 1000)))
 		q := sent[14:]
 		f.Add(uint8(i), uint8(3), uint8(4), uint16(1400), q[:min(len(q), 548)])
 		f.Add(uint8(i), uint8(3), uint8(4), uint16(100), q[:64])
 		f.Add(uint8(i), uint8(11), uint8(0), uint16(0), q[:60])
 	}
+	var wc workerCache
 	f.Fuzz(func(t *testing.T, kind, typ, code uint8, mtu uint16, quoted []byte) {
 		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string {
 			return fmt.Sprintf("kind %d type %d code %d mtu %d quoted %x", kind, typ, code, mtu, quoted)
 		})()
 		opts := [...]string{"", " --tun-type gre --tun-csum", " --tun-type gue --tun-port 6080"}[kind%3]
-		r := tunFuzzRig(t, opts)
+		r := tunFuzzRig(t, &wc, opts)
 		r.run(t, tunFrameTB(t, 40000, 1000))
 		eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(macRS2[:]), DstMAC: net.HardwareAddr(macDir1[:]), EthernetType: layers.EthernetTypeIPv4}
 		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: net.IP{10, 0, 2, 254}, DstIP: net.IP{10, 0, 2, 1}}
@@ -59,9 +61,18 @@ func FuzzTunICMP(f *testing.F) {
 }
 
 // tunFuzzRig is a rig with one UDP TUN service and the director's address
-// 10.0.2.1 as a host address.
-func tunFuzzRig(t testing.TB, opts string) *rig {
-	r := newRig(t, "-A -u 10.0.1.100:80 -s rr\n-a -u 10.0.1.100:80 -r 10.0.2.11 -i"+opts+"\n")
+// 10.0.2.1 as a host address; its worker is wc's (reset) unless wc is nil,
+// with the smallest reassembly memory (no input is a fragment).
+func tunFuzzRig(t testing.TB, wc *workerCache, opts string) *rig {
+	rules := "-A -u 10.0.1.100:80 -s rr\n-a -u 10.0.1.100:80 -r 10.0.2.11 -i" + opts + "\n"
+	var r *rig
+	if wc == nil {
+		r = newRig(t, rules)
+	} else {
+		r = wc.rig(t, rules)
+		r.env.FragMemory = ipfrag.MinMemory
+		r.w = wc.worker(r.io, r.env)
+	}
 	h := *r.env.Host.Load()
 	h.Local = map[[16]byte]bool{netip.MustParseAddr("10.0.2.1").As16(): true}
 	r.env.Host.Store(&h)

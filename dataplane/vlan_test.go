@@ -11,6 +11,7 @@ import (
 
 	"github.com/uvs-lb/uvs/dataplane"
 	"github.com/uvs-lb/uvs/internal/fuzzwatch"
+	"github.com/uvs-lb/uvs/ipfrag"
 )
 
 // tagFrame returns frame with an 802.1Q tag (tci) put in front of its
@@ -192,9 +193,13 @@ func FuzzVLANWorker(f *testing.F) {
 	f.Add(uint16(0x8005), tmpl[12:], true)
 	f.Add(uint16(4095), []byte{0x81, 0x00, 0, 5, 0x08, 0x00}, false)
 	f.Add(uint16(1), []byte{0x08, 0x06}, false)
+	// One worker per fuzzing process, reset for each input (as new).
+	var wc workerCache
 	f.Fuzz(func(t *testing.T, tci uint16, rest []byte, reply bool) {
 		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("tci %#x rest %x", tci, rest) })()
-		r := newRig(t, natRules)
+		r := wc.rig(t, natRules)
+		r.env.FragMemory = ipfrag.MinMemory // no input is a fragment
+		r.w = wc.worker(r.io, r.env)
 		frame := tagFrame(append(append([]byte{}, tmpl[:12]...), rest...), tci)
 		frames := [][]byte{frame}
 		if reply {
