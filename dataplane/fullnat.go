@@ -1,6 +1,8 @@
 package dataplane
 
 import (
+	"encoding/binary"
+	"math/rand/v2"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -27,21 +29,47 @@ const (
 // waits one second after the last timestamp seen).
 const TimeWaitReuseDelay = time.Second
 
-// portBlock is how many consecutive ports a worker takes from the shared
-// cursor at once: one atomic add per portBlock allocations, and two
-// workers never walk the same ports at the same time.
+// portBlock is how many consecutive ports a worker takes from a
+// destination's shared cursor at once: one atomic add per portBlock
+// allocations, and two workers never walk the same ports at the same time.
 const portBlock = 64
 
 // portTries bounds the ports one allocation tries for one local address.
 const portTries = 64
+
+// portSlots is how many cursors an allocator keeps: one per destination
+// (local address, real server, port, protocol), hashed; destinations that
+// share a slot share its cursor.
+const portSlots = 256
 
 // PortAllocator hands out FULLNAT local ports over [Min, Max]. A port is
 // free for a (local address, real server, port) when no connection uses
 // the reply tuple RS:rport → LIP:lport, so the connection table itself is
 // the allocation map, kept per (LIP, RS, rport), and nothing needs
 // releasing (the alibaba LVS lport scheme: a moving cursor, bounded
-// tries). Each worker walks its own block of the range (PortCursor); the
-// blocks are taken in turn from one cursor, so ports are reused in the
+// tries).
+//
+// Each destination (LIP, RS, rport, protocol) has its own cursor, as the
+// kernel's connect() keeps a position per destination
+// (__inet_hash_connect's table_perturb, indexed by a hash of the
+// addresses and port) and starts each at an offset of its own: a
+// destination walks the whole range before it reuses a port, however many
+// real servers share the range, and the port it reuses is the one it used
+// longest ago. That matters because the real server usually closes first
+// (an HTTP server answering Connection: close) and so holds the tuple
+// LIP:lport ↔ RS:rport in TIME_WAIT for 60 s (TCP_TIMEWAIT_LEN): a new
+// SYN on it is accepted only if its timestamp is newer than the last one
+// seen (tcp_timewait_state_process), and since clients draw a random
+// timestamp offset per connection, a SYN of another client connection on
+// the same tuple is older about half the time: PAWS drops it
+// (TcpExtPAWSTimewait), the real server answers with an ACK, the client
+// resets and retransmits its SYN a second later. One cursor for all
+// destinations made each of N real servers reuse its ports N times as
+// often. A destination that needs more than (Max−Min+1)/60 s new
+// connections per second reuses ports the real server may still hold:
+// give the service a local-address pool (--add-laddr) to multiply the
+// ports. Each worker walks its own block of a destination's cursor
+// (PortCursor); the blocks are taken in turn, so ports are reused in the
 // order they were last handed out.
 //
 // TIME_WAIT reuse: a port whose connection to the same RS:rport is in
@@ -59,7 +87,7 @@ const portTries = 64
 type PortAllocator struct {
 	Min, Max uint16
 	span     uint32
-	next     atomic.Uint32 // next block's first offset in the range
+	next     [portSlots]atomic.Uint32 // per destination slot: next block's first offset in the range
 
 	// cursors are the cursors that counted a conflict (registered at
 	// their first), for Conflicts.
@@ -68,22 +96,31 @@ type PortAllocator struct {
 }
 
 // NewPortAllocator returns an allocator over [min, max] (0 or an empty
-// range: DefaultLocalPortMin–DefaultLocalPortMax).
+// range: DefaultLocalPortMin–DefaultLocalPortMax). Each destination's
+// cursor starts at a random place in the range, so that a restarted
+// uvsd does not walk again, from the start, the ports its predecessor
+// used last (the real servers may still hold them in TIME_WAIT).
 func NewPortAllocator(min, max uint16) *PortAllocator {
 	if min == 0 || max < min {
 		min, max = DefaultLocalPortMin, DefaultLocalPortMax
 	}
-	return &PortAllocator{Min: min, Max: max, span: uint32(max-min) + 1}
+	a := &PortAllocator{Min: min, Max: max, span: uint32(max-min) + 1}
+	for i := range a.next {
+		a.next[i].Store(rand.Uint32N(a.span))
+	}
+	return a
 }
 
 // PortCursor is one worker's position in a PortAllocator and its
 // round-robin position in services' local-address pools. Its zero value
 // is ready; it must not be shared between goroutines.
 type PortCursor struct {
-	off  uint32 // offset of the next port to try
-	left uint32 // ports left in the current block
-	rr   uint32 // next local address of a pool
-	cn   conntrack.Conn
+	pos [portSlots]struct {
+		off  uint32 // offset of the next port to try
+		left uint32 // ports left in the current block
+	}
+	rr uint32 // next local address of a pool
+	cn conntrack.Conn
 
 	// Conflicts of this cursor's worker: failed allocations per local
 	// address (DPVS's per-laddr "conflicts"), written by the worker only
@@ -102,19 +139,30 @@ type PortCursor struct {
 // for separately.
 const maxConflictAddrs = 16
 
+// portSlot hashes a destination to its cursor slot.
+func portSlot(proto uint8, rs, lip *conntrack.Endpoint) uint32 {
+	h := binary.LittleEndian.Uint64(rs.Addr[:8]) ^ binary.LittleEndian.Uint64(rs.Addr[8:])*0x9e3779b97f4a7c15
+	h ^= (binary.LittleEndian.Uint64(lip.Addr[:8]) ^ binary.LittleEndian.Uint64(lip.Addr[8:])) * 0xc2b2ae3d27d4eb4f
+	h ^= uint64(rs.Port)<<8 | uint64(proto)
+	h *= 0x9e3779b97f4a7c15
+	return uint32(h >> (64 - 8)) // portSlots = 1<<8
+}
+
 // Allocate returns a local port for a connection to rs from lip, or false
 // when none was free within the bounded number of tries. now is on t's
 // clock.
 func (a *PortAllocator) Allocate(c *PortCursor, t *conntrack.Table, proto uint8, rs, lip conntrack.Endpoint, now int64) (uint16, bool) {
+	s := portSlot(proto, &rs, &lip)
+	pos := &c.pos[s]
 	k := conntrack.Key{Src: rs.Addr, Dst: lip.Addr, SrcPort: rs.Port, Proto: proto}
 	for range portTries {
-		if c.left == 0 {
-			c.off = a.next.Add(portBlock) - portBlock
-			c.left = portBlock
+		if pos.left == 0 {
+			pos.off = a.next[s].Add(portBlock) - portBlock
+			pos.left = portBlock
 		}
-		port := a.Min + uint16(c.off%a.span)
-		c.off++
-		c.left--
+		port := a.Min + uint16(pos.off%a.span)
+		pos.off++
+		pos.left--
 		k.DstPort = port
 		if a.free(c, t, &k, now) {
 			return port, true

@@ -141,6 +141,46 @@ func TestPortAllocatorTimeWaitReuse(t *testing.T) {
 	}
 }
 
+// TestPortAllocatorPerDestination: each (local address, real server,
+// port) walks the whole range before it reuses a port, however many
+// real servers share the allocator. With one cursor for all, two real
+// servers taking turns got every other port each and reused a port after
+// half the range, while the real server still held the first
+// connection's TIME_WAIT (60 s on Linux): on kernels whose clients use a
+// random timestamp offset per connection, that SYN fails the real
+// server's PAWS check about half the time and waits a second for its
+// retransmission (the bench's FULLNAT conn/s ceiling of ~32 000
+// connections per run).
+func TestPortAllocatorPerDestination(t *testing.T) {
+	const min, max = 2000, 2007
+	r := newLportRig(t, min, max)
+	rss := []conntrack.Endpoint{ep("10.0.11.11:80"), ep("10.0.11.12:80")}
+	used := map[conntrack.Endpoint]map[uint16]bool{}
+	now := int64(0)
+	for i := range 2 * (max - min + 1) {
+		rs := rss[i%2]
+		now += int64(2 * dataplane.TimeWaitReuseDelay)
+		c, ok := r.open(t, rs, now)
+		if !ok {
+			t.Fatalf("connection %d to %v: no port", i, rs)
+		}
+		if used[rs] == nil {
+			used[rs] = map[uint16]bool{}
+		}
+		if used[rs][c.Local.Port] {
+			t.Fatalf("connection %d to %v reuses port %d while %d of the range's %d ports were never used for it",
+				i, rs, c.Local.Port, max-min+1-len(used[rs]), max-min+1)
+		}
+		used[rs][c.Local.Port] = true
+		r.clientClose(t, c, now)
+	}
+	// The range used up for both: the oldest TIME_WAIT port is taken over.
+	now += int64(2 * dataplane.TimeWaitReuseDelay)
+	if _, ok := r.open(t, rss[0], now); !ok {
+		t.Fatal("no port once every port was in TIME_WAIT")
+	}
+}
+
 // TestPortAllocatorNoReuseOfLive: a connection still open (ESTABLISHED or
 // FIN_WAIT) keeps its port however old it is.
 func TestPortAllocatorNoReuseOfLive(t *testing.T) {
