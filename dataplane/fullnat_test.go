@@ -181,6 +181,36 @@ func TestPortAllocatorPerDestination(t *testing.T) {
 	}
 }
 
+// TestPortAllocatorStartsApart: a new allocator (a restarted uvsd) does
+// not walk the ports in the order its predecessor did (from the range's
+// first port), over ports the real servers may still hold in TIME_WAIT
+// from the predecessor's connections.
+func TestPortAllocatorStartsApart(t *testing.T) {
+	lip := conntrack.Endpoint{Addr: netip.MustParseAddr("10.0.11.1").As16()}
+	first := func(a *dataplane.PortAllocator, rs conntrack.Endpoint) uint16 {
+		ct, err := conntrack.New(conntrack.Config{Capacity: 1 << 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c dataplane.PortCursor
+		p, ok := a.Allocate(&c, ct, conntrack.ProtoTCP, rs, lip, 0)
+		if !ok {
+			t.Fatal("no port in an empty table")
+		}
+		return p
+	}
+	a1, a2 := dataplane.NewPortAllocator(1024, 32767), dataplane.NewPortAllocator(1024, 32767)
+	var ports []uint16
+	for _, s := range []string{"10.0.11.11:80", "10.0.11.12:80", "10.0.11.13:80", "10.0.11.14:443"} {
+		p1, p2 := first(a1, ep(s)), first(a2, ep(s))
+		if p1 != p2 {
+			return
+		}
+		ports = append(ports, p1, p2)
+	}
+	t.Fatalf("two allocators gave four destinations the same first ports: %v", ports)
+}
+
 // TestPortAllocatorNoReuseOfLive: a connection still open (ESTABLISHED or
 // FIN_WAIT) keeps its port however old it is.
 func TestPortAllocatorNoReuseOfLive(t *testing.T) {
