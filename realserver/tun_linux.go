@@ -215,13 +215,27 @@ type decapState struct {
 	d       *Decapsulator
 }
 
-// source is one receiving socket.
+// source is one receiving socket: a raw socket read by a blockingReader
+// of its own (raw), or the GUE socket read through the runtime's poller
+// (r).
 type source struct {
 	kind Encap
 	r    rawSocket
+	raw  *blockingReader
+	bufs *Batch
 }
 
-// rawSocket is a receiving socket: *os.File (raw) or *net.UDPConn (GUE).
+// Close closes the source's socket (a raw socket's reader closes its
+// descriptor once woken).
+func (s *source) Close() error {
+	if s.raw != nil {
+		return s.raw.Close()
+	}
+	return s.r.Close()
+}
+
+// rawSocket is a receiving socket read through the runtime's poller: the
+// GUE socket, a *net.UDPConn.
 type rawSocket interface {
 	io.ReadCloser
 	SyscallConn() (syscall.RawConn, error)
@@ -231,10 +245,10 @@ type rawSocket interface {
 // at the usual 1448-byte TCP payload, 45 segments fill a 64 KB super-frame.
 const batchSize = 64
 
-// openRaw opens a raw socket of family (AF_INET or AF_INET6) for proto
-// as a pollable *os.File.
-func openRaw(family, proto int) (*os.File, error) {
-	fd, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, proto)
+// openRaw opens a raw socket of family (AF_INET or AF_INET6) for proto,
+// read in batches by a blockingReader over a new batch of buffers.
+func openRaw(family, proto int, kind Encap) (*source, error) {
+	fd, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
 	if err != nil {
 		if family == unix.AF_INET6 {
 			return nil, fmt.Errorf("raw IPv6 socket for protocol %d: %w", proto, err)
@@ -243,7 +257,13 @@ func openRaw(family, proto int) (*os.File, error) {
 	}
 	// A large receive buffer absorbs bursts while the TUN write runs.
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
-	return os.NewFile(uintptr(fd), "raw"+strconv.Itoa(proto)), nil
+	b := NewBatch(batchSize)
+	r, err := newBlockingReader(fd, b.Bufs)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("raw socket for protocol %d: %w", proto, err)
+	}
+	return &source{kind: kind, raw: r, bufs: b}, nil
 }
 
 // setupDecap creates the TUN device with the VIPs and opens the sockets.
@@ -281,24 +301,24 @@ func setupDecap(sys Sysctls, o *Options) (*decapState, error) {
 	// to a raw socket (ip_local_deliver → ip_defrag; ipv6_frag_rcv runs
 	// before rawv6_rcv), so each read is a whole tunnelled packet.
 	for _, p := range []int{ProtoIPIP, ProtoIPv6, ProtoGRE} {
-		f, err := openRaw(unix.AF_INET, p)
+		src, err := openRaw(unix.AF_INET, p, EncapIPIP)
 		if err != nil {
 			return fail(err)
 		}
-		ds.sources = append(ds.sources, &source{kind: EncapIPIP, r: f})
+		ds.sources = append(ds.sources, src)
 	}
 	for _, s := range []struct {
 		proto int
 		kind  Encap
 	}{{ProtoIPIP, EncapIPv6IPIP}, {ProtoIPv6, EncapIPv6IPv6}, {ProtoGRE, EncapIPv6GRE}} {
-		f, err := openRaw(unix.AF_INET6, s.proto)
+		src, err := openRaw(unix.AF_INET6, s.proto, s.kind)
 		if errors.Is(err, unix.EAFNOSUPPORT) {
 			break // IPv6 disabled: IPv4 outer headers only
 		}
 		if err != nil {
 			return fail(err)
 		}
-		ds.sources = append(ds.sources, &source{kind: s.kind, r: f})
+		ds.sources = append(ds.sources, src)
 	}
 	if o.GUEPort != 0 {
 		// A dual-stack socket: GUE over IPv4 and IPv6. The director
@@ -322,7 +342,7 @@ func setupDecap(sys Sysctls, o *Options) (*decapState, error) {
 // close closes the sockets and the TUN device (which removes it).
 func (ds *decapState) close() {
 	for _, s := range ds.sources {
-		_ = s.r.Close()
+		_ = s.Close()
 	}
 	if ds.tun != nil {
 		_ = ds.tun.Close()
@@ -389,14 +409,19 @@ func runDecapsulator(ctx context.Context, env Env, o *Options) (err error) {
 	var wg sync.WaitGroup
 	errs := make(chan error, len(ds.sources))
 	for _, s := range ds.sources {
-		rc, err := s.r.SyscallConn()
-		if err != nil {
-			ds.close()
-			return fmt.Errorf("%s source: %w", s.kind, err)
+		var src BatchReader = s.raw
+		b := s.bufs
+		if s.raw == nil {
+			rc, err := s.r.SyscallConn()
+			if err != nil {
+				ds.close()
+				return fmt.Errorf("%s source: %w", s.kind, err)
+			}
+			b = NewBatch(batchSize)
+			src = newMmsgReader(rc, b.Bufs)
 		}
 		wg.Go(func() {
-			b := NewBatch(batchSize)
-			if err := ds.d.ServeBatch(s.kind, newMmsgReader(rc, b.Bufs), ds.tun, ds.tun.vnet, b); err != nil {
+			if err := ds.d.ServeBatch(s.kind, src, ds.tun, ds.tun.vnet, b); err != nil {
 				errs <- fmt.Errorf("%s source: %w", s.kind, err)
 			}
 		})
