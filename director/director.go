@@ -405,6 +405,7 @@ func (d *Director) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer d.releaseIO()
+	defer d.threadRx()() // AF_PACKET: receive processing in NAPI threads (napi_linux.go)
 	d.startWorkers(ios)
 	d.log.Info("serving", zap.Strings("interfaces", names), zap.Int("workers", len(ios)),
 		zap.Int("services", len(d.State.Services())), zap.String("io", d.backend))
@@ -818,7 +819,7 @@ func (h hopAdapter) hop(x neigh.Hop) dataplane.Hop {
 // kernel hooks, and XDP programs attached without a bpf_link.
 func Cleanup() error {
 	_, xerr := afxdp.Cleanup()
-	return errors.Join(khook.CleanupNetNS(-1), xerr)
+	return errors.Join(khook.CleanupNetNS(-1), xerr, CleanupNAPI())
 }
 
 // loopbackAddrs returns the addresses on the loopback interfaces (a VIP

@@ -1,6 +1,8 @@
 // Package nic tells the data plane what the host offers its workers: how many
 // receive queues an interface has (one worker per queue) and pinning a
-// worker to a CPU. Every packet-I/O backend uses it.
+// worker to a CPU. Every packet-I/O backend uses it. ThreadRx moves an
+// interface's receive processing into NAPI threads, which the AF_PACKET
+// backend needs so that a flood cannot starve its workers.
 package nic
 
 import (
