@@ -90,6 +90,9 @@ type Config struct {
 	// TxRetries is how many times WriteBatch kicks the kernel again when
 	// the transmit ring or its free frames run out before dropping frames.
 	TxRetries int
+	// NoCoalesce turns off the merging of a batch's TCP segments into
+	// super-frames (see ReadBatch).
+	NoCoalesce bool
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -171,6 +174,13 @@ type Stats struct {
 	TxFallback uint64
 	TxErrors   uint64
 
+	// RxSuper counts the TCP super-frames ReadBatch built from received
+	// segments, RxMerged the segments that went into them; TxGSO counts
+	// super-frames sent (with a virtio_net_hdr, through AF_PACKET).
+	RxSuper  uint64
+	RxMerged uint64
+	TxGSO    uint64
+
 	// Kernel counters (XDP_STATISTICS): frames dropped (too long, or no
 	// space), invalid descriptors, and the times the RX ring was full,
 	// the fill ring empty or the TX ring empty.
@@ -195,6 +205,9 @@ func (s *Stats) add(o Stats) {
 	s.TxTooBig += o.TxTooBig
 	s.TxFallback += o.TxFallback
 	s.TxErrors += o.TxErrors
+	s.RxSuper += o.RxSuper
+	s.RxMerged += o.RxMerged
+	s.TxGSO += o.TxGSO
 	s.KernelRxDropped += o.KernelRxDropped
 	s.KernelRxInvalidDescs += o.KernelRxInvalidDescs
 	s.KernelTxInvalidDescs += o.KernelTxInvalidDescs

@@ -57,9 +57,22 @@
 // # Segmentation offloads
 //
 // The program does not support XDP multi-buffer, so a frame must fit a UMEM
-// frame. In native mode on a veth the kernel then drops TSO and UDP
-// segmentation from the peer's features (veth_fix_features): the peer's
-// stack segments before the veth and the sockets only see MTU-sized frames.
+// frame. In native mode on a veth the kernel drops TSO and UDP
+// segmentation from the peer's features (veth_xdp_set, veth_fix_features):
+// the peer's stack segments before the veth and the sockets only see
+// MTU-sized frames. A frags-capable program (BPF_F_XDP_HAS_FRAGS) does not
+// keep them (Linux 6.18: veth_xdp_set clears NETIF_F_GSO_SOFTWARE from the
+// peer whatever the program's flags and only raises its max_mtu), so uvs
+// does not use one.
+//
+// Instead ReadBatch merges the TCP segments of one flow that arrive in one
+// batch into a super-frame, by the kernel's GRO rules (gro.go), and hands
+// it to the worker with its GSO description and a partial checksum
+// (Frame.Offload); WriteBatch sends such frames through an AF_PACKET
+// socket with PACKET_VNET_HDR, so the egress veth (or the kernel's
+// software GSO) segments them again and a real server's stack receives
+// them whole. Config.NoCoalesce turns this off.
+//
 // Generic mode runs after GRO and sees a local sender's GSO super-frames
 // whole; they do not fit and the kernel drops them (KernelRxDropped), so
 // generic mode needs GRO off on the interface and TSO/GSO off on senders in

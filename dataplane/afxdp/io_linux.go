@@ -24,8 +24,12 @@ type IO struct {
 	socks []*Socket
 	// txBy maps an ifindex to the socket that transmits on it (the first
 	// socket of the IO bound to that interface).
-	txBy    []txSocket
-	fb      fallback
+	txBy []txSocket
+	fb   fallback
+	// vfb sends super-frames and partial checksums with a
+	// virtio_net_hdr; gro builds the super-frames (nil: NoCoalesce).
+	vfb     fallback
+	gro     *coalescer
 	efd     int
 	pfds    []unix.PollFd
 	pollMs  int
@@ -42,7 +46,7 @@ type IO struct {
 
 	// Counters kept outside the sockets (read by Stats while running).
 	rxFrames, rxPolls, txFrames, txRingFull, txTooBig atomic.Uint64
-	txFallback, txErrors                              atomic.Uint64
+	txFallback, txErrors, txGSO                       atomic.Uint64
 }
 
 type txSocket struct {
@@ -64,7 +68,7 @@ func Open(cfg Config, binds []Bind) (*IO, error) {
 	if len(binds) == 0 {
 		return nil, errors.New("afxdp: open: no interface to bind")
 	}
-	x := &IO{efd: -1, fb: fallback{fd: -1}, retries: c.TxRetries}
+	x := &IO{efd: -1, fb: fallback{fd: -1}, vfb: fallback{fd: -1, vnet: true}, retries: c.TxRetries}
 	if c.PollTimeout < 0 {
 		x.pollMs = -1
 	} else {
@@ -89,6 +93,13 @@ func Open(cfg Config, binds []Bind) (*IO, error) {
 	if err := x.fb.open(dataplane.BatchSize); err != nil {
 		_ = x.release()
 		return nil, err
+	}
+	if !c.NoCoalesce {
+		if err := x.vfb.open(dataplane.BatchSize); err != nil {
+			_ = x.release()
+			return nil, err
+		}
+		x.gro = newCoalescer(PacketHeadroom + c.Headroom)
 	}
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
@@ -117,6 +128,7 @@ func (x *IO) release() error {
 		}
 	}
 	x.fb.close()
+	x.vfb.close()
 	if x.efd >= 0 {
 		_ = unix.Close(x.efd)
 		x.efd = -1
@@ -145,6 +157,11 @@ func (x *IO) Sockets() []*Socket { return x.socks }
 // poll timeout if all are empty. Each frame's Buf is its whole UMEM frame:
 // Buf[:Off] is headroom (at least PacketHeadroom + Config.Headroom bytes).
 // CsumUnknown is set on every frame.
+//
+// Unless Config.NoCoalesce is set, the TCP segments of one flow in the
+// batch are merged into a super-frame (see gro.go) held in a buffer of the
+// IO: Frame.GSO and Offload set, a partial checksum at CsumStart and
+// CsumOffset, headroom as for a received frame.
 func (x *IO) ReadBatch(frames []dataplane.Frame) (int, error) {
 	x.rmu.Lock()
 	defer x.rmu.Unlock()
@@ -170,6 +187,9 @@ func (x *IO) ReadBatch(frames []dataplane.Frame) (int, error) {
 		}
 		if n > 0 {
 			x.rxFrames.Add(uint64(n))
+			if x.gro != nil {
+				n = x.gro.coalesce(frames[:n])
+			}
 			return n, nil
 		}
 		if len(frames) == 0 {
@@ -252,6 +272,12 @@ func (x *IO) WriteBatch(frames []dataplane.Frame) (int, error) {
 	queued, fellBack := 0, 0
 	for i := range frames {
 		f := &frames[i]
+		if x.vfb.fd >= 0 && f.Offload && (f.CsumPartial || f.GSO.IsGSO()) {
+			if x.vfb.add(f) {
+				fellBack += x.flushVnet()
+			}
+			continue
+		}
 		s := x.txSocket(f.Ifindex)
 		if s == nil {
 			if x.fb.add(f) {
@@ -282,6 +308,7 @@ func (x *IO) WriteBatch(frames []dataplane.Frame) (int, error) {
 	}
 	x.txFrames.Add(uint64(queued))
 	fellBack += x.flushFallback()
+	fellBack += x.flushVnet()
 	return queued + fellBack, nil
 }
 
@@ -303,6 +330,18 @@ func (x *IO) flushFallback() int {
 	return sent
 }
 
+// flushVnet sends the frames queued with a virtio_net_hdr and returns how
+// many the kernel took.
+func (x *IO) flushVnet() int {
+	if x.vfb.n == 0 {
+		return 0
+	}
+	sent, refused := x.vfb.flush()
+	x.txGSO.Add(uint64(sent))
+	x.txErrors.Add(uint64(refused))
+	return sent
+}
+
 // Stats returns the IO's counters since Open, with the kernel's
 // XDP_STATISTICS summed over the sockets.
 func (x *IO) Stats() (Stats, error) {
@@ -318,6 +357,9 @@ func (x *IO) Stats() (Stats, error) {
 		st.RxInvalid += s.st.RxInvalid
 		st.FillShort += s.st.FillShort
 	}
+	if x.gro != nil {
+		st.RxSuper, st.RxMerged = x.gro.supers, x.gro.merged
+	}
 	x.rmu.Unlock()
 	x.wmu.Lock()
 	for _, s := range x.socks {
@@ -332,6 +374,7 @@ func (x *IO) Stats() (Stats, error) {
 	st.TxTooBig = x.txTooBig.Load()
 	st.TxFallback = x.txFallback.Load()
 	st.TxErrors = x.txErrors.Load()
+	st.TxGSO = x.txGSO.Load()
 	var errs []error
 	for _, s := range x.socks {
 		k, err := s.kernelStats()
@@ -372,13 +415,17 @@ func (x *IO) Close() error {
 }
 
 // fallback transmits frames for interfaces without an AF_XDP socket through
-// an unbound AF_PACKET socket with sendmmsg.
+// an unbound AF_PACKET socket with sendmmsg. With vnet the socket has
+// PACKET_VNET_HDR and each message a virtio_net_hdr (its first iovec) in
+// front of the frame: super-frames and partial checksums leave whole.
 type fallback struct {
 	fd    int
 	n     int
+	vnet  bool
 	hdrs  []mmsg.Hdr
 	iovs  []unix.Iovec
 	addrs []unix.RawSockaddrLinklayer
+	vhdrs [][vnetHdrLen]byte
 }
 
 func (fb *fallback) open(batch int) error {
@@ -387,10 +434,37 @@ func (fb *fallback) open(batch int) error {
 	if err != nil {
 		return opError("fallback socket", err)
 	}
-	_ = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1)
+	niov := 1
+	if !fb.vnet {
+		_ = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1)
+	} else {
+		// No PACKET_QDISC_BYPASS: __dev_direct_xmit drops an skb that
+		// validate_xmit_skb replaced, so a super-frame for a device
+		// without TSO (or checksum offload) would be lost instead of
+		// segmented in software. dev_queue_xmit on a veth (noqueue) is
+		// a direct call too.
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+			_ = unix.Close(fd)
+			return opError("setsockopt PACKET_VNET_HDR", err)
+		}
+		niov = 2
+		// Room for a batch of super-frames in flight. SO_SNDBUFFORCE
+		// passes net.core.wmem_max (CAP_NET_ADMIN); without it take
+		// what SO_SNDBUF grants.
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, vnetSendBuffer) != nil {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, vnetSendBuffer)
+		}
+	}
 	fb.fd = fd
-	b := mmsg.NewBatch(batch, 1)
+	b := mmsg.NewBatch(batch, niov)
 	fb.hdrs, fb.iovs, fb.addrs = b.Hdrs, b.Iovs, b.Addrs
+	if fb.vnet {
+		fb.vhdrs = make([][vnetHdrLen]byte, batch)
+		for j := range fb.vhdrs {
+			fb.iovs[2*j].Base = &fb.vhdrs[j][0]
+			fb.iovs[2*j].SetLen(vnetHdrLen)
+		}
+	}
 	return nil
 }
 
@@ -408,8 +482,13 @@ func (fb *fallback) add(f *dataplane.Frame) bool {
 		return false
 	}
 	j := fb.n
-	fb.iovs[j].Base = &data[0]
-	fb.iovs[j].SetLen(len(data))
+	iov := &fb.iovs[j]
+	if fb.vnet {
+		putVnet(&fb.vhdrs[j], f, data)
+		iov = &fb.iovs[2*j+1]
+	}
+	iov.Base = &data[0]
+	iov.SetLen(len(data))
 	fb.addrs[j].Ifindex = int32(f.Ifindex)
 	fb.addrs[j].Protocol = binary.NativeEndian.Uint16(data[12:14])
 	fb.n++
@@ -419,21 +498,88 @@ func (fb *fallback) add(f *dataplane.Frame) bool {
 // flush sends the queued frames; it returns how many the kernel took and
 // how many it refused (or had no room for).
 func (fb *fallback) flush() (sent, refused int) {
-	i := 0
+	i, busy := 0, 0
 	for i < fb.n {
 		r, e := mmsg.Send(fb.fd, fb.hdrs[i:fb.n], unix.MSG_DONTWAIT)
 		if e == 0 && r > 0 {
 			sent += r
 			i += r
+			busy = 0
+			continue
+		}
+		if (e == unix.EAGAIN || e == unix.ENOBUFS) && busy < fallbackRetries {
+			// The send buffer is full (super-frames of up to 64 KB in
+			// flight): wait briefly for room, then try again.
+			busy++
+			pfd := [1]unix.PollFd{{Fd: int32(fb.fd), Events: unix.POLLOUT}}
+			_, _ = unix.Poll(pfd[:], fallbackWaitMillis)
 			continue
 		}
 		// The first message failed: skip it.
 		refused++
 		i++
+		busy = 0
+	}
+	step := 1
+	if fb.vnet {
+		step = 2
 	}
 	for j := range fb.n {
-		fb.iovs[j].Base = nil // keep no frame alive
+		fb.iovs[step*j+step-1].Base = nil // keep no frame alive
 	}
 	fb.n = 0
 	return sent, refused
+}
+
+const (
+	// vnetSendBuffer is the send buffer of the vnet fallback socket.
+	vnetSendBuffer = 8 << 20
+	// fallbackRetries bounds the waits for send-buffer space per frame,
+	// fallbackWaitMillis each one.
+	fallbackRetries    = 4
+	fallbackWaitMillis = 2
+)
+
+// struct virtio_net_hdr (linux/virtio_net.h), in front of every frame the
+// vnet fallback sends; its 16-bit fields are in the host's byte order.
+const (
+	vnetHdrLen     = 10
+	vnetFlags      = 0
+	vnetGSOType    = 1
+	vnetHdrLenOff  = 2
+	vnetGSOSize    = 4
+	vnetCsumStart  = 6
+	vnetCsumOffset = 8
+	vnetNeedsCsum  = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM
+)
+
+// putVnet describes frame f (bytes data) in v: its partial checksum
+// (csum_start, csum_offset) and GSO type and size. hdr_len, how much the
+// kernel copies into the skb's linear part (virtio_net_hdr_to_skb), covers
+// the headers through the TCP header of a super-frame and through the
+// checksum field of a partial frame, and must not pass the frame's end
+// (EINVAL).
+func putVnet(v *[vnetHdrLen]byte, f *dataplane.Frame, data []byte) {
+	*v = [vnetHdrLen]byte{}
+	hl := 0
+	if f.CsumPartial {
+		v[vnetFlags] = vnetNeedsCsum
+		binary.NativeEndian.PutUint16(v[vnetCsumStart:], f.CsumStart)
+		binary.NativeEndian.PutUint16(v[vnetCsumOffset:], f.CsumOffset)
+		hl = int(f.CsumStart) + int(f.CsumOffset) + 2
+	}
+	if f.GSO.IsGSO() {
+		v[vnetGSOType] = byte(f.GSO.Type)
+		binary.NativeEndian.PutUint16(v[vnetGSOSize:], f.GSO.Size)
+		cs := int(f.CsumStart)
+		switch f.GSO.Type.Kind() {
+		case dataplane.GSOTCPv4, dataplane.GSOTCPv6:
+			if cs+13 <= len(data) {
+				hl = cs + int(data[cs+12]>>4)*4
+			}
+		case dataplane.GSOUDPL4:
+			hl = cs + 8
+		}
+	}
+	binary.NativeEndian.PutUint16(v[vnetHdrLenOff:], uint16(min(hl, len(data))))
 }

@@ -795,3 +795,168 @@ func TestIOSetPollTimeout(t *testing.T) {
 		t.Fatal("ReadBatch still blocked after Close")
 	}
 }
+
+// TestIOCoalesce sends a train of TCP segments from b (as b's stack does
+// when the native program has turned its TSO off): ReadBatch merges them
+// into one super-frame with GSO metadata and a partial checksum, and
+// WriteBatch sends it with a virtio_net_hdr, so that b receives all the
+// payload.
+func TestIOCoalesce(t *testing.T) {
+	p := newPair(t)
+	owned := ownership.Set{Services: []ownership.Endpoint{{Addr: ownedAddr, Proto: spec.ProtoTCP, Port: 80}}}
+	_, x := backend(t, p.a, owned, Config{PollTimeout: 50 * time.Millisecond}, ModeNative, Bind{p.va.Index, 0})
+	var fd int
+	if err := p.b.Do(func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		if err != nil {
+			return err
+		}
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: p.vb.Index})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+
+	segs := train(seg{sport: 4000, ack: 1, flags: tcpACK, df: true}, 12, 1000, 500)
+	segs[len(segs)-1].flags |= tcpPSH
+	var sent []byte
+	for _, s := range segs {
+		f := s.frame()
+		copy(f[0:6], p.va.HardwareAddr)
+		copy(f[6:12], p.vb.HardwareAddr)
+		ip := f[ethHdrLen:]
+		a, o := addrB.As4(), ownedAddr.As4()
+		copy(ip[12:16], a[:])
+		copy(ip[16:20], o[:])
+		ip[10], ip[11] = 0, 0
+		binary.BigEndian.PutUint16(ip[10:], ^header.Checksum(ip[:20], 0))
+		binary.BigEndian.PutUint16(f[ethHdrLen+20+tcpCsumOff:], pseudo(f, false, len(f)-ethHdrLen-20))
+		if err := unix.Sendto(fd, f, 0, &unix.SockaddrLinklayer{Ifindex: p.vb.Index}); err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, s.payload...)
+	}
+
+	frames := make([]dataplane.Frame, 64)
+	var got []byte
+	var supers []dataplane.Frame
+	wait.ForBlocking(t, testTimeout, func() bool {
+		n, err := x.ReadBatch(frames)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			f := &frames[i]
+			s, ok := parseSeg(f.Data())
+			if !ok || binary.BigEndian.Uint16(f.Data()[s.l4+2:]) != 80 {
+				continue
+			}
+			got = append(got, f.Data()[s.pay:]...)
+			if f.GSO.IsGSO() {
+				checkSuper(t, f, false, 1000)
+				supers = append(supers, *f)
+			}
+		}
+		return len(got) >= len(sent) && len(supers) > 0
+	}, "the payload in super-frames: %d of %d bytes, %d super-frames", wait.Lazy(func() any { return len(got) }), len(sent), wait.Lazy(func() any { return len(supers) }))
+	if string(got) != string(sent) {
+		t.Fatalf("payload of %d bytes differs from the %d sent", len(got), len(sent))
+	}
+
+	// Out again to b (the frames are valid until the next ReadBatch).
+	last := supers[len(supers)-1]
+	want := last.Len - ethHdrLen - 20 - 20
+	if n, err := x.WriteBatch([]dataplane.Frame{last}); n != 1 || err != nil {
+		t.Fatalf("WriteBatch = %d, %v", n, err)
+	}
+	buf := make([]byte, 70000)
+	recv := 0
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 1})
+	for deadline := time.Now().Add(testTimeout); recv < want && time.Now().Before(deadline); {
+		n, from, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			continue
+		}
+		if ll, ok := from.(*unix.SockaddrLinklayer); !ok || ll.Pkttype == unix.PACKET_OUTGOING {
+			continue
+		}
+		if s, ok := parseSeg(buf[:n]); ok && binary.BigEndian.Uint16(buf[s.l4:]) == 4000 {
+			recv += s.size
+		}
+	}
+	if recv != want {
+		t.Errorf("b received %d payload bytes of the %d in the super-frame", recv, want)
+	}
+	st, err := x.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.RxSuper < 1 || st.RxMerged < 2 || st.TxGSO != 1 || st.TxErrors != 0 {
+		t.Errorf("stats %+v: want super-frames read, one sent, no errors", st)
+	}
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// TestIOSuperFrameSoftwareSegments sends a super-frame out of an interface
+// without checksum offload (and so without TSO): the kernel segments it
+// and completes every checksum in software from the partial seed, and b
+// receives the segments with checksums that verify.
+func TestIOSuperFrameSoftwareSegments(t *testing.T) {
+	p := newPair(t)
+	netnstest.RequireTool(t, "ethtool")
+	p.a.Exec(t, "ethtool", "-K", "va", "tx", "off")
+	_, x := backend(t, p.a, p.ownedSpecs, Config{}, ModeNative, Bind{p.va.Index, 0})
+	var fd int
+	if err := p.b.Do(func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		if err != nil {
+			return err
+		}
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: p.vb.Index})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	const segs, size = 5, 1000
+	frames := batchOf(train(seg{sport: 4000, ack: 1, flags: tcpACK, df: true}, segs, size, 0))
+	if n := newCoalescer(PacketHeadroom).coalesce(frames); n != 1 {
+		t.Fatalf("%d frames, want one super-frame", n)
+	}
+	f := frames[0]
+	copy(f.Data()[0:6], p.vb.HardwareAddr)
+	f.Ifindex = p.va.Index
+	if n, err := x.WriteBatch([]dataplane.Frame{f}); n != 1 || err != nil {
+		st, _ := x.Stats()
+		t.Fatalf("WriteBatch = %d, %v; stats %+v", n, err, st)
+	}
+	buf := make([]byte, 70000)
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 1})
+	got := 0
+	for deadline := time.Now().Add(testTimeout); got < segs && time.Now().Before(deadline); {
+		n, from, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			continue
+		}
+		if ll, ok := from.(*unix.SockaddrLinklayer); !ok || ll.Pkttype == unix.PACKET_OUTGOING {
+			continue
+		}
+		var pp header.Parsed
+		pp.Parse(buf[:n])
+		if pp.Proto != header.ProtoTCP || pp.SrcPort != 4000 {
+			continue
+		}
+		if n != ethHdrLen+20+20+size {
+			t.Errorf("segment %d: %d bytes, want %d", got, n, ethHdrLen+20+20+size)
+		}
+		if !header.L4ChecksumValid(buf[:n], &pp) {
+			t.Errorf("segment %d: TCP checksum does not verify", got)
+		}
+		got++
+	}
+	if got != segs {
+		t.Errorf("b received %d segments, want %d", got, segs)
+	}
+}
