@@ -68,6 +68,10 @@ type Config struct {
 	IO string
 	// XDPMode is how the AF_XDP backend attaches its XDP program.
 	XDPMode afxdp.Mode
+	// KeepRx leaves the served interfaces' receive processing as it is
+	// on the AF_PACKET backend (uvsd --rx-threads=false); by default it
+	// moves into NAPI threads (napi_linux.go).
+	KeepRx bool
 	// Keepalived, when set, is a keepalived.conf whose start-up table New
 	// installs and whose health checkers Run runs (keepalived.go).
 	Keepalived *keepalived.Config

@@ -45,6 +45,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		defIO = v
 	}
 	ioName := fs.String("io", defIO, "packet I/O `backend`: afpacket, afxdp, or auto (AF_XDP where it attaches natively to every interface, else AF_PACKET); default from $"+IOEnv)
+	rxThreads := fs.Bool("rx-threads", true, "on the AF_PACKET backend, move the served interfaces' receive processing into NAPI threads "+
+		"(GRO on, RPS CPUs become the threads', threaded=1; restored at exit and by --cleanup), so a flood on a worker's core cannot starve it; false leaves the interfaces as they are")
 	xdpMode := fs.String("xdp-mode", "auto", "XDP attach `mode` for --io afxdp/auto: native, generic, or auto (native where the driver has it)")
 	traceFile := fs.String("trace", "", "write one JSON line per scheduling decision to `file` (uvs-lab reads it)")
 	defSock := wire.DefaultSocketName
@@ -151,7 +153,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg := Config{RulesFile: *rules, Workers: *workers, ConnCapacity: *conns, ControlSocket: *sock,
-		LocalPortMin: uint16(*lportMin), LocalPortMax: uint16(*lportMax), IO: backend, XDPMode: mode, Sysctls: &sysctls,
+		LocalPortMin: uint16(*lportMin), LocalPortMax: uint16(*lportMax), IO: backend, XDPMode: mode, KeepRx: !*rxThreads, Sysctls: &sysctls,
 		BGP: bgpCfg, BGPGrace: *bgpGrace, SortHashDests: *hashOrder == HashSorted}
 	if *ifaces != "" {
 		cfg.Interfaces = strings.Split(*ifaces, ",")

@@ -51,7 +51,7 @@ func napiStateFile() (string, error) {
 // once the sockets are closed. Interfaces that appear later keep their
 // settings.
 func (d *Director) threadRx() func() {
-	if d.backend != IOAFPacket {
+	if d.backend != IOAFPacket || d.cfg.KeepRx {
 		return func() {}
 	}
 	path, err := napiStateFile()

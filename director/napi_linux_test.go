@@ -39,9 +39,9 @@ func TestNAPILifetime(t *testing.T) {
 	if !strings.HasPrefix(before, "0\n") {
 		t.Fatalf("d0 starts threaded:\n%s", before)
 	}
-	start := func() *netnstest.Proc {
+	start := func(extra ...string) *netnstest.Proc {
 		t.Helper()
-		p := dir.Start(t, uvsd, "--rules", rules, "--control", "", "--iface", "d0", "--io", "afpacket")
+		p := dir.Start(t, append([]string{uvsd, "--rules", rules, "--control", "", "--iface", "d0", "--io", "afpacket"}, extra...)...)
 		waitOutput(t, p, "serving")
 		return p
 	}
@@ -85,4 +85,11 @@ func TestNAPILifetime(t *testing.T) {
 	dir.Exec(t, uvsd, "--cleanup")
 	wait.For(t, 5*time.Second, func() bool { return state() == before },
 		"uvsd --cleanup to restore d0:\nbefore:\n%s\nnow:\n%v", before, wait.Lazy(func() any { return state() }))
+
+	// --rx-threads=false: the interface is left as it is.
+	p = start("--rx-threads=false")
+	if s := state(); s != before {
+		t.Errorf("uvsd --rx-threads=false changed d0:\nbefore:\n%s\nwhile serving:\n%s", before, s)
+	}
+	stop(p, syscall.SIGTERM)
 }
