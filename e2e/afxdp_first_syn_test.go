@@ -44,8 +44,8 @@ func TestFirstSYN(t *testing.T) {
 				mustUVSADM(t, l.dir, "-A", "-t", vip, "-s", "rr")
 				mustUVSADM(t, l.dir, "-a", "-t", vip, "-r", "10.0.2.11:"+strconv.Itoa(base+i), "-m")
 				if n := connectRetrans(t, l.cli, vip); n != 0 {
-					t.Errorf("round %d: the first connection to %s, added just before, retransmitted %d time(s) (director's kernel forwarded %d datagrams)",
-						i, vip, n, forwarded(t, l.dir))
+					t.Errorf("round %d: the first connection to %s, added just before, retransmitted %d time(s) (director's kernel forwarded %d datagrams); the director now:\n%s",
+						i, vip, n, forwarded(t, l.dir), directorState(l.dir))
 				}
 			}
 			if n := forwarded(t, l.dir); n != 0 {
