@@ -29,7 +29,6 @@ import (
 	"github.com/uvs-lb/uvs/dataplane/afxdp"
 	"github.com/uvs-lb/uvs/dataplane/khook"
 	"github.com/uvs-lb/uvs/dataplane/neigh"
-	"github.com/uvs-lb/uvs/dataplane/nic"
 	"github.com/uvs-lb/uvs/fwmark"
 	"github.com/uvs-lb/uvs/header"
 	"github.com/uvs-lb/uvs/ipfrag"
@@ -449,15 +448,20 @@ func (d *Director) Run(ctx context.Context) (err error) {
 }
 
 // startWorkers starts one packet worker per io. Worker numbers continue
-// over the AF_XDP socket groups, so a log line names one worker; the k-th
-// running worker is pinned to CPU k mod CPUs when there are several (as
-// AF_XDP spreads queue q to worker q mod n). The first
-// worker to stop with an error stops the director (housekeeping returns
-// it).
+// over the AF_XDP socket groups, so a log line names one worker. The
+// first worker to stop with an error stops the director (housekeeping
+// returns it).
+//
+// Workers are not pinned to CPUs: a worker confined to one CPU cannot
+// leave it when other processes load that CPU, and the frames in its
+// ring wait with it. On a 2-core machine shared with benchmarks at nice
+// -20, a pinned worker's thread waited in its run queue for most of
+// whole seconds while the other worker served at once: a first SYN-ACK
+// sat 2.2 s in its ring (e2e TestFirstSYN, TestWorkersNotPinned).
 func (d *Director) startWorkers(ios []dataplane.PacketIO) {
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
-	n, backend := len(ios), d.backend
+	backend := d.backend
 	for _, io := range ios {
 		wio := io
 		if testWorkerIO != nil {
@@ -473,11 +477,6 @@ func (d *Director) startWorkers(ios []dataplane.PacketIO) {
 		go func() {
 			defer d.gen.Done()
 			defer close(end)
-			if n > 1 || pos > 0 {
-				if err := nic.PinToCPU(pos % runtime.NumCPU()); err != nil {
-					d.log.Debug("pin", errField(err))
-				}
-			}
 			if err := w.Run(); err != nil {
 				select {
 				case d.failed <- fmt.Errorf("packet worker %d (%s) stopped: %w", id, backend, err):

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -50,6 +51,62 @@ func TestFirstSYN(t *testing.T) {
 			}
 			if n := forwarded(t, l.dir); n != 0 {
 				t.Errorf("the director's kernel forwarded %d datagrams of uvsd's connections (IpForwDatagrams)", n)
+			}
+		})
+	}
+}
+
+// TestWorkersNotPinned: no thread of uvsd is confined to fewer CPUs than
+// uvsd may use, on either backend, with a worker per CPU. A worker pinned
+// to one CPU cannot leave it when other processes load that CPU, and the
+// frames in its ring wait with it. That was TestFirstSYN's flake on a
+// loaded CI machine (engineers' benchmarks at nice -20 beside the tests):
+// a SYN-ACK sat 2.2 s in one worker's ring while the other worker
+// forwarded the client's SYN retransmissions at once, and a client
+// retransmitted its SYN up to 5 times; the pinned worker's thread spent
+// 0.8 s of 2.6 s, and 0.4 s of 0.5 s, waiting in its CPU's run queue
+// (/proc/PID/task/TID/schedstat). Unpinned, the scheduler moves it to a
+// CPU that has room.
+func TestWorkersNotPinned(t *testing.T) {
+	var all unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil {
+		t.Fatal(err)
+	}
+	if all.Count() < 2 {
+		t.Skipf("the test may use %d CPU: there is nothing to pin a worker away from", all.Count())
+	}
+	for _, io := range []string{"afxdp", "afpacket"} {
+		t.Run(io, func(t *testing.T) {
+			t.Setenv("UVS_E2E_IO", io) // startUVSDArgs passes it as --io
+			l := newNATLab(t)
+			u := startUVSDArgs(t, l.dir, "--workers", "2")
+			// Frames through both workers first: each has run.
+			rs := l.rs[0]
+			for i := range 4 {
+				port := 9200 + i
+				listenAccept(t, rs, port)
+				vip := "10.0.1.100:" + strconv.Itoa(port)
+				mustUVSADM(t, l.dir, "-A", "-t", vip, "-s", "rr")
+				mustUVSADM(t, l.dir, "-a", "-t", vip, "-r", "10.0.2.11:"+strconv.Itoa(port), "-m")
+				connectRetrans(t, l.cli, vip)
+			}
+			pid := u.proc.Cmd.Process.Pid
+			tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+			if err != nil {
+				t.Fatalf("uvsd's threads: %v", err)
+			}
+			for _, task := range tasks {
+				tid, err := strconv.Atoi(task.Name())
+				if err != nil {
+					continue
+				}
+				var set unix.CPUSet
+				if err := unix.SchedGetaffinity(tid, &set); err != nil {
+					continue // the thread exited
+				}
+				if set != all {
+					t.Errorf("uvsd's thread %d may run on %d of the %d CPUs uvsd may use", tid, set.Count(), all.Count())
+				}
 			}
 		})
 	}
