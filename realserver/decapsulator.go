@@ -59,6 +59,10 @@ type Counters struct {
 	// Writes counts writes to the TUN device: fewer than Decapsulated
 	// when segments were coalesced (ServeBatch with vnet).
 	Writes atomic.Uint64
+	// KernelGRO counts packets that the receiving interface's GRO had
+	// merged before uvs-rs read them (written with a partial checksum,
+	// see gro.go); each counts once in Decapsulated.
+	KernelGRO atomic.Uint64
 	// Rejected counts packets dropped, indexed by Reason (ReasonOK unused).
 	Rejected [NumReasons]atomic.Uint64
 }
@@ -67,6 +71,9 @@ type Counters struct {
 // each non-zero reason) to value, for status output.
 func (c *Counters) Snapshot() map[string]uint64 {
 	m := map[string]uint64{"decapsulated": c.Decapsulated.Load(), "tun-writes": c.Writes.Load()}
+	if v := c.KernelGRO.Load(); v != 0 {
+		m["kernel-gro"] = v
+	}
 	for r := ReasonOK + 1; r < NumReasons; r++ {
 		if v := c.Rejected[r].Load(); v != 0 {
 			m[r.String()] = v
@@ -207,6 +214,10 @@ func NewBatch(n int) *Batch {
 	return b
 }
 
+// SetMTU tells the batch's coalescer the TUN device's MTU (see
+// GRO.SetMTU).
+func (b *Batch) SetMTU(mtu int) { b.gro.SetMTU(mtu) }
+
 // ServeBatch is Serve for a batch reader: it reads a batch from src,
 // decapsulates each packet and writes the inner packets to dst. With vnet
 // (dst is a TUN device opened with IFF_VNET_HDR) every write starts with a
@@ -256,6 +267,9 @@ func (d *Decapsulator) ServeBatch(kind Encap, src BatchReader, dst io.Writer, vn
 		}
 		if failed != 0 {
 			d.counters.Rejected[ReasonWrite].Add(failed)
+		}
+		if g.Partial != 0 {
+			d.counters.KernelGRO.Add(uint64(g.Partial))
 		}
 		if closed {
 			return nil

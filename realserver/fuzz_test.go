@@ -95,6 +95,8 @@ func FuzzGRO(f *testing.F) {
 		f.Add(in)
 	}
 	f.Add([]byte{0, 1, 0x45})
+	merged, _ := kernelMergedPkt(f, seg{sport: 1, seq: 5, ack: 9, ts: 7}, 3, 700)
+	f.Add(append(binary.BigEndian.AppendUint16(nil, uint16(len(merged))), merged...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %.200q", len(data), data) })()
 		var pkts [][]byte
@@ -114,9 +116,17 @@ func FuzzGRO(f *testing.F) {
 				v = 6
 			}
 			inner, r := validateInner(bytes.Clone(p), v)
-			if r == ReasonOK {
-				pkts = append(pkts, inner)
+			if r != ReasonOK {
+				continue
 			}
+			if kernelMerged(&groItem{}, inner) {
+				// Written on its own with NEEDS_CSUM: completing the
+				// checksum (and cutting it at gso_size) must give
+				// back exactly its bytes and headers.
+				checkKernelMerged(t, inner)
+				continue
+			}
+			pkts = append(pkts, inner)
 		}
 		if len(pkts) == 0 {
 			return
@@ -159,6 +169,39 @@ func FuzzGRO(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkKernelMerged runs one packet taken for a kernel-merged one through
+// a coalescer and checks its frame: NEEDS_CSUM at the TCP checksum, and
+// the packet with its checksum completed is the input but for that field
+// (and, segmented, carries the same payload in segments of at most the
+// MTU).
+func checkKernelMerged(t *testing.T, pkt []byte) {
+	t.Helper()
+	frames, segs := runGRO(t, [][]byte{pkt})
+	if len(frames) != 1 || segs[0] != 1 {
+		t.Fatalf("kernel-merged packet gave %d frames", len(frames))
+	}
+	fr := frames[0]
+	ihl := 20
+	if pkt[0]>>4 == 6 {
+		ihl = 40
+	}
+	if fr[0] != vnetNeedsCsum || binary.NativeEndian.Uint16(fr[6:]) != uint16(ihl) || binary.NativeEndian.Uint16(fr[8:]) != 16 {
+		t.Fatalf("kernel-merged frame's vnet header %x", fr[:vnetHdrLen])
+	}
+	got := complete(fr)
+	if !bytes.Equal(got[:ihl+16], pkt[:ihl+16]) || !bytes.Equal(got[ihl+18:], pkt[ihl+18:]) {
+		t.Fatalf("completed frame differs from the input beyond the checksum")
+	}
+	if !tcpChecksumOK(got, ihl, ihl == 40) {
+		t.Fatalf("completed frame's checksum is wrong")
+	}
+	for _, s := range resegment(t, fr, true) {
+		if len(s) > defaultMTU && fr[1] != 0 {
+			t.Fatalf("segment of %d bytes", len(s))
+		}
+	}
 }
 
 // sameFlow reports whether two validated packets have the same IP version,

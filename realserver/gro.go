@@ -35,6 +35,36 @@ import (
 // written on its own (and the stack drops it, counting it in
 // TcpInCsumErrors, as without coalescing).
 
+// Packets merged by the kernel's GRO.
+//
+// The receiving interface's own GRO runs before any socket sees a packet,
+// and it merges tunnelled TCP too: inet_gro_receive hands an IPIP packet
+// to ipip_gro_receive (net/ipv4/af_inet.c, built in whether or not the
+// ipip module is), which merges the inner TCP segments (tcp4_gro_receive
+// after verifying each one's checksum), and the IPv6 outer headers
+// likewise (ip6_offload.c: sit, ip4ip6, ip6ip6), as does GRE
+// (gre_offload.c). tcp_gro_complete then leaves the merged packet
+// CHECKSUM_PARTIAL: its TCP checksum field holds only the pseudo-header
+// sum. The raw socket gets a clone of that skb (raw_local_deliver), so
+// uvs-rs reads one IPIP packet of up to 64 KB, larger than the MTU, whose
+// inner TCP checksum is not a checksum; written to the TUN device as a
+// complete packet the stack drops it (TcpInCsumErrors) and the sender
+// retransmits, segment by segment.
+//
+// A raw socket reports neither the GSO size nor the checksum state, so the
+// packet is recognised by its checksum field: an inner TCP packet whose
+// field equals the pseudo-header sum is taken to be partial. A packet
+// whose complete checksum happens to have that value (one in 65536) is
+// then trusted without being checked, which accepts nothing a check would
+// have refused unless the packet was also corrupted. It is written with
+// VIRTIO_NET_HDR_F_NEEDS_CSUM (the stack trusts it as it would have
+// trusted the kernel-merged skb) and, when its payload is longer than one
+// segment, a GSO description whose gso_size makes every segment fit the
+// TUN device's MTU, which is what the device would carry unmerged (the
+// segments the kernel merged were at most the receiving link's MTU less
+// the outer header; their exact size is not known). Without vnet headers
+// the checksum is completed here and the packet written whole.
+
 // vnetHdrLen is the size of struct virtio_net_hdr, which precedes every
 // packet read from or written to a TUN device opened with IFF_VNET_HDR.
 const vnetHdrLen = 10
@@ -42,10 +72,14 @@ const vnetHdrLen = 10
 // virtio_net_hdr fields (include/uapi/linux/virtio_net.h). The 16-bit
 // fields are in the host's byte order (a TUN device without TUNSETVNETLE/BE).
 const (
-	vnetNeedsCsum = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM
-	vnetGSOTCPv4  = 1 // VIRTIO_NET_HDR_GSO_TCPV4
-	vnetGSOTCPv6  = 4 // VIRTIO_NET_HDR_GSO_TCPV6
+	vnetNeedsCsum = 1    // VIRTIO_NET_HDR_F_NEEDS_CSUM
+	vnetGSOTCPv4  = 1    // VIRTIO_NET_HDR_GSO_TCPV4
+	vnetGSOTCPv6  = 4    // VIRTIO_NET_HDR_GSO_TCPV6
+	vnetGSOECN    = 0x80 // VIRTIO_NET_HDR_GSO_ECN: the segments carry CWR
 )
+
+// defaultMTU is the TUN device's MTU when SetMTU was not called.
+const defaultMTU = 1500
 
 // Headroom is what the batch reader leaves in front of each received
 // packet, so that a virtio_net_hdr fits in front of the inner packet even
@@ -93,6 +127,9 @@ type groItem struct {
 	fixed bool   // IPv4 IDs fixed (DF) rather than increasing
 	csum  bool   // the first segment's checksum has been verified
 	psh   bool   // the segment has PSH
+	// partial: a packet merged by the kernel's GRO, its TCP checksum
+	// field holding the pseudo-header sum (ihl and thl are set).
+	partial bool
 }
 
 // GRO merges the TCP segments of one read batch. Items are handed out in
@@ -101,18 +138,31 @@ type groItem struct {
 type GRO struct {
 	items []groItem
 	off   bool // merge nothing (a TUN device without vnet headers)
+	mtu   int  // the TUN device's MTU: bounds the segments of a kernel-merged packet
 	// Merged counts segments appended to an earlier one since the last
 	// Reset (each saves one TUN write).
 	Merged int
+	// Partial counts packets merged by the kernel's GRO since the last
+	// Reset.
+	Partial int
 }
 
 // NewGRO returns a coalescer for batches of up to n packets.
-func NewGRO(n int) *GRO { return &GRO{items: make([]groItem, 0, n)} }
+func NewGRO(n int) *GRO { return &GRO{items: make([]groItem, 0, n), mtu: defaultMTU} }
+
+// SetMTU sets the TUN device's MTU, from which the segment size of a
+// packet merged by the kernel's GRO is derived (1500 by default).
+func (g *GRO) SetMTU(mtu int) {
+	if mtu >= 1280 {
+		g.mtu = mtu
+	}
+}
 
 // Reset forgets the items of the previous batch.
 func (g *GRO) Reset() {
 	g.items = g.items[:0]
 	g.Merged = 0
+	g.Partial = 0
 }
 
 // Len returns the number of items to write.
@@ -125,7 +175,11 @@ func (g *GRO) Len() int { return len(g.items) }
 func (g *GRO) Add(buf []byte, start, n int) {
 	it := groItem{buf: buf, start: start, n: n, segs: 1}
 	pkt := buf[start : start+n]
-	if !g.off && g.parseTCP(&it, pkt) {
+	if kernelMerged(&it, pkt) {
+		// Already a super-frame: written on its own, and the flow's
+		// later segments follow it (it is not open).
+		g.Partial++
+	} else if !g.off && g.parseTCP(&it, pkt) {
 		for i := len(g.items) - 1; i >= 0; i-- {
 			h := &g.items[i]
 			if !h.tcp || h.key != it.key {
@@ -151,6 +205,39 @@ func (g *GRO) Add(buf []byte, start, n int) {
 		it.open = false
 	}
 	g.items = append(g.items, it)
+}
+
+// kernelMerged reports whether the validated inner packet pkt is a TCP
+// packet merged by the kernel's GRO: no IPv4 options or IPv6 extension
+// headers (inet_gro_receive and ipv6_gro_receive merge none of those), a
+// TCP header that fits, and a checksum field holding the pseudo-header sum
+// (tcp_gro_complete, tcp6_gro_complete). It then sets it.partial, ihl,
+// thl and key.v6.
+func kernelMerged(it *groItem, pkt []byte) bool {
+	var ihl int
+	var ph uint16
+	switch pkt[0] >> 4 {
+	case 4:
+		if pkt[0]&0x0f != 5 || pkt[9] != header.ProtoTCP || binary.BigEndian.Uint16(pkt[6:])&0x3fff != 0 || len(pkt) < 40 {
+			return false
+		}
+		ihl = 20
+		ph = header.PseudoHeaderChecksum(header.ProtoTCP, pkt[12:16], pkt[16:20], uint32(len(pkt)-ihl))
+	case 6:
+		if pkt[6] != header.ProtoTCP || len(pkt) < 60 {
+			return false
+		}
+		ihl = 40
+		ph = header.PseudoHeaderChecksum(header.ProtoTCP, pkt[8:24], pkt[24:40], uint32(len(pkt)-ihl))
+	default:
+		return false
+	}
+	thl := int(pkt[ihl+12]>>4) * 4
+	if thl < 20 || ihl+thl > len(pkt) || binary.BigEndian.Uint16(pkt[ihl+16:]) != ph {
+		return false
+	}
+	it.partial, it.ihl, it.thl, it.key.v6 = true, ihl, thl, ihl == 40
+	return true
 }
 
 // parseTCP fills it from pkt and reports whether pkt is a TCP packet (its
@@ -289,6 +376,9 @@ func tcpChecksumOK(pkt []byte, ihl int, v6 bool) bool {
 func (g *GRO) Frame(i int, vnet bool) (frame []byte, segs int) {
 	it := &g.items[i]
 	pkt := it.buf[it.start : it.start+it.n]
+	if it.partial {
+		return g.partialFrame(it, pkt, vnet), 1
+	}
 	if !vnet {
 		return pkt, 1
 	}
@@ -318,4 +408,38 @@ func (g *GRO) Frame(i int, vnet bool) (frame []byte, segs int) {
 		binary.NativeEndian.PutUint16(v[8:], 16)                    // csum_offset
 	}
 	return it.buf[it.start-vnetHdrLen : it.start+it.n], it.segs
+}
+
+// partialFrame returns the frame of a packet merged by the kernel's GRO
+// (its checksum field holds the pseudo-header sum). With vnet it is
+// marked NEEDS_CSUM and, when its payload exceeds one segment of the TUN
+// device's MTU, described as a TCP GSO packet of such segments (as
+// tcp_gro_complete described it: SKB_GSO_TCPV4/6, and SKB_GSO_TCP_ECN when
+// it carries CWR); without, the checksum is completed here
+// (skb_checksum_help's arithmetic) and the packet goes whole.
+func (g *GRO) partialFrame(it *groItem, pkt []byte, vnet bool) []byte {
+	ihl, thl := it.ihl, it.thl
+	if !vnet {
+		ph := binary.BigEndian.Uint16(pkt[ihl+16:])
+		pkt[ihl+16], pkt[ihl+17] = 0, 0
+		binary.BigEndian.PutUint16(pkt[ihl+16:], ^header.Checksum(pkt[ihl:], ph))
+		return pkt
+	}
+	v := it.buf[it.start-vnetHdrLen : it.start]
+	clear(v)
+	v[0] = vnetNeedsCsum
+	binary.NativeEndian.PutUint16(v[6:], uint16(ihl)) // csum_start
+	binary.NativeEndian.PutUint16(v[8:], 16)          // csum_offset
+	if mss := g.mtu - ihl - thl; mss > 0 && len(pkt)-ihl-thl > mss {
+		v[1] = vnetGSOTCPv4
+		if it.key.v6 {
+			v[1] = vnetGSOTCPv6
+		}
+		if pkt[ihl+13]&tcpCWR != 0 {
+			v[1] |= vnetGSOECN
+		}
+		binary.NativeEndian.PutUint16(v[2:], uint16(ihl+thl)) // hdr_len
+		binary.NativeEndian.PutUint16(v[4:], uint16(mss))     // gso_size
+	}
+	return it.buf[it.start-vnetHdrLen : it.start+it.n]
 }

@@ -122,22 +122,26 @@ func resegment(t testing.TB, frame []byte, fixedID bool) [][]byte {
 	t.Helper()
 	v, pkt := frame[:vnetHdrLen], frame[vnetHdrLen:]
 	if v[1] == 0 {
-		if v[0] != 0 {
-			t.Fatalf("plain frame with flags %#x", v[0])
+		switch v[0] {
+		case 0:
+			return [][]byte{pkt}
+		case vnetNeedsCsum: // a kernel-merged packet of one segment's size
+			return [][]byte{complete(frame)}
 		}
-		return [][]byte{pkt}
+		t.Fatalf("plain frame with flags %#x", v[0])
 	}
 	hl := int(binary.NativeEndian.Uint16(v[2:]))
 	gso := int(binary.NativeEndian.Uint16(v[4:]))
 	cs, co := int(binary.NativeEndian.Uint16(v[6:])), int(binary.NativeEndian.Uint16(v[8:]))
 	v6 := pkt[0]>>4 == 6
 	ihl := 20
+	gsoType := v[1] &^ vnetGSOECN
 	if v6 {
 		ihl = 40
-		if v[1] != vnetGSOTCPv6 {
+		if gsoType != vnetGSOTCPv6 {
 			t.Fatalf("IPv6 super-frame with gso_type %d", v[1])
 		}
-	} else if v[1] != vnetGSOTCPv4 {
+	} else if gsoType != vnetGSOTCPv4 {
 		t.Fatalf("IPv4 super-frame with gso_type %d", v[1])
 	}
 	if v[0] != vnetNeedsCsum || cs != ihl || co != 16 || gso == 0 {
@@ -173,6 +177,9 @@ func resegment(t testing.TB, frame []byte, fixedID bool) [][]byte {
 		seq += uint32(n)
 		if len(pay) > 0 {
 			s[ihl+13] &^= tcpPSH | tcpFIN
+		}
+		if i > 0 {
+			s[ihl+13] &^= tcpCWR // tcp_gso_segment: CWR on the first segment only
 		}
 		if v6 {
 			binary.BigEndian.PutUint16(s[4:], uint16(len(s)-40))
@@ -232,7 +239,7 @@ func gopacketValid(t testing.TB, pkt []byte) bool {
 // stack would (skb_checksum_help).
 func complete(frame []byte) []byte {
 	pkt := bytes.Clone(frame[vnetHdrLen:])
-	if frame[1] == 0 {
+	if frame[0]&vnetNeedsCsum == 0 {
 		return pkt
 	}
 	cs := int(binary.NativeEndian.Uint16(frame[6:]))

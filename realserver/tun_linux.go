@@ -211,6 +211,7 @@ func ifaceRP(dev string) string { return "net/ipv4/conf/" + dev + "/rp_filter" }
 // decapState is what a running decapsulator owns.
 type decapState struct {
 	tun     *tunDev
+	mtu     int // the TUN device's MTU
 	sources []*source
 	d       *Decapsulator
 }
@@ -281,6 +282,7 @@ func setupDecap(sys Sysctls, o *Options) (*decapState, error) {
 	if err != nil {
 		return fail(fmt.Errorf("TUN %s: %w", tun.Name(), err))
 	}
+	ds.mtu = link.Attrs().MTU
 	if !o.NoSysctl {
 		// The device is ours and goes away with us: no need to save.
 		if err := sys.Set(ifaceRP(tun.Name()), "0"); err != nil {
@@ -420,6 +422,7 @@ func runDecapsulator(ctx context.Context, env Env, o *Options) (err error) {
 			b = NewBatch(batchSize)
 			src = newMmsgReader(rc, b.Bufs)
 		}
+		b.SetMTU(ds.mtu)
 		wg.Go(func() {
 			if err := ds.d.ServeBatch(s.kind, src, ds.tun, ds.tun.vnet, b); err != nil {
 				errs <- fmt.Errorf("%s source: %w", s.kind, err)
