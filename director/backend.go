@@ -64,10 +64,13 @@ const (
 // carried 0.5x kernel forwarding against AF_PACKET's 1.1x. A collapse
 // under load is the worse default. AF_XDP now merges a batch's segments
 // of one TCP flow into a super-frame and sends it with GSO metadata
-// (dataplane/afxdp gro.go): 512 MB uploads through a 1-worker director in
-// the e2e lab, alternating old and new uvsd (load ~10): NAT 0.96-1.20 →
-// 1.89-3.48 Gbit/s and 3.5-3.9 → 0.9-1.0 s of uvsd CPU per GB; DR
-// 1.07-1.63 → 1.67-3.21 Gbit/s, 2.5-3.0 → 0.76-0.88 s per GB.
+// (dataplane/afxdp gro.go). uvs-bench --only kernel-forward,uvs-nat,
+// uvs-fullnat,uvs-dr, old and new uvsd interleaved (2 invocations each,
+// load 4-19), one stream, Gbit/s: NAT 1.78/3.52/3.54 → 6.05/4.38/7.07,
+// FULLNAT 0.47/3.28/3.52/3.35 → 6.78/7.20, DR 3.54/3.43/3.55 →
+// 6.68/6.32, kernel forwarding 10.0-13.7 in the clean runs (new: about
+// 0.5x). 512 MB uploads in the e2e lab: uvsd CPU per GB NAT 3.0-3.5 →
+// 0.76-0.82 s, DR 2.2-2.5 → 0.66-0.76 s.
 const DefaultIO = IOAuto
 
 // IOEnv names the environment variable that sets uvsd's default --io (for
