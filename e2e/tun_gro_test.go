@@ -27,13 +27,28 @@ import (
 // arrive, and uvs-rs must have seen such merged packets (else the test
 // proves nothing). uvs-rs runs with its TUN offloads (the merged packet is
 // written with a partial checksum and a GSO description) and without
-// (--no-offload: it completes the checksum itself).
+// (--no-offload: it completes the checksum itself); the director
+// encapsulates in IPIP, in GRE (gre_gro_receive, net/ipv4/gre_offload.c,
+// merges it too) with and without the GRE checksum, and in GUE (a plain
+// UDP socket: the kernel does not merge, udp_gro_receive).
 func TestTUNUploadGRO(t *testing.T) {
-	t.Run("vnet", func(t *testing.T) { uploadGRO(t) })
-	t.Run("no-offload", func(t *testing.T) { uploadGRO(t, "--no-offload") })
+	for _, c := range []struct {
+		name   string
+		tun    string   // the real server's options after -i -w 1
+		rs     []string // uvs-rs tun up options
+		merged bool     // the kernel merges this encapsulation
+	}{
+		{"ipip", "", nil, true},
+		{"ipip-no-offload", "", []string{"--no-offload"}, true},
+		{"gre", "--tun-type gre --tun-nocsum", nil, true},
+		{"gre-csum", "--tun-type gre --tun-csum", nil, true},
+		{"gue", "--tun-type gue --tun-port 6080 --tun-nocsum", []string{"--gue-port", "6080"}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) { uploadGRO(t, c.tun, c.merged, c.rs...) })
+	}
 }
 
-func uploadGRO(t *testing.T, extra ...string) {
+func uploadGRO(t *testing.T, tunOpts string, merged bool, extra ...string) {
 	l := newRoutedLab(t)
 	rs := l.rs[0]
 	netnstest.RequireTool(t, "ethtool")
@@ -55,7 +70,7 @@ func uploadGRO(t *testing.T, extra ...string) {
 		}
 	})
 	startUVSD(t, l.dir, `-A -t 10.0.3.100:9000 -s rr
--a -t 10.0.3.100:9000 -r 10.0.4.11 -i -w 1
+-a -t 10.0.3.100:9000 -r 10.0.4.11 -i -w 1 `+tunOpts+`
 `)
 	// The sink: reads one upload to its end and answers its SHA-256.
 	var ln net.Listener
@@ -113,6 +128,14 @@ func uploadGRO(t *testing.T, extra ...string) {
 	// The kernel did merge (else the test proves nothing): uvs-rs counts
 	// such packets (status refreshes its counters every second).
 	var st string
+	if !merged {
+		wait.For(t, 5*time.Second, func() bool {
+			st = rs.Exec(t, binary("uvs-rs"), "status", "--state-dir", dir)
+			return tunCounters(st)["decapsulated"] > 0
+		}, "uvs-rs counters; status:\n%s", wait.Lazy(func() any { return st }))
+		t.Logf("uvs-rs counters: %v", tunCounters(st))
+		return
+	}
 	wait.For(t, 5*time.Second, func() bool {
 		st = rs.Exec(t, binary("uvs-rs"), "status", "--state-dir", dir)
 		return tunCounters(st)["kernel-gro"] > 0

@@ -182,16 +182,34 @@ func DecapGRE(b []byte) ([]byte, Reason) {
 	if len(b) < hl {
 		return nil, ReasonGREShort
 	}
-	if flags&greFlagCsum != 0 && header.Checksum(b, 0) != 0xffff {
-		return nil, ReasonGREChecksum
-	}
+	csumBad := flags&greFlagCsum != 0 && header.Checksum(b, 0) != 0xffff
+	var inner []byte
+	var r Reason
 	switch binary.BigEndian.Uint16(b[2:]) {
 	case etherTypeIPv4:
-		return validateInner(b[hl:], 4)
+		inner, r = validateInner(b[hl:], 4)
 	case etherTypeIPv6:
-		return validateInner(b[hl:], 6)
+		inner, r = validateInner(b[hl:], 6)
+	default:
+		if csumBad {
+			return nil, ReasonGREChecksum
+		}
+		return nil, ReasonGREProto
 	}
-	return nil, ReasonGREProto
+	if csumBad {
+		// A packet merged by the receiving interface's GRO keeps its
+		// first segment's GRE checksum (gre_gro_complete), after
+		// gre_gro_receive verified every segment's; the kernel's own
+		// GRE receive trusts it (gre_parse_header:
+		// skb_checksum_simple_validate passes CHECKSUM_PARTIAL). So
+		// does this one, when the inner packet is such a merged one
+		// (gro.go).
+		var it groItem
+		if r != ReasonOK || !kernelMerged(&it, inner) {
+			return nil, ReasonGREChecksum
+		}
+	}
+	return inner, r
 }
 
 // DecapIPv6Payload decapsulates what a raw IPv6 socket for protocol next

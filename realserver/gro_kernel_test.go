@@ -168,3 +168,26 @@ func TestServeBatchKernelMerged(t *testing.T) {
 		t.Fatalf("%v allocations per batch", n)
 	}
 }
+
+// A GRE packet merged by the kernel keeps its first segment's GRE checksum
+// (gre_gro_complete): accepted when the inner packet is a merged one,
+// refused otherwise.
+func TestDecapGREKernelMerged(t *testing.T) {
+	partial, _ := kernelMergedPkt(t, seg{sport: 40000, seq: 1, ack: 1}, 10, 1448)
+	whole := seg{sport: 40000, seq: 1, ack: 1, n: 1448}.build(t)
+	for _, c := range []struct {
+		name  string
+		inner []byte
+		want  Reason
+	}{{"merged", partial, ReasonOK}, {"complete", whole, ReasonGREChecksum}} {
+		pkt := serialize(t, outer4(layers.IPProtocolGRE, 0), greLayer(true, false, false, false), gopacket.Payload(c.inner))
+		if _, r := DecapIPIP(pkt); r != ReasonOK {
+			t.Fatalf("%s: with a valid GRE checksum: %v", c.name, r)
+		}
+		pkt[24] ^= 0x5a // a stale GRE checksum
+		inner, r := DecapIPIP(pkt)
+		if r != c.want || (r == ReasonOK && !bytes.Equal(inner, c.inner)) {
+			t.Fatalf("%s: stale GRE checksum gives %v, want %v", c.name, r, c.want)
+		}
+	}
+}
