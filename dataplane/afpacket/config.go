@@ -11,7 +11,8 @@
 //
 // One Socket serves one worker. Open several sockets with the same
 // FanoutGroup on an interface (one per RX queue, see nic.NumRXQueues) and run
-// each on its own goroutine pinned with nic.PinToCPU. A socket with Ifindex 0
+// each on its own goroutine (uvsd does not pin them: a pinned worker cannot
+// leave a CPU other processes load, and its ring waits with it). A socket with Ifindex 0
 // receives from every interface of its network namespace, and any socket can
 // transmit on any interface: WriteBatch sends each frame by its Ifindex.
 //
