@@ -32,24 +32,31 @@ import (
 // merges it too) with and without the GRE checksum, and in GUE (a plain
 // UDP socket: the kernel does not merge, udp_gro_receive).
 func TestTUNUploadGRO(t *testing.T) {
+	const vip4, vip6, rs4, rs6 = "10.0.3.100", "fd00:3::100", "10.0.4.11", "fd00:4::11"
 	for _, c := range []struct {
-		name   string
-		tun    string   // the real server's options after -i -w 1
-		rs     []string // uvs-rs tun up options
-		merged bool     // the kernel merges this encapsulation
+		name     string
+		vip, rs  string   // service and real server addresses
+		tun      string   // the real server's options after -i -w 1
+		rsOpts   []string // uvs-rs tun up options
+		unmerged bool     // the kernel does not merge this encapsulation
 	}{
-		{"ipip", "", nil, true},
-		{"ipip-no-offload", "", []string{"--no-offload"}, true},
-		{"gre", "--tun-type gre --tun-nocsum", nil, true},
-		{"gre-csum", "--tun-type gre --tun-csum", nil, true},
-		{"gue", "--tun-type gue --tun-port 6080 --tun-nocsum", []string{"--gue-port", "6080"}, false},
+		{name: "ipip", vip: vip4, rs: rs4},
+		{name: "ipip-no-offload", vip: vip4, rs: rs4, rsOpts: []string{"--no-offload"}},
+		{name: "gre", vip: vip4, rs: rs4, tun: "--tun-type gre --tun-nocsum"},
+		{name: "gre-csum", vip: vip4, rs: rs4, tun: "--tun-type gre --tun-csum"},
+		{name: "gue", vip: vip4, rs: rs4, tun: "--tun-type gue --tun-port 6080 --tun-nocsum", rsOpts: []string{"--gue-port", "6080"}, unmerged: true},
+		// Outer IPv6 (ipv6_gro_receive → ip6ip6 / ip4ip6 offloads,
+		// net/ipv6/ip6_offload.c): read by raw IPv6 sockets.
+		{name: "ip6ip6", vip: vip6, rs: rs6},
+		{name: "ip4ip6", vip: vip4, rs: rs6},
 	} {
-		t.Run(c.name, func(t *testing.T) { uploadGRO(t, c.tun, c.merged, c.rs...) })
+		t.Run(c.name, func(t *testing.T) { uploadGRO(t, c.vip, c.rs, c.tun, !c.unmerged, c.rsOpts...) })
 	}
 }
 
-func uploadGRO(t *testing.T, tunOpts string, merged bool, extra ...string) {
+func uploadGRO(t *testing.T, vip, rsAddr, tunOpts string, merged bool, extra ...string) {
 	l := newRoutedLab(t)
+	l.addIPv6(t)
 	rs := l.rs[0]
 	netnstest.RequireTool(t, "ethtool")
 	// GRO on the real server's veth gives it NAPI; veth_xmit hands a
@@ -63,15 +70,14 @@ func uploadGRO(t *testing.T, tunOpts string, merged bool, extra ...string) {
 	// (napi_complete_done), as a busy NIC's batches would.
 	rs.Exec(t, "sh", "-c", "echo 200000 > /sys/class/net/r0/gro_flush_timeout")
 	dir := t.TempDir()
-	rs.Exec(t, append([]string{binary("uvs-rs"), "tun", "up", "--vip", "10.0.3.100", "--state-dir", dir}, extra...)...)
+	rs.Exec(t, append([]string{binary("uvs-rs"), "tun", "up", "--vip", vip, "--state-dir", dir}, extra...)...)
 	t.Cleanup(func() {
 		if out, err := rs.Run(binary("uvs-rs"), "tun", "down", "--state-dir", dir); err != nil {
 			t.Errorf("uvs-rs tun down: %v: %s", err, out)
 		}
 	})
-	startUVSD(t, l.dir, `-A -t 10.0.3.100:9000 -s rr
--a -t 10.0.3.100:9000 -r 10.0.4.11 -i -w 1 `+tunOpts+`
-`)
+	svc := net.JoinHostPort(vip, "9000")
+	startUVSD(t, l.dir, "-A -t "+svc+" -s rr\n-a -t "+svc+" -r "+net.JoinHostPort(rsAddr, "9000")+" -i -w 1 "+tunOpts+"\n")
 	// The sink: reads one upload to its end and answers its SHA-256.
 	var ln net.Listener
 	if err := rs.Do(func() (err error) { ln, err = net.Listen("tcp", ":9000"); return err }); err != nil {
@@ -96,7 +102,7 @@ func uploadGRO(t *testing.T, tunOpts string, merged bool, extra ...string) {
 	want := sha256.Sum256(body)
 	var conn net.Conn
 	if err := l.cli.Do(func() (err error) {
-		conn, err = net.DialTimeout("tcp", "10.0.3.100:9000", 10*time.Second)
+		conn, err = net.DialTimeout("tcp", svc, 10*time.Second)
 		return err
 	}); err != nil {
 		t.Fatalf("dial the VIP: %v", err)
