@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"sync"
@@ -109,6 +110,50 @@ func NewPortAllocator(min, max uint16) *PortAllocator {
 		a.next[i].Store(rand.Uint32N(a.span))
 	}
 	return a
+}
+
+// PortPositions is where a PortAllocator's destination cursors stand:
+// for each slot, the offset in [Min, Max] of the next block it hands out
+// (every port before it, back to the previous wrap, was handed out). uvsd
+// saves them when it stops and a successor with the same range continues
+// from them (director/lportstate.go), so that it does not reuse at once
+// the ports its predecessor used last, which the real servers may still
+// hold in TIME_WAIT.
+type PortPositions struct {
+	Min, Max uint16
+	Next     [portSlots]uint32 // each < Max−Min+1
+}
+
+// NumPortSlots is how many cursors a PortPositions holds.
+const NumPortSlots = portSlots
+
+// Positions returns the cursors' positions. It reads each slot once
+// (atomically): a slot that moves meanwhile is saved where it stood.
+func (a *PortAllocator) Positions() PortPositions {
+	p := PortPositions{Min: a.Min, Max: a.Max}
+	for i := range a.next {
+		p.Next[i] = a.next[i].Load() % a.span
+	}
+	return p
+}
+
+// SetPositions moves the cursors to p, as they stood in an allocator over
+// the same range. It refuses, changing nothing, positions of another range
+// or out of it. Call it before the workers allocate: a worker keeps the
+// block it took.
+func (a *PortAllocator) SetPositions(p PortPositions) error {
+	if p.Min != a.Min || p.Max != a.Max {
+		return fmt.Errorf("local port positions of range %d-%d, the allocator's is %d-%d", p.Min, p.Max, a.Min, a.Max)
+	}
+	for i, off := range p.Next {
+		if off >= a.span {
+			return fmt.Errorf("local port position %d of slot %d is beyond range %d-%d", off, i, a.Min, a.Max)
+		}
+	}
+	for i, off := range p.Next {
+		a.next[i].Store(off)
+	}
+	return nil
 }
 
 // PortCursor is one worker's position in a PortAllocator and its

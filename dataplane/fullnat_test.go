@@ -211,6 +211,83 @@ func TestPortAllocatorStartsApart(t *testing.T) {
 	t.Fatalf("two allocators gave four destinations the same first ports: %v", ports)
 }
 
+// TestPortAllocatorPositionsContinue: an allocator given the positions
+// of another over the same range (a restarted uvsd given its
+// predecessor's) hands each destination the ports the other would have
+// handed out next, none of those it handed out already.
+func TestPortAllocatorPositionsContinue(t *testing.T) {
+	const min, max = 1024, 32767
+	lip := conntrack.Endpoint{Addr: netip.MustParseAddr("10.0.11.1").As16()}
+	ct, err := conntrack.New(conntrack.Config{Capacity: 1 << 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rss := []conntrack.Endpoint{ep("10.0.11.11:80"), ep("10.0.11.12:80"), ep("10.0.11.13:443")}
+	a1 := dataplane.NewPortAllocator(min, max)
+	used := map[conntrack.Endpoint]map[uint16]bool{}
+	var c1 dataplane.PortCursor // the predecessor's worker
+	for i := range 300 {
+		rs := rss[i%len(rss)]
+		p, ok := a1.Allocate(&c1, ct, conntrack.ProtoTCP, rs, lip, 0)
+		if !ok {
+			t.Fatal("no port in an empty table")
+		}
+		if used[rs] == nil {
+			used[rs] = map[uint16]bool{}
+		}
+		used[rs][p] = true
+	}
+	saved := a1.Positions()
+	if saved.Min != min || saved.Max != max {
+		t.Fatalf("positions of range %d-%d, want %d-%d", saved.Min, saved.Max, min, max)
+	}
+	a2 := dataplane.NewPortAllocator(min, max)
+	if err := a2.SetPositions(saved); err != nil {
+		t.Fatal(err)
+	}
+	if got := a2.Positions(); got != saved {
+		t.Fatal("positions set differ from the positions read back")
+	}
+	var c2, c1next dataplane.PortCursor // the successor's worker; a new worker of the predecessor
+	for _, rs := range rss {
+		for range 100 {
+			p2, ok2 := a2.Allocate(&c2, ct, conntrack.ProtoTCP, rs, lip, 0)
+			p1, ok1 := a1.Allocate(&c1next, ct, conntrack.ProtoTCP, rs, lip, 0)
+			if !ok1 || !ok2 {
+				t.Fatal("no port in an empty table")
+			}
+			if p2 != p1 {
+				t.Fatalf("%v: the restored allocator gives port %d, the predecessor would have given %d", rs, p2, p1)
+			}
+			if used[rs][p2] {
+				t.Fatalf("%v: the restored allocator gives port %d again, of the %d the predecessor handed out", rs, p2, len(used[rs]))
+			}
+		}
+	}
+}
+
+// TestPortAllocatorPositionsRefused: positions of another range, or
+// beyond the range, are refused and change nothing.
+func TestPortAllocatorPositionsRefused(t *testing.T) {
+	a := dataplane.NewPortAllocator(1024, 32767)
+	before := a.Positions()
+	other := dataplane.NewPortAllocator(1024, 32768).Positions()
+	if err := a.SetPositions(other); err == nil {
+		t.Error("positions of range 1024-32768 accepted by an allocator over 1024-32767")
+	}
+	beyond := before
+	for i := range beyond.Next {
+		beyond.Next[i] = 0
+	}
+	beyond.Next[dataplane.NumPortSlots-1] = 32767 - 1024 + 1
+	if err := a.SetPositions(beyond); err == nil {
+		t.Error("a position beyond the range accepted")
+	}
+	if a.Positions() != before {
+		t.Error("refused positions changed the allocator")
+	}
+}
+
 // TestPortAllocatorNoReuseOfLive: a connection still open (ESTABLISHED or
 // FIN_WAIT) keeps its port however old it is.
 func TestPortAllocatorNoReuseOfLive(t *testing.T) {

@@ -108,6 +108,7 @@ type Director struct {
 	hops    *neigh.Resolver
 	hooks   *khook.Hooks
 	sockets []*afpacket.Socket
+	lports  *lportSaver // FULLNAT local port positions across restarts (lportstate.go)
 	xdp     *afxdp.Program
 	xios    []*afxdp.IO
 	backend string
@@ -389,7 +390,7 @@ func (d *Director) Run(ctx context.Context) (err error) {
 		Hops:  hopAdapter{r: d.hops, host: &d.host},
 		Now:   time.Now,
 		Epoch: d.epoch,
-		Ports: dataplane.NewPortAllocator(d.cfg.LocalPortMin, d.cfg.LocalPortMax),
+		Ports: d.newPorts(), // where the previous uvsd left them (lportstate.go)
 		Trace: d.cfg.Trace,
 		Sync:  d.tap,
 		// sloppy_tcp/sloppy_sctp from --sysctl.
@@ -439,6 +440,7 @@ func (d *Director) Run(ctx context.Context) (err error) {
 	d.logIOStats()
 	d.closeIO()
 	d.stopWorkers()
+	d.saveLports(true)
 	d.logCounters()
 	if werr != nil {
 		return werr // logged once by the caller, after the hooks are removed
@@ -640,6 +642,7 @@ func (d *Director) housekeeping(ctx context.Context) error {
 			// The director's own addresses or interfaces may have
 			// changed (a safety net for the rtnetlink watcher).
 			d.followHost("addresses and interfaces")
+			d.saveLports(false) // for a successor after a crash
 		}
 	}
 }

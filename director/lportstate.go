@@ -1,0 +1,353 @@
+package director
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/uvs-lb/uvs/dataplane"
+)
+
+// FULLNAT local port positions across a restart.
+//
+// A FULLNAT connection's reply tuple RS:rport ↔ LIP:lport outlives it on
+// the real server, which usually closes first (an HTTP server answering
+// Connection: close) and so holds the tuple in TIME_WAIT for 60 s
+// (TCP_TIMEWAIT_LEN). A SYN reusing it is accepted only when its timestamp
+// is newer (tcp_timewait_state_process); clients draw a random timestamp
+// offset per connection, so about half such SYNs are dropped by PAWS
+// (TcpExtPAWSTimewait) and wait a second for their retransmission. A uvsd
+// restarted within those 60 s must therefore not walk again the ports its
+// predecessor used last. The allocator's cursors (one per destination
+// slot, dataplane.PortPositions) are saved to a file per network
+// namespace, lports-INODE (next to khook's sysctl-INODE.json and
+// napi-INODE.json in khook.DefaultStateDir), and a successor over the same
+// range continues from them, as a restarted kernel would have no need to
+// (its connect() positions live as long as the host). Written:
+//
+//   - when uvsd stops, once the workers stopped (clean: the positions are
+//     exact);
+//   - by housekeeping every lportSaveEvery while the positions move, so
+//     that a crash loses at most that much. A successor of a crash starts
+//     each cursor ahead of the saved one by as much as it moved over the
+//     interval before the save (the predecessor walked about that much
+//     more before it died).
+//
+// A missing file, one older than lportStateMaxAge (every TIME_WAIT it
+// could protect from is over), one for another range, or a malformed one
+// (logged) leaves the cursors at their random start; nothing of a
+// malformed file is used. `uvsd --cleanup` leaves the file: it is what
+// makes the next uvsd after a crash continue, it ages out by itself, and
+// /run is emptied at boot.
+
+// lportSaveEvery is how often housekeeping saves moving positions (its
+// slow tick).
+const lportSaveEvery = 2 * time.Second
+
+// lportStateMaxAge is how old a state file may be to be used: far beyond
+// TCP_TIMEWAIT_LEN (60 s).
+const lportStateMaxAge = 10 * time.Minute
+
+// lportStateMaxSize bounds the file read: a valid one is under 4 KB
+// (two lines of 256 numbers below 65536).
+const lportStateMaxSize = 16 << 10
+
+// lportStateMagic is the file's first line.
+const lportStateMagic = "uvs-lports 1"
+
+// lportState is the content of a state file.
+type lportState struct {
+	Pos   dataplane.PortPositions
+	Saved time.Time // when it was written (wall clock, to the second)
+	Clean bool      // written at a clean stop: Pos is exact
+	// Ahead is, per slot, how far the cursor moved over the save interval
+	// before Saved (used only when !Clean).
+	Ahead [dataplane.NumPortSlots]uint32
+}
+
+// marshal returns the file's text:
+//
+//	uvs-lports 1
+//	range MIN MAX
+//	saved UNIX-SECONDS
+//	clean 0|1
+//	next N0 … N255
+//	ahead A0 … A255
+func (s lportState) marshal() []byte {
+	b := make([]byte, 0, 4096)
+	b = append(b, lportStateMagic+"\nrange "...)
+	b = strconv.AppendUint(b, uint64(s.Pos.Min), 10)
+	b = append(b, ' ')
+	b = strconv.AppendUint(b, uint64(s.Pos.Max), 10)
+	b = append(b, "\nsaved "...)
+	b = strconv.AppendInt(b, s.Saved.Unix(), 10)
+	b = append(b, "\nclean "...)
+	if s.Clean {
+		b = append(b, '1')
+	} else {
+		b = append(b, '0')
+	}
+	for _, l := range []struct {
+		key string
+		v   *[dataplane.NumPortSlots]uint32
+	}{{"next", &s.Pos.Next}, {"ahead", &s.Ahead}} {
+		b = append(b, '\n')
+		b = append(b, l.key...)
+		for _, n := range l.v {
+			b = append(b, ' ')
+			b = strconv.AppendUint(b, uint64(n), 10)
+		}
+	}
+	return append(b, '\n')
+}
+
+// parseLportState parses a state file's text. Anything but exactly what
+// marshal writes (a valid range, positions within it) is an error and
+// nothing of it is returned.
+func parseLportState(b []byte) (lportState, error) {
+	var s lportState
+	if len(b) > lportStateMaxSize {
+		return lportState{}, fmt.Errorf("%d bytes, more than %d", len(b), lportStateMaxSize)
+	}
+	if len(b) == 0 || b[len(b)-1] != '\n' {
+		return lportState{}, errors.New("not newline-terminated")
+	}
+	lines := bytes.Split(b[:len(b)-1], []byte("\n"))
+	if len(lines) != 6 {
+		return lportState{}, fmt.Errorf("%d lines, want 6", len(lines))
+	}
+	if string(lines[0]) != lportStateMagic {
+		return lportState{}, fmt.Errorf("first line %.40q, want %q", lines[0], lportStateMagic)
+	}
+	// fields returns the numbers of line i, which starts with key.
+	fields := func(i int, key string, n, bits int) ([]uint64, error) {
+		f := bytes.Split(lines[i], []byte(" "))
+		if string(f[0]) != key {
+			return nil, fmt.Errorf("line %d: %.20q, want %q", i+1, f[0], key)
+		}
+		if len(f)-1 != n {
+			return nil, fmt.Errorf("line %d (%s): %d values, want %d", i+1, key, len(f)-1, n)
+		}
+		v := make([]uint64, n)
+		for j, x := range f[1:] {
+			u, err := strconv.ParseUint(string(x), 10, bits)
+			if err != nil {
+				return nil, fmt.Errorf("line %d (%s): value %d: %w", i+1, key, j+1, err)
+			}
+			v[j] = u
+		}
+		return v, nil
+	}
+	r, err := fields(1, "range", 2, 16)
+	if err != nil {
+		return lportState{}, err
+	}
+	if r[0] == 0 || r[1] < r[0] {
+		return lportState{}, fmt.Errorf("range %d-%d", r[0], r[1])
+	}
+	s.Pos.Min, s.Pos.Max = uint16(r[0]), uint16(r[1])
+	span := r[1] - r[0] + 1
+	saved, err := fields(2, "saved", 1, 63)
+	if err != nil {
+		return lportState{}, err
+	}
+	s.Saved = time.Unix(int64(saved[0]), 0)
+	clean, err := fields(3, "clean", 1, 1)
+	if err != nil {
+		return lportState{}, err
+	}
+	s.Clean = clean[0] == 1
+	for i, l := range []struct {
+		key string
+		v   *[dataplane.NumPortSlots]uint32
+	}{{"next", &s.Pos.Next}, {"ahead", &s.Ahead}} {
+		v, err := fields(4+i, l.key, dataplane.NumPortSlots, 32)
+		if err != nil {
+			return lportState{}, err
+		}
+		for j, n := range v {
+			if n >= span {
+				return lportState{}, fmt.Errorf("%s %d of slot %d is beyond range %d-%d", l.key, n, j, r[0], r[1])
+			}
+			l.v[j] = uint32(n)
+		}
+	}
+	return s, nil
+}
+
+// errNoLportState: no state file (or none that is a regular file of
+// ours).
+var errNoLportState = errors.New("no local port state")
+
+// readLportState reads and parses the state file at path, refusing
+// (without reading it) anything but a regular file of at most
+// lportStateMaxSize bytes owned by uvsd's user and writable by no one
+// else.
+func readLportState(path string) (lportState, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return lportState{}, errNoLportState
+	}
+	if err != nil {
+		return lportState{}, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return lportState{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return lportState{}, fmt.Errorf("%s: not a regular file (%v)", path, fi.Mode().Type())
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return lportState{}, fmt.Errorf("%s: writable by others (%v)", path, fi.Mode().Perm())
+	}
+	if err := ownedBySelf(fi); err != nil {
+		return lportState{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if fi.Size() > lportStateMaxSize {
+		return lportState{}, fmt.Errorf("%s: %d bytes, more than %d", path, fi.Size(), lportStateMaxSize)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, lportStateMaxSize+1))
+	if err != nil {
+		return lportState{}, err
+	}
+	s, err := parseLportState(b)
+	if err != nil {
+		return lportState{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
+
+// writeLportState writes s to path atomically: a new file of mode 0600 in
+// the same directory, renamed over path.
+func writeLportState(path string, s *lportState) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp") // O_EXCL, 0600
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(s.marshal())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// lportSaver saves an allocator's positions to its state file.
+type lportSaver struct {
+	path   string
+	ports  *dataplane.PortAllocator
+	last   dataplane.PortPositions // as last saved (or restored)
+	saved  bool                    // a file was written by this uvsd
+	failed bool                    // the last write failed (logged once)
+}
+
+// restoreLports moves a's cursors to where the state file at path left
+// them, if it is usable (see above), and returns what happened, for the
+// log; err is set for a file that was there but is not used.
+func restoreLports(a *dataplane.PortAllocator, path string, now time.Time) (string, error) {
+	s, err := readLportState(path)
+	if errors.Is(err, errNoLportState) {
+		return "no saved positions: random start", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	age := now.Sub(s.Saved)
+	if age > lportStateMaxAge || age < -time.Minute {
+		return fmt.Sprintf("saved positions of %s are %v old: random start", s.Saved.Format(time.RFC3339), age.Truncate(time.Second)), nil
+	}
+	if s.Pos.Min != a.Min || s.Pos.Max != a.Max {
+		return fmt.Sprintf("saved positions are of range %d-%d, not %d-%d: random start", s.Pos.Min, s.Pos.Max, a.Min, a.Max), nil
+	}
+	p := s.Pos
+	how := "continuing where the previous uvsd stopped"
+	if !s.Clean {
+		// parseLportState checked both below span.
+		span := uint32(a.Max-a.Min) + 1
+		for i := range p.Next {
+			p.Next[i] = (p.Next[i] + s.Ahead[i]) % span
+		}
+		how = "continuing past where the previous uvsd was at its last save (it did not stop cleanly)"
+	}
+	if err := a.SetPositions(p); err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	return how, nil
+}
+
+// save writes the positions: always when clean (the stop), else only when
+// they moved since the last save.
+func (l *lportSaver) save(now time.Time, clean bool) error {
+	p := l.ports.Positions()
+	if !clean && l.saved && p == l.last {
+		return nil
+	}
+	s := lportState{Pos: p, Saved: now, Clean: clean}
+	span := uint32(p.Max-p.Min) + 1
+	for i := range p.Next {
+		s.Ahead[i] = (p.Next[i] + span - l.last.Next[i]) % span
+	}
+	if err := writeLportState(l.path, &s); err != nil {
+		return err
+	}
+	l.last, l.saved = p, true
+	return nil
+}
+
+// newPorts returns the FULLNAT local port allocator, its cursors where the
+// previous uvsd in this network namespace left them when it can.
+func (d *Director) newPorts() *dataplane.PortAllocator {
+	a := dataplane.NewPortAllocator(d.cfg.LocalPortMin, d.cfg.LocalPortMax)
+	path, err := lportStateFile()
+	if err != nil {
+		d.log.Warn("FULLNAT local port positions are not saved across restarts", errField(err))
+		return a
+	}
+	how, err := restoreLports(a, path, time.Now())
+	if err != nil {
+		d.log.Warn("FULLNAT local ports: ignoring the saved positions: random start", errField(err))
+	} else {
+		d.log.Info("FULLNAT local ports: "+how, zap.String("state", path))
+	}
+	d.lports = &lportSaver{path: path, ports: a, last: a.Positions()}
+	return a
+}
+
+// saveLports saves the FULLNAT local port positions (clean: uvsd stops,
+// the workers are stopped). A failed write is logged once until a write
+// succeeds again.
+func (d *Director) saveLports(clean bool) {
+	l := d.lports
+	if l == nil {
+		return
+	}
+	err := l.save(time.Now(), clean)
+	switch {
+	case err != nil && !l.failed:
+		d.log.Warn("saving the FULLNAT local port positions for the next uvsd", errField(err))
+	case err == nil && l.failed:
+		d.log.Info("FULLNAT local port positions saved again", zap.String("state", l.path))
+	}
+	l.failed = err != nil
+}

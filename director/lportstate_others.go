@@ -1,0 +1,17 @@
+//go:build !linux
+
+package director
+
+import (
+	"errors"
+	"io/fs"
+)
+
+// lportStateFile: the state is kept per network namespace, which is
+// Linux's.
+func lportStateFile() (string, error) {
+	return "", errors.New("no network namespaces to keep the state per")
+}
+
+// ownedBySelf: not checked off Linux (no state file is used there).
+func ownedBySelf(fs.FileInfo) error { return nil }
