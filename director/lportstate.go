@@ -31,8 +31,8 @@ import (
 // slot, dataplane.PortPositions) are saved to a file per network
 // namespace, lports-INODE (next to khook's sysctl-INODE.json and
 // napi-INODE.json in khook.DefaultStateDir), and a successor over the same
-// range continues from them, as a restarted kernel would have no need to
-// (its connect() positions live as long as the host). Written:
+// range continues from them. Written, when they moved since the last
+// write (a uvsd without FULLNAT traffic writes nothing):
 //
 //   - when uvsd stops, once the workers stopped (clean: the positions are
 //     exact);
@@ -258,7 +258,6 @@ type lportSaver struct {
 	path   string
 	ports  *dataplane.PortAllocator
 	last   dataplane.PortPositions // as last saved (or restored)
-	saved  bool                    // a file was written by this uvsd
 	failed bool                    // the last write failed (logged once)
 }
 
@@ -296,11 +295,13 @@ func restoreLports(a *dataplane.PortAllocator, path string, now time.Time) (stri
 	return how, nil
 }
 
-// save writes the positions: always when clean (the stop), else only when
-// they moved since the last save.
+// save writes the positions when they moved since the last save (or the
+// start): a uvsd that made no FULLNAT connection writes no file, and
+// leaves the one it started from as it is (its positions and time are
+// still those of the last ports used).
 func (l *lportSaver) save(now time.Time, clean bool) error {
 	p := l.ports.Positions()
-	if !clean && l.saved && p == l.last {
+	if p == l.last {
 		return nil
 	}
 	s := lportState{Pos: p, Saved: now, Clean: clean}
@@ -311,7 +312,7 @@ func (l *lportSaver) save(now time.Time, clean bool) error {
 	if err := writeLportState(l.path, &s); err != nil {
 		return err
 	}
-	l.last, l.saved = p, true
+	l.last = p
 	return nil
 }
 

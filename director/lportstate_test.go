@@ -165,16 +165,18 @@ func TestReadLportStateRefuses(t *testing.T) {
 }
 
 // TestLportSaver: a save writes the positions and how far each cursor
-// moved since the previous save; a periodic save with nothing moved
-// writes nothing; a clean one always writes.
+// moved since the previous save; with nothing moved it writes nothing.
 func TestLportSaver(t *testing.T) {
 	const min, max = 1024, 32767
 	path := filepath.Join(t.TempDir(), "lports-1")
 	a := dataplane.NewPortAllocator(min, max)
 	l := &lportSaver{path: path, ports: a, last: a.Positions()}
 	now := time.Now()
-	if err := l.save(now, false); err != nil {
+	if err := l.save(now, true); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err == nil {
+		t.Fatal("unmoved positions written")
 	}
 	ct, err := conntrack.New(conntrack.Config{Capacity: 16})
 	if err != nil {
@@ -221,7 +223,16 @@ func TestLportSaver(t *testing.T) {
 	if err := l.save(now, true); err != nil {
 		t.Fatal(err)
 	}
-	if s, err := readLportState(path); err != nil || !s.Clean {
+	if _, err := os.Stat(path); err == nil {
+		t.Fatal("a clean save wrote unmoved positions")
+	}
+	if _, ok := a.Allocate(&c, ct, conntrack.ProtoTCP, conntrack.Endpoint{Addr: netip.MustParseAddr("10.0.11.12").As16(), Port: 80}, lip, 0); !ok {
+		t.Fatal("no port")
+	}
+	if err := l.save(now, true); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := readLportState(path); err != nil || !s.Clean || s.Pos != a.Positions() {
 		t.Fatalf("clean save: %v, clean=%v", err, s.Clean)
 	}
 }
