@@ -36,7 +36,7 @@ import (
 //
 //   - when uvsd stops, once the workers stopped (clean: the positions are
 //     exact);
-//   - by housekeeping every lportSaveEvery while the positions move, so
+//   - by housekeeping on its slow tick (2 s) while the positions move, so
 //     that a crash loses at most that much. A successor of a crash starts
 //     each cursor ahead of the saved one by as much as it moved over the
 //     interval before the save (the predecessor walked about that much
@@ -48,10 +48,6 @@ import (
 // malformed file is used. `uvsd --cleanup` leaves the file: it is what
 // makes the next uvsd after a crash continue, it ages out by itself, and
 // /run is emptied at boot.
-
-// lportSaveEvery is how often housekeeping saves moving positions (its
-// slow tick).
-const lportSaveEvery = 2 * time.Second
 
 // lportStateMaxAge is how old a state file may be to be used: far beyond
 // TCP_TIMEWAIT_LEN (60 s).
