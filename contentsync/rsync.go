@@ -70,11 +70,18 @@ type Exec struct {
 // Argv is the command line of j, and the content of its filter file (""
 // for a full sync). rsync runs in the watched tree and sends "./":
 //
-//	rsync -artuz --delete [--filter='. FILE'] [--exclude=…] [--timeout=N]
-//	      [--password-file=F | -e 'ssh -p P'] ./ DEST
+//	rsync -artuz --delete [--ignore-times --filter='. FILE' | --exclude=…]
+//	      [--timeout=N] [--password-file=F | -e 'ssh -p P'] ./ DEST
 //
 // --delete with the filter removes the batch's deleted paths on the
-// target, and only those (FilterRules).
+// target, and only those (FilterRules). A batch's paths are known to
+// have changed, so they are sent with --ignore-times: rsync's quick check
+// compares sizes and whole seconds of mtime (--modify-window 0), and a
+// file rewritten with the same size within the second of its last sync
+// would otherwise be skipped — "synced", and stale on the target (sersync,
+// which runs plain -artuz, has that hole). The delta algorithm keeps an
+// unchanged file's transfer to its checksums. A full sync keeps the quick
+// check: it walks the whole tree.
 func (x *Exec) Argv(j Job, filterFile string) (argv []string, rules string, err error) {
 	c := x.Config
 	bin := x.Rsync
@@ -96,7 +103,7 @@ func (x *Exec) Argv(j Job, filterFile string) (argv []string, rules string, err 
 		if len(bad) > 0 {
 			return nil, "", fmt.Errorf("file name %q holds a newline: rsync's filter rules cannot name it", bad[0])
 		}
-		argv = append(argv, "--filter=. "+filterFile)
+		argv = append(argv, "--ignore-times", "--filter=. "+filterFile)
 	}
 	if c.Timeout > 0 {
 		argv = append(argv, "--timeout="+strconv.Itoa(c.Timeout))

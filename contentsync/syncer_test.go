@@ -95,7 +95,7 @@ func TestArgv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "rsync -artuz --delete --filter=. /state/b.rules --timeout=100 --password-file=/etc/rsync.pas ./ rsync://rsyncuser@10.0.0.7/www/"
+	want := "rsync -artuz --delete --ignore-times --filter=. /state/b.rules --timeout=100 --password-file=/etc/rsync.pas ./ rsync://rsyncuser@10.0.0.7/www/"
 	if strings.Join(argv, " ") != want || rules != "+ /index.html\n+ /index.html/***\n- *\n" {
 		t.Fatalf("argv %q rules %q\nwant %q", strings.Join(argv, " "), rules, want)
 	}
