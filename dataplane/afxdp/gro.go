@@ -283,11 +283,14 @@ func (c *coalescer) join(frames []dataplane.Frame, j int, f *dataplane.Frame, s 
 		}
 	}
 	// Acknowledgment number, header length, flags but PSH, window (the
-	// 8 bytes from offset 8 but the PSH bit), and the options.
+	// 8 bytes from offset 8 but the PSH bit), the urgent pointer (which
+	// tcp_gro_receive does not compare without URG: compared here, so that
+	// the segments leaving are the ones received) and the options.
 	ht, st := hd[it.seg.l4:], d[s.l4:]
 	if binary.NativeEndian.Uint32(ht[8:12]) != binary.NativeEndian.Uint32(st[8:12]) ||
 		ht[12] != st[12] || (ht[13]^st[13])&^tcpPSH != 0 ||
 		binary.NativeEndian.Uint16(ht[14:16]) != binary.NativeEndian.Uint16(st[14:16]) ||
+		binary.NativeEndian.Uint16(ht[18:20]) != binary.NativeEndian.Uint16(st[18:20]) ||
 		string(ht[20:s.pay-s.l4]) != string(st[20:s.pay-s.l4]) {
 		return false
 	}

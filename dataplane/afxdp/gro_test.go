@@ -21,6 +21,7 @@ type seg struct {
 	id       uint16
 	df       bool
 	win      uint16
+	urg      uint16 // urgent pointer (without URG: the kernel's GRO ignores it)
 	opts     []byte // TCP options (a multiple of 4 bytes)
 	payload  []byte
 	full     bool // a complete checksum instead of a partial one
@@ -69,6 +70,7 @@ func (s seg) frame() []byte {
 		s.win = 500
 	}
 	binary.BigEndian.PutUint16(th[14:], s.win)
+	binary.BigEndian.PutUint16(th[18:], s.urg)
 	copy(th[20:], s.opts)
 	copy(th[doff:], s.payload)
 	ps := pseudo(f, s.v6, len(th))
@@ -230,6 +232,7 @@ func TestCoalesceRefuses(t *testing.T) {
 		"seq gap":          func(s *seg) { s.seq++ },
 		"other ack":        func(s *seg) { s.ack++ },
 		"other window":     func(s *seg) { s.win = 7 },
+		"other urgent ptr": func(s *seg) { s.urg = 6 },
 		"other options":    func(s *seg) { s.opts = []byte{1, 1, 1, 0} },
 		"no options":       func(s *seg) { s.opts = nil },
 		"bad checksum":     func(s *seg) { s.badCsum = true },
