@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -242,9 +243,12 @@ func TestContentSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait.For(t, 10*time.Second, func() bool { return rs[0].has("index.html", v2) }, "v2 on rs1 while rs2 is down")
+	// The queue may also hold the end of step 3's burst: the burst's files
+	// were all on rs2 before its last rsync run had exited, and stopping
+	// rs2's rsyncd may have cut that run (it is caught up below too).
 	wait.For(t, 10*time.Second, func() bool {
 		q, err := contentsync.LoadQueue(state)
-		return err == nil && q[dests[1]] != nil && len(q[dests[1]].Paths) == 1 && q[dests[1]].Paths[0] == "index.html"
+		return err == nil && q[dests[1]] != nil && slices.Contains(q[dests[1]].Paths, "index.html")
 	}, "index.html in rs2's failure queue (%s)", state)
 	if _, failed := syncRuns(us.Output(), dests[1]); failed == 0 {
 		t.Fatal("no failed sync logged for rs2")
