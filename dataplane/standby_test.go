@@ -268,7 +268,7 @@ func TestStandbyToLocalNode(t *testing.T) {
 func TestStandbyToLocalNodePartial(t *testing.T) {
 	ln := &fakeLocal{}
 	r := localRig(t, dualRules, ln)
-	r.setHost(func(h *dataplane.Host) { h.Standby, h.Local = standbySet("10.0.1.100"), standbySet("10.0.1.100") })
+	r.setHost(func(h *dataplane.Host) { h.Standby, h.Loopback = standbySet("10.0.1.100"), standbySet("10.0.1.100") })
 	f := partialTCP(t)
 	buf := make([]byte, 64+len(f))
 	copy(buf[64:], f)
@@ -288,7 +288,7 @@ func TestStandbyToLocalNodeNoAllocs(t *testing.T) {
 	r := localRig(t, dualRules, ln)
 	r.setHost(func(h *dataplane.Host) {
 		h.Standby = standbySet("10.0.1.100", "2001:db8:1::100")
-		h.Local = standbySet("10.0.1.100", "2001:db8:1::100")
+		h.Loopback = standbySet("10.0.1.100", "2001:db8:1::100")
 	})
 	v4 := tcpFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, true, false)
 	v6 := fuzzTCP6(t, macCli, macDir0, "2001:db8:1::2", "2001:db8:1::100", 40002, 80, true)
@@ -343,5 +343,19 @@ func TestStandbyNotLocalDropped(t *testing.T) {
 	}
 	if out := r.run(t, arpRequest(t, "10.0.1.100")); len(out) != 0 {
 		t.Errorf("ARP for a standby VIP answered")
+	}
+}
+
+// The takeover window: keepalived has added the VIP to its interface, the
+// host facts already list it as a local address, but the VRRP follower has
+// not yet moved it out of Standby. Its frames are dropped (the client
+// retransmits to the new master), not handed to the kernel, which would
+// answer a SYN with a reset.
+func TestStandbyJustTakenOverDropped(t *testing.T) {
+	ln := &fakeLocal{}
+	r := localRig(t, dualRules, ln)
+	r.setHost(func(h *dataplane.Host) { h.Standby, h.Local = standbySet("10.0.1.100"), standbySet("10.0.1.100") })
+	if out := r.run(t, tcpFrame(t, macCli, macDir0, "10.0.1.3", "10.0.1.100", 40001, 80, true, false)); len(out) != 0 || len(ln.pkts) != 0 {
+		t.Fatalf("standby VIP just added to an interface: forwarded %d, delivered %d to the kernel", len(out), len(ln.pkts))
 	}
 }

@@ -729,17 +729,20 @@ func (w *Worker) forward(pc *pktCtx, c *conntrack.Conn) {
 // device (the director's choice: director/owners.go), so that nothing
 // changes in the hooks when keepalived moves the VIP here; the frames the
 // hooks kept from the kernel are handed to it unchanged (toStandbyLocal)
-// when the VIP is a host address (a backup that is also a real server,
-// the VIP on lo: its own server answers what the master forwards to it).
-// When it is not, they are dropped: the kernel could only forward them
-// or — keepalived having added the VIP a moment before uvsd learnt it —
-// answer them with a reset; dropped, a client retransmits to the new
-// master.
+// when the VIP is on a loopback device (a backup that is also a real
+// server, the VIP on lo as the DR and TUN recipes and uvs-rs put it: its
+// own server answers what the master forwards to it). Otherwise they are
+// dropped: the kernel could only forward them or — keepalived having
+// added the VIP to its interface a moment before uvsd learnt it — answer
+// them with a reset; dropped, a client retransmits to the new master. A
+// VIP on another device is such a moment (Host.Local may already list it
+// while Host.Standby does not yet know it is held: a CI simulation saw
+// one connection refused at takeover that way), so it is not delivered.
 func (w *Worker) standby(pc *pktCtx) bool {
 	dst, host := pc.p.Dst, pc.host
 	if len(host.Standby) > 0 && host.Standby[dst] {
 		w.Counters.inc(CntStandby)
-		if w.env.LocalNode != nil && !host.BackupOnly && (host.Local[dst] || host.Loopback[dst]) {
+		if w.env.LocalNode != nil && !host.BackupOnly && host.Loopback[dst] {
 			// (Under backup_only nothing is owned: the kernel has it.)
 			w.toStandbyLocal(pc)
 		}
