@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"testing"
 
 	"github.com/uvs-lb/uvs/internal/netnstest"
@@ -19,9 +18,7 @@ import (
 // and built: afxdp.rx-super; sent with GSO metadata: afxdp.tx-gso; seen by
 // the worker: dataplane.gso).
 func TestOffloadNATCoalesceAFXDP(t *testing.T) {
-	if io := os.Getenv("UVS_E2E_IO"); io != "" && io != "afxdp" {
-		t.Skipf("UVS_E2E_IO=%s: this test is about the AF_XDP backend", io)
-	}
+	t.Setenv("UVS_E2E_IO", "afxdp") // about the AF_XDP backend, in every e2e pass (startUVSDArgs passes it as --io)
 	l := newNATLab(t)
 	for _, rs := range l.rs {
 		startStreamServer(t, rs)
