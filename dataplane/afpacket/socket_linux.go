@@ -50,20 +50,16 @@ const (
 	// txWaitMillis bounds one wait for send-buffer space.
 	txWaitMillis = 2
 
-	// struct virtio_net_hdr (linux/virtio_net.h), which precedes every
-	// frame in both directions with PACKET_VNET_HDR. Its 16-bit fields are
-	// in the host's byte order (legacy virtio, vio_le() on little-endian
-	// hosts).
-	vnetHdrLen     = 10
-	vnetFlags      = 0
-	vnetGSOType    = 1
-	vnetHdrLenOff  = 2
-	vnetGSOSize    = 4
-	vnetCsumStart  = 6
-	vnetCsumOffset = 8
-	// VIRTIO_NET_HDR_F_NEEDS_CSUM: the checksum at csum_start+csum_offset
-	// holds the pseudo-header sum and must be completed.
-	vnetNeedsCsum = 1
+	// struct virtio_net_hdr, which precedes every frame in both directions
+	// with PACKET_VNET_HDR (dataplane.PutVnetHdr).
+	vnetHdrLen     = dataplane.VnetHdrLen
+	vnetFlags      = dataplane.VnetFlags
+	vnetGSOType    = dataplane.VnetGSOType
+	vnetHdrLenOff  = dataplane.VnetHdrLenOff
+	vnetGSOSize    = dataplane.VnetGSOSize
+	vnetCsumStart  = dataplane.VnetCsumStart
+	vnetCsumOffset = dataplane.VnetCsumOffset
+	vnetNeedsCsum  = dataplane.VnetNeedsCsum
 )
 
 // Socket is an AF_PACKET socket with a TPACKET_V2 (RingFrame) or TPACKET_V3
@@ -772,7 +768,7 @@ func (s *Socket) prepare(j int, f *dataplane.Frame) {
 	data := f.Buf[f.Off : f.Off+f.Len]
 	iov := &s.iovs[j]
 	if s.vnet {
-		putVnet(&s.vhdrs[j], f, data)
+		dataplane.PutVnetHdr(&s.vhdrs[j], f, data)
 		iov = &s.iovs[2*j+1]
 	}
 	if len(data) > 0 {
@@ -790,42 +786,6 @@ func (s *Socket) prepare(j int, f *dataplane.Frame) {
 	if len(data) >= 14 {
 		a.Protocol = binary.NativeEndian.Uint16(data[12:14])
 	}
-}
-
-// putVnet writes the virtio_net_hdr for frame f (bytes data). A frame
-// without Offload is written as an ordinary, complete frame. hdr_len, the
-// kernel's hint for how much to copy into the linear part of the skb, is
-// the headers up to the end of the L4 header of a super-frame, or up to the
-// end of the checksum field of a partial frame (the minimum the kernel
-// accepts); 0 otherwise.
-func putVnet(v *[vnetHdrLen]byte, f *dataplane.Frame, data []byte) {
-	*v = [vnetHdrLen]byte{}
-	if !f.Offload {
-		return
-	}
-	hl := 0
-	if f.CsumPartial {
-		v[vnetFlags] = vnetNeedsCsum
-		binary.NativeEndian.PutUint16(v[vnetCsumStart:], f.CsumStart)
-		binary.NativeEndian.PutUint16(v[vnetCsumOffset:], f.CsumOffset)
-		hl = int(f.CsumStart) + int(f.CsumOffset) + 2
-	}
-	if f.GSO.Type != dataplane.GSONone {
-		v[vnetGSOType] = byte(f.GSO.Type)
-		binary.NativeEndian.PutUint16(v[vnetGSOSize:], f.GSO.Size)
-		cs := int(f.CsumStart)
-		switch f.GSO.Type.Kind() {
-		case dataplane.GSOTCPv4, dataplane.GSOTCPv6:
-			if cs+13 <= len(data) {
-				hl = cs + int(data[cs+12]>>4)*4
-			}
-		case dataplane.GSOUDPL4:
-			hl = cs + 8
-		}
-	}
-	// An hdr_len past the end of the frame (metadata that does not match
-	// it) makes the kernel refuse the frame with EINVAL: a TX error.
-	binary.NativeEndian.PutUint16(v[vnetHdrLenOff:], uint16(hl))
 }
 
 // Stats returns the socket's counters since Open.

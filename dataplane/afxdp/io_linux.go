@@ -425,7 +425,7 @@ type fallback struct {
 	hdrs  []mmsg.Hdr
 	iovs  []unix.Iovec
 	addrs []unix.RawSockaddrLinklayer
-	vhdrs [][vnetHdrLen]byte
+	vhdrs [][dataplane.VnetHdrLen]byte
 }
 
 func (fb *fallback) open(batch int) error {
@@ -459,10 +459,10 @@ func (fb *fallback) open(batch int) error {
 	b := mmsg.NewBatch(batch, niov)
 	fb.hdrs, fb.iovs, fb.addrs = b.Hdrs, b.Iovs, b.Addrs
 	if fb.vnet {
-		fb.vhdrs = make([][vnetHdrLen]byte, batch)
+		fb.vhdrs = make([][dataplane.VnetHdrLen]byte, batch)
 		for j := range fb.vhdrs {
 			fb.iovs[2*j].Base = &fb.vhdrs[j][0]
-			fb.iovs[2*j].SetLen(vnetHdrLen)
+			fb.iovs[2*j].SetLen(dataplane.VnetHdrLen)
 		}
 	}
 	return nil
@@ -540,46 +540,11 @@ const (
 	fallbackWaitMillis = 2
 )
 
-// struct virtio_net_hdr (linux/virtio_net.h), in front of every frame the
-// vnet fallback sends; its 16-bit fields are in the host's byte order.
-const (
-	vnetHdrLen     = 10
-	vnetFlags      = 0
-	vnetGSOType    = 1
-	vnetHdrLenOff  = 2
-	vnetGSOSize    = 4
-	vnetCsumStart  = 6
-	vnetCsumOffset = 8
-	vnetNeedsCsum  = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM
-)
-
-// putVnet describes frame f (bytes data) in v: its partial checksum
-// (csum_start, csum_offset) and GSO type and size. hdr_len, how much the
-// kernel copies into the skb's linear part (virtio_net_hdr_to_skb), covers
-// the headers through the TCP header of a super-frame and through the
-// checksum field of a partial frame, and must not pass the frame's end
-// (EINVAL).
-func putVnet(v *[vnetHdrLen]byte, f *dataplane.Frame, data []byte) {
-	*v = [vnetHdrLen]byte{}
-	hl := 0
-	if f.CsumPartial {
-		v[vnetFlags] = vnetNeedsCsum
-		binary.NativeEndian.PutUint16(v[vnetCsumStart:], f.CsumStart)
-		binary.NativeEndian.PutUint16(v[vnetCsumOffset:], f.CsumOffset)
-		hl = int(f.CsumStart) + int(f.CsumOffset) + 2
+// putVnet is dataplane.PutVnetHdr with hdr_len clamped to the frame: the
+// merged and rewritten frames this fallback sends are never refused for it.
+func putVnet(v *[dataplane.VnetHdrLen]byte, f *dataplane.Frame, data []byte) {
+	dataplane.PutVnetHdr(v, f, data)
+	if hl := binary.NativeEndian.Uint16(v[dataplane.VnetHdrLenOff:]); int(hl) > len(data) {
+		binary.NativeEndian.PutUint16(v[dataplane.VnetHdrLenOff:], uint16(len(data)))
 	}
-	if f.GSO.IsGSO() {
-		v[vnetGSOType] = byte(f.GSO.Type)
-		binary.NativeEndian.PutUint16(v[vnetGSOSize:], f.GSO.Size)
-		cs := int(f.CsumStart)
-		switch f.GSO.Type.Kind() {
-		case dataplane.GSOTCPv4, dataplane.GSOTCPv6:
-			if cs+13 <= len(data) {
-				hl = cs + int(data[cs+12]>>4)*4
-			}
-		case dataplane.GSOUDPL4:
-			hl = cs + 8
-		}
-	}
-	binary.NativeEndian.PutUint16(v[vnetHdrLenOff:], uint16(min(hl, len(data))))
 }
