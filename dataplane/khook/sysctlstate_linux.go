@@ -23,6 +23,12 @@ import (
 type stateFile struct {
 	// NetNS is the namespace's inode number (as in the file name).
 	NetNS uint64 `json:"netns"`
+	// Cookie is the namespace's cookie (NetNSCookie). The kernel gives a
+	// dead namespace's inode number to the next namespace it creates, so
+	// a file whose cookie is not the namespace's is a dead namespace's:
+	// deleted, never restored into the newcomer. Zero (a file written
+	// before cookies were recorded): restored, as before.
+	Cookie uint64 `json:"cookie,omitempty"`
 	// PID is the process that wrote it (for people; not checked).
 	PID int `json:"pid"`
 	// Sysctls are the original values, by /proc/sys path, in the order
@@ -54,6 +60,26 @@ func (h *Hooks) nsInode() (uint64, error) {
 	return st.Ino, nil
 }
 
+// NetNSCookie returns the cookie of the calling thread's network
+// namespace (SO_NETNS_COOKIE, Linux 5.14; sock_gen_cookie's counter, net_cookie):
+// unlike the namespace's inode number, which proc_free_inum hands to the next
+// namespace once the old one is gone, a cookie is never given twice while
+// the system runs. Files that outlive a uvsd and are named by the inode
+// number carry it, so that a successor tells its namespace's files from a
+// dead namespace's.
+func NetNSCookie() (uint64, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("network namespace cookie: %w", err)
+	}
+	defer unix.Close(fd)
+	c, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+	if err != nil {
+		return 0, fmt.Errorf("network namespace cookie: %w", err)
+	}
+	return c, nil
+}
+
 // statePath returns the state file of h's namespace.
 func (h *Hooks) statePath() (string, uint64, error) {
 	ino, err := h.nsInode()
@@ -70,7 +96,11 @@ func (h *Hooks) writeState() error {
 	if err != nil {
 		return err
 	}
-	b, err := json.Marshal(stateFile{NetNS: ino, PID: os.Getpid(), Sysctls: h.saved})
+	cookie, err := NetNSCookie()
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(stateFile{NetNS: ino, Cookie: cookie, PID: os.Getpid(), Sysctls: h.saved})
 	if err != nil {
 		return err
 	}
@@ -146,6 +176,16 @@ func (h *Hooks) restoreStale() error {
 	st, path, err := h.readState()
 	if err != nil || st == nil {
 		return err
+	}
+	if st.Cookie != 0 {
+		cookie, err := NetNSCookie()
+		if err != nil {
+			return err
+		}
+		if cookie != st.Cookie {
+			// A namespace that no longer exists had this inode number.
+			return os.Remove(path)
+		}
 	}
 	var errs []error
 	for i := len(st.Sysctls) - 1; i >= 0; i-- {

@@ -151,3 +151,68 @@ func TestSysctlStateRejectsForeignPaths(t *testing.T) {
 		t.Fatalf("victim now %q", b)
 	}
 }
+
+// TestSysctlStateDeadNamespace: the kernel gives a dead namespace's inode
+// number to the next namespace it creates, so the state file a uvsd
+// killed in a namespace that is gone now names a new namespace too. Its
+// cookie says it is not the new namespace's: deleted, nothing restored —
+// neither by uvsd --cleanup nor by the next uvsd, which records the new
+// namespace's own values as the originals.
+func TestSysctlStateDeadNamespace(t *testing.T) {
+	tp := newTopo(t)
+	dir := t.TempDir()
+	opts := Options{NetNS: tp.dir.h, StateDir: dir}
+	probe := New(opts)
+	orig := recommendedValues(t, probe)
+	path, ino, err := probe.statePath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cookie uint64
+	if err := inNetNS(tp.dir.h, func() (err error) { cookie, err = NetNSCookie(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	var self uint64
+	if self, err = NetNSCookie(); err != nil || self == cookie || cookie == 0 {
+		t.Fatalf("cookies: this namespace's %d, the test namespace's %d (%v): want two different ones", self, cookie, err)
+	}
+	dead := func() {
+		t.Helper()
+		var st stateFile
+		st.NetNS, st.Cookie, st.PID = ino, cookie+1000, 1
+		for _, s := range RecommendedSysctls("d0") {
+			p, err := sysctlPath(s.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.Sysctls = append(st.Sysctls, Sysctl{Name: p, Value: "0"})
+		}
+		b, _ := json.Marshal(st)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	dead()
+	if err := RestoreSysctls(tp.dir.h, dir); err != nil {
+		t.Fatal(err)
+	}
+	wantValues(t, probe, "uvsd --cleanup over a dead namespace's file", orig)
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the dead namespace's file stays: %v", err)
+	}
+
+	dead()
+	next := New(opts)
+	if err := next.SetSysctls(RecommendedSysctls("d0")...); err != nil {
+		t.Fatal(err)
+	}
+	var st stateFile
+	if b, err := os.ReadFile(path); err != nil || json.Unmarshal(b, &st) != nil || st.Cookie != cookie || len(st.Sysctls) != 3 || st.Sysctls[0].Value != "1" {
+		t.Fatalf("the next uvsd's state file: %+v, %v (want cookie %d, originals 1)", st, err, cookie)
+	}
+	if err := next.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	wantValues(t, probe, "the next uvsd stopped", orig)
+}
