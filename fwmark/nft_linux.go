@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -208,8 +209,8 @@ func translateChain(t *nftTable, ch *nftChain, fam int, ifname func(int) (string
 	if ch.Type == nftables.ChainTypeNAT {
 		// A nat chain sees the first packet of each connection only and
 		// its dnat/redirect change the addresses later chains match.
-		for _, r := range ch.Rules {
-			e.unsupported(ch, r, "rule of a nat-type chain")
+		for ri := range ch.Rules {
+			e.unsupported(ch, ri, "rule of a nat-type chain")
 		}
 		nc.Unsupported = e.unsup
 		return nc
@@ -234,6 +235,12 @@ type emitter struct {
 	marks  []Rule
 	unsup  []Unsupported
 	seen   map[string]bool
+	// reported holds the (chain, rule, reason) triples already
+	// described: a rule reached again through another inlined jump gives
+	// the same Unsupported, so it is not formatted again.
+	reported map[unsupKey]bool
+	// stack is the chains being inlined, the base chain first.
+	stack  []*nftChain
 	labels []int
 	fixups []struct{ rule, label int }
 }
@@ -247,7 +254,24 @@ func (e *emitter) emitGoto(match Rule, label int) {
 	e.out = append(e.out, match)
 }
 
-func (e *emitter) unsupported(ch *nftChain, r nftRule, reason string) {
+// unsupKey names one rule's reason independently of the path that
+// reached it.
+type unsupKey struct {
+	ch     *nftChain
+	rule   int
+	reason string
+}
+
+func (e *emitter) unsupported(ch *nftChain, ri int, reason string) {
+	k := unsupKey{ch, ri, reason}
+	if e.reported[k] {
+		return
+	}
+	if e.reported == nil {
+		e.reported = map[unsupKey]bool{}
+	}
+	e.reported[k] = true
+	r := ch.Rules[ri]
 	u := Unsupported{Nft: chainName(e.t.Family, e.t.Name, ch.Name), IPv6: e.fam == 6, Line: int(r.Handle),
 		Rule: describeExprs(r.Exprs), Reason: reason}
 	if k := u.String(); !e.seen[k] {
@@ -269,14 +293,17 @@ func (e *emitter) findChain(name string) *nftChain {
 // continues, end is the end of the base chain (accept), path the
 // conditions that led here (for Marks).
 func (e *emitter) chain(ch *nftChain, ret, end int, path []Rule, depth int) {
-	for _, r := range ch.Rules {
+	e.stack = append(e.stack, ch)
+	defer func() { e.stack = e.stack[:len(e.stack)-1] }()
+	for ri := range ch.Rules {
+		r := &ch.Rules[ri]
 		out, marks := len(e.out), len(e.marks)
 		segs, reason := e.parseRule(r.Exprs)
 		if reason == "" {
 			reason = e.rule(segs, ret, end, path, depth)
 		}
 		if reason != "" {
-			e.unsupported(ch, r, reason)
+			e.unsupported(ch, ri, reason)
 		}
 		// Name the rules made from r (those of inlined chains have theirs).
 		text := "nft " + chainName(e.t.Family, e.t.Name, ch.Name) + " handle " + strconv.FormatUint(r.Handle, 10)
@@ -329,9 +356,16 @@ func (e *emitter) rule(segs []segment, ret, end int, path []Rule, depth int) str
 	}
 	last := segs[len(segs)-1]
 	if last.kind == stJump || last.kind == stGoto {
+		target := e.findChain(last.chain)
 		switch {
-		case e.findChain(last.chain) == nil:
+		case target == nil:
 			return "jump to unknown chain " + strconv.Quote(last.chain)
+		case slices.Contains(e.stack, target):
+			// The kernel refuses a ruleset whose jumps and gotos form a
+			// loop (nf_tables_check_loops, net/netfilter/nf_tables_api.c),
+			// so no real ruleset gets here; inlining one would unroll the
+			// loop to the depth limit, doubling the work at each level.
+			return "jump loop through chain " + strconv.Quote(last.chain)
 		case depth+1 > maxNftDepth:
 			return "more than 16 nested jumps"
 		case len(e.out) > maxNftRules:

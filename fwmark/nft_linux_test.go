@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -502,6 +503,61 @@ func FuzzNftTranslate(f *testing.F) {
 			c.Mark(&p)
 		}
 	})
+}
+
+// loopRuleset has two regular chains that jump to each other and to
+// themselves, two rules each: a ruleset the kernel refuses
+// (nf_tables_check_loops) that the translator must still survive.
+// Inlined to the 16-jump limit it doubled per level and filled the
+// 20000-rule cap; FuzzNftTranslate spent hundreds of milliseconds on such
+// inputs.
+func loopRuleset() *nftRuleset {
+	return &nftRuleset{Tables: []nftTable{{
+		Family: nftables.TableFamilyINet, Name: "f",
+		Chains: []nftChain{
+			baseChain("b", 0, cat(ldMeta(expr.MetaKeyL4PROTO), eq(6), verdict(expr.VerdictJump, "c1")), setMark(7)),
+			{Name: "c1", Rules: rules(cat(ldMeta(expr.MetaKeyL4PROTO), eq(6), ldTh(2), eq(be16(80)...), verdict(expr.VerdictJump, "c1")), []expr.Any{verdict(expr.VerdictJump, "c2")})},
+			{Name: "c2", Rules: rules([]expr.Any{verdict(expr.VerdictJump, "c1")}, []expr.Any{verdict(expr.VerdictGoto, "c2")})},
+		},
+	}}}
+}
+
+func TestNftJumpLoop(t *testing.T) {
+	n := translateNft(loopRuleset(), testIfname)
+	ch := n.V4[0]
+	var got []string
+	for _, u := range ch.Unsupported {
+		got = append(got, fmt.Sprintf("%s handle %d: %s", u.Nft, u.Line, u.Reason))
+	}
+	want := []string{
+		`inet f c1 handle 2: jump loop through chain "c1"`,
+		`inet f c2 handle 2: jump loop through chain "c1"`,
+		`inet f c2 handle 3: jump loop through chain "c2"`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("unsupported:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// What is left: b's jump into c1, c1's jump into c2 and the returns
+	// of both, the mark; nothing unrolled.
+	if len(ch.Rules) > 20 {
+		t.Errorf("%d rules after inlining; a loop must not be unrolled", len(ch.Rules))
+	}
+	// The mark after the jump still applies.
+	c, _ := compileNft(t, loopRuleset(), Tables{})
+	p := Packet{Src: v4("1.2.3.4"), Dst: v4("10.0.0.1"), Proto: 6, DstPort: 80, Ifindex: 2}
+	if got := c.Mark(&p); got != 7 {
+		t.Errorf("mark %d, want 7", got)
+	}
+}
+
+// BenchmarkNftTranslateLoop is the cost of a ruleset with jump loops
+// (reported, not unrolled).
+func BenchmarkNftTranslateLoop(b *testing.B) {
+	rs := loopRuleset()
+	b.ReportAllocs()
+	for b.Loop() {
+		translateNft(rs, testIfname)
+	}
 }
 
 func TestNftSetPrefixes(t *testing.T) {
