@@ -29,6 +29,11 @@ type candidate struct {
 	ceiling bool
 	// uvs options
 	fwd, io string
+	// reply is the real servers' reply path during the candidate's slot
+	// (ReplyViaDirector or ReplyViaRouter; "" for the ceiling).
+	reply string
+	// onlyNamed: measured only when --only names it (a comparison variant).
+	onlyNamed bool
 }
 
 // candidates returns every candidate in the order of the tables.
@@ -51,16 +56,16 @@ func (h *harness) candidates() []*candidate {
 `, UDPPort))
 			},
 			teardown: func(h *harness) error { return h.nft(h.topo.Dir, "delete table netdev benchceil\n") }},
-		{name: "kernel-forward", kind: KindKernel, udp: true, tcp: true, udpDsts: rs, httpHost: first, iperfHost: first,
+		{name: "kernel-forward", reply: ReplyViaDirector, kind: KindKernel, udp: true, tcp: true, udpDsts: rs, httpHost: first, iperfHost: first,
 			desc:  "plain IP forwarding in the director namespace, client addressing the real servers (TCP: real server 1)",
 			setup: func(h *harness) error { return nil }, teardown: kernelTeardown},
-		{name: "nft-dnat", kind: KindKernel, udp: true, tcp: true, udpDsts: vip, httpHost: VIP.String(), iperfHost: VIP.String(),
+		{name: "nft-dnat", reply: ReplyViaDirector, kind: KindKernel, udp: true, tcp: true, udpDsts: vip, httpHost: VIP.String(), iperfHost: VIP.String(),
 			desc:  "nftables DNAT, `numgen random mod 2` map in a prerouting nat chain (iperf3: `jhash ip saddr`, sticky)",
 			setup: func(h *harness) error { return h.nft(h.topo.Dir, nftDNATRules(rs)) },
 			teardown: func(h *harness) error {
 				return firstErr(h.nft(h.topo.Dir, "delete table ip benchlb\n"), kernelTeardown(h))
 			}},
-		{name: "iptables-statistic", kind: KindKernel, udp: true, tcp: true, udpDsts: vip, httpHost: VIP.String(), iperfHost: VIP.String(),
+		{name: "iptables-statistic", reply: ReplyViaDirector, kind: KindKernel, udp: true, tcp: true, udpDsts: vip, httpHost: VIP.String(), iperfHost: VIP.String(),
 			desc: "iptables (nft backend) kube-proxy style: KUBE-SERVICES → SVC → `-m statistic --mode random --probability 0.5` → SEP → DNAT",
 			note: "iperf3 goes to real server 1 only (statistic is not sticky: its control and data connections must meet)",
 			setup: func(h *harness) error {
@@ -75,15 +80,31 @@ func (h *harness) candidates() []*candidate {
 				_, _ = nsRun(cmdTimeout, h.topo.Dir, -1, "nft", "delete", "table", "ip", "nat")
 				return firstErr(err1, err2, kernelTeardown(h))
 			}},
-		{name: "haproxy-tcp", kind: KindProxy, tcp: true, httpHost: VIP.String(), iperfHost: VIP.String(),
+		{name: "haproxy-tcp", reply: ReplyViaDirector, kind: KindProxy, tcp: true, httpHost: VIP.String(), iperfHost: VIP.String(),
 			desc:  "HAProxy `mode tcp`, nbthread 1, roundrobin (iperf3: balance source), VIP on the director's lo",
 			setup: (*harness).startHAProxy, teardown: (*harness).stopHAProxy},
 	}
 	uvs := func(name, fwd, io, desc string) *candidate {
-		return &candidate{name: name, kind: KindUVS, udp: true, tcp: true, udpDsts: vip, httpHost: VIP.String(), iperfHost: VIP.String(),
-			fwd: fwd, io: io, desc: desc,
+		c := &candidate{name: name, kind: KindUVS, udp: true, tcp: true, udpDsts: vip, httpHost: VIP.String(), iperfHost: VIP.String(),
+			fwd: fwd, io: io, desc: desc, reply: ReplyViaDirector,
 			setup:    func(h *harness) error { return h.startUVS(fwd, io, 0) },
 			teardown: func(h *harness) error { return h.stopUVS(fwd) }}
+		if fwd == "-g" || fwd == "-i" {
+			// LVS-DR and LVS-TUN: the real server's gateway is not the
+			// director, so its replies do not pass through it (the
+			// deployment ipvsadm's DR/TUN documentation describes).
+			c.reply = ReplyViaRouter
+			c.setup = func(h *harness) error {
+				if err := h.topo.ReplyVia(ReplyViaRouter); err != nil {
+					return err
+				}
+				return h.startUVS(fwd, io, 0)
+			}
+			c.teardown = func(h *harness) error {
+				return firstErr(h.stopUVS(fwd), h.topo.ReplyVia(ReplyViaDirector))
+			}
+		}
+		return c
 	}
 	cs = append(cs,
 		uvs("uvs-nat", "-m", "", "uvsd NAT (masquerading), rr (iperf3: sh), 1 worker pinned to the director core"),
@@ -110,6 +131,17 @@ func (h *harness) candidates() []*candidate {
 		return firstErr(h.stopUVS("-m"), setRPS(h.topo.Dir, "d0", h.cfg.RPSDir))
 	}
 	cs = append(cs, rx0)
+	// Comparison variants (only with --only): DR and TUN with the real
+	// servers' replies crossing the director, the bench's topology before
+	// the router namespace.
+	for _, v := range []struct{ name, fwd, what string }{{"uvs-dr-dirgw", "-g", "uvs-dr"}, {"uvs-tun-dirgw", "-i", "uvs-tun"}} {
+		c := uvs(v.name, v.fwd, "", v.what+", but the real servers' gateway is the director, so their replies cross it (not a DR/TUN deployment)")
+		c.reply, c.onlyNamed = ReplyViaDirector, true
+		c.note = "comparison variant, not a target row"
+		c.setup = func(h *harness) error { return h.startUVS(v.fwd, "", 0) }
+		c.teardown = func(h *harness) error { return h.stopUVS(v.fwd) }
+		cs = append(cs, c)
+	}
 	for _, c := range cs {
 		if c.io == "afxdp" {
 			c.note = "with native XDP on veth the receive work (XDP program, copy into the UMEM) runs on the sending CPU (CPU0) before RPS: " +

@@ -105,10 +105,11 @@ func Benchmark(ctx context.Context, cfg Config) (*Report, error) {
 	cands := h.candidates()
 	var avail []*candidate
 	for _, c := range cands {
-		if cfg.SyncOnly || cfg.FloodOnly || (len(cfg.Only) > 0 && !slices.Contains(cfg.Only, c.name) && !c.ceiling) || slices.Contains(cfg.Skip, c.name) {
+		if cfg.SyncOnly || cfg.FloodOnly || (len(cfg.Only) > 0 && !slices.Contains(cfg.Only, c.name) && !c.ceiling) || slices.Contains(cfg.Skip, c.name) ||
+			(c.onlyNamed && !slices.Contains(cfg.Only, c.name)) {
 			continue
 		}
-		row := Row{Name: c.name, Kind: c.kind, Desc: c.desc, Available: c.unavailable == "", Note: c.note}
+		row := Row{Name: c.name, Kind: c.kind, Desc: c.desc, Available: c.unavailable == "", Note: c.note, Reply: c.reply}
 		if c.unavailable != "" {
 			row.Note = c.unavailable
 		}

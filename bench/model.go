@@ -40,6 +40,9 @@ type Row struct {
 	Desc      string `json:"description"`
 	Available bool   `json:"available"`
 	Note      string `json:"note,omitempty"`
+	// Reply is the real servers' reply path (ReplyViaDirector or
+	// ReplyViaRouter; "" where no real server answers, the ceiling).
+	Reply string `json:"reply_path,omitempty"`
 
 	PPS       Summary  `json:"udp_pps"`
 	Offered   Summary  `json:"udp_offered_pps"`

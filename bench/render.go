@@ -66,6 +66,9 @@ func (r *Report) Markdown(svgName string) string {
 			"a CPU that only drops idles between bursts, and each wake-up costs the sender an inter-processor interrupt). "+
 			"A row marked ⁽ᶜ⁾ delivered ≥ 90 %% of what reached the director (d0's receive counter): the generator, not the candidate, set its pps; compare its CPU cost.\n\n",
 			cell(r.Ceiling, 1e-3, 0))
+		p("A row marked ⁽ʳ⁾ has the real servers' replies reach the client through the router namespace, not the director " +
+			"(LVS-DR/TUN deployments: the real server's gateway is not the director); every other row's replies cross the director (its gateway). " +
+			"The router's receive runs on the director core (RPS), as the director's forwarding of the replies does in the other rows.\n\n")
 		p("| candidate | UDP kpps delivered | director µs/pkt at %s pps | generator-core µs/pkt | TCP conn/s | loaded p50 / p99 ms | unloaded p50 / p99 µs | iperf3 Gbit/s |\n", fmtVal(r.CPURate))
 		p("| --- | --- | --- | --- | --- | --- | --- | --- |\n")
 		for _, row := range r.Rows {
@@ -76,6 +79,9 @@ func (r *Report) Markdown(svgName string) string {
 			name := row.Name
 			if row.AtCeiling {
 				name += " ⁽ᶜ⁾"
+			}
+			if row.Reply == ReplyViaRouter {
+				name += " ⁽ʳ⁾"
 			}
 			lat := "–"
 			if row.P50.Valid() {
@@ -128,6 +134,9 @@ func (r *Report) Markdown(svgName string) string {
 	p("\n## Candidates\n\n")
 	for _, row := range r.Rows {
 		p("- **%s** — %s", row.Name, row.Desc)
+		if d := ReplyPathDesc(row.Reply); d != "" {
+			p("; %s", d)
+		}
 		if row.Note != "" {
 			p(" _%s_", row.Note)
 		}

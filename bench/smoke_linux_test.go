@@ -4,6 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,23 +22,24 @@ import (
 // ceiling sink, plain kernel forwarding and uvs-nat for a short window
 // each, and checks that packets were delivered and counted. It measures
 // behaviour, not speed: no figure is compared with anything.
-func TestSmoke(t *testing.T) {
-	netnstest.SkipIfNotRoot(t)
-	netnstest.RequireTool(t, "nft")
-	netnstest.RequireTool(t, "taskset")
+// buildUVS builds uvsd, uvs-rs and uvsadm into a temporary directory.
+func buildUVS(t *testing.T) string {
+	t.Helper()
 	bin := t.TempDir()
 	build := exec.Command("go", "build", "-o", bin+string(filepath.Separator), "../cmd/uvsd", "../cmd/uvs-rs", "../cmd/uvsadm")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building uvsd: %v\n%s", err, out)
 	}
+	return bin
+}
+
+// upTopo builds a benchmark topology (two real servers) for a test and
+// removes it at the test's end.
+func upTopo(t *testing.T, cfg Config, bin string) *harness {
+	t.Helper()
 	var rnd [3]byte
 	_, _ = rand.Read(rnd[:])
-	cfg := DefaultConfig(true)
-	cfg.UDPWarm, cfg.UDPWindow = 200*time.Millisecond, 500*time.Millisecond
-	cfg.GateWait, cfg.GateSettle = 0, 50*time.Millisecond
-	cfg.Flows = 512
-	cfg.TCPOnly, cfg.IperfRuns = []string{"none"}, 0 // UDP only: no wrk, nginx or iperf3 needed
 	h := &harness{cfg: cfg, bin: bin, tmp: t.TempDir(), started: time.Now(), rep: &Report{}}
 	// netnstest's prefix, so leftovers are recognised as test namespaces.
 	h.topo = NewTopo(netnstest.Prefix+"bn"+hex.EncodeToString(rnd[:])+"-", 2)
@@ -47,6 +52,20 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("removing the topology: %v", err)
 		}
 	})
+	return h
+}
+
+func TestSmoke(t *testing.T) {
+	netnstest.SkipIfNotRoot(t)
+	netnstest.RequireTool(t, "nft")
+	netnstest.RequireTool(t, "taskset")
+	bin := buildUVS(t)
+	cfg := DefaultConfig(true)
+	cfg.UDPWarm, cfg.UDPWindow = 200*time.Millisecond, 500*time.Millisecond
+	cfg.GateWait, cfg.GateSettle = 0, 50*time.Millisecond
+	cfg.Flows = 512
+	cfg.TCPOnly, cfg.IperfRuns = []string{"none"}, 0 // UDP only: no wrk, nginx or iperf3 needed
+	h := upTopo(t, cfg, bin)
 	h.acc = newAccountant([]string{h.topo.Cli}, h.topo.Namespaces()[1:])
 	byName := map[string]*candidate{}
 	for _, c := range h.candidates() {
@@ -109,5 +128,117 @@ func TestSmoke(t *testing.T) {
 	// uvsd stopped cleanly and took its kernel hooks with it.
 	if out, err := nsRun(cmdTimeout, h.topo.Dir, -1, "nft", "list", "tables"); err != nil || strings.Contains(out, "netdev uvs") {
 		t.Fatalf("after uvs-nat the director has: %s %v", out, err)
+	}
+}
+
+// TestReplyPath checks where the real servers' replies go: for uvs-dr and
+// uvs-tun through the router namespace, never into the director (its
+// real-server links receive nothing while connections are answered); for
+// uvs-nat, and the DR comparison variant, through the director.
+func TestReplyPath(t *testing.T) {
+	netnstest.SkipIfNotRoot(t)
+	netnstest.RequireTool(t, "nft")
+	netnstest.RequireTool(t, "taskset")
+	h := upTopo(t, DefaultConfig(true), buildUVS(t))
+	const reply = 4096
+	for _, be := range h.topo.Backends {
+		var ln net.Listener
+		if err := inNetNS(be.NS, func() (err error) {
+			ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", HTTPPort))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					var b [1]byte
+					if _, err := io.ReadFull(c, b[:]); err == nil {
+						_, _ = c.Write(make([]byte, reply))
+					}
+				}()
+			}
+		}()
+	}
+	byName := map[string]*candidate{}
+	for _, c := range h.candidates() {
+		byName[c.name] = c
+	}
+	// counters sums the director's and the router's receive counters on
+	// their real-server links.
+	counters := func() (dir, rtr uint64) {
+		for _, be := range h.topo.Backends {
+			d, err := linkStats(h.topo.Dir, be.DirDev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := linkStats(h.topo.Rtr, be.RtrDev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir += d.RxPackets
+			rtr += r.RxPackets
+		}
+		return dir, rtr
+	}
+	const conns = 20
+	for _, tc := range []struct{ name, want string }{
+		{"uvs-dr", ReplyViaRouter}, {"uvs-tun", ReplyViaRouter}, {"uvs-nat", ReplyViaDirector}, {"uvs-dr-dirgw", ReplyViaDirector},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := byName[tc.name]
+			if c.reply != tc.want {
+				t.Fatalf("%s's reply path is %q, want %q", tc.name, c.reply, tc.want)
+			}
+			if err := c.setup(h); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := c.teardown(h); err != nil {
+					t.Errorf("teardown: %v", err)
+				}
+			}()
+			dir0, rtr0 := counters()
+			for i := range conns {
+				var conn net.Conn
+				if err := inNetNS(h.topo.Cli, func() (err error) {
+					conn, err = net.DialTimeout("tcp4", netip.AddrPortFrom(VIP, HTTPPort).String(), 5*time.Second)
+					return err
+				}); err != nil {
+					t.Fatalf("connection %d: %v", i, err)
+				}
+				_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+				_, err := conn.Write([]byte{'x'})
+				var got []byte
+				if err == nil {
+					got, err = io.ReadAll(conn)
+				}
+				_ = conn.Close()
+				if err != nil || len(got) != reply {
+					t.Fatalf("connection %d: %d bytes of %d, %v", i, len(got), reply, err)
+				}
+			}
+			dir1, rtr1 := counters()
+			dir, rtr := dir1-dir0, rtr1-rtr0
+			t.Logf("%s: %d connections; the director's real-server links received %d frames, the router's %d", tc.name, conns, dir, rtr)
+			// Each connection's replies are at least a SYN-ACK, the data
+			// and a FIN.
+			switch tc.want {
+			case ReplyViaRouter:
+				if dir != 0 || rtr < 3*conns {
+					t.Errorf("replies crossed the director: its real-server links received %d frames, the router's %d", dir, rtr)
+				}
+			case ReplyViaDirector:
+				if rtr != 0 || dir < 3*conns {
+					t.Errorf("replies did not cross the director: its real-server links received %d frames, the router's %d", dir, rtr)
+				}
+			}
+		})
 	}
 }

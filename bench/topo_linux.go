@@ -12,8 +12,9 @@ import (
 
 // Up creates the namespaces, links, addresses, routes, static neighbours,
 // sysctls, RPS masks and the real servers' sink counters. rpsDir is the CPU
-// mask (hex) for the director's and real servers' receive processing, rpsCli
-// the client's ("" leaves RPS off).
+// mask (hex) for the director's, the router's and the real servers' receive
+// processing, rpsCli the client's ("" leaves RPS off). The real servers'
+// default route is the director (ReplyVia switches it).
 func (t *Topo) Up(rpsCli, rpsDir string) (err error) {
 	defer func() {
 		if err != nil {
@@ -52,6 +53,14 @@ func (t *Topo) Up(rpsCli, rpsDir string) (err error) {
 	ip(t.Dir, "neigh", "replace", ClientAddr.String(), "lladdr", macString(ClientMAC), "dev", "d0", "nud", "permanent")
 	ip(t.Dir, "route", "add", "198.18.64.0/18", "via", ClientAddr.String())
 	sysctl(t.Dir, "net.ipv4.ip_forward=1")
+	// The router: the client's second link, and a route back to it.
+	veth(t.Cli, "c1", ClientRtrMAC, t.Rtr, "r0", RtrMAC)
+	ip(t.Cli, "addr", "add", ClientRtrAddr.String()+"/24", "dev", "c1")
+	ip(t.Cli, "neigh", "replace", RtrAddr.String(), "lladdr", macString(RtrMAC), "dev", "c1", "nud", "permanent")
+	ip(t.Rtr, "addr", "add", RtrAddr.String()+"/24", "dev", "r0")
+	ip(t.Rtr, "neigh", "replace", ClientRtrAddr.String(), "lladdr", macString(ClientRtrMAC), "dev", "r0", "nud", "permanent")
+	ip(t.Rtr, "route", "add", "198.18.1.0/24", "via", ClientRtrAddr.String())
+	sysctl(t.Rtr, "net.ipv4.ip_forward=1")
 	for _, b := range t.Backends {
 		veth(t.Dir, b.DirDev, b.DirMAC, b.NS, b.Dev, b.MAC)
 		ip(t.Dir, "addr", "add", b.DirAddr.String()+"/24", "dev", b.DirDev)
@@ -59,6 +68,11 @@ func (t *Topo) Up(rpsCli, rpsDir string) (err error) {
 		ip(b.NS, "addr", "add", b.Addr.String()+"/24", "dev", b.Dev)
 		ip(b.NS, "route", "add", "default", "via", b.DirAddr.String())
 		ip(b.NS, "neigh", "replace", b.DirAddr.String(), "lladdr", macString(b.DirMAC), "dev", b.Dev, "nud", "permanent")
+		veth(t.Rtr, b.RtrDev, b.RtrDevMAC, b.NS, b.Uplink, b.UplinkMAC)
+		ip(t.Rtr, "addr", "add", b.RtrAddr.String()+"/24", "dev", b.RtrDev)
+		ip(t.Rtr, "neigh", "replace", b.UplinkAddr.String(), "lladdr", macString(b.UplinkMAC), "dev", b.RtrDev, "nud", "permanent")
+		ip(b.NS, "addr", "add", b.UplinkAddr.String()+"/24", "dev", b.Uplink)
+		ip(b.NS, "neigh", "replace", b.RtrAddr.String(), "lladdr", macString(b.RtrDevMAC), "dev", b.Uplink, "nud", "permanent")
 		sysctl(b.NS, "net.core.somaxconn=8192")
 		sysctl(b.NS, "net.ipv4.tcp_max_syn_backlog=8192")
 	}
@@ -78,19 +92,44 @@ func (t *Topo) Up(rpsCli, rpsDir string) (err error) {
 	return nil
 }
 
-// SetRPS writes the RPS CPU masks of c0 (cli) and of every director and
-// real-server interface (dir). "0" turns RPS off.
+// SetRPS writes the RPS CPU masks of c0 and c1 (cli) and of every
+// director, router and real-server interface (dir). "0" turns RPS off.
+// The router's receive (rN, the replies from the real servers) thus runs on
+// the director's core, where the director's forwarding of the replies ran
+// when they crossed it: a reply path via the router gains no CPU.
 func (t *Topo) SetRPS(cli, dir string) error {
 	w := setRPS
-	if err := w(t.Cli, "c0", cli); err != nil {
-		return err
+	for _, d := range []string{"c0", "c1"} {
+		if err := w(t.Cli, d, cli); err != nil {
+			return err
+		}
 	}
-	devs := [][2]string{{t.Dir, "d0"}}
+	devs := [][2]string{{t.Dir, "d0"}, {t.Rtr, "r0"}}
 	for _, b := range t.Backends {
-		devs = append(devs, [2]string{t.Dir, b.DirDev}, [2]string{b.NS, b.Dev})
+		devs = append(devs, [2]string{t.Dir, b.DirDev}, [2]string{b.NS, b.Dev}, [2]string{t.Rtr, b.RtrDev}, [2]string{b.NS, b.Uplink})
 	}
 	for _, d := range devs {
 		if err := w(d[0], d[1], dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReplyVia sets every real server's default route: ReplyViaDirector (its
+// link to the director) or ReplyViaRouter (its link to the router).
+func (t *Topo) ReplyVia(path string) error {
+	for _, b := range t.Backends {
+		var gw, dev string
+		switch path {
+		case ReplyViaDirector:
+			gw, dev = b.DirAddr.String(), b.Dev
+		case ReplyViaRouter:
+			gw, dev = b.RtrAddr.String(), b.Uplink
+		default:
+			return fmt.Errorf("reply path %q: want %q or %q", path, ReplyViaDirector, ReplyViaRouter)
+		}
+		if _, err := run(cmdTimeout, "ip", "-n", b.NS, "route", "replace", "default", "via", gw, "dev", dev); err != nil {
 			return err
 		}
 	}
@@ -142,25 +181,34 @@ func (t *Topo) Down() error {
 
 // LinkStats returns dev's receive counters in namespace ns.
 func LinkStats(ns, dev string) (rxPackets, rxDropped uint64, err error) {
+	s, err := linkStats(ns, dev)
+	if err != nil {
+		return 0, 0, err
+	}
+	return s.RxPackets, s.RxDropped, nil
+}
+
+// linkStats returns dev's counters in namespace ns.
+func linkStats(ns, dev string) (*netlink.LinkStatistics, error) {
 	h, err := netns.GetFromName(ns)
 	if err != nil {
-		return 0, 0, fmt.Errorf("namespace %s: %w", ns, err)
+		return nil, fmt.Errorf("namespace %s: %w", ns, err)
 	}
 	defer h.Close()
 	nh, err := netlink.NewHandleAt(h)
 	if err != nil {
-		return 0, 0, fmt.Errorf("netlink in %s: %w", ns, err)
+		return nil, fmt.Errorf("netlink in %s: %w", ns, err)
 	}
 	defer nh.Close()
 	l, err := nh.LinkByName(dev)
 	if err != nil {
-		return 0, 0, fmt.Errorf("%s in %s: %w", dev, ns, err)
+		return nil, fmt.Errorf("%s in %s: %w", dev, ns, err)
 	}
 	s := l.Attrs().Statistics
 	if s == nil {
-		return 0, 0, fmt.Errorf("%s in %s: no statistics", dev, ns)
+		return nil, fmt.Errorf("%s in %s: no statistics", dev, ns)
 	}
-	return s.RxPackets, s.RxDropped, nil
+	return s, nil
 }
 
 // leftoverNamespaces lists namespaces whose names start with prefix.
