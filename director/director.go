@@ -29,6 +29,7 @@ import (
 	"github.com/uvs-lb/uvs/dataplane/afxdp"
 	"github.com/uvs-lb/uvs/dataplane/khook"
 	"github.com/uvs-lb/uvs/dataplane/neigh"
+	"github.com/uvs-lb/uvs/director/lports"
 	"github.com/uvs-lb/uvs/fwmark"
 	"github.com/uvs-lb/uvs/header"
 	"github.com/uvs-lb/uvs/ipfrag"
@@ -213,7 +214,7 @@ func New(cfg Config, log *zap.Logger) (*Director, error) {
 	if vc == nil {
 		vc = cfg.Keepalived
 	}
-	lo, hi, err := localPorts(cfg.LocalPortMin, cfg.LocalPortMax)
+	lo, hi, err := lports.Choose(cfg.LocalPortMin, cfg.LocalPortMax)
 	if err != nil {
 		return nil, err
 	}

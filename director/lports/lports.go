@@ -1,16 +1,7 @@
-package director
-
-import (
-	"bytes"
-	"errors"
-	"fmt"
-	"os"
-	"slices"
-	"strconv"
-	"strings"
-)
-
-// FULLNAT local ports and the host's own ports.
+// Package lports chooses uvsd's FULLNAT local port range and keeps it
+// out of the host's own ports, from the sysctls and /proc socket tables
+// it parses. It links nothing of uvs, so its fuzz target runs in a small
+// binary.
 //
 // A FULLNAT connection leaves the director from LIP:lport, and uvsd owns
 // every TCP, UDP and SCTP packet to a local address whose port is in the
@@ -39,6 +30,17 @@ import (
 // Ports the host starts listening on after uvsd started are not seen: keep
 // services on the director's local addresses below 1024, or give the
 // range explicitly.
+package lports
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+)
 
 // portRange is an inclusive range of ports.
 type portRange struct{ lo, hi uint16 }
@@ -68,9 +70,9 @@ var procNetFiles = []struct {
 	{"/proc/self/net/udp", false}, {"/proc/self/net/udp6", false},
 }
 
-// localPorts returns the FULLNAT local port range for --lport-min and
+// Choose returns the FULLNAT local port range for --lport-min and
 // --lport-max (both 0: chosen) in the current network namespace.
-func localPorts(min, max uint16) (uint16, uint16, error) {
+func Choose(min, max uint16) (uint16, uint16, error) {
 	host, err := readPortRange(portRangePath)
 	if err != nil {
 		return 0, 0, err
@@ -98,7 +100,7 @@ func localPorts(min, max uint16) (uint16, uint16, error) {
 	return r.lo, r.hi, err
 }
 
-// chooseLocalPorts is localPorts given the host's ephemeral range, its
+// chooseLocalPorts is Choose given the host's ephemeral range, its
 // reserved ports and the ports its sockets use.
 func chooseLocalPorts(min, max uint16, host portRange, reserved []portRange, used []uint16) (portRange, error) {
 	if min != 0 || max != 0 {

@@ -1,4 +1,4 @@
-package director
+package lports
 
 import (
 	"fmt"
@@ -64,14 +64,14 @@ func TestLocalPortsHere(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%s: %v", portRangePath, err)
 	}
-	lo, hi, err := localPorts(0, 0)
+	lo, hi, err := Choose(0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if (portRange{lo, hi}).overlaps(host) || lo < lportFloor {
 		t.Fatalf("chosen range %d-%d overlaps ip_local_port_range %s or starts below %d", lo, hi, host, lportFloor)
 	}
-	if _, _, err := localPorts(host.lo, host.hi); err == nil && host.lo != 0 {
+	if _, _, err := Choose(host.lo, host.hi); err == nil && host.lo != 0 {
 		if b, _ := readPortRangeList(reservedPortPath); len(b) == 0 {
 			t.Fatalf("range %s equal to ip_local_port_range accepted", host)
 		}
