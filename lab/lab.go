@@ -14,6 +14,7 @@ import (
 
 	ctlclient "github.com/uvs-lb/uvs/control/client"
 	"github.com/uvs-lb/uvs/control/wire"
+	"github.com/uvs-lb/uvs/lab/weights"
 	"github.com/uvs-lb/uvs/sched"
 )
 
@@ -142,28 +143,8 @@ func (sc *Scenario) plan(p Params, o *Options) *plan {
 	return b.plan
 }
 
-// ParseWeights parses "rs1=3,rs2=1".
-func ParseWeights(s string) (map[string]int, error) {
-	if s == "" {
-		return nil, nil
-	}
-	out := map[string]int{}
-	for _, kv := range strings.Split(s, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("--weights: %q is not NAME=WEIGHT", kv)
-		}
-		w, err := strconv.Atoi(v)
-		if err != nil {
-			return nil, fmt.Errorf("--weights: weight of %s: %q is not a number", k, v)
-		}
-		if _, dup := out[k]; dup {
-			return nil, fmt.Errorf("--weights: %s given twice", k)
-		}
-		out[k] = w
-	}
-	return out, nil
-}
+// ParseWeights parses "rs1=3,rs2=1" (weights.Parse).
+func ParseWeights(s string) (map[string]int, error) { return weights.Parse(s) }
 
 // session is an instance being built or used.
 type session struct {
