@@ -30,15 +30,28 @@ type backup struct {
 
 func newBackup(t *testing.T, rules string) *backup {
 	t.Helper()
-	b := &backup{}
-	st := control.New(control.Options{Publish: func(s *snapshot.Snapshot) { b.snap.Store(s) }})
+	return newBackupCmds(t, parseRules(t, rules))
+}
+
+func parseRules(t testing.TB, rules string) []ipvsadm.Command {
+	t.Helper()
 	cmds, err := ipvsadm.ParseRules(strings.NewReader(rules), "rules")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cmds
+}
+
+// newBackupCmds is newBackup with the rules parsed (applying leaves cmds
+// as they were, so one parse serves every fuzz input).
+func newBackupCmds(t *testing.T, cmds []ipvsadm.Command) *backup {
+	t.Helper()
+	b := &backup{}
+	st := control.New(control.Options{Publish: func(s *snapshot.Snapshot) { b.snap.Store(s) }})
 	if err := st.ApplyAll(cmds); err != nil {
 		t.Fatal(err)
 	}
+	var err error
 	b.table, err = conntrack.New(conntrack.Config{Capacity: 64})
 	if err != nil {
 		t.Fatal(err)
@@ -319,9 +332,10 @@ func FuzzTableApply(f *testing.F) {
 	f.Add([]byte{0, 0x10, 0x03, 0, 2, 0, 0, 0, 30, 1, 0, 0, 0, 0x83, 1, 2, 0, 0, 1, 30, 0, 0})
 	f.Add([]byte{2, 0x10, 0x03, 0, 2, 0, 0x22, 0x21, 60, 3, 0})
 	f.Add([]byte{1, 0, 0x05, 0, 3, 1, 0x10, 0x10, 200, 4, 7})
+	cmds := parseRules(f, fuzzRules)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %.200q", len(data), data) })()
-		b := newBackup(t, fuzzRules)
+		b := newBackupCmds(t, cmds)
 		for i := 0; i+11 <= len(data) && i < 11*64; i += 11 {
 			e := fuzzEntry(data[i : i+11])
 			b.app.Apply(&e, int(data[i+10]&1))
