@@ -206,6 +206,15 @@ func (c *checkIO) WriteBatch(frames []dataplane.Frame) (int, error) {
 	return len(frames), nil
 }
 
+// fuzzDests is how many more destinations than entries the fuzz
+// targets' tables register at most: their rules (with FuzzWorker's
+// configuration changes) name a few dozen real servers, and an entry
+// holds one destination, so a registry of capacity+fuzzDests slots never
+// fills before the table does, as the default (16384 slots, about 330 KB
+// zeroed by every conntrack.New: most of building a rig per input) did
+// not.
+const fuzzDests = 64
+
 // fuzzRigCmds is newRig with cmds (fuzzRules parsed) and hops, without
 // its worker: a new connection table, control state and Env.
 func fuzzRigCmds(t *testing.T, hops fakeHops, cmds []ipvsadm.Command) *rig {
@@ -219,7 +228,7 @@ func fuzzRigCmds(t *testing.T, hops fakeHops, cmds []ipvsadm.Command) *rig {
 		},
 		Local: map[[16]byte]bool{},
 	})
-	ct, err := conntrack.New(conntrack.Config{Capacity: 1 << 10})
+	ct, err := conntrack.New(conntrack.Config{Capacity: 1 << 10, MaxDests: 1<<10 + fuzzDests})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -561,7 +570,7 @@ func (c *workerCache) rig(t testing.TB, rules string) *rig {
 		},
 		Local: map[[16]byte]bool{},
 	})
-	ct, err := conntrack.New(conntrack.Config{Capacity: 1 << 12})
+	ct, err := conntrack.New(conntrack.Config{Capacity: 1 << 12, MaxDests: 1<<12 + fuzzDests})
 	if err != nil {
 		t.Fatal(err)
 	}
