@@ -52,7 +52,10 @@ func newBackupCmds(t *testing.T, cmds []ipvsadm.Command) *backup {
 		t.Fatal(err)
 	}
 	var err error
-	b.table, err = conntrack.New(conntrack.Config{Capacity: 64})
+	// An entry holds one destination and the rules name a few: the
+	// registry never fills before the table, and is not the default
+	// 16384 slots (zeroed per fuzz input).
+	b.table, err = conntrack.New(conntrack.Config{Capacity: 64, MaxDests: 64 + 64})
 	if err != nil {
 		t.Fatal(err)
 	}
