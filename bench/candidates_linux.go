@@ -36,6 +36,14 @@ type candidate struct {
 	onlyNamed bool
 }
 
+// startDRTUN sets the real servers' reply path for c, then starts uvsd.
+func (h *harness) startDRTUN(c *candidate, fwd, io string) error {
+	if err := h.topo.ReplyVia(c.reply); err != nil {
+		return err
+	}
+	return h.startUVS(fwd, io, 0)
+}
+
 // candidates returns every candidate in the order of the tables.
 func (h *harness) candidates() []*candidate {
 	vip := []netip.Addr{VIP}
@@ -94,12 +102,7 @@ func (h *harness) candidates() []*candidate {
 			// director, so its replies do not pass through it (the
 			// deployment ipvsadm's DR/TUN documentation describes).
 			c.reply = ReplyViaRouter
-			c.setup = func(h *harness) error {
-				if err := h.topo.ReplyVia(ReplyViaRouter); err != nil {
-					return err
-				}
-				return h.startUVS(fwd, io, 0)
-			}
+			c.setup = func(h *harness) error { return h.startDRTUN(c, fwd, io) }
 			c.teardown = func(h *harness) error {
 				return firstErr(h.stopUVS(fwd), h.topo.ReplyVia(ReplyViaDirector))
 			}
@@ -134,12 +137,16 @@ func (h *harness) candidates() []*candidate {
 	// Comparison variants (only with --only): DR and TUN with the real
 	// servers' replies crossing the director, the bench's topology before
 	// the router namespace.
-	for _, v := range []struct{ name, fwd, what string }{{"uvs-dr-dirgw", "-g", "uvs-dr"}, {"uvs-tun-dirgw", "-i", "uvs-tun"}} {
-		c := uvs(v.name, v.fwd, "", v.what+", but the real servers' gateway is the director, so their replies cross it (not a DR/TUN deployment)")
-		c.reply, c.onlyNamed = ReplyViaDirector, true
+	for _, v := range []struct {
+		name, fwd, what string
+		reply           string
+	}{
+		{"uvs-dr-dirgw", "-g", "uvs-dr, but the real servers' gateway is the director, so their replies cross it (not a DR deployment)", ReplyViaDirector},
+		{"uvs-tun-dirgw", "-i", "uvs-tun, but the real servers' gateway is the director, so their replies cross it (not a TUN deployment)", ReplyViaDirector},
+	} {
+		c := uvs(v.name, v.fwd, "", v.what)
+		c.reply, c.onlyNamed = v.reply, true
 		c.note = "comparison variant, not a target row"
-		c.setup = func(h *harness) error { return h.startUVS(v.fwd, "", 0) }
-		c.teardown = func(h *harness) error { return h.stopUVS(v.fwd) }
 		cs = append(cs, c)
 	}
 	for _, c := range cs {

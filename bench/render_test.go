@@ -92,6 +92,8 @@ func TestSummarise(t *testing.T) {
 		"uvs-nat CPU per packet / <= 0.80x nft-dnat":                        "met",
 		"uvs-nat TCP conn/s / >= 1.00x nft-dnat":                            "met",
 		"uvs-nat TCP conn/s / >= 3.00x haproxy-tcp":                         "met",
+		"uvs-nat TCP conn/s / >= 0.95x kernel-forward":                      "met",
+		"uvs-nat one TCP stream / >= 0.50x kernel-forward":                  "n/a",
 		"uvs-nat p99 latency / <= nft-dnat + 50 µs":                         "not met",
 		"uvs-nat throughput at 1 M live connections / >= 0.90x that at 1 k": "met",
 		"bytes per live connection / <= 160 B":                              "not met",

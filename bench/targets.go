@@ -68,6 +68,16 @@ func (r *Report) evalTargets() []Target {
 			out = append(out, ratioTarget(name+" CPU per packet", u.CPU, nft.CPU, "nft-dnat", 0.8, false, ""))
 			out = append(out, ratioTarget(name+" TCP conn/s", u.CPS, nft.CPS, "nft-dnat", 1.0, true, ""))
 		}
+		if kern != nil {
+			out = append(out, ratioTarget(name+" TCP conn/s", u.CPS, kern.CPS, "kernel-forward", 0.95, true, ""))
+			// One stream: >= 0.5x kernel forwarding, TUN >= 0.3x (the
+			// issue's goal; TUN's includes uvs-rs's decapsulation).
+			want := 0.5
+			if name == "uvs-tun" {
+				want = 0.3
+			}
+			out = append(out, ratioTarget(name+" one TCP stream", u.Gbps, kern.Gbps, "kernel-forward", want, true, ""))
+		}
 		if hap != nil {
 			out = append(out, ratioTarget(name+" TCP conn/s", u.CPS, hap.CPS, "haproxy-tcp", 3.0, true, ""))
 		}
