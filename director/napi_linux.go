@@ -96,8 +96,22 @@ func (d *Director) threadRx() func() {
 	}
 }
 
+// napiFile is the content of a NAPI state file.
+type napiFile struct {
+	// Cookie is the namespace's (khook.NetNSCookie): the file is named by
+	// the namespace's inode number, which the kernel gives to the next
+	// namespace once this one is gone; a file whose cookie is not the
+	// namespace's is a dead namespace's and restores nothing.
+	Cookie     uint64        `json:"netns_cookie"`
+	Interfaces []nic.RxState `json:"interfaces"`
+}
+
 func writeNAPIFile(path string, states []nic.RxState) error {
-	b, err := json.Marshal(states)
+	cookie, err := khook.NetNSCookie()
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(napiFile{Cookie: cookie, Interfaces: states})
 	if err != nil {
 		return err
 	}
@@ -112,7 +126,8 @@ func writeNAPIFile(path string, states []nic.RxState) error {
 }
 
 // restoreNAPIFile restores the settings recorded in path and removes it
-// (nothing to do when there is no file).
+// (nothing to do when there is no file; a dead namespace's file is
+// removed unrestored). Runs in the namespace the file names.
 func restoreNAPIFile(path string) error {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -121,12 +136,28 @@ func restoreNAPIFile(path string) error {
 	if err != nil {
 		return err
 	}
-	var states []nic.RxState
-	if err := json.Unmarshal(b, &states); err != nil {
+	var f napiFile
+	if len(b) > 0 && b[0] == '[' {
+		// Written before files carried the namespace's cookie: restored.
+		err = json.Unmarshal(b, &f.Interfaces)
+	} else {
+		err = json.Unmarshal(b, &f)
+	}
+	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
+	if f.Cookie != 0 {
+		cookie, err := khook.NetNSCookie()
+		if err != nil {
+			return err
+		}
+		if cookie != f.Cookie {
+			// A namespace that no longer exists had this inode number.
+			return os.Remove(path)
+		}
+	}
 	var errs []error
-	for _, st := range states {
+	for _, st := range f.Interfaces {
 		errs = append(errs, st.Restore())
 	}
 	if err := errors.Join(errs...); err != nil {

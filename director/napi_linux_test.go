@@ -1,6 +1,9 @@
 package director
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uvs-lb/uvs/dataplane/nic"
 	"github.com/uvs-lb/uvs/internal/netnstest"
 	"github.com/uvs-lb/uvs/internal/wait"
 )
@@ -92,4 +96,63 @@ func TestNAPILifetime(t *testing.T) {
 		t.Errorf("uvsd --rx-threads=false changed d0:\nbefore:\n%s\nwhile serving:\n%s", before, s)
 	}
 	stop(p, syscall.SIGTERM)
+}
+
+// TestNAPIFileDeadNamespace: the kernel gives a dead namespace's inode
+// number to the next namespace it creates, so the NAPI state file a uvsd
+// killed in a namespace now gone names a new one too. `uvsd --cleanup`
+// (and a starting uvsd) must not turn off the newcomer's GRO, a feature
+// the dead uvsd had turned on; a file of the namespace's own (its cookie)
+// still restores.
+func TestNAPIFileDeadNamespace(t *testing.T) {
+	netnstest.SkipIfNotRoot(t)
+	netnstest.RequireTool(t, "ethtool")
+	uvsd := buildUVSD(t)
+	a, b := netnstest.New(t, "nda"), netnstest.New(t, "ndb")
+	netnstest.Veth(t, a, "a0", b, "b0")
+	b.Exec(t, "ethtool", "-K", "b0", "gro", "on")
+	gro := func() string {
+		return strings.TrimSpace(b.Exec(t, "sh", "-c", "ethtool -k b0 | grep '^generic-receive-offload:'"))
+	}
+	var path string
+	write := func(cookieDelta uint64) {
+		t.Helper()
+		err := b.Do(func() (err error) {
+			if path, err = napiStateFile(); err != nil {
+				return err
+			}
+			t.Cleanup(func() { _ = os.Remove(path) })
+			if err := writeNAPIFile(path, []nic.RxState{{Ifname: "b0", Threaded: "0", Features: []string{"rx-gro"}}}); err != nil {
+				return err
+			}
+			var f napiFile
+			raw, err := os.ReadFile(path)
+			if err == nil {
+				err = json.Unmarshal(raw, &f)
+			}
+			if err != nil || f.Cookie == 0 || len(f.Interfaces) != 1 {
+				return fmt.Errorf("state file %s: %+v, %v", path, f, err)
+			}
+			f.Cookie += cookieDelta
+			raw, _ = json.Marshal(f)
+			return os.WriteFile(path, raw, 0o644)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	write(1) // a dead namespace's file
+	b.Exec(t, uvsd, "--cleanup")
+	if g := gro(); !strings.HasSuffix(g, ": on") {
+		t.Fatalf("uvsd --cleanup restored a dead namespace's file: %s", g)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the dead namespace's file stays: %v", err)
+	}
+	write(0) // the namespace's own: GRO goes back off, as uvsd found it
+	b.Exec(t, uvsd, "--cleanup")
+	if g := gro(); !strings.HasSuffix(g, ": off") {
+		t.Fatalf("uvsd --cleanup did not restore the namespace's own file: %s", g)
+	}
 }
