@@ -55,9 +55,6 @@ const lportStateMaxAge = 10 * time.Minute
 // lportStateMaxSize bounds the file read (lportfile.MaxSize).
 const lportStateMaxSize = lportfile.MaxSize
 
-// lportStateMagic is the file's first line.
-const lportStateMagic = lportfile.Magic
-
 // lportState is the content of a state file.
 type lportState = lportfile.State
 
