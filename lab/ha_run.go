@@ -581,7 +581,9 @@ func (s *session) failover(ctx context.Context, h *haSpec, rep *HAReport, bySrc 
 		for lctx.Err() == nil && len(out) < 200 {
 			start := time.Now()
 			rs, vs, err := s.haSend(lctx, h, "persistent", []Request{{Src: persistSrc, URL: persistURL}}, 3*time.Second, true)
-			if err != nil {
+			if err != nil || (lctx.Err() != nil && !rs[0].OK()) {
+				// A request the lab cut by stopping the load is
+				// neither answered nor refused: not reported.
 				break
 			}
 			rs[0].At = start
