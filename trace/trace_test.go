@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -136,10 +135,6 @@ func TestTraceAllocs(t *testing.T) {
 		t.Fatalf("Trace allocates %v times per call, want 0", n)
 	}
 }
-
-type nopCloser struct{ io.Writer }
-
-func (nopCloser) Close() error { return nil }
 
 func TestReadErrors(t *testing.T) {
 	good := `{"time":"2025-01-01T00:00:00Z","service":"FWM 3","client":"10.0.0.1:1","real":"10.0.0.7:0","why":"sh chose"}`
