@@ -52,14 +52,8 @@ import (
 // TCP_TIMEWAIT_LEN (60 s).
 const lportStateMaxAge = 10 * time.Minute
 
-// lportStateMaxSize bounds the file read (lportfile.MaxSize).
-const lportStateMaxSize = lportfile.MaxSize
-
 // lportState is the content of a state file.
 type lportState = lportfile.State
-
-// parseLportState parses a state file's text (lportfile.Parse).
-func parseLportState(b []byte) (lportState, error) { return lportfile.Parse(b) }
 
 // errNoLportState: no state file (or none that is a regular file of
 // ours).
@@ -67,7 +61,7 @@ var errNoLportState = errors.New("no local port state")
 
 // readLportState reads and parses the state file at path, refusing
 // (without reading it) anything but a regular file of at most
-// lportStateMaxSize bytes owned by uvsd's user and writable by no one
+// lportfile.MaxSize bytes owned by uvsd's user and writable by no one
 // else.
 func readLportState(path string) (lportState, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
@@ -91,14 +85,14 @@ func readLportState(path string) (lportState, error) {
 	if err := ownedBySelf(fi); err != nil {
 		return lportState{}, fmt.Errorf("%s: %w", path, err)
 	}
-	if fi.Size() > lportStateMaxSize {
-		return lportState{}, fmt.Errorf("%s: %d bytes, more than %d", path, fi.Size(), lportStateMaxSize)
+	if fi.Size() > lportfile.MaxSize {
+		return lportState{}, fmt.Errorf("%s: %d bytes, more than %d", path, fi.Size(), lportfile.MaxSize)
 	}
-	b, err := io.ReadAll(io.LimitReader(f, lportStateMaxSize+1))
+	b, err := io.ReadAll(io.LimitReader(f, lportfile.MaxSize+1))
 	if err != nil {
 		return lportState{}, err
 	}
-	s, err := parseLportState(b)
+	s, err := lportfile.Parse(b)
 	if err != nil {
 		return lportState{}, fmt.Errorf("%s: %w", path, err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/uvs-lb/uvs/conntrack"
 	"github.com/uvs-lb/uvs/dataplane"
+	"github.com/uvs-lb/uvs/director/lportfile"
 )
 
 // testLportState returns a state over [min, max] with distinct positions.
@@ -147,7 +148,7 @@ func TestReadLportStateRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	big := filepath.Join(dir, "big")
-	if err := os.WriteFile(big, append(s.Marshal(), bytes.Repeat([]byte{' '}, lportStateMaxSize)...), 0o600); err != nil {
+	if err := os.WriteFile(big, append(s.Marshal(), bytes.Repeat([]byte{' '}, lportfile.MaxSize)...), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	fifo := filepath.Join(dir, "fifo")
