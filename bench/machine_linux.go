@@ -67,7 +67,7 @@ func (h *harness) method() map[string]string {
 	m := map[string]string{
 		"topology": "4 namespaces: client c0 198.18.1.2 — d0 198.18.1.1 director d1/d2 — b1 198.18.2.2, b2 198.18.3.2; VIP 198.18.0.10; static neighbours, no ARP",
 		"layout": "split: generator, wrk, iperf3 client and the harness on CPU0 (c0 RPS → CPU0); director RPS (d0, d1, d2), uvsd (--workers 1), HAProxy, " +
-			"nginx, iperf3 servers and the real servers' receive (RPS) on CPU1; every process of the benchmark runs at nice -20 against the machine's other load",
+			"nginx, iperf3 servers and the real servers' receive (RPS) on CPU1; every process of the benchmark runs at nice -20, and so does its autogroup (session), against the machine's other load",
 		"generator": "uvs-bench's own: AF_PACKET SOCK_RAW, PACKET_QDISC_BYPASS, sendmmsg batches of 64 precomputed-template frames, ENOBUFS counted and skipped, pinned to CPU0",
 		"udp": "106-byte frames (64-byte UDP payload), " + strconv.Itoa(c.Flows) + " flows; delivered = packets counted by nftables netdev ingress drop counters on b1+b2 " +
 			"(TUN: IPIP frames counted before decapsulation); warm-up " + c.UDPWarm.String() + ", window " + c.UDPWindow.String(),
