@@ -149,6 +149,20 @@ func (h *harness) candidates() []*candidate {
 		c.note = "comparison variant, not a target row"
 		cs = append(cs, c)
 	}
+	// Kernel forwarding in the DR/TUN rows' topology: the client addresses
+	// the real servers through the director and their replies take the
+	// router, so the reply path costs what it costs uvs-dr and uvs-tun
+	// (the router's receive on the director core, the client's on CPU0).
+	// The reference for those rows' TCP figures, which kernel-forward
+	// (replies through the director) is not.
+	kr := &candidate{name: "kernel-forward-rtr", reply: ReplyViaRouter, kind: KindKernel, udp: true, tcp: true, udpDsts: rs, httpHost: first, iperfHost: first,
+		desc: "kernel-forward, but the real servers' replies take the router namespace, as uvs-dr's and uvs-tun's do",
+		note: "comparison variant, not a target row: the reference for the DR and TUN rows' TCP figures", onlyNamed: true}
+	kr.setup = func(h *harness) error { return h.topo.ReplyVia(ReplyViaRouter) }
+	kr.teardown = func(h *harness) error {
+		return firstErr(h.topo.ReplyVia(ReplyViaDirector), kernelTeardown(h))
+	}
+	cs = append(cs, kr)
 	for _, c := range cs {
 		if c.io == "afxdp" {
 			c.note = "with native XDP on veth the receive work (XDP program, copy into the UMEM) runs on the sending CPU (CPU0) before RPS: " +

@@ -7,11 +7,12 @@ import (
 
 // DR and TUN rows (the seeds' LVS-DR/TUN deployments: the real server's
 // gateway is not the director) reply via the router; NAT, FULLNAT, the
-// kernel rows, HAProxy and the comparison variants via the director; the
-// variants run only when named.
+// kernel rows, HAProxy and the comparison variants via the director
+// (kernel-forward-rtr, the DR/TUN rows' kernel reference, via the
+// router); the variants run only when named.
 func TestCandidateReplyPaths(t *testing.T) {
 	h := &harness{topo: NewTopo("x-", 2)}
-	router := []string{"uvs-dr", "uvs-tun", "uvs-tun-afpacket"}
+	router := []string{"uvs-dr", "uvs-tun", "uvs-tun-afpacket", "kernel-forward-rtr"}
 	for _, c := range h.candidates() {
 		want := ReplyViaDirector
 		switch {
@@ -23,7 +24,7 @@ func TestCandidateReplyPaths(t *testing.T) {
 		if c.reply != want {
 			t.Errorf("%s: reply path %q, want %q", c.name, c.reply, want)
 		}
-		if variant := c.name == "uvs-dr-dirgw" || c.name == "uvs-tun-dirgw"; c.onlyNamed != variant {
+		if variant := c.name == "uvs-dr-dirgw" || c.name == "uvs-tun-dirgw" || c.name == "kernel-forward-rtr"; c.onlyNamed != variant {
 			t.Errorf("%s: onlyNamed %v", c.name, c.onlyNamed)
 		}
 	}

@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -190,6 +190,7 @@ func TestReplyPath(t *testing.T) {
 	const conns = 20
 	for _, tc := range []struct{ name, want string }{
 		{"uvs-dr", ReplyViaRouter}, {"uvs-tun", ReplyViaRouter}, {"uvs-nat", ReplyViaDirector}, {"uvs-dr-dirgw", ReplyViaDirector},
+		{"kernel-forward-rtr", ReplyViaRouter},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := byName[tc.name]
@@ -208,7 +209,7 @@ func TestReplyPath(t *testing.T) {
 			for i := range conns {
 				var conn net.Conn
 				if err := inNetNS(h.topo.Cli, func() (err error) {
-					conn, err = net.DialTimeout("tcp4", netip.AddrPortFrom(VIP, HTTPPort).String(), 5*time.Second)
+					conn, err = net.DialTimeout("tcp4", net.JoinHostPort(c.httpHost, strconv.Itoa(HTTPPort)), 5*time.Second)
 					return err
 				}); err != nil {
 					t.Fatalf("connection %d: %v", i, err)
