@@ -163,6 +163,25 @@ func (h *harness) candidates() []*candidate {
 		return firstErr(h.topo.ReplyVia(ReplyViaDirector), kernelTeardown(h))
 	}
 	cs = append(cs, kr)
+	// Kernel forwarding with a do-nothing native XDP program on d0: what
+	// native XDP on a veth costs by itself (attachXDPPass), the bound of
+	// any design that attaches one, as uvsd's default backend does.
+	kx := &candidate{name: "kernel-forward-xdp", reply: ReplyViaDirector, kind: KindKernel, udp: true, tcp: true, udpDsts: rs, httpHost: first, iperfHost: first,
+		desc: "kernel-forward with a native-mode XDP program on d0 that passes every frame (XDP_PASS): the client's TSO is off while it is attached",
+		note: "comparison variant, not a target row: what a native XDP program on a veth costs the kernel's own forwarding", onlyNamed: true}
+	kx.setup = func(h *harness) (err error) {
+		h.xdpPass, err = attachXDPPass(h.topo.Dir, "d0")
+		return err
+	}
+	kx.teardown = func(h *harness) error {
+		var err error
+		if h.xdpPass != nil {
+			err = h.xdpPass.Close()
+			h.xdpPass = nil
+		}
+		return firstErr(err, kernelTeardown(h))
+	}
+	cs = append(cs, kx)
 	for _, c := range cs {
 		if c.io == "afxdp" {
 			c.note = "with native XDP on veth the receive work (XDP program, copy into the UMEM) runs on the sending CPU (CPU0) before RPS: " +

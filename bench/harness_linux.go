@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/netip"
 	"os"
@@ -37,6 +38,9 @@ type harness struct {
 
 	uvsd, haproxy *proc
 	servers       []*proc
+	// xdpPass is kernel-forward-xdp's XDP_PASS program on d0 while that
+	// candidate runs.
+	xdpPass io.Closer
 
 	haproxyBin, conntrackBin string
 	uvsdHasIO                bool
