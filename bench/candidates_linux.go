@@ -182,6 +182,15 @@ func (h *harness) candidates() []*candidate {
 		return firstErr(err, kernelTeardown(h))
 	}
 	cs = append(cs, kx)
+	// One worker against two: AF_PACKET's fanout spreads the flows over
+	// the workers whatever the interface's queues (AF_XDP binds a socket
+	// per receive queue, and the topology's veths have one, so uvsd runs
+	// one AF_XDP worker there whatever --workers says). The second
+	// worker shares CPU0 with the generator and the clients.
+	w2 := uvs("uvs-nat-afpacket-2w", "-m", "afpacket", "uvs-nat-afpacket with --workers 2, not pinned: the second worker runs on CPU0 with the generator")
+	w2.setup = func(h *harness) error { return h.startUVSWorkers("-m", "afpacket", 0, 2) }
+	w2.note, w2.onlyNamed = "comparison variant, not a target row: 1 worker (uvs-nat-afpacket) against 2", true
+	cs = append(cs, w2)
 	for _, c := range cs {
 		if c.io == "afxdp" {
 			c.note = "with native XDP on veth the receive work (XDP program, copy into the UMEM) runs on the sending CPU (CPU0) before RPS: " +
@@ -301,6 +310,12 @@ func (h *harness) uvsRules(fwd string, udpOnly bool) string {
 // core, and prepares the real servers for DR and TUN. conns > 0 sets the
 // connection table's capacity.
 func (h *harness) startUVS(fwd, io string, conns int) error {
+	return h.startUVSWorkers(fwd, io, conns, 1)
+}
+
+// startUVSWorkers is startUVS with n workers: one is pinned with uvsd to
+// the director core, more run on both CPUs (the generator's too).
+func (h *harness) startUVSWorkers(fwd, io string, conns, n int) error {
 	switch fwd {
 	case "-g", "-i":
 		mode := map[string]string{"-g": "dr", "-i": "tun"}[fwd]
@@ -315,7 +330,7 @@ func (h *harness) startUVS(fwd, io string, conns int) error {
 	if err := os.WriteFile(rules, []byte(h.uvsRules(fwd, conns > 0)), 0o644); err != nil {
 		return err
 	}
-	args := []string{filepath.Join(h.bin, "uvsd"), "--rules", rules, "--iface", h.dirIfaces(), "--workers", "1", "--log-level", "info"}
+	args := []string{filepath.Join(h.bin, "uvsd"), "--rules", rules, "--iface", h.dirIfaces(), "--workers", strconv.Itoa(n), "--log-level", "info"}
 	if conns > 0 {
 		args = append(args, "--conns", strconv.Itoa(conns))
 	}
@@ -324,7 +339,12 @@ func (h *harness) startUVS(fwd, io string, conns int) error {
 	if io != "" {
 		args = append(args, "--io", io)
 	}
-	p, err := start("uvsd", h.topo.Dir, dirCPU, args...)
+	cpu := dirCPU
+	if n > 1 {
+		cpu = -1
+		args = append([]string{"nice", "-n", "-20", "taskset", "-c", "0," + strconv.Itoa(dirCPU)}, args...)
+	}
+	p, err := start("uvsd", h.topo.Dir, cpu, args...)
 	if err != nil {
 		return err
 	}
