@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -74,6 +75,20 @@ func (p *syncPair) master(t *testing.T, syncID uint8, log *zap.Logger) (*Master,
 	t.Helper()
 	tap := NewTap()
 	ring := tap.NewRing()
+	if p.group.Is6() {
+		// An IPv6 master connects its socket to the group, which needs a
+		// source address on sync0: its link-local one, which the kernel
+		// adds only once the veth's carrier is seen up (asynchronously,
+		// through linkwatch) and which stays tentative until duplicate
+		// address detection ends. Without it the connect fails with
+		// EADDRNOTAVAIL (CI saw it 20 ms into the test), as the kernel's
+		// sync daemon's does (make_send_sock), so wait as an operator
+		// would.
+		wait.For(t, 10*time.Second, func() bool {
+			out, err := p.a.Run("ip", "-6", "addr", "show", "dev", "sync0", "scope", "link")
+			return err == nil && strings.Contains(out, "inet6 fe80::") && !strings.Contains(out, "tentative")
+		}, "sync0's link-local address to leave duplicate address detection")
+	}
 	var m *Master
 	err := p.a.Do(func() error {
 		var err error
