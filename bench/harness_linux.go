@@ -510,11 +510,18 @@ func (h *harness) measureCmd(timeout time.Duration, args ...string) (string, Win
 
 // wrkRun runs wrk with conns connections, one request per connection.
 func (h *harness) wrkRun(c *candidate, conns int, d time.Duration) Run {
-	r := Run{Gate: h.gate(), Value: Num(math.NaN()), Extra: map[string]float64{}}
+	r := Run{Value: Num(math.NaN()), Extra: map[string]float64{}}
+	paws0, perr := h.freshTCP()
+	if perr != nil {
+		r.Err = perr.Error()
+		return r
+	}
+	r.Gate = h.gate()
 	secs := max(1, int(d.Round(time.Second)/time.Second))
 	out, ws, err := h.measureCmd(d+20*time.Second, "wrk", "-t1", "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(secs)+"s",
 		"--timeout", "2s", "--latency", "-H", "Connection: close", "http://"+h.tcpHost(c.httpHost, HTTPPort)+"/")
 	r.Steal, r.Foreign, r.Clean = ws.Steal, ws.Foreign, ws.Clean(h.cfg.MaxForeign, h.cfg.MaxSteal)
+	h.notePAWS(&r, paws0)
 	if err != nil {
 		r.Err = err.Error()
 		return r
@@ -541,6 +548,23 @@ func (h *harness) wrkRun(c *candidate, conns int, d time.Duration) Run {
 	return r
 }
 
+// freshTCP kills the topology's TIME_WAIT sockets before a TCP figure
+// (timewait.go) and returns the real servers' PAWS rejects so far.
+func (h *harness) freshTCP() (uint64, error) {
+	if err := h.flushTimeWait(); err != nil {
+		return 0, err
+	}
+	return h.pawsRejects()
+}
+
+// notePAWS records in r the SYNs the real servers dropped by PAWS against
+// a TIME_WAIT socket since paws0 (0 expected after freshTCP).
+func (h *harness) notePAWS(r *Run, paws0 uint64) {
+	if n, err := h.pawsRejects(); err == nil {
+		r.Extra["paws_tw_rejects"] = float64(n - paws0)
+	}
+}
+
 func (h *harness) tcpHost(host string, port int) string {
 	if port == 80 {
 		return host
@@ -550,11 +574,18 @@ func (h *harness) tcpHost(host string, port int) string {
 
 // iperfRun runs one single-stream iperf3 test (client → server).
 func (h *harness) iperfRun(c *candidate) Run {
-	r := Run{Gate: h.gate(), Value: Num(math.NaN()), Extra: map[string]float64{}}
+	r := Run{Value: Num(math.NaN()), Extra: map[string]float64{}}
+	paws0, perr := h.freshTCP()
+	if perr != nil {
+		r.Err = perr.Error()
+		return r
+	}
+	r.Gate = h.gate()
 	secs := max(1, int(h.cfg.IperfDur.Round(time.Second)/time.Second))
 	out, ws, err := h.measureCmd(h.cfg.IperfDur+20*time.Second, "iperf3", "-c", c.iperfHost, "-p", strconv.Itoa(IperfPort),
 		"-t", strconv.Itoa(secs), "-J", "--connect-timeout", "3000")
 	r.Steal, r.Foreign, r.Clean = ws.Steal, ws.Foreign, ws.Clean(h.cfg.MaxForeign, h.cfg.MaxSteal)
+	h.notePAWS(&r, paws0)
 	res, perr := ParseIperf3([]byte(out))
 	if perr != nil {
 		if err != nil {
@@ -642,7 +673,7 @@ func (h *harness) stopAll() {
 // checkTools finds the commands the benchmark runs.
 func (h *harness) checkTools() error {
 	var missing []string
-	for _, t := range []string{"ip", "nft", "iptables", "iptables-restore", "taskset", "wrk", "iperf3", "nginx"} {
+	for _, t := range []string{"ip", "ss", "nft", "iptables", "iptables-restore", "taskset", "wrk", "iperf3", "nginx"} {
 		if _, err := exec.LookPath(t); err != nil {
 			missing = append(missing, t)
 		}

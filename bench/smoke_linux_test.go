@@ -242,4 +242,30 @@ func TestReplyPath(t *testing.T) {
 			}
 		})
 	}
+	// The connections above leave TIME_WAIT sockets on the real servers
+	// (they close first); flushTimeWait, run before every TCP figure,
+	// kills them all (timewait.go).
+	timeWait := func() int {
+		n := 0
+		for _, ns := range h.topo.Namespaces() {
+			out, err := nsRun(cmdTimeout, ns, -1, "ss", "-Htn", "state", "time-wait")
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += strings.Count(out, "\n")
+		}
+		return n
+	}
+	if n := timeWait(); n == 0 {
+		t.Fatal("no TIME_WAIT socket after the connections: nothing to flush")
+	}
+	if err := h.flushTimeWait(); err != nil {
+		t.Fatal(err)
+	}
+	if n := timeWait(); n != 0 {
+		t.Errorf("%d TIME_WAIT sockets left after flushTimeWait", n)
+	}
+	if _, err := h.pawsRejects(); err != nil {
+		t.Error(err)
+	}
 }
