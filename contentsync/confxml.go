@@ -473,8 +473,29 @@ func (p *confParser) finish() error {
 			if t.User == "" || t.PasswordFile == "" {
 				return p.errf(r.line, "<auth start=\"true\"> needs users and passwordfile")
 			}
+			if !rsyncUserName(t.User) {
+				// The user goes into the destination (user@host::module):
+				// an '@', ':' or '/' in it would name another host or path.
+				return p.errf(r.line, "<auth users=%q>: an rsync user name is ASCII letters, digits, '.', '_' and '-', not starting with '-'", t.User)
+			}
 		}
 		c.Targets = append(c.Targets, t)
 	}
 	return nil
+}
+
+// rsyncUserName reports whether u is a portable user name (POSIX's
+// portable filename characters, not starting with '-'), which every
+// destination syntax carries as it is.
+func rsyncUserName(u string) bool {
+	if u == "" || u[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(u); i++ {
+		c := u[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }

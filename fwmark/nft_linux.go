@@ -880,7 +880,7 @@ func (e *emitter) cmp(v regVal, op expr.CmpOp, data []byte) ([]Rule, string) {
 		}
 		return []Rule{{InIface: name, InIfaceNeg: neg}}, ""
 	case rkMark:
-		if !eqOrNeq || len(data) != 4 || (v.xor != nil && !allZero(v.xor)) {
+		if !eqOrNeq || len(data) != 4 || (v.xor != nil && !allZero(v.xor)) || (v.mask != nil && len(v.mask) != 4) {
 			return nil, "mark compare"
 		}
 		m := uint32(0xffffffff)
