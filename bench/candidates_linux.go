@@ -313,8 +313,9 @@ func (h *harness) startUVS(fwd, io string, conns int) error {
 	return h.startUVSWorkers(fwd, io, conns, 1)
 }
 
-// startUVSWorkers is startUVS with n workers: one is pinned with uvsd to
-// the director core, more run on both CPUs (the generator's too).
+// startUVSWorkers is startUVS with n workers: with one, uvsd is pinned to
+// the director core; with more, it runs on both CPUs (the generator's
+// too) and the kernel places its workers.
 func (h *harness) startUVSWorkers(fwd, io string, conns, n int) error {
 	switch fwd {
 	case "-g", "-i":
