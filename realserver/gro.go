@@ -320,12 +320,15 @@ func (g *GRO) merge(h, s *groItem, pkt []byte) bool {
 			return false
 		}
 	}
-	// Acknowledgment, flags (PSH aside), window, urgent pointer, options.
-	// The kernel (tcp_gro_receive) does not compare the urgent pointer of
-	// a segment without URG; it is compared here, so that every segment
-	// cut from the super-frame is the one received (FuzzGRO).
+	// Acknowledgment, the reserved bits and AE beside the data offset
+	// (the kernel's tcp_flag_word comparison covers them too), flags (PSH
+	// aside), window, urgent pointer, options. The kernel
+	// (tcp_gro_receive) does not compare the urgent pointer of a segment
+	// without URG; it is compared here, so that every segment cut from
+	// the super-frame is the one received (FuzzGRO).
 	th, hh := pkt[ihl:ihl+thl], head[ihl:ihl+thl]
 	if binary.BigEndian.Uint32(th[8:]) != binary.BigEndian.Uint32(hh[8:]) ||
+		th[12] != hh[12] ||
 		(th[13]^hh[13])&^tcpPSH != 0 ||
 		binary.BigEndian.Uint16(th[14:]) != binary.BigEndian.Uint16(hh[14:]) ||
 		binary.BigEndian.Uint16(th[18:]) != binary.BigEndian.Uint16(hh[18:]) ||
