@@ -510,13 +510,10 @@ func (h *harness) measureCmd(timeout time.Duration, args ...string) (string, Win
 
 // wrkRun runs wrk with conns connections, one request per connection.
 func (h *harness) wrkRun(c *candidate, conns int, d time.Duration) Run {
-	r := Run{Value: Num(math.NaN()), Extra: map[string]float64{}}
-	paws0, perr := h.freshTCP()
-	if perr != nil {
-		r.Err = perr.Error()
+	r, paws0, ok := h.startTCPRun()
+	if !ok {
 		return r
 	}
-	r.Gate = h.gate()
 	secs := max(1, int(d.Round(time.Second)/time.Second))
 	out, ws, err := h.measureCmd(d+20*time.Second, "wrk", "-t1", "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(secs)+"s",
 		"--timeout", "2s", "--latency", "-H", "Connection: close", "http://"+h.tcpHost(c.httpHost, HTTPPort)+"/")
@@ -548,13 +545,21 @@ func (h *harness) wrkRun(c *candidate, conns int, d time.Duration) Run {
 	return r
 }
 
-// freshTCP kills the topology's TIME_WAIT sockets before a TCP figure
-// (timewait.go) and returns the real servers' PAWS rejects so far.
-func (h *harness) freshTCP() (uint64, error) {
-	if err := h.flushTimeWait(); err != nil {
-		return 0, err
+// startTCPRun begins a TCP figure's run: it kills the topology's
+// TIME_WAIT sockets (timewait.go), notes the real servers' PAWS rejects so
+// far, then waits at the noise gate. !ok: the run failed (r.Err says why).
+func (h *harness) startTCPRun() (r Run, paws0 uint64, ok bool) {
+	r = Run{Value: Num(math.NaN()), Extra: map[string]float64{}}
+	err := h.flushTimeWait()
+	if err == nil {
+		paws0, err = h.pawsRejects()
 	}
-	return h.pawsRejects()
+	if err != nil {
+		r.Err = err.Error()
+		return r, 0, false
+	}
+	r.Gate = h.gate()
+	return r, paws0, true
 }
 
 // notePAWS records in r the SYNs the real servers dropped by PAWS against
@@ -574,13 +579,10 @@ func (h *harness) tcpHost(host string, port int) string {
 
 // iperfRun runs one single-stream iperf3 test (client → server).
 func (h *harness) iperfRun(c *candidate) Run {
-	r := Run{Value: Num(math.NaN()), Extra: map[string]float64{}}
-	paws0, perr := h.freshTCP()
-	if perr != nil {
-		r.Err = perr.Error()
+	r, paws0, ok := h.startTCPRun()
+	if !ok {
 		return r
 	}
-	r.Gate = h.gate()
 	secs := max(1, int(h.cfg.IperfDur.Round(time.Second)/time.Second))
 	out, ws, err := h.measureCmd(h.cfg.IperfDur+20*time.Second, "iperf3", "-c", c.iperfHost, "-p", strconv.Itoa(IperfPort),
 		"-t", strconv.Itoa(secs), "-J", "--connect-timeout", "3000")
