@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -28,9 +30,13 @@ import (
 // restarted within those 60 s must therefore not walk again the ports its
 // predecessor used last. The allocator's cursors (one per destination
 // slot, dataplane.PortPositions) are saved to a file per network
-// namespace, lports-INODE (next to khook's sysctl-INODE.json and
-// napi-INODE.json in khook.DefaultStateDir), and a successor over the same
-// range continues from them. Written, when they moved since the last
+// namespace, lports-INODE-COOKIE (next to khook's sysctl-INODE.json and
+// napi-INODE.json in khook.DefaultStateDir; lports-INODE on a kernel
+// without namespace cookies), and a successor over the same range
+// continues from them. The kernel hands a dead namespace's inode number
+// to the next namespace, never its cookie: a uvsd finding files of its
+// inode number with another cookie (or none, as uvsd wrote them before
+// cookies) removes them, as they are a dead namespace's. Written, when they moved since the last
 // write (a uvsd without FULLNAT traffic writes nothing):
 //
 //   - when uvsd stops, once the workers stopped (clean: the positions are
@@ -187,14 +193,62 @@ func (l *lportSaver) save(now time.Time, clean bool) error {
 	return nil
 }
 
+// lportStatePath is the state file in dir of the namespace with inode
+// number ino and cookie (0: unknown).
+func lportStatePath(dir string, ino, cookie uint64) string {
+	name := "lports-" + strconv.FormatUint(ino, 10)
+	if cookie != 0 {
+		name += "-" + strconv.FormatUint(cookie, 10)
+	}
+	return filepath.Join(dir, name)
+}
+
+// removeDeadLportStates removes the state files beside path of namespace
+// inode number ino (lports-INO and lports-INO-*) but path: a namespace
+// with that number and another cookie is gone. It returns the files
+// removed; files that are not regular or are another user's are left.
+func removeDeadLportStates(path string, ino uint64) ([]string, error) {
+	prefix := "lports-" + strconv.FormatUint(ino, 10)
+	ents, err := os.ReadDir(filepath.Dir(path))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, e := range ents {
+		name := e.Name()
+		if name != prefix && !strings.HasPrefix(name, prefix+"-") || name == filepath.Base(path) || !e.Type().IsRegular() {
+			continue
+		}
+		p := filepath.Join(filepath.Dir(path), name)
+		if fi, err := e.Info(); err != nil || ownedBySelf(fi) != nil {
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return removed, err
+		}
+		removed = append(removed, p)
+	}
+	return removed, nil
+}
+
 // newPorts returns the FULLNAT local port allocator, its cursors where the
 // previous uvsd in this network namespace left them when it can.
 func (d *Director) newPorts() *dataplane.PortAllocator {
 	a := dataplane.NewPortAllocator(d.cfg.LocalPortMin, d.cfg.LocalPortMax)
-	path, err := lportStateFile()
+	path, ino, err := lportStateFile()
 	if err != nil {
 		d.log.Warn("FULLNAT local port positions are not saved across restarts", errField(err))
 		return a
+	}
+	removed, err := removeDeadLportStates(path, ino)
+	if err != nil {
+		d.log.Warn("removing FULLNAT local port state files of dead network namespaces", errField(err))
+	}
+	if len(removed) > 0 {
+		d.log.Info("FULLNAT local ports: removed the state files of dead network namespaces with this one's inode number", zap.Strings("files", removed))
 	}
 	how, err := restoreLports(a, path, time.Now())
 	if err != nil {

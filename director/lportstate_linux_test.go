@@ -2,6 +2,7 @@ package director
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uvs-lb/uvs/dataplane/khook"
 	"github.com/uvs-lb/uvs/internal/netnstest"
 	"github.com/uvs-lb/uvs/internal/wait"
 )
@@ -36,7 +38,7 @@ func TestLportsContinueAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	var state string
-	if err := dir.Do(func() (err error) { state, err = lportStateFile(); return err }); err != nil {
+	if err := dir.Do(func() (err error) { state, _, err = lportStateFile(); return err }); err != nil {
 		t.Fatal(err)
 	}
 	_ = os.Remove(state)
@@ -171,4 +173,39 @@ func TestLportsContinueAfterRestart(t *testing.T) {
 	check("SIGKILL", used, next, crashed)
 	stop(p, syscall.SIGTERM)
 	t.Logf("range %d-%d, after the restart: ports %v, after the crash: %d", saved.Pos.Min, saved.Pos.Max, used, next)
+}
+
+// TestLportStateFileNamesCookie: the state file of a network namespace
+// is named by its inode number and its cookie, and two namespaces' files
+// differ.
+func TestLportStateFileNamesCookie(t *testing.T) {
+	netnstest.SkipIfNotRoot(t)
+	a, b := netnstest.New(t, "lpcka"), netnstest.New(t, "lpckb")
+	name := func(ns *netnstest.NS) string {
+		t.Helper()
+		var path, want string
+		err := ns.Do(func() error {
+			var st syscall.Stat_t
+			if err := syscall.Stat("/proc/thread-self/ns/net", &st); err != nil {
+				return err
+			}
+			cookie, err := khook.NetNSCookie()
+			if err != nil {
+				return err
+			}
+			want = fmt.Sprintf("lports-%d-%d", st.Ino, cookie)
+			path, _, err = lportStateFile()
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if path != filepath.Join(khook.DefaultStateDir, want) {
+			t.Fatalf("state file %s, want %s in %s", path, want, khook.DefaultStateDir)
+		}
+		return path
+	}
+	if pa, pb := name(a), name(b); pa == pb {
+		t.Fatalf("two namespaces share the state file %s", pa)
+	}
 }

@@ -9,8 +9,8 @@ import (
 
 // lportStateFile: the state is kept per network namespace, which is
 // Linux's.
-func lportStateFile() (string, error) {
-	return "", errors.New("no network namespaces to keep the state per")
+func lportStateFile() (string, uint64, error) {
+	return "", 0, errors.New("no network namespaces to keep the state per")
 }
 
 // ownedBySelf: not checked off Linux (no state file is used there).

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -232,5 +233,43 @@ func TestLportSaver(t *testing.T) {
 	}
 	if s, err := readLportState(path); err != nil || !s.Clean || s.Pos != a.Positions() {
 		t.Fatalf("clean save: %v, clean=%v", err, s.Clean)
+	}
+}
+
+// TestRemoveDeadLportStates: of the state files of an inode number, all
+// but the namespace's own go (another cookie's, and the name without a
+// cookie that uvsd wrote before cookies); other inode numbers' files,
+// names that only start with the same digits and what is not a regular
+// file stay.
+func TestRemoveDeadLportStates(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"lports-5", "lports-5-77", "lports-5-88", "lports-6-1", "lports-50-1", "lports-5x", "sysctl-5.json"} {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "lports-5-99"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	own := lportStatePath(dir, 5, 88)
+	if filepath.Base(own) != "lports-5-88" || filepath.Base(lportStatePath(dir, 5, 0)) != "lports-5" {
+		t.Fatalf("paths %s, %s", own, lportStatePath(dir, 5, 0))
+	}
+	removed, err := removeDeadLportStates(own, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{filepath.Join(dir, "lports-5"), filepath.Join(dir, "lports-5-77")}; !slices.Equal(removed, want) {
+		t.Errorf("removed %v, want %v", removed, want)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "*"))
+	for i := range left {
+		left[i] = filepath.Base(left[i])
+	}
+	if want := []string{"lports-5-88", "lports-5-99", "lports-50-1", "lports-5x", "lports-6-1", "sysctl-5.json"}; !slices.Equal(left, want) {
+		t.Errorf("left %v, want %v", left, want)
+	}
+	if removed, err := removeDeadLportStates(filepath.Join(dir, "none", "lports-5-88"), 5); err != nil || removed != nil {
+		t.Errorf("missing directory: removed %v, %v", removed, err)
 	}
 }

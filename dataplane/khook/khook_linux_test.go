@@ -559,3 +559,11 @@ func TestApplyManyInterfaces(t *testing.T) {
 		t.Fatalf("svc4_x11: %d elements, want 1", len(es))
 	}
 }
+
+// TestStateDirAgrees: the tests' namespace cleanup removes the files of
+// the directory uvsd keeps them in.
+func TestStateDirAgrees(t *testing.T) {
+	if DefaultStateDir != netnstest.StateDir {
+		t.Fatalf("DefaultStateDir %s, netnstest.StateDir %s", DefaultStateDir, netnstest.StateDir)
+	}
+}

@@ -1,5 +1,5 @@
 // Package lportfile is the format of uvsd's FULLNAT local port state
-// file (lports-INODE, see director): the allocator's cursors saved across
+// file (lports-INODE-COOKIE, see director): the allocator's cursors saved across
 // a restart. It links only the data plane whose positions it holds, so
 // its fuzz target runs in a smaller binary than the daemon's.
 package lportfile

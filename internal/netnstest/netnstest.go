@@ -20,11 +20,16 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,7 +81,16 @@ func New(t testing.TB, prefix string) *NS {
 	if out, err := run("ip", "netns", "add", n.Name); err != nil {
 		t.Fatalf("netnstest: ip netns add %s: %v: %s", n.Name, err, out)
 	}
+	ino, err := nsInode(n.Name)
+	if err != nil {
+		t.Errorf("netnstest: %s: %v", n.Name, err)
+	}
 	t.Cleanup(func() {
+		if ino != 0 {
+			if err := RemoveUVSState(StateDir, ino); err != nil {
+				t.Errorf("netnstest: %s: %v", n.Name, err)
+			}
+		}
 		if out, err := run("ip", "netns", "del", n.Name); err != nil {
 			t.Errorf("netnstest: ip netns del %s: %v: %s", n.Name, err, out)
 		}
@@ -90,6 +104,56 @@ func New(t testing.TB, prefix string) *NS {
 		t.Fatalf("netnstest: %s: accept_dad: %v", n.Name, err)
 	}
 	return n
+}
+
+// StateDir is where uvsd and uvsadm keep files per network namespace
+// (khook.DefaultStateDir; a test of this package checks they agree).
+const StateDir = "/run/uvs"
+
+// nsInode returns the inode number of the named namespace, which names
+// its files in StateDir.
+func nsInode(name string) (uint64, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join("/run/netns", name), &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
+}
+
+// RemoveUVSState removes the files in dir named by the namespace inode
+// number ino (sysctl-INO.json, lports-INO-COOKIE, uvsd-netINO.log...): a
+// uvsd a test killed with SIGKILL leaves its state there for a successor,
+// and uvsadm's autostart its log, for a namespace nobody will use again.
+// New's cleanup calls it before deleting the namespace, while no other
+// namespace can have its number.
+func RemoveUVSState(dir string, ino uint64) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	num := strconv.FormatUint(ino, 10)
+	isDigit := func(s string, i int) bool { return i >= 0 && i < len(s) && s[i] >= '0' && s[i] <= '9' }
+	for _, e := range ents {
+		name := e.Name()
+		for off := 0; ; {
+			i := strings.Index(name[off:], num)
+			if i < 0 {
+				break
+			}
+			i += off
+			if !isDigit(name, i-1) && !isDigit(name, i+len(num)) && e.Type().IsRegular() {
+				if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return err
+				}
+				break
+			}
+			off = i + 1
+		}
+	}
+	return nil
 }
 
 // run runs a command with a timeout and returns its combined output.

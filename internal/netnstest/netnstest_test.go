@@ -1,6 +1,7 @@
 package netnstest
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -78,5 +79,64 @@ func TestDoError(t *testing.T) {
 	SkipIfNotRoot(t)
 	if err := n.Do(func() error { return nil }); err == nil {
 		t.Errorf("Do in a missing namespace succeeded")
+	}
+}
+
+// TestRemoveUVSState: the regular files naming the inode number as a
+// whole number go; names with it inside a longer number, other numbers
+// and directories stay.
+func TestRemoveUVSState(t *testing.T) {
+	dir := t.TempDir()
+	const ino = 4026532694
+	gone := []string{"sysctl-4026532694.json", "napi-4026532694.json", "lports-4026532694", "lports-4026532694-740668", "uvsd-net4026532694.log", "autostart-net4026532694.lock", "x-14026532694-4026532694"}
+	kept := []string{"sysctl-40265326941.json", "sysctl-14026532694.json", "lports-4026532695-40265326940", "napi-4026532690.json"}
+	for _, name := range append(gone, kept...) {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "d-4026532694"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveUVSState(dir, ino); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range gone {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			t.Errorf("%s left", name)
+		}
+	}
+	for _, name := range append(kept, "d-4026532694") {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("%s removed: %v", name, err)
+		}
+	}
+	if err := RemoveUVSState(filepath.Join(dir, "none"), ino); err != nil {
+		t.Errorf("missing directory: %v", err)
+	}
+}
+
+// TestCleanupRemovesUVSState: a file in StateDir named by a namespace's
+// inode number is gone once the test that made the namespace ended.
+func TestCleanupRemovesUVSState(t *testing.T) {
+	SkipIfNotRoot(t)
+	var path string
+	t.Run("ns", func(t *testing.T) {
+		n := New(t, "state")
+		ino, err := nsInode(n.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(StateDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		path = filepath.Join(StateDir, fmt.Sprintf("netnstest-%d.json", ino))
+		if err := os.WriteFile(path, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if _, err := os.Stat(path); err == nil {
+		_ = os.Remove(path)
+		t.Fatalf("%s left after the namespace's test ended", path)
 	}
 }
