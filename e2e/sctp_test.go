@@ -224,3 +224,79 @@ func TestSCTPDR(t *testing.T) {
 		return nil
 	}, "the association ESTABLISHED")
 }
+
+// TestSCTPSync: a master's sync daemon sends SCTP connections as the
+// kernel's ip_vs_sync_conn does, and a backup uvsd on the real servers'
+// LAN holds them: the association through the master is listed by the
+// backup with the master's state once it is ESTABLISHED and its third
+// inbound packet passed (sync_threshold 3), and again at once when a
+// SHUTDOWN moves it on (a state change out of ESTABLISHED is sent
+// without waiting for the packet count).
+func TestSCTPSync(t *testing.T) {
+	l := newNATLab(t)
+	rules := `-A --sctp-service 10.0.1.100:3868 -s rr
+-a --sctp-service 10.0.1.100:3868 -r 10.0.2.11:3869 -m
+`
+	bk := netnstest.New(t, "bk")
+	netnstest.Veth(t, bk, "b0", l.sw, "s9")
+	l.sw.IP(t, "link", "set", "s9", "master", "br0")
+	bk.AddrAdd(t, "b0", "10.0.2.5/24")
+	startUVSD(t, l.dir, rules)
+	startUVSD(t, bk, rules)
+	uvsadmIn(t, bk, "--start-daemon", "backup", "--mcast-interface", "b0", "--syncid", "7")
+	uvsadmIn(t, l.dir, "--start-daemon", "master", "--mcast-interface", "d1", "--syncid", "7")
+
+	cli := openSCTPRaw(t, l.cli, "10.0.1.2")
+	rs := openSCTPRaw(t, l.rs[0], "10.0.2.11")
+	const cport, vport, rport = 40003, 3868, 3869
+	sctpInit(t, cli, rs, "10.0.1.100", sctpMsg{sport: cport, dport: vport, chunk: 1, body: []byte("init")}, rport)
+	rs.send(t, "10.0.1.2", sctpMsg{sport: rport, dport: cport, tag: 0x5eed, chunk: 2, body: []byte("cookie")})
+	if _, _, _, err := cli.recv(cport, 2, 3*time.Second); err != nil {
+		t.Fatalf("client got no INIT ACK: %v", err)
+	}
+	cli.send(t, "10.0.1.100", sctpMsg{sport: cport, dport: vport, tag: 0x5eed, chunk: 10, body: []byte("cookie")})
+	if _, _, _, err := rs.recv(rport, 10, 3*time.Second); err != nil {
+		t.Fatalf("COOKIE ECHO at the real server: %v", err)
+	}
+	rs.send(t, "10.0.1.2", sctpMsg{sport: rport, dport: cport, chunk: 11})
+	if _, _, _, err := cli.recv(cport, 11, 3*time.Second); err != nil {
+		t.Fatalf("COOKIE ACK at the client: %v", err)
+	}
+	wait.ForErr(t, 3*time.Second, func() error {
+		if st, line := sctpConn(t, l.dir); st != "ESTABLISHED" {
+			return fmt.Errorf("master's uvsadm -Lnc: %q", line)
+		}
+		return nil
+	}, "the association ESTABLISHED on the master")
+	if st, line := sctpConn(t, bk); st != "" {
+		// INIT and COOKIE ECHO are not in the synced states: nothing yet.
+		t.Fatalf("the backup holds the association before it was ESTABLISHED and passed 3 packets: %q", line)
+	}
+
+	// A DATA chunk: the third inbound packet of an ESTABLISHED association.
+	cli.send(t, "10.0.1.100", sctpMsg{sport: cport, dport: vport, tag: 0x5eed, chunk: 0, body: []byte{0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 'h', 'i'}})
+	if _, _, _, err := rs.recv(rport, 0, 3*time.Second); err != nil {
+		t.Fatalf("DATA at the real server: %v", err)
+	}
+	backupHolds := func(want string) {
+		t.Helper()
+		wait.ForErr(t, 10*time.Second, func() error {
+			st, line := sctpConn(t, bk)
+			if st != want || !strings.Contains(line, "10.0.1.2:40003") || !strings.Contains(line, "10.0.1.100:3868") || !strings.Contains(line, "10.0.2.11:3869") {
+				return fmt.Errorf("backup's uvsadm -Lnc: %q", line)
+			}
+			return nil
+		}, "the backup to hold the association in state %s", want)
+	}
+	backupHolds("ESTABLISHED")
+
+	cli.send(t, "10.0.1.100", sctpMsg{sport: cport, dport: vport, tag: 0x5eed, chunk: 7, body: []byte{0, 0, 0, 0}})
+	if _, _, _, err := rs.recv(rport, 7, 3*time.Second); err != nil {
+		t.Fatalf("SHUTDOWN at the real server: %v", err)
+	}
+	st, line := sctpConn(t, l.dir)
+	if st == "ESTABLISHED" || st == "" {
+		t.Fatalf("master's uvsadm -Lnc after SHUTDOWN: %q", line)
+	}
+	backupHolds(st)
+}
