@@ -215,6 +215,13 @@ func (c *checkIO) WriteBatch(frames []dataplane.Frame) (int, error) {
 // not.
 const fuzzDests = 64
 
+// fuzzConns is the capacity of the fuzz targets' connection tables: no
+// input makes more connections than a few hundred frames can, a full
+// table is reached (and its eviction covered) by inputs of a few hundred
+// SYNs, and a table of 4096 entries (about 600 KB zeroed by every
+// conntrack.New) took most of an execution.
+const fuzzConns = 1 << 8
+
 // fuzzRigCmds is newRig with cmds (fuzzRules parsed) and hops, without
 // its worker: a new connection table, control state and Env.
 func fuzzRigCmds(t *testing.T, hops fakeHops, cmds []ipvsadm.Command) *rig {
@@ -228,7 +235,7 @@ func fuzzRigCmds(t *testing.T, hops fakeHops, cmds []ipvsadm.Command) *rig {
 		},
 		Local: map[[16]byte]bool{},
 	})
-	ct, err := conntrack.New(conntrack.Config{Capacity: 1 << 10, MaxDests: 1<<10 + fuzzDests})
+	ct, err := conntrack.New(conntrack.Config{Capacity: fuzzConns, MaxDests: fuzzConns + fuzzDests})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -570,7 +577,7 @@ func (c *workerCache) rig(t testing.TB, rules string) *rig {
 		},
 		Local: map[[16]byte]bool{},
 	})
-	ct, err := conntrack.New(conntrack.Config{Capacity: 1 << 12, MaxDests: 1<<12 + fuzzDests})
+	ct, err := conntrack.New(conntrack.Config{Capacity: fuzzConns, MaxDests: fuzzConns + fuzzDests})
 	if err != nil {
 		t.Fatal(err)
 	}

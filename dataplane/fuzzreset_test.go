@@ -13,10 +13,11 @@ import (
 // worker, keeping the buffers NewWorker allocated: the batch slots, the
 // control frames, the segment slab and the slabs of the neighbour queue
 // and of reassembly (about 1.7 MB, zeroed by every NewWorker: most of a
-// worker fuzz target's execution). Those buffers keep their bytes, as a
+// worker fuzz target's execution), and the reassembler (ipfrag.Reset) when
+// the memory configured is the same. Those buffers keep their bytes, as a
 // running worker's do from one batch to the next: the worker writes each
-// before it reads it. Everything else is as NewWorker leaves it (the
-// reassembler is a new one); TestResetForFuzz compares a reset worker
+// before it reads it. Everything else is as NewWorker leaves it;
+// TestResetForFuzz compares a reset worker
 // with a new one field by field (WorkerStateDiff) and their output on the
 // same frames. For the fuzz targets only: env must be a new Env (it holds
 // state shared by its workers).
@@ -26,7 +27,7 @@ import (
 func (w *Worker) ResetForFuzz(io PacketIO, env *Env) {
 	in, out, ctl, slab := w.in, w.out[:0], w.ctl, w.slab
 	pq := w.pq
-	fslab, refilled := w.frag.slab, w.frag.refilled[:0]
+	fslab, refilled, w0frag := w.frag.slab, w.frag.refilled[:0], w.frag.r
 	*w = Worker{io: io, env: env, in: in, out: out, ctl: ctl, slab: slab}
 	clear(in)
 	clear(out[:cap(out)]) // frames of the last input: let them go
@@ -62,9 +63,14 @@ func (w *Worker) ResetForFuzz(io PacketIO, env *Env) {
 		mem = DefaultFragMemory
 	}
 	mem = min(max(mem, ipfrag.MinMemory), ipfrag.MaxMemory)
-	r, err := ipfrag.New(ipfrag.Config{Memory: mem})
-	if err != nil {
-		panic("dataplane: reassembly memory: " + err.Error())
+	r := w0frag
+	if r != nil && r.Config().Memory == mem {
+		r.Reset() // as new, keeping its memory (a new one's 256 KB or more, zeroed, were a fifth of an execution)
+	} else {
+		var err error
+		if r, err = ipfrag.New(ipfrag.Config{Memory: mem}); err != nil {
+			panic("dataplane: reassembly memory: " + err.Error())
+		}
 	}
 	clear(refilled[:cap(refilled)])
 	w.frag = fragState{r: r, slab: fslab, refilled: refilled}
@@ -76,9 +82,9 @@ func (w *Worker) ResetForFuzz(io PacketIO, env *Env) {
 
 // WorkerStateDiff names the first field in which a and b differ, "" when
 // none does: every field compared with reflect.DeepEqual, except the
-// bytes of the buffers the worker writes before reading (cleared in both
-// first: this spoils both workers' buffers) and the reassemblers' random
-// hash seeds (their state is compared with the seeds made equal).
+// bytes of the buffers the worker writes before reading, the reassemblers'
+// data blocks among them (cleared in both first: this spoils both workers'
+// buffers), and the reassemblers' random hash seeds (their state is compared with the seeds made equal).
 func WorkerStateDiff(a, b *Worker) string {
 	for _, w := range []*Worker{a, b} {
 		for _, c := range w.ctl {
@@ -99,6 +105,14 @@ func WorkerStateDiff(a, b *Worker) string {
 		seedA, seedB := reflect.ValueOf(ra).Elem().FieldByName("seed"), reflect.ValueOf(rb).Elem().FieldByName("seed")
 		if !seedA.IsValid() {
 			return "frag.r: no seed field (WorkerStateDiff is out of date)"
+		}
+		for _, r := range []*ipfrag.Reassembler{ra, rb} {
+			// Data blocks: written before they are read (ipfrag.Reset).
+			blocks := reflect.ValueOf(r).Elem().FieldByName("blocks")
+			if !blocks.IsValid() {
+				return "frag.r: no blocks field (WorkerStateDiff is out of date)"
+			}
+			clear(*(*[]byte)(unsafe.Pointer(blocks.UnsafeAddr())))
 		}
 		pa, pb := (*uint64)(unsafe.Pointer(seedA.UnsafeAddr())), (*uint64)(unsafe.Pointer(seedB.UnsafeAddr()))
 		sa := *pa

@@ -220,6 +220,29 @@ func New(cfg Config) (*Reassembler, error) {
 	return r, nil
 }
 
+// Reset drops every datagram being reassembled and zeroes the counters,
+// keeping the memory: r is then as New leaves it, but for a new hash seed
+// and the bytes of its data blocks (Add writes a block before anything
+// reads it). It does not allocate.
+func (r *Reassembler) Reset() {
+	clear(r.queues)
+	r.freeQ = r.freeQ[:cap(r.freeQ)]
+	for i := range r.freeQ {
+		r.freeQ[i] = int32(len(r.freeQ) - 1 - i)
+	}
+	r.freeB = r.freeB[:cap(r.freeB)]
+	for i := range r.freeB {
+		r.freeB[i] = uint16(len(r.freeB) - 1 - i)
+	}
+	for i := range r.slots {
+		r.slots[i] = -1
+	}
+	r.seed = rand.Uint64()
+	r.age[0] = ageList{head: -1, tail: -1, timeout: int64(r.cfg.Timeout4)}
+	r.age[1] = ageList{head: -1, tail: -1, timeout: int64(r.cfg.Timeout6)}
+	r.drops, r.reasm = Drops{}, 0
+}
+
 // Config returns the configuration in effect (defaults filled in).
 func (r *Reassembler) Config() Config { return r.cfg }
 

@@ -593,3 +593,70 @@ func TestNestedFragmentHeader(t *testing.T) {
 		t.Fatalf("nested fragment header: %v, want bad", res)
 	}
 }
+
+// TestReset: a reassembler that holds incomplete datagrams, has evicted
+// and completed some is, after Reset, empty, its counters zero, and
+// reassembles what a new one does, with the same results, without
+// allocating.
+func TestReset(t *testing.T) {
+	cfg := ipfrag.Config{Memory: ipfrag.MinMemory}
+	// frags returns the fragments of a datagram with IP ID id.
+	frags := func(src, dst string, n int, id uint32) [][]byte {
+		fs := split(datagram(t, src, dst, n, byte(id)), 1448, id)
+		for _, f := range fs {
+			if f[14]>>4 == 4 {
+				binary.BigEndian.PutUint16(f[14+4:], uint16(id))
+				header.IPv4(f[14:]).UpdateChecksum()
+			}
+		}
+		return fs
+	}
+	used := newR(t, cfg)
+	var p header.Parsed
+	dst := make([]byte, 70000)
+	now := int64(time.Hour)
+	for i := range 400 { // past the queues' capacity: evictions
+		add(used, &p, frags("10.9.0.1", "192.0.2.10", 3000, uint32(i))[0], now, dst)
+	}
+	for _, f := range frags("2001:db8::1", "2001:db8::2", 5000, 77) {
+		add(used, &p, f, now, dst)
+	}
+	if q, _ := used.Usage(); q == 0 || used.Reassembled() != 1 || used.TakeDrops().Overflow == 0 {
+		t.Fatalf("the used reassembler holds %d queues, reassembled %d: the test sets up nothing", q, used.Reassembled())
+	}
+	add(used, &p, frags("10.9.0.2", "192.0.2.10", 3000, 9)[1], now, dst)
+	if allocs := testing.AllocsPerRun(5, used.Reset); allocs != 0 {
+		t.Errorf("Reset allocates %v times", allocs)
+	}
+	if q, b := used.Usage(); q != 0 || b != 0 || used.Reassembled() != 0 || used.TakeDrops() != (ipfrag.Drops{}) {
+		t.Fatalf("after Reset: %d queues, %d bytes, %d reassembled", q, b, used.Reassembled())
+	}
+	fresh := newR(t, cfg)
+	if used.Config() != fresh.Config() {
+		t.Fatalf("config %+v after Reset, %+v new", used.Config(), fresh.Config())
+	}
+	var frames [][]byte
+	for i := range 300 {
+		src, dst := "10.8.0.1", "192.0.2.10"
+		if i%3 == 0 {
+			src, dst = "2001:db8::7", "2001:db8::2"
+		}
+		fs := frags(src, dst, 2000+i, uint32(i%50))
+		frames = append(frames, fs[len(fs)-1])
+		if i%4 != 0 {
+			frames = append(frames, fs[:len(fs)-1]...)
+		}
+	}
+	dstA, dstB := make([]byte, 70000), make([]byte, 70000)
+	for i, f := range frames {
+		ra, da := add(used, &p, f, now, dstA)
+		rb, db := add(fresh, &p, f, now, dstB)
+		if ra != rb || da != db || !bytes.Equal(dstA[:da.Len], dstB[:db.Len]) {
+			t.Fatalf("frame %d: after Reset %v %+v, new %v %+v", i, ra, da, rb, db)
+		}
+		now += int64(time.Millisecond)
+	}
+	if used.Reassembled() == 0 || used.Reassembled() != fresh.Reassembled() || used.TakeDrops() != fresh.TakeDrops() {
+		t.Fatalf("reassembled %d after Reset, %d new", used.Reassembled(), fresh.Reassembled())
+	}
+}
