@@ -1,8 +1,9 @@
 package khook
 
 import (
-	"github.com/uvs-lb/uvs/internal/netnsdo"
 	"github.com/vishvananda/netns"
+
+	"github.com/uvs-lb/uvs/internal/netnsdo"
 )
 
 // inNetNS runs fn on a throw-away OS thread switched into ns (or on the

@@ -9,9 +9,10 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/vishvananda/netns"
+
 	"github.com/uvs-lb/uvs/internal/netnsdo"
 	"github.com/uvs-lb/uvs/internal/netnstest"
-	"github.com/vishvananda/netns"
 )
 
 // inode returns the inode of the network namespace at path.

@@ -33,8 +33,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uvs-lb/uvs/internal/netnsdo"
 	"github.com/vishvananda/netns"
+
+	"github.com/uvs-lb/uvs/internal/netnsdo"
 )
 
 // Prefix starts the name of every namespace this package creates.

@@ -17,8 +17,9 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
-	"github.com/uvs-lb/uvs/internal/netnsdo"
 	"golang.org/x/sys/unix"
+
+	"github.com/uvs-lb/uvs/internal/netnsdo"
 )
 
 const (
