@@ -34,10 +34,12 @@ import (
 // napi-INODE.json in khook.DefaultStateDir; lports-INODE on a kernel
 // without namespace cookies), and a successor over the same range
 // continues from them. The kernel hands a dead namespace's inode number
-// to the next namespace, never its cookie: a uvsd finding files of its
-// inode number with another cookie (or none, as uvsd wrote them before
-// cookies) removes them, as they are a dead namespace's. Written, when they moved since the last
-// write (a uvsd without FULLNAT traffic writes nothing):
+// to the next namespace, never its cookie: a uvsd removes the files of its
+// inode number with another cookie, a dead namespace's, and the one with
+// none (written before cookies, by this namespace's uvsd or a dead one's:
+// it cannot tell, and the positions are only a starting point). Written,
+// when they moved since the last write (a uvsd without FULLNAT traffic
+// writes nothing):
 //
 //   - when uvsd stops, once the workers stopped (clean: the positions are
 //     exact);
