@@ -64,6 +64,7 @@ const (
 	CntFamilyXlate  // packet translated between IPv4 and IPv6 (FULLNAT across families)
 	CntHandedBack   // not uvsd's, kept from the kernel by the hooks: handed to it through Env.LocalNode (handback.go)
 	CntHandBackDrop // not uvsd's, kept from the kernel by the hooks, and no Env.LocalNode to hand it to: dropped
+	CntIPBadCsum    // IPv4 packet whose header checksum does not verify: dropped, as ip_rcv does (InCsumErrors)
 	NumCounters
 )
 
@@ -76,7 +77,7 @@ var counterNames = [NumCounters]string{
 	"icmp-rate-limited", "sloppy", "local-delivered", "table-evicted", "defense-drop",
 	"frag-in", "reassembled", "frag-timeout", "frag-overflow", "frag-bad", "fragmented", "frag-out",
 	"pmtu-learned", "vlan", "one-packet", "sctp-bad-csum", "family-translated",
-	"handed-back", "hand-back-dropped",
+	"handed-back", "hand-back-dropped", "ip-bad-csum",
 }
 
 // String returns the counter's metric name.

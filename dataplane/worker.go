@@ -504,7 +504,15 @@ func (w *Worker) classify(pc *pktCtx) action {
 	switch p.Kind {
 	case header.KindARP:
 		return actARP
-	case header.KindIPv4, header.KindIPv6:
+	case header.KindIPv4:
+		// ip_rcv_core drops a header whose checksum does not verify
+		// before anything reads it, fragments included: no offload
+		// covers the IPv4 header checksum.
+		if header.Checksum(data[p.L3Off:p.L4Off], 0) != 0xffff {
+			w.Counters.inc(CntIPBadCsum)
+			return actNone
+		}
+	case header.KindIPv6:
 	default:
 		return actNone
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"os/exec"
 	"runtime"
 	"runtime/debug"
@@ -291,6 +292,7 @@ func TestWorkerSeries(t *testing.T) {
 	r := newRig(t, rules)
 	bad := syn(t, 40000)
 	bad[14+9] = 99 // an IP protocol uvs does not carry: unsupported-protocol
+	header.IPv4(bad[14:]).UpdateChecksum()
 	r.run(t, syn(t, 40001), syn(t, 40002), bad)
 	c := &r.w.Counters
 	if c.Load(dataplane.CntRx) != 3 || c.Load(dataplane.CntNewConn) != 2 {
@@ -567,4 +569,18 @@ func version() string {
 		return bi.Main.Version
 	}
 	return "(devel)"
+}
+
+// TestREADMENamesEveryEvent: the package's README lists every value of
+// uvs_dataplane_events_total's event label.
+func TestREADMENamesEveryEvent(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := dataplane.Counter(0); k < dataplane.NumCounters; k++ {
+		if !bytes.Contains(b, []byte("`"+k.String()+"`")) {
+			t.Errorf("README.md does not name the event %q", k.String())
+		}
+	}
 }
