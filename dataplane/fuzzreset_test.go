@@ -17,9 +17,8 @@ import (
 // the memory configured is the same. Those buffers keep their bytes, as a
 // running worker's do from one batch to the next: the worker writes each
 // before it reads it. Everything else is as NewWorker leaves it;
-// TestResetForFuzz compares a reset worker
-// with a new one field by field (WorkerStateDiff) and their output on the
-// same frames. For the fuzz targets only: env must be a new Env (it holds
+// TestResetForFuzz compares a reset worker with a new one field by field
+// (WorkerStateDiff) and their output on the same frames. For the fuzz targets only: env must be a new Env (it holds
 // state shared by its workers).
 //
 // It follows NewWorker step by step: a change there is to be made here too
@@ -84,7 +83,8 @@ func (w *Worker) ResetForFuzz(io PacketIO, env *Env) {
 // none does: every field compared with reflect.DeepEqual, except the
 // bytes of the buffers the worker writes before reading, the reassemblers'
 // data blocks among them (cleared in both first: this spoils both workers'
-// buffers), and the reassemblers' random hash seeds (their state is compared with the seeds made equal).
+// buffers), and the reassemblers' random hash seeds (their state is
+// compared with the seeds made equal).
 func WorkerStateDiff(a, b *Worker) string {
 	for _, w := range []*Worker{a, b} {
 		for _, c := range w.ctl {

@@ -108,7 +108,7 @@ func New(t testing.TB, prefix string) *NS {
 }
 
 // StateDir is where uvsd and uvsadm keep files per network namespace
-// (khook.DefaultStateDir; a test of this package checks they agree).
+// (khook.DefaultStateDir; khook's TestStateDirAgrees checks they agree).
 const StateDir = "/run/uvs"
 
 // nsInode returns the inode number of the named namespace, which names
