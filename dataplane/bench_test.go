@@ -13,6 +13,7 @@ import (
 	"github.com/uvs-lb/uvs/conntrack"
 	"github.com/uvs-lb/uvs/control"
 	"github.com/uvs-lb/uvs/dataplane"
+	"github.com/uvs-lb/uvs/header"
 	"github.com/uvs-lb/uvs/ipvsadm"
 	"github.com/uvs-lb/uvs/snapshot"
 )
@@ -90,6 +91,7 @@ func BenchmarkNAT1M(b *testing.B) {
 			buf := bufs[j]
 			copy(buf[64:], tmpl)
 			copy(buf[64+26:], a[:])
+			header.IPv4(buf[64+14:]).UpdateChecksum() // the worker drops a header that does not verify
 			binary.BigEndian.PutUint16(buf[64+34:], port)
 			frames[j] = dataplane.Frame{Buf: buf, Off: 64, Len: len(tmpl), Ifindex: 1}
 		}
