@@ -152,8 +152,11 @@ func (h *harness) startSyncBackup(obs string) (*proc, error) {
 	if err := os.WriteFile(rules, []byte(h.uvsRules("-m", true)), 0o644); err != nil {
 		return nil, err
 	}
+	// --rx-threads=false: the observer's tap reads the sync link's frames
+	// as they arrive; threaded receive (on with the fast path) turns GRO
+	// on, which would hand it several datagrams merged into one.
 	p, err := start("uvsd (sync backup)", obs, genCPU, filepath.Join(h.bin, "uvsd"), "--rules", rules, "--iface", syncObsDev,
-		"--workers", "1", "--log-level", "info")
+		"--workers", "1", "--log-level", "info", "--rx-threads=false")
 	if err != nil {
 		return nil, err
 	}

@@ -84,6 +84,18 @@ func (t *Topo) Up(rpsCli, rpsDir string) (err error) {
 	if err := t.SetRPS(rpsCli, rpsDir); err != nil {
 		return err
 	}
+	// The veths facing the director take frames an XDP program redirects
+	// to them (uvsd's fast path) only with GRO on, as a NIC's driver
+	// would take them: the same for every candidate.
+	gro := [][]string{{t.Cli, "c0"}}
+	for _, b := range t.Backends {
+		gro = append(gro, []string{b.NS, b.Dev})
+	}
+	for _, g := range gro {
+		if _, err := run(cmdTimeout, "ip", "netns", "exec", g[0], "ethtool", "-K", g[1], "gro", "on"); err != nil {
+			return fmt.Errorf("gro on %s in %s: %w", g[1], g[0], err)
+		}
+	}
 	for _, b := range t.Backends {
 		if _, err := runIn(cmdTimeout, []byte(sinkRules(b.Dev)), "ip", "netns", "exec", b.NS, "nft", "-f", "-"); err != nil {
 			return fmt.Errorf("sink on %s: %w", b.NS, err)

@@ -85,6 +85,9 @@ type Conn struct {
 	// included (the kernel's cp->in_pkts, which the sync daemon's
 	// sync_threshold rule reads). It wraps at 2^32.
 	InPkts uint32
+	// Fast holds the directions the in-kernel fast path forwards
+	// (FastIn, FastOut; SetFast).
+	Fast FastDirs
 	// Evicted is set by Create when it made room by evicting a live
 	// connection (a half-open TCP connection or an idle datagram flow,
 	// see Stats.Evicted): the data plane's CntTableEvicted.
@@ -124,6 +127,7 @@ func (t *Table) fill(idx uint32, e *entry, dir Dir, out *Conn) {
 	out.Timeout = time.Duration(e.timeout) * time.Millisecond
 	out.Expires = e.expires
 	out.InPkts = e.inPkts
+	out.Fast = FastDirs(e.flags & (flagFastIn | flagFastOut))
 	out.Evicted = false
 }
 
@@ -224,7 +228,7 @@ func (t *Table) trackHashed(h uint64, k *Key, tcpFlags uint8, now int64, out *Co
 		return false
 	}
 	idx, dir := l>>1, Dir(l&1)
-	if e.expires <= now {
+	if timedOut(e, now) {
 		// Timed out but not reaped yet: gone, as with the kernel's timer.
 		gen := e.gen()
 		e.unlock()
@@ -252,7 +256,7 @@ func (t *Table) Lookup(k Key, now int64, out *Conn) bool {
 	if e == nil {
 		return false
 	}
-	ok := e.expires > now
+	ok := !timedOut(e, now)
 	if ok {
 		t.fill(l>>1, e, Dir(l&1), out)
 	}
@@ -398,7 +402,7 @@ func (t *Table) lockUnused(hi, ho uint64, ik, ok *Key, now int64) (a, b *shard, 
 func (t *Table) expiredLocked(idx uint32, now int64) bool {
 	e := &t.ents[idx]
 	e.lock()
-	x := e.expires <= now && e.nControl == 0
+	x := timedOut(e, now) && e.nControl == 0
 	e.unlock()
 	return x
 }

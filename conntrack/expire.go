@@ -27,7 +27,7 @@ func (r *expireReq) selects(e *entry, now int64) bool {
 		(r.evictable && evictClass(e) == evictNever) {
 		return false
 	}
-	if r.force || e.expires <= now {
+	if r.force || timedOut(e, now) {
 		return true
 	}
 	return r.idle && halfOpen(e) && lastSeen(e) <= r.idleBefore
@@ -79,9 +79,15 @@ func (t *Table) expire(idx uint32, now int64, r expireReq) bool {
 	}
 	di, ctrl, tmpl := e.dest, e.control, e.tmpl
 	active := e.flags&FlagInactive == 0
+	fast := e.flags&(flagFastIn|flagFastOut) != 0
 	e.flags = 0
 	e.unlockNextGen()
 	unlock2(a, b)
+	if fast {
+		if fn := t.fastGone.Load(); fn != nil {
+			(*fn)(ik, ok)
+		}
+	}
 
 	if d := t.dests.get(di); d != nil {
 		d.UnbindConn(tmpl, active && !tmpl)

@@ -352,7 +352,7 @@ func (t *Table) reclaim(now int64) reclaimed {
 			continue
 		}
 		gen := e.gen()
-		if e.expires <= now && e.nControl == 0 {
+		if timedOut(e, now) && e.nControl == 0 {
 			e.unlock()
 			if t.expire(idx, now, expireReq{checkGen: true, gen: gen}) {
 				p.reclaimed.Add(1)

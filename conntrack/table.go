@@ -63,8 +63,13 @@ const (
 	// flagVLAN marks a connection whose client side is on an 802.1Q VLAN:
 	// its VLAN id is in Table.vlans (conn.go).
 	flagVLAN Flags = 0x0010
+	// flagFastIn and flagFastOut mark a connection whose inbound or
+	// reply packets the in-kernel fast path forwards (fast.go); the worker
+	// reads them as Conn.Fast.
+	flagFastIn  Flags = 0x0001
+	flagFastOut Flags = 0x0002
 	// flagsInternal are never shown outside the table.
-	flagsInternal = flagUnhashed | flagReplied | flagVLAN
+	flagsInternal = flagUnhashed | flagReplied | flagVLAN | flagFastIn | flagFastOut
 )
 
 // Handle names one live entry; it goes stale when the entry is freed.
@@ -210,6 +215,9 @@ type Table struct {
 	dests destReg
 
 	pr pressure // defence levels and pressure counters (pressure.go)
+	// fastGone is called when an entry with a fast-path direction goes
+	// (SetFastGone).
+	fastGone atomic.Pointer[fastGone]
 }
 
 // New allocates a table.

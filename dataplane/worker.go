@@ -127,6 +127,9 @@ type Env struct {
 	// of the kernel's ipfrag_high_thresh (0: DefaultFragMemory; see
 	// frag.go).
 	FragMemory int
+	// Fast hands established IPv4 NAT, FULLNAT and DR connections to an
+	// in-kernel fast path (nil: none; fastpath.go).
+	Fast *FastPath
 	// tunPMTU holds the path MTUs learnt for TUN real servers, shared by
 	// the workers of this Env (tunicmp.go); NewWorker creates it.
 	tunPMTU *pmtuTable
@@ -183,6 +186,9 @@ type Worker struct {
 	// addrs holds ownership's address facts for frames that are not
 	// uvsd's (handback.go).
 	addrs snapshot.AddrIndex
+	// tx is what was transmitted for the frame being handled, for
+	// fastFollow.
+	tx fastTx
 	// Counters are this worker's counters.
 	Counters Counters
 
@@ -575,7 +581,11 @@ func (w *Worker) tracked(pc *pktCtx, key *conntrack.Key, found bool, c *conntrac
 			w.env.Conns.ExpireNow(c.Handle, pc.mono)
 			w.b.noteExpired(c.Handle)
 		} else {
+			w.tx.n = 0
 			w.forward(pc, c)
+			if w.env.Fast != nil {
+				w.fastFollow(pc, key, c)
+			}
 			return
 		}
 	}

@@ -184,6 +184,8 @@ func (w *Worker) transmit(f *Frame, dst, src *[6]byte, ifindex int) {
 	eth := f.Buf[f.Off : f.Off+header.EthernetMinSize]
 	copy(eth[0:6], dst[:])
 	copy(eth[6:12], src[:])
+	w.tx.n++
+	w.tx.ifindex = ifindex
 	w.emit(f, ifindex)
 }
 

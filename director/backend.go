@@ -218,6 +218,7 @@ func (d *Director) openAFXDP(mode afxdp.Mode) ([]dataplane.PacketIO, error) {
 		return nil, err
 	}
 	d.xdp = prog
+	d.startFastPath(prog)
 	if err := prog.SetOwnership(d.owned); err != nil {
 		d.releaseIO()
 		return nil, err
@@ -454,6 +455,11 @@ func (d *Director) closeIO() {
 
 // releaseIO frees the XDP program and maps once the workers have stopped.
 func (d *Director) releaseIO() {
+	if d.fast != nil {
+		d.Conns.SetFastGone(nil)
+		d.env.Fast, d.fast, d.fastMap = nil, nil, nil
+		d.fastRef.Store(nil)
+	}
 	if d.xdp != nil {
 		if err := d.xdp.Close(); err != nil {
 			d.log.Error("closing the XDP program", errField(err))
@@ -465,3 +471,54 @@ func (d *Director) releaseIO() {
 // Backend returns the packet-I/O backend in use (IOAFPacket or IOAFXDP),
 // "" before Run has opened it.
 func (d *Director) Backend() string { return d.backend }
+
+// startFastPath hands established IPv4 NAT, FULLNAT and DR connections to the XDP
+// program's fast path (dataplane.FastPath), unless --fast-path=false or
+// the program has none. Called before the workers start.
+func (d *Director) startFastPath(prog *afxdp.Program) {
+	fm := prog.FastMap()
+	if d.cfg.NoFastPath || fm == nil {
+		return
+	}
+	if err := fm.RefreshDevices(sortedIfindexes(d.host.Load(), nil)); err != nil {
+		d.log.Warn("fast path off: cannot ask the kernel which interfaces take XDP-redirected frames", errField(err))
+		return
+	}
+	d.fastMap = fm
+	d.fast = dataplane.NewFastPath(fm, d.env)
+	d.env.Fast = d.fast
+	d.fastRef.Store(d.fast)
+}
+
+// pollFastPath reads the fast path's counters back into the connection
+// table and the statistics and asks again which interfaces it may send
+// on. Runs on the housekeeping goroutine.
+func (d *Director) pollFastPath() {
+	if d.fast == nil {
+		return
+	}
+	if err := d.fastMap.RefreshDevices(sortedIfindexes(d.host.Load(), nil)); err != nil {
+		d.log.Debug("fast path: asking which interfaces take XDP-redirected frames", errField(err))
+	}
+	d.fast.Poll()
+}
+
+// flushFastPath hands every fast-path flow back to the workers: the
+// configuration, the interfaces or the VRRP roles changed, and the next
+// packet of each flow is forwarded, and installed again, by the rules as
+// they are now.
+func (d *Director) flushFastPath() {
+	if d.fast != nil {
+		d.fast.Flush()
+	}
+}
+
+// fastStats returns the fast path's figures (ok false while there is
+// none). Safe to call from any goroutine.
+func (d *Director) fastStats() (dataplane.FastStats, bool) {
+	f := d.fastRef.Load()
+	if f == nil {
+		return dataplane.FastStats{}, false
+	}
+	return f.Stats(), true
+}

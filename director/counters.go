@@ -66,6 +66,13 @@ func (d *Director) counters() control.Counters {
 		lo = hi + 1
 	}
 	cs.Counters = append(cs.Counters, ioCounters(ios)...)
+	if fs, ok := d.fastStats(); ok {
+		cs.Counters = append(cs.Counters,
+			control.Counter{Name: "fastpath.flows", Total: uint64(fs.Flows)},
+			control.Counter{Name: "fastpath.packets", Total: fs.Packets},
+			control.Counter{Name: "fastpath.installs", Total: fs.Installs},
+			control.Counter{Name: "fastpath.install-errors", Total: fs.PutErrors})
+	}
 
 	st := d.Conns.Stats()
 	for _, c := range []struct {

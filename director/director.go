@@ -68,6 +68,10 @@ type Config struct {
 	IO string
 	// XDPMode is how the AF_XDP backend attaches its XDP program.
 	XDPMode afxdp.Mode
+	// NoFastPath keeps every packet in the workers on the AF_XDP
+	// backend: no flow is forwarded by the XDP program itself
+	// (uvsd --fast-path=false; fast.go).
+	NoFastPath bool
 	// KeepRx leaves the served interfaces' receive processing as it is
 	// on the AF_PACKET backend (uvsd --rx-threads=false); by default it
 	// moves into NAPI threads (napi_linux.go).
@@ -111,6 +115,10 @@ type Director struct {
 	sockets []*afpacket.Socket
 	lports  *lportSaver // FULLNAT local port positions across restarts (lportstate.go)
 	xdp     *afxdp.Program
+	// fast and fastMap are the XDP program's fast path (nil: none).
+	fast    *dataplane.FastPath
+	fastMap *afxdp.FastMap
+	fastRef atomic.Pointer[dataplane.FastPath] // fast, for readers on other goroutines
 	xios    []*afxdp.IO
 	backend string
 	epoch   time.Time
@@ -410,7 +418,7 @@ func (d *Director) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer d.releaseIO()
-	defer d.threadRx()() // AF_PACKET: receive processing in NAPI threads (napi_linux.go)
+	defer d.threadRx()() // AF_PACKET, AF_XDP fast path: receive processing in NAPI threads (napi_linux.go)
 	d.startWorkers(ios)
 	d.log.Info("serving", zap.Strings("interfaces", names), zap.Int("workers", len(ios)),
 		zap.Int("services", len(d.State.Services())), zap.String("io", d.backend))
@@ -596,6 +604,8 @@ func (d *Director) Epoch() time.Time { return d.epoch }
 func (d *Director) housekeeping(ctx context.Context) error {
 	reap := time.NewTicker(100 * time.Millisecond)
 	defer reap.Stop()
+	fast := time.NewTicker(dataplane.FastPathPoll)
+	defer fast.Stop()
 	slow := time.NewTicker(2 * time.Second)
 	defer slow.Stop()
 	for {
@@ -606,6 +616,9 @@ func (d *Director) housekeeping(ctx context.Context) error {
 			return err
 		case <-d.links:
 			d.followHost("interfaces and addresses")
+			d.flushFastPath()
+		case <-fast.C:
+			d.pollFastPath()
 		case <-reap.C:
 			now := int64(time.Since(d.epoch))
 			budget := max(1024, d.Conns.Capacity()/50)
@@ -622,12 +635,14 @@ func (d *Director) housekeeping(ctx context.Context) error {
 				d.log.Error("applying configuration to the kernel hooks and packet filters", errField(err))
 			}
 			d.applySnapshot(p)
+			d.flushFastPath()
 			d.syncBGP()
 		case <-d.haChanged:
 			// A VRRP role or backup_only changed: the new Host (Standby,
 			// BackupOnly), then what uvsd owns, then the GARPs of the
 			// VIPs taken over, once their traffic is uvsd's.
 			d.followHost("VRRP roles")
+			d.flushFastPath()
 			d.announce(ctx, d.takeGARPs())
 			d.syncBGP()
 		case <-slow.C:

@@ -45,8 +45,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		defIO = v
 	}
 	ioName := fs.String("io", defIO, "packet I/O `backend`: afpacket, afxdp, or auto (AF_XDP where it attaches natively to every interface, else AF_PACKET); default from $"+IOEnv)
-	rxThreads := fs.Bool("rx-threads", true, "on the AF_PACKET backend, move the served interfaces' receive processing into NAPI threads "+
+	rxThreads := fs.Bool("rx-threads", true, "on the AF_PACKET backend and with the AF_XDP fast path, move the served interfaces' receive processing into NAPI threads "+
 		"(GRO on, RPS CPUs become the threads', threaded=1; restored at exit and by --cleanup), so a flood on a worker's core cannot starve it; false leaves the interfaces as they are")
+	fastPath := fs.Bool("fast-path", true, "on the AF_XDP backend, forward established IPv4 NAT, FULLNAT and DR connections in the XDP program itself "+
+		"(to interfaces that take XDP-redirected frames: a veth only while its peer has GRO on or an XDP program)")
 	xdpMode := fs.String("xdp-mode", "auto", "XDP attach `mode` for --io afxdp/auto: native, generic, or auto (native where the driver has it)")
 	traceFile := fs.String("trace", "", "write one JSON line per scheduling decision to `file` (uvs-lab reads it)")
 	defSock := wire.DefaultSocketName
@@ -153,7 +155,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg := Config{RulesFile: *rules, Workers: *workers, ConnCapacity: *conns, ControlSocket: *sock,
-		LocalPortMin: uint16(*lportMin), LocalPortMax: uint16(*lportMax), IO: backend, XDPMode: mode, KeepRx: !*rxThreads, Sysctls: &sysctls,
+		LocalPortMin: uint16(*lportMin), LocalPortMax: uint16(*lportMax), IO: backend, XDPMode: mode, NoFastPath: !*fastPath, KeepRx: !*rxThreads, Sysctls: &sysctls,
 		BGP: bgpCfg, BGPGrace: *bgpGrace, SortHashDests: *hashOrder == HashSorted}
 	if *ifaces != "" {
 		cfg.Interfaces = strings.Split(*ifaces, ",")

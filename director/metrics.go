@@ -53,6 +53,7 @@ func (d *Director) metricsSources() metrics.Sources {
 		Checkers: d.Checkers,
 		VRRP:     d.vrrpInstances,
 		Sync:     d.syncCounters,
+		FastPath: d.fastStats,
 		Healthy:  d.healthy,
 		Ready:    d.readyErr,
 	}

@@ -46,12 +46,16 @@ func napiStateFile() (string, error) {
 // threadRx moves the receive processing of the served interfaces into
 // NAPI threads (nic.ThreadRx) on the AF_PACKET backend, so that a flood
 // whose receive work shares a worker's core cannot starve it (receive
-// livelock). AF_XDP needs none of it: its XDP program takes the frames
-// before any skb. The returned function restores the interfaces; run it
-// once the sockets are closed. Interfaces that appear later keep their
-// settings.
+// livelock). AF_XDP needs none of that (its XDP program takes the frames
+// before any skb), but with the fast path the XDP program does the
+// forwarding itself, and on a veth it runs wherever the sender runs
+// (veth_xmit schedules the receiving NAPI on the sending CPU): threaded,
+// it is the director's work, on the CPUs the interface's RPS mask named,
+// as a NIC's driver runs it on its interrupt's CPU. The returned function
+// restores the interfaces; run it once the sockets are closed.
+// Interfaces that appear later keep their settings.
 func (d *Director) threadRx() func() {
-	if d.backend != IOAFPacket || d.cfg.KeepRx {
+	if d.backend != IOAFPacket && (d.backend != IOAFXDP || d.fast == nil) || d.cfg.KeepRx {
 		return func() {}
 	}
 	path, err := napiStateFile()

@@ -95,3 +95,37 @@ func (c *workerCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstHistogram(descBatchFrames, n, float64(rx), cum, id)
 	}
 }
+
+var (
+	descFastFlows = prometheus.NewDesc("uvs_fastpath_flows",
+		"Flows (directions of established IPv4 NAT, FULLNAT and DR connections) the XDP program forwards itself, without a packet worker.", nil, nil)
+	descFastPackets = prometheus.NewDesc("uvs_fastpath_packets_total",
+		"Packets the XDP fast path forwarded, as read back about once a second (also counted in the services' and real servers' statistics).", nil, nil)
+	descFastInstalls = prometheus.NewDesc("uvs_fastpath_installs_total",
+		"Flows handed to the XDP fast path (again every few seconds while they last, and after every configuration change).", nil, nil)
+	descFastInstallErrors = prometheus.NewDesc("uvs_fastpath_install_errors_total",
+		"Flows the XDP fast path could not take (its map full): their packets stay with the packet workers.", nil, nil)
+)
+
+// fastCollector reads the fast path's figures at scrape time.
+type fastCollector struct {
+	stats func() (dataplane.FastStats, bool)
+}
+
+func (c *fastCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descFastFlows
+	ch <- descFastPackets
+	ch <- descFastInstalls
+	ch <- descFastInstallErrors
+}
+
+func (c *fastCollector) Collect(ch chan<- prometheus.Metric) {
+	s, ok := c.stats()
+	if !ok {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(descFastFlows, prometheus.GaugeValue, float64(s.Flows))
+	ch <- prometheus.MustNewConstMetric(descFastPackets, prometheus.CounterValue, float64(s.Packets))
+	ch <- prometheus.MustNewConstMetric(descFastInstalls, prometheus.CounterValue, float64(s.Installs))
+	ch <- prometheus.MustNewConstMetric(descFastInstallErrors, prometheus.CounterValue, float64(s.PutErrors))
+}

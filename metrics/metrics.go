@@ -56,6 +56,9 @@ type Sources struct {
 	VRRP func() []VRRPInstance
 	// Sync are the running sync daemons' counters.
 	Sync func() []SyncDaemon
+	// FastPath returns the XDP fast path's figures; ok false while
+	// there is none.
+	FastPath func() (s dataplane.FastStats, ok bool)
 	// Healthy and Ready answer /healthz and /readyz: nil error is 200,
 	// an error 503 with its message. Nil readers answer 200.
 	Healthy, Ready func() error
@@ -133,6 +136,9 @@ func Collectors(src Sources) []prometheus.Collector {
 	}
 	if src.Sync != nil {
 		cs = append(cs, &syncCollector{list: src.Sync})
+	}
+	if src.FastPath != nil {
+		cs = append(cs, &fastCollector{stats: src.FastPath})
 	}
 	return cs
 }

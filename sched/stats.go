@@ -276,6 +276,30 @@ func (b *StatsBlock) In(d *Dest, n int) { b.packet(&d.Stats, cntInPkts, cntInByt
 // service (ip_vs_out_stats).
 func (b *StatsBlock) Out(d *Dest, n int) { b.packet(&d.Stats, cntOutPkts, cntOutBytes, uint64(n)) }
 
+// Add counts pkts packets of n bytes in all of a connection to d, inbound
+// or (out) replies, in d and in its service: traffic that was forwarded
+// without the data plane seeing each packet (an in-kernel fast path).
+func (b *StatsBlock) Add(d *Dest, out bool, pkts, n uint64) {
+	kp, kb := cntInPkts, cntInBytes
+	if out {
+		kp, kb = cntOutPkts, cntOutBytes
+	}
+	for s := &d.Stats; s != nil; {
+		r := s.ref.Load()
+		if l := b.cellOf(r); l != nil {
+			l.v[kp] += pkts
+			l.v[kb] += n
+		} else {
+			s.direct[kp].Add(pkts)
+			s.direct[kb].Add(n)
+		}
+		s = nil
+		if r != nil {
+			s = r.parent // the service's
+		}
+	}
+}
+
 // packet counts one packet of n bytes in counters kp and kb of s and of
 // its service.
 func (b *StatsBlock) packet(s *Stats, kp, kb int, n uint64) {

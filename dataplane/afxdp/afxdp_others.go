@@ -13,7 +13,7 @@ import (
 var errUnsupported = errors.New("afxdp: AF_XDP needs Linux")
 
 // ProgramConfig sizes the ownership maps.
-type ProgramConfig struct{ MaxAddrs, MaxPorts int }
+type ProgramConfig struct{ MaxAddrs, MaxPorts, MaxFlows int }
 
 // Program is the XDP program; on this system it cannot be loaded.
 type Program struct{}
@@ -88,3 +88,12 @@ func (*IO) Stats() (Stats, error) { return Stats{}, errUnsupported }
 
 // NumQueues fails: AF_XDP needs Linux.
 func NumQueues(string) (int, error) { return 0, errUnsupported }
+
+// FastMap is the fast path's flow table (Linux only).
+type FastMap struct{ dataplane.FastMap }
+
+// FastMap returns nil: there is no fast path.
+func (*Program) FastMap() *FastMap { return nil }
+
+// RefreshDevices is unsupported.
+func (*FastMap) RefreshDevices([]int) error { return errUnsupported }

@@ -14,6 +14,10 @@
 //     frames (a free list refilled from the completion ring).
 //   - IO: a dataplane.PacketIO over the sockets of one worker, typically one
 //     per served interface for the worker's queue, polled together.
+//   - FastMap: the fast path's flow table (fast.go), shared by every program
+//     instance: established IPv4 NAT, FULLNAT and DR flows the program rewrites and
+//     redirects itself (bpf_redirect) instead of handing them to a socket;
+//     dataplane.FastPath installs them and reads their counters back.
 //
 // # What the XDP program redirects
 //

@@ -100,6 +100,7 @@ func ne32(v uint32) int32 {
 
 // builder assembles the program with symbolic labels.
 type builder struct {
+	fast    bool // with the fast path (fast.go)
 	insns   asm.Instructions
 	pending string
 	n       int
@@ -218,8 +219,8 @@ func (b *builder) l4Proto(r asm.Register) {
 //
 // Registers: R6 the context, R7 data, R8 data_end, R9 the L4 header; R0-R5
 // are scratch and do not survive helper calls.
-func programInstructions() asm.Instructions {
-	b := &builder{}
+func programInstructions(fast bool) asm.Instructions {
+	b := &builder{fast: fast}
 	b.emit(
 		asm.Mov.Reg(asm.R6, asm.R1),
 		asm.LoadMem(asm.R7, asm.R6, mdData, asm.Word),
@@ -228,6 +229,7 @@ func programInstructions() asm.Instructions {
 		asm.StoreImm(asm.R10, stPorts, 0, asm.Word),
 		asm.StoreImm(asm.R10, stFrag, 0, asm.Word),
 		asm.StoreImm(asm.R10, stFragd, 0, asm.Word),
+		asm.StoreImm(asm.R10, stTagged, 0, asm.Word),
 	)
 	b.need(asm.R7, ethLen)
 	// One 802.1Q tag: classify what it carries. R7 then points 4 bytes
@@ -240,7 +242,10 @@ func programInstructions() asm.Instructions {
 		asm.JNE.Imm(asm.R2, ne16(header.EtherTypeVLAN), "untagged"),
 	)
 	b.need(asm.R7, header.EthernetVLANSize)
-	b.emit(asm.Add.Imm(asm.R7, header.EthernetVLANSize-ethLen))
+	b.emit(
+		asm.StoreImm(asm.R10, stTagged, 1, asm.Word),
+		asm.Add.Imm(asm.R7, header.EthernetVLANSize-ethLen),
+	)
 	b.label("untagged")
 	b.emit(
 		asm.LoadMem(asm.R2, asm.R7, ethType, asm.Half),
@@ -316,8 +321,11 @@ func (b *builder) ipv4() {
 		asm.StoreImm(asm.R10, stFragd, 1, asm.Word),
 	)
 	b.label("whole4")
+	b.emit(asm.LoadMem(asm.R5, asm.R7, ipv4Proto, asm.Byte))
+	if b.fast {
+		b.fast4()
+	}
 	b.emit(
-		asm.LoadMem(asm.R5, asm.R7, ipv4Proto, asm.Byte),
 		asm.StoreMem(asm.R10, stProto, asm.R5, asm.Byte),
 		asm.JEq.Imm(asm.R5, protoICMP, "icmp4"),
 	)

@@ -26,6 +26,9 @@ type ProgramConfig struct {
 	// entries (one per address, protocol and port).
 	MaxAddrs int
 	MaxPorts int
+	// MaxFlows bounds the fast path's flows (one per direction of a
+	// connection); negative: no fast path.
+	MaxFlows int
 }
 
 // Program is the XDP program of one director: shared ownership maps and, per
@@ -35,6 +38,7 @@ type Program struct {
 	mu     sync.Mutex
 	addrs  *ebpf.Map
 	ports  *ebpf.Map
+	fast   *FastMap // nil: no fast path
 	ifs    map[int]*attachment
 	cur    tables
 	closed bool
@@ -70,7 +74,18 @@ func NewProgram(cfg ProgramConfig) (*Program, error) {
 		addrs.Close()
 		return nil, fmt.Errorf("afxdp: creating map %s: %w", mapPorts, err)
 	}
-	return &Program{addrs: addrs, ports: ports, ifs: map[int]*attachment{},
+	var fast *FastMap
+	if cfg.MaxFlows >= 0 {
+		if cfg.MaxFlows == 0 {
+			cfg.MaxFlows = DefaultMaxFlows
+		}
+		if fast, err = newFastMap(cfg.MaxFlows); err != nil {
+			addrs.Close()
+			ports.Close()
+			return nil, err
+		}
+	}
+	return &Program{addrs: addrs, ports: ports, fast: fast, ifs: map[int]*attachment{},
 		cur: tables{addrs: map[addrKey]uint32{}, ports: map[portKey]uint32{}}}, nil
 }
 
@@ -104,8 +119,12 @@ func (p *Program) AddInterface(ifindex, queues int) error {
 
 // load loads one program instance using xsks and the shared maps.
 func (p *Program) load(xsks *ebpf.Map) (*ebpf.Program, error) {
-	insns := programInstructions()
-	for name, m := range map[string]*ebpf.Map{mapXSKs: xsks, mapAddrs: p.addrs, mapPorts: p.ports} {
+	insns := programInstructions(p.fast != nil)
+	maps := map[string]*ebpf.Map{mapXSKs: xsks, mapAddrs: p.addrs, mapPorts: p.ports}
+	if p.fast != nil {
+		maps[mapFast] = p.fast.m
+	}
+	for name, m := range maps {
 		if err := insns.AssociateMap(name, m); err != nil {
 			return nil, fmt.Errorf("afxdp: program: %w", err)
 		}
@@ -295,8 +314,15 @@ func (p *Program) Close() error {
 	p.ifs = nil
 	p.addrs.Close()
 	p.ports.Close()
+	if p.fast != nil {
+		p.fast.close()
+	}
 	return err
 }
+
+// FastMap returns the fast path's flow table, or nil when the program has
+// none (ProgramConfig.MaxFlows negative).
+func (p *Program) FastMap() *FastMap { return p.fast }
 
 // Cleanup detaches XDP programs named ProgramName that are attached through
 // netlink to interfaces of the caller's network namespace: leftovers of a

@@ -221,10 +221,14 @@ func parseCPUMask(s string) (unix.CPUSet, error) {
 
 // The kernel's netdev generic-netlink family (include/uapi/linux/netdev.h).
 const (
-	netdevCmdNAPIGet   = 11 // NETDEV_CMD_NAPI_GET
-	netdevANAPIIfindex = 1  // NETDEV_A_NAPI_IFINDEX
-	netdevANAPIID      = 2  // NETDEV_A_NAPI_ID
-	netdevANAPIPID     = 4  // NETDEV_A_NAPI_PID
+	netdevCmdDevGet       = 1      // NETDEV_CMD_DEV_GET
+	netdevADevIfindex     = 1      // NETDEV_A_DEV_IFINDEX
+	netdevADevXDPFeatures = 3      // NETDEV_A_DEV_XDP_FEATURES
+	netdevXDPActNDOXmit   = 1 << 2 // NETDEV_XDP_ACT_NDO_XMIT
+	netdevCmdNAPIGet      = 11     // NETDEV_CMD_NAPI_GET
+	netdevANAPIIfindex    = 1      // NETDEV_A_NAPI_IFINDEX
+	netdevANAPIID         = 2      // NETDEV_A_NAPI_ID
+	netdevANAPIPID        = 4      // NETDEV_A_NAPI_PID
 )
 
 // NAPIs lists the NAPI instances of the interface with index ifindex in the
@@ -272,6 +276,40 @@ func NAPIs(ifindex int) ([]NAPI, error) {
 		}
 	}
 	return out, nil
+}
+
+// XDPNDOXmit reports whether the interface with index ifindex takes
+// frames an XDP program redirects to it: NETDEV_XDP_ACT_NDO_XMIT among
+// its xdp-features (netdev_nl_dev_get_doit). A veth has it only while its
+// peer can receive them, an XDP program attached to the peer or GRO on
+// (veth_xdp_set_features), so the answer changes with the peer.
+func XDPNDOXmit(ifindex int) (bool, error) {
+	fam, err := netlink.GenlFamilyGet("netdev")
+	if err != nil {
+		return false, fmt.Errorf("nic: xdp-features: netdev netlink family: %w", err)
+	}
+	req := nl.NewNetlinkRequest(int(fam.ID), 0)
+	req.AddData(genlHdr{cmd: netdevCmdDevGet, version: 1})
+	req.AddData(nl.NewRtAttr(netdevADevIfindex, nl.Uint32Attr(uint32(ifindex))))
+	msgs, err := req.Execute(unix.NETLINK_GENERIC, 0)
+	if err != nil {
+		return false, fmt.Errorf("nic: xdp-features of ifindex %d: %w", ifindex, err)
+	}
+	for _, m := range msgs {
+		if len(m) < nl.SizeofGenlmsg {
+			continue
+		}
+		attrs, err := nl.ParseRouteAttr(m[nl.SizeofGenlmsg:])
+		if err != nil {
+			return false, fmt.Errorf("nic: xdp-features of ifindex %d: %w", ifindex, err)
+		}
+		for _, a := range attrs {
+			if a.Attr.Type == netdevADevXDPFeatures && len(a.Value) >= 8 {
+				return nl.NativeEndian().Uint64(a.Value)&netdevXDPActNDOXmit != 0, nil
+			}
+		}
+	}
+	return false, nil
 }
 
 // genlHdr is a struct genlmsghdr: command, version and two reserved bytes

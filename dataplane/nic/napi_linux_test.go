@@ -206,3 +206,33 @@ func TestParseCPUMask(t *testing.T) {
 		}
 	}
 }
+
+// TestXDPNDOXmit: a veth takes XDP-redirected frames only while its peer
+// can receive them (GRO on), and the answer follows the peer.
+func TestXDPNDOXmit(t *testing.T) {
+	netnstest.SkipIfNotRoot(t)
+	netnstest.RequireTool(t, "ethtool")
+	a, b := netnstest.New(t, "ndxa"), netnstest.New(t, "ndxb")
+	netnstest.Veth(t, a, "xa0", b, "xb0")
+	ifi := a.Interface(t, "xa0")
+	ask := func() bool {
+		t.Helper()
+		var ok bool
+		if err := a.Do(func() error {
+			var err error
+			ok, err = XDPNDOXmit(ifi.Index)
+			return err
+		}); err != nil {
+			t.Fatalf("XDPNDOXmit: %v", err)
+		}
+		return ok
+	}
+	b.Exec(t, "ethtool", "-K", "xb0", "gro", "off")
+	if ask() {
+		t.Error("xa0 takes redirected frames with its peer's GRO off")
+	}
+	b.Exec(t, "ethtool", "-K", "xb0", "gro", "on")
+	if !ask() {
+		t.Error("xa0 does not take redirected frames with its peer's GRO on")
+	}
+}
