@@ -122,13 +122,15 @@ func (h *harness) candidates() []*candidate {
 	// generator's CPU, so that uvsd has CPU1 to itself. It shows what the
 	// receive softirq sharing uvsd's core costs; its CPU figure leaves out the
 	// receive work and is not comparable with the other rows.
-	rx0 := uvs("uvs-nat-rxcpu0", "-m", "", "uvs-nat, but d0's receive processing (RPS) on CPU0 with the generator: uvsd has the director core to itself")
+	// Without the fast path: with it, d0's receive would be a NAPI thread
+	// on the generator's CPU, which the saturated generator starves.
+	rx0 := uvs("uvs-nat-rxcpu0", "-m", "", "uvs-nat --fast-path=false, but d0's receive processing (RPS) on CPU0 with the generator: uvsd has the director core to itself")
 	rx0.note = "layout variant, not a target row: its CPU figure leaves out d0's receive work (on CPU0)"
 	rx0.setup = func(h *harness) error {
 		if err := setRPS(h.topo.Dir, "d0", "1"); err != nil {
 			return err
 		}
-		return h.startUVS("-m", "", 0)
+		return h.startUVSWorkers("-m", "", 0, 1, "--fast-path=false")
 	}
 	rx0.teardown = func(h *harness) error {
 		return firstErr(h.stopUVS("-m"), setRPS(h.topo.Dir, "d0", h.cfg.RPSDir))
@@ -191,6 +193,16 @@ func (h *harness) candidates() []*candidate {
 	w2.setup = func(h *harness) error { return h.startUVSWorkers("-m", "afpacket", 0, 2) }
 	w2.note, w2.onlyNamed = "comparison variant, not a target row: 1 worker (uvs-nat-afpacket) against 2", true
 	cs = append(cs, w2)
+	// The fast path's share: uvs-nat without it, and with it but the XDP
+	// program in softirq on the sending CPU (on veth: CPU0's, the
+	// generator's) instead of NAPI threads on the director core.
+	nf := uvs("uvs-nat-nofast", "-m", "", "uvs-nat with --fast-path=false: every packet through the worker (AF_XDP sockets)")
+	nf.setup = func(h *harness) error { return h.startUVSWorkers("-m", "", 0, 1, "--fast-path=false") }
+	nf.note, nf.onlyNamed = "comparison variant, not a target row: uvs-nat without the XDP fast path", true
+	nt := uvs("uvs-nat-nothreads", "-m", "", "uvs-nat with --rx-threads=false: the fast path runs in softirq on the sending CPU (here the generator's)")
+	nt.setup = func(h *harness) error { return h.startUVSWorkers("-m", "", 0, 1, "--rx-threads=false") }
+	nt.note, nt.onlyNamed = "comparison variant, not a target row: its director-core figure leaves out the XDP work done on CPU0", true
+	cs = append(cs, nf, nt)
 	for _, c := range cs {
 		if c.io == "afxdp" {
 			c.note = "with native XDP on veth the receive work (XDP program, copy into the UMEM) runs on the sending CPU (CPU0) before RPS: " +
@@ -316,7 +328,7 @@ func (h *harness) startUVS(fwd, io string, conns int) error {
 // startUVSWorkers is startUVS with n workers: with one, uvsd is pinned to
 // the director core; with more, it runs on both CPUs (the generator's
 // too) and the kernel places its workers.
-func (h *harness) startUVSWorkers(fwd, io string, conns, n int) error {
+func (h *harness) startUVSWorkers(fwd, io string, conns, n int, extra ...string) error {
 	switch fwd {
 	case "-g", "-i":
 		mode := map[string]string{"-g": "dr", "-i": "tun"}[fwd]
@@ -340,6 +352,7 @@ func (h *harness) startUVSWorkers(fwd, io string, conns, n int) error {
 	if io != "" {
 		args = append(args, "--io", io)
 	}
+	args = append(args, extra...)
 	cpu := dirCPU
 	if n > 1 {
 		cpu = -1

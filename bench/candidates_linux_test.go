@@ -24,7 +24,8 @@ func TestCandidateReplyPaths(t *testing.T) {
 		if c.reply != want {
 			t.Errorf("%s: reply path %q, want %q", c.name, c.reply, want)
 		}
-		if variant := c.name == "uvs-dr-dirgw" || c.name == "uvs-tun-dirgw" || c.name == "kernel-forward-rtr" || c.name == "kernel-forward-xdp" || c.name == "uvs-nat-afpacket-2w"; c.onlyNamed != variant {
+		if variant := c.name == "uvs-dr-dirgw" || c.name == "uvs-tun-dirgw" || c.name == "kernel-forward-rtr" || c.name == "kernel-forward-xdp" || c.name == "uvs-nat-afpacket-2w" ||
+			c.name == "uvs-nat-nofast" || c.name == "uvs-nat-nothreads"; c.onlyNamed != variant {
 			t.Errorf("%s: onlyNamed %v", c.name, c.onlyNamed)
 		}
 	}

@@ -78,7 +78,7 @@ func (h *harness) method() map[string]string {
 		"iperf3": "iperf3 -c VIP -t " + c.IperfDur.String() + ", one stream client → real server, offloads (TSO/GSO/checksum) left on everywhere",
 		"noise":  "before each run both CPUs must be >= 90% idle for " + c.GateSettle.String() + " (wait <= " + c.GateWait.String() + "); a run with foreign processes using > " + strconv.Itoa(int(c.MaxForeign*100)) + "% of a CPU or > " + strconv.Itoa(int(c.MaxSteal*100)) + "% steal on a CPU is dirty" + map[bool]string{true: " and re-run (up to 2x the runs, while the run is shorter than " + c.Budget.String() + ")", false: " (no re-runs in this mode)"}[c.Reruns] + "; a median uses the clean runs when at least 3 are clean, otherwise all runs (marked dirty)",
 		"rounds": strconv.Itoa(c.Runs) + " rounds, candidates alternate within each round (order rotated per round)",
-		"table": "uvs-nat, uvsd --conns 2097152, with d0's receive (RPS) on CPU0 so that uvsd has CPU1 to itself (the figure is uvsd's own work; in the split layout a saturated uvsd is dominated by the receive livelock): " +
+		"table": "uvs-nat, uvsd --conns 2097152 --fast-path=false, with d0's receive (RPS) on CPU0 so that uvsd has CPU1 to itself (the figure is uvsd's own work; in the split layout a saturated uvsd is dominated by the receive livelock): " +
 			"fill 1 000 flows, measure saturated pps and µs/pkt at the fixed rate, fill " + strconv.Itoa(c.TableFlows) + " flows (sources 198.18.64.0/18 × 64 ports, repeated passes until >= 99 % are live), measure again; " +
 			"live connections from uvsadm -Ln; bytes/conn = uvsd RSS growth ÷ live-connection growth",
 		"quick": strconv.FormatBool(c.Quick),

@@ -109,7 +109,7 @@ func (r *Report) Markdown(svgName string) string {
 		}
 	}
 	if t := r.Table; t != nil {
-		p("\n### Connection table (uvs-nat, uvsd --conns %d; d0's receive on CPU0 so that uvsd has the director core to itself)\n\n", t.Capacity)
+		p("\n### Connection table (uvs-nat, uvsd --conns %d --fast-path=false; d0's receive on CPU0 so that uvsd has the director core to itself)\n\n", t.Capacity)
 		p("| live connections | UDP kpps delivered | director µs/pkt at %s pps |\n| --- | --- | --- |\n", fmtVal(r.CPURate))
 		p("| %s | %s | %s |\n", cell(t.Live1k, 1, 0), cell(t.PPS1k, 1e-3, 0), cell(t.CPU1k, 1, 2))
 		p("| %s | %s | %s |\n", cell(t.Live1M, 1, 0), cell(t.PPS1M, 1e-3, 0), cell(t.CPU1M, 1, 2))

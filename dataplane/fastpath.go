@@ -113,6 +113,10 @@ type FastPath struct {
 	counts map[FastKey]FastCounts
 	drops  []fastDrop
 
+	// noRoom is set when the map refused a flow (full): the workers stop
+	// trying until a poll finds room again.
+	noRoom atomic.Bool
+
 	nflows    atomic.Int64
 	installs  atomic.Uint64
 	packets   atomic.Uint64
@@ -148,7 +152,7 @@ type FastStats struct {
 	Flows     int64  // installed now
 	Installs  uint64 // installed since start
 	Packets   uint64 // forwarded by the fast path, as read back so far
-	PutErrors uint64 // installs the map refused (full)
+	PutErrors uint64 // installs the map refused (full): none more until the next poll
 }
 
 // Stats returns the figures.
@@ -168,8 +172,12 @@ func (k FastKey) connKey() conntrack.Key {
 
 // install puts flow (direction dir of connection h) into the fast path.
 func (f *FastPath) install(h conntrack.Handle, dir conntrack.Dir, flow *FastFlow) {
+	if f.noRoom.Load() {
+		return
+	}
 	if err := f.m.Put(flow); err != nil {
 		f.putErrors.Add(1)
+		f.noRoom.Store(true)
 		return
 	}
 	f.mu.Lock()
@@ -356,6 +364,7 @@ func (f *FastPath) Poll() {
 	for i := range f.drops {
 		f.drop(&f.drops[i])
 	}
+	f.noRoom.Store(false) // try again; a full map refuses the first one
 }
 
 // fastTx is what the worker transmitted for the frame being handled: how

@@ -1,6 +1,7 @@
 package dataplane_test
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"strings"
@@ -380,5 +381,66 @@ func TestFastPathFullNATAndDR(t *testing.T) {
 	want = dataplane.FastFlow{Key: dr, DstMAC: macRS2, SrcMAC: macDir1, Ifindex: 2, MTU: 1500, NextHop: [4]byte{10, 0, 2, 12}}
 	if !ok || got != want {
 		t.Fatalf("DR flow %+v (%v), want %+v", got, ok, want)
+	}
+}
+
+// TestFastPathNoAllocsPerPacket: the packets of a connection the worker
+// handed over (or could not) cost the worker no allocation.
+func TestFastPathNoAllocsPerPacket(t *testing.T) {
+	r, ff, _ := fastRig(t)
+	ff.mu.Lock()
+	ff.canSend[1] = false // the reply direction stays with the worker
+	ff.mu.Unlock()
+	req := flagFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, "PA")
+	rep := flagFrame(t, macRS2, macDir1, "10.0.2.12", "10.0.1.2", 8080, 40000, "PA")
+	r.run(t, req, rep)
+	if _, ok := ff.flow(fastIn); !ok || ff.len() != 1 {
+		t.Fatalf("%d flows installed, want the inbound one", ff.len())
+	}
+	w := dataplane.NewWorker(discardIO{}, r.env)
+	bufs := [2][]byte{make([]byte, 64+len(req)), make([]byte, 64+len(rep))}
+	frames := make([]dataplane.Frame, 2)
+	allocs := testing.AllocsPerRun(200, func() {
+		copy(bufs[0][64:], req)
+		copy(bufs[1][64:], rep)
+		frames[0] = dataplane.Frame{Buf: bufs[0], Off: 64, Len: len(req), Ifindex: 1}
+		frames[1] = dataplane.Frame{Buf: bufs[1], Off: 64, Len: len(rep), Ifindex: 2}
+		w.ProcessBatch(frames)
+	})
+	if w.Counters.Load(dataplane.CntTx) == 0 {
+		t.Fatal("the measured path sent nothing")
+	}
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per batch", allocs)
+	}
+}
+
+// fullFast is a fakeFast whose map holds no flow.
+type fullFast struct{ *fakeFast }
+
+func (f fullFast) Put(*dataplane.FastFlow) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.puts++
+	return errors.New("map full")
+}
+
+// TestFastPathFullMap: when the map refuses a flow, the workers stop
+// asking (one refusal per poll), and the flows stay with them.
+func TestFastPathFullMap(t *testing.T) {
+	r, ff, _ := fastRig(t)
+	full := fullFast{ff}
+	fp := dataplane.NewFastPath(full, r.env)
+	r.env.Fast = fp
+	for range 10 {
+		r.run(t, flagFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, "PA"))
+	}
+	if ff.puts != 1 || fp.Stats().PutErrors != 1 {
+		t.Fatalf("%d installs tried, %d refused, with the map full; want 1 until the next poll", ff.puts, fp.Stats().PutErrors)
+	}
+	fp.Poll()
+	r.run(t, flagFrame(t, macCli, macDir0, "10.0.1.2", "10.0.1.100", 40000, 80, "PA"))
+	if ff.puts != 2 {
+		t.Fatalf("%d installs tried after a poll, want 2", ff.puts)
 	}
 }

@@ -25,8 +25,8 @@ type FastMap struct {
 	m    *ebpf.Map
 	ncpu int
 	// ndoXmit holds the interfaces that take frames redirected by XDP
-	// (RefreshDevices).
-	ndoXmit atomic.Pointer[map[int]bool]
+	// (RefreshDevices), indexed by ifindex: CanSend is on the packet path.
+	ndoXmit atomic.Pointer[[]bool]
 	// ReadAll's buffers.
 	batchKeys []fastKey
 	batchVals []fastValue
@@ -45,7 +45,7 @@ func newFastMap(maxFlows int) (*FastMap, error) {
 		return nil, fmt.Errorf("afxdp: creating map %s: %w", mapFast, err)
 	}
 	f := &FastMap{m: m, ncpu: ncpu}
-	f.ndoXmit.Store(&map[int]bool{})
+	f.ndoXmit.Store(&[]bool{})
 	return f, nil
 }
 
@@ -180,7 +180,10 @@ func (f *FastMap) Delete(k dataplane.FastKey) (dataplane.FastCounts, bool, error
 
 // CanSend reports whether ifindex takes frames redirected by XDP, as the
 // last RefreshDevices found.
-func (f *FastMap) CanSend(ifindex int) bool { return (*f.ndoXmit.Load())[ifindex] }
+func (f *FastMap) CanSend(ifindex int) bool {
+	m := *f.ndoXmit.Load()
+	return ifindex >= 0 && ifindex < len(m) && m[ifindex]
+}
 
 // RefreshDevices asks the kernel which of the interfaces ifindexes take
 // frames redirected by XDP (NETDEV_XDP_ACT_NDO_XMIT among their
@@ -188,7 +191,7 @@ func (f *FastMap) CanSend(ifindex int) bool { return (*f.ndoXmit.Load())[ifindex
 // XDP program attached to the peer, or GRO on (veth_xdp_set_features), so
 // it is asked again about once a second.
 func (f *FastMap) RefreshDevices(ifindexes []int) error {
-	m := map[int]bool{}
+	var m []bool
 	var errs []error
 	for _, i := range ifindexes {
 		ok, err := nic.XDPNDOXmit(i)
@@ -196,7 +199,12 @@ func (f *FastMap) RefreshDevices(ifindexes []int) error {
 			errs = append(errs, err)
 			continue
 		}
-		m[i] = ok
+		if ok && i >= 0 {
+			if i >= len(m) {
+				m = append(m, make([]bool, i+1-len(m))...)
+			}
+			m[i] = true
+		}
 	}
 	f.ndoXmit.Store(&m)
 	return errors.Join(errs...)
