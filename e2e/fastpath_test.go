@@ -80,8 +80,9 @@ func TestFastPathNAT(t *testing.T) {
 	rx := after["dataplane.rx"] - before["dataplane.rx"]
 	t.Logf("fast path: %d packets, %d installs; workers received %d frames", fast,
 		after["fastpath.installs"]-before["fastpath.installs"], rx)
-	// 64 MB is over 44 000 full-sized segments and their ACKs.
-	if fast < 40000 || fast < 4*rx {
+	// 64 MB is over 46 000 full-sized segments, and their ACKs: most of
+	// them, and ten times what the workers received, is the fast path's.
+	if fast < 20000 || fast < 10*rx {
 		t.Errorf("the fast path forwarded %d packets and the workers received %d: want most packets in the fast path", fast, rx)
 	}
 	st1 := serviceStats(t, l.dir, vip)
@@ -163,6 +164,7 @@ func fastUpload(t *testing.T, cli, dir *netnstest.NS, addr string) uint64 {
 }
 
 // TestFastPathFullNATAndDR: the fast path forwards FULLNAT connections
+// (a 32 MB upload is some 23 000 full-sized segments; "most" is 15 000)
 // (both ends rewritten, the reply addressed to the director's local
 // address) and DR connections (the frame sent on as it came, to the real
 // server's MAC, out of the interface it arrived on); the streams arrive
@@ -177,7 +179,7 @@ func TestFastPathFullNATAndDR(t *testing.T) {
 		startStreamServer(t, rs)
 	}
 	startUVSD(t, l.dir, fmt.Sprintf("-A -t 10.0.1.100:%d -s rr\n-a -t 10.0.1.100:%[1]d -r 10.0.2.11:%d -b\n", streamPort+1, streamPort), "--io", "afxdp")
-	if n := fastUpload(t, l.cli, l.dir, fmt.Sprintf("10.0.1.100:%d", streamPort+1)); n < 20000 {
+	if n := fastUpload(t, l.cli, l.dir, fmt.Sprintf("10.0.1.100:%d", streamPort+1)); n < 15000 {
 		t.Errorf("FULLNAT: the fast path forwarded %d packets of a 32 MB upload, want most", n)
 	}
 
@@ -189,7 +191,7 @@ func TestFastPathFullNATAndDR(t *testing.T) {
 		startStreamServer(t, rs)
 	}
 	startUVSD(t, lan.dir, fmt.Sprintf("-A -t 10.0.5.100:%d -s rr\n-a -t 10.0.5.100:%[1]d -r 10.0.5.11 -g\n", streamPort), "--io", "afxdp")
-	if n := fastUpload(t, lan.cli, lan.dir, fmt.Sprintf("10.0.5.100:%d", streamPort)); n < 20000 {
+	if n := fastUpload(t, lan.cli, lan.dir, fmt.Sprintf("10.0.5.100:%d", streamPort)); n < 15000 {
 		t.Errorf("DR: the fast path forwarded %d packets of a 32 MB upload, want most", n)
 	}
 }
