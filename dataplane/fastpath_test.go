@@ -2,18 +2,17 @@ package dataplane_test
 
 import (
 	"errors"
-	"net"
 	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/uvs-lb/uvs/conntrack"
 	"github.com/uvs-lb/uvs/dataplane"
+	"github.com/uvs-lb/uvs/internal/pkttest"
 	"github.com/uvs-lb/uvs/ipvsadm"
 )
 
@@ -102,34 +101,13 @@ func (r *rig) advance(f *fakeFast, d time.Duration) {
 }
 
 // flagFrame is a TCP segment with the flags named ("S", "A", "F", "R",
-// "P" in any combination) and a payload.
+// "P" in any combination, as pkttest.Flow takes them) and a payload.
 func flagFrame(t *testing.T, srcMAC, dstMAC [6]byte, src, dst string, sport, dport uint16, flags string) []byte {
 	t.Helper()
-	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(srcMAC[:]), DstMAC: net.HardwareAddr(dstMAC[:]), EthernetType: layers.EthernetTypeIPv4}
-	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.ParseIP(src), DstIP: net.ParseIP(dst)}
-	tcp := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), Seq: 1000, Ack: 1, Window: 65535}
-	for _, c := range flags {
-		switch c {
-		case 'S':
-			tcp.SYN = true
-		case 'A':
-			tcp.ACK = true
-		case 'F':
-			tcp.FIN = true
-		case 'R':
-			tcp.RST = true
-		case 'P':
-			tcp.PSH = true
-		}
-	}
-	if err := tcp.SetNetworkLayerForChecksum(ip); err != nil {
-		t.Fatal(err)
-	}
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, tcp, gopacket.Payload("0123456789")); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	b := pkttest.Flow{Proto: layers.IPProtocolTCP, Src: src, Dst: dst, Sport: sport, Dport: dport, TTL: 64, Flags: flags, Payload: 10}.Frame(t)
+	copy(b[0:6], dstMAC[:])
+	copy(b[6:12], srcMAC[:])
+	return b
 }
 
 var (

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"testing"
 
@@ -28,26 +27,7 @@ func TestOffloadNATCoalesceAFXDP(t *testing.T) {
 -A -t [fd00:1::100]:%[1]d -s rr
 -a -t [fd00:1::100]:%[1]d -r [fd00:2::11]:%[1]d -m
 `, streamPort), "--io", "afxdp")
-	totals := func() map[string]uint64 {
-		out, err := l.dir.Run("env", "UVS_NO_AUTOSTART=1", binary("uvsadm"), "--counters", "--json")
-		if err != nil {
-			t.Fatalf("uvsadm --counters --json: %v\n%s", err, out)
-		}
-		var cs struct {
-			Counters []struct {
-				Name  string
-				Total uint64
-			}
-		}
-		if err := json.Unmarshal([]byte(out), &cs); err != nil {
-			t.Fatalf("--counters --json: %v\n%s", err, out)
-		}
-		m := map[string]uint64{}
-		for _, c := range cs.Counters {
-			m[c.Name] = c.Total
-		}
-		return m
-	}
+	totals := func() map[string]uint64 { return uvsCounters(t, l.dir) }
 	check := func(name string, before map[string]uint64) map[string]uint64 {
 		t.Helper()
 		after := totals()

@@ -33,6 +33,36 @@ func uvsCounters(t *testing.T, ns *netnstest.NS) map[string]uint64 {
 	return m
 }
 
+// fastNATLab is newNATLab set up for the fast path: GRO on the peers of
+// d0 and d1 (a veth takes XDP-redirected frames only then), the client's
+// and real servers' checksums complete (tx-checksumming off), a stream
+// server on each real server.
+func fastNATLab(t *testing.T) *natLab {
+	t.Helper()
+	l := newNATLab(t)
+	l.cli.Exec(t, "ethtool", "-K", "c0", "gro", "on", "tx", "off")
+	l.sw.Exec(t, "ethtool", "-K", "s0", "gro", "on")
+	for _, rs := range l.rs {
+		rs.Exec(t, "ethtool", "-K", "r0", "tx", "off")
+		startStreamServer(t, rs)
+	}
+	return l
+}
+
+// fastDrained waits until no flow is left in dir's fast path (the
+// connections closed) and returns the counters then.
+func fastDrained(t *testing.T, dir *netnstest.NS, what string) map[string]uint64 {
+	t.Helper()
+	var after map[string]uint64
+	if !wait.Until(10*time.Second, func() bool {
+		after = uvsCounters(t, dir)
+		return after["fastpath.flows"] == 0
+	}) {
+		t.Fatalf("%s: %d fast-path flows after the streams closed, want 0", what, after["fastpath.flows"])
+	}
+	return after
+}
+
 // TestFastPathNAT runs a NAT director on the AF_XDP backend whose
 // neighbours' veths take XDP-redirected frames (GRO on the peers of d0
 // and d1) and whose clients and real servers complete their checksums
@@ -45,12 +75,8 @@ func uvsCounters(t *testing.T, ns *netnstest.NS) map[string]uint64 {
 // once it stops.
 func TestFastPathNAT(t *testing.T) {
 	t.Setenv("UVS_E2E_IO", "afxdp") // about the AF_XDP backend, in every e2e pass
-	l := newNATLab(t)
-	l.cli.Exec(t, "ethtool", "-K", "c0", "gro", "on", "tx", "off")
-	l.sw.Exec(t, "ethtool", "-K", "s0", "gro", "on")
+	l := fastNATLab(t)
 	for _, rs := range l.rs {
-		rs.Exec(t, "ethtool", "-K", "r0", "tx", "off")
-		startStreamServer(t, rs)
 		startUDPWhoAmI(t, rs, ":5300")
 	}
 	startUVSD(t, l.dir, fmt.Sprintf(`-A -t 10.0.1.100:%[1]d -s rr
@@ -69,13 +95,7 @@ func TestFastPathNAT(t *testing.T) {
 	transfer(t, l.cli, vip, false, 32<<20)
 	// The connections closed (FIN through the workers): nothing is left
 	// in the fast path, and the last counts are read back.
-	var after map[string]uint64
-	if !wait.Until(10*time.Second, func() bool {
-		after = uvsCounters(t, l.dir)
-		return after["fastpath.flows"] == 0
-	}) {
-		t.Fatalf("fast-path flows after the streams closed: %d, want 0", after["fastpath.flows"])
-	}
+	after := fastDrained(t, l.dir, "NAT")
 	fast := after["fastpath.packets"] - before["fastpath.packets"]
 	rx := after["dataplane.rx"] - before["dataplane.rx"]
 	t.Logf("fast path: %d packets, %d installs; workers received %d frames", fast,
@@ -153,14 +173,7 @@ func fastUpload(t *testing.T, cli, dir *netnstest.NS, addr string) uint64 {
 	t.Helper()
 	before := uvsCounters(t, dir)
 	transfer(t, cli, addr, true, 32<<20)
-	var after map[string]uint64
-	if !wait.Until(10*time.Second, func() bool {
-		after = uvsCounters(t, dir)
-		return after["fastpath.flows"] == 0
-	}) {
-		t.Fatalf("%s: %d fast-path flows after the stream closed, want 0", addr, after["fastpath.flows"])
-	}
-	return after["fastpath.packets"] - before["fastpath.packets"]
+	return fastDrained(t, dir, addr)["fastpath.packets"] - before["fastpath.packets"]
 }
 
 // TestFastPathFullNATAndDR: the fast path forwards FULLNAT connections
@@ -171,13 +184,7 @@ func fastUpload(t *testing.T, cli, dir *netnstest.NS, addr string) uint64 {
 // (15 000) took the fast path.
 func TestFastPathFullNATAndDR(t *testing.T) {
 	t.Setenv("UVS_E2E_IO", "afxdp")
-	l := newNATLab(t)
-	l.cli.Exec(t, "ethtool", "-K", "c0", "gro", "on", "tx", "off")
-	l.sw.Exec(t, "ethtool", "-K", "s0", "gro", "on")
-	for _, rs := range l.rs {
-		rs.Exec(t, "ethtool", "-K", "r0", "tx", "off")
-		startStreamServer(t, rs)
-	}
+	l := fastNATLab(t)
 	startUVSD(t, l.dir, fmt.Sprintf("-A -t 10.0.1.100:%d -s rr\n-a -t 10.0.1.100:%[1]d -r 10.0.2.11:%d -b\n", streamPort+1, streamPort), "--io", "afxdp")
 	if n := fastUpload(t, l.cli, l.dir, fmt.Sprintf("10.0.1.100:%d", streamPort+1)); n < 15000 {
 		t.Errorf("FULLNAT: the fast path forwarded %d packets of a 32 MB upload, want most", n)
