@@ -113,7 +113,7 @@ func (h *harness) candidates() []*candidate {
 		uvs("uvs-nat", "-m", "", "uvsd NAT (masquerading), rr (iperf3: sh), 1 worker pinned to the director core"),
 		uvs("uvs-fullnat", "-b", "", "uvsd FULLNAT: source rewritten to the director's address on the real server's link (local ports 10000–65535)"),
 		uvs("uvs-dr", "-g", "", "uvsd direct routing; real servers: `uvs-rs dr up` (VIP on lo, arp_ignore/arp_announce)"),
-		uvs("uvs-tun", "-i", "", "uvsd IPIP tunnelling; real servers: `uvs-rs tun up` (userspace decapsulation into a TUN); UDP counted as IPIP frames at the real server's ingress, before decapsulation"),
+		uvs("uvs-tun", "-i", "", "uvsd IPIP tunnelling; real servers: `uvs-rs tun up` (IPIP decapsulated by its tc BPF program at the real server's ingress, the rest in user space into a TUN); UDP counted at the real server's ingress (nftables netdev, after tc: decapsulated)"),
 		uvs("uvs-nat-afpacket", "-m", "afpacket", "uvsd NAT with --io afpacket"),
 		uvs("uvs-tun-afpacket", "-i", "afpacket", "uvsd IPIP tunnelling with --io afpacket (the director receives GSO super-frames and segments them); real servers as uvs-tun"),
 		uvs("uvs-nat-afxdp", "-m", "afxdp", "uvsd NAT with --io afxdp"),
@@ -202,7 +202,19 @@ func (h *harness) candidates() []*candidate {
 	nt := uvs("uvs-nat-nothreads", "-m", "", "uvs-nat with --rx-threads=false: the fast path runs in softirq on the sending CPU (here the generator's)")
 	nt.setup = func(h *harness) error { return h.startUVSWorkers("-m", "", 0, 1, "--rx-threads=false") }
 	nt.note, nt.onlyNamed = "comparison variant, not a target row: its director-core figure leaves out the XDP work done on CPU0", true
-	cs = append(cs, nf, nt)
+	// uvs-rs's share in TUN: the real servers decapsulating every packet
+	// in user space, as before its tc program.
+	ru := uvs("uvs-tun-rsuser", "-i", "", "uvs-tun with `uvs-rs tun up --no-bpf`: the real servers decapsulate every packet in user space")
+	ru.setup = func(h *harness) error {
+		h.rsArgs = []string{"--no-bpf"}
+		return h.startDRTUN(ru, "-i", "")
+	}
+	ru.teardown = func(h *harness) error {
+		h.rsArgs = nil
+		return firstErr(h.stopUVS("-i"), h.topo.ReplyVia(ReplyViaDirector))
+	}
+	ru.note, ru.onlyNamed = "comparison variant, not a target row: uvs-tun without uvs-rs's in-kernel decapsulation", true
+	cs = append(cs, nf, nt, ru)
 	for _, c := range cs {
 		if c.io == "afxdp" {
 			c.note = "with native XDP on veth the receive work (XDP program, copy into the UMEM) runs on the sending CPU (CPU0) before RPS: " +
@@ -333,8 +345,11 @@ func (h *harness) startUVSWorkers(fwd, io string, conns, n int, extra ...string)
 	case "-g", "-i":
 		mode := map[string]string{"-g": "dr", "-i": "tun"}[fwd]
 		for _, be := range h.topo.Backends {
-			if _, err := nsRun(cmdTimeout, be.NS, dirCPU, filepath.Join(h.bin, "uvs-rs"), mode, "up", "--vip", VIP.String(),
-				"--state-dir", h.rsState(be)); err != nil {
+			args := []string{mode, "up", "--vip", VIP.String(), "--state-dir", h.rsState(be)}
+			if mode == "tun" {
+				args = append(args, h.rsArgs...)
+			}
+			if _, err := nsRun(cmdTimeout, be.NS, dirCPU, append([]string{filepath.Join(h.bin, "uvs-rs")}, args...)...); err != nil {
 				return err
 			}
 		}

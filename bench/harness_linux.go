@@ -41,6 +41,9 @@ type harness struct {
 	// xdpPass is kernel-forward-xdp's XDP_PASS program on d0 while that
 	// candidate runs.
 	xdpPass io.Closer
+	// rsArgs are extra flags of `uvs-rs tun up` (uvs-tun-rsuser's
+	// --no-bpf) while that candidate runs.
+	rsArgs []string
 
 	haproxyBin, conntrackBin string
 	uvsdHasIO                bool

@@ -158,18 +158,36 @@ var exercises = append([]*Exercise{
 		Title: "TUN real servers with strict reverse-path filtering",
 		Why: "The decapsulated request arrives on the tunnel device from the client's address, but the route\n" +
 			"back to the client leaves through eth0: strict rp_filter calls that spoofed and drops it. The seeds\n" +
-			"set rp_filter=0 on tunl0 and all (seed 000: 不要原路检查).",
+			"set rp_filter=0 on tunl0 and all (seed 000: 不要原路检查). uvs-rs's tc program hands IPIP packets\n" +
+			"over on eth0 itself, where the route back leads, so strict filtering would not bite there: the\n" +
+			"exercise runs uvs-rs with --no-bpf, decapsulating into its tunnel device as tunl0 does.",
 		counter: "TcpExtIPReversePathFilter",
 		breakIt: func(ctx context.Context, s *session) error {
 			return rsEach(ctx, s, nil, func(rs realServer) error {
-				_, err := s.exec(ctx, rs.Role, "sysctl", "-w", "net.ipv4.conf.all.rp_filter=1")
-				return err
+				for _, argv := range [][]string{
+					{"uvs-rs", "tun", "down", "--vip", s.pl.vip.String()},
+					{"uvs-rs", "tun", "up", "--vip", s.pl.vip.String(), "--no-bpf"},
+					{"sysctl", "-w", "net.ipv4.conf.all.rp_filter=1"},
+				} {
+					if _, err := s.exec(ctx, rs.Role, argv...); err != nil {
+						return err
+					}
+				}
+				return nil
 			})
 		},
 		fix: func(ctx context.Context, s *session) error {
 			return rsEach(ctx, s, nil, func(rs realServer) error {
-				_, err := s.exec(ctx, rs.Role, "sysctl", "-w", "net.ipv4.conf.all.rp_filter=0")
-				return err
+				for _, argv := range [][]string{
+					{"sysctl", "-w", "net.ipv4.conf.all.rp_filter=0"},
+					{"uvs-rs", "tun", "down", "--vip", s.pl.vip.String()},
+					{"uvs-rs", "tun", "up", "--vip", s.pl.vip.String()},
+				} {
+					if _, err := s.exec(ctx, rs.Role, argv...); err != nil {
+						return err
+					}
+				}
+				return nil
 			})
 		},
 	},

@@ -38,6 +38,7 @@ type Options struct {
 	ForceUserspace bool         // --force-userspace
 	NoSysctl       bool         // --no-sysctl
 	NoOffload      bool         // --no-offload
+	NoBPF          bool         // --no-bpf
 	Log            string       // --log
 	ReadyFD        int          // --ready-fd (internal: daemon readiness pipe)
 }
@@ -51,7 +52,7 @@ const Usage = `usage:
   uvs-rs dr down  [--vip VIP ...]            (no --vip: every DR VIP)
   uvs-rs tun up   --vip VIP [--vip VIP ...] [--dev uvstun0] [--gue-port P]
                   [--foreground] [--force-userspace] [--no-sysctl] [--no-offload]
-                  [--log FILE]
+                  [--no-bpf] [--log FILE]
   uvs-rs tun down [--vip VIP ...]            (no --vip: the whole tunnel)
   uvs-rs status
 every subcommand takes --state-dir DIR (default /run/uvs-rs); state is kept
@@ -65,7 +66,10 @@ tun up    with the kernel's ipip module: puts the VIPs on tunl0 and steps
           device holding the VIPs, sets rp_filter=0, arp_ignore=1,
           arp_announce=2, and decapsulates IPIP (protocol 4 and 41) from a
           raw socket and GUE from UDP port P into it, in a background
-          process (--foreground keeps it attached).
+          process (--foreground keeps it attached). IPv4-in-IPv4 to a VIP
+          is decapsulated in the kernel instead, by a tc BPF program on the
+          ingress of every Ethernet interface that is up (their rp_filter
+          set to 0); --no-bpf leaves it to user space too.
 tun down  removes VIPs; with none left it stops the decapsulator and
           restores the sysctls.
 status    prints what is configured in this namespace.
@@ -116,6 +120,7 @@ func parse(name string, args []string, o *Options, tun, up bool) error {
 		fs.BoolVar(&o.Foreground, "foreground", false, "do not daemonise")
 		fs.BoolVar(&o.ForceUserspace, "force-userspace", false, "decapsulate in userspace even with the ipip module")
 		fs.BoolVar(&o.NoOffload, "no-offload", false, "TUN device without virtio_net_hdr: one write per decapsulated packet, no coalescing")
+		fs.BoolVar(&o.NoBPF, "no-bpf", false, "decapsulate IPIP in user space only: attach no tc BPF program")
 		fs.StringVar(&o.Log, "log", "", "daemon log file")
 		fs.IntVar(&o.ReadyFD, "ready-fd", -1, "internal")
 	case up:

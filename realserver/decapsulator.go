@@ -63,6 +63,9 @@ type Counters struct {
 	// merged before uvs-rs read them (written with a partial checksum,
 	// see gro.go); each counts once in Decapsulated.
 	KernelGRO atomic.Uint64
+	// BPFDecapsulated counts IPv4-in-IPv4 packets the tc BPF program
+	// decapsulated in the kernel (they never reach the decapsulator).
+	BPFDecapsulated atomic.Uint64
 	// Rejected counts packets dropped, indexed by Reason (ReasonOK unused).
 	Rejected [NumReasons]atomic.Uint64
 }
@@ -73,6 +76,9 @@ func (c *Counters) Snapshot() map[string]uint64 {
 	m := map[string]uint64{"decapsulated": c.Decapsulated.Load(), "tun-writes": c.Writes.Load()}
 	if v := c.KernelGRO.Load(); v != 0 {
 		m["kernel-gro"] = v
+	}
+	if v := c.BPFDecapsulated.Load(); v != 0 {
+		m["bpf-decapsulated"] = v
 	}
 	for r := ReasonOK + 1; r < NumReasons; r++ {
 		if v := c.Rejected[r].Load(); v != 0 {

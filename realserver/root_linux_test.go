@@ -180,7 +180,15 @@ func tunState(t *testing.T, dir string) *realserver.TunState {
 	return st.Tun
 }
 
-func TestTunEndToEnd(t *testing.T) {
+// TestTunEndToEnd: IPIP packets are decapsulated by the tc BPF program on
+// the receiving interface, GUE in user space.
+func TestTunEndToEnd(t *testing.T) { tunEndToEnd(t, true) }
+
+// TestTunEndToEndNoBPF: with --no-bpf every packet is decapsulated in user
+// space.
+func TestTunEndToEndNoBPF(t *testing.T) { tunEndToEnd(t, false) }
+
+func tunEndToEnd(t *testing.T, bpf bool) {
 	netnstest.SkipIfNotRoot(t)
 	bin := uvsRS(t)
 	cli := netnstest.New(t, "cli")
@@ -197,15 +205,22 @@ func TestTunEndToEnd(t *testing.T) {
 	rs.NeighAdd(t, "r0", cliOuter, cli.Interface(t, "c0").HardwareAddr)
 	rs.Sysctl(t, "net.ipv4.conf.all.rp_filter", "1") // strict: uvs-rs must relax it
 	rs.Sysctl(t, "net.ipv4.conf.default.rp_filter", "1")
+	rs.Sysctl(t, "net.ipv4.conf.r0.rp_filter", "1") // the in-kernel path must relax it
 	state := t.TempDir()
 	before, _ := snapshot(t, rs)
 
-	out := rs.Exec(t, bin, "tun", "up", "--vip", vipAddr, "--gue-port", fmt.Sprint(guePort),
-		"--force-userspace", "--state-dir", state)
+	args := []string{"tun", "up", "--vip", vipAddr, "--gue-port", fmt.Sprint(guePort), "--force-userspace", "--state-dir", state}
+	if !bpf {
+		args = append(args, "--no-bpf")
+	}
+	out := rs.Exec(t, append([]string{bin}, args...)...)
 	t.Logf("tun up: %s", out)
 	ts := tunState(t, state)
 	if ts == nil || ts.PID == 0 || ts.Mode != realserver.TunUserspace {
 		t.Fatalf("tun state after up: %+v", ts)
+	}
+	if want := map[bool][]string{true: {"r0"}}[bpf]; !slices.Equal(ts.BPF, want) {
+		t.Fatalf("in-kernel decapsulation on %v, want %v", ts.BPF, want)
 	}
 	pid := ts.PID
 	t.Cleanup(func() {
@@ -219,7 +234,11 @@ func TestTunEndToEnd(t *testing.T) {
 	if addrs := rs.IP(t, "-o", "addr", "show", "dev", "uvstun0"); !strings.Contains(addrs, vipAddr+"/32") {
 		t.Fatalf("uvstun0 lacks the VIP:\n%s", addrs)
 	}
-	for k, v := range map[string]string{"all/rp_filter": "0", "default/rp_filter": "0", "uvstun0/rp_filter": "0", "all/arp_ignore": "1", "all/arp_announce": "2"} {
+	wantSys := map[string]string{"all/rp_filter": "0", "default/rp_filter": "0", "uvstun0/rp_filter": "0", "all/arp_ignore": "1", "all/arp_announce": "2"}
+	if bpf {
+		wantSys["r0/rp_filter"] = "0"
+	}
+	for k, v := range wantSys {
 		if got := rs.Exec(t, "cat", "/proc/sys/net/ipv4/conf/"+k); got != v {
 			t.Errorf("%s = %s, want %s", k, got, v)
 		}
@@ -296,11 +315,22 @@ func TestTunEndToEnd(t *testing.T) {
 	exchange("ipip to the second VIP", vipAddr2, sendIPIP)
 
 	// Counters reach the status output (refreshed every second).
+	// With the tc program the two IPIP packets never reach user space,
+	// the GUE one does.
 	var st string
+	wantUser, wantBPF := uint64(3), uint64(0)
+	if bpf {
+		wantUser, wantBPF = 1, 2
+	}
 	wait.For(t, 5*time.Second, func() bool {
 		st = rs.Exec(t, bin, "status", "--state-dir", state)
-		return strings.Contains(st, "running") && counters(st)["decapsulated"] >= 3
-	}, "status to show the decapsulator running with 3 packets decapsulated:\n%s", wait.Lazy(func() any { return st }))
+		c := counters(st)
+		return strings.Contains(st, "running") && c["decapsulated"] == wantUser && c["bpf-decapsulated"] == wantBPF
+	}, "status to show the decapsulator running with %d packets decapsulated in user space and %d in the kernel:\n%s",
+		wantUser, wantBPF, wait.Lazy(func() any { return st }))
+	if got := strings.Contains(st, "IPv4-in-IPv4 decapsulated in the kernel (tc BPF) on r0"); got != bpf {
+		t.Errorf("status names the in-kernel decapsulation: %v, want %v:\n%s", got, bpf, st)
+	}
 
 	out = rs.Exec(t, bin, "tun", "down", "--vip", vipAddr, "--state-dir", state)
 	t.Logf("tun down (first VIP): %s", out)
@@ -320,6 +350,9 @@ func TestTunEndToEnd(t *testing.T) {
 	after, _ := snapshot(t, rs)
 	if !maps.Equal(before, after) {
 		t.Errorf("sysctls after tun down %v, want %v", after, before)
+	}
+	if got := rs.Exec(t, "cat", "/proc/sys/net/ipv4/conf/r0/rp_filter"); got != "1" {
+		t.Errorf("r0/rp_filter after tun down = %s, want 1 again", got)
 	}
 }
 

@@ -41,6 +41,9 @@ type TunState struct {
 	PID       int    `json:"pid,omitempty"`
 	StartTime uint64 `json:"start_time,omitempty"`
 	Log       string `json:"log,omitempty"`
+	// BPF names the interfaces whose IPv4-in-IPv4 packets the
+	// decapsulator's tc BPF program decapsulates in the kernel.
+	BPF []string `json:"bpf,omitempty"`
 	// DevWasUp records whether tunl0 was up before (kernel mode).
 	DevWasUp bool `json:"dev_was_up,omitempty"`
 }

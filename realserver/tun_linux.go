@@ -172,6 +172,9 @@ func startDaemon(env Env, o *Options, dir string) error {
 	if o.NoOffload {
 		args = append(args, "--no-offload")
 	}
+	if o.NoBPF {
+		args = append(args, "--no-bpf")
+	}
 	cmd := exec.Command(exe, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{pw}
@@ -393,9 +396,19 @@ func runDecapsulator(ctx context.Context, env Env, o *Options) (err error) {
 		_ = h.save()
 		return err
 	}
+	logf := func(format string, a ...any) {
+		fmt.Fprintf(env.Stderr, "%s uvs-rs: %s\n", time.Now().Format(time.RFC3339), fmt.Sprintf(format, a...))
+	}
+	kdecap := startBPF(logf, h.sys, o, ds.tun.Name(), h.st.Saved)
+	if kdecap != nil {
+		defer kdecap.close()
+	}
 	start, _ := procStart(os.Getpid())
 	h.st.Tun = &TunState{Mode: TunUserspace, Dev: ds.tun.Name(), VIPs: slices.Clone(o.VIPs),
 		GUEPort: o.GUEPort, PID: os.Getpid(), StartTime: start, Log: o.Log}
+	if kdecap != nil {
+		h.st.Tun.BPF = slices.Clone(kdecap.ifaces)
+	}
 	if err := h.save(); err != nil {
 		ds.close()
 		return err
@@ -463,12 +476,27 @@ loop:
 				if h.st.Tun != nil && h.st.Tun.PID == os.Getpid() {
 					ds.d.SetVIPs(h.st.Tun.VIPs)
 				}
+				if kdecap != nil {
+					if err := kdecap.refresh(ds.d.VIPs()); err != nil {
+						logf("in-kernel decapsulation: %v", err)
+					}
+				}
 				h.unlock()
 			}
 			fmt.Fprintf(env.Stderr, "%s uvs-rs: VIPs now %v\n", time.Now().Format(time.RFC3339), ds.d.VIPs())
 		case <-tick.C:
+			if kdecap != nil {
+				// Addresses come and go; a VIP the map lacks only sends
+				// its packets the user-space way.
+				_ = kdecap.refresh(ds.d.VIPs())
+				kdecap.count(ds.d.Counters())
+			}
 			writeStats(statsPath, ds.d.Counters())
 		}
+	}
+	if kdecap != nil {
+		kdecap.count(ds.d.Counters())
+		kdecap.close()
 	}
 	ds.close()
 	wg.Wait()
@@ -644,6 +672,9 @@ func status(env Env, o *Options) error {
 			}
 		}
 		fmt.Fprintf(w, "tun: %s on %s, VIPs %s, gue port %d, %s\n", t.Mode, t.Dev, vipList{&t.VIPs}, t.GUEPort, state)
+		if len(t.BPF) > 0 {
+			fmt.Fprintf(w, "tun: IPv4-in-IPv4 decapsulated in the kernel (tc BPF) on %s\n", strings.Join(t.BPF, ", "))
+		}
 		if b, err := os.ReadFile(filepath.Join(dir, "stats.json")); err == nil && t.Mode == TunUserspace {
 			fmt.Fprintf(w, "tun: counters %s\n", strings.TrimSpace(string(b)))
 		}
