@@ -41,6 +41,12 @@ type FastFlow struct {
 	// the flow is a connection's reply direction.
 	NextHop [4]byte
 	Reply   bool
+	// Encap (TUN) sends the packet, addresses and ports kept, in IPIP
+	// from TunSrc (the director's address towards the real server) to
+	// NextHop (the real server); MTU is the outer packet's limit (the
+	// tunnel's path MTU).
+	Encap  bool
+	TunSrc [4]byte
 }
 
 // FastCounts are what the fast path forwarded of one flow since it was
@@ -309,12 +315,25 @@ func (f *FastPath) drop(d *fastDrop) {
 // its packets now: the next hop towards the real server (inbound) or the
 // client (replies) as NextHops gives it. A reply flow whose client has no
 // resolved hop keeps the link-layer address the connection came from.
-func (f *FastPath) hopValid(fl *FastFlow) bool {
+func (f *FastPath) hopValid(fl *FastFlow, now int64) bool {
 	h, ok := f.env.Hops.Lookup(netip.AddrFrom4(fl.NextHop))
 	if !ok {
 		return fl.Reply
 	}
-	return !h.Local && h.Ifindex == fl.Ifindex && h.DstMAC == fl.DstMAC && h.SrcMAC == fl.SrcMAC && h.MTU == fl.MTU
+	mtu := h.MTU
+	if fl.Encap {
+		// The tunnel's: the route's, or lower if learnt (tunicmp.go).
+		if !h.Src.Is4() || h.Src.As4() != fl.TunSrc {
+			return false
+		}
+		real := netip.AddrFrom4(fl.NextHop).As16()
+		if f.env.tunPMTU != nil {
+			if l := f.env.tunPMTU.get(&real, now); l > 0 && (mtu <= 0 || l < mtu) {
+				mtu = l
+			}
+		}
+	}
+	return !h.Local && h.Ifindex == fl.Ifindex && h.DstMAC == fl.DstMAC && h.SrcMAC == fl.SrcMAC && mtu == fl.MTU
 }
 
 // Poll reads every flow's counters back (in batches, no lock held): the
@@ -355,7 +374,7 @@ func (f *FastPath) Poll() {
 			e.prev = cnt
 		}
 		if sending || !c.Fast.Has(c.Dir) || c.Dest == nil || !c.Dest.Available() ||
-			time.Duration(mono-cnt.Installed) >= FastMaxAge || !f.hopValid(&e.flow) {
+			time.Duration(mono-cnt.Installed) >= FastMaxAge || !f.hopValid(&e.flow, now) {
 			e, _ := f.take(k)
 			f.drops = append(f.drops, fastDrop{k: k, e: e, c: *c, conn: true})
 		}
@@ -380,8 +399,8 @@ type fastTx struct {
 
 // fastFollow runs after the worker forwarded a frame of connection c
 // (whose key, as received, is key): it hands the frame's direction to the
-// fast path once the connection qualifies (IPv4 NAT, FULLNAT or DR, TCP
-// ESTABLISHED or UDP, FastMinPackets inbound packets seen, the frame sent
+// fast path once the connection qualifies (IPv4 NAT, FULLNAT, DR or IPIP
+// TUN inbound with DF, TCP ESTABLISHED or UDP, FastMinPackets inbound packets seen, the frame sent
 // whole, untagged, to a next hop that is not this host, on an interface
 // the fast path can send on, and no sync daemon sending), and takes the
 // connection back when a TCP state change leaves ESTABLISHED.
@@ -392,6 +411,12 @@ func (w *Worker) fastFollow(pc *pktCtx, key *conntrack.Key, c *conntrack.Conn) {
 	}
 	switch c.Fwd {
 	case spec.FwdMasq, spec.FwdFullNAT, spec.FwdRoute:
+	case spec.FwdTunnel:
+		// IPIP, IPv4 in IPv4, with DF (an outer header without it takes
+		// an IP ID, the worker's), the way in.
+		if c.Dir != conntrack.DirIn || !p.DF || !pc.hop.Src.Is4() || c.Dest.Config().TunType != spec.TunIPIP {
+			return
+		}
 	default:
 		return
 	}
@@ -417,6 +442,8 @@ func (w *Worker) fastFollow(pc *pktCtx, key *conntrack.Key, c *conntrack.Conn) {
 	fl := FastFlow{Key: fastKeyOf(key), Ifindex: tx.ifindex, MTU: pc.hop.MTU}
 	in := c.Dir == conntrack.DirIn
 	switch {
+	case c.Fwd == spec.FwdTunnel:
+		fl.Encap, fl.TunSrc = true, pc.hop.Src.As4()
 	case c.Fwd == spec.FwdRoute:
 		// The frame unchanged but for its TTL.
 	case c.Fwd == spec.FwdMasq && in:

@@ -362,6 +362,72 @@ func TestFastPathFullNATAndDR(t *testing.T) {
 	}
 }
 
+// TestFastPathTUN: an IPIP service's inbound direction is handed over with
+// the tunnel's ends (the director's address towards the real server, the
+// real server) and the tunnel's MTU; its packets without DF, and a GRE
+// service's, stay with the worker.
+func TestFastPathTUN(t *testing.T) {
+	r := newRig(t, "-A -t 10.0.1.100:80 -s rr\n-a -t 10.0.1.100:80 -r 10.0.2.11:80 -i\n"+
+		"-A -t 10.0.1.101:80 -s rr\n-a -t 10.0.1.101:80 -r 10.0.2.12:80 -i --tun-type gre\n")
+	ff := newFakeFast()
+	r.env.Fast = dataplane.NewFastPath(ff, r.env)
+	seg := func(src, dst string, sport uint16, flags string, df bool) []byte {
+		b := pkttest.Flow{Proto: layers.IPProtocolTCP, Src: src, Dst: dst, Sport: sport, Dport: 80, TTL: 64, Flags: flags, DF: df, Payload: 10}.Frame(t)
+		copy(b[0:6], macDir0[:])
+		copy(b[6:12], macCli[:])
+		return b
+	}
+	connect := func(dst string, sport uint16, df bool) {
+		// The replies take another way (TUN): the worker sees the
+		// client's side only, and the client's ACK establishes.
+		r.run(t, seg("10.0.1.2", dst, sport, "S", df))
+		for range dataplane.FastMinPackets {
+			r.run(t, seg("10.0.1.2", dst, sport, "A", df))
+		}
+	}
+	connect("10.0.1.100", 40000, true)
+	in := dataplane.FastKey{Src: [4]byte{10, 0, 1, 2}, Dst: [4]byte{10, 0, 1, 100}, SrcPort: 40000, DstPort: 80, Proto: 6}
+	got, ok := ff.flow(in)
+	want := dataplane.FastFlow{Key: in, Encap: true, TunSrc: [4]byte{10, 0, 2, 1}, DstMAC: macRS1, SrcMAC: macDir1, Ifindex: 2, MTU: 1500,
+		NextHop: [4]byte{10, 0, 2, 11}}
+	if !ok || got != want {
+		t.Fatalf("TUN inbound flow %+v (%v), want %+v", got, ok, want)
+	}
+	// A router's "fragmentation needed" about a tunnelled packet lowers
+	// the tunnel's MTU (tunicmp.go): the next poll takes the flow back,
+	// and the next packet installs it with the learnt MTU.
+	h := *r.env.Host.Load()
+	h.Local = map[[16]byte]bool{netip.MustParseAddr("10.0.2.1").As16(): true}
+	r.env.Host.Store(&h)
+	sent := r.run(t, seg("10.0.1.2", "10.0.1.100", 40000, "A", true))
+	if len(sent) != 1 {
+		t.Fatalf("the worker sent %d frames for an installed flow's packet", len(sent))
+	}
+	r.run(t, fragNeededAbout(t, sent[0].Data(), 1400))
+	fp := r.env.Fast
+	fp.Poll()
+	if n := ff.len(); n != 0 {
+		t.Fatalf("%d flows after the tunnel's MTU was lowered and a poll, want the TUN flow taken back", n)
+	}
+	r.run(t, seg("10.0.1.2", "10.0.1.100", 40000, "A", true))
+	if got, ok := ff.flow(in); !ok || got.MTU != 1400 {
+		t.Fatalf("TUN flow after the next packet %+v (%v), want MTU 1400", got, ok)
+	}
+	fp.Poll()
+	if _, ok := ff.flow(in); !ok {
+		t.Fatal("a poll took back a TUN flow whose MTU is the learnt one")
+	}
+	r.run(t, seg("10.0.1.2", "10.0.1.100", 40000, "FA", true))
+	if n := ff.len(); n != 0 {
+		t.Fatalf("%d TUN flows left after the FIN", n)
+	}
+	connect("10.0.1.100", 40001, false)
+	connect("10.0.1.101", 40002, true)
+	if n := ff.len(); n != 0 {
+		t.Fatalf("%d flows installed for packets without DF or a GRE tunnel, want none", n)
+	}
+}
+
 // TestFastPathNoAllocsPerPacket: the packets of a connection the worker
 // handed over (or could not) cost the worker no allocation.
 func TestFastPathNoAllocsPerPacket(t *testing.T) {

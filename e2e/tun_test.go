@@ -8,9 +8,10 @@ import (
 	"github.com/uvs-lb/uvs/internal/netnstest"
 )
 
-// uvsRS runs `uvs-rs tun up` in ns for vip (userspace decapsulation: this
-// kernel has no ipip module) and undoes it when the test ends.
-func uvsRS(t *testing.T, ns *netnstest.NS, mode, vip string) {
+// uvsRS runs `uvs-rs MODE up` in ns for vip (TUN: decapsulation by its tc
+// program and in user space, this kernel has no ipip module) and undoes it
+// when the test ends. It returns the state directory.
+func uvsRS(t *testing.T, ns *netnstest.NS, mode, vip string) string {
 	t.Helper()
 	dir := t.TempDir()
 	ns.Exec(t, binary("uvs-rs"), mode, "up", "--vip", vip, "--state-dir", dir)
@@ -19,6 +20,7 @@ func uvsRS(t *testing.T, ns *netnstest.NS, mode, vip string) {
 			t.Errorf("uvs-rs %s down: %v: %s", mode, err, out)
 		}
 	})
+	return dir
 }
 
 // routedLab: a client, a director and real servers each on their own

@@ -8,21 +8,23 @@ import (
 	"github.com/uvs-lb/uvs/header"
 )
 
-// The fast path: established IPv4 NAT, FULLNAT and DR flows forwarded by
-// the XDP program itself, without a trip through an AF_XDP socket and
-// uvsd's worker.
+// The fast path: established IPv4 NAT, FULLNAT, DR and TUN (IPIP) flows
+// forwarded by the XDP program itself, without a trip through an AF_XDP
+// socket and uvsd's worker.
 //
 // The worker installs one entry per direction of a connection once it has
 // forwarded a packet of that direction on it (a TCP connection once it is
 // ESTABLISHED): the packet's 5-tuple as received, the addresses and ports
 // the rewrite puts in (NAT: the real server's on the way in, the VIP's on
-// the way out; FULLNAT both ends; DR none), the Ethernet addresses and
-// interface the worker sent it with, the MTU of that link and the
-// checksum adjustments of the rewrite. The program then handles a frame of
-// that flow as the worker would have: TTL decremented, addresses and
-// ports rewritten, the IPv4 and L4 checksums updated incrementally (RFC
-// 1624), the MAC addresses replaced, and sends it with bpf_redirect. It counts the packets and bytes of each entry and
-// the time of its last packet, per CPU; the data plane reads them back
+// the way out; FULLNAT both ends; DR and TUN none; TUN the tunnel's
+// ends), the Ethernet addresses and interface the worker sent it with,
+// the MTU of that link and the checksum adjustments of the rewrite. The
+// program then handles a frame of that flow as the worker would have: TTL
+// decremented, addresses and ports rewritten, the IPv4 and L4 checksums
+// updated incrementally (RFC 1624), for TUN an outer IPv4 header put in
+// front (fastEncap), the MAC addresses replaced, and sends it with
+// bpf_redirect. It counts the packets and bytes of each entry and the
+// time of its last packet, per CPU; the data plane reads them back
 // (dataplane.FastPath) for the connection's timer and the statistics.
 //
 // Everything else takes the usual way to the worker: a frame with an
@@ -33,7 +35,9 @@ import (
 // worker follows), a TTL that would run out, a packet larger than the
 // egress MTU (the worker fragments it or answers with an ICMP error), and
 // a packet whose L4 checksum field holds just the pseudo-header sum (a
-// local sender left it to offload: the worker completes it; XDP cannot).
+// local sender left it to offload: the worker completes it; XDP cannot),
+// and for TUN a packet without DF (its outer header would take an IP ID
+// from the worker's per-destination counter).
 
 // mapFast is the name of the fast path's flow map.
 const mapFast = "uvs_fast"
@@ -42,7 +46,13 @@ const mapFast = "uvs_fast"
 const (
 	stTagged  = -60 // 1 once an 802.1Q tag was skipped
 	stFastKey = -80 // fastKey, 16 bytes
+	stFastVal = -88 // the flow's value across bpf_xdp_adjust_head
 )
+
+// xdpAborted is XDP_ABORTED: the frame is dropped and the xdp_exception
+// tracepoint fires. Only a failed bpf_xdp_adjust_head returns it, which a
+// frame with the XDP_PACKET_HEADROOM every driver gives never meets.
+const xdpAborted = 0
 
 // fastKey is a flow as received: the map's key.
 type fastKey struct {
@@ -81,6 +91,14 @@ type fastValue struct {
 const (
 	fastSetDst = 1
 	fastSetSrc = 2
+	// fastEncap: TUN. The packet keeps its addresses and ports (TTL
+	// decremented) and is sent in IPIP: an outer IPv4 header from
+	// SrcAddr (the director's address towards the real server) to
+	// DstAddr (the real server) in front of it, as modes.Encap writes it
+	// for an inner packet with DF (ID 0, DF set, the inner TOS with CE
+	// sent as ECT(0), the decremented inner TTL). MTU is then the largest
+	// inner packet.
+	fastEncap = 4
 )
 
 // Offsets of fastValue's fields.
@@ -209,6 +227,11 @@ func (b *builder) fast4() {
 	)
 	b.fastProto(protoTCP, "fast_tcp", tcpMinLen, header.TCPChecksumOff)
 	b.fastProto(protoUDP, "fast_udp", udpLen, header.UDPChecksumOff)
+	b.label("fast_abort")
+	b.emit(
+		asm.Mov.Imm(asm.R0, xdpAborted),
+		asm.Return(),
+	)
 	b.label("slow4r")
 	b.emit(
 		asm.Mov.Imm(asm.R4, 0),
@@ -297,21 +320,38 @@ func (b *builder) fastProto(proto uint8, entry string, minLen, cso int16) {
 	b.fold(asm.R2, asm.R4)
 	b.emit(asm.JEq.Reg(asm.R1, asm.R2, "slow4r"))
 
-	// Committed: R6 is the flow's value from here on.
+	// TUN: an inner packet without DF would need an outer IP ID (the
+	// worker's). Room for the outer header: from here on the frame is
+	// the fast path's. R9 is then the new frame's start, R7 the inner
+	// packet's Ethernet-relative start (R9 + 20), as R7 was.
 	b.label(p("commit"))
 	b.emit(
-		asm.Mov.Reg(asm.R6, asm.R0),
-		asm.FnKtimeGetNs.Call(),
-		asm.StoreMem(asm.R6, fvLast, asm.R0, asm.DWord),
-		asm.LoadMem(asm.R1, asm.R6, fvPackets, asm.DWord),
-		asm.Add.Imm(asm.R1, 1),
-		asm.StoreMem(asm.R6, fvPackets, asm.R1, asm.DWord),
-		asm.LoadMem(asm.R2, asm.R7, ipv4TotLen, asm.Half),
-		asm.HostTo(asm.BE, asm.R2, asm.Half),
-		asm.And.Imm(asm.R2, 0xffff),
-		asm.LoadMem(asm.R1, asm.R6, fvBytes, asm.DWord),
-		asm.Add.Reg(asm.R1, asm.R2),
-		asm.StoreMem(asm.R6, fvBytes, asm.R1, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R0, fvMode, asm.Byte),
+		asm.And.Imm(asm.R1, fastEncap),
+		asm.JEq.Imm(asm.R1, 0, p("count")),
+		asm.LoadMem(asm.R1, asm.R7, ipv4Frag, asm.Half),
+		asm.And.Imm(asm.R1, ne16(header.IPv4FlagDF)),
+		asm.JEq.Imm(asm.R1, 0, "slow4r"),
+		asm.StoreMem(asm.R10, stFastVal, asm.R0, asm.DWord),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Imm(asm.R2, -ipv4Min),
+		asm.FnXdpAdjustHead.Call(),
+		asm.JNE.Imm(asm.R0, 0, "fast_abort"),
+		asm.LoadMem(asm.R9, asm.R6, mdData, asm.Word),
+		asm.LoadMem(asm.R8, asm.R6, mdDataEnd, asm.Word),
+		asm.Mov.Reg(asm.R7, asm.R9),
+		asm.Add.Imm(asm.R7, ipv4Min),
+	)
+	b.needTo(asm.R7, int32(ethLen+ipv4Min+minLen), "fast_abort")
+	b.emit(asm.LoadMem(asm.R0, asm.R10, stFastVal, asm.DWord))
+	b.fastCount()
+	b.fastTTL()
+	b.encapSend()
+
+	// Committed: R6 is the flow's value from here on.
+	b.label(p("count"))
+	b.fastCount()
+	b.emit(
 		// The addresses and ports.
 		asm.LoadMem(asm.R3, asm.R6, fvMode, asm.Byte),
 		asm.Mov.Reg(asm.R1, asm.R3),
@@ -332,17 +372,8 @@ func (b *builder) fastProto(proto uint8, entry string, minLen, cso int16) {
 		asm.StoreMem(asm.R9, header.L4SrcPortOff, asm.R1, asm.Half),
 	)
 	b.label(p("rewritten"))
-	b.emit(
-		asm.LoadMem(asm.R1, asm.R7, ipv4TTL, asm.Byte),
-		asm.Sub.Imm(asm.R1, 1),
-		asm.StoreMem(asm.R7, ipv4TTL, asm.R1, asm.Byte),
-		asm.LoadMem(asm.R1, asm.R7, ipv4Csum, asm.Half),
-	)
-	b.csumUpdate(asm.R1, asm.R2, fvIPAdj)
-	b.emit(
-		asm.StoreMem(asm.R7, ipv4Csum, asm.R1, asm.Half),
-		asm.LoadMem(asm.R1, asm.R9, cso, asm.Half),
-	)
+	b.fastTTL()
+	b.emit(asm.LoadMem(asm.R1, asm.R9, cso, asm.Half))
 	if udp {
 		b.emit(asm.JEq.Imm(asm.R1, 0, p("macs")))
 	}
@@ -357,15 +388,104 @@ func (b *builder) fastProto(proto uint8, entry string, minLen, cso int16) {
 	}
 	b.emit(asm.StoreMem(asm.R9, cso, asm.R1, asm.Half))
 	b.label(p("macs"))
+	b.macsAndSend(asm.R7)
+}
+
+// fastCount makes R6 the flow's value (R0) and counts the packet at R7 in
+// it: the time, one packet, its IP bytes.
+func (b *builder) fastCount() {
+	b.emit(
+		asm.Mov.Reg(asm.R6, asm.R0),
+		asm.FnKtimeGetNs.Call(),
+		asm.StoreMem(asm.R6, fvLast, asm.R0, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R6, fvPackets, asm.DWord),
+		asm.Add.Imm(asm.R1, 1),
+		asm.StoreMem(asm.R6, fvPackets, asm.R1, asm.DWord),
+		asm.LoadMem(asm.R2, asm.R7, ipv4TotLen, asm.Half),
+		asm.HostTo(asm.BE, asm.R2, asm.Half),
+		asm.And.Imm(asm.R2, 0xffff),
+		asm.LoadMem(asm.R1, asm.R6, fvBytes, asm.DWord),
+		asm.Add.Reg(asm.R1, asm.R2),
+		asm.StoreMem(asm.R6, fvBytes, asm.R1, asm.DWord),
+	)
+}
+
+// fastTTL decrements the TTL of the IPv4 header at R7 (Ethernet-relative)
+// and adjusts its checksum by the flow's IPAdj.
+func (b *builder) fastTTL() {
+	b.emit(
+		asm.LoadMem(asm.R1, asm.R7, ipv4TTL, asm.Byte),
+		asm.Sub.Imm(asm.R1, 1),
+		asm.StoreMem(asm.R7, ipv4TTL, asm.R1, asm.Byte),
+		asm.LoadMem(asm.R1, asm.R7, ipv4Csum, asm.Half),
+	)
+	b.csumUpdate(asm.R1, asm.R2, fvIPAdj)
+	b.emit(asm.StoreMem(asm.R7, ipv4Csum, asm.R1, asm.Half))
+}
+
+// encapSend writes the Ethernet header and the outer IPv4 header at R9, in
+// front of the inner packet (R7 + 14, its TTL decremented by now), and
+// sends the frame.
+func (b *builder) encapSend() {
+	p := b.fresh("encap")
+	b.emit(
+		asm.Mov.Imm(asm.R1, ne16(header.EtherTypeIPv4)),
+		asm.StoreMem(asm.R9, ethType, asm.R1, asm.Half),
+		asm.StoreImm(asm.R9, ethLen, 0x45, asm.Byte),
+		// TOS: the inner one, CE sent as ECT(0) (RFC 6040).
+		asm.LoadMem(asm.R1, asm.R7, ethLen+1, asm.Byte),
+		asm.Mov.Reg(asm.R2, asm.R1),
+		asm.And.Imm(asm.R2, 3),
+		asm.JNE.Imm(asm.R2, 3, p),
+		asm.Xor.Imm(asm.R1, 1),
+	)
+	b.label(p)
+	b.emit(
+		asm.StoreMem(asm.R9, ethLen+1, asm.R1, asm.Byte),
+		asm.LoadMem(asm.R1, asm.R7, ipv4TotLen, asm.Half),
+		asm.HostTo(asm.BE, asm.R1, asm.Half),
+		asm.And.Imm(asm.R1, 0xffff),
+		asm.Add.Imm(asm.R1, ipv4Min),
+		asm.HostTo(asm.BE, asm.R1, asm.Half),
+		asm.StoreMem(asm.R9, ipv4TotLen, asm.R1, asm.Half),
+		asm.StoreImm(asm.R9, ethLen+header.IPv4IDOff, 0, asm.Half),
+		asm.StoreImm(asm.R9, ipv4Frag, int64(ne16(header.IPv4FlagDF)), asm.Half),
+		asm.LoadMem(asm.R1, asm.R7, ipv4TTL, asm.Byte),
+		asm.StoreMem(asm.R9, ipv4TTL, asm.R1, asm.Byte),
+		asm.StoreImm(asm.R9, ipv4Proto, header.ProtoIPIP, asm.Byte),
+		asm.StoreImm(asm.R9, ipv4Csum, 0, asm.Half),
+		asm.LoadMem(asm.R1, asm.R6, fvSrcAddr, asm.Word),
+		asm.StoreMem(asm.R9, ipv4Src, asm.R1, asm.Word),
+		asm.LoadMem(asm.R1, asm.R6, fvDstAddr, asm.Word),
+		asm.StoreMem(asm.R9, ipv4Dst, asm.R1, asm.Word),
+		asm.Mov.Imm(asm.R1, 0),
+	)
+	for off := int16(0); off < ipv4Min; off += 2 {
+		b.emit(
+			asm.LoadMem(asm.R2, asm.R9, ethLen+off, asm.Half),
+			asm.Add.Reg(asm.R1, asm.R2),
+		)
+	}
+	b.fold(asm.R1, asm.R2)
+	b.emit(
+		asm.Xor.Imm(asm.R1, 0xffff),
+		asm.StoreMem(asm.R9, ipv4Csum, asm.R1, asm.Half),
+	)
+	b.macsAndSend(asm.R9)
+}
+
+// macsAndSend writes the flow's (R6) Ethernet addresses into the frame at
+// r and sends it out of the flow's interface.
+func (b *builder) macsAndSend(r asm.Register) {
 	b.emit(
 		asm.LoadMem(asm.R1, asm.R6, fvDstMAC, asm.Word),
-		asm.StoreMem(asm.R7, 0, asm.R1, asm.Word),
+		asm.StoreMem(r, 0, asm.R1, asm.Word),
 		asm.LoadMem(asm.R1, asm.R6, fvDstMAC+4, asm.Half),
-		asm.StoreMem(asm.R7, 4, asm.R1, asm.Half),
+		asm.StoreMem(r, 4, asm.R1, asm.Half),
 		asm.LoadMem(asm.R1, asm.R6, fvSrcMAC, asm.Word),
-		asm.StoreMem(asm.R7, 6, asm.R1, asm.Word),
+		asm.StoreMem(r, 6, asm.R1, asm.Word),
 		asm.LoadMem(asm.R1, asm.R6, fvSrcMAC+4, asm.Half),
-		asm.StoreMem(asm.R7, 10, asm.R1, asm.Half),
+		asm.StoreMem(r, 10, asm.R1, asm.Half),
 		asm.LoadMem(asm.R1, asm.R6, fvIfindex, asm.Word),
 		asm.Mov.Imm(asm.R2, 0),
 		asm.FnRedirect.Call(),

@@ -79,6 +79,14 @@ func valueOf(f *dataplane.FastFlow) fastValue {
 		a := csumAdj(k.Src[:], v.SrcAddr[:])
 		ip, l4 = csumAdd(ip, a), csumAdd(l4, csumAdd(a, csumAdj(k.SrcPort[:], v.SrcPort[:])))
 	}
+	if f.Encap {
+		v.Mode = fastEncap
+		v.SrcAddr, v.DstAddr = f.TunSrc, f.NextHop
+		v.MTU = 0xffff - ipv4Min
+		if f.MTU > 0 && f.MTU-ipv4Min < int(v.MTU) {
+			v.MTU = uint16(max(f.MTU-ipv4Min, 0))
+		}
+	}
 	v.IPAdj = uint16(csumAdd(ip, ttlAdj()))
 	v.L4Adj = uint16(l4)
 	return v

@@ -60,10 +60,10 @@ type fastCase struct {
 
 func (c fastCase) String() string {
 	k := c.flow.Key
-	return fmt.Sprintf("proto %d %v:%d > %v:%d, source %v %v:%d, destination %v %v:%d, MTU %d, %d bytes", k.Proto,
+	return fmt.Sprintf("proto %d %v:%d > %v:%d, source %v %v:%d, destination %v %v:%d, encap %v %v > %v, MTU %d, %d bytes", k.Proto,
 		netip.AddrFrom4(k.Src), k.SrcPort, netip.AddrFrom4(k.Dst), k.DstPort,
 		c.flow.SetSrc, netip.AddrFrom4(c.flow.Src), c.flow.SrcPort, c.flow.SetDst, netip.AddrFrom4(c.flow.Dst), c.flow.DstPort,
-		c.flow.MTU, len(c.frame))
+		c.flow.Encap, netip.AddrFrom4(c.flow.TunSrc), netip.AddrFrom4(c.flow.NextHop), c.flow.MTU, len(c.frame))
 }
 
 func randAddr(r *rand.Rand) string {
@@ -83,9 +83,12 @@ func randomCase(t testing.TB, r *rand.Rand) fastCase {
 			f.Flags = "AP"
 		}
 	}
+	mode := r.IntN(5) // NAT request, NAT reply, FULLNAT, DR, TUN
+	if mode == 4 {
+		f.DF = true // TUN: the fast path takes inner packets with DF
+	}
 	frame := f.Frame(t)
 	src, dst := netip.MustParseAddr(f.Src).As4(), netip.MustParseAddr(f.Dst).As4()
-	mode := r.IntN(4) // NAT request, NAT reply, FULLNAT, DR
 	fl := dataplane.FastFlow{
 		Key:     dataplane.FastKey{Src: src, Dst: dst, SrcPort: f.Sport, DstPort: f.Dport, Proto: uint8(f.Proto)},
 		SetDst:  mode == 0 || mode == 2,
@@ -98,18 +101,34 @@ func randomCase(t testing.TB, r *rand.Rand) fastCase {
 		SrcMAC:  [6]byte{0x02, 9, 8, 7, 6, byte(r.IntN(256))},
 		Ifindex: 1 + r.IntN(100),
 	}
+	if mode == 4 {
+		fl.Encap, fl.TunSrc = true, netip.MustParseAddr(randAddr(r)).As4()
+		fl.NextHop = netip.MustParseAddr(randAddr(r)).As4()
+	}
 	return fastCase{flow: fl, frame: frame}
 }
 
 // workerRewrite is what the worker sends for c's frame: the rewrite of
 // modes (NATRequest on a NAT connection's way in, NATReply on its way out,
-// FullNATRequest for both ends, DR for neither) and the flow's Ethernet
-// addresses.
+// FullNATRequest for both ends, DR for neither, Encap for TUN) and the
+// flow's Ethernet addresses.
 func workerRewrite(t testing.TB, c fastCase) []byte {
 	t.Helper()
 	frame := append([]byte(nil), c.frame...)
 	var p header.Parsed
 	p.Parse(frame)
+	if c.flow.Encap {
+		buf := append(make([]byte, modes.IPIPOverhead), frame...)
+		tun := modes.Tunnel{Src: netip.AddrFrom4(c.flow.TunSrc), Dst: netip.AddrFrom4(c.flow.NextHop), MTU: c.flow.MTU}
+		off, n, res := modes.Encap(buf, modes.IPIPOverhead, len(frame), &p, &tun, modes.CsumComplete)
+		if !res.OK() {
+			t.Fatalf("%v: the worker's encapsulation: verdict %v", c, res.Verdict)
+		}
+		frame = buf[off : off+n]
+		copy(frame[0:6], c.flow.DstMAC[:])
+		copy(frame[6:12], c.flow.SrcMAC[:])
+		return frame
+	}
 	src := netip.AddrPortFrom(netip.AddrFrom4(c.flow.Src), c.flow.SrcPort)
 	dst := netip.AddrPortFrom(netip.AddrFrom4(c.flow.Dst), c.flow.DstPort)
 	var res modes.Result
@@ -132,7 +151,7 @@ func workerRewrite(t testing.TB, c fastCase) []byte {
 }
 
 // TestFastPathRewritesAsWorker: for 2 000 random TCP segments and UDP
-// datagrams of NAT (either way), FULLNAT and DR flows the fast path sends
+// datagrams of NAT (either way), FULLNAT, DR and TUN flows the fast path sends
 // (XDP_REDIRECT) exactly the frame the worker's rewrite makes, and counts
 // each packet and its bytes.
 func TestFastPathRewritesAsWorker(t *testing.T) {
@@ -251,10 +270,46 @@ func TestFastPathLeavesToWorker(t *testing.T) {
 	}
 }
 
+// TestFastPathTUNLeavesToWorker: a TUN flow's packets without DF (the
+// outer header would need an IP ID) and those too large once encapsulated
+// go to the worker; the others leave in IPIP.
+func TestFastPathTUNLeavesToWorker(t *testing.T) {
+	prog, fm := fastProgram(t)
+	base := pkttest.Flow{Proto: layers.IPProtocolTCP, Src: "192.0.2.7", Dst: "10.0.0.100", Sport: 40000, Dport: 80, TTL: 64, Flags: "A", DF: true, Payload: 1000}
+	key := dataplane.FastKey{Src: [4]byte{192, 0, 2, 7}, Dst: [4]byte{10, 0, 0, 100}, SrcPort: 40000, DstPort: 80, Proto: 6}
+	fl := dataplane.FastFlow{Key: key, Encap: true, TunSrc: [4]byte{10, 0, 3, 1}, NextHop: [4]byte{10, 0, 4, 11}, Ifindex: 2, MTU: 1500}
+	if err := fm.Put(&fl); err != nil {
+		t.Fatal(err)
+	}
+	ret, out := runFast(t, prog, base.Frame(t))
+	if ret != xdpRedirect {
+		t.Fatalf("the flow's segment: action %d, want XDP_REDIRECT", ret)
+	}
+	if want := workerRewrite(t, fastCase{flow: fl, frame: base.Frame(t)}); !bytes.Equal(out, want) {
+		t.Fatalf("fast path % x\nworker    % x", out, want)
+	}
+	hdrs := len(base.Frame(t)) - ethLen - base.Payload // IP and TCP headers
+	for name, f := range map[string]pkttest.Flow{
+		"without DF":               func() pkttest.Flow { f := base; f.DF = false; return f }(),
+		"1481 bytes, 1501 in IPIP": func() pkttest.Flow { f := base; f.Payload = 1481 - hdrs; return f }(),
+		"SYN":                      func() pkttest.Flow { f := base; f.Flags = "S"; return f }(),
+		"TTL 1":                    func() pkttest.Flow { f := base; f.TTL = 1; return f }(),
+	} {
+		if ret, out := runFast(t, prog, f.Frame(t)); ret != xdpPass || !bytes.Equal(out, f.Frame(t)) {
+			t.Errorf("%s: action %d, frame changed %v; want XDP_PASS, unchanged", name, ret, !bytes.Equal(out, f.Frame(t)))
+		}
+	}
+	at := base
+	at.Payload = 1480 - hdrs
+	if ret, _ := runFast(t, prog, at.Frame(t)); ret != xdpRedirect {
+		t.Errorf("1480 bytes, 1500 in IPIP: action %d, want XDP_REDIRECT", ret)
+	}
+}
+
 // fastEligible is the reference of what the fast path forwards: the
 // frames of an installed flow the worker would forward with the NAT
 // rewrite alone (no fragmenting, no ICMP error, no checksum to complete).
-func fastEligible(frame []byte, mtu int) bool {
+func fastEligible(frame []byte, mtu int, encap bool) bool {
 	var p header.Parsed
 	p.Parse(frame)
 	if p.Reason != header.ReasonNone || p.IPVersion != 4 || p.L3Off != ethLen || p.L4Off != ethLen+ipv4Min {
@@ -262,9 +317,17 @@ func fastEligible(frame []byte, mtu int) bool {
 	}
 	ip := frame[ethLen:]
 	totLen := int(binary.BigEndian.Uint16(ip[2:]))
-	if len(frame) != ethLen+totLen || ^header.Checksum(ip[:ipv4Min], 0) != 0 || ip[8] <= 1 || totLen > mtu {
+	if encap {
+		// TUN: the outer header must fit, and the inner packet have DF.
+		totLen += ipv4Min
+		if !p.DF {
+			return false
+		}
+	}
+	if len(frame) != ethLen+int(binary.BigEndian.Uint16(ip[2:])) || ^header.Checksum(ip[:ipv4Min], 0) != 0 || ip[8] <= 1 || totLen > mtu {
 		return false
 	}
+	totLen = int(binary.BigEndian.Uint16(ip[2:]))
 	cso := p.L4Off + 6
 	switch p.Proto {
 	case header.ProtoTCP:
@@ -299,6 +362,9 @@ func FuzzFastPath(f *testing.F) {
 		if c.flow.SetSrc {
 			mode |= 2
 		}
+		if c.flow.Encap {
+			mode = 4
+		}
 		f.Add(c.frame, mode, binary.BigEndian.Uint32(c.flow.Dst[:]), c.flow.DstPort, uint16(1500))
 	}
 	prog, fm := fastProgram(f)
@@ -315,6 +381,13 @@ func FuzzFastPath(f *testing.F) {
 		}
 		binary.BigEndian.PutUint32(fl.Dst[:], addr)
 		binary.BigEndian.PutUint32(fl.Src[:], ^addr)
+		if mode&4 != 0 { // TUN: no address rewrite
+			fl.SetDst, fl.SetSrc, fl.Encap = false, false, true
+			fl.TunSrc, fl.NextHop = fl.Src, fl.Dst
+			if mtu != 0 && int(mtu)-ipv4Min < 68 {
+				return // the worker refuses such a tunnel (modes.Encap): never installed
+			}
+		}
 		if err := fm.Put(&fl); err != nil {
 			t.Fatal(err)
 		}
@@ -328,7 +401,7 @@ func FuzzFastPath(f *testing.F) {
 			limit = 0xffff
 		}
 		c := fastCase{flow: fl, frame: frame}
-		if fastEligible(frame, limit) {
+		if fastEligible(frame, limit, fl.Encap) {
 			if ret != xdpRedirect || cnt.Packets != 1 {
 				t.Fatalf("%v: action %d, %d packets counted; want XDP_REDIRECT, 1\n% x", c, ret, cnt.Packets, frame)
 			}
