@@ -414,7 +414,7 @@ func (w *Worker) fastFollow(pc *pktCtx, key *conntrack.Key, c *conntrack.Conn) {
 	case spec.FwdTunnel:
 		// IPIP, IPv4 in IPv4, with DF (an outer header without it takes
 		// an IP ID, the worker's), the way in.
-		if c.Dir != conntrack.DirIn || !p.DF || !pc.hop.Src.Is4() || c.Dest.Config().TunType != spec.TunIPIP {
+		if c.Dir != conntrack.DirIn || !p.DF || !pc.hop.Src.Is4() || c.Dest == nil || c.Dest.Config().TunType != spec.TunIPIP {
 			return
 		}
 	default:
