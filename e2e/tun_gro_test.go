@@ -5,7 +5,6 @@ package e2e
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"io"
 	"net"
 	"strconv"
@@ -178,16 +177,4 @@ func tcpInCsumErrors(t *testing.T, ns *netnstest.NS) uint64 {
 	}
 	t.Fatal("no Tcp InCsumErrors in /proc/net/snmp")
 	return 0
-}
-
-// tunCounters extracts the JSON counters from `uvs-rs status`.
-func tunCounters(status string) map[string]uint64 {
-	_, js, ok := strings.Cut(status, "tun: counters ")
-	if !ok {
-		return nil
-	}
-	js, _, _ = strings.Cut(js, "\n")
-	m := map[string]uint64{}
-	_ = json.Unmarshal([]byte(js), &m)
-	return m
 }

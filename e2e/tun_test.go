@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -111,4 +112,16 @@ func TestDRTUNMixed(t *testing.T) {
 	if out := mustUVSADM(t, l.dir, "-Ln"); !strings.Contains(out, "Route") || !strings.Contains(out, "Tunnel") {
 		t.Fatalf("listing does not show both methods:\n%s", out)
 	}
+}
+
+// tunCounters extracts the JSON counters from `uvs-rs status`.
+func tunCounters(status string) map[string]uint64 {
+	_, js, ok := strings.Cut(status, "tun: counters ")
+	if !ok {
+		return nil
+	}
+	js, _, _ = strings.Cut(js, "\n")
+	m := map[string]uint64{}
+	_ = json.Unmarshal([]byte(js), &m)
+	return m
 }
