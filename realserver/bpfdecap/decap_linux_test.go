@@ -3,11 +3,13 @@ package bpfdecap_test
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
 
 	"github.com/uvs-lb/uvs/header"
+	"github.com/uvs-lb/uvs/internal/fuzzwatch"
 	"github.com/uvs-lb/uvs/internal/netnstest"
 	"github.com/uvs-lb/uvs/realserver"
 	"github.com/uvs-lb/uvs/realserver/bpfdecap"
@@ -216,6 +218,7 @@ func FuzzDecap(f *testing.F) {
 	f.Add([]byte{1, 2, 3}, byte(0))
 	d := load(f)
 	f.Fuzz(func(t *testing.T, b []byte, which byte) {
+		defer fuzzwatch.Guard(t, fuzzwatch.DefaultLimit, func() string { return fmt.Sprintf("%d bytes %.200q", len(b), b) })()
 		var loc, vips []netip.Addr
 		if len(b) >= 54 {
 			if which&1 != 0 {
