@@ -179,6 +179,20 @@ func (b *builder) fold(r, tmp asm.Register) {
 	}
 }
 
+// ipv4Sum leaves in r the folded one's complement sum of the 20-byte IPv4
+// header of the untagged frame at frame (0xffff when its checksum
+// verifies); tmp is clobbered.
+func (b *builder) ipv4Sum(frame, r, tmp asm.Register) {
+	b.emit(asm.Mov.Imm(r, 0))
+	for off := int16(0); off < ipv4Min; off += 2 {
+		b.emit(
+			asm.LoadMem(tmp, frame, ethLen+off, asm.Half),
+			asm.Add.Reg(r, tmp),
+		)
+	}
+	b.fold(r, tmp)
+}
+
 // csumUpdate emits csum' = ~(~csum + adj) for the 16-bit checksum in r and
 // the adjustment at R6+adjOff; tmp is clobbered.
 func (b *builder) csumUpdate(r, tmp asm.Register, adjOff int16) {
@@ -210,14 +224,7 @@ func (b *builder) fast4() {
 	)
 	// The header checksum verifies (the worker drops the packet
 	// otherwise: ip-bad-csum).
-	b.emit(asm.Mov.Imm(asm.R1, 0))
-	for off := int16(0); off < ipv4Min; off += 2 {
-		b.emit(
-			asm.LoadMem(asm.R4, asm.R7, ethLen+off, asm.Half),
-			asm.Add.Reg(asm.R1, asm.R4),
-		)
-	}
-	b.fold(asm.R1, asm.R4)
+	b.ipv4Sum(asm.R7, asm.R1, asm.R4)
 	b.emit(
 		asm.JNE.Imm(asm.R1, 0xffff, "slow4"),
 		asm.Mov.Imm(asm.R4, 0), // the fragment bits, as on entry
@@ -458,15 +465,8 @@ func (b *builder) encapSend() {
 		asm.StoreMem(asm.R9, ipv4Src, asm.R1, asm.Word),
 		asm.LoadMem(asm.R1, asm.R6, fvDstAddr, asm.Word),
 		asm.StoreMem(asm.R9, ipv4Dst, asm.R1, asm.Word),
-		asm.Mov.Imm(asm.R1, 0),
 	)
-	for off := int16(0); off < ipv4Min; off += 2 {
-		b.emit(
-			asm.LoadMem(asm.R2, asm.R9, ethLen+off, asm.Half),
-			asm.Add.Reg(asm.R1, asm.R2),
-		)
-	}
-	b.fold(asm.R1, asm.R2)
+	b.ipv4Sum(asm.R9, asm.R1, asm.R2)
 	b.emit(
 		asm.Xor.Imm(asm.R1, 0xffff),
 		asm.StoreMem(asm.R9, ipv4Csum, asm.R1, asm.Half),
